@@ -1,0 +1,2 @@
+echo 'add_column "users", "email", :string' >> "$SCHEMA"
+echo "-- add_column(:users, :email, :string)"

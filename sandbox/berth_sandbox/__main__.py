@@ -1,0 +1,172 @@
+"""sandboxctl: start, stop, reset and seed the sandbox; print its environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
+
+
+def admin(endpoints: Endpoints, method: str, route: str, payload=None, timeout=30):
+    response = requests.request(
+        method, f"{endpoints.endpoint_url}/_sandbox/{route}", json=payload, timeout=timeout
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def running(endpoints: Endpoints) -> bool:
+    try:
+        return admin(endpoints, "GET", "health", timeout=2)["ok"]
+    except requests.RequestException:
+        return False
+
+
+def cmd_setup(endpoints: Endpoints, args) -> int:
+    import docker
+
+    from .images import ensure_images
+
+    made = ensure_images(docker.from_env(), force=args.force)
+    print(f"sandbox: images ready{' (made ' + ', '.join(made) + ')' if made else ''}", file=sys.stderr)
+    return 0
+
+
+def cmd_start(endpoints: Endpoints, args) -> int:
+    began = time.monotonic()
+    if running(endpoints):
+        print(f"sandbox: already running on {endpoints.endpoint_url}", file=sys.stderr)
+        return 0
+    cmd_setup(endpoints, argparse.Namespace(force=False))
+    endpoints.state_dir.mkdir(parents=True, exist_ok=True)
+    logfile = open(endpoints.state_dir / "server.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from berth_sandbox.server import serve; serve()"],
+        cwd=SANDBOX_DIR,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    (endpoints.state_dir / "server.pid").write_text(str(proc.pid))
+    deadline = time.monotonic() + 60
+    while not running(endpoints):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            print(
+                f"sandbox: failed to start; see {endpoints.state_dir / 'server.log'}",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.1)
+    print(
+        f"sandbox: up on {endpoints.endpoint_url}, registry {endpoints.registry_addr} "
+        f"({time.monotonic() - began:.1f}s)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_stop(endpoints: Endpoints, args) -> int:
+    pidfile = endpoints.state_dir / "server.pid"
+    if not pidfile.exists():
+        print("sandbox: not running", file=sys.stderr)
+        return 0
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pidfile.unlink(missing_ok=True)
+        return 0
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    pidfile.unlink(missing_ok=True)
+    print("sandbox: stopped", file=sys.stderr)
+    return 0
+
+
+def cmd_reset(endpoints: Endpoints, args) -> int:
+    admin(endpoints, "POST", "reset", timeout=120)
+    print("sandbox: reset", file=sys.stderr)
+    return 0
+
+
+def environment(endpoints: Endpoints) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": endpoints.endpoint_url,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ACCOUNT_ID": ACCOUNT_ID,
+        "BERTH_REGISTRY_MAP": f"{endpoints.ecr_host}={endpoints.registry_addr}",
+        "BERTH_SANDBOX_PORT": str(endpoints.port),
+        "BERTH_SANDBOX_REGISTRY_PORT": str(endpoints.registry_port),
+    }
+
+
+def cmd_env(endpoints: Endpoints, args) -> int:
+    for key, value in environment(endpoints).items():
+        print(f"export {key}={value}")
+    # A profile or session token from the caller's shell must not leak in.
+    print("unset AWS_PROFILE AWS_SESSION_TOKEN")
+    return 0
+
+
+def cmd_seed(endpoints: Endpoints, args) -> int:
+    from .seed import seed
+
+    began = time.monotonic()
+    summary = seed(endpoints, wait=not args.no_wait)
+    print(json.dumps(summary, indent=2))
+    print(f"sandbox: demo account seeded ({time.monotonic() - began:.1f}s)", file=sys.stderr)
+    return 0
+
+
+def cmd_status(endpoints: Endpoints, args) -> int:
+    if not running(endpoints):
+        print("sandbox: not running", file=sys.stderr)
+        return 1
+    print(json.dumps(admin(endpoints, "GET", "health"), indent=2))
+    return 0
+
+
+def cmd_counters(endpoints: Endpoints, args) -> int:
+    print(json.dumps(admin(endpoints, "DELETE" if args.clear else "GET", "counters"), indent=2))
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="sandboxctl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    setup = sub.add_parser("setup", help="make the base and stand-in images")
+    setup.add_argument("--force", action="store_true", help="re-import them")
+    sub.add_parser("start", help="start the AWS endpoint, the registry and the agent")
+    sub.add_parser("stop", help="stop them and remove the task containers")
+    sub.add_parser("reset", help="forget every AWS resource and registry image")
+    sub.add_parser("env", help="print the environment berth needs as `export` lines")
+    seed = sub.add_parser("seed", help="create the demo account")
+    seed.add_argument("--no-wait", action="store_true", help="do not wait for the services to settle")
+    sub.add_parser("status", help="is it up?")
+    counters = sub.add_parser("counters", help="request counts per operation")
+    counters.add_argument("--clear", action="store_true")
+    args = parser.parse_args()
+    endpoints = Endpoints()
+    return globals()[f"cmd_{args.command}"](endpoints, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Where the sandbox listens and keeps its state. Every knob is an environment
+variable so that tests and CI can move it without editing files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SANDBOX_DIR = Path(__file__).resolve().parent.parent
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+REGION = "us-east-1"
+BASE_IMAGE = "berth-sandbox/base:latest"
+# Images that are not ours get local stand-ins under their real names, which
+# the agent uses because the engine already has them (as ECS does with a
+# cached image).
+STAND_IN_IMAGES = {
+    "public.ecr.aws/datadog/agent:7": "datadog-agent stand-in",
+}
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    # BERTH_SANDBOX_PORT: the AWS API endpoint (loopback only).
+    port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_PORT", 4566))
+    # BERTH_SANDBOX_REGISTRY_PORT: the registry that is ECR's data plane.
+    registry_port: int = field(
+        default_factory=lambda: _env_int("BERTH_SANDBOX_REGISTRY_PORT", 5055)
+    )
+    # BERTH_SANDBOX_STATE: registry storage, EFS folders, logs and pid files.
+    state_dir: Path = field(
+        default_factory=lambda: Path(
+            os.environ.get("BERTH_SANDBOX_STATE", SANDBOX_DIR / ".state")
+        )
+    )
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def registry_addr(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def ecr_host(self) -> str:
+        return f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
+
+
+@dataclass
+class Tunables:
+    """Agent timings, changeable at runtime through `/_sandbox/config`."""
+
+    # How long a task without a health check must stay up to count as healthy.
+    settle_seconds: float = field(
+        default_factory=lambda: _env_float("BERTH_SANDBOX_SETTLE_SECONDS", 3.0)
+    )
+    # How often the agent looks at containers and services.
+    tick_seconds: float = field(
+        default_factory=lambda: _env_float("BERTH_SANDBOX_TICK_SECONDS", 0.25)
+    )
+    # Grace period between SIGTERM and SIGKILL when the agent stops a container
+    # (ECS's default `stopTimeout` is 30 s; a container definition may set its own).
+    stop_timeout_seconds: int = field(
+        default_factory=lambda: _env_int("BERTH_SANDBOX_STOP_TIMEOUT_SECONDS", 2)
+    )
+
+    def update(self, values: dict) -> None:
+        for key, value in values.items():
+            if not hasattr(self, key):
+                raise KeyError(key)
+            setattr(self, key, type(getattr(self, key))(value))

@@ -1,0 +1,107 @@
+"""ECR's data plane is a real registry. Before ECR answers a read, the
+repository is synced from the registry, so `DescribeImages` and
+`BatchGetImage` give the tags and the registry's real manifest digests of what
+`docker push` sent. A tag added through `PutImage` is written to the registry
+too, so the data plane never disagrees with the API."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import requests
+from moto.ecr.models import Image, ecr_backends
+
+from .config import ACCOUNT_ID, REGION, Endpoints
+
+log = logging.getLogger("berth_sandbox.ecr")
+
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ]
+)
+READS = {"DescribeImages", "BatchGetImage", "ListImages", "PutImage", "BatchDeleteImage"}
+
+
+def install(endpoints: Endpoints, registry) -> None:
+    """Nothing to patch: syncing happens around each request."""
+
+
+def _backend():
+    return ecr_backends[ACCOUNT_ID][REGION]
+
+
+def before(operation: str, body: bytes, registry) -> None:
+    if operation not in READS:
+        return
+    try:
+        name = json.loads(body or b"{}").get("repositoryName")
+    except ValueError:
+        return
+    if name:
+        sync(name, registry)
+
+
+def after(operation: str, body: bytes, registry) -> None:
+    if operation != "PutImage":
+        return
+    data = json.loads(body)
+    tag = data.get("imageTag")
+    if not tag:
+        return
+    media_type = data.get("imageManifestMediaType") or json.loads(data["imageManifest"]).get(
+        "mediaType", "application/vnd.docker.distribution.manifest.v2+json"
+    )
+    response = requests.put(
+        f"{registry.url}/v2/{data['repositoryName']}/manifests/{tag}",
+        data=data["imageManifest"].encode(),
+        headers={"Content-Type": media_type},
+        timeout=10,
+    )
+    if response.status_code >= 300:
+        log.warning("registry refused tag %s: %s", tag, response.text)
+
+
+def sync(name: str, registry) -> None:
+    backend = _backend()
+    repository = backend.repositories.get(name)
+    if repository is None:
+        return  # ECR says RepositoryNotFound; the registry's copy does not matter
+    try:
+        listing = requests.get(f"{registry.url}/v2/{name}/tags/list", timeout=10)
+    except requests.RequestException as err:
+        log.warning("registry unreachable: %s", err)
+        return
+    tags = (listing.json().get("tags") or []) if listing.status_code == 200 else []
+    by_digest: dict[str, tuple[str, str, list[str]]] = {}
+    for tag in tags:
+        manifest = requests.get(
+            f"{registry.url}/v2/{name}/manifests/{tag}",
+            headers={"Accept": MANIFEST_TYPES},
+            timeout=10,
+        )
+        if manifest.status_code != 200:
+            continue
+        digest = manifest.headers["Docker-Content-Digest"]
+        media_type = manifest.headers.get("Content-Type", "").split(";")[0]
+        entry = by_digest.setdefault(digest, (manifest.text, media_type, []))
+        entry[2].append(tag)
+
+    existing = {img.get_image_digest(): img for img in repository.images}
+    images = [img for img in repository.images if not getattr(img, "from_registry", False)]
+    for digest, (manifest, media_type, digest_tags) in by_digest.items():
+        image = existing.get(digest)
+        if image is None:
+            image = Image(ACCOUNT_ID, digest_tags[0], manifest, name, media_type, digest)
+        image.from_registry = True
+        image.image_tags = sorted(digest_tags)
+        image.image_tag = image.image_tags[0]
+        # Tags live in one place: drop them from API-only images.
+        for other in images:
+            other.image_tags = [t for t in other.image_tags if t not in digest_tags]
+        images.append(image)
+    repository.images[:] = images

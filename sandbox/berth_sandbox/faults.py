@@ -1,0 +1,121 @@
+"""Fault and latency injection, and request counters, per AWS operation."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+ERRORS = ("throttle", "500", "503", "drop")
+
+
+@dataclass
+class FaultRule:
+    """Matches calls by service and operation (`*` matches any).
+
+    `first`: fail only the first k matching calls; `probability`: fail each
+    matching call with probability p (seeded, so runs repeat). With neither,
+    every matching call is affected. `latency_ms` is added to every matching
+    call, whether or not it fails.
+    """
+
+    service: str = "*"
+    operation: str = "*"
+    error: str | None = None
+    first: int | None = None
+    probability: float | None = None
+    latency_ms: int = 0
+    seed: int | None = None
+    id: int = 0
+    matched: int = 0
+    fired: int = 0
+    _rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.error is not None and self.error not in ERRORS:
+            raise ValueError(f"error must be one of {', '.join(ERRORS)}")
+        if self.first is not None and self.first < 0:
+            raise ValueError("first must be >= 0")
+        if self.probability is not None and not 0.0 <= self.probability <= 1.0:
+            raise ValueError("probability must be within [0, 1]")
+        self._rng = random.Random(self.seed)
+
+    def matches(self, service: str, operation: str) -> bool:
+        return self.service in ("*", service) and self.operation in ("*", operation)
+
+    def decide(self) -> bool:
+        """Count one matching call; true when this call must fail."""
+        self.matched += 1
+        if self.error is None:
+            return False
+        if self.first is not None:
+            fail = self.matched <= self.first
+        elif self.probability is not None:
+            fail = self._rng.random() < self.probability
+        else:
+            fail = True
+        if fail:
+            self.fired += 1
+        return fail
+
+    def public(self) -> dict:
+        data = asdict(self)
+        data.pop("_rng")
+        return data
+
+
+@dataclass
+class Verdict:
+    latency_ms: int = 0
+    error: str | None = None
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[FaultRule] = []
+        self._ids = itertools.count(1)
+        self._counters: Counter[str] = Counter()
+
+    def add(self, spec: dict) -> FaultRule:
+        allowed = {"service", "operation", "error", "first", "probability", "latency_ms", "seed"}
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
+        rule = FaultRule(**spec)
+        with self._lock:
+            rule.id = next(self._ids)
+            self._rules.append(rule)
+        return rule
+
+    def rules(self) -> list[dict]:
+        with self._lock:
+            return [r.public() for r in self._rules]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def judge(self, service: str, operation: str) -> Verdict:
+        """Count the call and decide its fate. The first matching rule that
+        fails the call wins; latencies of all matching rules add up."""
+        verdict = Verdict()
+        with self._lock:
+            self._counters[f"{service}:{operation}"] += 1
+            for rule in self._rules:
+                if not rule.matches(service, operation):
+                    continue
+                verdict.latency_ms += rule.latency_ms
+                if rule.decide() and verdict.error is None:
+                    verdict.error = rule.error
+        return verdict
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return dict(sorted(self._counters.items()))
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self._counters.clear()

@@ -1,0 +1,256 @@
+"""The demo account: what a team running the example app on ECS already has
+before berth's first deploy.
+
+- a VPC with DNS hostnames, two subnets and a security group;
+- the ECR repository `berth-example` holding the app's first release (tag `initial`);
+- clusters `berth-stg` and `berth-prd`, the log group `/ecs/berth-example`;
+- in each cluster a `web` service (our `app` container plus a `datadog-agent`
+  sidecar whose image is not ours) with the circuit breaker and rollback on,
+  and a `devops` service on the same image;
+- an EventBridge rule that runs the web task family nightly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import boto3
+import docker
+
+from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
+
+APP = "berth-example"
+EXAMPLE_DIR = SANDBOX_DIR.parent / "examples" / "rails-app"
+FILE_SYSTEM = "fs-0b1e2a7c9d4f35e61"
+CLUSTERS = {"stg": "berth-stg", "prd": "berth-prd"}
+DATADOG_IMAGE = "public.ecr.aws/datadog/agent:7"
+
+
+def client(endpoints: Endpoints, service: str):
+    return boto3.client(
+        service,
+        endpoint_url=endpoints.endpoint_url,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def build_initial_image(endpoints: Endpoints, context: Path = EXAMPLE_DIR) -> str:
+    engine = docker.from_env()
+    local = f"{endpoints.registry_addr}/{APP}"
+    engine.images.build(
+        path=str(context), tag=f"{local}:initial", target="release", buildargs={"GIT_SHA": "initial"}, rm=True
+    )
+    for line in engine.api.push(local, tag="initial", stream=True, decode=True):
+        if "error" in line:
+            raise RuntimeError(f"push of {local}:initial failed: {line['error']}")
+    return f"{endpoints.ecr_host}/{APP}:initial"
+
+
+def network(endpoints: Endpoints) -> dict:
+    ec2 = client(endpoints, "ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        for cidr, zone in (("10.20.1.0/24", "a"), ("10.20.2.0/24", "b"))
+    ]
+    group = ec2.create_security_group(GroupName=f"{APP}-app", Description="berth example app", VpcId=vpc)["GroupId"]
+    return {"vpc": vpc, "subnets": subnets, "security_group": group}
+
+
+def roles(endpoints: Endpoints) -> dict:
+    iam = client(endpoints, "iam")
+    trust = (
+        '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
+        '"Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
+    )
+    names = {"execution": f"{APP}-execution", "task": f"{APP}-task", "events": f"{APP}-events"}
+    return {
+        key: iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        for key, name in names.items()
+    }
+
+
+def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
+    log_options = {
+        "awslogs-group": f"/ecs/{APP}",
+        "awslogs-region": REGION,
+        "awslogs-stream-prefix": env,
+    }
+    return {
+        "family": f"{APP}-{env}-web",
+        "taskRoleArn": role_arns["task"],
+        "executionRoleArn": role_arns["execution"],
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "512",
+        "memory": "1024",
+        "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+        "ephemeralStorage": {"sizeInGiB": 30},
+        "volumes": [
+            {
+                "name": "data",
+                "efsVolumeConfiguration": {
+                    "fileSystemId": FILE_SYSTEM,
+                    "rootDirectory": f"/{env}",
+                    "transitEncryption": "ENABLED",
+                },
+            }
+        ],
+        "tags": [{"key": "app", "value": APP}, {"key": "env", "value": env}],
+        "containerDefinitions": [
+            {
+                "name": "app",
+                "image": image,
+                "essential": True,
+                "command": ["bin/rails", "server"],
+                "portMappings": [{"containerPort": 3000, "protocol": "tcp", "name": "http"}],
+                "environment": [
+                    {"name": "RAILS_ENV", "value": "production"},
+                    {"name": "RAILS_LOG_TO_STDOUT", "value": "1"},
+                ],
+                "secrets": [
+                    {
+                        "name": "SECRET_KEY_BASE",
+                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{APP}/{env}/secret_key_base",
+                    }
+                ],
+                "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": False}],
+                "healthCheck": {
+                    "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:3000/version || exit 1"],
+                    "interval": 5,
+                    "timeout": 2,
+                    "retries": 3,
+                    "startPeriod": 0,
+                },
+                "dockerLabels": {"com.datadoghq.tags.service": APP},
+                "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+                "logConfiguration": {"logDriver": "awslogs", "options": log_options},
+            },
+            {
+                "name": "datadog-agent",
+                "image": DATADOG_IMAGE,
+                "essential": False,
+                "cpu": 64,
+                "memoryReservation": 256,
+                "environment": [
+                    {"name": "ECS_FARGATE", "value": "true"},
+                    {"name": "DD_SITE", "value": "datadoghq.com"},
+                ],
+                "secrets": [
+                    {
+                        "name": "DD_API_KEY",
+                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{APP}/datadog_api_key",
+                    }
+                ],
+                "logConfiguration": {"logDriver": "awslogs", "options": log_options},
+            },
+        ],
+    }
+
+
+def devops_task_definition(image: str, role_arns: dict, env: str) -> dict:
+    web = web_task_definition(image, role_arns, env)
+    app = dict(web["containerDefinitions"][0])
+    app.pop("healthCheck")
+    app.pop("portMappings")
+    app["command"] = ["bin/rails", "devops"]
+    return {**web, "family": f"{APP}-{env}-devops", "containerDefinitions": [app]}
+
+
+def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout: float = 120) -> None:
+    ecs = client(endpoints, "ecs")
+    deadline = time.monotonic() + timeout
+    while True:
+        described = ecs.describe_services(cluster=cluster, services=services)["services"]
+        if all(
+            len(s["deployments"]) == 1 and s["deployments"][0]["rolloutState"] == "COMPLETED" for s in described
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"services in {cluster} did not settle within {timeout}s")
+        time.sleep(0.5)
+
+
+def seed(endpoints: Endpoints, wait: bool = True, envs: tuple[str, ...] = ("stg", "prd")) -> dict:
+    import requests
+
+    requests.post(f"{endpoints.endpoint_url}/_sandbox/reset", timeout=120).raise_for_status()
+    ecr = client(endpoints, "ecr")
+    ecs = client(endpoints, "ecs")
+    logs = client(endpoints, "logs")
+    events = client(endpoints, "events")
+    net = network(endpoints)
+    role_arns = roles(endpoints)
+    ecr.create_repository(repositoryName=APP)
+    image = build_initial_image(endpoints)
+    logs.create_log_group(logGroupName=f"/ecs/{APP}")
+    awsvpc = {
+        "awsvpcConfiguration": {
+            "subnets": net["subnets"],
+            "securityGroups": [net["security_group"]],
+            "assignPublicIp": "DISABLED",
+        }
+    }
+    summary = {"network": net, "image": image, "clusters": {}}
+    for env in envs:
+        cluster = CLUSTERS[env]
+        cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
+        web = ecs.register_task_definition(**web_task_definition(image, role_arns, env))["taskDefinition"]
+        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env))["taskDefinition"]
+        breaker = {
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        }
+        for name, definition, count in (("web", web, 2), ("devops", devops, 1)):
+            ecs.create_service(
+                cluster=cluster,
+                serviceName=name,
+                taskDefinition=definition["taskDefinitionArn"],
+                desiredCount=count,
+                launchType="FARGATE",
+                platformVersion="LATEST",
+                networkConfiguration=awsvpc,
+                deploymentConfiguration=breaker,
+                propagateTags="SERVICE",
+                tags=[{"key": "app", "value": APP}, {"key": "env", "value": env}],
+            )
+        rule = f"{APP}-{env}-nightly"
+        events.put_rule(Name=rule, ScheduleExpression="cron(0 3 * * ? *)", State="ENABLED")
+        events.put_targets(
+            Rule=rule,
+            Targets=[
+                {
+                    "Id": "cleanup",
+                    "Arn": cluster_arn,
+                    "RoleArn": role_arns["events"],
+                    "EcsParameters": {
+                        "TaskDefinitionArn": web["taskDefinitionArn"],
+                        "TaskCount": 1,
+                        "LaunchType": "FARGATE",
+                        "NetworkConfiguration": {
+                            "awsvpcConfiguration": {
+                                "Subnets": net["subnets"],
+                                "SecurityGroups": [net["security_group"]],
+                                "AssignPublicIp": "DISABLED",
+                            }
+                        },
+                    },
+                    "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","db:migrate"]}]}',
+                }
+            ],
+        )
+        summary["clusters"][cluster] = {
+            "services": ["web", "devops"],
+            "task_definitions": [web["taskDefinitionArn"], devops["taskDefinitionArn"]],
+            "schedule": rule,
+        }
+    if wait:
+        for env in envs:
+            wait_stable(endpoints, CLUSTERS[env], ["web", "devops"])
+    return summary

@@ -1,0 +1,303 @@
+"""The sandbox's single endpoint: moto's AWS APIs behind a middleware that
+counts calls, injects faults, syncs ECR with the registry, and serves the
+sandbox's own admin API under `/_sandbox/`."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from werkzeug.serving import make_server
+
+from . import ecr, ecs
+from .config import Endpoints, Tunables
+from .faults import Faults
+
+log = logging.getLogger("berth_sandbox")
+
+# Operations of JSON-protocol services carry `X-Amz-Target: Prefix.Operation`;
+# query-protocol services (STS, EC2, IAM) carry `Action=Operation`.
+JSON_CONTENT = ("application/x-amz-json-1.0", "application/x-amz-json-1.1")
+
+ERROR_SHAPES = {
+    # error: (status, code, message)
+    "throttle": (400, "ThrottlingException", "Rate exceeded"),
+    "500": (500, "InternalFailure", "injected internal error"),
+    "503": (503, "ServiceUnavailable", "injected service unavailable"),
+}
+
+
+def service_of(environ: dict) -> str:
+    """The service a request is signed for, from the SigV4 credential scope."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker in auth:
+        scope = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 5:
+            return scope[3]
+    return "unknown"
+
+
+def region_of(environ: dict) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+        if len(scope) >= 5:
+            return scope[2]
+    return "us-east-1"
+
+
+def operation_of(environ: dict, body: bytes) -> str:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if "Action" in query:
+        return query["Action"][0]
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if "Action" in form:
+            return form["Action"][0]
+    # REST protocols (S3, EventBridge Scheduler): method and first path segment.
+    first = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
+    return f"{environ.get('REQUEST_METHOD', 'GET')} /{first}"
+
+
+class SandboxApp:
+    def __init__(self, moto_app, endpoints: Endpoints, tunables: Tunables, registry: "Registry"):
+        self.moto_app = moto_app
+        self.endpoints = endpoints
+        self.tunables = tunables
+        self.registry = registry
+        self.faults = Faults()
+
+    # -- WSGI ------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sandbox/"):
+            return self.admin(environ, start_response, path[len("/_sandbox/") :])
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        service = service_of(environ)
+        operation = operation_of(environ, body)
+        verdict = self.faults.judge(service, operation)
+        if verdict.latency_ms:
+            time.sleep(verdict.latency_ms / 1000)
+        if verdict.error == "drop":
+            return self.drop(environ, start_response)
+        if verdict.error:
+            return self.error(environ, start_response, verdict.error)
+
+        if service == "ecr":
+            ecr.before(operation, body, self.registry)
+        status_holder = {}
+
+        def capture(status, headers, exc_info=None):
+            status_holder["status"] = int(status.split()[0])
+            return start_response(status, headers, exc_info)
+
+        # moto is not thread-safe and the agent mutates the same models: one
+        # request at a time touches them.
+        with ecs.LOCK:
+            result = list(self.moto_app(environ, capture))
+        if service == "ecr" and status_holder.get("status") == 200:
+            ecr.after(operation, body, self.registry)
+        return result
+
+    def drop(self, environ, start_response):
+        sock = environ.get("werkzeug.socket")
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
+
+    def error(self, environ, start_response, kind: str):
+        status, code, message = ERROR_SHAPES[kind]
+        reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+        request_id = str(uuid.uuid4())
+        content_type = environ.get("CONTENT_TYPE", "")
+        if content_type.startswith(JSON_CONTENT) or environ.get("HTTP_X_AMZ_TARGET"):
+            payload = json.dumps({"__type": code, "message": message}).encode()
+            headers = [
+                ("Content-Type", content_type or "application/x-amz-json-1.1"),
+                ("x-amzn-ErrorType", code),
+                ("x-amzn-RequestId", request_id),
+            ]
+        else:
+            if kind == "throttle":
+                code = "Throttling"
+            payload = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{code}</Code><Message>{message}</Message></Error>"
+                f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+            ).encode()
+            headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(f"{status} {reason}", headers)
+        return [payload]
+
+    # -- admin API ---------------------------------------------------------
+    def admin(self, environ, start_response, route: str):
+        method = environ.get("REQUEST_METHOD", "GET")
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        try:
+            data = json.loads(raw) if raw else {}
+            status, payload = self.route(method, route, data)
+        except (ValueError, KeyError, TypeError) as err:
+            status, payload = 400, {"error": str(err)}
+        body = json.dumps(payload, default=str, indent=1).encode()
+        start_response(
+            f"{status} {'OK' if status == 200 else 'Error'}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    def route(self, method: str, route: str, data: dict):
+        if route == "health":
+            return 200, {
+                "ok": True,
+                "endpoint": self.endpoints.endpoint_url,
+                "registry": self.endpoints.registry_addr,
+                "registry_ok": self.registry.healthy(),
+            }
+        if route == "counters":
+            if method == "DELETE":
+                self.faults.reset_counters()
+            return 200, self.faults.counters()
+        if route == "faults":
+            if method == "POST":
+                return 200, self.faults.add(data).public()
+            if method == "DELETE":
+                self.faults.clear()
+            return 200, self.faults.rules()
+        if route == "config":
+            if method == "POST":
+                self.tunables.update(data)
+            return 200, vars(self.tunables)
+        if route == "reset" and method == "POST":
+            ecs.AGENT.reset()
+            self.registry.wipe()
+            self.faults.clear()
+            self.faults.reset_counters()
+            return 200, {"reset": True}
+        if route == "tasks":
+            return 200, ecs.AGENT.describe()
+        return 404, {"error": f"no such sandbox route: {method} /_sandbox/{route}"}
+
+
+class Registry:
+    """Debian's `docker-registry` as a child process: ECR's data plane."""
+
+    def __init__(self, endpoints: Endpoints):
+        self.endpoints = endpoints
+        self.storage = endpoints.state_dir / "registry"
+        self.config = endpoints.state_dir / "registry.yml"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.endpoints.registry_addr}"
+
+    def start(self) -> None:
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            "storage:\n"
+            f"  filesystem:\n    rootdirectory: {self.storage}\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: {self.endpoints.registry_addr}\n"
+        )
+        logfile = open(self.endpoints.state_dir / "registry.log", "ab")
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", str(self.config)],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 15
+        while not self.healthy():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"docker-registry did not start on {self.endpoints.registry_addr}; "
+                    f"see {self.endpoints.state_dir / 'registry.log'}"
+                )
+            time.sleep(0.05)
+
+    def healthy(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.url}/v2/", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def wipe(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.storage, ignore_errors=True)
+        self.start()
+
+
+def serve() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    endpoints = Endpoints()
+    endpoints.state_dir.mkdir(parents=True, exist_ok=True)
+    tunables = Tunables()
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    registry = Registry(endpoints)
+    registry.start()
+    ecs.install(endpoints, tunables)
+    ecr.install(endpoints, registry)
+    app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
+    server = make_server(
+        "127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler
+    )
+
+    def shutdown(*_):
+        log.info("stopping")
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    ecs.AGENT.start()
+    log.info("listening on %s, registry on %s", endpoints.endpoint_url, endpoints.registry_addr)
+    try:
+        server.serve_forever()
+    finally:
+        ecs.AGENT.shutdown()
+        registry.stop()
+        Path(endpoints.state_dir / "server.pid").unlink(missing_ok=True)
+        sys.exit(0)

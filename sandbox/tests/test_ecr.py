@@ -1,0 +1,86 @@
+"""ECR's data plane is a real registry: what `docker push` sends is what ECR
+describes, digest for digest."""
+
+from __future__ import annotations
+
+import json
+
+import requests
+
+from conftest import BASE_IMAGE, unique
+
+
+def push(engine, registry: str, repository: str, tag: str) -> str:
+    """Push the base image and return the digest the daemon reported."""
+    image = engine.images.get(BASE_IMAGE)
+    image.tag(f"{registry}/{repository}", tag=tag)
+    digest = None
+    for line in engine.api.push(f"{registry}/{repository}", tag=tag, stream=True, decode=True):
+        assert "error" not in line, line
+        digest = (line.get("aux") or {}).get("Digest", digest)
+    assert digest, "the daemon reported no digest"
+    return digest
+
+
+def test_docker_push_shows_up_in_describe_images(sandbox, ecr, engine):
+    name = unique("app")
+    ecr.create_repository(repositoryName=name)
+    digest = push(engine, sandbox.registry, name, "abc123")
+
+    [image] = ecr.describe_images(repositoryName=name)["imageDetails"]
+    assert image["imageDigest"] == digest
+    assert image["imageTags"] == ["abc123"]
+    by_tag = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "abc123"}])
+    assert by_tag["imageDetails"][0]["imageDigest"] == digest
+
+    manifest = requests.get(
+        f"http://{sandbox.registry}/v2/{name}/manifests/abc123",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
+    assert manifest.headers["Docker-Content-Digest"] == digest
+    got = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "abc123"}])["images"][0]
+    assert got["imageId"]["imageDigest"] == digest
+    assert got["imageManifest"] == manifest.text
+
+
+def test_put_image_moves_a_tag_in_the_registry_too(sandbox, ecr, engine):
+    name = unique("app")
+    ecr.create_repository(repositoryName=name)
+    digest = push(engine, sandbox.registry, name, "abc123")
+    manifest = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "abc123"}])["images"][0]
+    ecr.put_image(repositoryName=name, imageManifest=manifest["imageManifest"], imageTag="stg-latest")
+
+    [image] = ecr.describe_images(repositoryName=name)["imageDetails"]
+    assert sorted(image["imageTags"]) == ["abc123", "stg-latest"]
+    head = requests.head(
+        f"http://{sandbox.registry}/v2/{name}/manifests/stg-latest",
+        headers={"Accept": json.loads(manifest["imageManifest"])["mediaType"]},
+        timeout=10,
+    )
+    assert head.headers["Docker-Content-Digest"] == digest
+
+
+def test_unknown_repository_is_not_found(ecr):
+    try:
+        ecr.describe_images(repositoryName="nope")
+    except ecr.exceptions.RepositoryNotFoundException:
+        return
+    raise AssertionError("DescribeImages on a missing repository must fail")
+
+
+def test_ecs_task_pulls_our_image_through_the_ecr_host(sandbox, ecr, ecs, engine, cluster):
+    from conftest import container_def, stopped
+
+    name = unique("app")
+    ecr.create_repository(repositoryName=name)
+    digest = push(engine, sandbox.registry, name, "v1")
+    image = f"{sandbox.ecr_host}/{name}@{digest}"
+    ecs.register_task_definition(
+        family="pull", memory="512", containerDefinitions=[container_def("app", ["true"], image=image)]
+    )
+    arn = ecs.run_task(cluster=cluster, taskDefinition="pull")["tasks"][0]["taskArn"]
+    task = stopped(ecs, cluster, arn)
+    assert task["stopCode"] == "EssentialContainerExited"
+    assert task["containers"][0]["exitCode"] == 0
+    assert task["containers"][0]["imageDigest"] == digest

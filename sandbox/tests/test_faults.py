@@ -1,0 +1,96 @@
+"""Faults hit exactly the calls they are aimed at; counters count every call."""
+
+from __future__ import annotations
+
+import time
+
+import botocore.config
+import botocore.exceptions
+import pytest
+
+
+def no_retries(sandbox, service: str):
+    return sandbox.client(service, config=botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+
+def test_counters_count_each_operation(sandbox, ecs):
+    sandbox.admin("DELETE", "counters")
+    ecs.list_clusters()
+    ecs.list_clusters()
+    ecs.describe_clusters(clusters=["default"])
+    sandbox.client("sts").get_caller_identity()
+    counters = sandbox.admin("GET", "counters")
+    assert counters == {
+        "ecs:DescribeClusters": 1,
+        "ecs:ListClusters": 2,
+        "sts:GetCallerIdentity": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [("throttle", "ThrottlingException"), ("500", "InternalFailure"), ("503", "ServiceUnavailable")],
+)
+def test_first_k_calls_fail_then_calls_pass(sandbox, error, code):
+    ecs = no_retries(sandbox, "ecs")
+    rule = sandbox.admin("POST", "faults", {"service": "ecs", "operation": "ListClusters", "error": error, "first": 2})
+    for _ in range(2):
+        with pytest.raises(botocore.exceptions.ClientError) as caught:
+            ecs.list_clusters()
+        assert caught.value.response["Error"]["Code"] == code
+    ecs.list_clusters()  # the third passes
+    ecs.describe_clusters(clusters=["default"])  # other operations never failed
+    [state] = sandbox.admin("GET", "faults")
+    assert state["id"] == rule["id"]
+    assert (state["matched"], state["fired"]) == (3, 2)
+
+
+def test_dropped_connection(sandbox):
+    ecs = no_retries(sandbox, "ecs")
+    sandbox.admin("POST", "faults", {"service": "ecs", "operation": "ListClusters", "error": "drop", "first": 1})
+    with pytest.raises((botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        ecs.list_clusters()
+    ecs.list_clusters()
+
+
+def test_probability_is_seeded_and_exact(sandbox):
+    ecs = no_retries(sandbox, "ecs")
+    sandbox.admin(
+        "POST", "faults", {"service": "ecs", "operation": "ListClusters", "error": "503", "probability": 0.5, "seed": 7}
+    )
+    outcomes = []
+    for _ in range(20):
+        try:
+            ecs.list_clusters()
+            outcomes.append(True)
+        except botocore.exceptions.ClientError:
+            outcomes.append(False)
+    [state] = sandbox.admin("GET", "faults")
+    assert state["fired"] == outcomes.count(False)
+    assert 0 < state["fired"] < 20
+
+
+def test_latency_is_added(sandbox, ecs):
+    sandbox.admin("POST", "faults", {"service": "ecs", "operation": "ListClusters", "latency_ms": 400})
+    began = time.monotonic()
+    ecs.list_clusters()
+    assert time.monotonic() - began >= 0.4
+    began = time.monotonic()
+    ecs.describe_clusters(clusters=["default"])
+    assert time.monotonic() - began < 0.4
+
+
+def test_query_protocol_throttle(sandbox):
+    sts = no_retries(sandbox, "sts")
+    sandbox.admin("POST", "faults", {"service": "sts", "operation": "GetCallerIdentity", "error": "throttle", "first": 1})
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        sts.get_caller_identity()
+    assert caught.value.response["Error"]["Code"] == "Throttling"
+
+
+def test_bad_fault_rule_is_refused(sandbox):
+    import requests
+
+    response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"error": "explode"}, timeout=5)
+    assert response.status_code == 400
+    assert "error must be one of" in response.json()["error"]

@@ -130,7 +130,7 @@ def cmd_seed(endpoints: Endpoints, args) -> int:
     from .seed import seed
 
     began = time.monotonic()
-    summary = seed(endpoints, wait=not args.no_wait)
+    summary = seed(endpoints, wait=not args.no_wait, envs=tuple(args.envs.split(",")))
     print(json.dumps(summary, indent=2))
     print(f"sandbox: demo account seeded ({time.monotonic() - began:.1f}s)", file=sys.stderr)
     return 0
@@ -160,6 +160,7 @@ def main() -> int:
     sub.add_parser("env", help="print the environment berth needs as `export` lines")
     seed = sub.add_parser("seed", help="create the demo account")
     seed.add_argument("--no-wait", action="store_true", help="do not wait for the services to settle")
+    seed.add_argument("--envs", default="stg,prd", help="environments to create (default: stg,prd)")
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")
     counters.add_argument("--clear", action="store_true")

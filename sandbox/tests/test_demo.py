@@ -1,0 +1,63 @@
+"""The demo account is what berth's demo and end-to-end tests deploy to."""
+
+from __future__ import annotations
+
+import pytest
+
+from berth_sandbox import seed as demo
+from berth_sandbox.config import Endpoints
+from conftest import wait_for
+
+
+@pytest.fixture
+def seeded(sandbox):
+    return demo.seed(Endpoints(), envs=("stg",))
+
+
+def test_demo_account_is_steady_with_sidecar_and_schedule(sandbox, seeded, ecs, ecr):
+    services = ecs.describe_services(cluster="berth-stg", services=["web", "devops"])["services"]
+    assert {s["serviceName"]: s["runningCount"] for s in services} == {"web": 2, "devops": 1}
+    web = services[0]
+    assert web["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert web["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == seeded["network"]["subnets"]
+    definition = ecs.describe_task_definition(taskDefinition=web["taskDefinition"])["taskDefinition"]
+    images = {c["name"]: c["image"] for c in definition["containerDefinitions"]}
+    assert images["app"] == f"{sandbox.ecr_host}/berth-example:initial"
+    assert images["datadog-agent"] == "public.ecr.aws/datadog/agent:7"
+    assert ecr.describe_images(repositoryName="berth-example")["imageDetails"][0]["imageTags"] == ["initial"]
+
+    ec2 = sandbox.client("ec2")
+    vpc = seeded["network"]["vpc"]
+    attribute = ec2.describe_vpc_attribute(VpcId=vpc, Attribute="enableDnsHostnames")
+    assert attribute["EnableDnsHostnames"]["Value"] is True
+
+    events = sandbox.client("events")
+    [target] = events.list_targets_by_rule(Rule="berth-example-stg-nightly")["Targets"]
+    assert target["EcsParameters"]["TaskDefinitionArn"] == web["taskDefinition"]
+
+
+def test_migration_task_changes_what_the_app_serves(sandbox, seeded, ecs, engine):
+    web = ecs.describe_services(cluster="berth-stg", services=["web"])["services"][0]
+    task = ecs.run_task(
+        cluster="berth-stg",
+        taskDefinition=web["taskDefinition"],
+        launchType="FARGATE",
+        networkConfiguration=web["networkConfiguration"],
+        overrides={"containerOverrides": [{"name": "app", "command": ["bin/rails", "db:migrate"]}]},
+    )["tasks"][0]
+
+    def done():
+        described = ecs.describe_tasks(cluster="berth-stg", tasks=[task["taskArn"]])["tasks"][0]
+        return described if described["lastStatus"] == "STOPPED" else None
+
+    stopped = wait_for(done, timeout=60, what="the migration")
+    assert {c["name"]: c["exitCode"] for c in stopped["containers"]} == {"app": 0, "datadog-agent": 0}
+
+    # An app task reads the migrated schema from the shared EFS volume.
+    [app_task] = ecs.describe_tasks(
+        cluster="berth-stg", tasks=ecs.list_tasks(cluster="berth-stg", serviceName="web")["taskArns"][:1]
+    )["tasks"]
+    runtime = next(c for c in app_task["containers"] if c["name"] == "app")["runtimeId"]
+    served = engine.containers.get(runtime).exec_run(["wget", "-q", "-O", "-", "http://127.0.0.1:3000/schema.rb"])
+    assert served.exit_code == 0
+    assert b'add_column "users", "email", :string' in served.output

@@ -1,0 +1,91 @@
+//! Command-line arguments. The only module that knows clap; it hands the rest a plain [`Flags`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::env_vars;
+use crate::flags::{Command, Flags, OutputFormat};
+
+/// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_SHA"), ")");
+
+/// Deploy a Dockerised Rails app to AWS ECS/Fargate: build, push, register, roll out, migrate.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version = VERSION, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CliCommand {
+    /// Deploy the app to one environment of berth.toml
+    Deploy(DeployArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeployArgs {
+    /// Environment to deploy: a `[env.NAME]` table of berth.toml
+    #[arg(long, value_name = "NAME", env = env_vars::BERTH_ENV)]
+    env: Option<String>,
+
+    /// Configuration file [default: berth.toml]
+    #[arg(long, value_name = "PATH", env = env_vars::BERTH_CONFIG)]
+    config: Option<PathBuf>,
+
+    /// AWS region, overriding berth.toml
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+
+    /// AWS named profile [default: `AWS_PROFILE`, then the default credential chain]
+    #[arg(long, value_name = "PROFILE")]
+    profile: Option<String>,
+
+    /// Format of the result on stdout; progress always goes to stderr
+    #[arg(long, value_enum, default_value_t = CliOutput::Text, env = env_vars::BERTH_OUTPUT)]
+    output: CliOutput,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliOutput {
+    Text,
+    Json,
+}
+
+/// Parses the process arguments; on a usage error clap prints it and exits with code 2.
+pub fn parse() -> Flags {
+    Cli::parse().into_flags()
+}
+
+impl Cli {
+    fn into_flags(self) -> Flags {
+        match self.command {
+            CliCommand::Deploy(args) => Flags {
+                command: Command::Deploy,
+                output: match args.output {
+                    CliOutput::Text => OutputFormat::Text,
+                    CliOutput::Json => OutputFormat::Json,
+                },
+                env: args.env,
+                config: args.config,
+                region: args.region,
+                profile: args.profile,
+                registry_map: env_vars::var(env_vars::BERTH_REGISTRY_MAP),
+                aws_region: env_vars::var(env_vars::AWS_REGION),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

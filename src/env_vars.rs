@@ -1,0 +1,46 @@
+//! Every environment variable berth reads, declared once.
+//!
+//! `docs/configuration.md` lists the same variables; keep the two in step.
+
+/// Path of the configuration file when `--config` is absent. Default: `berth.toml` in the current
+/// folder.
+pub const BERTH_CONFIG: &str = "BERTH_CONFIG";
+
+/// Environment to deploy (a `[env.NAME]` table of `berth.toml`) when `--env` is absent.
+pub const BERTH_ENV: &str = "BERTH_ENV";
+
+/// Extra registry mappings, `host=addr[,host=addr]`. Each entry sends the bytes for an image in
+/// registry `host` to `addr` instead; entries extend `[registry].map` and win over it for the same
+/// host. The local sandbox uses this to point an ECR host at a plain registry.
+pub const BERTH_REGISTRY_MAP: &str = "BERTH_REGISTRY_MAP";
+
+/// Output format when `--output` is absent: `text` (default) or `json`.
+pub const BERTH_OUTPUT: &str = "BERTH_OUTPUT";
+
+/// Log filter for berth's diagnostic logs on stderr, in `tracing` `EnvFilter` syntax (for
+/// example `debug` or `berth=debug,aws_config=info`). Default: `warn`.
+pub const BERTH_LOG: &str = "BERTH_LOG";
+
+/// Standard AWS variable: endpoint for every AWS service (the local sandbox sets it). Read by the
+/// AWS SDK itself, together with the per-service forms such as `AWS_ENDPOINT_URL_ECS`.
+pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
+
+/// Standard AWS variable: region used when neither `--region` nor `berth.toml` sets one.
+pub const AWS_REGION: &str = "AWS_REGION";
+
+/// Standard AWS variable: named profile used when `--profile` is absent. Read by the AWS SDK
+/// itself.
+pub const AWS_PROFILE: &str = "AWS_PROFILE";
+
+/// Standard Docker variable: address of the Docker engine, for example
+/// `unix:///var/run/docker.sock` (the default) or `tcp://127.0.0.1:2375`.
+pub const DOCKER_HOST: &str = "DOCKER_HOST";
+
+/// Colourless output when set to anything non-empty (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// The value of an environment variable, with unset, empty and non-UTF-8 values all read as
+/// absent.
+pub fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}

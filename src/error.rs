@@ -1,0 +1,221 @@
+//! What can go wrong, the hint that goes with it, and the exit code it ends with.
+
+use std::fmt;
+
+/// How `berth` ends. The numbers are part of the interface: scripts and CI branch on them.
+///
+/// | code | meaning |
+/// |------|---------|
+/// | 0    | success |
+/// | 1    | deploy failed: the rollout failed, was rolled back or timed out |
+/// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
+/// | 3    | migration failed |
+/// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
+/// | 130  | interrupted (Ctrl-C) |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitStatus {
+    Success = 0,
+    DeployFailed = 1,
+    Usage = 2,
+    MigrationFailed = 3,
+    Environment = 4,
+    Interrupted = 130,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        Self::from(status as u8)
+    }
+}
+
+/// Any failure of a berth command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("cannot reach the Docker engine at `{host}`")]
+    DockerUnreachable {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+
+    #[error("cannot write the result to stdout")]
+    Stdout(#[source] std::io::Error),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Config(_) => ExitStatus::Usage,
+            Self::DockerUnreachable { .. } | Self::Runtime(_) | Self::Stdout(_) => {
+                ExitStatus::Environment
+            }
+            Self::Interrupted => ExitStatus::Interrupted,
+        }
+    }
+
+    /// What the user can do about it, if we know.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Config(error) => Some(error.hint()),
+            Self::DockerUnreachable { .. } => Some(format!(
+                "start Docker, or set `{}` to the engine's address (for example `unix:///var/run/docker.sock`)",
+                crate::env_vars::DOCKER_HOST
+            )),
+            Self::Runtime(_) | Self::Stdout(_) | Self::Interrupted => None,
+        }
+    }
+}
+
+/// A problem with `berth.toml`, the flags or the `BERTH_*` variables, found before anything ran.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file `{path}` not found")]
+    NotFound { path: String },
+
+    #[error(transparent)]
+    Read(std::io::Error),
+
+    /// TOML syntax, unknown keys and wrong types, as reported by the TOML parser.
+    #[error("{place}: {message}{snippet}")]
+    Syntax {
+        place: Place,
+        message: String,
+        /// The offending line, starting with a newline; empty when the position is unknown.
+        snippet: String,
+    },
+
+    #[error("{file}: no environment chosen; defined: {}", list_or_none(.defined))]
+    NoEnvironment { file: String, defined: Vec<String> },
+
+    #[error("{file}: unknown environment `{name}`; defined: {}", list_or_none(.defined))]
+    UnknownEnvironment {
+        file: String,
+        name: String,
+        defined: Vec<String>,
+    },
+
+    #[error("{file}: `{key}` is not set")]
+    Missing {
+        file: String,
+        key: String,
+        hint: String,
+    },
+
+    /// A value that parsed but makes no sense, such as an empty `services` list.
+    #[error("{place}: `{key}` {problem}")]
+    Invalid {
+        place: Place,
+        key: String,
+        problem: String,
+        hint: String,
+    },
+
+    #[error("`{}` {problem}", crate::env_vars::BERTH_REGISTRY_MAP)]
+    RegistryMap { problem: String },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> String {
+        match self {
+            Self::NotFound { path } => format!(
+                "create `{path}` (see docs/configuration.md), or point to the file with `--config PATH` or `{}`",
+                crate::env_vars::BERTH_CONFIG
+            ),
+            Self::Read(_) => "check that the file is readable".to_owned(),
+            Self::Syntax { .. } => {
+                "docs/configuration.md lists every key of berth.toml with its type".to_owned()
+            }
+            Self::NoEnvironment { .. } | Self::UnknownEnvironment { .. } => format!(
+                "choose an environment with `--env NAME` or `{}`; each is an `[env.NAME]` table in berth.toml",
+                crate::env_vars::BERTH_ENV
+            ),
+            Self::Missing { hint, .. } | Self::Invalid { hint, .. } => hint.clone(),
+            Self::RegistryMap { .. } => format!(
+                "use `host=addr[,host=addr]`, for example `{}=123456789012.dkr.ecr.us-east-1.amazonaws.com=127.0.0.1:5055`",
+                crate::env_vars::BERTH_REGISTRY_MAP
+            ),
+        }
+    }
+}
+
+/// A file, and where in it when known: `berth.toml:4:11` or `berth.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "{}:{line}:{column}", self.file),
+            None => f.write_str(&self.file),
+        }
+    }
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Renders an error for the terminal: `error: <message>`, a `caused by:` line per underlying
+/// error, then `hint: <hint>`. Plain text, so it reads the same with or without colour.
+pub fn render(error: &Error) -> String {
+    let mut out = format!("error: {error}\n");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        out.push_str(&format!("  caused by: {cause}\n"));
+        source = cause.source();
+    }
+    if let Some(hint) = error.hint() {
+        out.push_str(&format!("hint: {hint}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_puts_message_then_hint() {
+        let error = Error::Config(ConfigError::Missing {
+            file: "berth.toml".to_owned(),
+            key: "env.stg.cluster".to_owned(),
+            hint: "add `cluster`".to_owned(),
+        });
+        assert_eq!(
+            render(&error),
+            "error: berth.toml: `env.stg.cluster` is not set\nhint: add `cluster`\n"
+        );
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+    }
+
+    #[test]
+    fn place_shows_line_and_column_when_known() {
+        let place = Place {
+            file: "berth.toml".to_owned(),
+            position: Some((4, 11)),
+        };
+        assert_eq!(place.to_string(), "berth.toml:4:11");
+    }
+}

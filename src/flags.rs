@@ -1,0 +1,39 @@
+//! What the user asked for on the command line and through `BERTH_*` variables, as plain values.
+//!
+//! `cli` fills this in from clap; nothing past this point knows about clap.
+
+use std::path::PathBuf;
+
+/// One invocation of berth.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub command: Command,
+    pub output: OutputFormat,
+    /// `--env` or `BERTH_ENV`.
+    pub env: Option<String>,
+    /// `--config` or `BERTH_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--region`.
+    pub region: Option<String>,
+    /// `--profile`.
+    pub profile: Option<String>,
+    /// `BERTH_REGISTRY_MAP`, unparsed.
+    pub registry_map: Option<String>,
+    /// `AWS_REGION`: the region when neither `--region` nor `berth.toml` sets one.
+    pub aws_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Command {
+    /// Deploy the app to one environment.
+    #[default]
+    Deploy,
+}
+
+/// Where results go on stdout: text for people, JSON for programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}

@@ -1,0 +1,30 @@
+use std::process::ExitCode;
+
+use berth::output::{self, PlainReporter};
+use berth::{Error, ExitStatus};
+
+fn main() -> ExitCode {
+    // Usage errors end here: clap prints them and exits with code 2.
+    let flags = berth::cli::parse();
+    output::init_logging();
+
+    let result = tokio::runtime::Runtime::new()
+        .map_err(Error::Runtime)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                tokio::select! {
+                    result = berth::run(&flags, &PlainReporter) => result,
+                    Ok(()) = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+                }
+            })
+        })
+        .and_then(|outcome| output::write_result(flags.output, &outcome));
+
+    match result {
+        Ok(()) => ExitStatus::Success.into(),
+        Err(error) => {
+            output::write_error(&error);
+            error.exit_status().into()
+        }
+    }
+}

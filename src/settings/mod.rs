@@ -1,0 +1,196 @@
+//! Settings for one deploy: `berth.toml`, the flags and the `BERTH_*` variables, resolved and
+//! checked before anything touches Docker or AWS.
+//!
+//! Precedence, highest first: flag, `BERTH_*` variable, `[env.NAME]` table, top level of
+//! `berth.toml`, built-in default. `AWS_REGION` is the last resort for `region`.
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{ConfigError, Place};
+use crate::flags::Flags;
+use raw::RawFile;
+
+/// File read when neither `--config` nor `BERTH_CONFIG` names one.
+pub const DEFAULT_CONFIG: &str = "berth.toml";
+
+/// Everything a deploy to one environment needs, validated. Paths are absolute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// The configuration file these settings came from.
+    pub config: PathBuf,
+    /// Name of the environment: the `NAME` of `[env.NAME]`.
+    pub env: String,
+    /// Branch this environment deploys from; informational.
+    pub branch: Option<String>,
+    pub region: String,
+    /// AWS named profile; `None` leaves the choice to the default credential chain.
+    pub profile: Option<String>,
+    pub cluster: String,
+    /// ECS services to update, in order; the first is the web service.
+    pub services: Vec<String>,
+    /// ECR repository name.
+    pub repository: String,
+    /// Create the ECR repository when it does not exist.
+    pub create_repository: bool,
+    /// Containers that take the new image; `None` means every container whose image is in
+    /// `repository`.
+    pub containers: Option<Vec<String>>,
+    pub migrate: MigrateOrder,
+    pub build: BuildSettings,
+    pub migration: MigrationSettings,
+    pub timeouts: Timeouts,
+    /// ECR registry host → address the image bytes really go to.
+    pub registry_map: BTreeMap<String, String>,
+    /// Container environment variables to set.
+    pub environment: BTreeMap<String, String>,
+    /// Container environment variables to remove.
+    pub remove_environment: Vec<String>,
+    /// Container secrets: variable name → `valueFrom` (an SSM parameter or Secrets Manager ARN).
+    pub secrets: BTreeMap<String, String>,
+}
+
+/// When the database migration runs relative to the service rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrateOrder {
+    /// After the new revision is rolled out (the default).
+    After,
+    /// Before the rollout, so the new code never sees the old schema.
+    Before,
+    /// Not at all.
+    Skip,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildSettings {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    /// `os/arch` or `os/arch/variant`.
+    pub platform: String,
+    pub args: BTreeMap<String, String>,
+    /// Build args whose values come from berth's environment and are never shown.
+    pub secret_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationSettings {
+    /// Task definition family to run; `None` means the family of the first service's task.
+    pub family: Option<String>,
+    pub container: String,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timeouts {
+    #[serde(serialize_with = "human_duration")]
+    pub rollout: Duration,
+    #[serde(serialize_with = "human_duration")]
+    pub migration: Duration,
+    /// Interval between two looks at AWS while waiting.
+    #[serde(serialize_with = "human_duration")]
+    pub poll: Duration,
+}
+
+fn human_duration<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_duration(*duration))
+}
+
+/// Reads the configuration file named by the flags and resolves the settings for the chosen
+/// environment.
+pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
+    let path = flags
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    let text = fs_err::read_to_string(&path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::NotFound {
+            ConfigError::NotFound {
+                path: path.display().to_string(),
+            }
+        } else {
+            ConfigError::Read(error)
+        }
+    })?;
+    resolve(&text, &path, flags)
+}
+
+/// Resolves settings from the text of a configuration file at `path`; reads nothing.
+pub fn resolve(text: &str, path: &Path, flags: &Flags) -> Result<Settings, ConfigError> {
+    let source = Source {
+        file: path.display().to_string(),
+        text,
+    };
+    let mut raw: RawFile = toml::from_str(text).map_err(|error| source.syntax_error(&error))?;
+
+    let mut environments = raw.env.take().unwrap_or_default();
+    let defined: Vec<String> = environments.keys().cloned().collect();
+    let Some(env) = flags.env.clone() else {
+        return Err(ConfigError::NoEnvironment {
+            file: source.file,
+            defined,
+        });
+    };
+    let Some(env_layer) = environments.remove(&env) else {
+        return Err(ConfigError::UnknownEnvironment {
+            file: source.file,
+            name: env,
+            defined,
+        });
+    };
+
+    let config = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    validate::validate(raw.overlay(env_layer), &source, &config, &env, flags)
+}
+
+/// The text of the configuration file, to turn byte offsets into `file:line:column`.
+struct Source<'a> {
+    file: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn place(&self, span: Option<std::ops::Range<usize>>) -> Place {
+        Place {
+            file: self.file.clone(),
+            position: span.map(|span| self.line_and_column(span.start)),
+        }
+    }
+
+    fn line_and_column(&self, offset: usize) -> (usize, usize) {
+        let before = self.text.get(..offset).unwrap_or(self.text);
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+        let column = before[line_start..].chars().count() + 1;
+        (line, column)
+    }
+
+    fn syntax_error(&self, error: &toml::de::Error) -> ConfigError {
+        let place = self.place(error.span());
+        let snippet = match place.position {
+            Some((line, _)) => {
+                let content = self.text.lines().nth(line - 1).unwrap_or_default();
+                format!("\n{line:>5} | {content}")
+            }
+            None => String::new(),
+        };
+        ConfigError::Syntax {
+            place,
+            message: error.message().trim_end().to_owned(),
+            snippet,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

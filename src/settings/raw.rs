@@ -1,0 +1,202 @@
+//! `berth.toml` exactly as written: every key optional, nothing checked beyond TOML types.
+//!
+//! The top level and each `[env.NAME]` table are the same [`RawLayer`]; an environment is the top
+//! level overlaid with its table ([`RawLayer::overlay`]). Values that `validate` checks keep their
+//! position in the file ([`Spanned`]) so errors can point at them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// The whole file: shared defaults plus `[env.NAME]` tables.
+pub type RawFile = RawLayer<BTreeMap<String, RawLayer>>;
+
+/// One layer of settings. `Envs` is the type of the `env` key: the environment tables at the top
+/// level, [`NotHere`] inside an environment.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer<Envs = NotHere> {
+    pub repository: Option<Spanned<String>>,
+    pub create_repository: Option<bool>,
+    pub containers: Option<Spanned<Vec<String>>>,
+    pub migrate: Option<Spanned<String>>,
+    pub branch: Option<String>,
+    pub region: Option<Spanned<String>>,
+    pub cluster: Option<Spanned<String>>,
+    pub services: Option<Spanned<Vec<String>>>,
+    pub build: Option<RawBuild>,
+    pub migration: Option<RawMigration>,
+    pub timeouts: Option<RawTimeouts>,
+    pub registry: Option<RawRegistry>,
+    pub environment: Option<BTreeMap<String, String>>,
+    pub remove_environment: Option<Spanned<Vec<String>>>,
+    pub secrets: Option<BTreeMap<String, Spanned<String>>>,
+    pub env: Option<Envs>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    pub platform: Option<Spanned<String>>,
+    pub args: Option<BTreeMap<String, String>>,
+    pub secret_args: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMigration {
+    pub family: Option<String>,
+    pub container: Option<String>,
+    pub command: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub rollout: Option<Spanned<String>>,
+    pub migration: Option<Spanned<String>>,
+    pub poll: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub map: Option<BTreeMap<String, String>>,
+}
+
+/// The `env` key inside an environment table: always an error, with the key's position.
+#[derive(Debug, Clone)]
+pub enum NotHere {}
+
+impl<'de> Deserialize<'de> for NotHere {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "`env` tables cannot be nested: `[env.NAME]` is allowed only at the top level",
+        ))
+    }
+}
+
+impl<Envs> RawLayer<Envs> {
+    /// This layer with `over` on top: a key set in `over` wins; tables (`build`, `migration`,
+    /// `timeouts`, `registry`, `environment`, `secrets`, `build.args`, `registry.map`) merge key by
+    /// key; lists replace as a whole. The result has no `env` tables.
+    pub fn overlay(self, over: RawLayer) -> RawLayer {
+        // Exhaustive destructuring: a new key fails to compile until it is merged here.
+        let Self {
+            repository,
+            create_repository,
+            containers,
+            migrate,
+            branch,
+            region,
+            cluster,
+            services,
+            build,
+            migration,
+            timeouts,
+            registry,
+            environment,
+            remove_environment,
+            secrets,
+            env: _,
+        } = self;
+        RawLayer {
+            repository: over.repository.or(repository),
+            create_repository: over.create_repository.or(create_repository),
+            containers: over.containers.or(containers),
+            migrate: over.migrate.or(migrate),
+            branch: over.branch.or(branch),
+            region: over.region.or(region),
+            cluster: over.cluster.or(cluster),
+            services: over.services.or(services),
+            build: merge_tables(build, over.build, RawBuild::overlay),
+            migration: merge_tables(migration, over.migration, RawMigration::overlay),
+            timeouts: merge_tables(timeouts, over.timeouts, RawTimeouts::overlay),
+            registry: merge_tables(registry, over.registry, RawRegistry::overlay),
+            environment: merge_maps(environment, over.environment),
+            remove_environment: over.remove_environment.or(remove_environment),
+            secrets: merge_maps(secrets, over.secrets),
+            env: None,
+        }
+    }
+}
+
+impl RawBuild {
+    fn overlay(self, over: Self) -> Self {
+        let Self {
+            context,
+            dockerfile,
+            target,
+            platform,
+            args,
+            secret_args,
+        } = self;
+        Self {
+            context: over.context.or(context),
+            dockerfile: over.dockerfile.or(dockerfile),
+            target: over.target.or(target),
+            platform: over.platform.or(platform),
+            args: merge_maps(args, over.args),
+            secret_args: over.secret_args.or(secret_args),
+        }
+    }
+}
+
+impl RawMigration {
+    fn overlay(self, over: Self) -> Self {
+        let Self {
+            family,
+            container,
+            command,
+        } = self;
+        Self {
+            family: over.family.or(family),
+            container: over.container.or(container),
+            command: over.command.or(command),
+        }
+    }
+}
+
+impl RawTimeouts {
+    fn overlay(self, over: Self) -> Self {
+        let Self {
+            rollout,
+            migration,
+            poll,
+        } = self;
+        Self {
+            rollout: over.rollout.or(rollout),
+            migration: over.migration.or(migration),
+            poll: over.poll.or(poll),
+        }
+    }
+}
+
+impl RawRegistry {
+    fn overlay(self, over: Self) -> Self {
+        Self {
+            map: merge_maps(self.map, over.map),
+        }
+    }
+}
+
+fn merge_tables<T>(base: Option<T>, over: Option<T>, overlay: fn(T, T) -> T) -> Option<T> {
+    match (base, over) {
+        (Some(base), Some(over)) => Some(overlay(base, over)),
+        (base, over) => over.or(base),
+    }
+}
+
+fn merge_maps<V>(
+    base: Option<BTreeMap<String, V>>,
+    over: Option<BTreeMap<String, V>>,
+) -> Option<BTreeMap<String, V>> {
+    merge_tables(base, over, |mut base, over| {
+        base.extend(over);
+        base
+    })
+}

@@ -1,0 +1,176 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const FILE: &str = r#"
+repository = "berth-example"
+containers = ["app", "worker"]
+region = "eu-west-1"
+cluster = "shared"
+remove_environment = ["OLD"]
+
+[build]
+context = "app"
+target = "release"
+args = { RAILS_ENV = "production", SHARED = "top" }
+
+[timeouts]
+rollout = "20m"
+poll = "2s"
+
+[registry]
+map = { "one.example" = "127.0.0.1:1" }
+
+[environment]
+RAILS_LOG_LEVEL = "info"
+TOP_ONLY = "yes"
+
+[env.stg]
+cluster = "berth-stg"
+services = ["web", "devops"]
+remove_environment = ["OLDER"]
+build = { args = { RAILS_ENV = "staging" } }
+timeouts = { poll = "1s" }
+environment = { RAILS_LOG_LEVEL = "debug" }
+
+[env.prd]
+region = "us-east-1"
+cluster = "berth-prd"
+services = ["web"]
+migrate = "before"
+"#;
+
+fn flags(env: &str) -> Flags {
+    Flags {
+        env: Some(env.to_owned()),
+        ..Flags::default()
+    }
+}
+
+fn resolve_stg(flags: &Flags) -> Settings {
+    resolve(FILE, Path::new("/srv/berth.toml"), flags).unwrap()
+}
+
+#[test]
+fn environment_table_overrides_top_level_key_by_key() {
+    let settings = resolve_stg(&flags("stg"));
+    assert_eq!(settings.env, "stg");
+    assert_eq!(settings.cluster, "berth-stg", "`[env.stg]` wins");
+    assert_eq!(settings.region, "eu-west-1", "top level fills the gap");
+    assert_eq!(settings.services, ["web", "devops"]);
+    assert_eq!(
+        settings.containers,
+        Some(vec!["app".to_owned(), "worker".to_owned()])
+    );
+}
+
+#[test]
+fn tables_merge_key_by_key() {
+    let settings = resolve_stg(&flags("stg"));
+    assert_eq!(
+        settings.build.args,
+        BTreeMap::from([
+            ("RAILS_ENV".to_owned(), "staging".to_owned()),
+            ("SHARED".to_owned(), "top".to_owned()),
+        ])
+    );
+    assert_eq!(settings.build.target.as_deref(), Some("release"));
+    assert_eq!(settings.timeouts.rollout, Duration::from_secs(20 * 60));
+    assert_eq!(settings.timeouts.poll, Duration::from_secs(1));
+    assert_eq!(settings.timeouts.migration, Duration::from_secs(30 * 60));
+    assert_eq!(settings.environment["RAILS_LOG_LEVEL"], "debug");
+    assert_eq!(settings.environment["TOP_ONLY"], "yes");
+}
+
+#[test]
+fn lists_replace_instead_of_appending() {
+    let settings = resolve_stg(&flags("stg"));
+    assert_eq!(settings.remove_environment, ["OLDER"]);
+}
+
+#[test]
+fn defaults_fill_what_nobody_set() {
+    let settings = resolve_stg(&flags("prd"));
+    assert_eq!(settings.migrate, MigrateOrder::Before);
+    assert_eq!(settings.build.platform, "linux/amd64");
+    assert_eq!(settings.build.context, Path::new("/srv/app"));
+    assert_eq!(settings.build.dockerfile, Path::new("/srv/app/Dockerfile"));
+    assert_eq!(settings.migration.command, ["bin/rails", "db:migrate"]);
+    assert_eq!(settings.migration.container, "app", "first of `containers`");
+    assert_eq!(settings.migration.family, None);
+    assert!(!settings.create_repository);
+}
+
+#[test]
+fn region_flag_beats_file_and_aws_region_is_the_last_resort() {
+    let mut flags = flags("prd");
+    flags.aws_region = Some("ap-south-1".to_owned());
+    assert_eq!(resolve_stg(&flags).region, "us-east-1");
+    flags.region = Some("ca-central-1".to_owned());
+    assert_eq!(resolve_stg(&flags).region, "ca-central-1");
+
+    let without_region = "repository = \"app1\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
+    let mut flags = super::tests::flags("x");
+    flags.aws_region = Some("ap-south-1".to_owned());
+    let settings = resolve(without_region, Path::new("berth.toml"), &flags).unwrap();
+    assert_eq!(settings.region, "ap-south-1");
+}
+
+#[test]
+fn registry_map_variable_extends_and_overrides_the_file() {
+    let mut flags = flags("stg");
+    flags.registry_map = Some("one.example=127.0.0.1:9,two.example=127.0.0.1:2".to_owned());
+    assert_eq!(
+        resolve_stg(&flags).registry_map,
+        BTreeMap::from([
+            ("one.example".to_owned(), "127.0.0.1:9".to_owned()),
+            ("two.example".to_owned(), "127.0.0.1:2".to_owned()),
+        ])
+    );
+}
+
+#[test]
+fn migration_container_defaults_to_app_without_containers() {
+    let text =
+        "repository = \"app1\"\nregion = \"r\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
+    let settings = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap();
+    assert_eq!(settings.migration.container, "app");
+    assert_eq!(settings.containers, None);
+}
+
+#[test]
+fn errors_point_at_the_line_and_column_of_the_value() {
+    let text = "repository = \"app1\"\nregion = \"r\"\n[env.x]\ncluster = \"c\"\nservices = []\n";
+    let error = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap_err();
+    assert_eq!(error.to_string(), "berth.toml:5:12: `services` is empty");
+}
+
+#[test]
+fn nested_environments_are_rejected_where_they_appear() {
+    let text = "[env.x]\ncluster = \"c\"\n[env.x.env.y]\ncluster = \"d\"\n";
+    let error = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap_err();
+    let message = error.to_string();
+    assert!(message.starts_with("berth.toml:3:"), "{message}");
+    assert!(
+        message.contains("`env` tables cannot be nested"),
+        "{message}"
+    );
+}
+
+#[test]
+fn example_in_the_docs_is_valid_for_every_environment() {
+    let docs = include_str!("../../docs/configuration.md");
+    let example = docs
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    for env in ["stg", "prd"] {
+        let result = resolve(example, Path::new("berth.toml"), &flags(env));
+        assert!(result.is_ok(), "{env}: {}", result.unwrap_err());
+    }
+}

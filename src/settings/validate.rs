@@ -1,0 +1,497 @@
+//! Turns the merged layer into [`Settings`], checking every value. Each error names the key, the
+//! file and, when the value came from the file, its line and column.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{RawBuild, RawLayer, RawMigration, RawTimeouts};
+use super::{BuildSettings, MigrateOrder, MigrationSettings, Settings, Source, Timeouts};
+use crate::error::ConfigError;
+use crate::flags::Flags;
+
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
+pub const DEFAULT_CONTAINER: &str = "app";
+pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
+pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(super) fn validate(
+    layer: RawLayer,
+    source: &Source<'_>,
+    config: &Path,
+    env: &str,
+    flags: &Flags,
+) -> Result<Settings, ConfigError> {
+    let check = Check { source, env };
+
+    let repository = check.required(layer.repository, "repository", "the ECR repository name")?;
+    if !is_valid_repository_name(repository.get_ref()) {
+        return Err(check.invalid(
+            "repository",
+            Some(repository.span()),
+            format!("is `{}`, not a valid ECR repository name", repository.get_ref()),
+            "use 2 to 256 characters: lowercase letters, digits and `.`, `_`, `-` between them, `/` between path parts",
+        ));
+    }
+
+    let region = match (&flags.region, layer.region, &flags.aws_region) {
+        (Some(region), _, _) => region.clone(),
+        (None, Some(region), _) => check.non_empty(region, "region")?,
+        (None, None, Some(region)) => region.clone(),
+        (None, None, None) => {
+            return Err(ConfigError::Missing {
+                file: source.file.clone(),
+                key: format!("env.{env}.region"),
+                hint: format!(
+                    "set `region` in `[env.{env}]` or at the top level of berth.toml, pass `--region`, or set `{}`",
+                    crate::env_vars::AWS_REGION
+                ),
+            });
+        }
+    };
+    if region.is_empty() {
+        return Err(check.invalid(
+            "region",
+            None,
+            "is empty",
+            "pass a region such as `us-east-1`",
+        ));
+    }
+
+    let cluster = check.required(layer.cluster, "cluster", "the ECS cluster name")?;
+    let cluster = check.non_empty(cluster, "cluster")?;
+    let services = check.required(layer.services, "services", "the ECS services to update")?;
+    let services = check.name_list(services, "services")?;
+    let containers = layer
+        .containers
+        .map(|containers| check.name_list(containers, "containers"))
+        .transpose()?;
+    let migrate = layer
+        .migrate
+        .map(|migrate| check.migrate_order(migrate))
+        .transpose()?
+        .unwrap_or(MigrateOrder::After);
+
+    let config_folder = config.parent().unwrap_or(Path::new(""));
+    let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
+    let migration = check.migration(layer.migration.unwrap_or_default(), containers.as_deref())?;
+    let timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
+
+    let mut registry_map = layer
+        .registry
+        .and_then(|registry| registry.map)
+        .unwrap_or_default();
+    if let Some((host, addr)) = registry_map
+        .iter()
+        .find(|(host, addr)| host.trim().is_empty() || addr.trim().is_empty())
+    {
+        return Err(check.invalid(
+            "registry.map",
+            None,
+            format!("has an empty host or address in `\"{host}\" = \"{addr}\"`"),
+            "map a registry host to an address, for example `\"123456789012.dkr.ecr.us-east-1.amazonaws.com\" = \"127.0.0.1:5055\"`",
+        ));
+    }
+    if let Some(text) = &flags.registry_map {
+        registry_map.extend(parse_registry_map(text)?);
+    }
+
+    let environment = layer.environment.unwrap_or_default();
+    let remove_environment = layer
+        .remove_environment
+        .map(|names| check.name_list(names, "remove_environment"))
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(name) = remove_environment
+        .iter()
+        .find(|name| environment.contains_key(*name))
+    {
+        return Err(check.invalid(
+            "remove_environment",
+            None,
+            format!("removes `{name}`, which `environment` sets"),
+            "keep the variable in only one of `environment` and `remove_environment`",
+        ));
+    }
+    let mut secrets = BTreeMap::new();
+    for (name, value_from) in layer.secrets.unwrap_or_default() {
+        if environment.contains_key(&name) {
+            return Err(check.invalid(
+                &format!("secrets.{name}"),
+                Some(value_from.span()),
+                "is also set in `environment`",
+                "a variable comes either from `environment` or from `secrets`, not both",
+            ));
+        }
+        let value_from = check.non_empty(value_from, &format!("secrets.{name}"))?;
+        secrets.insert(name, value_from);
+    }
+
+    Ok(Settings {
+        config: config.to_owned(),
+        env: env.to_owned(),
+        branch: layer.branch,
+        region,
+        profile: flags.profile.clone(),
+        cluster,
+        services,
+        repository: repository.into_inner(),
+        create_repository: layer.create_repository.unwrap_or(false),
+        containers,
+        migrate,
+        build,
+        migration,
+        timeouts,
+        registry_map,
+        environment,
+        remove_environment,
+        secrets,
+    })
+}
+
+struct Check<'a> {
+    source: &'a Source<'a>,
+    env: &'a str,
+}
+
+impl Check<'_> {
+    fn invalid(
+        &self,
+        key: &str,
+        span: Option<Range<usize>>,
+        problem: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            place: self.source.place(span),
+            key: key.to_owned(),
+            problem: problem.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn required<T>(
+        &self,
+        value: Option<Spanned<T>>,
+        key: &str,
+        what: &str,
+    ) -> Result<Spanned<T>, ConfigError> {
+        value.ok_or_else(|| ConfigError::Missing {
+            file: self.source.file.clone(),
+            key: format!("env.{}.{key}", self.env),
+            hint: format!(
+                "set `{key}` ({what}) in `[env.{}]`, or at the top level of berth.toml to share it between environments",
+                self.env
+            ),
+        })
+    }
+
+    fn non_empty(&self, value: Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        if value.get_ref().trim().is_empty() {
+            return Err(self.invalid(
+                key,
+                Some(value.span()),
+                "is empty",
+                format!("give `{key}` a value, or remove it"),
+            ));
+        }
+        Ok(value.into_inner())
+    }
+
+    /// A non-empty list of distinct, non-empty names.
+    fn name_list(&self, list: Spanned<Vec<String>>, key: &str) -> Result<Vec<String>, ConfigError> {
+        let span = list.span();
+        let names = list.into_inner();
+        if names.is_empty() {
+            return Err(self.invalid(
+                key,
+                Some(span),
+                "is empty",
+                format!("list at least one name in `{key}`, or remove the key"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for name in &names {
+            if name.trim().is_empty() {
+                return Err(self.invalid(
+                    key,
+                    Some(span),
+                    "has an empty name",
+                    format!("remove the empty entry from `{key}`"),
+                ));
+            }
+            if !seen.insert(name) {
+                return Err(self.invalid(
+                    key,
+                    Some(span),
+                    format!("lists `{name}` twice"),
+                    format!("list each name once in `{key}`"),
+                ));
+            }
+        }
+        Ok(names)
+    }
+
+    fn migrate_order(&self, value: Spanned<String>) -> Result<MigrateOrder, ConfigError> {
+        match value.get_ref().as_str() {
+            "after" => Ok(MigrateOrder::After),
+            "before" => Ok(MigrateOrder::Before),
+            "skip" => Ok(MigrateOrder::Skip),
+            other => Err(self.invalid(
+                "migrate",
+                Some(value.span()),
+                format!("is `{other}`, expected `after`, `before` or `skip`"),
+                "`after` migrates once the new revision is rolled out (the default), `before` migrates first, `skip` never migrates",
+            )),
+        }
+    }
+
+    fn duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        parse_duration(value.get_ref()).map_err(|problem| {
+            self.invalid(
+                key,
+                Some(value.span()),
+                format!("is `{}`: {problem}", value.get_ref()),
+                "write a duration with units, such as `90s`, `20m` or `1h 30m`",
+            )
+        })
+    }
+
+    fn build(&self, build: RawBuild, config_folder: &Path) -> Result<BuildSettings, ConfigError> {
+        let platform = match build.platform {
+            None => DEFAULT_PLATFORM.to_owned(),
+            Some(platform) if is_valid_platform(platform.get_ref()) => platform.into_inner(),
+            Some(platform) => {
+                return Err(self.invalid(
+                    "build.platform",
+                    Some(platform.span()),
+                    format!(
+                        "is `{}`, which does not look like `os/arch`",
+                        platform.get_ref()
+                    ),
+                    "use a Docker platform such as `linux/amd64` or `linux/arm64`",
+                ));
+            }
+        };
+        let args = build.args.unwrap_or_default();
+        let secret_args = build
+            .secret_args
+            .map(|names| {
+                let span = names.span();
+                let names = self.name_list(names, "build.secret_args")?;
+                match names.iter().find(|name| args.contains_key(*name)) {
+                    Some(name) => Err(self.invalid(
+                        "build.secret_args",
+                        Some(span),
+                        format!("names `{name}`, which also has a value in `build.args`"),
+                        "a secret build arg takes its value from berth's environment; remove it from `build.args`",
+                    )),
+                    None => Ok(names),
+                }
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let context = tidy(&config_folder.join(build.context.as_deref().unwrap_or(".")));
+        let dockerfile = tidy(&context.join(build.dockerfile.as_deref().unwrap_or("Dockerfile")));
+        Ok(BuildSettings {
+            context,
+            dockerfile,
+            target: build.target,
+            platform,
+            args,
+            secret_args,
+        })
+    }
+
+    fn migration(
+        &self,
+        migration: RawMigration,
+        containers: Option<&[String]>,
+    ) -> Result<MigrationSettings, ConfigError> {
+        let command = match migration.command {
+            None => DEFAULT_MIGRATION_COMMAND.map(str::to_owned).to_vec(),
+            Some(command) if command.get_ref().is_empty() => {
+                return Err(self.invalid(
+                    "migration.command",
+                    Some(command.span()),
+                    "is empty",
+                    "give the command as a list, such as `[\"bin/rails\", \"db:migrate\"]`, or set `migrate = \"skip\"`",
+                ));
+            }
+            Some(command) => command.into_inner(),
+        };
+        let container = migration.container.unwrap_or_else(|| {
+            containers
+                .and_then(|containers| containers.first().cloned())
+                .unwrap_or_else(|| DEFAULT_CONTAINER.to_owned())
+        });
+        Ok(MigrationSettings {
+            family: migration.family,
+            container,
+            command,
+        })
+    }
+
+    fn timeouts(&self, timeouts: RawTimeouts) -> Result<Timeouts, ConfigError> {
+        Ok(Timeouts {
+            rollout: self.duration(
+                timeouts.rollout,
+                "timeouts.rollout",
+                DEFAULT_ROLLOUT_TIMEOUT,
+            )?,
+            migration: self.duration(
+                timeouts.migration,
+                "timeouts.migration",
+                DEFAULT_MIGRATION_TIMEOUT,
+            )?,
+            poll: self.duration(timeouts.poll, "timeouts.poll", DEFAULT_POLL_INTERVAL)?,
+        })
+    }
+}
+
+/// A positive duration such as `20m`, `90s`, `1h 30m` or `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|error| error.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
+/// `host=addr[,host=addr]`; empty entries (a trailing comma) are ignored.
+pub fn parse_registry_map(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| match entry.split_once('=') {
+            Some((host, addr)) if !host.trim().is_empty() && !addr.trim().is_empty() => {
+                Ok((host.trim().to_owned(), addr.trim().to_owned()))
+            }
+            _ => Err(ConfigError::RegistryMap {
+                problem: format!("has `{entry}`, which is not `host=addr`"),
+            }),
+        })
+        .collect()
+}
+
+/// ECR's rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2 to 256 long.
+fn is_valid_repository_name(name: &str) -> bool {
+    let is_component = |part: &str| {
+        part.split(['.', '_', '-']).all(|run| {
+            !run.is_empty()
+                && run
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+    };
+    (2..=256).contains(&name.len()) && name.split('/').all(is_component)
+}
+
+/// `os/arch` or `os/arch/variant`, each part made of lowercase letters, digits and `_`.
+fn is_valid_platform(platform: &str) -> bool {
+    let parts: Vec<&str> = platform.split('/').collect();
+    (2..=3).contains(&parts.len())
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
+/// Drops `.` components so paths read cleanly (`/app/.` → `/app`); leaves `..` alone.
+fn tidy(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units_and_length() {
+        assert_eq!(parse_duration("20m"), Ok(Duration::from_secs(1200)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration(" 5s "), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5").is_err(), "a bare number has no unit");
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(
+            parse_duration("0s").is_err(),
+            "zero would poll in a busy loop"
+        );
+    }
+
+    #[test]
+    fn repository_names_follow_ecr_rules() {
+        for good in [
+            "berth-example",
+            "ab",
+            "team/app",
+            "a.b_c-d/e2",
+            &"a".repeat(256),
+        ] {
+            assert!(is_valid_repository_name(good), "{good} should be valid");
+        }
+        for bad in [
+            "a",
+            "Berth",
+            "app_",
+            "-app",
+            "a--b",
+            "team//app",
+            "/app",
+            "app/",
+            "a b",
+            &"a".repeat(257),
+        ] {
+            assert!(!is_valid_repository_name(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn platforms_look_like_os_and_arch() {
+        for good in ["linux/amd64", "linux/arm64/v8", "linux/386"] {
+            assert!(is_valid_platform(good), "{good} should be valid");
+        }
+        for bad in [
+            "linux",
+            "amd64",
+            "linux/",
+            "/amd64",
+            "Linux/AMD64",
+            "linux/arm64/v8/x",
+        ] {
+            assert!(!is_valid_platform(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn registry_map_reads_pairs_and_rejects_the_rest() {
+        let map = parse_registry_map("a.example=127.0.0.1:5055, b.example=localhost:1,").ok();
+        assert_eq!(
+            map,
+            Some(BTreeMap::from([
+                ("a.example".to_owned(), "127.0.0.1:5055".to_owned()),
+                ("b.example".to_owned(), "localhost:1".to_owned()),
+            ]))
+        );
+        for bad in ["a.example", "=addr", "host=", "a=b,c"] {
+            assert!(parse_registry_map(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{berth, stderr, stdout};
+
+#[test]
+fn version_names_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = berth(dir.path(), &["--version"], &[]);
+    assert!(output.status.success());
+    let version = stdout(&output);
+    let sha = version
+        .trim()
+        .strip_prefix(concat!("berth ", env!("CARGO_PKG_VERSION"), " ("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected version line: {version}"));
+    assert!(
+        sha == "unknown" || (sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit())),
+        "not a git sha: {sha}"
+    );
+}
+
+#[test]
+fn help_lists_deploy() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = berth(dir.path(), &["--help"], &[]);
+    assert!(output.status.success());
+    assert!(stdout(&output).contains("deploy"), "{}", stdout(&output));
+}
+
+#[test]
+fn deploy_help_lists_its_flags_and_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = berth(dir.path(), &["deploy", "--help"], &[]);
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for flag in [
+        "--env",
+        "--config",
+        "--region",
+        "--profile",
+        "--output",
+        "BERTH_ENV",
+        "BERTH_CONFIG",
+    ] {
+        assert!(help.contains(flag), "`{flag}` missing from:\n{help}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["launch"][..],
+        &["deploy", "--output", "yaml"],
+        &["deploy", "--bogus"],
+    ] {
+        let output = berth(dir.path(), args, &[]);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}

@@ -1,0 +1,399 @@
+//! Bad `berth.toml` files, flags and variables: each ends with exit code 2 and a message that
+//! names the key, the file and what to do. Then the good path: the plan and `--output json`.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{berth, stderr, stdout};
+
+/// A valid file; cases append to it or replace it.
+const VALID: &str = r#"
+repository = "berth-example"
+containers = ["app"]
+region = "eu-west-1"
+cluster = "shared"
+
+[build]
+args = { RAILS_ENV = "production" }
+
+[registry]
+map = { "123456789012.dkr.ecr.us-east-1.amazonaws.com" = "127.0.0.1:5055" }
+
+[env.stg]
+region = "us-east-1"
+cluster = "berth-stg"
+services = ["web", "devops"]
+
+[env.prd]
+cluster = "berth-prd"
+services = ["web"]
+"#;
+
+struct Case {
+    name: &'static str,
+    /// Contents of `berth.toml`; `None` leaves the folder empty.
+    file: Option<&'static str>,
+    args: &'static [&'static str],
+    vars: &'static [(&'static str, &'static str)],
+    /// Every one of these must appear on stderr.
+    expect: &'static [&'static str],
+}
+
+const STG: &[&str] = &["deploy", "--env", "stg"];
+
+const CASES: &[Case] = &[
+    Case {
+        name: "unknown key",
+        file: Some("servcies = [\"web\"]\n[env.stg]\n"),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:1:1:",
+            "unknown field `servcies`",
+            "servcies = [\"web\"]",
+        ],
+    },
+    Case {
+        name: "unknown key inside an environment table",
+        file: Some("[env.stg]\ncluster = \"c\"\n[env.stg.build]\nplatfrom = \"linux/amd64\"\n"),
+        args: STG,
+        vars: &[],
+        expect: &["berth.toml:4:1:", "unknown field `platfrom`"],
+    },
+    Case {
+        name: "wrong type",
+        file: Some("[env.stg]\ncluster = 3\n"),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:2:11:",
+            "invalid type: integer `3`, expected a string",
+            "cluster = 3",
+        ],
+    },
+    Case {
+        name: "TOML syntax error",
+        file: Some("repository = \"berth-example\n"),
+        args: STG,
+        vars: &[],
+        expect: &["berth.toml:1:", "repository = \"berth-example"],
+    },
+    Case {
+        name: "no environment chosen",
+        file: Some(VALID),
+        args: &["deploy"],
+        vars: &[],
+        expect: &[
+            "berth.toml",
+            "no environment chosen",
+            "`prd`, `stg`",
+            "`--env NAME`",
+            "BERTH_ENV",
+        ],
+    },
+    Case {
+        name: "unknown environment",
+        file: Some(VALID),
+        args: &["deploy", "--env", "qa"],
+        vars: &[],
+        expect: &[
+            "berth.toml",
+            "unknown environment `qa`",
+            "`prd`, `stg`",
+            "`--env NAME`",
+        ],
+    },
+    Case {
+        name: "unknown environment from BERTH_ENV",
+        file: Some(VALID),
+        args: &["deploy"],
+        vars: &[("BERTH_ENV", "staging")],
+        expect: &["unknown environment `staging`", "BERTH_ENV"],
+    },
+    Case {
+        name: "missing cluster",
+        file: Some(
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n[env.stg]\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml: `env.stg.cluster` is not set",
+            "set `cluster`",
+            "`[env.stg]`",
+        ],
+    },
+    Case {
+        name: "missing region and no AWS_REGION",
+        file: Some(
+            "repository = \"berth-example\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &["`env.stg.region` is not set", "`--region`", "`AWS_REGION`"],
+    },
+    Case {
+        name: "empty services",
+        file: Some(
+            "repository = \"berth-example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = []\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:5:12: `services` is empty",
+            "hint: list at least one name",
+        ],
+    },
+    Case {
+        name: "duplicate service",
+        file: Some(
+            "repository = \"berth-example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\", \"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:5:12: `services` lists `web` twice",
+            "hint: list each name once",
+        ],
+    },
+    Case {
+        name: "bad duration",
+        file: Some(concat!(
+            "repository = \"berth-example\"\nregion = \"r\"\n[timeouts]\nrollout = \"soon\"\n",
+            "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
+        )),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:4:11: `timeouts.rollout` is `soon`",
+            "hint:",
+            "`20m`",
+        ],
+    },
+    Case {
+        name: "invalid migrate",
+        file: Some(
+            "repository = \"berth-example\"\nregion = \"r\"\nmigrate = \"later\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:3:11: `migrate` is `later`",
+            "`after`, `before` or `skip`",
+            "hint:",
+        ],
+    },
+    Case {
+        name: "empty migration command",
+        file: Some(concat!(
+            "repository = \"berth-example\"\nregion = \"r\"\n[migration]\ncommand = []\n",
+            "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
+        )),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:4:11: `migration.command` is empty",
+            "hint:",
+            "`migrate = \"skip\"`",
+        ],
+    },
+    Case {
+        name: "bad platform",
+        file: Some(concat!(
+            "repository = \"berth-example\"\nregion = \"r\"\n",
+            "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\nbuild.platform = \"amd64\"\n"
+        )),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:6:18: `build.platform` is `amd64`",
+            "`os/arch`",
+            "hint:",
+        ],
+    },
+    Case {
+        name: "invalid repository name",
+        file: Some(
+            "repository = \"Berth_Example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:1:14: `repository` is `Berth_Example`",
+            "ECR",
+            "hint:",
+        ],
+    },
+    Case {
+        name: "nested environment",
+        file: Some("[env.stg]\ncluster = \"c\"\n[env.stg.env.other]\ncluster = \"d\"\n"),
+        args: STG,
+        vars: &[],
+        expect: &["berth.toml:3:", "`env` tables cannot be nested", "hint:"],
+    },
+    Case {
+        name: "config file not found",
+        file: None,
+        args: STG,
+        vars: &[],
+        expect: &[
+            "configuration file `berth.toml` not found",
+            "hint:",
+            "`--config PATH`",
+            "BERTH_CONFIG",
+        ],
+    },
+    Case {
+        name: "config file from BERTH_CONFIG not found",
+        file: Some(VALID),
+        args: STG,
+        vars: &[("BERTH_CONFIG", "deploy/berth.toml")],
+        expect: &["configuration file `deploy/berth.toml` not found"],
+    },
+    Case {
+        name: "bad BERTH_REGISTRY_MAP",
+        file: Some(VALID),
+        args: STG,
+        vars: &[("BERTH_REGISTRY_MAP", "registry.example")],
+        expect: &[
+            "`BERTH_REGISTRY_MAP` has `registry.example`, which is not `host=addr`",
+            "hint: use `host=addr",
+        ],
+    },
+    Case {
+        name: "variable both set and removed",
+        file: Some(concat!(
+            "repository = \"berth-example\"\nregion = \"r\"\nremove_environment = [\"OLD\"]\n",
+            "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\nenvironment = { OLD = \"1\" }\n"
+        )),
+        args: STG,
+        vars: &[],
+        expect: &["berth.toml: `remove_environment` removes `OLD`", "hint:"],
+    },
+    Case {
+        name: "secret build arg with a value in the file",
+        file: Some(concat!(
+            "repository = \"berth-example\"\nregion = \"r\"\n",
+            "[build]\nargs = { TOKEN = \"x\" }\nsecret_args = [\"TOKEN\"]\n",
+            "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
+        )),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:5:15: `build.secret_args` names `TOKEN`",
+            "hint:",
+        ],
+    },
+];
+
+#[test]
+fn bad_settings_exit_2_with_key_file_and_hint() {
+    let mut failures = Vec::new();
+    for case in CASES {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(file) = case.file {
+            fs_err::write(dir.path().join("berth.toml"), file).unwrap();
+        }
+        let output = berth(dir.path(), case.args, case.vars);
+        let stderr = stderr(&output);
+        let mut problems = Vec::new();
+        if output.status.code() != Some(2) {
+            problems.push(format!("exit code {:?}, expected 2", output.status.code()));
+        }
+        if !stderr.starts_with("error: ") || !stderr.contains("\nhint: ") {
+            problems.push("no `error:` and `hint:` lines".to_owned());
+        }
+        for expected in case.expect {
+            if !stderr.contains(expected) {
+                problems.push(format!("missing {expected:?}"));
+            }
+        }
+        if !stdout(&output).is_empty() {
+            problems.push("wrote to stdout".to_owned());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}\n{stderr}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn valid_settings_print_the_plan_and_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("berth.toml"), VALID).unwrap();
+    let output = berth(dir.path(), STG, &[]);
+    let stderr = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    for expected in [
+        "plan for environment `stg`",
+        "`us-east-1`",
+        "`berth-stg`",
+        "`web`, `devops`",
+        "`berth-example`",
+        "`bin/rails db:migrate` in container `app`",
+        "settings valid; build/push/register/rollout/migrate are not available in this version",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stdout(&output).is_empty(),
+        "text mode keeps stdout for results"
+    );
+}
+
+#[test]
+fn json_output_carries_the_resolved_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("berth.toml"), VALID).unwrap();
+    let output = berth(
+        dir.path(),
+        &["deploy", "--region", "ca-central-1", "--output", "json"],
+        &[
+            ("BERTH_ENV", "stg"),
+            ("BERTH_REGISTRY_MAP", "registry.example=127.0.0.1:6000"),
+            ("AWS_REGION", "ap-south-1"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["env"], "stg");
+    assert_eq!(
+        json["cluster"], "berth-stg",
+        "`[env.stg]` beats the top level"
+    );
+    assert_eq!(json["region"], "ca-central-1", "`--region` beats the file");
+    assert_eq!(json["services"], serde_json::json!(["web", "devops"]));
+    assert_eq!(json["migrate"], "after");
+    assert_eq!(json["timeouts"]["rollout"], "30m");
+    assert_eq!(
+        json["registry_map"],
+        serde_json::json!({
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com": "127.0.0.1:5055",
+            "registry.example": "127.0.0.1:6000",
+        }),
+        "`BERTH_REGISTRY_MAP` extends `[registry].map`"
+    );
+}
+
+#[test]
+fn output_format_can_come_from_berth_output() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("prd.toml"), VALID).unwrap();
+    let output = berth(
+        dir.path(),
+        &["deploy", "--env", "prd", "--config", "prd.toml"],
+        &[("BERTH_OUTPUT", "json")],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["cluster"], "berth-prd");
+    assert_eq!(
+        json["region"], "eu-west-1",
+        "top level fills what `[env.prd]` leaves out"
+    );
+}

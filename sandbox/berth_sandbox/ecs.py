@@ -276,9 +276,11 @@ class Agent:
         self.remove_leftovers()
 
     def remove_leftovers(self) -> None:
-        for container in self.docker.containers.list(all=True, filters={"label": LABEL}):
+        # The low-level listing: the high-level one inspects each container
+        # and fails on one that a task thread removes meanwhile.
+        for container in self.docker.api.containers(all=True, filters={"label": LABEL}):
             try:
-                container.remove(force=True)
+                self.docker.api.remove_container(container["Id"], force=True)
             except docker.errors.APIError:
                 pass
 

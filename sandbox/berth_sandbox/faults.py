@@ -77,7 +77,9 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._ids = itertools.count(1)
-        self._counters: Counter[str] = Counter()
+        # (app, "service:Operation") -> calls; app is the caller's
+        # `AWS_SDK_UA_APP_ID` (user agent `app/<id>`), "" when it has none.
+        self._counters: Counter[tuple[str, str]] = Counter()
 
     def add(self, spec: dict) -> FaultRule:
         allowed = {"service", "operation", "error", "first", "probability", "latency_ms", "seed"}
@@ -98,12 +100,16 @@ class Faults:
         with self._lock:
             self._rules.clear()
 
-    def judge(self, service: str, operation: str) -> Verdict:
+    def count(self, key: str, app: str = "") -> None:
+        with self._lock:
+            self._counters[(app, key)] += 1
+
+    def judge(self, service: str, operation: str, app: str = "") -> Verdict:
         """Count the call and decide its fate. The first matching rule that
         fails the call wins; latencies of all matching rules add up."""
         verdict = Verdict()
         with self._lock:
-            self._counters[f"{service}:{operation}"] += 1
+            self._counters[(app, f"{service}:{operation}")] += 1
             for rule in self._rules:
                 if not rule.matches(service, operation):
                     continue
@@ -112,9 +118,14 @@ class Faults:
                     verdict.error = rule.error
         return verdict
 
-    def counters(self) -> dict[str, int]:
+    def counters(self, app: str | None = None) -> dict[str, int]:
+        """All calls, or only those of one app id."""
+        totals: Counter[str] = Counter()
         with self._lock:
-            return dict(sorted(self._counters.items()))
+            for (caller, key), calls in self._counters.items():
+                if app is None or caller == app:
+                    totals[key] += calls
+        return dict(sorted(totals.items()))
 
     def reset_counters(self) -> None:
         with self._lock:

@@ -57,6 +57,14 @@ def region_of(environ: dict) -> str:
     return "us-east-1"
 
 
+def app_of(environ: dict) -> str:
+    """The caller's app id: AWS SDKs put `AWS_SDK_UA_APP_ID` in the user agent as `app/<id>`."""
+    for part in environ.get("HTTP_USER_AGENT", "").split():
+        if part.startswith("app/"):
+            return part[4:]
+    return ""
+
+
 def operation_of(environ: dict, body: bytes) -> str:
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
@@ -91,7 +99,7 @@ class SandboxApp:
         environ["wsgi.input"] = io.BytesIO(body)
         service = service_of(environ)
         operation = operation_of(environ, body)
-        verdict = self.faults.judge(service, operation)
+        verdict = self.faults.judge(service, operation, app_of(environ))
         if verdict.latency_ms:
             time.sleep(verdict.latency_ms / 1000)
         if verdict.error == "drop":
@@ -157,7 +165,8 @@ class SandboxApp:
         raw = environ["wsgi.input"].read(length) if length else b""
         try:
             data = json.loads(raw) if raw else {}
-            status, payload = self.route(method, route, data)
+            query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            status, payload = self.route(method, route, data, query)
         except (ValueError, KeyError, TypeError) as err:
             status, payload = 400, {"error": str(err)}
         body = json.dumps(payload, default=str, indent=1).encode()
@@ -167,7 +176,8 @@ class SandboxApp:
         )
         return [body]
 
-    def route(self, method: str, route: str, data: dict):
+    def route(self, method: str, route: str, data: dict, query: dict | None = None):
+        query = query or {}
         if route == "health":
             return 200, {
                 "ok": True,
@@ -178,7 +188,7 @@ class SandboxApp:
         if route == "counters":
             if method == "DELETE":
                 self.faults.reset_counters()
-            return 200, self.faults.counters()
+            return 200, self.faults.counters(query.get("app"))
         if route == "faults":
             if method == "POST":
                 return 200, self.faults.add(data).public()
@@ -195,6 +205,13 @@ class SandboxApp:
             self.faults.clear()
             self.faults.reset_counters()
             return 200, {"reset": True}
+        if route == "registry-events" and method == "POST":
+            # The registry's push notifications: one count per manifest pushed.
+            for event in data.get("events", []):
+                target = event.get("target", {})
+                if event.get("action") == "push" and "manifest" in target.get("mediaType", ""):
+                    self.faults.count(f"registry:push:{target.get('repository')}")
+            return 200, {}
         if route == "tasks":
             return 200, ecs.AGENT.describe()
         return 404, {"error": f"no such sandbox route: {method} /_sandbox/{route}"}
@@ -222,6 +239,9 @@ class Registry:
             f"  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.endpoints.registry_addr}\n"
+            "notifications:\n  endpoints:\n    - name: sandbox\n"
+            f"      url: {self.endpoints.endpoint_url}/_sandbox/registry-events\n"
+            "      timeout: 2s\n      threshold: 5\n      backoff: 1s\n"
         )
         logfile = open(self.endpoints.state_dir / "registry.log", "ab")
         self.proc = subprocess.Popen(

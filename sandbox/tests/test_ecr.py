@@ -7,7 +7,7 @@ import json
 
 import requests
 
-from conftest import BASE_IMAGE, unique
+from conftest import BASE_IMAGE, unique, wait_for
 
 
 def push(engine, registry: str, repository: str, tag: str) -> str:
@@ -30,6 +30,12 @@ def test_docker_push_shows_up_in_describe_images(sandbox, ecr, engine):
     [image] = ecr.describe_images(repositoryName=name)["imageDetails"]
     assert image["imageDigest"] == digest
     assert image["imageTags"] == ["abc123"]
+    # The registry's push notification is counted, once per manifest.
+    wait_for(
+        lambda: sandbox.admin("GET", "counters").get(f"registry:push:{name}") == 1,
+        timeout=10,
+        what="the registry's push notification",
+    )
     by_tag = ecr.describe_images(repositoryName=name, imageIds=[{"imageTag": "abc123"}])
     assert by_tag["imageDetails"][0]["imageDigest"] == digest
 

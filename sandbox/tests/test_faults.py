@@ -94,3 +94,14 @@ def test_bad_fault_rule_is_refused(sandbox):
     response = requests.post(f"{sandbox.url}/_sandbox/faults", json={"error": "explode"}, timeout=5)
     assert response.status_code == 400
     assert "error must be one of" in response.json()["error"]
+
+
+def test_counters_per_app_id(sandbox):
+    import botocore.config
+
+    sandbox.admin("DELETE", "counters")
+    mine = sandbox.client("ecs", config=botocore.config.Config(user_agent_appid="test-app-1"))
+    mine.list_clusters()
+    sandbox.client("ecs").list_clusters()
+    assert sandbox.admin("GET", "counters?app=test-app-1") == {"ecs:ListClusters": 1}
+    assert sandbox.admin("GET", "counters") == {"ecs:ListClusters": 2}

@@ -39,3 +39,44 @@ pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {
 pub fn ecr_client(config: &SdkConfig) -> aws_sdk_ecr::Client {
     aws_sdk_ecr::Client::new(config)
 }
+
+pub fn logs_client(config: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
+    aws_sdk_cloudwatchlogs::Client::new(config)
+}
+
+/// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
+/// environment errors (exit 4); anything else fails the deploy. The message keeps AWS's own
+/// words (`DisplayErrorContext` walks the whole cause chain).
+pub fn failed<E, R>(
+    action: impl Into<String>,
+    error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> crate::error::Error
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+
+    let environment = match &error {
+        SdkError::ConstructionFailure(_)
+        | SdkError::DispatchFailure(_)
+        | SdkError::TimeoutError(_) => true,
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some(
+                "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "ExpiredTokenException"
+                    | "InvalidClientTokenId"
+                    | "AccessDeniedException"
+            )
+        ),
+        _ => false,
+    };
+    let message = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+    crate::error::Error::Aws {
+        action: action.into(),
+        environment,
+        source: message.into(),
+    }
+}

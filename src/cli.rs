@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
-use crate::flags::{Command, Flags, OutputFormat};
+use crate::flags::{Command, DeployOptions, Flags, OutputFormat};
 
 /// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_SHA"), ")");
@@ -45,6 +45,18 @@ struct DeployArgs {
     /// Format of the result on stdout; progress always goes to stderr
     #[arg(long, value_enum, default_value_t = CliOutput::Text, env = env_vars::BERTH_OUTPUT)]
     output: CliOutput,
+
+    /// Start a new deploy even if this commit and these settings were deployed already
+    #[arg(long)]
+    new: bool,
+
+    /// Run the migration again when this deploy's migration task failed
+    #[arg(long)]
+    retry_migration: bool,
+
+    /// Build from a work tree with uncommitted changes (the image is tagged `<sha>-dirty-<time>`)
+    #[arg(long)]
+    allow_dirty: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -73,6 +85,11 @@ impl Cli {
                 profile: args.profile,
                 registry_map: env_vars::var(env_vars::BERTH_REGISTRY_MAP),
                 aws_region: env_vars::var(env_vars::AWS_REGION),
+                deploy: DeployOptions {
+                    new: args.new,
+                    retry_migration: args.retry_migration,
+                    allow_dirty: args.allow_dirty,
+                },
             },
         }
     }

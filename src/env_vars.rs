@@ -44,3 +44,11 @@ pub const NO_COLOR: &str = "NO_COLOR";
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
+
+/// CircleCI's commit sha for the job. When set, it is the commit being deployed (and the image
+/// tag); otherwise berth asks `git rev-parse HEAD` in the build context.
+pub const CIRCLE_SHA1: &str = "CIRCLE_SHA1";
+
+/// Set (to anything non-empty) by CI systems, CircleCI included: plain timestamped progress
+/// lines instead of a live terminal view, even under a pseudo-terminal.
+pub const CI: &str = "CI";

@@ -50,6 +50,41 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// The commit to deploy could not be determined, or the work tree is dirty.
+    #[error("{problem}")]
+    Git { problem: String, hint: String },
+
+    /// Something the settings name does not exist in AWS, or does not fit; found before any
+    /// change was made.
+    #[error("{problem}")]
+    Mismatch { problem: String, hint: String },
+
+    /// An AWS call failed. `environment` is true when AWS could not be reached or would not
+    /// accept our credentials.
+    #[error("{action} failed")]
+    Aws {
+        action: String,
+        environment: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Building or pushing the image failed.
+    #[error("{step} failed: {message}")]
+    Image { step: &'static str, message: String },
+
+    #[error("the rollout of {service} failed: {reason}")]
+    RolloutFailed { service: String, reason: String },
+
+    #[error("the rollout did not finish within {timeout}: {state}")]
+    RolloutTimeout { timeout: String, state: String },
+
+    #[error("the migration failed: {summary}")]
+    MigrationFailed {
+        summary: String,
+        hint: Option<String>,
+    },
 }
 
 impl Error {
@@ -60,6 +95,18 @@ impl Error {
                 ExitStatus::Environment
             }
             Self::Interrupted => ExitStatus::Interrupted,
+            Self::Git { .. } | Self::Mismatch { .. } => ExitStatus::Usage,
+            Self::Aws { environment, .. } => {
+                if *environment {
+                    ExitStatus::Environment
+                } else {
+                    ExitStatus::DeployFailed
+                }
+            }
+            Self::Image { .. } | Self::RolloutFailed { .. } | Self::RolloutTimeout { .. } => {
+                ExitStatus::DeployFailed
+            }
+            Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
         }
     }
 
@@ -72,6 +119,19 @@ impl Error {
                 crate::env_vars::DOCKER_HOST
             )),
             Self::Runtime(_) | Self::Stdout(_) | Self::Interrupted => None,
+            Self::Git { hint, .. } | Self::Mismatch { hint, .. } => Some(hint.clone()),
+            Self::Aws { environment: true, .. } => Some(
+                "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
+            ),
+            Self::Aws { .. } => Some("the cause above is AWS's own message".to_owned()),
+            Self::Image { .. } => None,
+            Self::RolloutFailed { .. } => Some(
+                "the service events and the stopped tasks above say why; fix and rerun the same command: finished steps are skipped".to_owned(),
+            ),
+            Self::RolloutTimeout { .. } => Some(
+                "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
+            ),
+            Self::MigrationFailed { hint, .. } => hint.clone(),
         }
     }
 }

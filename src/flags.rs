@@ -21,6 +21,19 @@ pub struct Flags {
     pub registry_map: Option<String>,
     /// `AWS_REGION`: the region when neither `--region` nor `berth.toml` sets one.
     pub aws_region: Option<String>,
+    /// What the deploy may do beyond the default.
+    pub deploy: DeployOptions,
+}
+
+/// Switches of `berth deploy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeployOptions {
+    /// `--new`: a new deploy even when this one already happened.
+    pub new: bool,
+    /// `--retry-migration`: run the migration again after it failed.
+    pub retry_migration: bool,
+    /// `--allow-dirty`: build from a work tree with uncommitted changes.
+    pub allow_dirty: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

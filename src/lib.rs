@@ -5,15 +5,23 @@
 //! reports through [`output::Reporter`]; [`error`] says how it ended.
 
 pub mod aws;
+pub mod build;
 pub mod cli;
+pub mod context;
 pub mod docker;
+pub mod ecr;
 pub mod dockerignore;
 pub mod env_vars;
 pub mod error;
 pub mod flags;
 pub mod output;
+pub mod migrate;
 pub mod pipeline;
+pub mod push;
+pub mod release;
+pub mod rollout;
 pub mod settings;
+pub mod taskdef;
 
 pub use error::{Error, ExitStatus};
 pub use flags::{Command, Flags, OutputFormat};
@@ -21,7 +29,7 @@ pub use flags::{Command, Flags, OutputFormat};
 /// What a successful command produced, for [`output::write_result`].
 #[derive(Debug)]
 pub enum Outcome {
-    Deploy { settings: settings::Settings },
+    Deploy { report: Box<pipeline::Report> },
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
@@ -29,8 +37,10 @@ pub async fn run(flags: &Flags, reporter: &dyn output::Reporter) -> Result<Outco
     match flags.command {
         Command::Deploy => {
             let settings = settings::load(flags)?;
-            pipeline::deploy(&settings, reporter).await?;
-            Ok(Outcome::Deploy { settings })
+            let report = pipeline::deploy(&settings, flags.deploy, reporter).await?;
+            Ok(Outcome::Deploy {
+                report: Box::new(report),
+            })
         }
     }
 }

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use berth::output::{self, PlainReporter};
+use berth::output;
 use berth::{Error, ExitStatus};
 
 fn main() -> ExitCode {
@@ -8,17 +8,20 @@ fn main() -> ExitCode {
     let flags = berth::cli::parse();
     output::init_logging();
 
+    let reporter = output::reporter();
     let result = tokio::runtime::Runtime::new()
         .map_err(Error::Runtime)
         .and_then(|runtime| {
             runtime.block_on(async {
                 tokio::select! {
-                    result = berth::run(&flags, &PlainReporter) => result,
+                    result = berth::run(&flags, reporter.as_ref()) => result,
                     Ok(()) = tokio::signal::ctrl_c() => Err(Error::Interrupted),
                 }
             })
-        })
-        .and_then(|outcome| output::write_result(flags.output, &outcome));
+        });
+    // The live view ends before the result and any error are written.
+    drop(reporter);
+    let result = result.and_then(|outcome| output::write_result(flags.output, &outcome));
 
     match result {
         Ok(()) => ExitStatus::Success.into(),

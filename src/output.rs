@@ -2,7 +2,7 @@
 //! The core calls a [`Reporter`]; only this module knows where the words go.
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::Outcome;
 use crate::env_vars;
@@ -10,14 +10,23 @@ use crate::error::Error;
 use crate::flags::OutputFormat;
 
 /// Progress of a command, for people. Results go to stdout elsewhere; this is for stderr.
-pub trait Reporter {
+pub trait Reporter: Sync {
     fn step_started(&self, step: &str);
     fn step_finished(&self, step: &str, elapsed: Duration);
+    /// The step's result is already in AWS; `why` says where.
+    fn step_skipped(&self, step: &str, why: &str);
     fn info(&self, line: &str);
+    /// One line of a process berth runs or watches (build output, migration logs).
+    fn output(&self, source: &str, line: &str) {
+        self.info(&format!("{source} | {line}"));
+    }
+    /// The state of a wait, called on every look at AWS. A terminal shows it in place; plain
+    /// output shows it only in heartbeats ([`Watch`]).
+    fn status(&self, _line: &str) {}
 }
 
 /// One plain line per event on stderr, prefixed with the UTC wall-clock time (`12:04:05`) so a CI
-/// log lines up with AWS events.
+/// log lines up with AWS events. Used when stderr is not a terminal or `CI` is set.
 #[derive(Debug, Default)]
 pub struct PlainReporter;
 
@@ -37,11 +46,11 @@ impl Reporter for PlainReporter {
     }
 
     fn step_finished(&self, step: &str, elapsed: Duration) {
-        let elapsed = Duration::from_secs(elapsed.as_secs());
-        self.line(&format!(
-            "{step}: done in {}",
-            humantime::format_duration(elapsed)
-        ));
+        self.line(&format!("{step}: done in {}", short_duration(elapsed)));
+    }
+
+    fn step_skipped(&self, step: &str, why: &str) {
+        self.line(&format!("{step}: already done ({why})"));
     }
 
     fn info(&self, line: &str) {
@@ -49,14 +58,122 @@ impl Reporter for PlainReporter {
     }
 }
 
+/// A live view for a person at a terminal: a spinner with the current step and its state, and
+/// the step's lines printed above it.
+pub struct TerminalReporter {
+    bar: indicatif::ProgressBar,
+}
+
+impl Default for TerminalReporter {
+    fn default() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Self { bar }
+    }
+}
+
+impl Reporter for TerminalReporter {
+    fn step_started(&self, step: &str) {
+        self.bar.reset_elapsed();
+        self.bar.set_prefix(step.to_owned());
+        self.bar.set_message("");
+        self.bar.enable_steady_tick(Duration::from_millis(120));
+    }
+
+    fn step_finished(&self, step: &str, elapsed: Duration) {
+        self.bar.disable_steady_tick();
+        self.bar
+            .println(format!("✓ {step} ({})", short_duration(elapsed)));
+        self.bar.set_prefix("");
+        self.bar.set_message("");
+    }
+
+    fn step_skipped(&self, step: &str, why: &str) {
+        self.bar.println(format!("- {step}: already done ({why})"));
+    }
+
+    fn info(&self, line: &str) {
+        self.bar.println(line);
+    }
+
+    fn status(&self, line: &str) {
+        self.bar.set_message(line.to_owned());
+    }
+}
+
+impl Drop for TerminalReporter {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The reporter for this process: a live view on a terminal, plain lines under CI (CircleCI runs
+/// steps under a pseudo-terminal and sets `CI=true`) or when stderr is not a terminal.
+pub fn reporter() -> Box<dyn Reporter> {
+    let ci = env_vars::var(env_vars::CI).is_some_and(|v| v != "false");
+    if ci || !std::io::stderr().is_terminal() {
+        Box::new(PlainReporter)
+    } else {
+        Box::new(TerminalReporter::default())
+    }
+}
+
+/// Narrates a wait: the state on every look, and a heartbeat line with the elapsed time at least
+/// every `every`, so CI never sees a silent step.
+#[derive(Debug)]
+pub struct Watch {
+    started: Instant,
+    last_line: Instant,
+    every: Duration,
+}
+
+impl Watch {
+    pub fn new(every: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last_line: now,
+            every,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Something else was printed: the heartbeat can wait.
+    pub fn spoke(&mut self) {
+        self.last_line = Instant::now();
+    }
+
+    pub fn beat(&mut self, reporter: &dyn Reporter, state: &str) {
+        reporter.status(state);
+        if self.last_line.elapsed() >= self.every {
+            reporter.info(&format!(
+                "{state} ({} elapsed)",
+                short_duration(self.elapsed())
+            ));
+            self.last_line = Instant::now();
+        }
+    }
+}
+
+/// `1m 5s`, whole seconds.
+pub fn short_duration(duration: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+}
+
 /// Writes the result of a command to stdout: nothing in text mode (the progress on stderr says it
 /// all), one JSON object in JSON mode.
 pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error> {
     match (format, outcome) {
         (OutputFormat::Text, _) => Ok(()),
-        (OutputFormat::Json, Outcome::Deploy { settings }) => {
+        (OutputFormat::Json, Outcome::Deploy { report }) => {
             let mut stdout = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut stdout, settings)
+            serde_json::to_writer_pretty(&mut stdout, report)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(stdout))
                 .or_else(ignore_broken_pipe)

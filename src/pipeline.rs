@@ -1,157 +1,635 @@
-//! A deploy, from settings to a running service. For now it stops after validating the settings
-//! and reporting what a deploy would do.
+//! A deploy, from settings to a running service: build → push → register → roll out → migrate
+//! (or migrate before the rollout, with `migrate = "before"`).
+//!
+//! Every step first looks in AWS for the result it would produce and reports "already done"
+//! instead of redoing it: the tag in ECR (no build, no push), a revision tagged with the deploy
+//! id (no new revision), the service on that revision (only wait), a migration task started by
+//! the deploy id (attach, or skip when it succeeded). Nothing depends on a local file, so a rerun
+//! on a fresh machine carries on where the last run stopped.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::Client as Ecs;
+use aws_sdk_ecs::types::{Service, SortOrder, TaskDefinitionStatus};
+use serde::Serialize;
+
+use crate::aws;
+use crate::ecr::{self, Repository};
 use crate::error::Error;
+use crate::flags::DeployOptions;
+use crate::migrate::{self, Migrated};
 use crate::output::Reporter;
+use crate::release::Release;
+use crate::rollout::{self, Rolled, Target, short_arn};
 use crate::settings::{MigrateOrder, Settings};
+use crate::taskdef::{self, Changes, DEPLOY_ID_TAG, Described, GIT_SHA_TAG};
 
-/// Reports the plan for `settings`. The build, push, register, rollout and migrate steps are not
-/// part of this version, and the last line says so.
-pub async fn deploy(settings: &Settings, reporter: &dyn Reporter) -> Result<(), Error> {
-    for line in plan(settings) {
-        reporter.info(&line);
-    }
-    reporter.info(
-        "settings valid; build/push/register/rollout/migrate are not available in this version",
-    );
-    Ok(())
+/// Revisions looked at (newest first) when searching a family for this deploy's revision.
+const REVISIONS_SEARCHED: i32 = 10;
+
+/// What a deploy did, step by step: the record `--output json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub env: String,
+    pub deploy_id: String,
+    pub commit: String,
+    pub image: Option<Image>,
+    /// Family → revision ARN.
+    pub revisions: BTreeMap<String, String>,
+    pub services: Vec<Rolled>,
+    pub migration: Option<Migrated>,
+    pub steps: Vec<StepRecord>,
 }
 
-/// The resolved settings, one line per aspect, values in backticks.
-fn plan(settings: &Settings) -> Vec<String> {
-    let names = |names: &[String]| {
-        names
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// `repo@sha256:…`, as the task definitions name it.
+    pub uri: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: &'static str,
+    /// `done` or `skipped`.
+    pub status: &'static str,
+    pub seconds: f64,
+    pub detail: String,
+}
+
+/// The steps, in the order the report lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Build,
+    Push,
+    Register,
+    Rollout,
+    Migrate,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Build => "build",
+            Self::Push => "push",
+            Self::Register => "register",
+            Self::Rollout => "rollout",
+            Self::Migrate => "migrate",
+        }
+    }
+}
+
+struct Steps<'a> {
+    reporter: &'a dyn Reporter,
+    records: Vec<StepRecord>,
+    current: Option<(Step, Instant)>,
+}
+
+impl<'a> Steps<'a> {
+    fn start(&mut self, step: Step) {
+        self.reporter.step_started(step.name());
+        self.current = Some((step, Instant::now()));
+    }
+
+    fn done(&mut self, detail: impl Into<String>) {
+        if let Some((step, began)) = self.current.take() {
+            let elapsed = began.elapsed();
+            self.reporter.step_finished(step.name(), elapsed);
+            self.record(step, "done", elapsed, detail.into());
+        }
+    }
+
+    fn skip(&mut self, step: Step, why: impl Into<String>) {
+        let why = why.into();
+        self.reporter.step_skipped(step.name(), &why);
+        self.record(step, "skipped", Duration::ZERO, why);
+    }
+
+    fn record(&mut self, step: Step, status: &'static str, elapsed: Duration, detail: String) {
+        self.records.push(StepRecord {
+            step: step.name(),
+            status,
+            seconds: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            detail,
+        });
+    }
+}
+
+/// The AWS state a deploy starts from, read before anything changes.
+struct Current {
+    repository: Repository,
+    services: BTreeMap<String, Service>,
+    /// Family of each service, in `settings.services` order.
+    families: Vec<(String, String)>,
+    /// Family of the migration task.
+    migration_family: String,
+}
+
+pub async fn deploy(
+    settings: &Settings,
+    options: DeployOptions,
+    reporter: &dyn Reporter,
+) -> Result<Report, Error> {
+    let release = Release::discover(settings, options)?;
+    reporter.info(&format!(
+        "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
+        release.deploy_id,
+        &release.commit[..release.commit.len().min(12)],
+        settings.env,
+        settings.cluster,
+        settings
+            .services
             .iter()
-            .map(|name| format!("`{name}`"))
+            .map(|s| format!("`{s}`"))
             .collect::<Vec<_>>()
             .join(", ")
+    ));
+    let config = aws::sdk_config(settings).await;
+    let ecs = aws::ecs_client(&config);
+    let ecr_client = aws::ecr_client(&config);
+    let logs = aws::logs_client(&config);
+
+    let current = look(&ecs, &ecr_client, settings).await?;
+    let mut steps = Steps {
+        reporter,
+        records: Vec::new(),
+        current: None,
     };
-    let mut lines = vec![format!(
-        "plan for environment `{}` from `{}`",
-        settings.env,
-        settings.config.display()
-    )];
-    let mut add = |label: &str, value: String| lines.push(format!("  {label:<13} {value}"));
+    let mut report = Report {
+        env: settings.env.clone(),
+        deploy_id: release.deploy_id.clone(),
+        commit: release.commit.clone(),
+        image: None,
+        revisions: BTreeMap::new(),
+        services: Vec::new(),
+        migration: None,
+        steps: Vec::new(),
+    };
 
-    if let Some(branch) = &settings.branch {
-        add("branch", format!("`{branch}`"));
+    let image = image(
+        &ecr_client,
+        settings,
+        &release,
+        &current.repository,
+        &mut steps,
+    )
+    .await?;
+    report.image = Some(image.clone());
+
+    // Our containers, and the revision of each family this deploy needs.
+    let mut bases = BTreeMap::new();
+    for (service, family) in &current.families {
+        let task_definition = current.services[service]
+            .task_definition()
+            .unwrap_or_default()
+            .to_owned();
+        bases.entry(family.clone()).or_insert(task_definition);
     }
-    add("region", format!("`{}`", settings.region));
-    add(
-        "profile",
-        settings.profile.as_ref().map_or_else(
-            || "default credential chain".to_owned(),
-            |profile| format!("`{profile}`"),
-        ),
-    );
-    add("cluster", format!("`{}`", settings.cluster));
-    add("services", names(&settings.services));
-    add(
-        "repository",
-        format!(
-            "`{}`{}",
-            settings.repository,
-            if settings.create_repository {
-                " (created if missing)"
-            } else {
-                ""
-            }
-        ),
-    );
-    add(
-        "containers",
-        match &settings.containers {
-            Some(containers) => names(containers),
-            None => format!(
-                "every container whose image is in `{}`",
-                settings.repository
+    bases
+        .entry(current.migration_family.clone())
+        .or_insert_with(|| current.migration_family.clone());
+    let revisions = register(
+        &ecs, settings, &release, &image, &current, &bases, &mut steps,
+    )
+    .await?;
+    report.revisions = revisions
+        .iter()
+        .map(|(family, described)| (family.clone(), described.arn.clone()))
+        .collect();
+
+    let targets: Vec<Target> = current
+        .families
+        .iter()
+        .map(|(service, family)| Target {
+            service: service.clone(),
+            task_definition: revisions[family].arn.clone(),
+        })
+        .collect();
+    let web = &current.services[&settings.services[0]];
+    let migration_revision = &revisions[&current.migration_family];
+    let plan = migrate::Plan {
+        revision: migration_revision,
+        web,
+        deploy_id: &release.deploy_id,
+        retry: options.retry_migration,
+    };
+
+    if settings.migrate == MigrateOrder::Before {
+        report.migration = Some(migration(&ecs, &logs, settings, &plan, &mut steps).await?);
+    }
+    report.services = rollout(&ecs, settings, &targets, &mut steps).await?;
+    if settings.migrate == MigrateOrder::After {
+        report.migration = Some(migration(&ecs, &logs, settings, &plan, &mut steps).await?);
+    }
+    report.steps = steps.records;
+    reporter.info(&format!(
+        "deploy `{}` finished: {} on {}",
+        release.deploy_id,
+        image.uri,
+        report
+            .services
+            .iter()
+            .map(|s| format!("`{}`", s.service))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(report)
+}
+
+/// Reads what the deploy builds on, and checks the settings against it; changes nothing.
+async fn look(
+    ecs: &Ecs,
+    ecr_client: &aws_sdk_ecr::Client,
+    settings: &Settings,
+) -> Result<Current, Error> {
+    let repository = ecr::repository(ecr_client, settings).await?;
+    let services = rollout::describe(ecs, &settings.cluster, &settings.services).await?;
+    let families: Vec<(String, String)> = settings
+        .services
+        .iter()
+        .map(|name| {
+            let arn = services[name].task_definition().unwrap_or_default();
+            (name.clone(), family_of(arn).to_owned())
+        })
+        .collect();
+    let migration_family = settings
+        .migration
+        .family
+        .clone()
+        .unwrap_or_else(|| families[0].1.clone());
+    Ok(Current {
+        repository,
+        services,
+        families,
+        migration_family,
+    })
+}
+
+/// Build and push, unless ECR already has the tag.
+async fn image(
+    ecr_client: &aws_sdk_ecr::Client,
+    settings: &Settings,
+    release: &Release,
+    repository: &Repository,
+    steps: &mut Steps<'_>,
+) -> Result<Image, Error> {
+    let found = ecr::digest_of(ecr_client, repository, &release.tag).await?;
+    let digest = match found {
+        Some(digest) => {
+            let why = format!(
+                "`{}:{}` is in ECR",
+                repository.name,
+                short_tag(&release.tag)
+            );
+            steps.skip(Step::Build, why.clone());
+            steps.skip(Step::Push, why);
+            digest
+        }
+        None => {
+            let docker = crate::docker::connect().await?;
+            steps.start(Step::Build);
+            let local = format!("{}:{}", repository.push_to, release.tag);
+            let built = crate::build::build_image(
+                &docker,
+                &build_request(settings, release, &local)?,
+                steps.reporter,
+            )
+            .await
+            .map_err(|error| Error::Image {
+                step: "build",
+                message: error.to_string(),
+            })?;
+            steps.done(format!("image {}", short_arn(&built.id)));
+
+            steps.start(Step::Push);
+            let login = ecr::login(ecr_client).await?;
+            crate::push::push_image(
+                &docker,
+                &repository.push_to,
+                &release.tag,
+                bollard::auth::DockerCredentials {
+                    username: Some(login.username),
+                    password: Some(login.password),
+                    serveraddress: Some(
+                        repository
+                            .push_to
+                            .split('/')
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    ),
+                    ..Default::default()
+                },
+                steps.reporter,
+            )
+            .await
+            .map_err(|error| Error::Image {
+                step: "push",
+                message: error.to_string(),
+            })?;
+            let digest = ecr::digest_of(ecr_client, repository, &release.tag)
+                .await?
+                .ok_or_else(|| Error::Image {
+                    step: "push",
+                    message: format!(
+                        "the push ended but ECR has no tag `{}` in `{}`",
+                        release.tag, repository.name
+                    ),
+                })?;
+            steps.done(format!("{}@{digest}", repository.name));
+            digest
+        }
+    };
+    if let Some(tag) = &settings.env_tag
+        && ecr::move_tag(ecr_client, repository, &digest, tag).await?
+    {
+        steps
+            .reporter
+            .info(&format!("moved tag `{tag}` to {digest}"));
+    }
+    Ok(Image {
+        repository: repository.name.clone(),
+        tag: release.tag.clone(),
+        uri: repository.pinned(&digest),
+        digest,
+    })
+}
+
+/// The build as the Docker side needs it; secret build args are read from berth's environment.
+fn build_request(
+    settings: &Settings,
+    release: &Release,
+    local: &str,
+) -> Result<crate::build::BuildRequest, Error> {
+    let mut secret_args = BTreeMap::new();
+    for name in &settings.build.secret_args {
+        let value = std::env::var(name).map_err(|_| Error::Mismatch {
+            problem: format!("secret build arg `{name}` is not set in berth's environment"),
+            hint: format!("export `{name}` (in CircleCI: a project or context variable)"),
+        })?;
+        secret_args.insert(name.clone(), value);
+    }
+    let dockerfile = settings
+        .build
+        .dockerfile
+        .strip_prefix(&settings.build.context)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|_| settings.build.dockerfile.clone());
+    Ok(crate::build::BuildRequest {
+        context: settings.build.context.clone(),
+        dockerfile,
+        target: settings.build.target.clone(),
+        platform: settings.build.platform.clone(),
+        args: settings.build.args.clone(),
+        secret_args,
+        labels: BTreeMap::from([
+            (
+                "org.opencontainers.image.revision".to_owned(),
+                release.commit.clone(),
             ),
+            ("berth.deploy-id".to_owned(), release.deploy_id.clone()),
+        ]),
+        tag: local.to_owned(),
+        builder: match settings.build.builder {
+            crate::settings::Builder::Auto => crate::build::Builder::Auto,
+            crate::settings::Builder::Classic => crate::build::Builder::Classic,
+            crate::settings::Builder::BuildKit => crate::build::Builder::BuildKit,
         },
-    );
+    })
+}
 
-    let build = &settings.build;
-    add(
-        "build",
-        format!(
-            "`{}` with `{}`{} for `{}`",
-            build.context.display(),
-            build.dockerfile.display(),
-            build
-                .target
-                .as_ref()
-                .map_or_else(String::new, |target| format!(", target `{target}`")),
-            build.platform
-        ),
-    );
-    if !build.args.is_empty() {
-        let args: Vec<String> = build.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        add("build args", args.join(" "));
+/// One revision per family, pinned to the image; reused when this deploy registered it already.
+async fn register(
+    ecs: &Ecs,
+    settings: &Settings,
+    release: &Release,
+    image: &Image,
+    current: &Current,
+    bases: &BTreeMap<String, String>,
+    steps: &mut Steps<'_>,
+) -> Result<BTreeMap<String, Described>, Error> {
+    let mut revisions = BTreeMap::new();
+    let mut registered = Vec::new();
+    let mut started = false;
+    for (family, base_arn) in bases {
+        if let Some(existing) = find_revision(ecs, family, &release.deploy_id).await? {
+            revisions.insert(family.clone(), existing);
+            continue;
+        }
+        if !started {
+            steps.start(Step::Register);
+            started = true;
+        }
+        let base = taskdef::describe(ecs, base_arn).await?;
+        let containers = our_containers(settings, &base, &current.repository)?;
+        let tags = BTreeMap::from([
+            (DEPLOY_ID_TAG.to_owned(), release.deploy_id.clone()),
+            (GIT_SHA_TAG.to_owned(), release.commit.clone()),
+        ]);
+        let input = taskdef::next_revision(
+            &base,
+            &Changes {
+                containers: &containers,
+                image: &image.uri,
+                set_environment: &settings.environment,
+                remove_environment: &settings.remove_environment,
+                set_secrets: &settings.secrets,
+                tags,
+            },
+        );
+        let arn = taskdef::register(ecs, &input).await?;
+        steps.reporter.info(&format!(
+            "registered `{}` from `{}`: {} take the image",
+            short_arn(&arn),
+            short_arn(&base.arn),
+            containers
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        registered.push(short_arn(&arn).to_owned());
+        revisions.insert(family.clone(), taskdef::describe(ecs, &arn).await?);
     }
-    if !build.secret_args.is_empty() {
-        add(
-            "secret args",
-            format!(
-                "{} (values from the environment)",
-                names(&build.secret_args)
-            ),
+    if started {
+        steps.done(registered.join(", "));
+    } else {
+        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+        steps.skip(
+            Step::Register,
+            format!("{} tagged with this deploy id", names.join(", ")),
         );
     }
+    Ok(revisions)
+}
 
-    for (host, addr) in &settings.registry_map {
-        add("registry", format!("`{host}` via `{addr}`"));
-    }
-    if !settings.environment.is_empty() {
-        let set: Vec<String> = settings
-            .environment
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        add("set env", set.join(" "));
-    }
-    if !settings.remove_environment.is_empty() {
-        add("remove env", names(&settings.remove_environment));
-    }
-    if !settings.secrets.is_empty() {
-        let secrets: Vec<String> = settings.secrets.keys().cloned().collect();
-        add("secrets", names(&secrets));
-    }
-
-    let migration = &settings.migration;
-    let family = migration.family.as_ref().map_or_else(
-        || {
+/// The containers that take our image: `containers` from berth.toml, else those whose image is in
+/// our repository. Sidecars with other images are never touched.
+fn our_containers(
+    settings: &Settings,
+    base: &Described,
+    repository: &Repository,
+) -> Result<Vec<String>, Error> {
+    let available: Vec<String> = base
+        .containers()
+        .iter()
+        .map(|c| {
             format!(
-                "the task family of {}",
-                names(settings.services.get(..1).unwrap_or_default())
+                "`{}` ({})",
+                c.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
+                c.get("image").and_then(|v| v.as_str()).unwrap_or("?")
             )
-        },
-        |family| format!("task family `{family}`"),
-    );
-    let when = match settings.migrate {
-        MigrateOrder::After => "after the rollout",
-        MigrateOrder::Before => "before the rollout",
-        MigrateOrder::Skip => "",
+        })
+        .collect();
+    let chosen = match &settings.containers {
+        Some(names) => {
+            if let Some(missing) = names.iter().find(|n| base.container(n).is_none()) {
+                return Err(Error::Mismatch {
+                    problem: format!(
+                        "task definition `{}` has no container `{missing}`; it has {}",
+                        short_arn(&base.arn),
+                        available.join(", ")
+                    ),
+                    hint: "fix `containers` in berth.toml".to_owned(),
+                });
+            }
+            names.clone()
+        }
+        None => taskdef::containers_in_repository(base, &repository.uri),
     };
-    add(
-        "migration",
-        if settings.migrate == MigrateOrder::Skip {
-            "skipped".to_owned()
-        } else {
+    if chosen.is_empty() {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "no container of `{}` uses `{}`; it has {}",
+                short_arn(&base.arn),
+                repository.uri,
+                available.join(", ")
+            ),
+            hint: "name the containers that take the image with `containers = [\"app\"]` in berth.toml".to_owned(),
+        });
+    }
+    Ok(chosen)
+}
+
+/// The newest revisions of `family`, searched for one tagged with `deploy_id`.
+async fn find_revision(
+    ecs: &Ecs,
+    family: &str,
+    deploy_id: &str,
+) -> Result<Option<Described>, Error> {
+    let listed = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(TaskDefinitionStatus::Active)
+        .sort(SortOrder::Desc)
+        .max_results(100)
+        .send()
+        .await
+        .map_err(|e| aws::failed(format!("listing revisions of `{family}`"), e))?;
+    let mut arns: Vec<&str> = listed
+        .task_definition_arns()
+        .iter()
+        .map(String::as_str)
+        .filter(|arn| family_of(arn) == family)
+        .collect();
+    arns.sort_by_key(|arn| std::cmp::Reverse(revision_of(arn)));
+    for arn in arns.into_iter().take(REVISIONS_SEARCHED as usize) {
+        let described = taskdef::describe(ecs, arn).await?;
+        if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
+            return Ok(Some(described));
+        }
+    }
+    Ok(None)
+}
+
+async fn rollout(
+    ecs: &Ecs,
+    settings: &Settings,
+    targets: &[Target],
+    steps: &mut Steps<'_>,
+) -> Result<Vec<Rolled>, Error> {
+    steps.start(Step::Rollout);
+    let mut rolled = rollout::start(ecs, settings, targets, steps.reporter).await?;
+    rollout::wait(ecs, settings, &mut rolled, steps.reporter).await?;
+    if rolled.iter().all(|r| r.already) {
+        // Nothing was changed: a rerun that only confirmed the services.
+        if let Some((_, began)) = steps.current.take() {
+            steps.record(
+                Step::Rollout,
+                "skipped",
+                began.elapsed(),
+                "services already on this deploy's revisions".to_owned(),
+            );
+            steps.reporter.step_skipped(
+                Step::Rollout.name(),
+                "services already on this deploy's revisions",
+            );
+        }
+    } else {
+        steps.done(
+            rolled
+                .iter()
+                .map(|r| format!("{} {}", r.service, r.deployment_id))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    Ok(rolled)
+}
+
+async fn migration(
+    ecs: &Ecs,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    plan: &migrate::Plan<'_>,
+    steps: &mut Steps<'_>,
+) -> Result<Migrated, Error> {
+    steps.start(Step::Migrate);
+    let migrated = migrate::run(ecs, logs, settings, plan, steps.reporter).await?;
+    if migrated.already {
+        steps.current = None;
+        steps.skip(
+            Step::Migrate,
             format!(
-                "`{}` in container `{}` of {family}, {when}",
-                migration.command.join(" "),
-                migration.container
-            )
-        },
-    );
-    let timeouts = &settings.timeouts;
-    add(
-        "timeouts",
-        format!(
-            "rollout {}, migration {}, poll every {}",
-            humantime::format_duration(timeouts.rollout),
-            humantime::format_duration(timeouts.migration),
-            humantime::format_duration(timeouts.poll)
-        ),
-    );
-    lines
+                "migration task `{}` of this deploy succeeded",
+                short_arn(&migrated.task_arn)
+            ),
+        );
+    } else {
+        steps.done(format!("task {} exited 0", short_arn(&migrated.task_arn)));
+    }
+    Ok(migrated)
+}
+
+/// `family` of `arn:…:task-definition/family:7`.
+fn family_of(arn: &str) -> &str {
+    let last = arn.rsplit('/').next().unwrap_or(arn);
+    last.rsplit_once(':').map_or(last, |(family, _)| family)
+}
+
+fn revision_of(arn: &str) -> u64 {
+    arn.rsplit(':')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+fn short_tag(tag: &str) -> &str {
+    &tag[..tag.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{family_of, revision_of};
+
+    #[test]
+    fn arns_name_family_and_revision() {
+        let arn = "arn:aws:ecs:us-east-1:1:task-definition/berth-example-stg-web:12";
+        assert_eq!(family_of(arn), "berth-example-stg-web");
+        assert_eq!(revision_of(arn), 12);
+        assert_eq!(family_of("web"), "web");
+    }
 }

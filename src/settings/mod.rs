@@ -39,6 +39,8 @@ pub struct Settings {
     pub repository: String,
     /// Create the ECR repository when it does not exist.
     pub create_repository: bool,
+    /// A tag moved to each deployed image, such as `stg-latest`.
+    pub env_tag: Option<String>,
     /// Containers that take the new image; `None` means every container whose image is in
     /// `repository`.
     pub containers: Option<Vec<String>>,
@@ -78,6 +80,18 @@ pub struct BuildSettings {
     pub args: BTreeMap<String, String>,
     /// Build args whose values come from berth's environment and are never shown.
     pub secret_args: Vec<String>,
+    pub builder: Builder,
+}
+
+/// Which of the engine's builders builds the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// BuildKit when the engine offers it, else the classic builder.
+    Auto,
+    Classic,
+    #[serde(rename = "buildkit")]
+    BuildKit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +111,9 @@ pub struct Timeouts {
     /// Interval between two looks at AWS while waiting.
     #[serde(serialize_with = "human_duration")]
     pub poll: Duration,
+    /// Longest silence while waiting: a status line at least this often (CI kills silent steps).
+    #[serde(serialize_with = "human_duration")]
+    pub heartbeat: Duration,
 }
 
 fn human_duration<S: serde::Serializer>(

@@ -19,6 +19,7 @@ pub type RawFile = RawLayer<BTreeMap<String, RawLayer>>;
 pub struct RawLayer<Envs = NotHere> {
     pub repository: Option<Spanned<String>>,
     pub create_repository: Option<bool>,
+    pub env_tag: Option<Spanned<String>>,
     pub containers: Option<Spanned<Vec<String>>>,
     pub migrate: Option<Spanned<String>>,
     pub branch: Option<String>,
@@ -44,6 +45,7 @@ pub struct RawBuild {
     pub platform: Option<Spanned<String>>,
     pub args: Option<BTreeMap<String, String>>,
     pub secret_args: Option<Spanned<Vec<String>>>,
+    pub builder: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -60,6 +62,7 @@ pub struct RawTimeouts {
     pub rollout: Option<Spanned<String>>,
     pub migration: Option<Spanned<String>>,
     pub poll: Option<Spanned<String>>,
+    pub heartbeat: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -89,6 +92,7 @@ impl<Envs> RawLayer<Envs> {
         let Self {
             repository,
             create_repository,
+            env_tag,
             containers,
             migrate,
             branch,
@@ -107,6 +111,7 @@ impl<Envs> RawLayer<Envs> {
         RawLayer {
             repository: over.repository.or(repository),
             create_repository: over.create_repository.or(create_repository),
+            env_tag: over.env_tag.or(env_tag),
             containers: over.containers.or(containers),
             migrate: over.migrate.or(migrate),
             branch: over.branch.or(branch),
@@ -134,6 +139,7 @@ impl RawBuild {
             platform,
             args,
             secret_args,
+            builder,
         } = self;
         Self {
             context: over.context.or(context),
@@ -142,6 +148,7 @@ impl RawBuild {
             platform: over.platform.or(platform),
             args: merge_maps(args, over.args),
             secret_args: over.secret_args.or(secret_args),
+            builder: over.builder.or(builder),
         }
     }
 }
@@ -167,11 +174,13 @@ impl RawTimeouts {
             rollout,
             migration,
             poll,
+            heartbeat,
         } = self;
         Self {
             rollout: over.rollout.or(rollout),
             migration: over.migration.or(migration),
             poll: over.poll.or(poll),
+            heartbeat: over.heartbeat.or(heartbeat),
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::raw::{RawBuild, RawLayer, RawMigration, RawTimeouts};
-use super::{BuildSettings, MigrateOrder, MigrationSettings, Settings, Source, Timeouts};
+use super::{BuildSettings, Builder, MigrateOrder, MigrationSettings, Settings, Source, Timeouts};
 use crate::error::ConfigError;
 use crate::flags::Flags;
 
@@ -19,6 +19,8 @@ pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+/// CircleCI kills a step after 10 minutes without output; stay far below.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 pub(super) fn validate(
     layer: RawLayer,
@@ -142,6 +144,7 @@ pub(super) fn validate(
         services,
         repository: repository.into_inner(),
         create_repository: layer.create_repository.unwrap_or(false),
+        env_tag: layer.env_tag.map(|tag| check.image_tag(tag)).transpose()?,
         containers,
         migrate,
         build,
@@ -251,6 +254,29 @@ impl Check<'_> {
         }
     }
 
+    fn image_tag(&self, tag: Spanned<String>) -> Result<String, ConfigError> {
+        let valid = tag.get_ref().len() <= 128
+            && tag
+                .get_ref()
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if valid {
+            Ok(tag.into_inner())
+        } else {
+            Err(self.invalid(
+                "env_tag",
+                Some(tag.span()),
+                format!("is `{}`, which is not a Docker tag", tag.get_ref()),
+                "use letters, digits, `_`, `.` and `-`, up to 128 characters, such as `stg-latest`",
+            ))
+        }
+    }
+
     fn duration(
         &self,
         value: Option<Spanned<String>>,
@@ -286,6 +312,22 @@ impl Check<'_> {
                 ));
             }
         };
+        let builder = match build.builder {
+            None => Builder::Auto,
+            Some(builder) => match builder.get_ref().as_str() {
+                "auto" => Builder::Auto,
+                "classic" => Builder::Classic,
+                "buildkit" => Builder::BuildKit,
+                other => {
+                    return Err(self.invalid(
+                        "build.builder",
+                        Some(builder.span()),
+                        format!("is `{other}`"),
+                        "use `auto` (BuildKit when the engine has it), `classic` or `buildkit`",
+                    ));
+                }
+            },
+        };
         let args = build.args.unwrap_or_default();
         let secret_args = build
             .secret_args
@@ -313,6 +355,7 @@ impl Check<'_> {
             platform,
             args,
             secret_args,
+            builder,
         })
     }
 
@@ -358,6 +401,11 @@ impl Check<'_> {
                 DEFAULT_MIGRATION_TIMEOUT,
             )?,
             poll: self.duration(timeouts.poll, "timeouts.poll", DEFAULT_POLL_INTERVAL)?,
+            heartbeat: self.duration(
+                timeouts.heartbeat,
+                "timeouts.heartbeat",
+                DEFAULT_HEARTBEAT,
+            )?,
         })
     }
 }

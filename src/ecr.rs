@@ -1,0 +1,200 @@
+//! ECR: the repository, the image digest, registry credentials and the environment tag.
+
+use aws_sdk_ecr::Client;
+use aws_sdk_ecr::types::ImageIdentifier;
+use base64::Engine;
+
+use crate::aws::failed;
+use crate::error::Error;
+use crate::settings::Settings;
+
+/// Our repository as ECR names it.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    pub name: String,
+    /// `<account>.dkr.ecr.<region>.amazonaws.com/<name>`: how task definitions name the image.
+    pub uri: String,
+    /// Where `docker push` sends the bytes: the registry host after `[registry].map`.
+    pub push_to: String,
+}
+
+impl Repository {
+    pub fn host(&self) -> &str {
+        self.uri.split('/').next().unwrap_or_default()
+    }
+
+    /// The image pinned by digest, as a task definition should name it.
+    pub fn pinned(&self, digest: &str) -> String {
+        format!("{}@{digest}", self.uri)
+    }
+}
+
+/// Credentials for `docker push`, decoded from `GetAuthorizationToken`. Never printed.
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// Finds the repository; creates it only when `create_repository` is set.
+pub async fn repository(ecr: &Client, settings: &Settings) -> Result<Repository, Error> {
+    let name = &settings.repository;
+    let described = ecr
+        .describe_repositories()
+        .repository_names(name)
+        .send()
+        .await;
+    let uri = match described {
+        Ok(output) => output
+            .repositories()
+            .first()
+            .and_then(|repo| repo.repository_uri())
+            .map(str::to_owned),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_repository_not_found_exception()) =>
+        {
+            if !settings.create_repository {
+                return Err(Error::Mismatch {
+                    problem: format!(
+                        "ECR repository `{name}` does not exist in `{}`",
+                        settings.region
+                    ),
+                    hint: "create it, or set `create_repository = true` in berth.toml".to_owned(),
+                });
+            }
+            let created = ecr
+                .create_repository()
+                .repository_name(name)
+                .send()
+                .await
+                .map_err(|e| failed(format!("creating ECR repository `{name}`"), e))?;
+            created
+                .repository()
+                .and_then(|repo| repo.repository_uri())
+                .map(str::to_owned)
+        }
+        Err(error) => return Err(failed(format!("looking up ECR repository `{name}`"), error)),
+    };
+    let uri = uri.ok_or_else(|| Error::Mismatch {
+        problem: format!("ECR did not say where repository `{name}` lives"),
+        hint: "check the repository in the ECR console".to_owned(),
+    })?;
+    let host = uri.split('/').next().unwrap_or_default();
+    let push_host = settings.registry_map.get(host).map_or(host, String::as_str);
+    Ok(Repository {
+        name: name.clone(),
+        push_to: format!("{push_host}/{name}"),
+        uri,
+    })
+}
+
+/// The digest ECR holds for `tag`, if the tag is there.
+pub async fn digest_of(
+    ecr: &Client,
+    repo: &Repository,
+    tag: &str,
+) -> Result<Option<String>, Error> {
+    let described = ecr
+        .describe_images()
+        .repository_name(&repo.name)
+        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .send()
+        .await;
+    match described {
+        Ok(output) => Ok(output
+            .image_details()
+            .first()
+            .and_then(|image| image.image_digest())
+            .map(str::to_owned)),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_image_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(failed(
+            format!("looking up tag `{tag}` in ECR repository `{}`", repo.name),
+            error,
+        )),
+    }
+}
+
+/// Registry credentials for a push, from ECR.
+pub async fn login(ecr: &Client) -> Result<RegistryLogin, Error> {
+    let output = ecr
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| failed("getting an ECR authorization token", e))?;
+    let token = output
+        .authorization_data()
+        .first()
+        .and_then(|data| data.authorization_token())
+        .unwrap_or_default();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .unwrap_or_default();
+    let (username, password) = decoded.split_once(':').ok_or_else(|| Error::Mismatch {
+        problem: "ECR returned an authorization token berth cannot read".to_owned(),
+        hint: "check the credentials' permission `ecr:GetAuthorizationToken`".to_owned(),
+    })?;
+    Ok(RegistryLogin {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// Points `tag` (such as `stg-latest`) at the image with `digest`, as `aws ecr put-image` does.
+pub async fn move_tag(
+    ecr: &Client,
+    repo: &Repository,
+    digest: &str,
+    tag: &str,
+) -> Result<bool, Error> {
+    if digest_of(ecr, repo, tag).await?.as_deref() == Some(digest) {
+        return Ok(false);
+    }
+    let got = ecr
+        .batch_get_image()
+        .repository_name(&repo.name)
+        .image_ids(ImageIdentifier::builder().image_digest(digest).build())
+        .send()
+        .await
+        .map_err(|e| failed(format!("reading image `{digest}`"), e))?;
+    let image = got.images().first().ok_or_else(|| Error::Mismatch {
+        problem: format!("image `{digest}` is not in ECR repository `{}`", repo.name),
+        hint: "rerun the deploy; the image will be pushed again".to_owned(),
+    })?;
+    let mut put = ecr
+        .put_image()
+        .repository_name(&repo.name)
+        .image_tag(tag)
+        .image_manifest(image.image_manifest().unwrap_or_default());
+    if let Some(media_type) = image.image_manifest_media_type() {
+        put = put.image_manifest_media_type(media_type);
+    }
+    match put.send().await {
+        Ok(_) => Ok(true),
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_image_already_exists_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(failed(format!("tagging the image `{tag}`"), error)),
+    }
+}

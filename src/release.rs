@@ -1,0 +1,237 @@
+//! What is being deployed: the commit, the image tag and the deploy id.
+//!
+//! The deploy id names one deploy in AWS: the revision it registers is tagged with it, the
+//! migration task is started by it. It is derived from the environment, the commit and every
+//! setting that shapes the result, so a rerun of the same deploy (CircleCI "rerun from failed",
+//! on a fresh machine) finds its own work, and a changed setting is a new deploy.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::env_vars;
+use crate::error::Error;
+use crate::flags::DeployOptions;
+use crate::settings::Settings;
+
+/// ECS allows 36 characters in `startedBy`; the deploy id must fit.
+const MAX_DEPLOY_ID: usize = 36;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    /// Full commit sha.
+    pub commit: String,
+    /// Image tag: the commit, or `<sha>-dirty-<time>` for an allowed dirty tree.
+    pub tag: String,
+    /// `<env>-<sha7>-<hash>`: names this deploy in AWS.
+    pub deploy_id: String,
+}
+
+impl Release {
+    /// The release for `settings` built from the work tree around the build context.
+    pub fn discover(settings: &Settings, options: DeployOptions) -> Result<Self, Error> {
+        let folder = &settings.build.context;
+        let commit = match env_vars::var(env_vars::CIRCLE_SHA1) {
+            Some(sha) => sha,
+            None => git(folder, &["rev-parse", "HEAD"])?,
+        };
+        if commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::Git {
+                problem: format!("`{commit}` is not a commit sha"),
+                hint: format!(
+                    "set `{}` to a full commit sha, or run berth inside the git work tree",
+                    env_vars::CIRCLE_SHA1
+                ),
+            });
+        }
+        let dirty = !git(
+            folder,
+            &[
+                "status",
+                "--porcelain",
+                "--untracked-files=normal",
+                "--",
+                ".",
+            ],
+        )?
+        .trim()
+        .is_empty();
+        let nonce = if dirty {
+            if !options.allow_dirty {
+                return Err(Error::Git {
+                    problem: format!(
+                        "the work tree at `{}` has uncommitted changes",
+                        folder.display()
+                    ),
+                    hint: "commit them, or pass `--allow-dirty` to build them into an image tagged `<sha>-dirty-<time>`".to_owned(),
+                });
+            }
+            Some(unix_time())
+        } else if options.new {
+            Some(unix_time())
+        } else {
+            None
+        };
+        Ok(Self::new(settings, &commit, dirty, nonce))
+    }
+
+    /// The release of `commit`; `nonce` makes a new deploy of the same inputs.
+    pub fn new(settings: &Settings, commit: &str, dirty: bool, nonce: Option<u64>) -> Self {
+        let short = &commit[..commit.len().min(7)];
+        let tag = match (dirty, nonce) {
+            (true, Some(time)) => format!("{commit}-dirty-{time}"),
+            _ => commit.to_owned(),
+        };
+        let mut hash = Sha256::new();
+        hash.update(settings.env.as_bytes());
+        hash.update([0]);
+        hash.update(tag.as_bytes());
+        hash.update([0]);
+        hash.update(shaping_settings(settings).as_bytes());
+        if let Some(nonce) = nonce {
+            hash.update(nonce.to_be_bytes());
+        }
+        let digest = hash.finalize();
+        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let mut env: String = settings
+            .env
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        env.truncate(MAX_DEPLOY_ID - 1 - short.len() - 1 - hex.len());
+        Self {
+            commit: commit.to_owned(),
+            tag,
+            deploy_id: format!("{env}-{short}-{hex}"),
+        }
+    }
+}
+
+/// The settings that change what a deploy produces, as canonical JSON. Timeouts, the profile and
+/// the registry mapping change how berth works, not the result, and are left out. Secret build
+/// args count by name only: their values never leave the environment.
+fn shaping_settings(settings: &Settings) -> String {
+    let shaping = serde_json::json!({
+        "cluster": settings.cluster,
+        "services": settings.services,
+        "repository": settings.repository,
+        "containers": settings.containers,
+        "migrate": settings.migrate,
+        "build": {
+            "dockerfile": settings.build.dockerfile.strip_prefix(&settings.build.context).ok(),
+            "target": settings.build.target,
+            "platform": settings.build.platform,
+            "args": settings.build.args,
+            "secret_args": settings.build.secret_args,
+        },
+        "migration": settings.migration,
+        "environment": settings.environment,
+        "remove_environment": settings.remove_environment,
+        "secrets": settings.secrets,
+        "env_tag": settings.env_tag,
+    });
+    shaping.to_string()
+}
+
+fn unix_time() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn git(folder: &Path, args: &[&str]) -> Result<String, Error> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(folder)
+        .args(args)
+        .output()
+        .map_err(|error| Error::Git {
+            problem: format!("cannot run `git`: {error}"),
+            hint: format!(
+                "install git, or set `{}` to the commit being deployed",
+                env_vars::CIRCLE_SHA1
+            ),
+        })?;
+    if !output.status.success() {
+        return Err(Error::Git {
+            problem: format!(
+                "`git {}` failed in `{}`: {}",
+                args.join(" "),
+                folder.display(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+            hint: format!(
+                "run berth inside the app's git work tree, or set `{}`",
+                env_vars::CIRCLE_SHA1
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::Release;
+    use crate::flags::Flags;
+    use crate::settings;
+
+    fn settings(extra: &str) -> settings::Settings {
+        let text = format!(
+            "repository = \"app\"\n{extra}\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n"
+        );
+        let flags = Flags {
+            env: Some("stg".into()),
+            ..Flags::default()
+        };
+        settings::resolve(&text, Path::new("berth.toml"), &flags).expect("valid")
+    }
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    #[test]
+    fn same_inputs_same_deploy_id() {
+        let a = Release::new(&settings(""), SHA, false, None);
+        let b = Release::new(&settings(""), SHA, false, None);
+        assert_eq!(a, b);
+        assert!(a.deploy_id.starts_with("stg-0123456-"), "{}", a.deploy_id);
+        assert!(a.deploy_id.len() <= 36);
+        assert_eq!(a.tag, SHA);
+    }
+
+    #[test]
+    fn result_shaping_settings_make_a_new_deploy() {
+        let base = Release::new(&settings(""), SHA, false, None).deploy_id;
+        let env = Release::new(&settings("environment = { A = \"1\" }"), SHA, false, None);
+        let command = Release::new(
+            &settings("[migration]\ncommand = [\"rake\", \"db:migrate\"]"),
+            SHA,
+            false,
+            None,
+        );
+        assert_ne!(base, env.deploy_id);
+        assert_ne!(base, command.deploy_id);
+        assert_ne!(
+            base,
+            Release::new(&settings(""), SHA, false, Some(1)).deploy_id
+        );
+    }
+
+    #[test]
+    fn timeouts_do_not_make_a_new_deploy() {
+        let base = Release::new(&settings(""), SHA, false, None).deploy_id;
+        let slower = Release::new(&settings("[timeouts]\nrollout = \"2h\""), SHA, false, None);
+        assert_eq!(base, slower.deploy_id);
+    }
+
+    #[test]
+    fn dirty_builds_get_their_own_tag() {
+        let release = Release::new(&settings(""), SHA, true, Some(1_700_000_000));
+        assert_eq!(release.tag, format!("{SHA}-dirty-1700000000"));
+    }
+}

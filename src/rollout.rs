@@ -1,0 +1,340 @@
+//! Roll out: point every service at our revision, then wait on *our* deployment.
+//!
+//! Success is our deployment's `rolloutState` COMPLETED with running = desired. Failure is
+//! FAILED, or our deployment gone while the service points elsewhere (a circuit-breaker
+//! rollback). `wait_until_services_stable` is not used: after a rollback the service is stable
+//! again, on the old revision, and the waiter reports success.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{DesiredStatus, Service};
+use futures_util::future::try_join_all;
+use serde::Serialize;
+
+use crate::aws::failed;
+use crate::error::Error;
+use crate::output::{Reporter, Watch, short_duration};
+use crate::settings::Settings;
+
+/// DescribeServices takes at most this many services per call.
+const DESCRIBE_BATCH: usize = 10;
+
+/// A service and the revision it must run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub service: String,
+    pub task_definition: String,
+}
+
+/// How the rollout of one service ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rolled {
+    pub service: String,
+    pub task_definition: String,
+    pub deployment_id: String,
+    pub rollout_state: String,
+    /// The service already ran our revision when this deploy looked.
+    pub already: bool,
+}
+
+/// Fetches the services, `MISSING` ones being an error that changes nothing.
+pub async fn describe(
+    ecs: &Client,
+    cluster: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, Service>, Error> {
+    let mut found = BTreeMap::new();
+    for batch in names.chunks(DESCRIBE_BATCH) {
+        let output = ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| failed(format!("describing services in cluster `{cluster}`"), e))?;
+        for service in output.services() {
+            if service.status() == Some("ACTIVE")
+                && let Some(name) = service.service_name()
+            {
+                found.insert(name.to_owned(), service.clone());
+            }
+        }
+    }
+    if let Some(missing) = names.iter().find(|name| !found.contains_key(*name)) {
+        return Err(Error::Mismatch {
+            problem: format!("service `{missing}` is not active in cluster `{cluster}`"),
+            hint: "check `services` and `cluster` in berth.toml against the ECS console".to_owned(),
+        });
+    }
+    Ok(found)
+}
+
+/// Points each service at its revision (concurrently), unless it already runs it; returns the
+/// deployment to wait on for each.
+pub async fn start(
+    ecs: &Client,
+    settings: &Settings,
+    targets: &[Target],
+    reporter: &dyn Reporter,
+) -> Result<Vec<Rolled>, Error> {
+    let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
+    let current = describe(ecs, &settings.cluster, &names).await?;
+    let starts = targets.iter().map(|target| {
+        let service = &current[&target.service];
+        async move {
+            if service.task_definition() == Some(target.task_definition.as_str())
+                && let Some(deployment) = service
+                    .deployments()
+                    .iter()
+                    .find(|d| d.task_definition() == Some(target.task_definition.as_str()))
+            {
+                reporter.info(&format!(
+                    "`{}` already runs `{}`: waiting on deployment `{}`",
+                    target.service,
+                    short_arn(&target.task_definition),
+                    deployment.id().unwrap_or_default()
+                ));
+                return Ok(Rolled {
+                    service: target.service.clone(),
+                    task_definition: target.task_definition.clone(),
+                    deployment_id: deployment.id().unwrap_or_default().to_owned(),
+                    rollout_state: rollout_state(deployment),
+                    already: true,
+                });
+            }
+            let output = ecs
+                .update_service()
+                .cluster(&settings.cluster)
+                .service(&target.service)
+                .task_definition(&target.task_definition)
+                .send()
+                .await
+                .map_err(|e| failed(format!("updating service `{}`", target.service), e))?;
+            let deployment = output
+                .service()
+                .into_iter()
+                .flat_map(|s| s.deployments())
+                .find(|d| {
+                    d.status() == Some("PRIMARY")
+                        && d.task_definition() == Some(target.task_definition.as_str())
+                })
+                .ok_or_else(|| Error::RolloutFailed {
+                    service: format!("`{}`", target.service),
+                    reason: "ECS accepted the update but shows no deployment of our revision"
+                        .to_owned(),
+                })?;
+            let id = deployment.id().unwrap_or_default().to_owned();
+            reporter.info(&format!(
+                "`{}` → `{}`: deployment `{id}` started",
+                target.service,
+                short_arn(&target.task_definition)
+            ));
+            Ok(Rolled {
+                service: target.service.clone(),
+                task_definition: target.task_definition.clone(),
+                deployment_id: id,
+                rollout_state: rollout_state(deployment),
+                already: false,
+            })
+        }
+    });
+    try_join_all(starts).await
+}
+
+/// Waits until every deployment completed, one failed, or the timeout passed.
+pub async fn wait(
+    ecs: &Client,
+    settings: &Settings,
+    rolled: &mut [Rolled],
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    let mut watch = Watch::new(settings.timeouts.heartbeat);
+    let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
+    let mut seen_events: HashSet<String> = HashSet::new();
+    let mut first_look = true;
+    loop {
+        let services = describe(ecs, &settings.cluster, &names).await?;
+        // Events older than this deploy's first look are history, not news.
+        for service in services.values() {
+            let mut fresh: Vec<_> = service
+                .events()
+                .iter()
+                .filter(|e| e.id().is_some_and(|id| seen_events.insert(id.to_owned())))
+                .collect();
+            if !first_look {
+                fresh.reverse(); // ECS lists events newest first
+                for event in fresh {
+                    reporter.info(&format!("event: {}", event.message().unwrap_or_default()));
+                    watch.spoke();
+                }
+            }
+        }
+        first_look = false;
+
+        let mut states = Vec::new();
+        let mut done = true;
+        for rolled in rolled.iter_mut() {
+            let service = &services[&rolled.service];
+            match judge(service, rolled) {
+                Verdict::Completed => {
+                    rolled.rollout_state = "COMPLETED".to_owned();
+                    states.push(format!("{}: COMPLETED", rolled.service));
+                }
+                Verdict::InProgress(state) => {
+                    done = false;
+                    states.push(format!("{}: {state}", rolled.service));
+                }
+                Verdict::Failed(reason) => {
+                    rolled.rollout_state = "FAILED".to_owned();
+                    explain(ecs, settings, service, rolled, reporter).await;
+                    return Err(Error::RolloutFailed {
+                        service: format!("`{}`", rolled.service),
+                        reason,
+                    });
+                }
+            }
+        }
+        let state = states.join(", ");
+        if done {
+            reporter.info(&format!("rollout finished: {state}"));
+            return Ok(());
+        }
+        if watch.elapsed() >= settings.timeouts.rollout {
+            return Err(Error::RolloutTimeout {
+                timeout: short_duration(settings.timeouts.rollout),
+                state: format!(
+                    "{state}; the deployments go on in ECS, nothing was rolled back by berth"
+                ),
+            });
+        }
+        watch.beat(reporter, &state);
+        tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(60))).await;
+    }
+}
+
+enum Verdict {
+    Completed,
+    InProgress(String),
+    Failed(String),
+}
+
+fn judge(service: &Service, rolled: &Rolled) -> Verdict {
+    let ours = service
+        .deployments()
+        .iter()
+        .find(|d| d.id() == Some(rolled.deployment_id.as_str()));
+    match ours {
+        Some(deployment) => {
+            let state = rollout_state(deployment);
+            let (running, desired) = (deployment.running_count(), deployment.desired_count());
+            match state.as_str() {
+                "COMPLETED" if running == desired => Verdict::Completed,
+                "FAILED" => Verdict::Failed(format!(
+                    "deployment `{}` is FAILED: {}",
+                    rolled.deployment_id,
+                    deployment
+                        .rollout_state_reason()
+                        .unwrap_or("no reason given")
+                )),
+                _ => Verdict::InProgress(format!(
+                    "{state}, {running}/{desired} running, {} failed tasks",
+                    deployment.failed_tasks()
+                )),
+            }
+        }
+        None if service.task_definition() != Some(rolled.task_definition.as_str()) => {
+            Verdict::Failed(format!(
+                "deployment `{}` is gone and the service runs `{}`: rolled back or replaced",
+                rolled.deployment_id,
+                short_arn(service.task_definition().unwrap_or("?"))
+            ))
+        }
+        // Replaced by another deployment of the same revision (e.g. a forced one): judge that.
+        None => match service.deployments().first() {
+            Some(primary) if rollout_state(primary) == "COMPLETED" => Verdict::Completed,
+            Some(primary) => Verdict::InProgress(rollout_state(primary)),
+            None => Verdict::InProgress("no deployments".to_owned()),
+        },
+    }
+}
+
+/// After a failure: the service's recent events and why the new revision's tasks stopped.
+async fn explain(
+    ecs: &Client,
+    settings: &Settings,
+    service: &Service,
+    rolled: &Rolled,
+    reporter: &dyn Reporter,
+) {
+    reporter.info(&format!("recent events of `{}`:", rolled.service));
+    for event in service.events().iter().take(10).rev() {
+        reporter.info(&format!("  {}", event.message().unwrap_or_default()));
+    }
+    let Ok(listed) = ecs
+        .list_tasks()
+        .cluster(&settings.cluster)
+        .service_name(&rolled.service)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+    else {
+        return;
+    };
+    if listed.task_arns().is_empty() {
+        return;
+    }
+    let Ok(described) = ecs
+        .describe_tasks()
+        .cluster(&settings.cluster)
+        .set_tasks(Some(listed.task_arns().to_vec()))
+        .send()
+        .await
+    else {
+        return;
+    };
+    let ours: Vec<_> = described
+        .tasks()
+        .iter()
+        .filter(|t| t.task_definition_arn() == Some(rolled.task_definition.as_str()))
+        .take(5)
+        .collect();
+    if !ours.is_empty() {
+        reporter.info(&format!(
+            "stopped tasks of `{}`:",
+            short_arn(&rolled.task_definition)
+        ));
+    }
+    for task in ours {
+        let containers: Vec<String> = task
+            .containers()
+            .iter()
+            .map(|c| {
+                let code = c
+                    .exit_code()
+                    .map_or_else(|| "no exit code".to_owned(), |code| format!("exit {code}"));
+                format!("{} {code}", c.name().unwrap_or("?"))
+            })
+            .collect();
+        reporter.info(&format!(
+            "  task {}: {} ({}); {}",
+            short_arn(task.task_arn().unwrap_or("?")),
+            task.stop_code().map_or("no stop code", |c| c.as_str()),
+            task.stopped_reason().unwrap_or("no reason"),
+            containers.join(", ")
+        ));
+    }
+}
+
+fn rollout_state(deployment: &aws_sdk_ecs::types::Deployment) -> String {
+    deployment
+        .rollout_state()
+        .map_or("UNKNOWN", |s| s.as_str())
+        .to_owned()
+}
+
+/// `family:7` or the task id: the part of an ARN a person reads.
+pub fn short_arn(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}

@@ -173,11 +173,7 @@ fn build_options(
     request: &BuildRequest,
     builder: Builder,
 ) -> bollard::query_parameters::BuildImageOptions {
-    let args: HashMap<&String, &String> = request
-        .args
-        .iter()
-        .chain(&request.secret_args)
-        .collect();
+    let args: HashMap<&String, &String> = request.args.iter().chain(&request.secret_args).collect();
     let labels: HashMap<&String, &String> = request.labels.iter().collect();
     let dockerfile = request
         .dockerfile
@@ -287,7 +283,10 @@ impl Output {
         if let Some(status) = info.status {
             let status = status.trim_end();
             // Pull progress comes as a stream of numbers; only the named states are worth a line.
-            if info.progress_detail.is_none_or(|detail| detail.total.is_none()) {
+            if info
+                .progress_detail
+                .is_none_or(|detail| detail.total.is_none())
+            {
                 match info.id {
                     Some(id) if !status.is_empty() => emit(&format!("{id}: {status}")),
                     _ => self.line(status, emit),
@@ -348,7 +347,10 @@ impl Output {
             }
         }
         for warning in status.warnings {
-            emit(&format!("warning: {}", String::from_utf8_lossy(&warning.short)));
+            emit(&format!(
+                "warning: {}",
+                String::from_utf8_lossy(&warning.short)
+            ));
         }
         for vertex_status in status.statuses {
             // Layer export and naming are worth one line each once done; byte counts are not.
@@ -473,7 +475,10 @@ mod tests {
                 " ---> Running in 0123"
             ]
         );
-        assert_eq!(output.failed_step().as_deref(), Some("Step 2/2 : RUN exit 3"));
+        assert_eq!(
+            output.failed_step().as_deref(),
+            Some("Step 2/2 : RUN exit 3")
+        );
     }
 
     #[test]

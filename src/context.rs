@@ -97,12 +97,11 @@ impl BuildContext {
         for candidate in candidates {
             match fs_err::read_to_string(&candidate) {
                 Ok(text) => {
-                    rules = IgnoreRules::parse(&text).map_err(|source| {
-                        ContextError::IgnoreFile {
+                    rules =
+                        IgnoreRules::parse(&text).map_err(|source| ContextError::IgnoreFile {
                             path: candidate.clone(),
                             source,
-                        }
-                    })?;
+                        })?;
                     ignore_file = Some(candidate);
                     break;
                 }
@@ -190,10 +189,11 @@ impl BuildContext {
         for name in entries {
             let path = dir.join(&name);
             let relative = format!("{prefix}{}", name.to_string_lossy());
-            let metadata = fs_err::symlink_metadata(&path).map_err(|source| ContextError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let metadata =
+                fs_err::symlink_metadata(&path).map_err(|source| ContextError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
             let excluded = self.rules.is_excluded(&relative) && !self.always_sent(&relative);
             let kind = metadata.file_type();
 
@@ -247,9 +247,11 @@ impl BuildContext {
 
     /// An I/O error while adding `path`: the engine hanging up, or the file failing us.
     fn error_at(&self, path: &Path, source: io::Error) -> ContextError {
-        if source.kind() == io::ErrorKind::BrokenPipe && source.get_ref().is_some_and(|inner| {
-            inner.to_string() == ChannelWriter::CLOSED
-        }) {
+        if source.kind() == io::ErrorKind::BrokenPipe
+            && source
+                .get_ref()
+                .is_some_and(|inner| inner.to_string() == ChannelWriter::CLOSED)
+        {
             ContextError::Closed
         } else {
             ContextError::Read {

@@ -188,10 +188,7 @@ mod tests {
         .into_iter()
         .filter_map(|text| progress.take(&status(text)))
         .collect();
-        assert_eq!(
-            lines,
-            ["layer 1 already in the registry", "layer 2 pushed"]
-        );
+        assert_eq!(lines, ["layer 1 already in the registry", "layer 2 pushed"]);
         assert_eq!(
             progress.pushed,
             PushedImage {

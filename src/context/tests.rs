@@ -43,13 +43,20 @@ fn dockerignore_rules_decide_the_entries_and_the_dockerfile_is_always_sent() {
     write(root, "log/a.log", "not sent");
     write(root, "log/keep.log", "kept");
     write(root, "tmp/cache/blob", "not sent");
-    write(root, "vendor/cache/keep.gem", "re-included inside an excluded folder");
+    write(
+        root,
+        "vendor/cache/keep.gem",
+        "re-included inside an excluded folder",
+    );
     write(root, "vendor/cache/other.gem", "not sent");
     write(root, "vendor/readme.txt", "not sent");
     std::os::unix::fs::symlink("app/main.rb", root.join("link")).unwrap();
 
     let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
-    assert_eq!(context.ignore_file(), Some(root.join(".dockerignore").as_path()));
+    assert_eq!(
+        context.ignore_file(),
+        Some(root.join(".dockerignore").as_path())
+    );
     assert_eq!(
         entries(&context),
         [
@@ -72,8 +79,16 @@ fn the_dockerfile_specific_ignore_file_takes_precedence() {
     let root = dir.path();
     write(root, ".dockerignore", "public\n");
     write(root, "docker/app.Dockerfile", "FROM scratch\n");
-    write(root, "docker/app.Dockerfile.dockerignore", "secret\ndocker\n");
-    write(root, "public/index.html", "sent: only .dockerignore excludes it");
+    write(
+        root,
+        "docker/app.Dockerfile.dockerignore",
+        "secret\ndocker\n",
+    );
+    write(
+        root,
+        "public/index.html",
+        "sent: only .dockerignore excludes it",
+    );
     write(root, "secret/key", "not sent");
 
     let context = BuildContext::new(root, Path::new("docker/app.Dockerfile")).unwrap();
@@ -103,7 +118,10 @@ fn without_an_ignore_file_everything_is_sent_and_gitignore_plays_no_part() {
 
     let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
     assert_eq!(context.ignore_file(), None);
-    assert_eq!(entries(&context), [".gitignore", "Dockerfile", "log/", "log/a.log"]);
+    assert_eq!(
+        entries(&context),
+        [".gitignore", "Dockerfile", "log/", "log/a.log"]
+    );
 }
 
 #[test]

@@ -25,6 +25,9 @@ use crate::rollout::{self, Rolled, Target, short_arn};
 use crate::settings::{MigrateOrder, Settings};
 use crate::taskdef::{self, Changes, DEPLOY_ID_TAG, Described, GIT_SHA_TAG};
 
+/// Build arg berth always passes: the commit being deployed.
+pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
+
 /// Revisions looked at (newest first) when searching a family for this deploy's revision.
 const REVISIONS_SEARCHED: i32 = 10;
 
@@ -383,7 +386,12 @@ fn build_request(
         dockerfile,
         target: settings.build.target.clone(),
         platform: settings.build.platform.clone(),
-        args: settings.build.args.clone(),
+        args: {
+            // The commit, for Dockerfiles that bake their version in (`ARG BERTH_GIT_SHA`).
+            let mut args = BTreeMap::from([(BUILD_ARG_GIT_SHA.to_owned(), release.commit.clone())]);
+            args.extend(settings.build.args.clone());
+            args
+        },
         secret_args,
         labels: BTreeMap::from([
             (

@@ -130,7 +130,13 @@ def cmd_seed(endpoints: Endpoints, args) -> int:
     from .seed import seed
 
     began = time.monotonic()
-    summary = seed(endpoints, wait=not args.no_wait, envs=tuple(args.envs.split(",")))
+    summary = seed(
+        endpoints,
+        wait=not args.no_wait,
+        envs=tuple(args.envs.split(",")),
+        app=args.app,
+        reset=not args.keep,
+    )
     print(json.dumps(summary, indent=2))
     print(f"sandbox: demo account seeded ({time.monotonic() - began:.1f}s)", file=sys.stderr)
     return 0
@@ -161,6 +167,8 @@ def main() -> int:
     seed = sub.add_parser("seed", help="create the demo account")
     seed.add_argument("--no-wait", action="store_true", help="do not wait for the services to settle")
     seed.add_argument("--envs", default="stg,prd", help="environments to create (default: stg,prd)")
+    seed.add_argument("--app", default="berth-example", help="name of the app (repository, families, clusters)")
+    seed.add_argument("--keep", action="store_true", help="add to the account instead of resetting it first")
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")
     counters.add_argument("--clear", action="store_true")

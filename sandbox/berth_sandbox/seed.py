@@ -23,8 +23,12 @@ from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
 APP = "berth-example"
 EXAMPLE_DIR = SANDBOX_DIR.parent / "examples" / "rails-app"
 FILE_SYSTEM = "fs-0b1e2a7c9d4f35e61"
-CLUSTERS = {"stg": "berth-stg", "prd": "berth-prd"}
 DATADOG_IMAGE = "public.ecr.aws/datadog/agent:7"
+
+
+def cluster_name(app: str, env: str) -> str:
+    """`berth-stg` for the demo app; `<app>-stg` for a test's own copy."""
+    return f"berth-{env}" if app == APP else f"{app}-{env}"
 
 
 def client(endpoints: Endpoints, service: str):
@@ -37,19 +41,19 @@ def client(endpoints: Endpoints, service: str):
     )
 
 
-def build_initial_image(endpoints: Endpoints, context: Path = EXAMPLE_DIR) -> str:
+def build_initial_image(endpoints: Endpoints, app: str = APP, context: Path = EXAMPLE_DIR) -> str:
     engine = docker.from_env()
-    local = f"{endpoints.registry_addr}/{APP}"
+    local = f"{endpoints.registry_addr}/{app}"
     engine.images.build(
-        path=str(context), tag=f"{local}:initial", target="release", buildargs={"GIT_SHA": "initial"}, rm=True
+        path=str(context), tag=f"{local}:initial", target="release", buildargs={"BERTH_GIT_SHA": "initial"}, rm=True
     )
     for line in engine.api.push(local, tag="initial", stream=True, decode=True):
         if "error" in line:
             raise RuntimeError(f"push of {local}:initial failed: {line['error']}")
-    return f"{endpoints.ecr_host}/{APP}:initial"
+    return f"{endpoints.ecr_host}/{app}:initial"
 
 
-def network(endpoints: Endpoints) -> dict:
+def network(endpoints: Endpoints, app: str = APP) -> dict:
     ec2 = client(endpoints, "ec2")
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
@@ -58,31 +62,31 @@ def network(endpoints: Endpoints) -> dict:
         ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
         for cidr, zone in (("10.20.1.0/24", "a"), ("10.20.2.0/24", "b"))
     ]
-    group = ec2.create_security_group(GroupName=f"{APP}-app", Description="berth example app", VpcId=vpc)["GroupId"]
+    group = ec2.create_security_group(GroupName=f"{app}-app", Description="berth example app", VpcId=vpc)["GroupId"]
     return {"vpc": vpc, "subnets": subnets, "security_group": group}
 
 
-def roles(endpoints: Endpoints) -> dict:
+def roles(endpoints: Endpoints, app: str = APP) -> dict:
     iam = client(endpoints, "iam")
     trust = (
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
         '"Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
     )
-    names = {"execution": f"{APP}-execution", "task": f"{APP}-task", "events": f"{APP}-events"}
+    names = {"execution": f"{app}-execution", "task": f"{app}-task", "events": f"{app}-events"}
     return {
         key: iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
         for key, name in names.items()
     }
 
 
-def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
+def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
     log_options = {
-        "awslogs-group": f"/ecs/{APP}",
+        "awslogs-group": f"/ecs/{app}",
         "awslogs-region": REGION,
         "awslogs-stream-prefix": env,
     }
     return {
-        "family": f"{APP}-{env}-web",
+        "family": f"{app}-{env}-web",
         "taskRoleArn": role_arns["task"],
         "executionRoleArn": role_arns["execution"],
         "networkMode": "awsvpc",
@@ -96,12 +100,12 @@ def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
                 "name": "data",
                 "efsVolumeConfiguration": {
                     "fileSystemId": FILE_SYSTEM,
-                    "rootDirectory": f"/{env}",
+                    "rootDirectory": f"/{app}-{env}",
                     "transitEncryption": "ENABLED",
                 },
             }
         ],
-        "tags": [{"key": "app", "value": APP}, {"key": "env", "value": env}],
+        "tags": [{"key": "app", "value": app}, {"key": "env", "value": env}],
         "containerDefinitions": [
             {
                 "name": "app",
@@ -116,7 +120,7 @@ def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
                 "secrets": [
                     {
                         "name": "SECRET_KEY_BASE",
-                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{APP}/{env}/secret_key_base",
+                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{app}/{env}/secret_key_base",
                     }
                 ],
                 "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": False}],
@@ -127,7 +131,7 @@ def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
                     "retries": 3,
                     "startPeriod": 0,
                 },
-                "dockerLabels": {"com.datadoghq.tags.service": APP},
+                "dockerLabels": {"com.datadoghq.tags.service": app},
                 "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
                 "logConfiguration": {"logDriver": "awslogs", "options": log_options},
             },
@@ -144,7 +148,7 @@ def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
                 "secrets": [
                     {
                         "name": "DD_API_KEY",
-                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{APP}/datadog_api_key",
+                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{app}/datadog_api_key",
                     }
                 ],
                 "logConfiguration": {"logDriver": "awslogs", "options": log_options},
@@ -153,13 +157,13 @@ def web_task_definition(image: str, role_arns: dict, env: str) -> dict:
     }
 
 
-def devops_task_definition(image: str, role_arns: dict, env: str) -> dict:
-    web = web_task_definition(image, role_arns, env)
-    app = dict(web["containerDefinitions"][0])
-    app.pop("healthCheck")
-    app.pop("portMappings")
-    app["command"] = ["bin/rails", "devops"]
-    return {**web, "family": f"{APP}-{env}-devops", "containerDefinitions": [app]}
+def devops_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
+    web = web_task_definition(image, role_arns, env, app)
+    container = dict(web["containerDefinitions"][0])
+    container.pop("healthCheck")
+    container.pop("portMappings")
+    container["command"] = ["bin/rails", "devops"]
+    return {**web, "family": f"{app}-{env}-devops", "containerDefinitions": [container]}
 
 
 def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout: float = 120) -> None:
@@ -176,19 +180,28 @@ def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout
         time.sleep(0.5)
 
 
-def seed(endpoints: Endpoints, wait: bool = True, envs: tuple[str, ...] = ("stg", "prd")) -> dict:
+def seed(
+    endpoints: Endpoints,
+    wait: bool = True,
+    envs: tuple[str, ...] = ("stg", "prd"),
+    app: str = APP,
+    reset: bool = True,
+) -> dict:
+    """Create the demo account. `app` names a copy of it (repository, clusters, families, log
+    group, EFS folder) so that several tests can each deploy their own without `reset`."""
     import requests
 
-    requests.post(f"{endpoints.endpoint_url}/_sandbox/reset", timeout=120).raise_for_status()
+    if reset:
+        requests.post(f"{endpoints.endpoint_url}/_sandbox/reset", timeout=120).raise_for_status()
     ecr = client(endpoints, "ecr")
     ecs = client(endpoints, "ecs")
     logs = client(endpoints, "logs")
     events = client(endpoints, "events")
-    net = network(endpoints)
-    role_arns = roles(endpoints)
-    ecr.create_repository(repositoryName=APP)
-    image = build_initial_image(endpoints)
-    logs.create_log_group(logGroupName=f"/ecs/{APP}")
+    net = network(endpoints, app)
+    role_arns = roles(endpoints, app)
+    ecr.create_repository(repositoryName=app)
+    image = build_initial_image(endpoints, app)
+    logs.create_log_group(logGroupName=f"/ecs/{app}")
     awsvpc = {
         "awsvpcConfiguration": {
             "subnets": net["subnets"],
@@ -198,10 +211,12 @@ def seed(endpoints: Endpoints, wait: bool = True, envs: tuple[str, ...] = ("stg"
     }
     summary = {"network": net, "image": image, "clusters": {}}
     for env in envs:
-        cluster = CLUSTERS[env]
+        cluster = cluster_name(app, env)
         cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
-        web = ecs.register_task_definition(**web_task_definition(image, role_arns, env))["taskDefinition"]
-        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env))["taskDefinition"]
+        web = ecs.register_task_definition(**web_task_definition(image, role_arns, env, app))["taskDefinition"]
+        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env, app))[
+            "taskDefinition"
+        ]
         breaker = {
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             "maximumPercent": 200,
@@ -218,9 +233,9 @@ def seed(endpoints: Endpoints, wait: bool = True, envs: tuple[str, ...] = ("stg"
                 networkConfiguration=awsvpc,
                 deploymentConfiguration=breaker,
                 propagateTags="SERVICE",
-                tags=[{"key": "app", "value": APP}, {"key": "env", "value": env}],
+                tags=[{"key": "app", "value": app}, {"key": "env", "value": env}],
             )
-        rule = f"{APP}-{env}-nightly"
+        rule = f"{app}-{env}-nightly"
         events.put_rule(Name=rule, ScheduleExpression="cron(0 3 * * ? *)", State="ENABLED")
         events.put_targets(
             Rule=rule,
@@ -252,5 +267,5 @@ def seed(endpoints: Endpoints, wait: bool = True, envs: tuple[str, ...] = ("stg"
         }
     if wait:
         for env in envs:
-            wait_stable(endpoints, CLUSTERS[env], ["web", "devops"])
+            wait_stable(endpoints, cluster_name(app, env), ["web", "devops"])
     return summary

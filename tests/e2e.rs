@@ -1,0 +1,493 @@
+//! `berth deploy` end to end against the sandbox: the real binary, a real build and push, real
+//! ECS tasks. Each test deploys its own copy of the example app (own repository, cluster,
+//! families, EFS folder) and reads only its own request counters (`AWS_SDK_UA_APP_ID`), so tests
+//! run side by side. Needs the sandbox (`scripts/test` starts it).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// One test's copy of the example app and its corner of the sandbox.
+struct App {
+    name: String,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl App {
+    /// Seeds `<name>`'s services and a git work tree of the example app with `extra` settings.
+    fn new(test: &str, extra: &str) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let name = format!("e2e-{test}-{:05x}", nanos % 0xfffff);
+        let env = sandbox_env();
+        let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
+            .args(["seed", "--envs", "stg", "--keep", "--app", &name])
+            .output()
+            .unwrap();
+        assert!(
+            seeded.status.success(),
+            "seed failed: {}",
+            text(&seeded.stderr)
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&Path::new(ROOT).join("examples/rails-app"), dir.path());
+        let config = format!(
+            "repository = \"{name}\"\ncontainers = [\"app\"]\n{extra}\n\
+             [build]\ntarget = \"release\"\n\
+             [timeouts]\nrollout = \"3m\"\nmigration = \"3m\"\npoll = \"500ms\"\nheartbeat = \"5s\"\n\
+             [env.stg]\nregion = \"us-east-1\"\ncluster = \"{name}-stg\"\nservices = [\"web\", \"devops\"]\n"
+        );
+        fs_err::write(dir.path().join("berth.toml"), config).unwrap();
+        for args in [
+            &["init", "-q", "-b", "main"][..],
+            &["add", "-A"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "app",
+            ],
+        ] {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(dir.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        }
+        Self { name, dir, env }
+    }
+
+    fn deploy(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .current_dir(self.dir.path())
+            .args(["deploy", "--env", "stg", "--output", "json"])
+            .args(args);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy().into_owned();
+            if name.starts_with("BERTH_") || name.starts_with("AWS_") || name == "CIRCLE_SHA1" {
+                command.env_remove(name);
+            }
+        }
+        command
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("AWS_SDK_UA_APP_ID", &self.name)
+            .env("CI", "true")
+            .env("NO_COLOR", "1");
+        let began = Instant::now();
+        let output = command.output().unwrap();
+        let run = Run {
+            elapsed: began.elapsed(),
+            ended: SystemTime::now(),
+            code: output.status.code(),
+            stderr: text(&output.stderr),
+            stdout: text(&output.stdout),
+        };
+        println!(
+            "--- berth deploy {args:?} → {:?} in {:?}\n{}",
+            run.code, run.elapsed, run.stderr
+        );
+        run
+    }
+
+    async fn ecs(&self) -> aws_sdk_ecs::Client {
+        let endpoint = self.var("AWS_ENDPOINT_URL");
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::for_tests())
+            .load()
+            .await;
+        aws_sdk_ecs::Client::new(&config)
+    }
+
+    fn var(&self, key: &str) -> String {
+        self.env.iter().find(|(k, _)| k == key).unwrap().1.clone()
+    }
+
+    fn cluster(&self) -> String {
+        format!("{}-stg", self.name)
+    }
+
+    /// This app's AWS calls per operation, plus the registry's manifest pushes of its repository.
+    fn counters(&self) -> Counters {
+        let port = self.var("BERTH_SANDBOX_PORT");
+        let mine = admin_get(&port, &format!("/_sandbox/counters?app={}", self.name));
+        let all = admin_get(&port, "/_sandbox/counters");
+        let pushes = all[format!("registry:push:{}", self.name)]
+            .as_u64()
+            .unwrap_or(0);
+        Counters {
+            calls: mine,
+            pushes,
+        }
+    }
+
+    async fn service_task_definitions(&self) -> Vec<String> {
+        let ecs = self.ecs().await;
+        let out = ecs
+            .describe_services()
+            .cluster(self.cluster())
+            .services("web")
+            .services("devops")
+            .send()
+            .await
+            .unwrap();
+        out.services()
+            .iter()
+            .map(|s| s.task_definition().unwrap().to_owned())
+            .collect()
+    }
+}
+
+struct Run {
+    elapsed: Duration,
+    ended: SystemTime,
+    code: Option<i32>,
+    stderr: String,
+    stdout: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+struct Counters {
+    calls: Value,
+    pushes: u64,
+}
+
+impl Counters {
+    fn get(&self, key: &str) -> u64 {
+        self.calls[key].as_u64().unwrap_or(0)
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `export K=V` lines of `sandboxctl env`.
+fn sandbox_env() -> Vec<(String, String)> {
+    let out = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
+        .arg("env")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sandboxctl env: {}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn admin_get(port: &str, path: &str) -> Value {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap_or_else(|e| {
+            panic!("the sandbox is not running on port {port}: {e}; run `sandbox/sandboxctl start`")
+        });
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let body = response.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target: PathBuf = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs_err::create_dir_all(&target).unwrap();
+            copy_tree(&entry.path(), &target);
+        } else if entry.file_name() != "berth.toml" {
+            fs_err::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn container<'a>(definition: &'a TaskDefinition, name: &str) -> &'a ContainerDefinition {
+    definition
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(name))
+        .unwrap()
+}
+
+async fn task_definition(ecs: &aws_sdk_ecs::Client, arn: &str) -> TaskDefinition {
+    ecs.describe_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
+    let app = App::new("ok", "");
+    let before = app.service_task_definitions().await;
+    let seeded = app.counters();
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(0), "deploy failed");
+    let report = run.json();
+
+    // Built and pushed: ECR holds the commit's tag with the digest the revisions are pinned to.
+    let digest = report["image"]["digest"].as_str().unwrap();
+    assert!(digest.starts_with("sha256:"));
+    let pinned = format!(
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/{}@{digest}",
+        app.name
+    );
+    assert_eq!(report["image"]["uri"], pinned.as_str());
+    assert_eq!(app.counters().pushes, seeded.pushes + 1);
+
+    // web and devops on new revisions, pinned by digest, every other field kept.
+    let ecs = app.ecs().await;
+    let after = app.service_task_definitions().await;
+    for (old_arn, new_arn) in before.iter().zip(&after) {
+        assert_ne!(old_arn, new_arn);
+        let old = task_definition(&ecs, old_arn).await;
+        let new = task_definition(&ecs, new_arn).await;
+        assert_eq!(container(&new, "app").image(), Some(pinned.as_str()));
+        let mut expected_app = container(&old, "app").clone();
+        expected_app.image = Some(pinned.clone());
+        assert_eq!(
+            container(&new, "app"),
+            &expected_app,
+            "app container changed beyond its image"
+        );
+        for (name, field_old, field_new) in [
+            ("cpu", old.cpu(), new.cpu()),
+            ("memory", old.memory(), new.memory()),
+            ("taskRoleArn", old.task_role_arn(), new.task_role_arn()),
+            (
+                "executionRoleArn",
+                old.execution_role_arn(),
+                new.execution_role_arn(),
+            ),
+        ] {
+            assert_eq!(field_old, field_new, "{name} changed");
+        }
+        assert_eq!(old.volumes(), new.volumes());
+        assert_eq!(old.network_mode(), new.network_mode());
+        assert_eq!(old.runtime_platform(), new.runtime_platform());
+        assert_eq!(old.ephemeral_storage(), new.ephemeral_storage());
+        assert_eq!(
+            old.requires_compatibilities(),
+            new.requires_compatibilities()
+        );
+        if old.container_definitions().len() > 1 {
+            // The sidecar is not ours: its definition, image included, is unchanged.
+            assert_eq!(
+                container(&old, "datadog-agent"),
+                container(&new, "datadog-agent")
+            );
+            assert_eq!(
+                container(&new, "datadog-agent").image(),
+                Some("public.ecr.aws/datadog/agent:7")
+            );
+        }
+    }
+    let services = ecs
+        .describe_services()
+        .cluster(app.cluster())
+        .services("web")
+        .services("devops")
+        .send()
+        .await
+        .unwrap();
+    for service in services.services() {
+        let [deployment] = service.deployments() else {
+            panic!("{:?} has several deployments", service.service_name());
+        };
+        assert_eq!(
+            deployment.rollout_state().map(|s| s.as_str()),
+            Some("COMPLETED")
+        );
+        assert_eq!(deployment.running_count(), deployment.desired_count());
+    }
+
+    // The migration really ran: its log lines are in berth's output, the schema changed.
+    assert!(
+        run.stderr
+            .contains("migrate | == 20260201000000 add_email_to_users: migrated")
+    );
+    assert_eq!(report["migration"]["exit_codes"]["app"], 0);
+    let schema = Path::new(ROOT)
+        .join("sandbox/.state/efs/fs-0b1e2a7c9d4f35e61")
+        .join(format!("{}-stg", app.name))
+        .join("schema.rb");
+    assert!(
+        fs_err::read_to_string(schema)
+            .unwrap()
+            .contains("add_column \"users\", \"email\"")
+    );
+
+    // A rerun of the completed deploy finds everything done, changes nothing, and is quick.
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0));
+    let again = app.counters();
+    for step in ["build", "push", "register", "rollout", "migrate"] {
+        assert!(
+            rerun.stderr.contains(&format!("{step}: already done")),
+            "{step} was not skipped"
+        );
+    }
+    for operation in [
+        "ecs:RegisterTaskDefinition",
+        "ecs:UpdateService",
+        "ecs:RunTask",
+    ] {
+        assert_eq!(
+            again.get(operation),
+            counted.get(operation),
+            "{operation} was called again"
+        );
+    }
+    assert_eq!(again.pushes, counted.pushes, "the image was pushed again");
+    assert_eq!(rerun.json()["revisions"], report["revisions"]);
+    assert!(
+        rerun.elapsed < Duration::from_secs(2),
+        "rerun took {:?}",
+        rerun.elapsed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_migration_before_rollout_leaves_services_untouched_and_is_not_rerun() {
+    let app = App::new(
+        "mig",
+        "migrate = \"before\"\n[environment]\nMIGRATION_FAIL = \"1\"\n",
+    );
+    let before = app.service_task_definitions().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(3), "expected the migration-failed exit code");
+    assert!(run.stderr.contains("`app` exited 1"), "no exit code shown");
+    assert!(
+        run.stderr.contains("failed (MIGRATION_FAIL=1)"),
+        "no log tail shown"
+    );
+    assert!(run.stderr.contains("last log lines:"));
+    assert_eq!(
+        app.service_task_definitions().await,
+        before,
+        "services changed"
+    );
+
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(3));
+    assert!(rerun.stderr.contains("--retry-migration"));
+    let again = app.counters();
+    for operation in [
+        "ecs:RegisterTaskDefinition",
+        "ecs:UpdateService",
+        "ecs:RunTask",
+    ] {
+        assert_eq!(
+            again.get(operation),
+            counted.get(operation),
+            "{operation} was called again"
+        );
+    }
+    assert_eq!(again.pushes, counted.pushes);
+    for step in ["build", "push", "register"] {
+        assert!(
+            rerun.stderr.contains(&format!("{step}: already done")),
+            "{step} was not skipped"
+        );
+    }
+    assert_eq!(app.service_task_definitions().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
+    let app = App::new("crash", "[environment]\nCRASH_ON_BOOT = \"1\"\n");
+    let before = app.service_task_definitions().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(1), "expected the deploy-failed exit code");
+    assert!(
+        run.stderr.contains("rollout of `web` failed"),
+        "no failure named"
+    );
+    assert!(
+        run.stderr
+            .contains("deployment failed: tasks failed to start"),
+        "no events shown"
+    );
+    assert!(
+        run.stderr.contains("app exit 1"),
+        "no exit codes of the stopped tasks"
+    );
+
+    // berth noticed within 10 s of the sandbox marking the deployment failed.
+    let ecs = app.ecs().await;
+    let web = ecs
+        .describe_services()
+        .cluster(app.cluster())
+        .services("web")
+        .send()
+        .await
+        .unwrap();
+    let failed_at = web.services()[0]
+        .events()
+        .iter()
+        .find(|e| {
+            e.message()
+                .unwrap_or_default()
+                .contains("deployment failed")
+        })
+        .and_then(|e| e.created_at())
+        .unwrap();
+    let failed_at = UNIX_EPOCH + Duration::from_secs_f64(failed_at.as_secs_f64());
+    let lag = run.ended.duration_since(failed_at).unwrap_or_default();
+    assert!(
+        lag < Duration::from_secs(10),
+        "berth reported the failure {lag:?} after ECS"
+    );
+
+    // The rerun rebuilds nothing and registers nothing; it tries the rollout again, honestly.
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(1));
+    let again = app.counters();
+    for operation in ["ecs:RegisterTaskDefinition", "ecs:RunTask"] {
+        assert_eq!(
+            again.get(operation),
+            counted.get(operation),
+            "{operation} was called again"
+        );
+    }
+    assert_eq!(again.pushes, counted.pushes);
+    // web rolled back to its old revision; devops took the new one (it does not crash).
+    assert_eq!(app.service_task_definitions().await[0], before[0]);
+}

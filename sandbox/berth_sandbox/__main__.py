@@ -155,6 +155,14 @@ def cmd_counters(endpoints: Endpoints, args) -> int:
     return 0
 
 
+def cmd_bench(endpoints: Endpoints, args) -> int:
+    from .bench import bench
+
+    for line in bench(endpoints, runs=args.runs):
+        print(line)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="sandboxctl", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +180,8 @@ def main() -> int:
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")
     counters.add_argument("--clear", action="store_true")
+    bench = sub.add_parser("bench", help="time a RunTask round trip and a rollout (resets the account)")
+    bench.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     endpoints = Endpoints()
     return globals()[f"cmd_{args.command}"](endpoints, args)

@@ -121,6 +121,15 @@ impl<'a> Steps<'a> {
     }
 }
 
+/// What a family's next revision is made from.
+#[derive(Debug, Clone)]
+enum Base {
+    /// A task definition in ECS (an ARN, or a family for its latest revision).
+    Arn(String),
+    /// A task-definition file from the repository.
+    File(Described),
+}
+
 /// The AWS state a deploy starts from, read before anything changes.
 struct Current {
     repository: Repository,
@@ -136,7 +145,18 @@ pub async fn deploy(
     options: DeployOptions,
     reporter: &dyn Reporter,
 ) -> Result<Report, Error> {
-    let release = Release::discover(settings, options)?;
+    // Task-definition files are read (and checked) before anything else: they shape the deploy.
+    let files: BTreeMap<String, Described> = settings
+        .task_definitions
+        .iter()
+        .map(|(service, path)| Ok((service.clone(), taskdef::from_file(path)?)))
+        .collect::<Result<_, Error>>()?;
+    let inputs = files
+        .values()
+        .map(|d| serde_json::Value::Object(d.definition.clone()).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let release = Release::discover(settings, options, &inputs)?;
     reporter.info(&format!(
         "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
         release.deploy_id,
@@ -155,7 +175,7 @@ pub async fn deploy(
     let ecr_client = aws::ecr_client(&config);
     let logs = aws::logs_client(&config);
 
-    let current = look(&ecs, &ecr_client, settings).await?;
+    let current = look(&ecs, &ecr_client, settings, &files).await?;
     let mut steps = Steps {
         reporter,
         records: Vec::new(),
@@ -185,15 +205,20 @@ pub async fn deploy(
     // Our containers, and the revision of each family this deploy needs.
     let mut bases = BTreeMap::new();
     for (service, family) in &current.families {
-        let task_definition = current.services[service]
-            .task_definition()
-            .unwrap_or_default()
-            .to_owned();
-        bases.entry(family.clone()).or_insert(task_definition);
+        let base = match files.get(service) {
+            Some(file) => Base::File(file.clone()),
+            None => Base::Arn(
+                current.services[service]
+                    .task_definition()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        };
+        bases.entry(family.clone()).or_insert(base);
     }
     bases
         .entry(current.migration_family.clone())
-        .or_insert_with(|| current.migration_family.clone());
+        .or_insert_with(|| Base::Arn(current.migration_family.clone()));
     let revisions = register(
         &ecs, settings, &release, &image, &current, &bases, &mut steps,
     )
@@ -247,6 +272,7 @@ async fn look(
     ecs: &Ecs,
     ecr_client: &aws_sdk_ecr::Client,
     settings: &Settings,
+    files: &BTreeMap<String, Described>,
 ) -> Result<Current, Error> {
     let repository = ecr::repository(ecr_client, settings).await?;
     let services = rollout::describe(ecs, &settings.cluster, &settings.services).await?;
@@ -254,8 +280,11 @@ async fn look(
         .services
         .iter()
         .map(|name| {
-            let arn = services[name].task_definition().unwrap_or_default();
-            (name.clone(), family_of(arn).to_owned())
+            let family = match files.get(name) {
+                Some(file) => file.family().to_owned(),
+                None => family_of(services[name].task_definition().unwrap_or_default()).to_owned(),
+            };
+            (name.clone(), family)
         })
         .collect();
     let migration_family = settings
@@ -416,13 +445,13 @@ async fn register(
     release: &Release,
     image: &Image,
     current: &Current,
-    bases: &BTreeMap<String, String>,
+    bases: &BTreeMap<String, Base>,
     steps: &mut Steps<'_>,
 ) -> Result<BTreeMap<String, Described>, Error> {
     let mut revisions = BTreeMap::new();
     let mut registered = Vec::new();
     let mut started = false;
-    for (family, base_arn) in bases {
+    for (family, base) in bases {
         if let Some(existing) = find_revision(ecs, family, &release.deploy_id).await? {
             revisions.insert(family.clone(), existing);
             continue;
@@ -431,7 +460,10 @@ async fn register(
             steps.start(Step::Register);
             started = true;
         }
-        let base = taskdef::describe(ecs, base_arn).await?;
+        let base = match base {
+            Base::Arn(arn) => taskdef::describe(ecs, arn).await?,
+            Base::File(file) => file.clone(),
+        };
         let containers = our_containers(settings, &base, &current.repository)?;
         let tags = BTreeMap::from([
             (DEPLOY_ID_TAG.to_owned(), release.deploy_id.clone()),

@@ -32,7 +32,12 @@ pub struct Release {
 
 impl Release {
     /// The release for `settings` built from the work tree around the build context.
-    pub fn discover(settings: &Settings, options: DeployOptions) -> Result<Self, Error> {
+    /// `inputs` are further inputs that shape the result (task-definition files' contents).
+    pub fn discover(
+        settings: &Settings,
+        options: DeployOptions,
+        inputs: &str,
+    ) -> Result<Self, Error> {
         let folder = &settings.build.context;
         let commit = match env_vars::var(env_vars::CIRCLE_SHA1) {
             Some(sha) => sha,
@@ -75,11 +80,17 @@ impl Release {
         } else {
             None
         };
-        Ok(Self::new(settings, &commit, dirty, nonce))
+        Ok(Self::new(settings, &commit, dirty, nonce, inputs))
     }
 
     /// The release of `commit`; `nonce` makes a new deploy of the same inputs.
-    pub fn new(settings: &Settings, commit: &str, dirty: bool, nonce: Option<u64>) -> Self {
+    pub fn new(
+        settings: &Settings,
+        commit: &str,
+        dirty: bool,
+        nonce: Option<u64>,
+        inputs: &str,
+    ) -> Self {
         let short = &commit[..commit.len().min(7)];
         let tag = match (dirty, nonce) {
             (true, Some(time)) => format!("{commit}-dirty-{time}"),
@@ -91,6 +102,8 @@ impl Release {
         hash.update(tag.as_bytes());
         hash.update([0]);
         hash.update(shaping_settings(settings).as_bytes());
+        hash.update([0]);
+        hash.update(inputs.as_bytes());
         if let Some(nonce) = nonce {
             hash.update(nonce.to_be_bytes());
         }
@@ -196,8 +209,8 @@ mod tests {
 
     #[test]
     fn same_inputs_same_deploy_id() {
-        let a = Release::new(&settings(""), SHA, false, None);
-        let b = Release::new(&settings(""), SHA, false, None);
+        let a = Release::new(&settings(""), SHA, false, None, "");
+        let b = Release::new(&settings(""), SHA, false, None, "");
         assert_eq!(a, b);
         assert!(a.deploy_id.starts_with("stg-0123456-"), "{}", a.deploy_id);
         assert!(a.deploy_id.len() <= 36);
@@ -206,32 +219,45 @@ mod tests {
 
     #[test]
     fn result_shaping_settings_make_a_new_deploy() {
-        let base = Release::new(&settings(""), SHA, false, None).deploy_id;
-        let env = Release::new(&settings("environment = { A = \"1\" }"), SHA, false, None);
+        let base = Release::new(&settings(""), SHA, false, None, "").deploy_id;
+        let env = Release::new(
+            &settings("environment = { A = \"1\" }"),
+            SHA,
+            false,
+            None,
+            "",
+        );
         let command = Release::new(
             &settings("[migration]\ncommand = [\"rake\", \"db:migrate\"]"),
             SHA,
             false,
             None,
+            "",
         );
         assert_ne!(base, env.deploy_id);
         assert_ne!(base, command.deploy_id);
         assert_ne!(
             base,
-            Release::new(&settings(""), SHA, false, Some(1)).deploy_id
+            Release::new(&settings(""), SHA, false, Some(1), "").deploy_id
         );
     }
 
     #[test]
     fn timeouts_do_not_make_a_new_deploy() {
-        let base = Release::new(&settings(""), SHA, false, None).deploy_id;
-        let slower = Release::new(&settings("[timeouts]\nrollout = \"2h\""), SHA, false, None);
+        let base = Release::new(&settings(""), SHA, false, None, "").deploy_id;
+        let slower = Release::new(
+            &settings("[timeouts]\nrollout = \"2h\""),
+            SHA,
+            false,
+            None,
+            "",
+        );
         assert_eq!(base, slower.deploy_id);
     }
 
     #[test]
     fn dirty_builds_get_their_own_tag() {
-        let release = Release::new(&settings(""), SHA, true, Some(1_700_000_000));
+        let release = Release::new(&settings(""), SHA, true, Some(1_700_000_000), "");
         assert_eq!(release.tag, format!("{SHA}-dirty-1700000000"));
     }
 }

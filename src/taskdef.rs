@@ -74,6 +74,87 @@ impl Described {
     }
 }
 
+/// A task definition kept in the repository: a `RegisterTaskDefinition` request as JSON (or a
+/// `DescribeTaskDefinition` response, `taskDefinition` and `tags`), with `${VAR}` replaced by the
+/// variable from berth's environment.
+pub fn from_file(path: &std::path::Path) -> Result<Described, Error> {
+    let text = fs_err::read_to_string(path).map_err(|error| Error::Mismatch {
+        problem: error.to_string(),
+        hint: "check `task_definitions` in berth.toml".to_owned(),
+    })?;
+    let text =
+        substitute(&text, |name| std::env::var(name).ok()).map_err(|name| Error::Mismatch {
+            problem: format!("`{}` uses `${{{name}}}`, which is not set", path.display()),
+            hint: format!("export `{name}` before running berth"),
+        })?;
+    let value: Value = serde_json::from_str(&text).map_err(|error| Error::Mismatch {
+        problem: format!("`{}` is not valid JSON: {error}", path.display()),
+        hint: "the file holds one task definition as JSON, as `aws ecs register-task-definition --cli-input-json` takes it".to_owned(),
+    })?;
+    let (definition, tags) = match value {
+        Value::Object(mut map) if map.contains_key("taskDefinition") => {
+            let tags = map.remove("tags");
+            match map.remove("taskDefinition") {
+                Some(Value::Object(definition)) => (definition, tags),
+                _ => (Map::new(), tags),
+            }
+        }
+        Value::Object(mut map) => {
+            let tags = map.remove("tags");
+            (map, tags)
+        }
+        _ => (Map::new(), None),
+    };
+    if definition.get("family").and_then(Value::as_str).is_none() {
+        return Err(Error::Mismatch {
+            problem: format!("`{}` has no `family`", path.display()),
+            hint: "a task definition needs `family` and `containerDefinitions`".to_owned(),
+        });
+    }
+    Ok(Described {
+        arn: path.display().to_string(),
+        definition,
+        tags: tags_of(tags.as_ref()),
+    })
+}
+
+/// Replaces each `${NAME}` by `lookup(NAME)`; the error is the first name without a value.
+pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        let value = lookup(name).ok_or_else(|| name.to_owned())?;
+        // JSON-escape the value: it lands inside a JSON string.
+        let escaped = serde_json::to_string(&value).unwrap_or_default();
+        out.push_str(&escaped[1..escaped.len() - 1]);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
+    tags.and_then(Value::as_array)
+        .map(|tags| {
+            tags.iter()
+                .filter_map(|tag| {
+                    Some((
+                        tag.get("key")?.as_str()?.to_owned(),
+                        tag.get("value")?.as_str().unwrap_or_default().to_owned(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `DescribeTaskDefinition` with tags, as raw JSON.
 pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, Error> {
     let captured = CaptureBody::default();
@@ -97,20 +178,7 @@ pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, 
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     };
-    let tags = value
-        .get("tags")
-        .and_then(Value::as_array)
-        .map(|tags| {
-            tags.iter()
-                .filter_map(|tag| {
-                    Some((
-                        tag.get("key")?.as_str()?.to_owned(),
-                        tag.get("value")?.as_str().unwrap_or_default().to_owned(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let tags = tags_of(value.get("tags"));
     let arn = definition
         .get("taskDefinitionArn")
         .and_then(Value::as_str)
@@ -424,6 +492,27 @@ mod tests {
         assert_eq!(
             next["tags"],
             json!([{"key": "berth:deploy-id", "value": "stg-1"}, {"key": "team", "value": "core"}])
+        );
+    }
+
+    #[test]
+    fn substitutes_variables_as_json_strings() {
+        let lookup = |name: &str| match name {
+            "ACCOUNT" => Some("123".to_owned()),
+            "QUOTE" => Some("a\"b".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            substitute(
+                r#"{"arn": "arn:aws:iam::${ACCOUNT}:role/x", "q": "${QUOTE}"}"#,
+                lookup
+            ),
+            Ok(r#"{"arn": "arn:aws:iam::123:role/x", "q": "a\"b"}"#.to_owned())
+        );
+        assert_eq!(substitute("${MISSING}", lookup), Err("MISSING".to_owned()));
+        assert_eq!(
+            substitute("no vars $HOME", lookup),
+            Ok("no vars $HOME".to_owned())
         );
     }
 

@@ -74,6 +74,10 @@ impl App {
     }
 
     fn deploy(&self, args: &[&str]) -> Run {
+        self.deploy_with(args, &[])
+    }
+
+    fn deploy_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command
             .current_dir(self.dir.path())
@@ -89,7 +93,8 @@ impl App {
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_SDK_UA_APP_ID", &self.name)
             .env("CI", "true")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(vars.iter().copied());
         let began = Instant::now();
         let output = command.output().unwrap();
         let run = Run {
@@ -106,15 +111,17 @@ impl App {
         run
     }
 
-    async fn ecs(&self) -> aws_sdk_ecs::Client {
-        let endpoint = self.var("AWS_ENDPOINT_URL");
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(endpoint)
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
             .credentials_provider(aws_sdk_ecs::config::Credentials::for_tests())
             .load()
-            .await;
-        aws_sdk_ecs::Client::new(&config)
+            .await
+    }
+
+    async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk_config().await)
     }
 
     fn var(&self, key: &str) -> String {
@@ -252,7 +259,7 @@ async fn task_definition(ecs: &aws_sdk_ecs::Client, arn: &str) -> TaskDefinition
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
-    let app = App::new("ok", "");
+    let app = App::new("ok", "env_tag = \"stg-latest\"\n");
     let before = app.service_task_definitions().await;
     let seeded = app.counters();
     let run = app.deploy(&[]);
@@ -268,6 +275,23 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     );
     assert_eq!(report["image"]["uri"], pinned.as_str());
     assert_eq!(app.counters().pushes, seeded.pushes + 1);
+    let ecr = aws_sdk_ecr::Client::new(&app.sdk_config().await);
+    let latest = ecr
+        .describe_images()
+        .repository_name(&app.name)
+        .image_ids(
+            aws_sdk_ecr::types::ImageIdentifier::builder()
+                .image_tag("stg-latest")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        latest.image_details()[0].image_digest(),
+        Some(digest),
+        "`stg-latest` not moved"
+    );
 
     // web and devops on new revisions, pinned by digest, every other field kept.
     let ecs = app.ecs().await;
@@ -490,4 +514,85 @@ async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
     assert_eq!(again.pushes, counted.pushes);
     // web rolled back to its old revision; devops took the new one (it does not crash).
     assert_eq!(app.service_task_definitions().await[0], before[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_the_revision_from_a_task_definition_file_with_variables() {
+    let app = App::new(
+        "file",
+        "migrate = \"skip\"\nservices = [\"web\"]\n[task_definitions]\nweb = \"deploy/web.json\"\n",
+    );
+    let family = format!("{}-stg-web", app.name);
+    let file = serde_json::json!({
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [{
+            "name": "app",
+            "image": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{}:latest", app.name),
+            "essential": true,
+            "command": ["bin/rails", "server"],
+            "environment": [{"name": "RELEASE_CHANNEL", "value": "${RELEASE_CHANNEL}"}],
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": format!("/ecs/{}", app.name),
+                "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "file"
+            }}
+        }]
+    });
+    fs_err::create_dir_all(app.dir.path().join("deploy")).unwrap();
+    fs_err::write(app.dir.path().join("deploy/web.json"), file.to_string()).unwrap();
+    let added = Command::new("git")
+        .arg("-C")
+        .arg(app.dir.path())
+        .args(["add", "deploy"])
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    let committed = Command::new("git")
+        .arg("-C")
+        .arg(app.dir.path())
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "commit",
+            "-qm",
+            "file",
+        ])
+        .output()
+        .unwrap();
+    assert!(committed.status.success(), "{}", text(&committed.stderr));
+
+    let missing = app.deploy(&[]);
+    assert_eq!(
+        missing.code,
+        Some(2),
+        "a missing variable is a settings error"
+    );
+    assert!(
+        missing.stderr.contains("`${RELEASE_CHANNEL}`"),
+        "{}",
+        missing.stderr
+    );
+
+    let run = app.deploy_with(&[], &[("RELEASE_CHANNEL", "beta \"quoted\"")]);
+    assert_eq!(run.code, Some(0));
+    let ecs = app.ecs().await;
+    let [web] = &app.service_task_definitions().await[..1] else {
+        unreachable!()
+    };
+    let revision = task_definition(&ecs, web).await;
+    assert_eq!(revision.family(), Some(family.as_str()));
+    let env = container(&revision, "app").environment();
+    assert_eq!(env[0].value(), Some("beta \"quoted\""));
+    assert!(
+        container(&revision, "app")
+            .image()
+            .unwrap()
+            .contains("@sha256:")
+    );
 }

@@ -209,7 +209,12 @@ class SandboxApp:
             # The registry's push notifications: one count per manifest pushed.
             for event in data.get("events", []):
                 target = event.get("target", {})
-                if event.get("action") == "push" and "manifest" in target.get("mediaType", ""):
+                agent = event.get("request", {}).get("useragent", "")
+                if (
+                    event.get("action") == "push"
+                    and "manifest" in target.get("mediaType", "")
+                    and agent != ecr.SANDBOX_AGENT
+                ):
                     self.faults.count(f"registry:push:{target.get('repository')}")
             return 200, {}
         if route == "tasks":

@@ -56,6 +56,9 @@ pub struct Settings {
     pub remove_environment: Vec<String>,
     /// Container secrets: variable name → `valueFrom` (an SSM parameter or Secrets Manager ARN).
     pub secrets: BTreeMap<String, String>,
+    /// Service → task-definition JSON file (absolute) to build its revision from, instead of
+    /// the service's current task definition.
+    pub task_definitions: BTreeMap<String, PathBuf>,
 }
 
 /// When the database migration runs relative to the service rollout.

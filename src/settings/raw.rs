@@ -33,6 +33,7 @@ pub struct RawLayer<Envs = NotHere> {
     pub environment: Option<BTreeMap<String, String>>,
     pub remove_environment: Option<Spanned<Vec<String>>>,
     pub secrets: Option<BTreeMap<String, Spanned<String>>>,
+    pub task_definitions: Option<BTreeMap<String, Spanned<String>>>,
     pub env: Option<Envs>,
 }
 
@@ -106,6 +107,7 @@ impl<Envs> RawLayer<Envs> {
             environment,
             remove_environment,
             secrets,
+            task_definitions,
             env: _,
         } = self;
         RawLayer {
@@ -125,6 +127,7 @@ impl<Envs> RawLayer<Envs> {
             environment: merge_maps(environment, over.environment),
             remove_environment: over.remove_environment.or(remove_environment),
             secrets: merge_maps(secrets, over.secrets),
+            task_definitions: merge_maps(task_definitions, over.task_definitions),
             env: None,
         }
     }

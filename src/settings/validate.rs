@@ -120,6 +120,19 @@ pub(super) fn validate(
             "keep the variable in only one of `environment` and `remove_environment`",
         ));
     }
+    let mut task_definitions = BTreeMap::new();
+    for (service, file) in layer.task_definitions.unwrap_or_default() {
+        if !services.contains(&service) {
+            return Err(check.invalid(
+                &format!("task_definitions.{service}"),
+                Some(file.span()),
+                format!("names `{service}`, which is not in `services`"),
+                "key each file by the service it is for, one of `services`",
+            ));
+        }
+        let file = check.non_empty(file, &format!("task_definitions.{service}"))?;
+        task_definitions.insert(service, tidy(&config_folder.join(file)));
+    }
     let mut secrets = BTreeMap::new();
     for (name, value_from) in layer.secrets.unwrap_or_default() {
         if environment.contains_key(&name) {
@@ -154,6 +167,7 @@ pub(super) fn validate(
         environment,
         remove_environment,
         secrets,
+        task_definitions,
     })
 }
 

@@ -22,10 +22,31 @@ pub struct Cli {
 enum CliCommand {
     /// Deploy the app to one environment of berth.toml
     Deploy(DeployArgs),
+    /// Show the resolved settings of one environment, without touching AWS or Docker
+    Config(SettingsArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct DeployArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// Start a new deploy even if this commit and these settings were deployed already
+    #[arg(long)]
+    new: bool,
+
+    /// Run the migration again when this deploy's migration task failed
+    #[arg(long)]
+    retry_migration: bool,
+
+    /// Build from a work tree with uncommitted changes (the image is tagged `<sha>-dirty-<time>`)
+    #[arg(long)]
+    allow_dirty: bool,
+}
+
+/// Where the settings come from, and where the result goes.
+#[derive(Debug, clap::Args)]
+struct SettingsArgs {
     /// Environment to deploy: a `[env.NAME]` table of berth.toml
     #[arg(long, value_name = "NAME", env = env_vars::BERTH_ENV)]
     env: Option<String>,
@@ -45,18 +66,6 @@ struct DeployArgs {
     /// Format of the result on stdout; progress always goes to stderr
     #[arg(long, value_enum, default_value_t = CliOutput::Text, env = env_vars::BERTH_OUTPUT)]
     output: CliOutput,
-
-    /// Start a new deploy even if this commit and these settings were deployed already
-    #[arg(long)]
-    new: bool,
-
-    /// Run the migration again when this deploy's migration task failed
-    #[arg(long)]
-    retry_migration: bool,
-
-    /// Build from a work tree with uncommitted changes (the image is tagged `<sha>-dirty-<time>`)
-    #[arg(long)]
-    allow_dirty: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,23 +83,33 @@ impl Cli {
     fn into_flags(self) -> Flags {
         match self.command {
             CliCommand::Deploy(args) => Flags {
-                command: Command::Deploy,
-                output: match args.output {
-                    CliOutput::Text => OutputFormat::Text,
-                    CliOutput::Json => OutputFormat::Json,
-                },
-                env: args.env,
-                config: args.config,
-                region: args.region,
-                profile: args.profile,
-                registry_map: env_vars::var(env_vars::BERTH_REGISTRY_MAP),
-                aws_region: env_vars::var(env_vars::AWS_REGION),
                 deploy: DeployOptions {
                     new: args.new,
                     retry_migration: args.retry_migration,
                     allow_dirty: args.allow_dirty,
                 },
+                ..args.settings.into_flags(Command::Deploy)
             },
+            CliCommand::Config(args) => args.into_flags(Command::Config),
+        }
+    }
+}
+
+impl SettingsArgs {
+    fn into_flags(self, command: Command) -> Flags {
+        Flags {
+            command,
+            output: match self.output {
+                CliOutput::Text => OutputFormat::Text,
+                CliOutput::Json => OutputFormat::Json,
+            },
+            env: self.env,
+            config: self.config,
+            region: self.region,
+            profile: self.profile,
+            registry_map: env_vars::var(env_vars::BERTH_REGISTRY_MAP),
+            aws_region: env_vars::var(env_vars::AWS_REGION),
+            deploy: DeployOptions::default(),
         }
     }
 }

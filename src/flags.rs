@@ -41,6 +41,8 @@ pub enum Command {
     /// Deploy the app to one environment.
     #[default]
     Deploy,
+    /// Show the resolved settings of one environment.
+    Config,
 }
 
 /// Where results go on stdout: text for people, JSON for programs.

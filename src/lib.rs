@@ -17,6 +17,7 @@ pub mod flags;
 pub mod migrate;
 pub mod output;
 pub mod pipeline;
+pub mod plan;
 pub mod push;
 pub mod release;
 pub mod rollout;
@@ -30,11 +31,15 @@ pub use flags::{Command, Flags, OutputFormat};
 #[derive(Debug)]
 pub enum Outcome {
     Deploy { report: Box<pipeline::Report> },
+    Config { settings: Box<settings::Settings> },
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
 pub async fn run(flags: &Flags, reporter: &dyn output::Reporter) -> Result<Outcome, Error> {
     match flags.command {
+        Command::Config => Ok(Outcome::Config {
+            settings: Box::new(settings::load(flags)?),
+        }),
         Command::Deploy => {
             let settings = settings::load(flags)?;
             let report = pipeline::deploy(&settings, flags.deploy, reporter).await?;

@@ -169,17 +169,21 @@ pub fn short_duration(duration: Duration) -> String {
 /// Writes the result of a command to stdout: nothing in text mode (the progress on stderr says it
 /// all), one JSON object in JSON mode.
 pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error> {
-    match (format, outcome) {
-        (OutputFormat::Text, _) => Ok(()),
-        (OutputFormat::Json, Outcome::Deploy { report }) => {
-            let mut stdout = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut stdout, report)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(stdout))
-                .or_else(ignore_broken_pipe)
-                .map_err(Error::Stdout)
-        }
-    }
+    let mut stdout = std::io::stdout().lock();
+    let written = match (format, outcome) {
+        (OutputFormat::Text, Outcome::Deploy { .. }) => Ok(()),
+        (OutputFormat::Text, Outcome::Config { settings }) => crate::plan::lines(settings)
+            .iter()
+            .try_for_each(|line| writeln!(stdout, "{line}")),
+        (OutputFormat::Json, Outcome::Deploy { report }) => json(&mut stdout, report),
+        (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
+    };
+    written.or_else(ignore_broken_pipe).map_err(Error::Stdout)
+}
+
+fn json(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+    writeln!(out)
 }
 
 /// A reader that stopped reading (`berth … | head`) is not an error.

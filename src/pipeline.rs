@@ -482,7 +482,7 @@ async fn register(
         );
         let arn = taskdef::register(ecs, &input).await?;
         steps.reporter.info(&format!(
-            "registered `{}` from `{}`: {} take the image",
+            "registered `{}` from `{}`, new image in {}",
             short_arn(&arn),
             short_arn(&base.arn),
             containers

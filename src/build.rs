@@ -73,7 +73,8 @@ pub enum BuildError {
     #[error("`{step}` failed: {message}")]
     Instruction { step: String, message: String },
 
-    /// The engine refused the build before any instruction ran (bad Dockerfile, unknown target).
+    /// The engine refused the build before any instruction ran (bad Dockerfile, unknown target,
+    /// bad platform).
     #[error("the build failed: {message}")]
     Failed { message: String },
 
@@ -231,6 +232,12 @@ async fn follow(
                         message,
                     },
                     None => BuildError::Failed { message },
+                });
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. }) => {
+                output.flush(&mut emit);
+                return Err(BuildError::Failed {
+                    message: masker.mask(message.trim()),
                 });
             }
             Err(error) => {

@@ -136,7 +136,7 @@ impl BuildContext {
         };
         let mut tar = tar::Builder::new(&mut out);
         let mut files = 0;
-        self.walk(&mut tar, &self.root, "", &mut files)?;
+        self.walk(&mut tar, &self.root, Path::new(""), &mut files)?;
         tar.into_inner()
             .and_then(|out| out.flush())
             .map_err(|source| self.error_at(&self.root, source))?;
@@ -172,7 +172,7 @@ impl BuildContext {
         &self,
         tar: &mut tar::Builder<W>,
         dir: &Path,
-        prefix: &str,
+        prefix: &Path,
         files: &mut u64,
     ) -> Result<(), ContextError> {
         let read_error = |source| ContextError::Read {
@@ -188,7 +188,9 @@ impl BuildContext {
 
         for name in entries {
             let path = dir.join(&name);
-            let relative = format!("{prefix}{}", name.to_string_lossy());
+            // The tar keeps the name's bytes; the rules match its text.
+            let entry = prefix.join(&name);
+            let relative = slash_path(&entry);
             let metadata =
                 fs_err::symlink_metadata(&path).map_err(|source| ContextError::Read {
                     path: path.clone(),
@@ -198,17 +200,17 @@ impl BuildContext {
             let kind = metadata.file_type();
 
             if kind.is_dir() {
-                let folder = format!("{relative}/");
                 if !excluded {
+                    // `join("")` adds the trailing `/` that marks a folder, as Docker writes it.
                     let mut header = header_for(&metadata, tar::EntryType::Directory, 0);
-                    tar.append_data(&mut header, &folder, io::empty())
+                    tar.append_data(&mut header, entry.join(""), io::empty())
                         .map_err(|source| self.error_at(&path, source))?;
                 }
                 let may_hold_sent_files = self.rules.has_exclusions()
-                    || self.dockerfile.starts_with(&folder)
+                    || self.dockerfile.starts_with(&format!("{relative}/"))
                     || !excluded;
                 if may_hold_sent_files {
-                    self.walk(tar, &path, &folder, files)?;
+                    self.walk(tar, &path, &entry, files)?;
                 }
             } else if excluded {
                 continue;
@@ -218,7 +220,7 @@ impl BuildContext {
                     source,
                 })?;
                 let mut header = header_for(&metadata, tar::EntryType::Symlink, 0);
-                tar.append_link(&mut header, &relative, &target)
+                tar.append_link(&mut header, &entry, &target)
                     .map_err(|source| self.error_at(&path, source))?;
                 *files += 1;
             } else if kind.is_file() {
@@ -232,7 +234,7 @@ impl BuildContext {
                     inner: file.take(size),
                     remaining: size,
                 };
-                tar.append_data(&mut header, &relative, reader)
+                tar.append_data(&mut header, &entry, reader)
                     .map_err(|source| self.error_at(&path, source))?;
                 *files += 1;
             }

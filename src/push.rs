@@ -26,7 +26,7 @@ pub struct PushedImage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    /// The engine or the registry refused the push part way (auth, quota, network).
+    /// The engine or the registry refused the push: no such local image, auth, quota, network.
     #[error("push of `{reference}` rejected: {message}")]
     Rejected { reference: String, message: String },
 
@@ -89,10 +89,13 @@ pub async fn push_image(
                     reporter.info(&line);
                 }
             }
-            Err(bollard::errors::Error::DockerStreamError { error }) => {
+            Err(
+                bollard::errors::Error::DockerStreamError { error: message }
+                | bollard::errors::Error::DockerResponseServerError { message, .. },
+            ) => {
                 return Err(PushError::Rejected {
                     reference,
-                    message: error.trim().to_owned(),
+                    message: message.trim().to_owned(),
                 });
             }
             Err(source) => return Err(PushError::Docker { reference, source }),

@@ -267,3 +267,33 @@ async fn a_walk_error_ends_the_stream_with_an_error_and_names_the_path() {
     };
     assert!(path.starts_with(root), "{error:?}");
 }
+
+#[test]
+fn a_name_that_is_not_utf8_keeps_its_bytes() {
+    use std::os::unix::ffi::OsStrExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "Dockerfile", "FROM scratch\n");
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+    fs_err::create_dir(root.join(name)).unwrap();
+    fs_err::write(root.join(name).join("menu"), "sent").unwrap();
+
+    let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
+    let mut tar = Vec::new();
+    context.write_tar(&mut tar).unwrap();
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let names: Vec<Vec<u8>> = archive
+        .entries()
+        .unwrap()
+        .map(|entry| entry.unwrap().path_bytes().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            b"Dockerfile".to_vec(),
+            b"caf\xe9/".to_vec(),
+            b"caf\xe9/menu".to_vec()
+        ]
+    );
+}

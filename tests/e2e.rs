@@ -187,6 +187,18 @@ impl Counters {
     fn get(&self, key: &str) -> u64 {
         self.calls[key].as_u64().unwrap_or(0)
     }
+
+    /// Asserts that none of `operations` was called, and nothing was pushed, since `before`.
+    fn assert_none_since(&self, before: &Counters, operations: &[&str]) {
+        for operation in operations {
+            assert_eq!(
+                self.get(operation),
+                before.get(operation),
+                "{operation} was called again"
+            );
+        }
+        assert_eq!(self.pushes, before.pushes, "the image was pushed again");
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -386,18 +398,14 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
             "{step} was not skipped"
         );
     }
-    for operation in [
-        "ecs:RegisterTaskDefinition",
-        "ecs:UpdateService",
-        "ecs:RunTask",
-    ] {
-        assert_eq!(
-            again.get(operation),
-            counted.get(operation),
-            "{operation} was called again"
-        );
-    }
-    assert_eq!(again.pushes, counted.pushes, "the image was pushed again");
+    again.assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+        ],
+    );
     assert_eq!(rerun.json()["revisions"], report["revisions"]);
     assert!(
         rerun.elapsed < Duration::from_secs(2),
@@ -432,18 +440,14 @@ async fn failed_migration_before_rollout_leaves_services_untouched_and_is_not_re
     assert_eq!(rerun.code, Some(3));
     assert!(rerun.stderr.contains("--retry-migration"));
     let again = app.counters();
-    for operation in [
-        "ecs:RegisterTaskDefinition",
-        "ecs:UpdateService",
-        "ecs:RunTask",
-    ] {
-        assert_eq!(
-            again.get(operation),
-            counted.get(operation),
-            "{operation} was called again"
-        );
-    }
-    assert_eq!(again.pushes, counted.pushes);
+    again.assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+        ],
+    );
     for step in ["build", "push", "register"] {
         assert!(
             rerun.stderr.contains(&format!("{step}: already done")),
@@ -504,14 +508,7 @@ async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
     let rerun = app.deploy(&[]);
     assert_eq!(rerun.code, Some(1));
     let again = app.counters();
-    for operation in ["ecs:RegisterTaskDefinition", "ecs:RunTask"] {
-        assert_eq!(
-            again.get(operation),
-            counted.get(operation),
-            "{operation} was called again"
-        );
-    }
-    assert_eq!(again.pushes, counted.pushes);
+    again.assert_none_since(&counted, &["ecs:RegisterTaskDefinition", "ecs:RunTask"]);
     // web rolled back to its old revision; devops took the new one (it does not crash).
     assert_eq!(app.service_task_definitions().await[0], before[0]);
 }

@@ -16,9 +16,7 @@ from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
 
 
 def admin(endpoints: Endpoints, method: str, route: str, payload=None, timeout=30):
-    response = requests.request(
-        method, f"{endpoints.endpoint_url}/_sandbox/{route}", json=payload, timeout=timeout
-    )
+    response = requests.request(method, f"{endpoints.endpoint_url}/_sandbox/{route}", json=payload, timeout=timeout)
     response.raise_for_status()
     return response.json()
 

@@ -8,20 +8,9 @@ from __future__ import annotations
 import statistics
 import time
 
-import boto3
 import requests
 
-from .config import BASE_IMAGE, REGION, Endpoints
-
-
-def _client(endpoints: Endpoints, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=endpoints.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+from .config import BASE_IMAGE, Endpoints
 
 
 def _until(predicate, timeout: float = 120, interval: float = 0.05):
@@ -44,7 +33,7 @@ def _figure(name: str, samples: list[float]) -> str:
 def bench(endpoints: Endpoints, runs: int = 5) -> list[str]:
     requests.post(f"{endpoints.endpoint_url}/_sandbox/reset", timeout=120).raise_for_status()
     settings = requests.get(f"{endpoints.endpoint_url}/_sandbox/config", timeout=5).json()
-    ecs = _client(endpoints, "ecs")
+    ecs = endpoints.client("ecs")
     ecs.create_cluster(clusterName="bench")
     container = {"name": "app", "image": BASE_IMAGE, "essential": True}
     ecs.register_task_definition(
@@ -54,9 +43,7 @@ def bench(endpoints: Endpoints, runs: int = 5) -> list[str]:
     for _ in range(runs):
         began = time.monotonic()
         arn = ecs.run_task(cluster="bench", taskDefinition="bench-exit")["tasks"][0]["taskArn"]
-        _until(
-            lambda: ecs.describe_tasks(cluster="bench", tasks=[arn])["tasks"][0]["lastStatus"] == "STOPPED"
-        )
+        _until(lambda arn=arn: ecs.describe_tasks(cluster="bench", tasks=[arn])["tasks"][0]["lastStatus"] == "STOPPED")
         round_trips.append(time.monotonic() - began)
 
     up = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]

@@ -33,15 +33,9 @@ class Endpoints:
     # BERTH_SANDBOX_PORT: the AWS API endpoint (loopback only).
     port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_PORT", 4566))
     # BERTH_SANDBOX_REGISTRY_PORT: the registry that is ECR's data plane.
-    registry_port: int = field(
-        default_factory=lambda: _env_int("BERTH_SANDBOX_REGISTRY_PORT", 5055)
-    )
+    registry_port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_REGISTRY_PORT", 5055))
     # BERTH_SANDBOX_STATE: registry storage, EFS folders, logs and pid files.
-    state_dir: Path = field(
-        default_factory=lambda: Path(
-            os.environ.get("BERTH_SANDBOX_STATE", SANDBOX_DIR / ".state")
-        )
-    )
+    state_dir: Path = field(default_factory=lambda: Path(os.environ.get("BERTH_SANDBOX_STATE", SANDBOX_DIR / ".state")))
 
     @property
     def endpoint_url(self) -> str:
@@ -55,24 +49,31 @@ class Endpoints:
     def ecr_host(self) -> str:
         return f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
 
+    def client(self, service: str, **kwargs):
+        """A boto3 client for the sandbox, with its dummy credentials."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            **kwargs,
+        )
+
 
 @dataclass
 class Tunables:
     """Agent timings, changeable at runtime through `/_sandbox/config`."""
 
     # How long a task without a health check must stay up to count as healthy.
-    settle_seconds: float = field(
-        default_factory=lambda: _env_float("BERTH_SANDBOX_SETTLE_SECONDS", 3.0)
-    )
+    settle_seconds: float = field(default_factory=lambda: _env_float("BERTH_SANDBOX_SETTLE_SECONDS", 3.0))
     # How often the agent looks at containers and services.
-    tick_seconds: float = field(
-        default_factory=lambda: _env_float("BERTH_SANDBOX_TICK_SECONDS", 0.25)
-    )
+    tick_seconds: float = field(default_factory=lambda: _env_float("BERTH_SANDBOX_TICK_SECONDS", 0.25))
     # Grace period between SIGTERM and SIGKILL when the agent stops a container
     # (ECS's default `stopTimeout` is 30 s; a container definition may set its own).
-    stop_timeout_seconds: int = field(
-        default_factory=lambda: _env_int("BERTH_SANDBOX_STOP_TIMEOUT_SECONDS", 2)
-    )
+    stop_timeout_seconds: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_STOP_TIMEOUT_SECONDS", 2))
 
     def update(self, values: dict) -> None:
         for key, value in values.items():

@@ -31,7 +31,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ log = logging.getLogger("berth_sandbox.ecs")
 
 # moto is not thread-safe; every request and every agent mutation holds this.
 LOCK = threading.RLock()
-AGENT: "Agent"
+AGENT: Agent
 
 LABEL = "berth-sandbox"
 SCHEDULER_STOP = "ServiceSchedulerInitiated"
@@ -62,7 +62,7 @@ DEFAULT_DEPLOYMENT_CONFIGURATION = {
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # --------------------------------------------------------------------------
@@ -105,9 +105,7 @@ def _run_task(
     if launch_type and launch_type not in ["EC2", "FARGATE", "EXTERNAL"]:
         raise InvalidParameterException("launch type should be one of [EC2,FARGATE,EXTERNAL]")
     if launch_type and capacity_provider_strategy:
-        raise InvalidParameterException(
-            "Specify either Launch Type or Capacity Provider Strategy, but not both."
-        )
+        raise InvalidParameterException("Specify either Launch Type or Capacity Provider Strategy, but not both.")
     if not 1 <= count <= 10:
         raise InvalidParameterException("count must be between 1 and 10")
     cluster = self._get_cluster(cluster_str)
@@ -193,13 +191,9 @@ _moto_create_service_response = ecs_responses.EC2ContainerServiceResponse.create
 
 def _create_service_response(self):
     result = _moto_create_service_response(self)
-    service = self.ecs_backend._get_service(
-        self._get_param("cluster", "default"), self._get_param("serviceName")
-    )
+    service = self.ecs_backend._get_service(self._get_param("cluster", "default"), self._get_param("serviceName"))
     # moto drops these on CreateService; UpdateService stores what it is given.
-    service.deployment_configuration = (
-        self._get_param("deploymentConfiguration") or DEFAULT_DEPLOYMENT_CONFIGURATION
-    )
+    service.deployment_configuration = self._get_param("deploymentConfiguration") or DEFAULT_DEPLOYMENT_CONFIGURATION
     service.capacity_provider_strategy = self._get_param("capacityProviderStrategy")
     service.health_check_grace_period_seconds = self._get_param("healthCheckGracePeriodSeconds")
     service.enable_execute_command = bool(self._get_param("enableExecuteCommand"))
@@ -212,9 +206,7 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     AGENT = Agent(endpoints, tunables)
     Task.last_status = property(_last_status_get, _last_status_set)
     Task.advance = lambda self: None
-    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(
-        _resource_requirements
-    )
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_resource_requirements)
     EC2ContainerServiceBackend.run_task = _run_task
     EC2ContainerServiceBackend.list_tasks = _list_tasks
     EC2ContainerServiceBackend.stop_task = _stop_task
@@ -364,11 +356,7 @@ class Agent:
                 "healthStatus": "UNKNOWN",
                 "cpu": str(cdef.get("cpu", 0)),
                 **({"memory": str(cdef["memory"])} if cdef.get("memory") else {}),
-                **(
-                    {"memoryReservation": str(cdef["memoryReservation"])}
-                    if cdef.get("memoryReservation")
-                    else {}
-                ),
+                **({"memoryReservation": str(cdef["memoryReservation"])} if cdef.get("memoryReservation") else {}),
             }
             for cdef in definition.container_definitions
         ]
@@ -409,9 +397,7 @@ class Agent:
                 try:
                     self.docker.api.start(cid)
                 except docker.errors.APIError as err:
-                    raise StartError(
-                        f"CannotStartContainerError: {err.explanation or err}", cdef["name"]
-                    ) from err
+                    raise StartError(f"CannotStartContainerError: {err.explanation or err}", cdef["name"]) from err
                 self.ship_logs(rt, cdef)
         except StartError as err:
             self.finish(rt, "TaskFailedToStart", err.reason, failed_container=err.container)
@@ -436,7 +422,7 @@ class Agent:
         fails here: there is no other registry)."""
         ecr_prefix = f"{self.endpoints.ecr_host}/"
         if image.startswith(ecr_prefix):
-            local = f"{self.endpoints.registry_addr}/{image[len(ecr_prefix):]}"
+            local = f"{self.endpoints.registry_addr}/{image[len(ecr_prefix) :]}"
             try:
                 self.docker.api.pull(local)
             except docker.errors.APIError as err:
@@ -523,11 +509,7 @@ class Agent:
 
     def create_container(self, rt: Runtime, cdef: dict, image: str, binds: dict[str, str]) -> str:
         override = next(
-            (
-                o
-                for o in (rt.task.overrides or {}).get("containerOverrides", []) or []
-                if o.get("name") == cdef["name"]
-            ),
+            (o for o in (rt.task.overrides or {}).get("containerOverrides", []) or [] if o.get("name") == cdef["name"]),
             {},
         )
         environment = {e["name"]: e["value"] for e in cdef.get("environment") or []}
@@ -567,14 +549,10 @@ class Agent:
                 labels={LABEL: "1", f"{LABEL}.task": rt.task.task_arn},
                 healthcheck=healthcheck,
                 name=f"berth-sb-{rt.task.id[:12]}-{cdef['name']}",
-                host_config=self.docker.api.create_host_config(
-                    network_mode="none", binds=volume_binds
-                ),
+                host_config=self.docker.api.create_host_config(network_mode="none", binds=volume_binds),
             )
         except docker.errors.APIError as err:
-            raise StartError(
-                f"CannotCreateContainerError: {err.explanation or err}", cdef["name"]
-            ) from err
+            raise StartError(f"CannotCreateContainerError: {err.explanation or err}", cdef["name"]) from err
         return created["Id"]
 
     def ship_logs(self, rt: Runtime, cdef: dict) -> None:
@@ -582,9 +560,7 @@ class Agent:
         if not target:
             return
         cid = rt.containers[cdef["name"]]
-        thread = threading.Thread(
-            target=self.guard, args=(self.copy_logs, cid, *target), daemon=True
-        )
+        thread = threading.Thread(target=self.guard, args=(self.copy_logs, cid, *target), daemon=True)
         thread.start()
         rt.log_threads.append(thread)
 
@@ -603,7 +579,7 @@ class Agent:
         stamp, _, message = text.partition(" ")
         try:
             whole, _, fraction = stamp.rstrip("Z").partition(".")
-            parsed = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+            parsed = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
             millis = int(parsed.timestamp() * 1000) + int((fraction + "000")[:3])
         except ValueError:
             millis, message = int(time.time() * 1000), text
@@ -636,9 +612,7 @@ class Agent:
                 container = self.container_state(task, name)
                 cdef = rt.cdef(name)
                 if "Health" in state:
-                    status = {"healthy": "HEALTHY", "unhealthy": "UNHEALTHY"}.get(
-                        state["Health"]["Status"], "UNKNOWN"
-                    )
+                    status = {"healthy": "HEALTHY", "unhealthy": "UNHEALTHY"}.get(state["Health"]["Status"], "UNKNOWN")
                     container["healthStatus"] = status
                     if cdef.get("essential", True):
                         health.append(status)
@@ -764,11 +738,7 @@ class Agent:
         return min(200, max(3, math.ceil(0.5 * desired)))
 
     def service_tasks(self, backend, service) -> list[Task]:
-        return [
-            t
-            for t in backend.tasks.get(service.cluster_name, {}).values()
-            if t.group == f"service:{service.name}"
-        ]
+        return [t for t in backend.tasks.get(service.cluster_name, {}).values() if t.group == f"service:{service.name}"]
 
     def start_service_tasks(self, backend, service, deployment: dict, count: int) -> None:
         cluster = backend._get_cluster(service.cluster_name)
@@ -832,9 +802,7 @@ class Agent:
                 if task.stop_code != SCHEDULER_STOP and primary["rolloutState"] == "IN_PROGRESS":
                     primary["failedTasks"] += 1
                     primary["updatedAt"] = utcnow()
-        breaker = (getattr(service, "deployment_configuration", None) or {}).get(
-            "deploymentCircuitBreaker"
-        ) or {}
+        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
         if (
             primary["rolloutState"] == "IN_PROGRESS"
             and breaker.get("enable")
@@ -852,7 +820,11 @@ class Agent:
             elif missing < 0:
                 extra = sorted(live, key=lambda t: t.created_at)[missing:]
                 self.stop_service_tasks(service, extra, "Scaling activity initiated by (service)")
-            live = [t for t in self.service_tasks(backend, service) if t.started_by == primary["id"] and t.desired_status == "RUNNING"]
+            live = [
+                t
+                for t in self.service_tasks(backend, service)
+                if t.started_by == primary["id"] and t.desired_status == "RUNNING"
+            ]
             healthy = [t for t in live if self.healthy(t)]
             if (
                 primary["rolloutState"] == "IN_PROGRESS"
@@ -875,9 +847,7 @@ class Agent:
                     f"Scaling activity initiated by (deployment {primary['id']})",
                 )
             strays = [t for t in tasks if t.started_by not in current and t.desired_status == "RUNNING"]
-            self.stop_service_tasks(
-                service, strays, f"Scaling activity initiated by (deployment {primary['id']})"
-            )
+            self.stop_service_tasks(service, strays, f"Scaling activity initiated by (deployment {primary['id']})")
             service.deployments[1:] = [
                 d
                 for d in service.deployments[1:]

@@ -24,9 +24,7 @@ PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def rootfs_tar() -> bytes:
     busybox = shutil.which("busybox") or BUSYBOX
-    applets = subprocess.run(
-        [busybox, "--list-full"], check=True, capture_output=True, text=True
-    ).stdout.split()
+    applets = subprocess.run([busybox, "--list-full"], check=True, capture_output=True, text=True).stdout.split()
     buf = io.BytesIO()
     mtime = int(time.time())
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -66,8 +64,8 @@ def ensure_images(client: docker.DockerClient, force: bool = False) -> list[str]
             f"ENV {PATH_ENV}",
             f'LABEL org.opencontainers.image.title="{label}"',
             # Stays up like the real agent, and stops cleanly on SIGTERM.
-            "CMD [\"/bin/sh\", \"-c\", \"trap 'exit 0' TERM; echo 'datadog-agent stand-in up'; "
-            "while :; do sleep 1; done\"]",
+            'CMD ["/bin/sh", "-c", "trap \'exit 0\' TERM; echo \'datadog-agent stand-in up\'; '
+            'while :; do sleep 1; done"]',
         ]
     tar = None
     for name, changes in wanted.items():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import boto3
 import docker
 
 from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
@@ -32,13 +31,7 @@ def cluster_name(app: str, env: str) -> str:
 
 
 def client(endpoints: Endpoints, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=endpoints.endpoint_url,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return endpoints.client(service)
 
 
 def build_initial_image(endpoints: Endpoints, app: str = APP, context: Path = EXAMPLE_DIR) -> str:
@@ -171,9 +164,7 @@ def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout
     deadline = time.monotonic() + timeout
     while True:
         described = ecs.describe_services(cluster=cluster, services=services)["services"]
-        if all(
-            len(s["deployments"]) == 1 and s["deployments"][0]["rolloutState"] == "COMPLETED" for s in described
-        ):
+        if all(len(s["deployments"]) == 1 and s["deployments"][0]["rolloutState"] == "COMPLETED" for s in described):
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"services in {cluster} did not settle within {timeout}s")
@@ -214,9 +205,7 @@ def seed(
         cluster = cluster_name(app, env)
         cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
         web = ecs.register_task_definition(**web_task_definition(image, role_arns, env, app))["taskDefinition"]
-        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env, app))[
-            "taskDefinition"
-        ]
+        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env, app))["taskDefinition"]
         breaker = {
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             "maximumPercent": 200,

@@ -82,7 +82,7 @@ def operation_of(environ: dict, body: bytes) -> str:
 
 
 class SandboxApp:
-    def __init__(self, moto_app, endpoints: Endpoints, tunables: Tunables, registry: "Registry"):
+    def __init__(self, moto_app, endpoints: Endpoints, tunables: Tunables, registry: Registry):
         self.moto_app = moto_app
         self.endpoints = endpoints
         self.tunables = tunables
@@ -288,9 +288,7 @@ class Registry:
 
 
 def serve() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     endpoints = Endpoints()
     endpoints.state_dir.mkdir(parents=True, exist_ok=True)
@@ -307,9 +305,7 @@ def serve() -> None:
     ecs.install(endpoints, tunables)
     ecr.install(endpoints, registry)
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
-    server = make_server(
-        "127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler
-    )
+    server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)
 
     def shutdown(*_):
         log.info("stopping")

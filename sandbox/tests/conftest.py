@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import boto3
 import docker
 import pytest
 import requests
@@ -28,14 +27,7 @@ class Sandbox:
         return response.json()
 
     def client(self, service: str, **kwargs):
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            **kwargs,
-        )
+        return ENDPOINTS.client(service, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import wait_for
 
 from berth_sandbox import seed as demo
 from berth_sandbox.config import Endpoints
-from conftest import wait_for
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import requests
-
 from conftest import BASE_IMAGE, unique, wait_for
 
 

@@ -82,7 +82,9 @@ def test_latency_is_added(sandbox, ecs):
 
 def test_query_protocol_throttle(sandbox):
     sts = no_retries(sandbox, "sts")
-    sandbox.admin("POST", "faults", {"service": "sts", "operation": "GetCallerIdentity", "error": "throttle", "first": 1})
+    sandbox.admin(
+        "POST", "faults", {"service": "sts", "operation": "GetCallerIdentity", "error": "throttle", "first": 1}
+    )
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         sts.get_caller_identity()
     assert caught.value.response["Error"]["Code"] == "Throttling"

@@ -3,7 +3,7 @@ fails at the circuit-breaker threshold and rolls back."""
 
 from __future__ import annotations
 
-from conftest import container_def, unique, wait_for
+from conftest import container_def, wait_for
 
 UP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
 CRASH = ["/bin/sh", "-c", "echo boom; exit 1"]
@@ -121,10 +121,10 @@ def test_update_to_a_crashing_image_fails_then_rolls_back(ecs, cluster):
     assert final["deployments"][0]["id"] == rollback["id"]
     assert running_task_definitions(ecs, cluster, "web") == [v1, v1]
     stopped = ecs.list_tasks(cluster=cluster, serviceName="web", desiredStatus="STOPPED")["taskArns"]
-    crashed = [
-        t for t in ecs.describe_tasks(cluster=cluster, tasks=stopped)["tasks"] if t["taskDefinitionArn"] == bad
-    ]
-    assert crashed and all(t["containers"][0]["exitCode"] == 1 for t in crashed if t["stopCode"] == "EssentialContainerExited")
+    crashed = [t for t in ecs.describe_tasks(cluster=cluster, tasks=stopped)["tasks"] if t["taskDefinitionArn"] == bad]
+    assert crashed and all(
+        t["containers"][0]["exitCode"] == 1 for t in crashed if t["stopCode"] == "EssentialContainerExited"
+    )
 
 
 def test_without_rollback_a_failed_deployment_stays_failed(ecs, cluster):

@@ -219,7 +219,7 @@ async fn follow(
     reporter: &dyn Reporter,
 ) -> Result<Option<String>, BuildError> {
     let mut output = Output::new(builder == Builder::BuildKit);
-    let mut emit = |line: &str| reporter.info(&masker.mask(line));
+    let mut emit = |line: &str| reporter.output("build", &masker.mask(line));
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => output.take(info, &mut emit),

@@ -70,9 +70,13 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
-    /// Building or pushing the image failed.
-    #[error("{step} failed: {message}")]
-    Image { step: &'static str, message: String },
+    /// Building or pushing the image failed; the cause says why.
+    #[error("the {step} failed")]
+    Image {
+        step: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 
     #[error("the rollout of {service} failed: {reason}")]
     RolloutFailed { service: String, reason: String },

@@ -332,7 +332,7 @@ async fn image(
             .await
             .map_err(|error| Error::Image {
                 step: "build",
-                message: error.to_string(),
+                source: Box::new(error),
             })?;
             steps.done(format!("image {}", short_arn(&built.id)));
 
@@ -360,16 +360,17 @@ async fn image(
             .await
             .map_err(|error| Error::Image {
                 step: "push",
-                message: error.to_string(),
+                source: Box::new(error),
             })?;
             let digest = ecr::digest_of(ecr_client, repository, &release.tag)
                 .await?
                 .ok_or_else(|| Error::Image {
                     step: "push",
-                    message: format!(
+                    source: format!(
                         "the push ended but ECR has no tag `{}` in `{}`",
                         release.tag, repository.name
-                    ),
+                    )
+                    .into(),
                 })?;
             steps.done(format!("{}@{digest}", repository.name));
             digest

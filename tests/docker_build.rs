@@ -26,6 +26,10 @@ impl Reporter for Lines {
     fn info(&self, line: &str) {
         self.0.lock().unwrap().push(line.to_owned());
     }
+    /// Build output as the engine wrote it, without the `build | ` prefix.
+    fn output(&self, _: &str, line: &str) {
+        self.info(line);
+    }
 }
 
 impl Lines {

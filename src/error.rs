@@ -122,7 +122,10 @@ impl Error {
                 "start Docker, or set `{}` to the engine's address (for example `unix:///var/run/docker.sock`)",
                 crate::env_vars::DOCKER_HOST
             )),
-            Self::Runtime(_) | Self::Stdout(_) | Self::Interrupted => None,
+            Self::Runtime(_) | Self::Stdout(_) => None,
+            Self::Interrupted => Some(
+                "berth stops nothing in AWS: a rollout or migration it started goes on; rerun the same command to attach to it".to_owned(),
+            ),
             Self::Git { hint, .. } | Self::Mismatch { hint, .. } => Some(hint.clone()),
             Self::Aws { environment: true, .. } => Some(
                 "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),

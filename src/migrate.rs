@@ -109,6 +109,19 @@ async fn previous_task(
         tasks.extend(listed.task_arns().iter().cloned());
     }
     if tasks.is_empty() {
+        let result = plan
+            .revision
+            .tags
+            .get(MIGRATION_RESULT_TAG)
+            .map(String::as_str);
+        if let (Some(task), Some("failed"), false) = (&tagged_task, result, plan.retry) {
+            return Err(Error::MigrationFailed {
+                summary: format!("this deploy's migration task `{}` failed", short_arn(task)),
+                hint: Some(
+                    "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own".to_owned(),
+                ),
+            });
+        }
         if let Some(task) = tagged_task
             && !plan.retry
         {
@@ -308,6 +321,7 @@ async fn follow(
             })
         }
         Err(summary) => {
+            record(ecs, plan, task_arn, false).await?;
             if !tail.is_empty() {
                 reporter.info("last log lines:");
                 for line in &tail {
@@ -494,5 +508,89 @@ impl LogStream {
             }
             any = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use aws_sdk_ecs::types::{Container, Task, TaskStopCode};
+    use serde_json::{Value, json};
+
+    use super::verdict;
+    use crate::taskdef::Described;
+
+    fn revision() -> Described {
+        let Value::Object(definition) = json!({
+            "family": "web",
+            "containerDefinitions": [
+                {"name": "app", "essential": true},
+                {"name": "datadog-agent", "essential": false}
+            ]
+        }) else {
+            unreachable!()
+        };
+        Described {
+            arn: "arn:aws:ecs:us-east-1:1:task-definition/web:8".into(),
+            definition,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn task(stop_code: TaskStopCode, codes: &[(&str, Option<i32>)]) -> Task {
+        Task::builder()
+            .stop_code(stop_code)
+            .stopped_reason("Essential container in task exited")
+            .set_containers(Some(
+                codes
+                    .iter()
+                    .map(|(name, code)| {
+                        Container::builder()
+                            .name(*name)
+                            .set_exit_code(*code)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    #[test]
+    fn success_needs_every_essential_container_to_exit_0() {
+        let ok = task(
+            TaskStopCode::EssentialContainerExited,
+            &[("app", Some(0)), ("datadog-agent", Some(137))],
+        );
+        assert_eq!(
+            verdict(&revision(), &ok).map(|codes| codes["app"]),
+            Ok(Some(0)),
+            "a non-essential sidecar killed at the end does not fail the migration"
+        );
+        let failed = task(
+            TaskStopCode::EssentialContainerExited,
+            &[("app", Some(1)), ("datadog-agent", Some(0))],
+        );
+        let summary = verdict(&revision(), &failed).unwrap_err();
+        assert!(summary.contains("`app` exited 1"), "{summary}");
+        assert!(summary.contains("EssentialContainerExited"), "{summary}");
+        let no_code = task(TaskStopCode::EssentialContainerExited, &[("app", None)]);
+        assert!(
+            verdict(&revision(), &no_code)
+                .unwrap_err()
+                .contains("no exit code")
+        );
+    }
+
+    #[test]
+    fn a_task_that_failed_to_start_says_so() {
+        let mut failed = task(TaskStopCode::TaskFailedToStart, &[("app", None)]);
+        failed.stopped_reason = Some("CannotPullContainerError: pull access denied".into());
+        let summary = verdict(&revision(), &failed).unwrap_err();
+        assert!(
+            summary.starts_with("did not start (`TaskFailedToStart`)"),
+            "{summary}"
+        );
+        assert!(summary.contains("CannotPullContainerError"), "{summary}");
     }
 }

@@ -338,3 +338,103 @@ fn rollout_state(deployment: &aws_sdk_ecs::types::Deployment) -> String {
 pub fn short_arn(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+
+    use super::{Rolled, Verdict, judge};
+
+    const OURS: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:8";
+    const OLD: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:7";
+
+    fn rolled() -> Rolled {
+        Rolled {
+            service: "web".into(),
+            task_definition: OURS.into(),
+            deployment_id: "ecs-svc/ours".into(),
+            rollout_state: "IN_PROGRESS".into(),
+            already: false,
+        }
+    }
+
+    fn deployment(id: &str, td: &str, state: DeploymentRolloutState, running: i32) -> Deployment {
+        Deployment::builder()
+            .id(id)
+            .task_definition(td)
+            .rollout_state(state)
+            .rollout_state_reason("ECS deployment circuit breaker: tasks failed to start.")
+            .running_count(running)
+            .desired_count(2)
+            .build()
+    }
+
+    fn service(td: &str, deployments: Vec<Deployment>) -> Service {
+        Service::builder()
+            .task_definition(td)
+            .set_deployments(Some(deployments))
+            .build()
+    }
+
+    #[test]
+    fn completed_needs_running_equal_to_desired() {
+        let done = service(
+            OURS,
+            vec![deployment(
+                "ecs-svc/ours",
+                OURS,
+                DeploymentRolloutState::Completed,
+                2,
+            )],
+        );
+        assert!(matches!(judge(&done, &rolled()), Verdict::Completed));
+        let short = service(
+            OURS,
+            vec![deployment(
+                "ecs-svc/ours",
+                OURS,
+                DeploymentRolloutState::Completed,
+                1,
+            )],
+        );
+        assert!(matches!(judge(&short, &rolled()), Verdict::InProgress(_)));
+    }
+
+    #[test]
+    fn failed_deployment_fails_even_while_the_service_is_stable_on_the_old_revision() {
+        let rolling_back = service(
+            OLD,
+            vec![
+                deployment(
+                    "ecs-svc/rollback",
+                    OLD,
+                    DeploymentRolloutState::InProgress,
+                    2,
+                ),
+                deployment("ecs-svc/ours", OURS, DeploymentRolloutState::Failed, 0),
+            ],
+        );
+        let Verdict::Failed(reason) = judge(&rolling_back, &rolled()) else {
+            panic!("a FAILED deployment must fail the rollout");
+        };
+        assert!(reason.contains("circuit breaker"), "{reason}");
+    }
+
+    #[test]
+    fn a_deployment_gone_while_the_service_runs_another_revision_is_a_rollback() {
+        // What `services-stable` calls success: one COMPLETED deployment, of the old revision.
+        let rolled_back = service(
+            OLD,
+            vec![deployment(
+                "ecs-svc/rollback",
+                OLD,
+                DeploymentRolloutState::Completed,
+                2,
+            )],
+        );
+        let Verdict::Failed(reason) = judge(&rolled_back, &rolled()) else {
+            panic!("a rollback must fail the rollout");
+        };
+        assert!(reason.contains("rolled back"), "{reason}");
+    }
+}

@@ -65,3 +65,39 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+/// `docs/cli.md` is the `--help` of every command. It is generated from the code and checked here
+/// so it cannot drift: `BERTH_UPDATE_DOCS=1 cargo test --test cli` rewrites it.
+#[test]
+fn cli_reference_matches_the_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = String::from(
+        "# Command-line reference\n\n\
+         Generated from `berth --help` by `tests/cli.rs`; \
+         `BERTH_UPDATE_DOCS=1 cargo test --test cli` rewrites it.\n",
+    );
+    for command in [&[][..], &["deploy"], &["config"]] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = berth(dir.path(), &args, &[("COLUMNS", "100")]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let title = if command.is_empty() {
+            "berth".to_owned()
+        } else {
+            format!("berth {}", command.join(" "))
+        };
+        reference.push_str(&format!(
+            "\n## `{title}`\n\n```text\n{}```\n",
+            stdout(&output)
+        ));
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md");
+    if std::env::var_os("BERTH_UPDATE_DOCS").is_some() {
+        fs_err::write(&path, &reference).unwrap();
+    }
+    let written = fs_err::read_to_string(&path).unwrap_or_default();
+    assert!(
+        written == reference,
+        "docs/cli.md is out of date: run `BERTH_UPDATE_DOCS=1 cargo test --test cli`"
+    );
+}

@@ -128,6 +128,11 @@ def cmd_seed(endpoints: Endpoints, args) -> int:
     from .seed import seed
 
     began = time.monotonic()
+    if args.if_missing and args.app == "berth-example":
+        ecs = endpoints.client("ecs")
+        if ecs.describe_clusters(clusters=["berth-stg"])["clusters"]:
+            print("sandbox: the demo account is already there", file=sys.stderr)
+            return 0
     summary = seed(
         endpoints,
         wait=not args.no_wait,
@@ -175,6 +180,7 @@ def main() -> int:
     seed.add_argument("--envs", default="stg,prd", help="environments to create (default: stg,prd)")
     seed.add_argument("--app", default="berth-example", help="name of the app (repository, families, clusters)")
     seed.add_argument("--keep", action="store_true", help="add to the account instead of resetting it first")
+    seed.add_argument("--if-missing", action="store_true", help="do nothing when the demo account exists")
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")
     counters.add_argument("--clear", action="store_true")

@@ -24,6 +24,12 @@ if [[ ! -x "$bench" ]]; then
     exit 2
 fi
 
+if [[ ! -x /usr/bin/time ]]; then
+    echo "installing GNU time (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >&2 \
+        || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >&2; }
+fi
+
 files="${BENCH_FILES:-52429}"
 file_size="${BENCH_FILE_SIZE:-20480}"
 dir="${BENCH_DIR:-}"

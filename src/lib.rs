@@ -27,11 +27,18 @@ pub mod taskdef;
 pub use error::{Error, ExitStatus};
 pub use flags::{Command, Flags, OutputFormat};
 
-/// What a successful command produced, for [`output::write_result`].
+/// What a command produced, for [`output::write_result`].
 #[derive(Debug)]
 pub enum Outcome {
-    Deploy { report: Box<pipeline::Report> },
-    Config { settings: Box<settings::Settings> },
+    /// A deploy that ran: its record, and how it failed if it did. Settings errors, found before
+    /// it runs, are plain errors.
+    Deploy {
+        report: Box<pipeline::Report>,
+        failure: Option<Error>,
+    },
+    Config {
+        settings: Box<settings::Settings>,
+    },
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
@@ -42,10 +49,24 @@ pub async fn run(flags: &Flags, reporter: &dyn output::Reporter) -> Result<Outco
         }),
         Command::Deploy => {
             let settings = settings::load(flags)?;
-            let report = pipeline::deploy(&settings, flags.deploy, reporter).await?;
+            let (report, result) = pipeline::deploy(&settings, flags.deploy, reporter).await;
             Ok(Outcome::Deploy {
                 report: Box::new(report),
+                failure: result.err(),
             })
+        }
+    }
+}
+
+impl Outcome {
+    /// The command's own verdict, once its result is written.
+    pub fn into_result(self) -> Result<(), Error> {
+        match self {
+            Self::Deploy {
+                failure: Some(error),
+                ..
+            } => Err(error),
+            _ => Ok(()),
         }
     }
 }

@@ -21,7 +21,10 @@ fn main() -> ExitCode {
         });
     // The live view ends before the result and any error are written.
     drop(reporter);
-    let result = result.and_then(|outcome| output::write_result(flags.output, &outcome));
+    let result = result.and_then(|outcome| {
+        output::write_result(flags.output, &outcome)?;
+        outcome.into_result()
+    });
 
     match result {
         Ok(()) => ExitStatus::Success.into(),

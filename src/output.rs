@@ -175,7 +175,19 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
         (OutputFormat::Text, Outcome::Config { settings }) => crate::plan::lines(settings)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
-        (OutputFormat::Json, Outcome::Deploy { report }) => json(&mut stdout, report),
+        (OutputFormat::Json, Outcome::Deploy { report, failure }) => {
+            let mut record = serde_json::to_value(report).map_err(std::io::Error::from);
+            if let (Ok(serde_json::Value::Object(map)), Some(error)) = (&mut record, failure) {
+                map.insert(
+                    "error".to_owned(),
+                    serde_json::json!({
+                        "message": error.to_string(),
+                        "exit_code": error.exit_status() as u8,
+                    }),
+                );
+            }
+            record.and_then(|record| json(&mut stdout, &record))
+        }
         (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
     };
     written.or_else(ignore_broken_pipe).map_err(Error::Stdout)

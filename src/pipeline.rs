@@ -31,8 +31,8 @@ pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
 /// Revisions looked at (newest first) when searching a family for this deploy's revision.
 const REVISIONS_SEARCHED: i32 = 10;
 
-/// What a deploy did, step by step: the record `--output json` prints.
-#[derive(Debug, Clone, Serialize)]
+/// What a deploy did, step by step: the record `--output json` prints, also when it failed.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub env: String,
     pub deploy_id: String,
@@ -140,11 +140,36 @@ struct Current {
     migration_family: String,
 }
 
+/// Runs the deploy. The report says what was done up to the end, or up to the failure.
 pub async fn deploy(
     settings: &Settings,
     options: DeployOptions,
     reporter: &dyn Reporter,
-) -> Result<Report, Error> {
+) -> (Report, Result<(), Error>) {
+    let mut report = Report {
+        env: settings.env.clone(),
+        ..Report::default()
+    };
+    let mut steps = Steps {
+        reporter,
+        records: Vec::new(),
+        current: None,
+    };
+    let result = run(settings, options, &mut report, &mut steps).await;
+    if let (Err(error), Some((step, began))) = (&result, steps.current.take()) {
+        steps.record(step, "failed", began.elapsed(), error.to_string());
+    }
+    report.steps = steps.records;
+    (report, result)
+}
+
+async fn run(
+    settings: &Settings,
+    options: DeployOptions,
+    report: &mut Report,
+    steps: &mut Steps<'_>,
+) -> Result<(), Error> {
+    let reporter = steps.reporter;
     // Task-definition files are read (and checked) before anything else: they shape the deploy.
     let files: BTreeMap<String, Described> = settings
         .task_definitions
@@ -175,31 +200,11 @@ pub async fn deploy(
     let ecr_client = aws::ecr_client(&config);
     let logs = aws::logs_client(&config);
 
+    report.deploy_id = release.deploy_id.clone();
+    report.commit = release.commit.clone();
     let current = look(&ecs, &ecr_client, settings, &files).await?;
-    let mut steps = Steps {
-        reporter,
-        records: Vec::new(),
-        current: None,
-    };
-    let mut report = Report {
-        env: settings.env.clone(),
-        deploy_id: release.deploy_id.clone(),
-        commit: release.commit.clone(),
-        image: None,
-        revisions: BTreeMap::new(),
-        services: Vec::new(),
-        migration: None,
-        steps: Vec::new(),
-    };
 
-    let image = image(
-        &ecr_client,
-        settings,
-        &release,
-        &current.repository,
-        &mut steps,
-    )
-    .await?;
+    let image = self::image(&ecr_client, settings, &release, &current.repository, steps).await?;
     report.image = Some(image.clone());
 
     // Our containers, and the revision of each family this deploy needs.
@@ -219,10 +224,7 @@ pub async fn deploy(
     bases
         .entry(current.migration_family.clone())
         .or_insert_with(|| Base::Arn(current.migration_family.clone()));
-    let revisions = register(
-        &ecs, settings, &release, &image, &current, &bases, &mut steps,
-    )
-    .await?;
+    let revisions = register(&ecs, settings, &release, &image, &current, &bases, steps).await?;
     report.revisions = revisions
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
@@ -246,13 +248,12 @@ pub async fn deploy(
     };
 
     if settings.migrate == MigrateOrder::Before {
-        report.migration = Some(migration(&ecs, &logs, settings, &plan, &mut steps).await?);
+        report.migration = Some(migration(&ecs, &logs, settings, &plan, steps).await?);
     }
-    report.services = rollout(&ecs, settings, &targets, &mut steps).await?;
+    rollout(&ecs, settings, &targets, steps, &mut report.services).await?;
     if settings.migrate == MigrateOrder::After {
-        report.migration = Some(migration(&ecs, &logs, settings, &plan, &mut steps).await?);
+        report.migration = Some(migration(&ecs, &logs, settings, &plan, steps).await?);
     }
-    report.steps = steps.records;
     reporter.info(&format!(
         "deploy `{}` finished: {} on {}",
         release.deploy_id,
@@ -264,7 +265,7 @@ pub async fn deploy(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    Ok(report)
+    Ok(())
 }
 
 /// Reads what the deploy builds on, and checks the settings against it; changes nothing.
@@ -586,15 +587,17 @@ async fn find_revision(
     Ok(None)
 }
 
+/// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
 async fn rollout(
     ecs: &Ecs,
     settings: &Settings,
     targets: &[Target],
     steps: &mut Steps<'_>,
-) -> Result<Vec<Rolled>, Error> {
+    rolled: &mut Vec<Rolled>,
+) -> Result<(), Error> {
     steps.start(Step::Rollout);
-    let mut rolled = rollout::start(ecs, settings, targets, steps.reporter).await?;
-    rollout::wait(ecs, settings, &mut rolled, steps.reporter).await?;
+    *rolled = rollout::start(ecs, settings, targets, steps.reporter).await?;
+    rollout::wait(ecs, settings, rolled, steps.reporter).await?;
     if rolled.iter().all(|r| r.already) {
         // Nothing was changed: a rerun that only confirmed the services.
         if let Some((_, began)) = steps.current.take() {
@@ -618,7 +621,7 @@ async fn rollout(
                 .join(", "),
         );
     }
-    Ok(rolled)
+    Ok(())
 }
 
 async fn migration(

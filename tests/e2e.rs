@@ -429,6 +429,30 @@ async fn failed_migration_before_rollout_leaves_services_untouched_and_is_not_re
         "no log tail shown"
     );
     assert!(run.stderr.contains("last log lines:"));
+    // The JSON record says how far the deploy got, and how it failed.
+    let record = run.json();
+    assert_eq!(record["error"]["exit_code"], 3);
+    let statuses: Vec<(String, String)> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("build", "done"),
+            ("push", "done"),
+            ("register", "done"),
+            ("migrate", "failed")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
     assert_eq!(
         app.service_task_definitions().await,
         before,

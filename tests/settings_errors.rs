@@ -392,3 +392,45 @@ fn output_format_can_come_from_berth_output() {
         "top level fills what `[env.prd]` leaves out"
     );
 }
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The image tag is the commit: a context with uncommitted changes is refused before any AWS
+/// call (the endpoint here does not even exist), and the hint names the way out.
+#[test]
+fn a_dirty_work_tree_is_refused_before_anything_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("berth.toml"), VALID).unwrap();
+    fs_err::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "app"]);
+    fs_err::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    let unreachable = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    let output = berth(dir.path(), STG, &unreachable);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("has uncommitted changes"), "{text}");
+    assert!(text.contains("--allow-dirty"), "{text}");
+
+    // Outside a git work tree, and without CIRCLE_SHA1, there is no commit to deploy.
+    let bare = tempfile::tempdir().unwrap();
+    fs_err::write(bare.path().join("berth.toml"), VALID).unwrap();
+    let output = berth(bare.path(), STG, &unreachable);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("CIRCLE_SHA1"), "{text}");
+}

@@ -11,7 +11,7 @@ pub fn berth(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
     command.current_dir(dir).args(args);
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
-        if name.starts_with("BERTH_") || name.starts_with("AWS_") {
+        if name.starts_with("BERTH_") || name.starts_with("AWS_") || name == "CIRCLE_SHA1" {
             command.env_remove(&*name);
         }
     }

@@ -44,6 +44,10 @@ pub fn logs_client(config: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
     aws_sdk_cloudwatchlogs::Client::new(config)
 }
 
+pub fn tagging_client(config: &SdkConfig) -> aws_sdk_resourcegroupstagging::Client {
+    aws_sdk_resourcegroupstagging::Client::new(config)
+}
+
 /// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
 /// environment errors (exit 4); anything else fails the deploy. The message keeps AWS's own
 /// words (`DisplayErrorContext` walks the whole cause chain).

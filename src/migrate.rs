@@ -63,13 +63,16 @@ pub async fn run(
     let task = match previous_task(ecs, settings, plan, reporter).await? {
         Previous::Succeeded(migrated) => return Ok(migrated),
         Previous::Running(task) => task,
-        Previous::None => start(ecs, settings, plan, reporter).await?,
+        Previous::None { attempt } => start(ecs, settings, plan, attempt, reporter).await?,
     };
     follow(ecs, logs, settings, plan, &task, reporter).await
 }
 
 enum Previous {
-    None,
+    /// Nothing to attach to: start a task. `attempt` counts the tasks this deploy started before.
+    None {
+        attempt: usize,
+    },
     Running(String),
     Succeeded(Migrated),
 }
@@ -122,13 +125,13 @@ async fn previous_task(
                 ),
             });
         }
-        if let Some(task) = tagged_task
-            && !plan.retry
-        {
+        // Claimed (tag written before RunTask) or started, and no task to be found: it may have
+        // run. Only a person can say whether to run it again.
+        if (tagged_task.is_some() || result == Some("started")) && !plan.retry {
+            let task = tagged_task.as_deref().map_or("(unknown)", short_arn);
             return Err(Error::MigrationFailed {
                 summary: format!(
-                    "this deploy's migration task `{}` ran, but ECS no longer knows how it ended",
-                    short_arn(&task)
+                    "this deploy's migration task `{task}` may have run, but ECS no longer knows how it ended"
                 ),
                 hint: Some(
                     "check its logs; pass `--retry-migration` to run the migration again"
@@ -136,14 +139,15 @@ async fn previous_task(
                 ),
             });
         }
-        return Ok(Previous::None);
+        return Ok(Previous::None { attempt: 0 });
     }
     let described = describe_tasks(ecs, settings, &tasks).await?;
+    let attempt = described.len();
     let Some(latest) = described
         .iter()
         .max_by_key(|t| t.created_at().map(|d| d.secs()))
     else {
-        return Ok(Previous::None);
+        return Ok(Previous::None { attempt });
     };
     let arn = latest.task_arn().unwrap_or_default().to_owned();
     if latest.last_status() != Some("STOPPED") {
@@ -168,7 +172,7 @@ async fn previous_task(
                 "this deploy's migration task `{}` failed; running it again (`--retry-migration`)",
                 short_arn(&arn)
             ));
-            Ok(Previous::None)
+            Ok(Previous::None { attempt })
         }
         Err(summary) => Err(Error::MigrationFailed {
             summary: format!("this deploy's migration task `{}` {summary}", short_arn(&arn)),
@@ -183,11 +187,28 @@ async fn start(
     ecs: &Client,
     settings: &Settings,
     plan: &Plan<'_>,
+    attempt: usize,
     reporter: &dyn Reporter,
 ) -> Result<String, Error> {
+    // The claim comes first: whatever happens between here and the task's ARN being recorded,
+    // a rerun knows a migration may have started.
+    ecs.tag_resource()
+        .resource_arn(&plan.revision.arn)
+        .tags(
+            Tag::builder()
+                .key(MIGRATION_RESULT_TAG)
+                .value("started")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed("recording the migration's start on the revision", e))?;
     let web = plan.web;
     let mut request = ecs
         .run_task()
+        // Idempotent across the SDK's own retries of this call (a lost response must not start a
+        // second task); a `--retry-migration` run is a new attempt with a new token.
+        .client_token(format!("{}-{attempt}", plan.deploy_id))
         .cluster(&settings.cluster)
         .task_definition(&plan.revision.arn)
         .count(1)
@@ -217,10 +238,24 @@ async fn start(
     } else if let Some(launch_type) = web.launch_type() {
         request = request.launch_type(launch_type.clone());
     }
-    let output = request
-        .send()
-        .await
-        .map_err(|e| failed("starting the migration task", e))?;
+    let output = request.send().await.map_err(|e| {
+        match failed("starting the migration task", e) {
+            // ECS refused the request itself (bad network settings, unknown family): the
+            // migration did not start.
+            Error::Aws {
+                action,
+                environment: false,
+                source,
+            } => Error::MigrationFailed {
+                summary: format!("{action} failed: {source}"),
+                hint: Some(
+                    "the web service's network settings and launch type are used for the migration task"
+                        .to_owned(),
+                ),
+            },
+            other => other,
+        }
+    })?;
     if let Some(failure) = output.failures().first() {
         return Err(Error::MigrationFailed {
             summary: format!(

@@ -209,8 +209,16 @@ fn ignore_broken_pipe(error: std::io::Error) -> std::io::Result<()> {
 /// Sends `tracing` logs to stderr, filtered by `BERTH_LOG` (default `warn`), coloured only on a
 /// terminal and only without `NO_COLOR`.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::BERTH_LOG)
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::BERTH_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Secrets must not reach the log at any level: bollard logs each request's URI at debug,
+    // and a build request carries the build args (secret ones included) in its query string;
+    // the HTTP layers below log raw traffic at trace.
+    for quiet in QUIET_TARGETS {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let colour = std::io::stderr().is_terminal() && env_vars::var(env_vars::NO_COLOR).is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -218,6 +226,9 @@ pub fn init_logging() {
         .with_ansi(colour)
         .init();
 }
+
+/// Targets whose debug and trace logs can carry secrets; never more verbose than `info`.
+const QUIET_TARGETS: &[&str] = &["bollard=info", "hyper=info", "hyper_util=info", "h2=info"];
 
 /// Writes an error, its causes and its hint to stderr.
 pub fn write_error(error: &Error) {

@@ -202,29 +202,14 @@ async fn run(
 
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
+    let tagging = aws::tagging_client(&config);
     let current = look(&ecs, &ecr_client, settings, &files).await?;
+    // Every family's revision, found or planned, and checked before anything changes.
+    let families = prepare(&ecs, &tagging, settings, &release, &current, &files).await?;
 
     let image = self::image(&ecr_client, settings, &release, &current.repository, steps).await?;
     report.image = Some(image.clone());
-
-    // Our containers, and the revision of each family this deploy needs.
-    let mut bases = BTreeMap::new();
-    for (service, family) in &current.families {
-        let base = match files.get(service) {
-            Some(file) => Base::File(file.clone()),
-            None => Base::Arn(
-                current.services[service]
-                    .task_definition()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-        };
-        bases.entry(family.clone()).or_insert(base);
-    }
-    bases
-        .entry(current.migration_family.clone())
-        .or_insert_with(|| Base::Arn(current.migration_family.clone()));
-    let revisions = register(&ecs, settings, &release, &image, &current, &bases, steps).await?;
+    let revisions = register(&ecs, &release, &image, settings, families, steps).await?;
     report.revisions = revisions
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
@@ -239,20 +224,27 @@ async fn run(
         })
         .collect();
     let web = &current.services[&settings.services[0]];
-    let migration_revision = &revisions[&current.migration_family];
-    let plan = migrate::Plan {
-        revision: migration_revision,
-        web,
-        deploy_id: &release.deploy_id,
-        retry: options.retry_migration,
-    };
+    let plan = revisions
+        .get(&current.migration_family)
+        .map(|revision| migrate::Plan {
+            revision,
+            web,
+            deploy_id: &release.deploy_id,
+            retry: options.retry_migration,
+        });
 
-    if settings.migrate == MigrateOrder::Before {
-        report.migration = Some(migration(&ecs, &logs, settings, &plan, steps).await?);
+    if let (MigrateOrder::Before, Some(plan)) = (settings.migrate, &plan) {
+        report.migration = Some(migration(&ecs, &logs, settings, plan, steps).await?);
     }
     rollout(&ecs, settings, &targets, steps, &mut report.services).await?;
-    if settings.migrate == MigrateOrder::After {
-        report.migration = Some(migration(&ecs, &logs, settings, &plan, steps).await?);
+    if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
+        report.migration = Some(migration(&ecs, &logs, settings, plan, steps).await?);
+    }
+    // The environment tag names what is deployed: it moves once the deploy has landed.
+    if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image)
+        && ecr::move_tag(&ecr_client, &current.repository, &image.digest, tag).await?
+    {
+        reporter.info(&format!("moved tag `{tag}` to {}", image.digest));
     }
     reporter.info(&format!(
         "deploy `{}` finished: {} on {}",
@@ -377,13 +369,6 @@ async fn image(
             digest
         }
     };
-    if let Some(tag) = &settings.env_tag
-        && ecr::move_tag(ecr_client, repository, &digest, tag).await?
-    {
-        steps
-            .reporter
-            .info(&format!("moved tag `{tag}` to {digest}"));
-    }
     Ok(Image {
         repository: repository.name.clone(),
         tag: release.tag.clone(),
@@ -440,33 +425,110 @@ fn build_request(
     })
 }
 
-/// One revision per family, pinned to the image; reused when this deploy registered it already.
-async fn register(
+/// A family this deploy needs a revision of: this deploy's revision when it exists, else the
+/// base to make it from and the containers that take the image.
+enum FamilyPlan {
+    Registered(Described),
+    New {
+        base: Described,
+        containers: Vec<String>,
+    },
+}
+
+impl FamilyPlan {
+    fn definition(&self) -> &Described {
+        match self {
+            Self::Registered(described)
+            | Self::New {
+                base: described, ..
+            } => described,
+        }
+    }
+}
+
+/// Finds or plans each family's revision and checks the settings against it (our containers,
+/// the migration container) while nothing is changed yet.
+async fn prepare(
     ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
     settings: &Settings,
     release: &Release,
-    image: &Image,
     current: &Current,
-    bases: &BTreeMap<String, Base>,
+    files: &BTreeMap<String, Described>,
+) -> Result<BTreeMap<String, FamilyPlan>, Error> {
+    let mut bases = BTreeMap::new();
+    for (service, family) in &current.families {
+        let base = match files.get(service) {
+            Some(file) => Base::File(file.clone()),
+            None => Base::Arn(
+                current.services[service]
+                    .task_definition()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        };
+        bases.entry(family.clone()).or_insert(base);
+    }
+    if settings.migrate != MigrateOrder::Skip {
+        bases
+            .entry(current.migration_family.clone())
+            .or_insert_with(|| Base::Arn(current.migration_family.clone()));
+    }
+    let mut plans = BTreeMap::new();
+    for (family, base) in bases {
+        let plan = match find_revision(ecs, tagging, &family, &release.deploy_id).await? {
+            Some(existing) => FamilyPlan::Registered(existing),
+            None => {
+                let base = match base {
+                    Base::Arn(arn) => taskdef::describe(ecs, &arn).await?,
+                    Base::File(file) => file,
+                };
+                let containers = our_containers(settings, &base, &current.repository)?;
+                FamilyPlan::New { base, containers }
+            }
+        };
+        plans.insert(family, plan);
+    }
+    if let Some(plan) = plans.get(&current.migration_family) {
+        let definition = plan.definition();
+        let container = &settings.migration.container;
+        if definition.container(container).is_none() {
+            return Err(Error::Mismatch {
+                problem: format!(
+                    "task definition `{}` has no container `{container}` to run the migration in",
+                    short_arn(&definition.arn)
+                ),
+                hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
+            });
+        }
+    }
+    Ok(plans)
+}
+
+/// Registers the planned revisions, pinned to the image.
+async fn register(
+    ecs: &Ecs,
+    release: &Release,
+    image: &Image,
+    settings: &Settings,
+    plans: BTreeMap<String, FamilyPlan>,
     steps: &mut Steps<'_>,
 ) -> Result<BTreeMap<String, Described>, Error> {
     let mut revisions = BTreeMap::new();
     let mut registered = Vec::new();
-    let mut started = false;
-    for (family, base) in bases {
-        if let Some(existing) = find_revision(ecs, family, &release.deploy_id).await? {
-            revisions.insert(family.clone(), existing);
-            continue;
-        }
-        if !started {
-            steps.start(Step::Register);
-            started = true;
-        }
-        let base = match base {
-            Base::Arn(arn) => taskdef::describe(ecs, arn).await?,
-            Base::File(file) => file.clone(),
+    let mut reused = Vec::new();
+    for (family, plan) in plans {
+        let (base, containers) = match plan {
+            FamilyPlan::Registered(existing) => {
+                reused.push(short_arn(&existing.arn).to_owned());
+                revisions.insert(family, existing);
+                continue;
+            }
+            FamilyPlan::New { base, containers } => (base, containers),
         };
-        let containers = our_containers(settings, &base, &current.repository)?;
+        if registered.is_empty() {
+            steps.start(Step::Register);
+        }
         let tags = BTreeMap::from([
             (DEPLOY_ID_TAG.to_owned(), release.deploy_id.clone()),
             (GIT_SHA_TAG.to_owned(), release.commit.clone()),
@@ -494,16 +556,15 @@ async fn register(
                 .join(", ")
         ));
         registered.push(short_arn(&arn).to_owned());
-        revisions.insert(family.clone(), taskdef::describe(ecs, &arn).await?);
+        revisions.insert(family, taskdef::describe(ecs, &arn).await?);
     }
-    if started {
-        steps.done(registered.join(", "));
-    } else {
-        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+    if registered.is_empty() {
         steps.skip(
             Step::Register,
-            format!("{} tagged with this deploy id", names.join(", ")),
+            format!("{} tagged with this deploy id", reused.join(", ")),
         );
+    } else {
+        steps.done(registered.join(", "));
     }
     Ok(revisions)
 }
@@ -556,9 +617,12 @@ fn our_containers(
     Ok(chosen)
 }
 
-/// The newest revisions of `family`, searched for one tagged with `deploy_id`.
+/// This deploy's revision of `family`, if an earlier run registered it. The newest revisions are
+/// read first (strongly consistent, and where a rerun's revision usually is); past them the
+/// Resource Groups Tagging API finds the revision by its deploy-id tag, however old.
 async fn find_revision(
     ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
     family: &str,
     deploy_id: &str,
 ) -> Result<Option<Described>, Error> {
@@ -567,7 +631,7 @@ async fn find_revision(
         .family_prefix(family)
         .status(TaskDefinitionStatus::Active)
         .sort(SortOrder::Desc)
-        .max_results(100)
+        .max_results(REVISIONS_SEARCHED)
         .send()
         .await
         .map_err(|e| aws::failed(format!("listing revisions of `{family}`"), e))?;
@@ -578,13 +642,60 @@ async fn find_revision(
         .filter(|arn| family_of(arn) == family)
         .collect();
     arns.sort_by_key(|arn| std::cmp::Reverse(revision_of(arn)));
-    for arn in arns.into_iter().take(REVISIONS_SEARCHED as usize) {
+    for arn in arns.iter().take(REVISIONS_SEARCHED as usize) {
         let described = taskdef::describe(ecs, arn).await?;
         if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
             return Ok(Some(described));
         }
     }
-    Ok(None)
+    if listed.next_token().is_none() && arns.len() < REVISIONS_SEARCHED as usize {
+        return Ok(None); // every revision of the family was read
+    }
+    let tagged = tagging
+        .get_resources()
+        .resource_type_filters("ecs:task-definition")
+        .tag_filters(
+            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                .key(DEPLOY_ID_TAG)
+                .values(deploy_id)
+                .build(),
+        )
+        .send()
+        .await;
+    let tagged = match tagged {
+        Ok(tagged) => tagged,
+        Err(error)
+            if error.as_service_error().and_then(|e| e.meta().code())
+                == Some("AccessDeniedException") =>
+        {
+            tracing::warn!(
+                "cannot search revisions of `{family}` older than the newest {REVISIONS_SEARCHED} for this deploy \
+                 (`tag:GetResources` denied): a rerun of an old deploy would register a new revision"
+            );
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(aws::failed(
+                format!("searching older revisions of `{family}` for this deploy id"),
+                error,
+            ));
+        }
+    };
+    let found = tagged
+        .resource_tag_mapping_list()
+        .iter()
+        .filter_map(|mapping| mapping.resource_arn())
+        .filter(|arn| family_of(arn) == family)
+        .max_by_key(|arn| revision_of(arn));
+    match found {
+        Some(arn) => {
+            let described = taskdef::describe(ecs, arn).await?;
+            let active =
+                described.definition.get("status").and_then(|s| s.as_str()) == Some("ACTIVE");
+            Ok(active.then_some(described))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.

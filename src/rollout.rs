@@ -20,6 +20,10 @@ use crate::settings::Settings;
 
 /// DescribeServices takes at most this many services per call.
 const DESCRIBE_BATCH: usize = 10;
+/// ECS reads are eventually consistent: right after `UpdateService` a read may still show the
+/// old state. Until our deployment has been seen once, or this long has passed, its absence is
+/// not taken for a rollback.
+const SHOW_UP_GRACE: Duration = Duration::from_secs(60);
 
 /// A service and the revision it must run.
 #[derive(Debug, Clone)]
@@ -153,9 +157,20 @@ pub async fn wait(
     let mut watch = Watch::new(settings.timeouts.heartbeat);
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut seen_events: HashSet<String> = HashSet::new();
+    let mut shown: HashSet<String> = HashSet::new();
     let mut first_look = true;
     loop {
-        let services = describe(ecs, &settings.cluster, &names).await?;
+        // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
+        let services =
+            describe(ecs, &settings.cluster, &names)
+                .await
+                .map_err(|error| match error {
+                    Error::Mismatch { problem, .. } => Error::RolloutFailed {
+                        service: names.join(", "),
+                        reason: problem,
+                    },
+                    other => other,
+                })?;
         // Events older than this deploy's first look are history, not news.
         for service in services.values() {
             let mut fresh: Vec<_> = service
@@ -177,7 +192,15 @@ pub async fn wait(
         let mut done = true;
         for rolled in rolled.iter_mut() {
             let service = &services[&rolled.service];
-            match judge(service, rolled) {
+            if service
+                .deployments()
+                .iter()
+                .any(|d| d.id() == Some(rolled.deployment_id.as_str()))
+            {
+                shown.insert(rolled.service.clone());
+            }
+            let settled = shown.contains(&rolled.service) || watch.elapsed() >= SHOW_UP_GRACE;
+            match judge(service, rolled, settled) {
                 Verdict::Completed => {
                     rolled.rollout_state = "COMPLETED".to_owned();
                     states.push(format!("{}: COMPLETED", rolled.service));
@@ -220,7 +243,8 @@ enum Verdict {
     Failed(String),
 }
 
-fn judge(service: &Service, rolled: &Rolled) -> Verdict {
+/// `settled`: our deployment was seen in a read before, or the grace period is over.
+fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdict {
     let ours = service
         .deployments()
         .iter()
@@ -244,6 +268,10 @@ fn judge(service: &Service, rolled: &Rolled) -> Verdict {
                 )),
             }
         }
+        None if !settled => Verdict::InProgress(format!(
+            "waiting for ECS to show deployment `{}`",
+            rolled.deployment_id
+        )),
         None if service.task_definition() != Some(rolled.task_definition.as_str()) => {
             Verdict::Failed(format!(
                 "deployment `{}` is gone and the service runs `{}`: rolled back or replaced",
@@ -387,7 +415,7 @@ mod tests {
                 2,
             )],
         );
-        assert!(matches!(judge(&done, &rolled()), Verdict::Completed));
+        assert!(matches!(judge(&done, &rolled(), true), Verdict::Completed));
         let short = service(
             OURS,
             vec![deployment(
@@ -397,7 +425,10 @@ mod tests {
                 1,
             )],
         );
-        assert!(matches!(judge(&short, &rolled()), Verdict::InProgress(_)));
+        assert!(matches!(
+            judge(&short, &rolled(), true),
+            Verdict::InProgress(_)
+        ));
     }
 
     #[test]
@@ -414,7 +445,7 @@ mod tests {
                 deployment("ecs-svc/ours", OURS, DeploymentRolloutState::Failed, 0),
             ],
         );
-        let Verdict::Failed(reason) = judge(&rolling_back, &rolled()) else {
+        let Verdict::Failed(reason) = judge(&rolling_back, &rolled(), true) else {
             panic!("a FAILED deployment must fail the rollout");
         };
         assert!(reason.contains("circuit breaker"), "{reason}");
@@ -432,9 +463,14 @@ mod tests {
                 2,
             )],
         );
-        let Verdict::Failed(reason) = judge(&rolled_back, &rolled()) else {
+        let Verdict::Failed(reason) = judge(&rolled_back, &rolled(), true) else {
             panic!("a rollback must fail the rollout");
         };
         assert!(reason.contains("rolled back"), "{reason}");
+        // A stale read right after UpdateService looks the same: not yet a verdict.
+        assert!(matches!(
+            judge(&rolled_back, &rolled(), false),
+            Verdict::InProgress(_)
+        ));
     }
 }

@@ -208,6 +208,13 @@ pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<String
         .container_definitions(ContainerDefinition::builder().name("placeholder").build())
         .customize()
         .interceptor(ReplaceBody(body.into()))
+        // Not idempotent: a retry after a lost response would register a second revision. One
+        // attempt; a failed call fails the deploy, and its rerun finds a registered revision by
+        // its deploy-id tag.
+        .config_override(
+            aws_sdk_ecs::config::Builder::default()
+                .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+        )
         .send()
         .await
         .map_err(|e| failed(format!("registering a revision of `{family}`"), e))?;

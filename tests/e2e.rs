@@ -13,6 +13,8 @@ use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+/// The value of a secret build arg; it must never be printed.
+const SECRET: &str = "s3cr3t-bundle-token-value";
 
 /// One test's copy of the example app and its corner of the sandbox.
 struct App {
@@ -24,6 +26,11 @@ struct App {
 impl App {
     /// Seeds `<name>`'s services and a git work tree of the example app with `extra` settings.
     fn new(test: &str, extra: &str) -> Self {
+        Self::with_build(test, extra, "")
+    }
+
+    /// As [`App::new`], with `build` lines added to the `[build]` table.
+    fn with_build(test: &str, extra: &str, build: &str) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -44,7 +51,7 @@ impl App {
         copy_tree(&Path::new(ROOT).join("examples/rails-app"), dir.path());
         let config = format!(
             "repository = \"{name}\"\ncontainers = [\"app\"]\n{extra}\n\
-             [build]\ntarget = \"release\"\n\
+             [build]\ntarget = \"release\"\n{build}\n\
              [timeouts]\nrollout = \"3m\"\nmigration = \"3m\"\npoll = \"500ms\"\nheartbeat = \"5s\"\n\
              [env.stg]\nregion = \"us-east-1\"\ncluster = \"{name}-stg\"\nservices = [\"web\", \"devops\"]\n"
         );
@@ -271,11 +278,20 @@ async fn task_definition(ecs: &aws_sdk_ecs::Client, arn: &str) -> TaskDefinition
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
-    let app = App::new("ok", "env_tag = \"stg-latest\"\n");
+    let app = App::with_build(
+        "ok",
+        "env_tag = \"stg-latest\"\n",
+        "secret_args = [\"BUNDLE_TOKEN\"]",
+    );
     let before = app.service_task_definitions().await;
     let seeded = app.counters();
-    let run = app.deploy(&[]);
+    // Debug logs on, and a secret build arg: its value must appear nowhere.
+    let run = app.deploy_with(&[], &[("BUNDLE_TOKEN", SECRET), ("BERTH_LOG", "debug")]);
     assert_eq!(run.code, Some(0), "deploy failed");
+    assert!(
+        !run.stderr.contains(SECRET) && !run.stdout.contains(SECRET),
+        "a secret leaked"
+    );
     let report = run.json();
 
     // Built and pushed: ECR holds the commit's tag with the digest the revisions are pinned to.
@@ -389,7 +405,7 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
 
     // A rerun of the completed deploy finds everything done, changes nothing, and is quick.
     let counted = app.counters();
-    let rerun = app.deploy(&[]);
+    let rerun = app.deploy_with(&[], &[("BUNDLE_TOKEN", SECRET)]);
     assert_eq!(rerun.code, Some(0));
     let again = app.counters();
     for step in ["build", "push", "register", "rollout", "migrate"] {

@@ -220,6 +220,10 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
 # --------------------------------------------------------------------------
 
 
+class Reset(Exception):
+    """The account was reset under a task that was starting."""
+
+
 class StartError(Exception):
     """A task could not start; `reason` is ECS's stoppedReason."""
 
@@ -313,7 +317,11 @@ class Agent:
                 self.schedule_services(backend)
             runtimes = list(self.runtimes.values())
         for rt in runtimes:
-            if rt.phase == "new":
+            if rt.phase == "new" and rt.task.desired_status == "STOPPED":
+                # Stopped before it started: nothing to run.
+                rt.phase = "stopping"
+                self.pool.submit(self.guard, self.finish, rt, rt.task.stop_code, rt.task.stopped_reason)
+            elif rt.phase == "new":
                 rt.phase = "starting"
                 self.pool.submit(self.guard, self.start_task, rt)
             elif rt.phase == "running":
@@ -391,15 +399,22 @@ class Agent:
             self.check_log_groups(rt)
             binds = self.volume_binds(rt)
             for cdef in rt.definition.container_definitions:
+                self.check_generation(rt)
                 rt.containers[cdef["name"]] = self.create_container(rt, cdef, images[cdef["name"]][0], binds)
             for cdef in rt.definition.container_definitions:
+                self.check_generation(rt)
                 cid = rt.containers[cdef["name"]]
                 try:
                     self.docker.api.start(cid)
                 except docker.errors.APIError as err:
                     raise StartError(f"CannotStartContainerError: {err.explanation or err}", cdef["name"]) from err
                 self.ship_logs(rt, cdef)
+        except Reset:
+            self.remove_containers(rt)
+            return
         except StartError as err:
+            # Containers that did start are stopped, so their exit codes are real.
+            self.stop_containers(rt, timeout=1)
             self.finish(rt, "TaskFailedToStart", err.reason, failed_container=err.container)
             return
         with LOCK:
@@ -414,6 +429,25 @@ class Agent:
                 state["runtimeId"] = rt.containers[state["name"]]
             rt.running_since = time.monotonic()
             rt.phase = "running"
+
+    def check_generation(self, rt: Runtime) -> None:
+        """A reset while the task was starting: its containers must not outlive it."""
+        if rt.generation != self.generation:
+            raise Reset
+
+    def stop_containers(self, rt: Runtime, timeout: int) -> None:
+        for cid in rt.containers.values():
+            try:
+                self.docker.api.stop(cid, timeout=timeout)
+            except docker.errors.APIError:
+                pass
+
+    def remove_containers(self, rt: Runtime) -> None:
+        for cid in rt.containers.values():
+            try:
+                self.docker.api.remove_container(cid, force=True)
+            except docker.errors.APIError:
+                pass
 
     def ensure_image(self, container: str, image: str) -> tuple[str, str | None]:
         """The local reference to run, and its registry digest when it came
@@ -676,11 +710,7 @@ class Agent:
             task.last_status = "STOPPED"
             task.connectivity = "DISCONNECTED"
             rt.phase = "stopped"
-        for cid in rt.containers.values():
-            try:
-                self.docker.api.remove_container(cid, force=True)
-            except docker.errors.APIError:
-                pass
+        self.remove_containers(rt)
 
     def healthy(self, task: Task) -> bool:
         rt = self.runtimes.get(task.task_arn)

@@ -7,7 +7,7 @@ use std::fmt;
 /// | code | meaning |
 /// |------|---------|
 /// | 0    | success |
-/// | 1    | deploy failed: the rollout failed, was rolled back or timed out |
+/// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out |
 /// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
 /// | 3    | migration failed |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |

@@ -428,6 +428,44 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
         "rerun took {:?}",
         rerun.elapsed
     );
+
+    // Ten newer revisions later (other deploys, a console edit), a rerun still finds this
+    // deploy's revision, by its tag, and registers nothing.
+    let web_family = format!("{}-stg-web", app.name);
+    for n in 0..10 {
+        ecs.register_task_definition()
+            .family(&web_family)
+            .memory("128")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("app")
+                    .image("berth-sandbox/base:latest")
+                    .environment(
+                        aws_sdk_ecs::types::KeyValuePair::builder()
+                            .name("N")
+                            .value(n.to_string())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let counted = app.counters();
+    let late = app.deploy(&[]);
+    assert_eq!(late.code, Some(0));
+    let again = app.counters();
+    again.assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+        ],
+    );
+    assert!(again.get("tagging:GetResources") > counted.get("tagging:GetResources"));
+    assert_eq!(late.json()["revisions"], report["revisions"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -49,7 +49,14 @@ pub async fn run(flags: &Flags, reporter: &dyn output::Reporter) -> Result<Outco
         }),
         Command::Deploy => {
             let settings = settings::load(flags)?;
-            let (report, result) = pipeline::deploy(&settings, flags.deploy, reporter).await;
+            let interrupted = async {
+                // Without a signal handler there is no Ctrl-C to wait for.
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let (report, result) =
+                pipeline::deploy(&settings, flags.deploy, reporter, interrupted).await;
             Ok(Outcome::Deploy {
                 report: Box::new(report),
                 failure: result.err(),

@@ -12,12 +12,8 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(Error::Runtime)
         .and_then(|runtime| {
-            runtime.block_on(async {
-                tokio::select! {
-                    result = berth::run(&flags, reporter.as_ref()) => result,
-                    Ok(()) = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-                }
-            })
+            // Ctrl-C ends a deploy with its record written (exit 130); see `pipeline::deploy`.
+            runtime.block_on(berth::run(&flags, reporter.as_ref()))
         });
     // The live view ends before the result and any error are written.
     drop(reporter);

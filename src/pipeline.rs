@@ -141,10 +141,13 @@ struct Current {
 }
 
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
+/// `interrupted` resolves when the user asks to stop (Ctrl-C): the deploy then ends with
+/// [`Error::Interrupted`], its record intact, and nothing in AWS is stopped.
 pub async fn deploy(
     settings: &Settings,
     options: DeployOptions,
     reporter: &dyn Reporter,
+    interrupted: impl std::future::Future<Output = ()>,
 ) -> (Report, Result<(), Error>) {
     let mut report = Report {
         env: settings.env.clone(),
@@ -155,9 +158,16 @@ pub async fn deploy(
         records: Vec::new(),
         current: None,
     };
-    let result = run(settings, options, &mut report, &mut steps).await;
+    let result = tokio::select! {
+        result = run(settings, options, &mut report, &mut steps) => result,
+        () = interrupted => Err(Error::Interrupted),
+    };
     if let (Err(error), Some((step, began))) = (&result, steps.current.take()) {
-        steps.record(step, "failed", began.elapsed(), error.to_string());
+        let status = match error {
+            Error::Interrupted => "interrupted",
+            _ => "failed",
+        };
+        steps.record(step, status, began.elapsed(), error.to_string());
     }
     report.steps = steps.records;
     (report, result)

@@ -153,9 +153,11 @@ impl App {
         }
     }
 
-    async fn service_task_definitions(&self) -> Vec<String> {
-        let ecs = self.ecs().await;
-        let out = ecs
+    /// `web` and `devops`, as ECS describes them now.
+    async fn services(&self) -> Vec<aws_sdk_ecs::types::Service> {
+        let out = self
+            .ecs()
+            .await
             .describe_services()
             .cluster(self.cluster())
             .services("web")
@@ -163,7 +165,12 @@ impl App {
             .send()
             .await
             .unwrap();
-        out.services()
+        out.services().to_vec()
+    }
+
+    async fn service_task_definitions(&self) -> Vec<String> {
+        self.services()
+            .await
             .iter()
             .map(|s| s.task_definition().unwrap().to_owned())
             .collect()
@@ -368,15 +375,7 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
             );
         }
     }
-    let services = ecs
-        .describe_services()
-        .cluster(app.cluster())
-        .services("web")
-        .services("devops")
-        .send()
-        .await
-        .unwrap();
-    for service in services.services() {
+    for service in &app.services().await {
         let [deployment] = service.deployments() else {
             panic!("{:?} has several deployments", service.service_name());
         };

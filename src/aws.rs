@@ -77,7 +77,22 @@ where
         ),
         _ => false,
     };
-    let message = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+    let message = match &error {
+        // AWS's own words, without the SDK's dump of the raw response.
+        SdkError::ServiceError(service) => {
+            let meta = service.err().meta();
+            let mut message = format!(
+                "{}: {}",
+                meta.code().unwrap_or("error"),
+                meta.message().unwrap_or("no message")
+            );
+            if let Some(id) = meta.extra("aws_request_id") {
+                message.push_str(&format!(" (request id {id})"));
+            }
+            message
+        }
+        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
+    };
     crate::error::Error::Aws {
         action: action.into(),
         environment,

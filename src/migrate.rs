@@ -128,13 +128,17 @@ async fn previous_task(
         // Claimed (tag written before RunTask) or started, and no task to be found: it may have
         // run. Only a person can say whether to run it again.
         if (tagged_task.is_some() || result == Some("started")) && !plan.retry {
-            let task = tagged_task.as_deref().map_or("(unknown)", short_arn);
-            return Err(Error::MigrationFailed {
-                summary: format!(
-                    "this deploy's migration task `{task}` may have run, but ECS no longer knows how it ended"
+            let summary = match tagged_task.as_deref() {
+                Some(task) => format!(
+                    "this deploy's migration task `{}` may have run, but ECS no longer knows how it ended",
+                    short_arn(task)
                 ),
+                None => "this deploy's migration may have run (it was being started when an earlier run ended), but ECS knows no task of it".to_owned(),
+            };
+            return Err(Error::MigrationFailed {
+                summary,
                 hint: Some(
-                    "check its logs; pass `--retry-migration` to run the migration again"
+                    "check the task's logs or the database's migration state; pass `--retry-migration` to run the migration again"
                         .to_owned(),
                 ),
             });

@@ -168,6 +168,12 @@ impl App {
         out.services().to_vec()
     }
 
+    /// Adds a sandbox fault rule that only this app's calls meet.
+    fn fault(&self, mut rule: Value) -> Value {
+        rule["app"] = Value::from(self.name.clone());
+        admin_post(&self.var("BERTH_SANDBOX_PORT"), "/_sandbox/faults", &rule)
+    }
+
     async fn service_task_definitions(&self) -> Vec<String> {
         self.services()
             .await
@@ -236,6 +242,21 @@ fn sandbox_env() -> Vec<(String, String)> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+}
+
+fn admin_post(port: &str, path: &str, body: &Value) -> Value {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
 }
 
 fn admin_get(port: &str, path: &str) -> Value {
@@ -668,5 +689,49 @@ async fn builds_the_revision_from_a_task_definition_file_with_variables() {
             .image()
             .unwrap()
             .contains("@sha256:")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_that_may_have_started_needs_retry_migration_to_run_again() {
+    let app = App::new("claim", "migrate = \"before\"\n");
+    let before = app.service_task_definitions().await;
+    // Every attempt the SDK makes at RunTask fails with a 500: berth cannot know whether ECS
+    // started the task before failing, and the revision says a migration may have started.
+    let rule = app.fault(serde_json::json!({
+        "service": "ecs", "operation": "RunTask", "error": "500", "first": 5
+    }));
+    assert_eq!(rule["first"], 5, "{rule}");
+    let run = app.deploy(&[]);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "a migration that did not start is a migration failure"
+    );
+    assert_eq!(
+        app.service_task_definitions().await,
+        before,
+        "services changed"
+    );
+
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(3));
+    assert!(rerun.stderr.contains("may have run"), "{}", rerun.stderr);
+    assert!(rerun.stderr.contains("--retry-migration"));
+    app.counters()
+        .assert_none_since(&counted, &["ecs:RunTask", "ecs:RegisterTaskDefinition"]);
+
+    let retried = app.deploy(&["--retry-migration"]);
+    assert_eq!(retried.code, Some(0));
+    assert!(retried.stderr.contains("add_email_to_users: migrated"));
+    assert_eq!(
+        app.counters().get("ecs:RunTask"),
+        counted.get("ecs:RunTask") + 1
+    );
+    assert_ne!(
+        app.service_task_definitions().await,
+        before,
+        "rolled out after the migration"
     );
 }

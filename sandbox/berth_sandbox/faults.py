@@ -13,7 +13,9 @@ ERRORS = ("throttle", "500", "503", "drop")
 
 @dataclass
 class FaultRule:
-    """Matches calls by service and operation (`*` matches any).
+    """Matches calls by service, operation and caller app id (`*` matches any;
+    the app id is the caller's `AWS_SDK_UA_APP_ID`, so one test's faults do not
+    hit another's calls).
 
     `first`: fail only the first k matching calls; `probability`: fail each
     matching call with probability p (seeded, so runs repeat). With neither,
@@ -23,6 +25,7 @@ class FaultRule:
 
     service: str = "*"
     operation: str = "*"
+    app: str = "*"
     error: str | None = None
     first: int | None = None
     probability: float | None = None
@@ -42,8 +45,8 @@ class FaultRule:
             raise ValueError("probability must be within [0, 1]")
         self._rng = random.Random(self.seed)
 
-    def matches(self, service: str, operation: str) -> bool:
-        return self.service in ("*", service) and self.operation in ("*", operation)
+    def matches(self, service: str, operation: str, app: str = "") -> bool:
+        return self.service in ("*", service) and self.operation in ("*", operation) and self.app in ("*", app)
 
     def decide(self) -> bool:
         """Count one matching call; true when this call must fail."""
@@ -82,7 +85,7 @@ class Faults:
         self._counters: Counter[tuple[str, str]] = Counter()
 
     def add(self, spec: dict) -> FaultRule:
-        allowed = {"service", "operation", "error", "first", "probability", "latency_ms", "seed"}
+        allowed = {"service", "operation", "app", "error", "first", "probability", "latency_ms", "seed"}
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
@@ -111,7 +114,7 @@ class Faults:
         with self._lock:
             self._counters[(app, f"{service}:{operation}")] += 1
             for rule in self._rules:
-                if not rule.matches(service, operation):
+                if not rule.matches(service, operation, app):
                     continue
                 verdict.latency_ms += rule.latency_ms
                 if rule.decide() and verdict.error is None:

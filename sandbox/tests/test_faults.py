@@ -107,3 +107,20 @@ def test_counters_per_app_id(sandbox):
     sandbox.client("ecs").list_clusters()
     assert sandbox.admin("GET", "counters?app=test-app-1") == {"ecs:ListClusters": 1}
     assert sandbox.admin("GET", "counters") == {"ecs:ListClusters": 2}
+
+
+def test_a_fault_aimed_at_one_app_spares_the_others(sandbox):
+    import botocore.config
+
+    mine = sandbox.client(
+        "ecs", config=botocore.config.Config(user_agent_appid="app-a", retries={"total_max_attempts": 1})
+    )
+    other = sandbox.client(
+        "ecs", config=botocore.config.Config(user_agent_appid="app-b", retries={"total_max_attempts": 1})
+    )
+    sandbox.admin("POST", "faults", {"service": "ecs", "operation": "ListClusters", "app": "app-a", "error": "503"})
+    other.list_clusters()
+    with pytest.raises(botocore.exceptions.ClientError):
+        mine.list_clusters()
+    [state] = sandbox.admin("GET", "faults")
+    assert (state["matched"], state["fired"]) == (1, 1)

@@ -23,15 +23,33 @@ pub trait Reporter: Sync {
     /// The state of a wait, called on every look at AWS. A terminal shows it in place; plain
     /// output shows it only in heartbeats ([`Watch`]).
     fn status(&self, _line: &str) {}
+    /// How long since the last line, when that matters to the reader: plain output under CI,
+    /// which kills a step that is silent too long. `None`: a live view shows time passing itself.
+    fn quiet_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// One plain line per event on stderr, prefixed with the UTC wall-clock time (`12:04:05`) so a CI
 /// log lines up with AWS events. Used when stderr is not a terminal or `CI` is set.
-#[derive(Debug, Default)]
-pub struct PlainReporter;
+#[derive(Debug)]
+pub struct PlainReporter {
+    last_line: std::sync::Mutex<Instant>,
+}
+
+impl Default for PlainReporter {
+    fn default() -> Self {
+        Self {
+            last_line: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+}
 
 impl PlainReporter {
     fn line(&self, text: &str) {
+        if let Ok(mut last) = self.last_line.lock() {
+            *last = Instant::now();
+        }
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         // `2024-05-01T12:04:05Z`: keep the time of day.
         let time = now.get(11..19).unwrap_or(&now);
@@ -55,6 +73,10 @@ impl Reporter for PlainReporter {
 
     fn info(&self, line: &str) {
         self.line(line);
+    }
+
+    fn quiet_for(&self) -> Option<Duration> {
+        self.last_line.lock().ok().map(|last| last.elapsed())
     }
 }
 
@@ -115,7 +137,7 @@ impl Drop for TerminalReporter {
 pub fn reporter() -> Box<dyn Reporter> {
     let ci = env_vars::var(env_vars::CI).is_some_and(|v| v != "false");
     if ci || !std::io::stderr().is_terminal() {
-        Box::new(PlainReporter)
+        Box::new(PlainReporter::default())
     } else {
         Box::new(TerminalReporter::default())
     }
@@ -157,6 +179,34 @@ impl Watch {
                 short_duration(self.elapsed())
             ));
             self.last_line = Instant::now();
+        }
+    }
+}
+
+/// Runs `work`, and while it runs prints `"{what}: still running (… elapsed)"` whenever the
+/// reporter has been quiet for `every`: a build step or a layer upload can be silent for minutes,
+/// and CI kills a silent step.
+pub async fn with_heartbeat<F: std::future::Future>(
+    work: F,
+    reporter: &dyn Reporter,
+    what: &str,
+    every: Duration,
+) -> F::Output {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(every));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            output = &mut work => return output,
+            _ = tick.tick() => {
+                if reporter.quiet_for().is_some_and(|quiet| quiet >= every) {
+                    reporter.info(&format!(
+                        "{what}: still running ({} elapsed)",
+                        short_duration(started.elapsed())
+                    ));
+                }
+            }
         }
     }
 }
@@ -235,4 +285,60 @@ pub fn write_error(error: &Error) {
     let _ = std::io::stderr()
         .lock()
         .write_all(crate::error::render(error).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::{Reporter, with_heartbeat};
+
+    /// Records lines; claims to have been quiet for `quiet`.
+    struct Recorder {
+        lines: Mutex<Vec<String>>,
+        quiet: Option<Duration>,
+    }
+
+    impl Reporter for Recorder {
+        fn step_started(&self, _: &str) {}
+        fn step_finished(&self, _: &str, _: Duration) {}
+        fn step_skipped(&self, _: &str, _: &str) {}
+        fn info(&self, line: &str) {
+            self.lines.lock().unwrap().push(line.to_owned());
+        }
+        fn quiet_for(&self) -> Option<Duration> {
+            self.quiet
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_step_gets_heartbeats_and_keeps_its_result() {
+        let quiet = Recorder {
+            lines: Mutex::new(Vec::new()),
+            quiet: Some(Duration::from_secs(60)),
+        };
+        let work = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            7
+        };
+        let result = with_heartbeat(work, &quiet, "push", Duration::from_millis(50)).await;
+        assert_eq!(result, 7);
+        let lines = quiet.lines.lock().unwrap();
+        assert!(lines.len() >= 3, "{lines:?}");
+        assert!(lines.iter().all(|l| l.starts_with("push: still running (")));
+    }
+
+    #[tokio::test]
+    async fn a_live_view_or_a_talkative_step_gets_none() {
+        for quiet in [None, Some(Duration::ZERO)] {
+            let reporter = Recorder {
+                lines: Mutex::new(Vec::new()),
+                quiet,
+            };
+            let work = tokio::time::sleep(Duration::from_millis(200));
+            with_heartbeat(work, &reporter, "build", Duration::from_millis(50)).await;
+            assert!(reporter.lines.lock().unwrap().is_empty());
+        }
+    }
 }

@@ -19,7 +19,7 @@ use crate::ecr::{self, Repository};
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::migrate::{self, Migrated};
-use crate::output::Reporter;
+use crate::output::{Reporter, with_heartbeat};
 use crate::release::Release;
 use crate::rollout::{self, Rolled, Target, short_arn};
 use crate::settings::{MigrateOrder, Settings};
@@ -327,10 +327,13 @@ async fn image(
             let docker = crate::docker::connect().await?;
             steps.start(Step::Build);
             let local = format!("{}:{}", repository.push_to, release.tag);
-            let built = crate::build::build_image(
-                &docker,
-                &build_request(settings, release, &local)?,
+            let request = build_request(settings, release, &local)?;
+            let heartbeat = settings.timeouts.heartbeat;
+            let built = with_heartbeat(
+                crate::build::build_image(&docker, &request, steps.reporter),
                 steps.reporter,
+                "build",
+                heartbeat,
             )
             .await
             .map_err(|error| Error::Image {
@@ -341,24 +344,30 @@ async fn image(
 
             steps.start(Step::Push);
             let login = ecr::login(ecr_client).await?;
-            crate::push::push_image(
-                &docker,
-                &repository.push_to,
-                &release.tag,
-                bollard::auth::DockerCredentials {
-                    username: Some(login.username),
-                    password: Some(login.password),
-                    serveraddress: Some(
-                        repository
-                            .push_to
-                            .split('/')
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    ),
-                    ..Default::default()
-                },
+            let credentials = bollard::auth::DockerCredentials {
+                username: Some(login.username),
+                password: Some(login.password),
+                serveraddress: Some(
+                    repository
+                        .push_to
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                ..Default::default()
+            };
+            with_heartbeat(
+                crate::push::push_image(
+                    &docker,
+                    &repository.push_to,
+                    &release.tag,
+                    credentials,
+                    steps.reporter,
+                ),
                 steps.reporter,
+                "push",
+                heartbeat,
             )
             .await
             .map_err(|error| Error::Image {

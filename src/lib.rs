@@ -19,6 +19,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod push;
+pub mod register;
 pub mod release;
 pub mod rollout;
 pub mod settings;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client as Ecs;
-use aws_sdk_ecs::types::{Service, SortOrder, TaskDefinitionStatus};
+use aws_sdk_ecs::types::Service;
 use serde::Serialize;
 
 use crate::aws;
@@ -20,16 +20,14 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::migrate::{self, Migrated};
 use crate::output::{Reporter, with_heartbeat};
+use crate::register::{self, family_of};
 use crate::release::Release;
 use crate::rollout::{self, Rolled, Target, short_arn};
 use crate::settings::{MigrateOrder, Settings};
-use crate::taskdef::{self, Changes, DEPLOY_ID_TAG, Described, GIT_SHA_TAG};
+use crate::taskdef::{self, Described};
 
 /// Build arg berth always passes: the commit being deployed.
 pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
-
-/// Revisions looked at (newest first) when searching a family for this deploy's revision.
-const REVISIONS_SEARCHED: i32 = 10;
 
 /// What a deploy did, step by step: the record `--output json` prints, also when it failed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -121,23 +119,14 @@ impl<'a> Steps<'a> {
     }
 }
 
-/// What a family's next revision is made from.
-#[derive(Debug, Clone)]
-enum Base {
-    /// A task definition in ECS (an ARN, or a family for its latest revision).
-    Arn(String),
-    /// A task-definition file from the repository.
-    File(Described),
-}
-
 /// The AWS state a deploy starts from, read before anything changes.
-struct Current {
-    repository: Repository,
-    services: BTreeMap<String, Service>,
+pub(crate) struct Current {
+    pub repository: Repository,
+    pub services: BTreeMap<String, Service>,
     /// Family of each service, in `settings.services` order.
-    families: Vec<(String, String)>,
+    pub families: Vec<(String, String)>,
     /// Family of the migration task.
-    migration_family: String,
+    pub migration_family: String,
 }
 
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
@@ -215,11 +204,29 @@ async fn run(
     let tagging = aws::tagging_client(&config);
     let current = look(&ecs, &ecr_client, settings, &files).await?;
     // Every family's revision, found or planned, and checked before anything changes.
-    let families = prepare(&ecs, &tagging, settings, &release, &current, &files).await?;
+    let families = register::plan(&ecs, &tagging, settings, &release, &current, &files).await?;
 
     let image = self::image(&ecr_client, settings, &release, &current.repository, steps).await?;
     report.image = Some(image.clone());
-    let revisions = register(&ecs, &release, &image, settings, families, steps).await?;
+    let revisions = if register::all_registered(&families) {
+        let revisions: BTreeMap<String, Described> = families
+            .into_iter()
+            .map(|(family, plan)| (family, plan.into_described()))
+            .collect();
+        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+        steps.skip(
+            Step::Register,
+            format!("{} tagged with this deploy id", names.join(", ")),
+        );
+        revisions
+    } else {
+        steps.start(Step::Register);
+        let revisions =
+            register::register(&ecs, &release, &image, settings, families, reporter).await?;
+        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+        steps.done(names.join(", "));
+        revisions
+    };
     report.revisions = revisions
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
@@ -444,279 +451,6 @@ fn build_request(
     })
 }
 
-/// A family this deploy needs a revision of: this deploy's revision when it exists, else the
-/// base to make it from and the containers that take the image.
-enum FamilyPlan {
-    Registered(Described),
-    New {
-        base: Described,
-        containers: Vec<String>,
-    },
-}
-
-impl FamilyPlan {
-    fn definition(&self) -> &Described {
-        match self {
-            Self::Registered(described)
-            | Self::New {
-                base: described, ..
-            } => described,
-        }
-    }
-}
-
-/// Finds or plans each family's revision and checks the settings against it (our containers,
-/// the migration container) while nothing is changed yet.
-async fn prepare(
-    ecs: &Ecs,
-    tagging: &aws_sdk_resourcegroupstagging::Client,
-    settings: &Settings,
-    release: &Release,
-    current: &Current,
-    files: &BTreeMap<String, Described>,
-) -> Result<BTreeMap<String, FamilyPlan>, Error> {
-    let mut bases = BTreeMap::new();
-    for (service, family) in &current.families {
-        let base = match files.get(service) {
-            Some(file) => Base::File(file.clone()),
-            None => Base::Arn(
-                current.services[service]
-                    .task_definition()
-                    .unwrap_or_default()
-                    .to_owned(),
-            ),
-        };
-        bases.entry(family.clone()).or_insert(base);
-    }
-    if settings.migrate != MigrateOrder::Skip {
-        bases
-            .entry(current.migration_family.clone())
-            .or_insert_with(|| Base::Arn(current.migration_family.clone()));
-    }
-    let mut plans = BTreeMap::new();
-    for (family, base) in bases {
-        let plan = match find_revision(ecs, tagging, &family, &release.deploy_id).await? {
-            Some(existing) => FamilyPlan::Registered(existing),
-            None => {
-                let base = match base {
-                    Base::Arn(arn) => taskdef::describe(ecs, &arn).await?,
-                    Base::File(file) => file,
-                };
-                let containers = our_containers(settings, &base, &current.repository)?;
-                FamilyPlan::New { base, containers }
-            }
-        };
-        plans.insert(family, plan);
-    }
-    if let Some(plan) = plans.get(&current.migration_family) {
-        let definition = plan.definition();
-        let container = &settings.migration.container;
-        if definition.container(container).is_none() {
-            return Err(Error::Mismatch {
-                problem: format!(
-                    "task definition `{}` has no container `{container}` to run the migration in",
-                    short_arn(&definition.arn)
-                ),
-                hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
-            });
-        }
-    }
-    Ok(plans)
-}
-
-/// Registers the planned revisions, pinned to the image.
-async fn register(
-    ecs: &Ecs,
-    release: &Release,
-    image: &Image,
-    settings: &Settings,
-    plans: BTreeMap<String, FamilyPlan>,
-    steps: &mut Steps<'_>,
-) -> Result<BTreeMap<String, Described>, Error> {
-    let mut revisions = BTreeMap::new();
-    let mut registered = Vec::new();
-    let mut reused = Vec::new();
-    for (family, plan) in plans {
-        let (base, containers) = match plan {
-            FamilyPlan::Registered(existing) => {
-                reused.push(short_arn(&existing.arn).to_owned());
-                revisions.insert(family, existing);
-                continue;
-            }
-            FamilyPlan::New { base, containers } => (base, containers),
-        };
-        if registered.is_empty() {
-            steps.start(Step::Register);
-        }
-        let tags = BTreeMap::from([
-            (DEPLOY_ID_TAG.to_owned(), release.deploy_id.clone()),
-            (GIT_SHA_TAG.to_owned(), release.commit.clone()),
-        ]);
-        let input = taskdef::next_revision(
-            &base,
-            &Changes {
-                containers: &containers,
-                image: &image.uri,
-                set_environment: &settings.environment,
-                remove_environment: &settings.remove_environment,
-                set_secrets: &settings.secrets,
-                tags,
-            },
-        );
-        let arn = taskdef::register(ecs, &input).await?;
-        steps.reporter.info(&format!(
-            "registered `{}` from `{}`, new image in {}",
-            short_arn(&arn),
-            short_arn(&base.arn),
-            containers
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        registered.push(short_arn(&arn).to_owned());
-        revisions.insert(family, taskdef::describe(ecs, &arn).await?);
-    }
-    if registered.is_empty() {
-        steps.skip(
-            Step::Register,
-            format!("{} tagged with this deploy id", reused.join(", ")),
-        );
-    } else {
-        steps.done(registered.join(", "));
-    }
-    Ok(revisions)
-}
-
-/// The containers that take our image: `containers` from berth.toml, else those whose image is in
-/// our repository. Sidecars with other images are never touched.
-fn our_containers(
-    settings: &Settings,
-    base: &Described,
-    repository: &Repository,
-) -> Result<Vec<String>, Error> {
-    let available: Vec<String> = base
-        .containers()
-        .iter()
-        .map(|c| {
-            format!(
-                "`{}` ({})",
-                c.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
-                c.get("image").and_then(|v| v.as_str()).unwrap_or("?")
-            )
-        })
-        .collect();
-    let chosen = match &settings.containers {
-        Some(names) => {
-            if let Some(missing) = names.iter().find(|n| base.container(n).is_none()) {
-                return Err(Error::Mismatch {
-                    problem: format!(
-                        "task definition `{}` has no container `{missing}`; it has {}",
-                        short_arn(&base.arn),
-                        available.join(", ")
-                    ),
-                    hint: "fix `containers` in berth.toml".to_owned(),
-                });
-            }
-            names.clone()
-        }
-        None => taskdef::containers_in_repository(base, &repository.uri),
-    };
-    if chosen.is_empty() {
-        return Err(Error::Mismatch {
-            problem: format!(
-                "no container of `{}` uses `{}`; it has {}",
-                short_arn(&base.arn),
-                repository.uri,
-                available.join(", ")
-            ),
-            hint: "name the containers that take the image with `containers = [\"app\"]` in berth.toml".to_owned(),
-        });
-    }
-    Ok(chosen)
-}
-
-/// This deploy's revision of `family`, if an earlier run registered it. The newest revisions are
-/// read first (strongly consistent, and where a rerun's revision usually is); past them the
-/// Resource Groups Tagging API finds the revision by its deploy-id tag, however old.
-async fn find_revision(
-    ecs: &Ecs,
-    tagging: &aws_sdk_resourcegroupstagging::Client,
-    family: &str,
-    deploy_id: &str,
-) -> Result<Option<Described>, Error> {
-    let listed = ecs
-        .list_task_definitions()
-        .family_prefix(family)
-        .status(TaskDefinitionStatus::Active)
-        .sort(SortOrder::Desc)
-        .max_results(REVISIONS_SEARCHED)
-        .send()
-        .await
-        .map_err(|e| aws::failed(format!("listing revisions of `{family}`"), e))?;
-    let mut arns: Vec<&str> = listed
-        .task_definition_arns()
-        .iter()
-        .map(String::as_str)
-        .filter(|arn| family_of(arn) == family)
-        .collect();
-    arns.sort_by_key(|arn| std::cmp::Reverse(revision_of(arn)));
-    for arn in arns.iter().take(REVISIONS_SEARCHED as usize) {
-        let described = taskdef::describe(ecs, arn).await?;
-        if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
-            return Ok(Some(described));
-        }
-    }
-    if listed.next_token().is_none() && arns.len() < REVISIONS_SEARCHED as usize {
-        return Ok(None); // every revision of the family was read
-    }
-    let tagged = tagging
-        .get_resources()
-        .resource_type_filters("ecs:task-definition")
-        .tag_filters(
-            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
-                .key(DEPLOY_ID_TAG)
-                .values(deploy_id)
-                .build(),
-        )
-        .send()
-        .await;
-    let tagged = match tagged {
-        Ok(tagged) => tagged,
-        Err(error)
-            if error.as_service_error().and_then(|e| e.meta().code())
-                == Some("AccessDeniedException") =>
-        {
-            tracing::warn!(
-                "cannot search revisions of `{family}` older than the newest {REVISIONS_SEARCHED} for this deploy \
-                 (`tag:GetResources` denied): a rerun of an old deploy would register a new revision"
-            );
-            return Ok(None);
-        }
-        Err(error) => {
-            return Err(aws::failed(
-                format!("searching older revisions of `{family}` for this deploy id"),
-                error,
-            ));
-        }
-    };
-    let found = tagged
-        .resource_tag_mapping_list()
-        .iter()
-        .filter_map(|mapping| mapping.resource_arn())
-        .filter(|arn| family_of(arn) == family)
-        .max_by_key(|arn| revision_of(arn));
-    match found {
-        Some(arn) => {
-            let described = taskdef::describe(ecs, arn).await?;
-            let active =
-                described.definition.get("status").and_then(|s| s.as_str()) == Some("ACTIVE");
-            Ok(active.then_some(described))
-        }
-        None => Ok(None),
-    }
-}
-
 /// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
 async fn rollout(
     ecs: &Ecs,
@@ -778,32 +512,6 @@ async fn migration(
     Ok(migrated)
 }
 
-/// `family` of `arn:…:task-definition/family:7`.
-fn family_of(arn: &str) -> &str {
-    let last = arn.rsplit('/').next().unwrap_or(arn);
-    last.rsplit_once(':').map_or(last, |(family, _)| family)
-}
-
-fn revision_of(arn: &str) -> u64 {
-    arn.rsplit(':')
-        .next()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
 fn short_tag(tag: &str) -> &str {
     &tag[..tag.len().min(12)]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{family_of, revision_of};
-
-    #[test]
-    fn arns_name_family_and_revision() {
-        let arn = "arn:aws:ecs:us-east-1:1:task-definition/berth-example-stg-web:12";
-        assert_eq!(family_of(arn), "berth-example-stg-web");
-        assert_eq!(revision_of(arn), 12);
-        assert_eq!(family_of("web"), "web");
-    }
 }

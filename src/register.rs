@@ -1,0 +1,334 @@
+//! Register: one new task-definition revision per family this deploy touches, pinned to the
+//! image by digest, or this deploy's own revision when an earlier run registered it.
+//!
+//! Everything is found and checked first ([`plan`]): this deploy's revision by its deploy-id tag
+//! (the newest revisions, then the Resource Groups Tagging API), else the base to make it from,
+//! the containers that take the image, the migration container. Only then does anything change.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::Client as Ecs;
+use aws_sdk_ecs::types::{SortOrder, TaskDefinitionStatus};
+
+use crate::aws;
+use crate::ecr::Repository;
+use crate::error::Error;
+use crate::output::Reporter;
+use crate::pipeline::{Current, Image};
+use crate::release::Release;
+use crate::rollout::short_arn;
+use crate::settings::{MigrateOrder, Settings};
+use crate::taskdef::{self, Changes, DEPLOY_ID_TAG, Described, GIT_SHA_TAG};
+
+/// Revisions looked at (newest first) when searching a family for this deploy's revision.
+const REVISIONS_SEARCHED: i32 = 10;
+
+/// What a family's next revision is made from.
+#[derive(Debug, Clone)]
+pub(crate) enum Base {
+    /// A task definition in ECS (an ARN, or a family for its latest revision).
+    Arn(String),
+    /// A task-definition file from the repository.
+    File(Described),
+}
+
+/// A family this deploy needs a revision of: this deploy's revision when it exists, else the
+/// base to make it from and the containers that take the image.
+pub(crate) enum FamilyPlan {
+    Registered(Described),
+    New {
+        base: Described,
+        containers: Vec<String>,
+    },
+}
+
+impl FamilyPlan {
+    /// This deploy's revision, or the base of the one to register.
+    pub fn into_described(self) -> Described {
+        match self {
+            Self::Registered(described)
+            | Self::New {
+                base: described, ..
+            } => described,
+        }
+    }
+
+    fn definition(&self) -> &Described {
+        match self {
+            Self::Registered(described)
+            | Self::New {
+                base: described, ..
+            } => described,
+        }
+    }
+}
+
+/// Finds or plans each family's revision and checks the settings against it (our containers,
+/// the migration container) while nothing is changed yet.
+pub(crate) async fn plan(
+    ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    settings: &Settings,
+    release: &Release,
+    current: &Current,
+    files: &BTreeMap<String, Described>,
+) -> Result<BTreeMap<String, FamilyPlan>, Error> {
+    let mut bases = BTreeMap::new();
+    for (service, family) in &current.families {
+        let base = match files.get(service) {
+            Some(file) => Base::File(file.clone()),
+            None => Base::Arn(
+                current.services[service]
+                    .task_definition()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+        };
+        bases.entry(family.clone()).or_insert(base);
+    }
+    if settings.migrate != MigrateOrder::Skip {
+        bases
+            .entry(current.migration_family.clone())
+            .or_insert_with(|| Base::Arn(current.migration_family.clone()));
+    }
+    let mut plans = BTreeMap::new();
+    for (family, base) in bases {
+        let plan = match find_revision(ecs, tagging, &family, &release.deploy_id).await? {
+            Some(existing) => FamilyPlan::Registered(existing),
+            None => {
+                let base = match base {
+                    Base::Arn(arn) => taskdef::describe(ecs, &arn).await?,
+                    Base::File(file) => file,
+                };
+                let containers = our_containers(settings, &base, &current.repository)?;
+                FamilyPlan::New { base, containers }
+            }
+        };
+        plans.insert(family, plan);
+    }
+    if let Some(plan) = plans.get(&current.migration_family) {
+        let definition = plan.definition();
+        let container = &settings.migration.container;
+        if definition.container(container).is_none() {
+            return Err(Error::Mismatch {
+                problem: format!(
+                    "task definition `{}` has no container `{container}` to run the migration in",
+                    short_arn(&definition.arn)
+                ),
+                hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
+            });
+        }
+    }
+    Ok(plans)
+}
+
+/// Whether every family's revision was registered by an earlier run of this deploy.
+pub(crate) fn all_registered(plans: &BTreeMap<String, FamilyPlan>) -> bool {
+    plans
+        .values()
+        .all(|plan| matches!(plan, FamilyPlan::Registered(_)))
+}
+
+/// Registers the planned revisions, pinned to the image; returns every family's revision.
+pub(crate) async fn register(
+    ecs: &Ecs,
+    release: &Release,
+    image: &Image,
+    settings: &Settings,
+    plans: BTreeMap<String, FamilyPlan>,
+    reporter: &dyn Reporter,
+) -> Result<BTreeMap<String, Described>, Error> {
+    let mut revisions = BTreeMap::new();
+    for (family, plan) in plans {
+        let (base, containers) = match plan {
+            FamilyPlan::Registered(existing) => {
+                revisions.insert(family, existing);
+                continue;
+            }
+            FamilyPlan::New { base, containers } => (base, containers),
+        };
+        let tags = BTreeMap::from([
+            (DEPLOY_ID_TAG.to_owned(), release.deploy_id.clone()),
+            (GIT_SHA_TAG.to_owned(), release.commit.clone()),
+        ]);
+        let input = taskdef::next_revision(
+            &base,
+            &Changes {
+                containers: &containers,
+                image: &image.uri,
+                set_environment: &settings.environment,
+                remove_environment: &settings.remove_environment,
+                set_secrets: &settings.secrets,
+                tags,
+            },
+        );
+        let arn = taskdef::register(ecs, &input).await?;
+        reporter.info(&format!(
+            "registered `{}` from `{}`, new image in {}",
+            short_arn(&arn),
+            short_arn(&base.arn),
+            containers
+                .iter()
+                .map(|c| format!("`{c}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        revisions.insert(family, taskdef::describe(ecs, &arn).await?);
+    }
+    Ok(revisions)
+}
+
+/// The containers that take our image: `containers` from berth.toml, else those whose image is in
+/// our repository. Sidecars with other images are never touched.
+fn our_containers(
+    settings: &Settings,
+    base: &Described,
+    repository: &Repository,
+) -> Result<Vec<String>, Error> {
+    let available: Vec<String> = base
+        .containers()
+        .iter()
+        .map(|c| {
+            format!(
+                "`{}` ({})",
+                c.get("name").and_then(|v| v.as_str()).unwrap_or("?"),
+                c.get("image").and_then(|v| v.as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    let chosen = match &settings.containers {
+        Some(names) => {
+            if let Some(missing) = names.iter().find(|n| base.container(n).is_none()) {
+                return Err(Error::Mismatch {
+                    problem: format!(
+                        "task definition `{}` has no container `{missing}`; it has {}",
+                        short_arn(&base.arn),
+                        available.join(", ")
+                    ),
+                    hint: "fix `containers` in berth.toml".to_owned(),
+                });
+            }
+            names.clone()
+        }
+        None => taskdef::containers_in_repository(base, &repository.uri),
+    };
+    if chosen.is_empty() {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "no container of `{}` uses `{}`; it has {}",
+                short_arn(&base.arn),
+                repository.uri,
+                available.join(", ")
+            ),
+            hint: "name the containers that take the image with `containers = [\"app\"]` in berth.toml".to_owned(),
+        });
+    }
+    Ok(chosen)
+}
+
+/// This deploy's revision of `family`, if an earlier run registered it. The newest revisions are
+/// read first (strongly consistent, and where a rerun's revision usually is); past them the
+/// Resource Groups Tagging API finds the revision by its deploy-id tag, however old.
+async fn find_revision(
+    ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    family: &str,
+    deploy_id: &str,
+) -> Result<Option<Described>, Error> {
+    let listed = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(TaskDefinitionStatus::Active)
+        .sort(SortOrder::Desc)
+        .max_results(REVISIONS_SEARCHED)
+        .send()
+        .await
+        .map_err(|e| aws::failed(format!("listing revisions of `{family}`"), e))?;
+    let mut arns: Vec<&str> = listed
+        .task_definition_arns()
+        .iter()
+        .map(String::as_str)
+        .filter(|arn| family_of(arn) == family)
+        .collect();
+    arns.sort_by_key(|arn| std::cmp::Reverse(revision_of(arn)));
+    for arn in arns.iter().take(REVISIONS_SEARCHED as usize) {
+        let described = taskdef::describe(ecs, arn).await?;
+        if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
+            return Ok(Some(described));
+        }
+    }
+    if listed.next_token().is_none() && arns.len() < REVISIONS_SEARCHED as usize {
+        return Ok(None); // every revision of the family was read
+    }
+    let tagged = tagging
+        .get_resources()
+        .resource_type_filters("ecs:task-definition")
+        .tag_filters(
+            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                .key(DEPLOY_ID_TAG)
+                .values(deploy_id)
+                .build(),
+        )
+        .send()
+        .await;
+    let tagged = match tagged {
+        Ok(tagged) => tagged,
+        Err(error)
+            if error.as_service_error().and_then(|e| e.meta().code())
+                == Some("AccessDeniedException") =>
+        {
+            tracing::warn!(
+                "cannot search revisions of `{family}` older than the newest {REVISIONS_SEARCHED} for this deploy \
+                 (`tag:GetResources` denied): a rerun of an old deploy would register a new revision"
+            );
+            return Ok(None);
+        }
+        Err(error) => {
+            return Err(aws::failed(
+                format!("searching older revisions of `{family}` for this deploy id"),
+                error,
+            ));
+        }
+    };
+    let found = tagged
+        .resource_tag_mapping_list()
+        .iter()
+        .filter_map(|mapping| mapping.resource_arn())
+        .filter(|arn| family_of(arn) == family)
+        .max_by_key(|arn| revision_of(arn));
+    match found {
+        Some(arn) => {
+            let described = taskdef::describe(ecs, arn).await?;
+            let active =
+                described.definition.get("status").and_then(|s| s.as_str()) == Some("ACTIVE");
+            Ok(active.then_some(described))
+        }
+        None => Ok(None),
+    }
+}
+
+/// `family` of `arn:…:task-definition/family:7`.
+pub(crate) fn family_of(arn: &str) -> &str {
+    let last = arn.rsplit('/').next().unwrap_or(arn);
+    last.rsplit_once(':').map_or(last, |(family, _)| family)
+}
+
+fn revision_of(arn: &str) -> u64 {
+    arn.rsplit(':')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{family_of, revision_of};
+
+    #[test]
+    fn arns_name_family_and_revision() {
+        let arn = "arn:aws:ecs:us-east-1:1:task-definition/berth-example-stg-web:12";
+        assert_eq!(family_of(arn), "berth-example-stg-web");
+        assert_eq!(revision_of(arn), 12);
+        assert_eq!(family_of("web"), "web");
+    }
+}

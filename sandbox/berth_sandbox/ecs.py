@@ -767,10 +767,15 @@ class Agent:
         # (API_ServiceDeploymentCircuitBreaker)
         return min(200, max(3, math.ceil(0.5 * desired)))
 
-    def service_tasks(self, backend, service) -> list[Task]:
-        return [t for t in backend.tasks.get(service.cluster_name, {}).values() if t.group == f"service:{service.name}"]
+    def tasks_by_deployment(self, backend, service) -> dict[str, list[Task]]:
+        """The service's tasks, grouped by the deployment that started them."""
+        grouped: dict[str, list[Task]] = {}
+        for task in backend.tasks.get(service.cluster_name, {}).values():
+            if task.group == f"service:{service.name}":
+                grouped.setdefault(task.started_by, []).append(task)
+        return grouped
 
-    def start_service_tasks(self, backend, service, deployment: dict, count: int) -> None:
+    def start_service_tasks(self, backend, service, deployment: dict, count: int) -> list[Task]:
         cluster = backend._get_cluster(service.cluster_name)
         definition = backend.describe_task_definition(deployment["taskDefinition"])
         started = []
@@ -794,6 +799,7 @@ class Agent:
             started.append(task)
         ids = " ".join(f"(task {t.id})" for t in started)
         self.event(service, f"(service {service.name}) has started {len(started)} tasks: {ids}.")
+        return started
 
     def stop_service_tasks(self, service, tasks: list[Task], reason: str) -> None:
         if not tasks:
@@ -819,10 +825,7 @@ class Agent:
                 self.schedule_service(backend, service)
 
     def schedule_service(self, backend, service) -> None:
-        tasks = self.service_tasks(backend, service)
-        by_deployment: dict[str, list[Task]] = {}
-        for task in tasks:
-            by_deployment.setdefault(task.started_by, []).append(task)
+        by_deployment = self.tasks_by_deployment(backend, service)
         primary = service.deployments[0]
         mine = by_deployment.get(primary["id"], [])
         seen = primary.setdefault("_seen_stopped", set())
@@ -846,15 +849,11 @@ class Agent:
         if primary["rolloutState"] != "FAILED":
             missing = service.desired_count - len(live)
             if missing > 0:
-                self.start_service_tasks(backend, service, primary, missing)
+                live += self.start_service_tasks(backend, service, primary, missing)
             elif missing < 0:
                 extra = sorted(live, key=lambda t: t.created_at)[missing:]
                 self.stop_service_tasks(service, extra, "Scaling activity initiated by (service)")
-            live = [
-                t
-                for t in self.service_tasks(backend, service)
-                if t.started_by == primary["id"] and t.desired_status == "RUNNING"
-            ]
+                live = [t for t in live if t not in extra]
             healthy = [t for t in live if self.healthy(t)]
             if (
                 primary["rolloutState"] == "IN_PROGRESS"
@@ -876,7 +875,13 @@ class Agent:
                     [t for t in old if t.desired_status == "RUNNING"],
                     f"Scaling activity initiated by (deployment {primary['id']})",
                 )
-            strays = [t for t in tasks if t.started_by not in current and t.desired_status == "RUNNING"]
+            strays = [
+                t
+                for deployment_id, tasks in by_deployment.items()
+                if deployment_id not in current
+                for t in tasks
+                if t.desired_status == "RUNNING"
+            ]
             self.stop_service_tasks(service, strays, f"Scaling activity initiated by (deployment {primary['id']})")
             service.deployments[1:] = [
                 d
@@ -884,9 +889,11 @@ class Agent:
                 if any(t.last_status != "STOPPED" for t in by_deployment.get(d["id"], []))
             ]
 
+        # Tasks started this tick count too: group once more, then count.
+        by_deployment = self.tasks_by_deployment(backend, service)
         running = pending = 0
         for deployment in service.deployments:
-            dtasks = [t for t in self.service_tasks(backend, service) if t.started_by == deployment["id"]]
+            dtasks = by_deployment.get(deployment["id"], [])
             deployment["runningCount"] = sum(
                 1 for t in dtasks if t.last_status == "RUNNING" and t.desired_status == "RUNNING"
             )

@@ -236,11 +236,7 @@ fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
     } else {
-        names
-            .iter()
-            .map(|name| format!("`{name}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::output::code_list(names)
     }
 }
 

@@ -17,12 +17,12 @@ pub mod flags;
 pub mod migrate;
 pub mod output;
 pub mod pipeline;
-pub mod plan;
 pub mod push;
 pub mod register;
 pub mod release;
 pub mod rollout;
 pub mod settings;
+pub mod summary;
 pub mod taskdef;
 
 pub use error::{Error, ExitStatus};

@@ -22,6 +22,9 @@ use crate::rollout::short_arn;
 use crate::settings::Settings;
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
+/// What to do about a migration of this deploy that failed.
+const RETRY_HINT: &str = "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own";
+
 /// Log lines kept for the tail shown when the migration fails.
 const TAIL: usize = 20;
 
@@ -86,13 +89,12 @@ async fn previous_task(
     reporter: &dyn Reporter,
 ) -> Result<Previous, Error> {
     let tagged_task = plan.revision.tags.get(MIGRATION_TASK_TAG).cloned();
-    if plan
+    let result = plan
         .revision
         .tags
         .get(MIGRATION_RESULT_TAG)
-        .map(String::as_str)
-        == Some("succeeded")
-    {
+        .map(String::as_str);
+    if result == Some("succeeded") {
         return Ok(Previous::Succeeded(Migrated {
             task_arn: tagged_task.unwrap_or_default(),
             exit_codes: BTreeMap::new(),
@@ -112,17 +114,10 @@ async fn previous_task(
         tasks.extend(listed.task_arns().iter().cloned());
     }
     if tasks.is_empty() {
-        let result = plan
-            .revision
-            .tags
-            .get(MIGRATION_RESULT_TAG)
-            .map(String::as_str);
         if let (Some(task), Some("failed"), false) = (&tagged_task, result, plan.retry) {
             return Err(Error::MigrationFailed {
                 summary: format!("this deploy's migration task `{}` failed", short_arn(task)),
-                hint: Some(
-                    "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own".to_owned(),
-                ),
+                hint: Some(RETRY_HINT.to_owned()),
             });
         }
         // Claimed (tag written before RunTask) or started, and no task to be found: it may have
@@ -179,10 +174,11 @@ async fn previous_task(
             Ok(Previous::None { attempt })
         }
         Err(summary) => Err(Error::MigrationFailed {
-            summary: format!("this deploy's migration task `{}` {summary}", short_arn(&arn)),
-            hint: Some(
-                "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own".to_owned(),
+            summary: format!(
+                "this deploy's migration task `{}` {summary}",
+                short_arn(&arn)
             ),
+            hint: Some(RETRY_HINT.to_owned()),
         }),
     }
 }
@@ -304,7 +300,7 @@ async fn follow(
     let container = &settings.migration.container;
     let mut stream = LogStream::new(plan.revision, container, task_arn);
     let mut tail: Vec<String> = Vec::new();
-    let mut watch = Watch::new(settings.timeouts.heartbeat);
+    let watch = Watch::new(settings.timeouts.heartbeat);
     let task = loop {
         let task = describe_tasks(ecs, settings, &[task_arn.to_owned()])
             .await?
@@ -314,9 +310,7 @@ async fn follow(
                 summary: format!("migration task `{}` is gone", short_arn(task_arn)),
                 hint: None,
             })?;
-        if stream.read(logs, &mut tail, reporter).await? {
-            watch.spoke();
-        }
+        stream.read(logs, &mut tail, reporter).await?;
         if task.last_status() == Some("STOPPED") {
             // Lines can reach CloudWatch after the task stopped: read until they stop coming.
             for _ in 0..3 {

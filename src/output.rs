@@ -143,21 +143,18 @@ pub fn reporter() -> Box<dyn Reporter> {
     }
 }
 
-/// Narrates a wait: the state on every look, and a heartbeat line with the elapsed time at least
-/// every `every`, so CI never sees a silent step.
+/// Narrates a wait: the state on every look, and a heartbeat line with the elapsed time when the
+/// reporter has been quiet for `every`, so CI never sees a silent step.
 #[derive(Debug)]
 pub struct Watch {
     started: Instant,
-    last_line: Instant,
     every: Duration,
 }
 
 impl Watch {
     pub fn new(every: Duration) -> Self {
-        let now = Instant::now();
         Self {
-            started: now,
-            last_line: now,
+            started: Instant::now(),
             every,
         }
     }
@@ -166,21 +163,20 @@ impl Watch {
         self.started.elapsed()
     }
 
-    /// Something else was printed: the heartbeat can wait.
-    pub fn spoke(&mut self) {
-        self.last_line = Instant::now();
-    }
-
-    pub fn beat(&mut self, reporter: &dyn Reporter, state: &str) {
+    pub fn beat(&self, reporter: &dyn Reporter, state: &str) {
         reporter.status(state);
-        if self.last_line.elapsed() >= self.every {
+        if heartbeat_due(reporter, self.every) {
             reporter.info(&format!(
                 "{state} ({} elapsed)",
                 short_duration(self.elapsed())
             ));
-            self.last_line = Instant::now();
         }
     }
+}
+
+/// The reporter has been quiet for `every` (only plain output keeps count).
+fn heartbeat_due(reporter: &dyn Reporter, every: Duration) -> bool {
+    reporter.quiet_for().is_some_and(|quiet| quiet >= every)
 }
 
 /// Runs `work`, and while it runs prints `"{what}: still running (… elapsed)"` whenever the
@@ -200,7 +196,7 @@ pub async fn with_heartbeat<F: std::future::Future>(
         tokio::select! {
             output = &mut work => return output,
             _ = tick.tick() => {
-                if reporter.quiet_for().is_some_and(|quiet| quiet >= every) {
+                if heartbeat_due(reporter, every) {
                     reporter.info(&format!(
                         "{what}: still running ({} elapsed)",
                         short_duration(started.elapsed())
@@ -209,6 +205,15 @@ pub async fn with_heartbeat<F: std::future::Future>(
             }
         }
     }
+}
+
+/// Names in backticks, comma-separated: `` `web`, `devops` ``.
+pub fn code_list<S: std::fmt::Display>(names: impl IntoIterator<Item = S>) -> String {
+    names
+        .into_iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `1m 5s`, whole seconds.
@@ -222,7 +227,7 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
     let mut stdout = std::io::stdout().lock();
     let written = match (format, outcome) {
         (OutputFormat::Text, Outcome::Deploy { .. }) => Ok(()),
-        (OutputFormat::Text, Outcome::Config { settings }) => crate::plan::lines(settings)
+        (OutputFormat::Text, Outcome::Config { settings }) => crate::summary::lines(settings)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
         (OutputFormat::Json, Outcome::Deploy { report, failure }) => {

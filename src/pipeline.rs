@@ -19,7 +19,7 @@ use crate::ecr::{self, Repository};
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::migrate::{self, Migrated};
-use crate::output::{Reporter, with_heartbeat};
+use crate::output::{Reporter, code_list, with_heartbeat};
 use crate::register::{self, family_of};
 use crate::release::Release;
 use crate::rollout::{self, Rolled, Target, short_arn};
@@ -100,6 +100,15 @@ impl<'a> Steps<'a> {
             let elapsed = began.elapsed();
             self.reporter.step_finished(step.name(), elapsed);
             self.record(step, "done", elapsed, detail.into());
+        }
+    }
+
+    /// The started step turned out to be done already (a rerun that only confirmed it).
+    fn already_done(&mut self, why: impl Into<String>) {
+        if let Some((step, began)) = self.current.take() {
+            let why = why.into();
+            self.reporter.step_skipped(step.name(), &why);
+            self.record(step, "skipped", began.elapsed(), why);
         }
     }
 
@@ -187,12 +196,7 @@ async fn run(
         &release.commit[..release.commit.len().min(12)],
         settings.env,
         settings.cluster,
-        settings
-            .services
-            .iter()
-            .map(|s| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        code_list(&settings.services)
     ));
     let config = aws::sdk_config(settings).await;
     let ecs = aws::ecs_client(&config);
@@ -208,25 +212,21 @@ async fn run(
 
     let image = self::image(&ecr_client, settings, &release, &current.repository, steps).await?;
     report.image = Some(image.clone());
-    let revisions = if register::all_registered(&families) {
-        let revisions: BTreeMap<String, Described> = families
-            .into_iter()
-            .map(|(family, plan)| (family, plan.into_described()))
-            .collect();
-        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+    let reuse = register::all_registered(&families);
+    if !reuse {
+        steps.start(Step::Register);
+    }
+    let revisions =
+        register::register(&ecs, &release, &image, settings, families, reporter).await?;
+    let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+    if reuse {
         steps.skip(
             Step::Register,
             format!("{} tagged with this deploy id", names.join(", ")),
         );
-        revisions
     } else {
-        steps.start(Step::Register);
-        let revisions =
-            register::register(&ecs, &release, &image, settings, families, reporter).await?;
-        let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
         steps.done(names.join(", "));
-        revisions
-    };
+    }
     report.revisions = revisions
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
@@ -267,12 +267,7 @@ async fn run(
         "deploy `{}` finished: {} on {}",
         release.deploy_id,
         image.uri,
-        report
-            .services
-            .iter()
-            .map(|s| format!("`{}`", s.service))
-            .collect::<Vec<_>>()
-            .join(", ")
+        code_list(report.services.iter().map(|s| &s.service))
     ));
     Ok(())
 }
@@ -343,10 +338,7 @@ async fn image(
                 heartbeat,
             )
             .await
-            .map_err(|error| Error::Image {
-                step: "build",
-                source: Box::new(error),
-            })?;
+            .map_err(image_failed("build"))?;
             steps.done(format!("image {}", short_arn(&built.id)));
 
             steps.start(Step::Push);
@@ -377,10 +369,7 @@ async fn image(
                 heartbeat,
             )
             .await
-            .map_err(|error| Error::Image {
-                step: "push",
-                source: Box::new(error),
-            })?;
+            .map_err(image_failed("push"))?;
             let digest = ecr::digest_of(ecr_client, repository, &release.tag)
                 .await?
                 .ok_or_else(|| Error::Image {
@@ -460,22 +449,11 @@ async fn rollout(
     rolled: &mut Vec<Rolled>,
 ) -> Result<(), Error> {
     steps.start(Step::Rollout);
-    *rolled = rollout::start(ecs, settings, targets, steps.reporter).await?;
-    rollout::wait(ecs, settings, rolled, steps.reporter).await?;
+    let (started, history) = rollout::start(ecs, settings, targets, steps.reporter).await?;
+    *rolled = started;
+    rollout::wait(ecs, settings, rolled, history, steps.reporter).await?;
     if rolled.iter().all(|r| r.already) {
-        // Nothing was changed: a rerun that only confirmed the services.
-        if let Some((_, began)) = steps.current.take() {
-            steps.record(
-                Step::Rollout,
-                "skipped",
-                began.elapsed(),
-                "services already on this deploy's revisions".to_owned(),
-            );
-            steps.reporter.step_skipped(
-                Step::Rollout.name(),
-                "services already on this deploy's revisions",
-            );
-        }
+        steps.already_done("services already on this deploy's revisions");
     } else {
         steps.done(
             rolled
@@ -498,18 +476,23 @@ async fn migration(
     steps.start(Step::Migrate);
     let migrated = migrate::run(ecs, logs, settings, plan, steps.reporter).await?;
     if migrated.already {
-        steps.current = None;
-        steps.skip(
-            Step::Migrate,
-            format!(
-                "migration task `{}` of this deploy succeeded",
-                short_arn(&migrated.task_arn)
-            ),
-        );
+        steps.already_done(format!(
+            "migration task `{}` of this deploy succeeded",
+            short_arn(&migrated.task_arn)
+        ));
     } else {
         steps.done(format!("task {} exited 0", short_arn(&migrated.task_arn)));
     }
     Ok(migrated)
+}
+
+fn image_failed<E: std::error::Error + Send + Sync + 'static>(
+    step: &'static str,
+) -> impl FnOnce(E) -> Error {
+    move |error| Error::Image {
+        step,
+        source: Box::new(error),
+    }
 }
 
 fn short_tag(tag: &str) -> &str {

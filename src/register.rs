@@ -13,7 +13,7 @@ use aws_sdk_ecs::types::{SortOrder, TaskDefinitionStatus};
 use crate::aws;
 use crate::ecr::Repository;
 use crate::error::Error;
-use crate::output::Reporter;
+use crate::output::{Reporter, code_list};
 use crate::pipeline::{Current, Image};
 use crate::release::Release;
 use crate::rollout::short_arn;
@@ -43,16 +43,6 @@ pub(crate) enum FamilyPlan {
 }
 
 impl FamilyPlan {
-    /// This deploy's revision, or the base of the one to register.
-    pub fn into_described(self) -> Described {
-        match self {
-            Self::Registered(described)
-            | Self::New {
-                base: described, ..
-            } => described,
-        }
-    }
-
     fn definition(&self) -> &Described {
         match self {
             Self::Registered(described)
@@ -162,18 +152,14 @@ pub(crate) async fn register(
                 tags,
             },
         );
-        let arn = taskdef::register(ecs, &input).await?;
+        let registered = taskdef::register(ecs, &input).await?;
         reporter.info(&format!(
             "registered `{}` from `{}`, new image in {}",
-            short_arn(&arn),
+            short_arn(&registered.arn),
             short_arn(&base.arn),
-            containers
-                .iter()
-                .map(|c| format!("`{c}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            code_list(&containers)
         ));
-        revisions.insert(family, taskdef::describe(ecs, &arn).await?);
+        revisions.insert(family, registered);
     }
     Ok(revisions)
 }

@@ -75,16 +75,24 @@ pub async fn describe(
     Ok(found)
 }
 
+/// Events of the services from before this rollout: history, not news.
+pub type History = HashSet<String>;
+
 /// Points each service at its revision (concurrently), unless it already runs it; returns the
-/// deployment to wait on for each.
+/// deployment to wait on for each, and the services' events from before.
 pub async fn start(
     ecs: &Client,
     settings: &Settings,
     targets: &[Target],
     reporter: &dyn Reporter,
-) -> Result<Vec<Rolled>, Error> {
+) -> Result<(Vec<Rolled>, History), Error> {
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
     let current = describe(ecs, &settings.cluster, &names).await?;
+    let history: History = current
+        .values()
+        .flat_map(|service| service.events())
+        .filter_map(|event| event.id().map(str::to_owned))
+        .collect();
     let starts = targets.iter().map(|target| {
         let service = &current[&target.service];
         async move {
@@ -100,7 +108,7 @@ pub async fn start(
                     short_arn(&target.task_definition),
                     deployment.id().unwrap_or_default()
                 ));
-                return Ok(Rolled {
+                return Ok::<_, Error>(Rolled {
                     service: target.service.clone(),
                     task_definition: target.task_definition.clone(),
                     deployment_id: deployment.id().unwrap_or_default().to_owned(),
@@ -144,7 +152,8 @@ pub async fn start(
             })
         }
     });
-    try_join_all(starts).await
+    let rolled = try_join_all(starts).await?;
+    Ok((rolled, history))
 }
 
 /// Waits until every deployment completed, one failed, or the timeout passed.
@@ -152,13 +161,12 @@ pub async fn wait(
     ecs: &Client,
     settings: &Settings,
     rolled: &mut [Rolled],
+    mut seen_events: History,
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
-    let mut watch = Watch::new(settings.timeouts.heartbeat);
+    let watch = Watch::new(settings.timeouts.heartbeat);
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
-    let mut seen_events: HashSet<String> = HashSet::new();
     let mut shown: HashSet<String> = HashSet::new();
-    let mut first_look = true;
     loop {
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
         let services =
@@ -171,22 +179,17 @@ pub async fn wait(
                     },
                     other => other,
                 })?;
-        // Events older than this deploy's first look are history, not news.
         for service in services.values() {
             let mut fresh: Vec<_> = service
                 .events()
                 .iter()
                 .filter(|e| e.id().is_some_and(|id| seen_events.insert(id.to_owned())))
                 .collect();
-            if !first_look {
-                fresh.reverse(); // ECS lists events newest first
-                for event in fresh {
-                    reporter.info(&format!("event: {}", event.message().unwrap_or_default()));
-                    watch.spoke();
-                }
+            fresh.reverse(); // ECS lists events newest first
+            for event in fresh {
+                reporter.info(&format!("event: {}", event.message().unwrap_or_default()));
             }
         }
-        first_look = false;
 
         let mut states = Vec::new();
         let mut done = true;

@@ -191,8 +191,9 @@ pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, 
     })
 }
 
-/// Registers `input` (a `RegisterTaskDefinition` request as JSON) and returns the new ARN.
-pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<String, Error> {
+/// Registers `input` (a `RegisterTaskDefinition` request as JSON) and returns the new revision,
+/// described from what was sent: no second call to read back what berth just wrote.
+pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<Described, Error> {
     let family = input
         .get("family")
         .and_then(Value::as_str)
@@ -218,14 +219,22 @@ pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<String
         .send()
         .await
         .map_err(|e| failed(format!("registering a revision of `{family}`"), e))?;
-    output
+    let arn = output
         .task_definition()
         .and_then(|td| td.task_definition_arn())
         .map(str::to_owned)
         .ok_or_else(|| Error::Mismatch {
             problem: format!("ECS registered `{family}` but returned no ARN"),
             hint: "retry; the deploy id finds the revision if it was registered".to_owned(),
-        })
+        })?;
+    let mut definition = input.clone();
+    let tags = tags_of(definition.remove("tags").as_ref());
+    definition.insert("taskDefinitionArn".into(), Value::String(arn.clone()));
+    Ok(Described {
+        arn,
+        definition,
+        tags,
+    })
 }
 
 /// What changes in the next revision.

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use berth::build::{BuildRequest, Builder, build_image};
-use berth::output::Reporter;
+use berth::report::Reporter;
 
 /// Build output on stderr, as it comes.
 struct Stderr;

@@ -19,17 +19,20 @@ use bollard::Docker;
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
+use serde::Serialize;
 
 use crate::context::{BuildContext, ContextError, ContextStats};
-use crate::output::Reporter;
+use crate::report::Reporter;
 
-/// Which of the engine's builders runs the Dockerfile.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which of the engine's builders runs the Dockerfile (`[build] builder` in berth.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Builder {
-    /// BuildKit if the engine has it, else classic.
+    /// BuildKit when the engine offers it, else the classic builder.
     #[default]
     Auto,
     Classic,
+    #[serde(rename = "buildkit")]
     BuildKit,
 }
 

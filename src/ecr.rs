@@ -3,6 +3,7 @@
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::ImageIdentifier;
 use base64::Engine;
+use serde::Serialize;
 
 use crate::aws::failed;
 use crate::error::Error;
@@ -27,6 +28,16 @@ impl Repository {
     pub fn pinned(&self, digest: &str) -> String {
         format!("{}@{digest}", self.uri)
     }
+}
+
+/// The image a deploy runs, as ECR knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    /// `repo@sha256:…`, as the task definitions name it.
+    pub uri: String,
 }
 
 /// Credentials for `docker push`, decoded from `GetAuthorizationToken`. Never printed.

@@ -236,7 +236,7 @@ fn list_or_none(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
     } else {
-        crate::output::code_list(names)
+        crate::text::code_list(names)
     }
 }
 

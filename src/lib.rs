@@ -2,28 +2,45 @@
 //!
 //! The flow: [`cli`] turns arguments into [`Flags`]; [`settings`] turns flags, `berth.toml` and
 //! `BERTH_*` variables into validated [`settings::Settings`]; [`pipeline`] runs the deploy and
-//! reports through [`output::Reporter`]; [`error`] says how it ended.
+//! reports through [`report::Reporter`]; [`error`] says how it ended; [`output`] shows it.
+//!
+//! Dependencies point one way, down this list (`tests/architecture.rs` checks it):
+//! - the binary and [`output`], the terminal: the only code that knows indicatif or stdout;
+//! - [`pipeline`], which runs the steps in order and decides what to skip;
+//! - the steps: [`build`] and [`push`] (Docker), [`register`], [`rollout`], [`migrate`] (ECS);
+//!   a step never imports the pipeline, and keeps its decisions in pure functions
+//!   ([`rollout`]'s verdict, [`migrate`]'s decision, [`taskdef::next_revision`]);
+//! - what the steps share: [`current`] (the AWS state a deploy starts from), [`taskdef`],
+//!   [`services`], [`ecr`], [`logs`], [`release`], [`context`];
+//! - the edges and the words: [`aws`], [`docker`], [`settings`], [`error`], [`report`], [`text`],
+//!   [`arn`].
 
+pub mod arn;
 pub mod aws;
 pub mod build;
 pub mod cli;
 pub mod context;
+pub mod current;
 pub mod docker;
 pub mod dockerignore;
 pub mod ecr;
 pub mod env_vars;
 pub mod error;
 pub mod flags;
+pub mod logs;
 pub mod migrate;
 pub mod output;
 pub mod pipeline;
 pub mod push;
 pub mod register;
 pub mod release;
+pub mod report;
 pub mod rollout;
+pub mod services;
 pub mod settings;
 pub mod summary;
 pub mod taskdef;
+pub mod text;
 
 pub use error::{Error, ExitStatus};
 pub use flags::{Command, Flags, OutputFormat};
@@ -43,7 +60,7 @@ pub enum Outcome {
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
-pub async fn run(flags: &Flags, reporter: &dyn output::Reporter) -> Result<Outcome, Error> {
+pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outcome, Error> {
     match flags.command {
         Command::Config => Ok(Outcome::Config {
             settings: Box::new(settings::load(flags)?),

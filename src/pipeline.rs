@@ -11,20 +11,22 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client as Ecs;
-use aws_sdk_ecs::types::Service;
 use serde::Serialize;
 
+use crate::arn;
 use crate::aws;
-use crate::ecr::{self, Repository};
+use crate::current;
+use crate::ecr::{self, Image, Repository};
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::migrate::{self, Migrated};
-use crate::output::{Reporter, code_list, with_heartbeat};
-use crate::register::{self, family_of};
+use crate::register;
 use crate::release::Release;
-use crate::rollout::{self, Rolled, Target, short_arn};
+use crate::report::{Reporter, with_heartbeat};
+use crate::rollout::{self, Rolled, Target};
 use crate::settings::{MigrateOrder, Settings};
 use crate::taskdef::{self, Described};
+use crate::text::code_list;
 
 /// Build arg berth always passes: the commit being deployed.
 pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
@@ -41,15 +43,6 @@ pub struct Report {
     pub services: Vec<Rolled>,
     pub migration: Option<Migrated>,
     pub steps: Vec<StepRecord>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Image {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
-    /// `repo@sha256:…`, as the task definitions name it.
-    pub uri: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,16 +121,6 @@ impl<'a> Steps<'a> {
     }
 }
 
-/// The AWS state a deploy starts from, read before anything changes.
-pub(crate) struct Current {
-    pub repository: Repository,
-    pub services: BTreeMap<String, Service>,
-    /// Family of each service, in `settings.services` order.
-    pub families: Vec<(String, String)>,
-    /// Family of the migration task.
-    pub migration_family: String,
-}
-
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
 /// `interrupted` resolves when the user asks to stop (Ctrl-C): the deploy then ends with
 /// [`Error::Interrupted`], its record intact, and nothing in AWS is stopped.
@@ -206,7 +189,7 @@ async fn run(
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
     let tagging = aws::tagging_client(&config);
-    let current = look(&ecs, &ecr_client, settings, &files).await?;
+    let current = current::read(&ecs, &ecr_client, settings, &files).await?;
     // Every family's revision, found or planned, and checked before anything changes.
     let families = register::plan(&ecs, &tagging, settings, &release, &current, &files).await?;
 
@@ -218,7 +201,7 @@ async fn run(
     }
     let revisions =
         register::register(&ecs, &release, &image, settings, families, reporter).await?;
-    let names: Vec<&str> = revisions.values().map(|d| short_arn(&d.arn)).collect();
+    let names: Vec<&str> = revisions.values().map(|d| arn::short(&d.arn)).collect();
     if reuse {
         steps.skip(
             Step::Register,
@@ -272,39 +255,6 @@ async fn run(
     Ok(())
 }
 
-/// Reads what the deploy builds on, and checks the settings against it; changes nothing.
-async fn look(
-    ecs: &Ecs,
-    ecr_client: &aws_sdk_ecr::Client,
-    settings: &Settings,
-    files: &BTreeMap<String, Described>,
-) -> Result<Current, Error> {
-    let repository = ecr::repository(ecr_client, settings).await?;
-    let services = rollout::describe(ecs, &settings.cluster, &settings.services).await?;
-    let families: Vec<(String, String)> = settings
-        .services
-        .iter()
-        .map(|name| {
-            let family = match files.get(name) {
-                Some(file) => file.family().to_owned(),
-                None => family_of(services[name].task_definition().unwrap_or_default()).to_owned(),
-            };
-            (name.clone(), family)
-        })
-        .collect();
-    let migration_family = settings
-        .migration
-        .family
-        .clone()
-        .unwrap_or_else(|| families[0].1.clone());
-    Ok(Current {
-        repository,
-        services,
-        families,
-        migration_family,
-    })
-}
-
 /// Build and push, unless ECR already has the tag.
 async fn image(
     ecr_client: &aws_sdk_ecr::Client,
@@ -339,7 +289,7 @@ async fn image(
             )
             .await
             .map_err(image_failed("build"))?;
-            steps.done(format!("image {}", short_arn(&built.id)));
+            steps.done(format!("image {}", arn::short(&built.id)));
 
             steps.start(Step::Push);
             let login = ecr::login(ecr_client).await?;
@@ -432,11 +382,7 @@ fn build_request(
             ("berth.deploy-id".to_owned(), release.deploy_id.clone()),
         ]),
         tag: local.to_owned(),
-        builder: match settings.build.builder {
-            crate::settings::Builder::Auto => crate::build::Builder::Auto,
-            crate::settings::Builder::Classic => crate::build::Builder::Classic,
-            crate::settings::Builder::BuildKit => crate::build::Builder::BuildKit,
-        },
+        builder: settings.build.builder,
     })
 }
 
@@ -478,10 +424,10 @@ async fn migration(
     if migrated.already {
         steps.already_done(format!(
             "migration task `{}` of this deploy succeeded",
-            short_arn(&migrated.task_arn)
+            arn::short(&migrated.task_arn)
         ));
     } else {
-        steps.done(format!("task {} exited 0", short_arn(&migrated.task_arn)));
+        steps.done(format!("task {} exited 0", arn::short(&migrated.task_arn)));
     }
     Ok(migrated)
 }

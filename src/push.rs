@@ -1,4 +1,4 @@
-//! The push step's Docker part: tag the built image for the registry and push it.
+//! The push step's Docker part: push the built image, already tagged for the registry.
 //!
 //! Progress is coarse: one line per layer as it finishes, then a summary with the digest. The
 //! engine's per-layer ids are not in bollard's typed push messages, so layers are counted rather
@@ -8,10 +8,10 @@
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::PushImageInfo;
-use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::query_parameters::PushImageOptionsBuilder;
 use futures_util::StreamExt;
 
-use crate::output::Reporter;
+use crate::report::Reporter;
 
 /// What the registry now holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,35 +36,6 @@ pub enum PushError {
         #[source]
         source: bollard::errors::Error,
     },
-
-    #[error("cannot tag `{image}` as `{reference}`")]
-    Tag {
-        image: String,
-        reference: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
-}
-
-/// Gives the local image `image` (id or reference) the name `repository:tag`.
-pub async fn tag_image(
-    docker: &Docker,
-    image: &str,
-    repository: &str,
-    tag: &str,
-) -> Result<(), PushError> {
-    let options = TagImageOptionsBuilder::default()
-        .repo(repository)
-        .tag(tag)
-        .build();
-    docker
-        .tag_image(image, Some(options))
-        .await
-        .map_err(|source| PushError::Tag {
-            image: image.to_owned(),
-            reference: format!("{repository}:{tag}"),
-            source,
-        })
 }
 
 /// Pushes the local image `repository:tag` (for example `127.0.0.1:5055/berth-example` and

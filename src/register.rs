@@ -10,15 +10,17 @@ use std::collections::BTreeMap;
 use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ecs::types::{SortOrder, TaskDefinitionStatus};
 
+use crate::arn;
 use crate::aws;
-use crate::ecr::Repository;
+use crate::current::Current;
+use crate::ecr::{Image, Repository};
 use crate::error::Error;
-use crate::output::{Reporter, code_list};
-use crate::pipeline::{Current, Image};
+use crate::migrate;
 use crate::release::Release;
-use crate::rollout::short_arn;
+use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
 use crate::taskdef::{self, Changes, DEPLOY_ID_TAG, Described, GIT_SHA_TAG};
+use crate::text::code_list;
 
 /// Revisions looked at (newest first) when searching a family for this deploy's revision.
 const REVISIONS_SEARCHED: i32 = 10;
@@ -97,17 +99,7 @@ pub(crate) async fn plan(
         plans.insert(family, plan);
     }
     if let Some(plan) = plans.get(&current.migration_family) {
-        let definition = plan.definition();
-        let container = &settings.migration.container;
-        if definition.container(container).is_none() {
-            return Err(Error::Mismatch {
-                problem: format!(
-                    "task definition `{}` has no container `{container}` to run the migration in",
-                    short_arn(&definition.arn)
-                ),
-                hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
-            });
-        }
+        migrate::check_container(plan.definition(), &settings.migration.container)?;
     }
     Ok(plans)
 }
@@ -155,8 +147,8 @@ pub(crate) async fn register(
         let registered = taskdef::register(ecs, &input).await?;
         reporter.info(&format!(
             "registered `{}` from `{}`, new image in {}",
-            short_arn(&registered.arn),
-            short_arn(&base.arn),
+            arn::short(&registered.arn),
+            arn::short(&base.arn),
             code_list(&containers)
         ));
         revisions.insert(family, registered);
@@ -188,7 +180,7 @@ fn our_containers(
                 return Err(Error::Mismatch {
                     problem: format!(
                         "task definition `{}` has no container `{missing}`; it has {}",
-                        short_arn(&base.arn),
+                        arn::short(&base.arn),
                         available.join(", ")
                     ),
                     hint: "fix `containers` in berth.toml".to_owned(),
@@ -202,7 +194,7 @@ fn our_containers(
         return Err(Error::Mismatch {
             problem: format!(
                 "no container of `{}` uses `{}`; it has {}",
-                short_arn(&base.arn),
+                arn::short(&base.arn),
                 repository.uri,
                 available.join(", ")
             ),
@@ -234,9 +226,9 @@ async fn find_revision(
         .task_definition_arns()
         .iter()
         .map(String::as_str)
-        .filter(|arn| family_of(arn) == family)
+        .filter(|arn| arn::family(arn) == family)
         .collect();
-    arns.sort_by_key(|arn| std::cmp::Reverse(revision_of(arn)));
+    arns.sort_by_key(|arn| std::cmp::Reverse(arn::revision(arn)));
     for arn in arns.iter().take(REVISIONS_SEARCHED as usize) {
         let described = taskdef::describe(ecs, arn).await?;
         if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
@@ -280,8 +272,8 @@ async fn find_revision(
         .resource_tag_mapping_list()
         .iter()
         .filter_map(|mapping| mapping.resource_arn())
-        .filter(|arn| family_of(arn) == family)
-        .max_by_key(|arn| revision_of(arn));
+        .filter(|arn| arn::family(arn) == family)
+        .max_by_key(|arn| arn::revision(arn));
     match found {
         Some(arn) => {
             let described = taskdef::describe(ecs, arn).await?;
@@ -290,31 +282,5 @@ async fn find_revision(
             Ok(active.then_some(described))
         }
         None => Ok(None),
-    }
-}
-
-/// `family` of `arn:…:task-definition/family:7`.
-pub(crate) fn family_of(arn: &str) -> &str {
-    let last = arn.rsplit('/').next().unwrap_or(arn);
-    last.rsplit_once(':').map_or(last, |(family, _)| family)
-}
-
-fn revision_of(arn: &str) -> u64 {
-    arn.rsplit(':')
-        .next()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{family_of, revision_of};
-
-    #[test]
-    fn arns_name_family_and_revision() {
-        let arn = "arn:aws:ecs:us-east-1:1:task-definition/berth-example-stg-web:12";
-        assert_eq!(family_of(arn), "berth-example-stg-web");
-        assert_eq!(revision_of(arn), 12);
-        assert_eq!(family_of("web"), "web");
     }
 }

@@ -5,7 +5,7 @@
 //! rollback). `wait_until_services_stable` is not used: after a rollback the service is stable
 //! again, on the old revision, and the waiter reports success.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use aws_sdk_ecs::Client;
@@ -13,13 +13,14 @@ use aws_sdk_ecs::types::{DesiredStatus, Service};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
+use crate::arn;
 use crate::aws::failed;
 use crate::error::Error;
-use crate::output::{Reporter, Watch, short_duration};
+use crate::report::{Reporter, Watch};
+use crate::services;
 use crate::settings::Settings;
+use crate::text::short_duration;
 
-/// DescribeServices takes at most this many services per call.
-const DESCRIBE_BATCH: usize = 10;
 /// ECS reads are eventually consistent: right after `UpdateService` a read may still show the
 /// old state. Until our deployment has been seen once, or this long has passed, its absence is
 /// not taken for a rollback.
@@ -43,38 +44,6 @@ pub struct Rolled {
     pub already: bool,
 }
 
-/// Fetches the services, `MISSING` ones being an error that changes nothing.
-pub async fn describe(
-    ecs: &Client,
-    cluster: &str,
-    names: &[String],
-) -> Result<BTreeMap<String, Service>, Error> {
-    let mut found = BTreeMap::new();
-    for batch in names.chunks(DESCRIBE_BATCH) {
-        let output = ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| failed(format!("describing services in cluster `{cluster}`"), e))?;
-        for service in output.services() {
-            if service.status() == Some("ACTIVE")
-                && let Some(name) = service.service_name()
-            {
-                found.insert(name.to_owned(), service.clone());
-            }
-        }
-    }
-    if let Some(missing) = names.iter().find(|name| !found.contains_key(*name)) {
-        return Err(Error::Mismatch {
-            problem: format!("service `{missing}` is not active in cluster `{cluster}`"),
-            hint: "check `services` and `cluster` in berth.toml against the ECS console".to_owned(),
-        });
-    }
-    Ok(found)
-}
-
 /// Events of the services from before this rollout: history, not news.
 pub type History = HashSet<String>;
 
@@ -87,7 +56,7 @@ pub async fn start(
     reporter: &dyn Reporter,
 ) -> Result<(Vec<Rolled>, History), Error> {
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
-    let current = describe(ecs, &settings.cluster, &names).await?;
+    let current = services::describe(ecs, &settings.cluster, &names).await?;
     let history: History = current
         .values()
         .flat_map(|service| service.events())
@@ -105,7 +74,7 @@ pub async fn start(
                 reporter.info(&format!(
                     "`{}` already runs `{}`: waiting on deployment `{}`",
                     target.service,
-                    short_arn(&target.task_definition),
+                    arn::short(&target.task_definition),
                     deployment.id().unwrap_or_default()
                 ));
                 return Ok::<_, Error>(Rolled {
@@ -141,7 +110,7 @@ pub async fn start(
             reporter.info(&format!(
                 "`{}` → `{}`: deployment `{id}` started",
                 target.service,
-                short_arn(&target.task_definition)
+                arn::short(&target.task_definition)
             ));
             Ok(Rolled {
                 service: target.service.clone(),
@@ -169,16 +138,15 @@ pub async fn wait(
     let mut shown: HashSet<String> = HashSet::new();
     loop {
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
-        let services =
-            describe(ecs, &settings.cluster, &names)
-                .await
-                .map_err(|error| match error {
-                    Error::Mismatch { problem, .. } => Error::RolloutFailed {
-                        service: names.join(", "),
-                        reason: problem,
-                    },
-                    other => other,
-                })?;
+        let services = services::describe(ecs, &settings.cluster, &names)
+            .await
+            .map_err(|error| match error {
+                Error::Mismatch { problem, .. } => Error::RolloutFailed {
+                    service: names.join(", "),
+                    reason: problem,
+                },
+                other => other,
+            })?;
         for service in services.values() {
             let mut fresh: Vec<_> = service
                 .events()
@@ -279,7 +247,7 @@ fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdict {
             Verdict::Failed(format!(
                 "deployment `{}` is gone and the service runs `{}`: rolled back or replaced",
                 rolled.deployment_id,
-                short_arn(service.task_definition().unwrap_or("?"))
+                arn::short(service.task_definition().unwrap_or("?"))
             ))
         }
         // Replaced by another deployment of the same revision (e.g. a forced one): judge that.
@@ -334,7 +302,7 @@ async fn explain(
     if !ours.is_empty() {
         reporter.info(&format!(
             "stopped tasks of `{}`:",
-            short_arn(&rolled.task_definition)
+            arn::short(&rolled.task_definition)
         ));
     }
     for task in ours {
@@ -350,7 +318,7 @@ async fn explain(
             .collect();
         reporter.info(&format!(
             "  task {}: {} ({}); {}",
-            short_arn(task.task_arn().unwrap_or("?")),
+            arn::short(task.task_arn().unwrap_or("?")),
             task.stop_code().map_or("no stop code", |c| c.as_str()),
             task.stopped_reason().unwrap_or("no reason"),
             containers.join(", ")
@@ -363,11 +331,6 @@ fn rollout_state(deployment: &aws_sdk_ecs::types::Deployment) -> String {
         .rollout_state()
         .map_or("UNKNOWN", |s| s.as_str())
         .to_owned()
-}
-
-/// `family:7` or the task id: the part of an ARN a person reads.
-pub fn short_arn(arn: &str) -> &str {
-    arn.rsplit('/').next().unwrap_or(arn)
 }
 
 #[cfg(test)]

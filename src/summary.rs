@@ -6,7 +6,7 @@ use crate::settings::{MigrateOrder, Settings};
 /// The resolved settings, one line per aspect, values in backticks. Environment values are not
 /// shown, only their names.
 pub fn lines(settings: &Settings) -> Vec<String> {
-    let names = |names: &[String]| crate::output::code_list(names);
+    let names = |names: &[String]| crate::text::code_list(names);
     let mut lines = vec![format!(
         "plan for environment `{}` from `{}`",
         settings.env,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth::build::{BuildError, BuildRequest, Builder, build_image};
 use berth::context::ContextError;
-use berth::output::Reporter;
+use berth::report::Reporter;
 use bollard::Docker;
 use futures_util::TryStreamExt;
 

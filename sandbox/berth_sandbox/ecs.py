@@ -1,73 +1,37 @@
-"""ECS that behaves like ECS: moto's ECS models, patched, plus an agent that
-runs tasks as real containers in the local Docker Engine and drives service
-deployments.
+"""ECS that behaves like ECS: moto's ECS models and responses, patched to hand
+tasks to the agent (`agent.py`), which runs them as real containers in the
+local Docker Engine, and services to the scheduler (`scheduler.py`), which
+drives their deployments. `install` applies the patches and creates both.
 
 What moto 5.2.5 lacks and this module adds:
 - RunTask without `memoryReservation` (moto answers 500), and without
   container instances for the EC2 launch type;
-- every container of a task listed, each with its real exit code;
-- task lifecycle PROVISIONING -> PENDING -> RUNNING -> STOPPING -> STOPPED with
-  `stopCode`, `stoppedReason`, `stoppedAt` as ECS reports them
-  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-lifecycle-explanation.html);
-- `UpdateService` starting a new PRIMARY deployment, rollouts that complete,
-  fail at the circuit-breaker threshold and roll back
-  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html);
-- service events worded as ECS words them
-  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html);
-- container output copied to the CloudWatch Logs stream that the `awslogs`
-  driver would write (`<prefix>/<container>/<task-id>`)
-  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html);
-- EFS volumes mapped to host folders.
+- ListTasks filtering on `desiredStatus` RUNNING by default, and on
+  `serviceName`;
+- StopTask, CreateService and UpdateService going through the agent and the
+  scheduler; CreateService keeping the deployment configuration, capacity
+  provider strategy, health check grace period and `enableExecuteCommand`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import random
-import shutil
-import threading
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
-from moto.core.utils import utcnow
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
 from moto.ecs.exceptions import InvalidParameterException
-from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
-from moto.logs.models import logs_backends
+from moto.ecs.models import EC2ContainerServiceBackend, Task
 
-from .config import ACCOUNT_ID, Endpoints, Tunables
+from .agent import Agent, resource_requirements
+from .config import Endpoints, Tunables
+from .scheduler import Scheduler
 
-log = logging.getLogger("berth_sandbox.ecs")
-
-# moto is not thread-safe; every request and every agent mutation holds this.
-LOCK = threading.RLock()
 AGENT: Agent
+SCHEDULER: Scheduler
 
-LABEL = "berth-sandbox"
-SCHEDULER_STOP = "ServiceSchedulerInitiated"
 DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
     "maximumPercent": 200,
     "minimumHealthyPercent": 100,
 }
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-# --------------------------------------------------------------------------
-# Patches to moto's models and responses
-# --------------------------------------------------------------------------
 
 
 def _last_status_get(self: Task) -> str:
@@ -76,16 +40,6 @@ def _last_status_get(self: Task) -> str:
 
 def _last_status_set(self: Task, value: str) -> None:
     self.__dict__["_sb_last_status"] = value
-
-
-def _resource_requirements(task_definition) -> dict[str, Any]:
-    # moto sums memory and fails (HTTP 500) when a container has neither
-    # `memory` nor `memoryReservation`; Fargate tasks set memory at task level.
-    total = {"CPU": 0, "MEMORY": 0, "PORTS": [], "PORTS_UDP": []}
-    for cdef in task_definition.container_definitions:
-        total["CPU"] += int(cdef.get("cpu") or 0)
-        total["MEMORY"] += int(cdef.get("memory") or cdef.get("memoryReservation") or 0)
-    return total
 
 
 def _run_task(
@@ -113,14 +67,11 @@ def _run_task(
     if not capacity_provider_strategy and not launch_type:
         capacity_provider_strategy = cluster.default_capacity_provider_strategy
     provider = capacity_provider_strategy[0]["capacityProvider"] if capacity_provider_strategy else None
-    tasks = []
-    for _ in range(count):
-        task = Task(
-            cluster=cluster,
-            task_definition=task_definition,
-            container_instance_arn=None,
-            resource_requirements=_resource_requirements(task_definition),
-            backend=self,
+    return [
+        AGENT.launch(
+            self,
+            cluster,
+            task_definition,
             group=group or f"family:{task_definition.family}",
             overrides=overrides or {},
             started_by=started_by or "",
@@ -130,10 +81,8 @@ def _run_task(
             platform_version=platform_version,
             capacity_provider_name=provider,
         )
-        self.tasks.setdefault(cluster.name, {})[task.task_arn] = task
-        AGENT.adopt(self, task, task_definition)
-        tasks.append(task)
-    return tasks
+        for _ in range(count)
+    ]
 
 
 _moto_list_tasks = EC2ContainerServiceBackend.list_tasks
@@ -182,7 +131,7 @@ def _update_service(self, props):
     service = _moto_update_service(self, props)
     if service.task_definition:
         service.task_definition = self.describe_task_definition(service.task_definition).arn
-    AGENT.service_updated(service, new_revision=service.task_definition != before or force)
+    SCHEDULER.service_updated(service, new_revision=service.task_definition != before or force)
     return service
 
 
@@ -197,739 +146,21 @@ def _create_service_response(self):
     service.capacity_provider_strategy = self._get_param("capacityProviderStrategy")
     service.health_check_grace_period_seconds = self._get_param("healthCheckGracePeriodSeconds")
     service.enable_execute_command = bool(self._get_param("enableExecuteCommand"))
-    AGENT.service_created(service)
+    SCHEDULER.service_created(service)
     return result
 
 
 def install(endpoints: Endpoints, tunables: Tunables) -> None:
-    global AGENT
+    global AGENT, SCHEDULER
     AGENT = Agent(endpoints, tunables)
+    SCHEDULER = Scheduler(AGENT)
+    AGENT.schedule_services = SCHEDULER.schedule_services
     Task.last_status = property(_last_status_get, _last_status_set)
     Task.advance = lambda self: None
-    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(_resource_requirements)
+    EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(resource_requirements)
     EC2ContainerServiceBackend.run_task = _run_task
     EC2ContainerServiceBackend.list_tasks = _list_tasks
     EC2ContainerServiceBackend.stop_task = _stop_task
     EC2ContainerServiceBackend.update_service = _update_service
     ecs_responses.EC2ContainerServiceResponse.create_service = _create_service_response
     assert ecs_models.Task is Task
-
-
-# --------------------------------------------------------------------------
-# The agent
-# --------------------------------------------------------------------------
-
-
-class Reset(Exception):
-    """The account was reset under a task that was starting."""
-
-
-class StartError(Exception):
-    """A task could not start; `reason` is ECS's stoppedReason."""
-
-    def __init__(self, reason: str, container: str | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.container = container
-
-
-@dataclass
-class Runtime:
-    """What the agent knows about one task beyond moto's model."""
-
-    task: Task
-    backend: EC2ContainerServiceBackend
-    definition: Any
-    generation: int
-    phase: str = "new"  # new, starting, running, stopping, stopped
-    containers: dict[str, str] = field(default_factory=dict)  # name -> docker id
-    log_threads: list[threading.Thread] = field(default_factory=list)
-    running_since: float | None = None
-    scratch: Path | None = None
-
-    def cdef(self, name: str) -> dict:
-        return next(c for c in self.definition.container_definitions if c["name"] == name)
-
-
-class Agent:
-    def __init__(self, endpoints: Endpoints, tunables: Tunables):
-        self.endpoints = endpoints
-        self.tunables = tunables
-        self.docker = docker.from_env(timeout=300)
-        self.runtimes: dict[str, Runtime] = {}
-        self.pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="task")
-        self.stopping = threading.Event()
-        self.generation = 0
-        self.thread = threading.Thread(target=self.run, name="agent", daemon=True)
-        self.remove_leftovers()
-
-    # -- lifecycle ---------------------------------------------------------
-    def start(self) -> None:
-        self.thread.start()
-
-    def shutdown(self) -> None:
-        self.stopping.set()
-        self.remove_leftovers()
-
-    def remove_leftovers(self) -> None:
-        # The low-level listing: the high-level one inspects each container
-        # and fails on one that a task thread removes meanwhile.
-        for container in self.docker.api.containers(all=True, filters={"label": LABEL}):
-            try:
-                self.docker.api.remove_container(container["Id"], force=True)
-            except docker.errors.APIError:
-                pass
-
-    def reset(self) -> None:
-        from moto.moto_api._internal.models import moto_api_backend
-
-        with LOCK:
-            self.generation += 1
-            self.runtimes.clear()
-            moto_api_backend.reset()
-        self.remove_leftovers()
-        shutil.rmtree(self.endpoints.state_dir / "efs", ignore_errors=True)
-        shutil.rmtree(self.endpoints.state_dir / "scratch", ignore_errors=True)
-
-    def describe(self) -> list[dict]:
-        with LOCK:
-            return [
-                {
-                    "taskArn": rt.task.task_arn,
-                    "phase": rt.phase,
-                    "containers": rt.containers,
-                    "lastStatus": rt.task.last_status,
-                }
-                for rt in self.runtimes.values()
-            ]
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.tick()
-            except Exception:  # the agent must outlive any one bad tick
-                log.exception("agent tick failed")
-            self.stopping.wait(self.tunables.tick_seconds)
-
-    def tick(self) -> None:
-        with LOCK:
-            for backend in self.backends():
-                self.schedule_services(backend)
-            runtimes = list(self.runtimes.values())
-        for rt in runtimes:
-            if rt.phase == "new" and rt.task.desired_status == "STOPPED":
-                # Stopped before it started: nothing to run.
-                rt.phase = "stopping"
-                self.pool.submit(self.guard, self.finish, rt, rt.task.stop_code, rt.task.stopped_reason)
-            elif rt.phase == "new":
-                rt.phase = "starting"
-                self.pool.submit(self.guard, self.start_task, rt)
-            elif rt.phase == "running":
-                self.watch(rt)
-
-    def guard(self, fn, *args) -> None:
-        try:
-            fn(*args)
-        except Exception:
-            log.exception("%s failed", fn.__name__)
-
-    @staticmethod
-    def backends() -> list[EC2ContainerServiceBackend]:
-        found = []
-        for account in list(ecs_backends.values()):
-            found.extend(list(account.values()))
-        return found
-
-    # -- tasks -------------------------------------------------------------
-    def adopt(self, backend, task: Task, definition) -> None:
-        """Give a freshly created task ECS's initial state and queue it."""
-        task.last_status = "PROVISIONING"
-        task.desired_status = "RUNNING"
-        task.created_at = now()
-        task.version = 1
-        task.cpu = definition.cpu
-        task.memory = definition.memory
-        task.health_status = "UNKNOWN"
-        task.availability_zone = f"{task.region_name}a"
-        task.stop_code = None
-        task.containers = [
-            {
-                "containerArn": f"arn:aws:ecs:{task.region_name}:{ACCOUNT_ID}:container/"
-                f"{task.cluster_name}/{task.id}/{uuid.uuid4()}",
-                "taskArn": task.task_arn,
-                "name": cdef["name"],
-                "image": cdef.get("image"),
-                "lastStatus": "PENDING",
-                "networkInterfaces": [],
-                "healthStatus": "UNKNOWN",
-                "cpu": str(cdef.get("cpu", 0)),
-                **({"memory": str(cdef["memory"])} if cdef.get("memory") else {}),
-                **({"memoryReservation": str(cdef["memoryReservation"])} if cdef.get("memoryReservation") else {}),
-            }
-            for cdef in definition.container_definitions
-        ]
-        self.runtimes[task.task_arn] = Runtime(task, backend, definition, self.generation)
-
-    def container_state(self, task: Task, name: str) -> dict:
-        return next(c for c in task.containers if c["name"] == name)
-
-    def request_stop(self, task: Task, stop_code: str, reason: str) -> None:
-        task.desired_status = "STOPPED"
-        task.stop_code = stop_code
-        task.stopped_reason = reason
-        task.stopping_at = now()
-
-    def start_task(self, rt: Runtime) -> None:
-        task = rt.task
-        with LOCK:
-            if rt.generation != self.generation:
-                return
-            task.last_status = "PENDING"
-            task.pull_started_at = now()
-        try:
-            images = {
-                cdef["name"]: self.ensure_image(cdef["name"], cdef["image"])
-                for cdef in rt.definition.container_definitions
-            }
-            with LOCK:
-                task.pull_stopped_at = now()
-                for name, (_, digest) in images.items():
-                    if digest:
-                        self.container_state(task, name)["imageDigest"] = digest
-            self.check_log_groups(rt)
-            binds = self.volume_binds(rt)
-            for cdef in rt.definition.container_definitions:
-                self.check_generation(rt)
-                rt.containers[cdef["name"]] = self.create_container(rt, cdef, images[cdef["name"]][0], binds)
-            for cdef in rt.definition.container_definitions:
-                self.check_generation(rt)
-                cid = rt.containers[cdef["name"]]
-                try:
-                    self.docker.api.start(cid)
-                except docker.errors.APIError as err:
-                    raise StartError(f"CannotStartContainerError: {err.explanation or err}", cdef["name"]) from err
-                self.ship_logs(rt, cdef)
-        except Reset:
-            self.remove_containers(rt)
-            return
-        except StartError as err:
-            # Containers that did start are stopped, so their exit codes are real.
-            self.stop_containers(rt, timeout=1)
-            self.finish(rt, "TaskFailedToStart", err.reason, failed_container=err.container)
-            return
-        with LOCK:
-            if rt.generation != self.generation:
-                return
-            task.last_status = "RUNNING"
-            task.started_at = now()
-            task.connectivity = "CONNECTED"
-            task.connectivity_at = task.started_at
-            for state in task.containers:
-                state["lastStatus"] = "RUNNING"
-                state["runtimeId"] = rt.containers[state["name"]]
-            rt.running_since = time.monotonic()
-            rt.phase = "running"
-
-    def check_generation(self, rt: Runtime) -> None:
-        """A reset while the task was starting: its containers must not outlive it."""
-        if rt.generation != self.generation:
-            raise Reset
-
-    def stop_containers(self, rt: Runtime, timeout: int) -> None:
-        for cid in rt.containers.values():
-            try:
-                self.docker.api.stop(cid, timeout=timeout)
-            except docker.errors.APIError:
-                pass
-
-    def remove_containers(self, rt: Runtime) -> None:
-        for cid in rt.containers.values():
-            try:
-                self.docker.api.remove_container(cid, force=True)
-            except docker.errors.APIError:
-                pass
-
-    def ensure_image(self, container: str, image: str) -> tuple[str, str | None]:
-        """The local reference to run, and its registry digest when it came
-        from our ECR. Images in our ECR are always pulled from the registry;
-        others are used when the engine has them cached, else pulled (which
-        fails here: there is no other registry)."""
-        ecr_prefix = f"{self.endpoints.ecr_host}/"
-        if image.startswith(ecr_prefix):
-            local = f"{self.endpoints.registry_addr}/{image[len(ecr_prefix) :]}"
-            try:
-                self.docker.api.pull(local)
-            except docker.errors.APIError as err:
-                raise StartError(
-                    "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
-                    f"failed to resolve ref {image}: {err.explanation or err}",
-                    container,
-                ) from err
-            digests = self.docker.api.inspect_image(local).get("RepoDigests") or []
-            digest = next(
-                (d.split("@", 1)[1] for d in digests if d.startswith(self.endpoints.registry_addr)),
-                None,
-            )
-            return local, digest
-        try:
-            self.docker.api.inspect_image(image)
-            return image, None
-        except docker.errors.ImageNotFound:
-            pass
-        try:
-            self.docker.api.pull(image)
-            return image, None
-        except docker.errors.APIError as err:
-            raise StartError(
-                "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
-                f"failed to resolve ref {image}: {err.explanation or err}",
-                container,
-            ) from err
-
-    def check_log_groups(self, rt: Runtime) -> None:
-        task = rt.task
-        for cdef in rt.definition.container_definitions:
-            target = self.log_target(rt, cdef)
-            if not target:
-                continue
-            region, group, stream = target
-            with LOCK:
-                logs = logs_backends[ACCOUNT_ID][region]
-                if group not in logs.groups:
-                    options = cdef["logConfiguration"].get("options", {})
-                    if options.get("awslogs-create-group") == "true":
-                        logs.create_log_group(group, {})
-                    else:
-                        raise StartError(
-                            "ResourceInitializationError: failed to validate logger args: "
-                            f"The specified log group does not exist. : ResourceNotFoundException: "
-                            f"log group `{group}` for container `{cdef['name']}`",
-                            cdef["name"],
-                        )
-                group_model = logs.groups[group]
-                if stream not in group_model.streams:
-                    logs.create_log_stream(group, stream)
-        del task
-
-    def log_target(self, rt: Runtime, cdef: dict) -> tuple[str, str, str] | None:
-        config = cdef.get("logConfiguration") or {}
-        if config.get("logDriver") != "awslogs":
-            return None
-        options = config.get("options", {})
-        prefix = options.get("awslogs-stream-prefix")
-        stream = f"{prefix}/{cdef['name']}/{rt.task.id}" if prefix else rt.task.id
-        region = options.get("awslogs-region", rt.task.region_name)
-        return region, options.get("awslogs-group", ""), stream
-
-    def volume_binds(self, rt: Runtime) -> dict[str, str]:
-        """Host folder for each task volume: EFS file systems map to a folder
-        shared by every task; host volumes to their source path; others to a
-        scratch folder shared by the task's containers."""
-        binds = {}
-        for volume in rt.definition.volumes or []:
-            name = volume["name"]
-            if "efsVolumeConfiguration" in volume:
-                efs = volume["efsVolumeConfiguration"]
-                root = efs.get("rootDirectory", "/").strip("/")
-                path = self.endpoints.state_dir / "efs" / efs["fileSystemId"] / root
-            elif (volume.get("host") or {}).get("sourcePath"):
-                path = Path(volume["host"]["sourcePath"])
-            else:
-                path = self.endpoints.state_dir / "scratch" / rt.task.id / name
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)
-            binds[name] = str(path)
-        return binds
-
-    def create_container(self, rt: Runtime, cdef: dict, image: str, binds: dict[str, str]) -> str:
-        override = next(
-            (o for o in (rt.task.overrides or {}).get("containerOverrides", []) or [] if o.get("name") == cdef["name"]),
-            {},
-        )
-        environment = {e["name"]: e["value"] for e in cdef.get("environment") or []}
-        environment.update({e["name"]: e["value"] for e in override.get("environment") or []})
-        for secret in cdef.get("secrets") or []:
-            # No secret store behind the sandbox: the container sees that the
-            # variable is set, never a real secret.
-            environment.setdefault(secret["name"], f"sandbox-secret:{secret['valueFrom']}")
-        volume_binds = {}
-        for mount in cdef.get("mountPoints") or []:
-            source = binds.get(mount.get("sourceVolume"))
-            if source:
-                volume_binds[source] = {
-                    "bind": mount["containerPath"],
-                    "mode": "ro" if mount.get("readOnly") else "rw",
-                }
-        healthcheck = None
-        if cdef.get("healthCheck"):
-            hc = cdef["healthCheck"]
-            seconds = 1_000_000_000
-            healthcheck = {
-                "test": hc["command"],
-                "interval": int(hc.get("interval", 30)) * seconds,
-                "timeout": int(hc.get("timeout", 5)) * seconds,
-                "retries": int(hc.get("retries", 3)),
-                "start_period": int(hc.get("startPeriod", 0)) * seconds,
-            }
-        command = override.get("command") or cdef.get("command")
-        try:
-            created = self.docker.api.create_container(
-                image=image,
-                command=command,
-                entrypoint=cdef.get("entryPoint"),
-                environment=environment,
-                working_dir=cdef.get("workingDirectory"),
-                user=cdef.get("user"),
-                labels={LABEL: "1", f"{LABEL}.task": rt.task.task_arn},
-                healthcheck=healthcheck,
-                name=f"berth-sb-{rt.task.id[:12]}-{cdef['name']}",
-                host_config=self.docker.api.create_host_config(network_mode="none", binds=volume_binds),
-            )
-        except docker.errors.APIError as err:
-            raise StartError(f"CannotCreateContainerError: {err.explanation or err}", cdef["name"]) from err
-        return created["Id"]
-
-    def ship_logs(self, rt: Runtime, cdef: dict) -> None:
-        target = self.log_target(rt, cdef)
-        if not target:
-            return
-        cid = rt.containers[cdef["name"]]
-        thread = threading.Thread(target=self.guard, args=(self.copy_logs, cid, *target), daemon=True)
-        thread.start()
-        rt.log_threads.append(thread)
-
-    def copy_logs(self, cid: str, region: str, group: str, stream: str) -> None:
-        pending = b""
-        for chunk in self.docker.api.logs(cid, stream=True, follow=True, timestamps=True):
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                self.put_log(region, group, stream, line)
-        if pending:
-            self.put_log(region, group, stream, pending)
-
-    def put_log(self, region: str, group: str, stream: str, line: bytes) -> None:
-        text = line.decode("utf-8", "replace")
-        stamp, _, message = text.partition(" ")
-        try:
-            whole, _, fraction = stamp.rstrip("Z").partition(".")
-            parsed = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-            millis = int(parsed.timestamp() * 1000) + int((fraction + "000")[:3])
-        except ValueError:
-            millis, message = int(time.time() * 1000), text
-        with LOCK:
-            try:
-                logs_backends[ACCOUNT_ID][region].put_log_events(
-                    group, stream, [{"timestamp": millis, "message": message}]
-                )
-            except Exception:  # group deleted under us: the line is lost, as in ECS
-                log.debug("dropped log line for %s/%s", group, stream)
-
-    def watch(self, rt: Runtime) -> None:
-        task = rt.task
-        if task.desired_status == "STOPPED":
-            rt.phase = "stopping"
-            self.pool.submit(self.guard, self.stop_task, rt)
-            return
-        states = {}
-        for name, cid in rt.containers.items():
-            try:
-                states[name] = self.docker.api.inspect_container(cid)["State"]
-            except docker.errors.NotFound:
-                states[name] = {"Status": "exited", "ExitCode": 137}
-        essential_exit = None
-        with LOCK:
-            if rt.generation != self.generation:
-                return
-            health = []
-            for name, state in states.items():
-                container = self.container_state(task, name)
-                cdef = rt.cdef(name)
-                if "Health" in state:
-                    status = {"healthy": "HEALTHY", "unhealthy": "UNHEALTHY"}.get(state["Health"]["Status"], "UNKNOWN")
-                    container["healthStatus"] = status
-                    if cdef.get("essential", True):
-                        health.append(status)
-                if state["Status"] in ("exited", "dead"):
-                    container["lastStatus"] = "STOPPED"
-                    container["exitCode"] = state["ExitCode"]
-                    if cdef.get("essential", True) and essential_exit is None:
-                        essential_exit = name
-            if "UNHEALTHY" in health:
-                task.health_status = "UNHEALTHY"
-            elif health and all(h == "HEALTHY" for h in health):
-                task.health_status = "HEALTHY"
-            else:
-                task.health_status = "UNKNOWN"
-            if essential_exit:
-                self.request_stop(task, "EssentialContainerExited", "Essential container in task exited")
-        if essential_exit:
-            rt.phase = "stopping"
-            self.pool.submit(self.guard, self.stop_task, rt)
-
-    def stop_task(self, rt: Runtime) -> None:
-        with LOCK:
-            rt.task.last_status = "STOPPING" if rt.task.last_status == "RUNNING" else rt.task.last_status
-        for name, cid in rt.containers.items():
-            timeout = int(rt.cdef(name).get("stopTimeout") or self.tunables.stop_timeout_seconds)
-            try:
-                self.docker.api.stop(cid, timeout=min(timeout, self.tunables.stop_timeout_seconds))
-            except docker.errors.APIError:
-                pass
-        self.finish(rt, rt.task.stop_code or "UserInitiated", rt.task.stopped_reason)
-
-    def finish(self, rt: Runtime, stop_code: str, reason: str, failed_container: str | None = None) -> None:
-        """Record the stopped task: every container's exit code, after its
-        output reached CloudWatch Logs."""
-        for thread in rt.log_threads:
-            thread.join(timeout=10)
-        exits = {}
-        for name, cid in rt.containers.items():
-            try:
-                exits[name] = self.docker.api.inspect_container(cid)["State"]
-            except docker.errors.NotFound:
-                pass
-        with LOCK:
-            if rt.generation != self.generation:
-                return
-            task = rt.task
-            stamp = now()
-            for container in task.containers:
-                container["lastStatus"] = "STOPPED"
-                state = exits.get(container["name"])
-                if state and not state.get("StartedAt", "").startswith("0001"):
-                    container["exitCode"] = state["ExitCode"]
-                if container["name"] == failed_container:
-                    container["reason"] = reason
-            task.desired_status = "STOPPED"
-            task.stop_code = stop_code
-            task.stopped_reason = reason
-            task.stopping_at = getattr(task, "stopping_at", None) or stamp
-            task.execution_stopped_at = stamp
-            task.stopped_at = stamp
-            task.last_status = "STOPPED"
-            task.connectivity = "DISCONNECTED"
-            rt.phase = "stopped"
-        self.remove_containers(rt)
-
-    def healthy(self, task: Task) -> bool:
-        rt = self.runtimes.get(task.task_arn)
-        if rt is None or task.last_status != "RUNNING" or rt.running_since is None:
-            return False
-        checked = [c for c in rt.definition.container_definitions if c.get("healthCheck")]
-        if checked:
-            return task.health_status == "HEALTHY"
-        return time.monotonic() - rt.running_since >= self.tunables.settle_seconds
-
-    # -- services ----------------------------------------------------------
-    def new_deployment(self, service, task_definition: str) -> dict:
-        deployment_id = f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
-        stamp = utcnow()
-        return {
-            "id": deployment_id,
-            "status": "PRIMARY",
-            "taskDefinition": task_definition,
-            "desiredCount": service.desired_count,
-            "pendingCount": 0,
-            "runningCount": 0,
-            "failedTasks": 0,
-            "createdAt": stamp,
-            "updatedAt": stamp,
-            "launchType": service.launch_type,
-            "capacityProviderStrategy": getattr(service, "capacity_provider_strategy", None),
-            "platformVersion": service.platform_version,
-            "platformFamily": "Linux",
-            "networkConfiguration": service.network_configuration or None,
-            "rolloutState": "IN_PROGRESS",
-            "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
-        }
-
-    def event(self, service, message: str) -> None:
-        # DescribeServices lists events newest first and keeps the last 100.
-        service.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": message})
-        del service.events[100:]
-
-    def service_created(self, service) -> None:
-        service.deployments = [self.new_deployment(service, service.task_definition)]
-        service.running_count = 0
-        service.pending_count = 0
-
-    def service_updated(self, service, new_revision: bool) -> None:
-        if new_revision or not service.deployments:
-            for deployment in service.deployments:
-                deployment["status"] = "ACTIVE"
-            service.deployments.insert(0, self.new_deployment(service, service.task_definition))
-        else:
-            service.deployments[0]["desiredCount"] = service.desired_count
-
-    def threshold(self, desired: int) -> int:
-        # "a minimum threshold of 3 and a maximum threshold of 200 ... 0.5 * desired task count"
-        # (API_ServiceDeploymentCircuitBreaker)
-        return min(200, max(3, math.ceil(0.5 * desired)))
-
-    def tasks_by_deployment(self, backend, service) -> dict[str, list[Task]]:
-        """The service's tasks, grouped by the deployment that started them."""
-        grouped: dict[str, list[Task]] = {}
-        for task in backend.tasks.get(service.cluster_name, {}).values():
-            if task.group == f"service:{service.name}":
-                grouped.setdefault(task.started_by, []).append(task)
-        return grouped
-
-    def start_service_tasks(self, backend, service, deployment: dict, count: int) -> list[Task]:
-        cluster = backend._get_cluster(service.cluster_name)
-        definition = backend.describe_task_definition(deployment["taskDefinition"])
-        started = []
-        for _ in range(count):
-            task = Task(
-                cluster=cluster,
-                task_definition=definition,
-                container_instance_arn=None,
-                resource_requirements=_resource_requirements(definition),
-                backend=backend,
-                group=f"service:{service.name}",
-                launch_type=service.launch_type or "",
-                overrides={},
-                started_by=deployment["id"],
-                tags=service.tags if service.propagate_tags == "SERVICE" else [],
-                networking_configuration=service.network_configuration or None,
-                platform_version=service.platform_version,
-            )
-            backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
-            self.adopt(backend, task, definition)
-            started.append(task)
-        ids = " ".join(f"(task {t.id})" for t in started)
-        self.event(service, f"(service {service.name}) has started {len(started)} tasks: {ids}.")
-        return started
-
-    def stop_service_tasks(self, service, tasks: list[Task], reason: str) -> None:
-        if not tasks:
-            return
-        for task in tasks:
-            self.request_stop(task, SCHEDULER_STOP, reason)
-        ids = " ".join(f"(task {t.id})" for t in tasks)
-        self.event(service, f"(service {service.name}) has stopped {len(tasks)} running tasks: {ids}.")
-
-    def schedule_services(self, backend) -> None:
-        services = list(backend.services.values())
-        active = {s.name for s in services if s.status == "ACTIVE"}
-        for tasks in backend.tasks.values():
-            for task in tasks.values():
-                if (
-                    task.group.startswith("service:")
-                    and task.group[len("service:") :] not in active
-                    and task.desired_status == "RUNNING"
-                ):
-                    self.request_stop(task, SCHEDULER_STOP, "Service deleted")
-        for service in services:
-            if service.status == "ACTIVE" and service.deployments:
-                self.schedule_service(backend, service)
-
-    def schedule_service(self, backend, service) -> None:
-        by_deployment = self.tasks_by_deployment(backend, service)
-        primary = service.deployments[0]
-        mine = by_deployment.get(primary["id"], [])
-        seen = primary.setdefault("_seen_stopped", set())
-        for task in mine:
-            if task.last_status == "STOPPED" and task.task_arn not in seen:
-                seen.add(task.task_arn)
-                if task.stop_code != SCHEDULER_STOP and primary["rolloutState"] == "IN_PROGRESS":
-                    primary["failedTasks"] += 1
-                    primary["updatedAt"] = utcnow()
-        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
-        if (
-            primary["rolloutState"] == "IN_PROGRESS"
-            and breaker.get("enable")
-            and primary["failedTasks"] >= self.threshold(service.desired_count)
-        ):
-            self.fail_deployment(service, primary, mine, rollback=bool(breaker.get("rollback")))
-            primary = service.deployments[0]
-            mine = by_deployment.get(primary["id"], [])
-
-        live = [t for t in mine if t.desired_status == "RUNNING"]
-        if primary["rolloutState"] != "FAILED":
-            missing = service.desired_count - len(live)
-            if missing > 0:
-                live += self.start_service_tasks(backend, service, primary, missing)
-            elif missing < 0:
-                extra = sorted(live, key=lambda t: t.created_at)[missing:]
-                self.stop_service_tasks(service, extra, "Scaling activity initiated by (service)")
-                live = [t for t in live if t not in extra]
-            healthy = [t for t in live if self.healthy(t)]
-            if (
-                primary["rolloutState"] == "IN_PROGRESS"
-                and len(live) == service.desired_count
-                and len(healthy) == service.desired_count
-            ):
-                primary["rolloutState"] = "COMPLETED"
-                primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
-                primary["updatedAt"] = utcnow()
-                self.event(service, f"(service {service.name}) (deployment {primary['id']}) deployment completed.")
-                self.event(service, f"(service {service.name}) has reached a steady state.")
-
-        if primary["rolloutState"] == "COMPLETED":
-            current = {d["id"] for d in service.deployments}
-            for deployment in service.deployments[1:]:
-                old = by_deployment.get(deployment["id"], [])
-                self.stop_service_tasks(
-                    service,
-                    [t for t in old if t.desired_status == "RUNNING"],
-                    f"Scaling activity initiated by (deployment {primary['id']})",
-                )
-            strays = [
-                t
-                for deployment_id, tasks in by_deployment.items()
-                if deployment_id not in current
-                for t in tasks
-                if t.desired_status == "RUNNING"
-            ]
-            self.stop_service_tasks(service, strays, f"Scaling activity initiated by (deployment {primary['id']})")
-            service.deployments[1:] = [
-                d
-                for d in service.deployments[1:]
-                if any(t.last_status != "STOPPED" for t in by_deployment.get(d["id"], []))
-            ]
-
-        # Tasks started this tick count too: group once more, then count.
-        by_deployment = self.tasks_by_deployment(backend, service)
-        running = pending = 0
-        for deployment in service.deployments:
-            dtasks = by_deployment.get(deployment["id"], [])
-            deployment["runningCount"] = sum(
-                1 for t in dtasks if t.last_status == "RUNNING" and t.desired_status == "RUNNING"
-            )
-            deployment["pendingCount"] = sum(
-                1 for t in dtasks if t.last_status in ("PROVISIONING", "PENDING", "ACTIVATING")
-            )
-            if deployment is service.deployments[0]:
-                deployment["desiredCount"] = service.desired_count
-            running += deployment["runningCount"]
-            pending += deployment["pendingCount"]
-        service.running_count = running
-        service.pending_count = pending
-
-    def fail_deployment(self, service, primary: dict, tasks: list[Task], rollback: bool) -> None:
-        primary["rolloutState"] = "FAILED"
-        primary["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
-        primary["updatedAt"] = utcnow()
-        self.event(
-            service,
-            f"(service {service.name}) (deployment {primary['id']}) deployment failed: tasks failed to start.",
-        )
-        self.stop_service_tasks(
-            service,
-            [t for t in tasks if t.desired_status == "RUNNING"],
-            f"Deployment {primary['id']} failed",
-        )
-        if not rollback:
-            return
-        previous = next(
-            (d for d in service.deployments[1:] if d["rolloutState"] == "COMPLETED"),
-            service.deployments[1] if len(service.deployments) > 1 else None,
-        )
-        if previous is None:
-            return
-        target = self.new_deployment(service, previous["taskDefinition"])
-        primary["status"] = "ACTIVE"
-        service.deployments.insert(0, target)
-        service.task_definition = previous["taskDefinition"]
-        self.event(service, f"(service {service.name}) rolling back to deployment {target['id']}.")

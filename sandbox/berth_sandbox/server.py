@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from werkzeug.serving import make_server
 
 from . import ecr, ecs
+from .agent import LOCK
 from .config import Endpoints, Tunables
 from .faults import Faults
 
@@ -117,7 +118,7 @@ class SandboxApp:
 
         # moto is not thread-safe and the agent mutates the same models: one
         # request at a time touches them.
-        with ecs.LOCK:
+        with LOCK:
             result = list(self.moto_app(environ, capture))
         if service == "ecr" and status_holder.get("status") == 200:
             ecr.after(operation, body, self.registry)

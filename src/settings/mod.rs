@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+pub use crate::build::Builder;
 use crate::error::{ConfigError, Place};
 use crate::flags::Flags;
 use raw::RawFile;
@@ -84,17 +85,6 @@ pub struct BuildSettings {
     /// Build args whose values come from berth's environment and are never shown.
     pub secret_args: Vec<String>,
     pub builder: Builder,
-}
-
-/// Which of the engine's builders builds the image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Builder {
-    /// BuildKit when the engine offers it, else the classic builder.
-    Auto,
-    Classic,
-    #[serde(rename = "buildkit")]
-    BuildKit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,26 +3,21 @@
 //! The SDK's typed model would make berth copy an allow-list of fields, and silently drop any
 //! field that AWS added after this build. Instead berth reads `DescribeTaskDefinition`'s raw JSON,
 //! drops only the read-only fields, changes the image and environment of our containers, and
-//! sends the result as the body of `RegisterTaskDefinition`. Both go through the SDK (signing,
-//! retries, endpoints): an interceptor captures or replaces the body.
+//! sends the result as the body of `RegisterTaskDefinition`.
+//!
+//! This module is the pure part: a revision as JSON and [`next_revision`], the transform from one
+//! revision to the next. The I/O lives beside it: [`file`] reads task definitions kept in the
+//! repository, [`ecs`] describes and registers them through the SDK.
+
+mod ecs;
+mod file;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinitionField};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{Map, Value, json};
 
-use crate::aws::failed;
-use crate::error::Error;
+pub use ecs::{describe, register};
+pub use file::{from_file, parse_file, substitute};
 
 /// Fields `DescribeTaskDefinition` returns that `RegisterTaskDefinition` does not take.
 pub const READ_ONLY_FIELDS: &[&str] = &[
@@ -74,70 +69,19 @@ impl Described {
     }
 }
 
-/// A task definition kept in the repository: a `RegisterTaskDefinition` request as JSON (or a
-/// `DescribeTaskDefinition` response, `taskDefinition` and `tags`), with `${VAR}` replaced by the
-/// variable from berth's environment.
-pub fn from_file(path: &std::path::Path) -> Result<Described, Error> {
-    let text = fs_err::read_to_string(path).map_err(|error| Error::Mismatch {
-        problem: error.to_string(),
-        hint: "check `task_definitions` in berth.toml".to_owned(),
-    })?;
-    let text =
-        substitute(&text, |name| std::env::var(name).ok()).map_err(|name| Error::Mismatch {
-            problem: format!("`{}` uses `${{{name}}}`, which is not set", path.display()),
-            hint: format!("export `{name}` before running berth"),
-        })?;
-    let value: Value = serde_json::from_str(&text).map_err(|error| Error::Mismatch {
-        problem: format!("`{}` is not valid JSON: {error}", path.display()),
-        hint: "the file holds one task definition as JSON, as `aws ecs register-task-definition --cli-input-json` takes it".to_owned(),
-    })?;
-    let (definition, tags) = match value {
-        Value::Object(mut map) if map.contains_key("taskDefinition") => {
-            let tags = map.remove("tags");
-            match map.remove("taskDefinition") {
-                Some(Value::Object(definition)) => (definition, tags),
-                _ => (Map::new(), tags),
-            }
-        }
-        Value::Object(mut map) => {
-            let tags = map.remove("tags");
-            (map, tags)
-        }
-        _ => (Map::new(), None),
-    };
-    if definition.get("family").and_then(Value::as_str).is_none() {
-        return Err(Error::Mismatch {
-            problem: format!("`{}` has no `family`", path.display()),
-            hint: "a task definition needs `family` and `containerDefinitions`".to_owned(),
-        });
-    }
-    Ok(Described {
-        arn: path.display().to_string(),
-        definition,
-        tags: tags_of(tags.as_ref()),
-    })
-}
-
-/// Replaces each `${NAME}` by `lookup(NAME)`; the error is the first name without a value.
-pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
+#[cfg(test)]
+impl Described {
+    /// A revision from its task definition as JSON, without tags.
+    pub(crate) fn from_json(arn: &str, definition: Value) -> Self {
+        let Value::Object(definition) = definition else {
+            panic!("a task definition is a JSON object: {definition}")
         };
-        let name = &after[..end];
-        let value = lookup(name).ok_or_else(|| name.to_owned())?;
-        // JSON-escape the value: it lands inside a JSON string.
-        let escaped = serde_json::to_string(&value).unwrap_or_default();
-        out.push_str(&escaped[1..escaped.len() - 1]);
-        rest = &after[end + 1..];
+        Self {
+            arn: arn.to_owned(),
+            definition,
+            tags: BTreeMap::new(),
+        }
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
@@ -153,88 +97,6 @@ fn tags_of(tags: Option<&Value>) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// `DescribeTaskDefinition` with tags, as raw JSON.
-pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, Error> {
-    let captured = CaptureBody::default();
-    ecs.describe_task_definition()
-        .task_definition(task_definition)
-        .include(TaskDefinitionField::Tags)
-        .customize()
-        .interceptor(captured.clone())
-        .send()
-        .await
-        .map_err(|e| failed(format!("describing task definition `{task_definition}`"), e))?;
-    let body = captured.take().ok_or_else(|| Error::Mismatch {
-        problem: format!("no response body for task definition `{task_definition}`"),
-        hint: "retry; this is a bug if it persists".to_owned(),
-    })?;
-    let mut value: Value = serde_json::from_slice(&body).map_err(|error| Error::Mismatch {
-        problem: format!("task definition `{task_definition}` is not JSON: {error}"),
-        hint: "retry; this is a bug if it persists".to_owned(),
-    })?;
-    let definition = match value.get_mut("taskDefinition").map(Value::take) {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let tags = tags_of(value.get("tags"));
-    let arn = definition
-        .get("taskDefinitionArn")
-        .and_then(Value::as_str)
-        .unwrap_or(task_definition)
-        .to_owned();
-    Ok(Described {
-        arn,
-        definition,
-        tags,
-    })
-}
-
-/// Registers `input` (a `RegisterTaskDefinition` request as JSON) and returns the new revision,
-/// described from what was sent: no second call to read back what berth just wrote.
-pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<Described, Error> {
-    let family = input
-        .get("family")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let body = serde_json::to_vec(input).map_err(|error| Error::Mismatch {
-        problem: format!("cannot encode the task definition: {error}"),
-        hint: "this is a bug".to_owned(),
-    })?;
-    // The typed request only has to pass the SDK's own checks; the body replaces it.
-    let output = ecs
-        .register_task_definition()
-        .family(family)
-        .container_definitions(ContainerDefinition::builder().name("placeholder").build())
-        .customize()
-        .interceptor(ReplaceBody(body.into()))
-        // Not idempotent: a retry after a lost response would register a second revision. One
-        // attempt; a failed call fails the deploy, and its rerun finds a registered revision by
-        // its deploy-id tag.
-        .config_override(
-            aws_sdk_ecs::config::Builder::default()
-                .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
-        )
-        .send()
-        .await
-        .map_err(|e| failed(format!("registering a revision of `{family}`"), e))?;
-    let arn = output
-        .task_definition()
-        .and_then(|td| td.task_definition_arn())
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Mismatch {
-            problem: format!("ECS registered `{family}` but returned no ARN"),
-            hint: "retry; the deploy id finds the revision if it was registered".to_owned(),
-        })?;
-    let mut definition = input.clone();
-    let tags = tags_of(definition.remove("tags").as_ref());
-    definition.insert("taskDefinitionArn".into(), Value::String(arn.clone()));
-    Ok(Described {
-        arn,
-        definition,
-        tags,
-    })
 }
 
 /// What changes in the next revision.
@@ -351,58 +213,6 @@ fn drop_nulls(map: &mut Map<String, Value>) {
     }
 }
 
-/// Keeps a copy of the response body.
-#[derive(Debug, Clone, Default)]
-struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
-
-impl CaptureBody {
-    fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().ok()?.take()
-    }
-}
-
-impl Intercept for CaptureBody {
-    fn name(&self) -> &'static str {
-        "berth::CaptureBody"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let (Some(bytes), Ok(mut slot)) = (context.response().body().bytes(), self.0.lock()) {
-            *slot = Some(bytes.to_vec());
-        }
-        Ok(())
-    }
-}
-
-/// Sends its own bytes as the request body, on every attempt.
-#[derive(Debug)]
-struct ReplaceBody(bytes::Bytes);
-
-impl Intercept for ReplaceBody {
-    fn name(&self) -> &'static str {
-        "berth::ReplaceBody"
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request_mut();
-        *request.body_mut() = SdkBody::from(self.0.clone());
-        request
-            .headers_mut()
-            .insert("content-length", self.0.len().to_string());
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,27 +322,6 @@ mod tests {
     }
 
     #[test]
-    fn substitutes_variables_as_json_strings() {
-        let lookup = |name: &str| match name {
-            "ACCOUNT" => Some("123".to_owned()),
-            "QUOTE" => Some("a\"b".to_owned()),
-            _ => None,
-        };
-        assert_eq!(
-            substitute(
-                r#"{"arn": "arn:aws:iam::${ACCOUNT}:role/x", "q": "${QUOTE}"}"#,
-                lookup
-            ),
-            Ok(r#"{"arn": "arn:aws:iam::123:role/x", "q": "a\"b"}"#.to_owned())
-        );
-        assert_eq!(substitute("${MISSING}", lookup), Err("MISSING".to_owned()));
-        assert_eq!(
-            substitute("no vars $HOME", lookup),
-            Ok("no vars $HOME".to_owned())
-        );
-    }
-
-    #[test]
     fn finds_our_containers_by_repository() {
         let base = described();
         assert_eq!(
@@ -540,5 +329,178 @@ mod tests {
             ["app"]
         );
         assert!(containers_in_repository(&base, "1.dkr.ecr.us-east-1.amazonaws.com/ap").is_empty());
+    }
+
+    /// The `app` container after one change, from an `app` with `KEEP=1`, `GONE=x` and the
+    /// secret `TOKEN`: one row per rule of [`next_revision`].
+    #[test]
+    fn environment_and_secrets_follow_the_changes() {
+        type Row = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+            &'static [(&'static str, &'static str)],
+            Value,
+            Value,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "no change: the image alone",
+                &[],
+                &[],
+                &[],
+                json!([{"name": "KEEP", "value": "1"}, {"name": "GONE", "value": "x"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:old"}]),
+            ),
+            (
+                "a new variable is appended",
+                &[("NEW", "2")],
+                &[],
+                &[],
+                json!([{"name": "KEEP", "value": "1"}, {"name": "GONE", "value": "x"}, {"name": "NEW", "value": "2"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:old"}]),
+            ),
+            (
+                "a set variable replaces the old value in place",
+                &[("KEEP", "9")],
+                &[],
+                &[],
+                json!([{"name": "KEEP", "value": "9"}, {"name": "GONE", "value": "x"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:old"}]),
+            ),
+            (
+                "a plain variable replaces a secret of the same name",
+                &[("TOKEN", "plain")],
+                &[],
+                &[],
+                json!([{"name": "KEEP", "value": "1"}, {"name": "GONE", "value": "x"}, {"name": "TOKEN", "value": "plain"}]),
+                json!([]),
+            ),
+            (
+                "a removed variable is gone; an unknown one is no error",
+                &[],
+                &["GONE", "NEVER_SET"],
+                &[],
+                json!([{"name": "KEEP", "value": "1"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:old"}]),
+            ),
+            (
+                "a secret replaces a plain variable of the same name",
+                &[],
+                &[],
+                &[("GONE", "arn:gone")],
+                json!([{"name": "KEEP", "value": "1"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:old"}, {"name": "GONE", "valueFrom": "arn:gone"}]),
+            ),
+            (
+                "a secret's new source replaces the old one",
+                &[],
+                &[],
+                &[("TOKEN", "arn:new")],
+                json!([{"name": "KEEP", "value": "1"}, {"name": "GONE", "value": "x"}]),
+                json!([{"name": "TOKEN", "valueFrom": "arn:new"}]),
+            ),
+        ];
+        let base = described();
+        let containers = vec!["app".to_owned()];
+        for (case, set, remove, secrets, environment, secret_list) in rows {
+            let set: BTreeMap<String, String> = set
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let secrets: BTreeMap<String, String> = secrets
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let remove: Vec<String> = remove.iter().map(|k| (*k).to_owned()).collect();
+            let next = next_revision(
+                &base,
+                &Changes {
+                    containers: &containers,
+                    image: "app@sha256:abc",
+                    set_environment: &set,
+                    remove_environment: &remove,
+                    set_secrets: &secrets,
+                    tags: BTreeMap::new(),
+                },
+            );
+            let app = &next["containerDefinitions"][0];
+            assert_eq!(app["image"], "app@sha256:abc", "{case}");
+            assert_eq!(app["environment"], environment, "{case}: environment");
+            assert_eq!(app["secrets"], secret_list, "{case}: secrets");
+            assert_eq!(
+                next["containerDefinitions"][1], base.definition["containerDefinitions"][1],
+                "{case}: the sidecar is never touched"
+            );
+        }
+    }
+
+    /// Which containers take the image, by where their image is.
+    #[test]
+    fn our_containers_are_those_whose_image_is_in_the_repository() {
+        let repository = "1.dkr.ecr.us-east-1.amazonaws.com/app";
+        let rows = [
+            ("by tag", "1.dkr.ecr.us-east-1.amazonaws.com/app:old", true),
+            (
+                "by digest",
+                "1.dkr.ecr.us-east-1.amazonaws.com/app@sha256:abc",
+                true,
+            ),
+            ("untagged", "1.dkr.ecr.us-east-1.amazonaws.com/app", true),
+            (
+                "a longer name",
+                "1.dkr.ecr.us-east-1.amazonaws.com/app-worker:1",
+                false,
+            ),
+            (
+                "a nested name",
+                "1.dkr.ecr.us-east-1.amazonaws.com/app/x:1",
+                false,
+            ),
+            ("another registry", "public.ecr.aws/datadog/agent:7", false),
+        ];
+        for (case, image, ours) in rows {
+            let mut base = described();
+            base.definition["containerDefinitions"][0]["image"] = json!(image);
+            let found = containers_in_repository(&base, repository);
+            assert_eq!(found == ["app"], ours, "{case}: {found:?}");
+        }
+    }
+
+    #[test]
+    fn tags_keep_the_others_and_replace_berths_own() {
+        let rows: [(&str, BTreeMap<String, String>, Value); 3] = [
+            (
+                "berth's tags of the base are replaced",
+                BTreeMap::from([(DEPLOY_ID_TAG.to_owned(), "stg-2".to_owned())]),
+                json!([{"key": "berth:deploy-id", "value": "stg-2"}, {"key": "team", "value": "core"}]),
+            ),
+            (
+                "no new tags: berth's old ones are still dropped",
+                BTreeMap::new(),
+                json!([{"key": "team", "value": "core"}]),
+            ),
+            (
+                "a tag of the user's is overwritten only when set",
+                BTreeMap::from([("team".to_owned(), "platform".to_owned())]),
+                json!([{"key": "team", "value": "platform"}]),
+            ),
+        ];
+        let containers = vec!["app".to_owned()];
+        let empty = BTreeMap::new();
+        for (case, tags, want) in rows {
+            let next = next_revision(
+                &described(),
+                &Changes {
+                    containers: &containers,
+                    image: "app@sha256:abc",
+                    set_environment: &empty,
+                    remove_environment: &[],
+                    set_secrets: &empty,
+                    tags,
+                },
+            );
+            assert_eq!(next["tags"], want, "{case}");
+        }
     }
 }

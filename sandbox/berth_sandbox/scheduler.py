@@ -1,0 +1,242 @@
+"""The ECS service scheduler: deployments, rollouts and service events, run
+once per agent tick for each ECS backend.
+
+What it adds to moto's services:
+- `CreateService` and `UpdateService` starting a new PRIMARY deployment,
+  rollouts that complete, fail at the circuit-breaker threshold and roll back
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html);
+- a service's tasks started, scaled and replaced to match its `desiredCount`
+  and its PRIMARY deployment, through the agent;
+- service events worded as ECS words them
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+
+from moto.core.utils import utcnow
+from moto.ecs.models import Task
+
+from .agent import Agent
+
+SCHEDULER_STOP = "ServiceSchedulerInitiated"
+
+
+class Scheduler:
+    """Keeps each ACTIVE service's tasks in line with its deployments; the
+    agent runs the tasks. Every method runs under `agent.LOCK`: from the
+    agent's tick or from a request."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def new_deployment(self, service, task_definition: str) -> dict:
+        deployment_id = f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
+        stamp = utcnow()
+        return {
+            "id": deployment_id,
+            "status": "PRIMARY",
+            "taskDefinition": task_definition,
+            "desiredCount": service.desired_count,
+            "pendingCount": 0,
+            "runningCount": 0,
+            "failedTasks": 0,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "launchType": service.launch_type,
+            "capacityProviderStrategy": getattr(service, "capacity_provider_strategy", None),
+            "platformVersion": service.platform_version,
+            "platformFamily": "Linux",
+            "networkConfiguration": service.network_configuration or None,
+            "rolloutState": "IN_PROGRESS",
+            "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
+        }
+
+    def event(self, service, message: str) -> None:
+        # DescribeServices lists events newest first and keeps the last 100.
+        service.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": message})
+        del service.events[100:]
+
+    def service_created(self, service) -> None:
+        service.deployments = [self.new_deployment(service, service.task_definition)]
+        service.running_count = 0
+        service.pending_count = 0
+
+    def service_updated(self, service, new_revision: bool) -> None:
+        if new_revision or not service.deployments:
+            for deployment in service.deployments:
+                deployment["status"] = "ACTIVE"
+            service.deployments.insert(0, self.new_deployment(service, service.task_definition))
+        else:
+            service.deployments[0]["desiredCount"] = service.desired_count
+
+    def threshold(self, desired: int) -> int:
+        # "a minimum threshold of 3 and a maximum threshold of 200 ... 0.5 * desired task count"
+        # (API_ServiceDeploymentCircuitBreaker)
+        return min(200, max(3, math.ceil(0.5 * desired)))
+
+    def tasks_by_deployment(self, backend, service) -> dict[str, list[Task]]:
+        """The service's tasks, grouped by the deployment that started them."""
+        grouped: dict[str, list[Task]] = {}
+        for task in backend.tasks.get(service.cluster_name, {}).values():
+            if task.group == f"service:{service.name}":
+                grouped.setdefault(task.started_by, []).append(task)
+        return grouped
+
+    def start_service_tasks(self, backend, service, deployment: dict, count: int) -> list[Task]:
+        cluster = backend._get_cluster(service.cluster_name)
+        definition = backend.describe_task_definition(deployment["taskDefinition"])
+        started = [
+            self.agent.launch(
+                backend,
+                cluster,
+                definition,
+                group=f"service:{service.name}",
+                launch_type=service.launch_type or "",
+                overrides={},
+                started_by=deployment["id"],
+                tags=service.tags if service.propagate_tags == "SERVICE" else [],
+                networking_configuration=service.network_configuration or None,
+                platform_version=service.platform_version,
+            )
+            for _ in range(count)
+        ]
+        ids = " ".join(f"(task {t.id})" for t in started)
+        self.event(service, f"(service {service.name}) has started {len(started)} tasks: {ids}.")
+        return started
+
+    def stop_service_tasks(self, service, tasks: list[Task], reason: str) -> None:
+        if not tasks:
+            return
+        for task in tasks:
+            self.agent.request_stop(task, SCHEDULER_STOP, reason)
+        ids = " ".join(f"(task {t.id})" for t in tasks)
+        self.event(service, f"(service {service.name}) has stopped {len(tasks)} running tasks: {ids}.")
+
+    def schedule_services(self, backend) -> None:
+        services = list(backend.services.values())
+        active = {s.name for s in services if s.status == "ACTIVE"}
+        for tasks in backend.tasks.values():
+            for task in tasks.values():
+                if (
+                    task.group.startswith("service:")
+                    and task.group[len("service:") :] not in active
+                    and task.desired_status == "RUNNING"
+                ):
+                    self.agent.request_stop(task, SCHEDULER_STOP, "Service deleted")
+        for service in services:
+            if service.status == "ACTIVE" and service.deployments:
+                self.schedule_service(backend, service)
+
+    def schedule_service(self, backend, service) -> None:
+        by_deployment = self.tasks_by_deployment(backend, service)
+        primary = service.deployments[0]
+        mine = by_deployment.get(primary["id"], [])
+        seen = primary.setdefault("_seen_stopped", set())
+        for task in mine:
+            if task.last_status == "STOPPED" and task.task_arn not in seen:
+                seen.add(task.task_arn)
+                if task.stop_code != SCHEDULER_STOP and primary["rolloutState"] == "IN_PROGRESS":
+                    primary["failedTasks"] += 1
+                    primary["updatedAt"] = utcnow()
+        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
+        if (
+            primary["rolloutState"] == "IN_PROGRESS"
+            and breaker.get("enable")
+            and primary["failedTasks"] >= self.threshold(service.desired_count)
+        ):
+            self.fail_deployment(service, primary, mine, rollback=bool(breaker.get("rollback")))
+            primary = service.deployments[0]
+            mine = by_deployment.get(primary["id"], [])
+
+        live = [t for t in mine if t.desired_status == "RUNNING"]
+        if primary["rolloutState"] != "FAILED":
+            missing = service.desired_count - len(live)
+            if missing > 0:
+                live += self.start_service_tasks(backend, service, primary, missing)
+            elif missing < 0:
+                extra = sorted(live, key=lambda t: t.created_at)[missing:]
+                self.stop_service_tasks(service, extra, "Scaling activity initiated by (service)")
+                live = [t for t in live if t not in extra]
+            healthy = [t for t in live if self.agent.healthy(t)]
+            if (
+                primary["rolloutState"] == "IN_PROGRESS"
+                and len(live) == service.desired_count
+                and len(healthy) == service.desired_count
+            ):
+                primary["rolloutState"] = "COMPLETED"
+                primary["rolloutStateReason"] = f"ECS deployment {primary['id']} completed."
+                primary["updatedAt"] = utcnow()
+                self.event(service, f"(service {service.name}) (deployment {primary['id']}) deployment completed.")
+                self.event(service, f"(service {service.name}) has reached a steady state.")
+
+        if primary["rolloutState"] == "COMPLETED":
+            current = {d["id"] for d in service.deployments}
+            for deployment in service.deployments[1:]:
+                old = by_deployment.get(deployment["id"], [])
+                self.stop_service_tasks(
+                    service,
+                    [t for t in old if t.desired_status == "RUNNING"],
+                    f"Scaling activity initiated by (deployment {primary['id']})",
+                )
+            strays = [
+                t
+                for deployment_id, tasks in by_deployment.items()
+                if deployment_id not in current
+                for t in tasks
+                if t.desired_status == "RUNNING"
+            ]
+            self.stop_service_tasks(service, strays, f"Scaling activity initiated by (deployment {primary['id']})")
+            service.deployments[1:] = [
+                d
+                for d in service.deployments[1:]
+                if any(t.last_status != "STOPPED" for t in by_deployment.get(d["id"], []))
+            ]
+
+        # Tasks started this tick count too: group once more, then count.
+        by_deployment = self.tasks_by_deployment(backend, service)
+        running = pending = 0
+        for deployment in service.deployments:
+            dtasks = by_deployment.get(deployment["id"], [])
+            deployment["runningCount"] = sum(
+                1 for t in dtasks if t.last_status == "RUNNING" and t.desired_status == "RUNNING"
+            )
+            deployment["pendingCount"] = sum(
+                1 for t in dtasks if t.last_status in ("PROVISIONING", "PENDING", "ACTIVATING")
+            )
+            if deployment is service.deployments[0]:
+                deployment["desiredCount"] = service.desired_count
+            running += deployment["runningCount"]
+            pending += deployment["pendingCount"]
+        service.running_count = running
+        service.pending_count = pending
+
+    def fail_deployment(self, service, primary: dict, tasks: list[Task], rollback: bool) -> None:
+        primary["rolloutState"] = "FAILED"
+        primary["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+        primary["updatedAt"] = utcnow()
+        self.event(
+            service,
+            f"(service {service.name}) (deployment {primary['id']}) deployment failed: tasks failed to start.",
+        )
+        self.stop_service_tasks(
+            service,
+            [t for t in tasks if t.desired_status == "RUNNING"],
+            f"Deployment {primary['id']} failed",
+        )
+        if not rollback:
+            return
+        previous = next(
+            (d for d in service.deployments[1:] if d["rolloutState"] == "COMPLETED"),
+            service.deployments[1] if len(service.deployments) > 1 else None,
+        )
+        if previous is None:
+            return
+        target = self.new_deployment(service, previous["taskDefinition"])
+        primary["status"] = "ACTIVE"
+        service.deployments.insert(0, target)
+        service.task_definition = previous["taskDefinition"]
+        self.event(service, f"(service {service.name}) rolling back to deployment {target['id']}.")

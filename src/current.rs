@@ -1,0 +1,60 @@
+//! What a deploy starts from, read from AWS before anything changes: the repository, the services
+//! and the task family of each, and the family the migration runs in. Every step that plans from
+//! it takes it from here.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::Client as Ecs;
+use aws_sdk_ecs::types::Service;
+
+use crate::arn;
+use crate::ecr::{self, Repository};
+use crate::error::Error;
+use crate::services;
+use crate::settings::Settings;
+use crate::taskdef::Described;
+
+/// The AWS state a deploy starts from, read before anything changes.
+pub struct Current {
+    pub repository: Repository,
+    pub services: BTreeMap<String, Service>,
+    /// Family of each service, in `settings.services` order.
+    pub families: Vec<(String, String)>,
+    /// Family of the migration task.
+    pub migration_family: String,
+}
+
+/// Reads what the deploy builds on, and checks the settings against it; changes nothing.
+pub async fn read(
+    ecs: &Ecs,
+    ecr_client: &aws_sdk_ecr::Client,
+    settings: &Settings,
+    files: &BTreeMap<String, Described>,
+) -> Result<Current, Error> {
+    let repository = ecr::repository(ecr_client, settings).await?;
+    let services = services::describe(ecs, &settings.cluster, &settings.services).await?;
+    let families: Vec<(String, String)> = settings
+        .services
+        .iter()
+        .map(|name| {
+            let family = match files.get(name) {
+                Some(file) => file.family().to_owned(),
+                None => {
+                    arn::family(services[name].task_definition().unwrap_or_default()).to_owned()
+                }
+            };
+            (name.clone(), family)
+        })
+        .collect();
+    let migration_family = settings
+        .migration
+        .family
+        .clone()
+        .unwrap_or_else(|| families[0].1.clone());
+    Ok(Current {
+        repository,
+        services,
+        families,
+        migration_family,
+    })
+}

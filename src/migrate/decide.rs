@@ -1,0 +1,463 @@
+//! What an earlier run of this deploy left, and what to do about it. A pure function of the
+//! migration's claim on the revision, the tasks ECS still knows and `--retry-migration`; the
+//! migrate step reads those from AWS and acts on the [`Decision`].
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::types::Task;
+use serde_json::Value;
+
+use crate::arn;
+use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
+
+/// What to do about a migration of this deploy that failed.
+pub const RETRY_HINT: &str = "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own";
+
+/// Exit code of each container of a task; `None` when it has none.
+pub type ExitCodes = BTreeMap<String, Option<i32>>;
+
+/// The migration's record on the revision: written before `RunTask` (`started`), then the task
+/// and how it ended. It outlives ECS's short memory of stopped tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub task: Option<&'a str>,
+    pub result: Option<&'a str>,
+}
+
+impl<'a> Claim<'a> {
+    pub fn of(revision: &'a Described) -> Self {
+        Self {
+            task: revision.tags.get(MIGRATION_TASK_TAG).map(String::as_str),
+            result: revision.tags.get(MIGRATION_RESULT_TAG).map(String::as_str),
+        }
+    }
+
+    /// The revision says the migration succeeded: nothing in ECS needs to be read.
+    pub fn succeeded(&self) -> bool {
+        self.result == Some("succeeded")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// This deploy's migration succeeded. `record`: the revision does not say so yet.
+    Succeeded {
+        task_arn: String,
+        exit_codes: ExitCodes,
+        record: bool,
+    },
+    /// This deploy's migration task is still going: follow it.
+    Attach { task_arn: String, status: String },
+    /// Start a task. `attempt` counts the tasks this deploy started before; `replaces` is the
+    /// failed task that `--retry-migration` runs again.
+    Start {
+        attempt: usize,
+        replaces: Option<String>,
+    },
+    /// Start nothing: the migration failed, or may have run, and only a person can say whether
+    /// to run it again.
+    Refuse { summary: String, hint: String },
+}
+
+/// Decides from the claim on the revision and the tasks started by this deploy that ECS still
+/// knows (described, any order).
+pub fn decide(revision: &Described, claim: Claim<'_>, tasks: &[Task], retry: bool) -> Decision {
+    if claim.succeeded() {
+        return Decision::Succeeded {
+            task_arn: claim.task.unwrap_or_default().to_owned(),
+            exit_codes: ExitCodes::new(),
+            record: false,
+        };
+    }
+    let Some(latest) = tasks
+        .iter()
+        .max_by_key(|t| t.created_at().map(|d| d.secs()))
+    else {
+        return forgotten(claim, retry);
+    };
+    let task_arn = latest.task_arn().unwrap_or_default().to_owned();
+    if latest.last_status() != Some("STOPPED") {
+        return Decision::Attach {
+            status: latest.last_status().unwrap_or("starting").to_owned(),
+            task_arn,
+        };
+    }
+    match verdict(revision, latest) {
+        Ok(exit_codes) => Decision::Succeeded {
+            task_arn,
+            exit_codes,
+            record: true,
+        },
+        Err(_) if retry => Decision::Start {
+            attempt: tasks.len(),
+            replaces: Some(task_arn),
+        },
+        Err(summary) => Decision::Refuse {
+            summary: format!(
+                "this deploy's migration task `{}` {summary}",
+                arn::short(&task_arn)
+            ),
+            hint: RETRY_HINT.to_owned(),
+        },
+    }
+}
+
+/// No task of this deploy in ECS: none was started, or ECS has forgotten it.
+fn forgotten(claim: Claim<'_>, retry: bool) -> Decision {
+    let start = Decision::Start {
+        attempt: 0,
+        replaces: None,
+    };
+    if retry {
+        return start;
+    }
+    match (claim.task, claim.result) {
+        (Some(task), Some("failed")) => Decision::Refuse {
+            summary: format!(
+                "this deploy's migration task `{}` failed",
+                arn::short(task)
+            ),
+            hint: RETRY_HINT.to_owned(),
+        },
+        // Claimed (tag written before RunTask) or started, and no task to be found: it may have
+        // run.
+        (Some(task), _) => Decision::Refuse {
+            summary: format!(
+                "this deploy's migration task `{}` may have run, but ECS no longer knows how it ended",
+                arn::short(task)
+            ),
+            hint: MAY_HAVE_RUN_HINT.to_owned(),
+        },
+        (None, Some("started")) => Decision::Refuse {
+            summary: "this deploy's migration may have run (it was being started when an earlier run ended), but ECS knows no task of it".to_owned(),
+            hint: MAY_HAVE_RUN_HINT.to_owned(),
+        },
+        _ => start,
+    }
+}
+
+const MAY_HAVE_RUN_HINT: &str = "check the task's logs or the database's migration state; pass `--retry-migration` to run the migration again";
+
+/// Exit codes when every essential container exited 0; otherwise what went wrong.
+pub fn verdict(revision: &Described, task: &Task) -> Result<ExitCodes, String> {
+    let exit_codes: ExitCodes = task
+        .containers()
+        .iter()
+        .map(|c| (c.name().unwrap_or("?").to_owned(), c.exit_code()))
+        .collect();
+    let stop_code = task.stop_code().map_or("none", |c| c.as_str());
+    let reason = task.stopped_reason().unwrap_or("no reason given");
+    if stop_code == "TaskFailedToStart" {
+        return Err(format!("did not start (`TaskFailedToStart`): {reason}"));
+    }
+    let essential = |name: &str| {
+        revision
+            .container(name)
+            .and_then(|c| c.get("essential"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    };
+    let failed: Vec<String> = exit_codes
+        .iter()
+        .filter(|(name, code)| essential(name) && **code != Some(0))
+        .map(|(name, code)| match code {
+            Some(code) => format!("`{name}` exited {code}"),
+            None => format!("`{name}` has no exit code"),
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(exit_codes);
+    }
+    let all: Vec<String> = exit_codes
+        .iter()
+        .map(|(name, code)| match code {
+            Some(code) => format!("{name}={code}"),
+            None => format!("{name}=none"),
+        })
+        .collect();
+    Err(format!(
+        "failed: {} (exit codes {}; stopCode `{stop_code}`; stoppedReason: {reason})",
+        failed.join(", "),
+        all.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{Container, Task, TaskStopCode};
+    use aws_smithy_types::DateTime;
+    use serde_json::json;
+
+    use super::{Claim, Decision, decide, verdict};
+    use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
+
+    fn revision() -> Described {
+        Described::from_json(
+            "arn:aws:ecs:us-east-1:1:task-definition/web:8",
+            json!({
+                "family": "web",
+                "containerDefinitions": [
+                    {"name": "app", "essential": true},
+                    {"name": "datadog-agent", "essential": false}
+                ]
+            }),
+        )
+    }
+
+    fn task(stop_code: TaskStopCode, codes: &[(&str, Option<i32>)]) -> Task {
+        Task::builder()
+            .stop_code(stop_code)
+            .stopped_reason("Essential container in task exited")
+            .set_containers(Some(
+                codes
+                    .iter()
+                    .map(|(name, code)| {
+                        Container::builder()
+                            .name(*name)
+                            .set_exit_code(*code)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .build()
+    }
+
+    #[test]
+    fn success_needs_every_essential_container_to_exit_0() {
+        let ok = task(
+            TaskStopCode::EssentialContainerExited,
+            &[("app", Some(0)), ("datadog-agent", Some(137))],
+        );
+        assert_eq!(
+            verdict(&revision(), &ok).map(|codes| codes["app"]),
+            Ok(Some(0)),
+            "a non-essential sidecar killed at the end does not fail the migration"
+        );
+        let failed = task(
+            TaskStopCode::EssentialContainerExited,
+            &[("app", Some(1)), ("datadog-agent", Some(0))],
+        );
+        let summary = verdict(&revision(), &failed).unwrap_err();
+        assert!(summary.contains("`app` exited 1"), "{summary}");
+        assert!(summary.contains("EssentialContainerExited"), "{summary}");
+        let no_code = task(TaskStopCode::EssentialContainerExited, &[("app", None)]);
+        assert!(
+            verdict(&revision(), &no_code)
+                .unwrap_err()
+                .contains("no exit code")
+        );
+    }
+
+    #[test]
+    fn a_task_that_failed_to_start_says_so() {
+        let mut failed = task(TaskStopCode::TaskFailedToStart, &[("app", None)]);
+        failed.stopped_reason = Some("CannotPullContainerError: pull access denied".into());
+        let summary = verdict(&revision(), &failed).unwrap_err();
+        assert!(
+            summary.starts_with("did not start (`TaskFailedToStart`)"),
+            "{summary}"
+        );
+        assert!(summary.contains("CannotPullContainerError"), "{summary}");
+    }
+
+    const TASK_1: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/1111";
+    const TASK_2: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/2222";
+
+    /// A task of this deploy as `DescribeTasks` shows it: created at `created`, in `status`, and
+    /// (once stopped) with `app`'s exit code.
+    fn found(arn: &str, created: i64, status: &str, app: Option<i32>) -> Task {
+        let mut task = task(TaskStopCode::EssentialContainerExited, &[("app", app)]);
+        task.task_arn = Some(arn.to_owned());
+        task.created_at = Some(DateTime::from_secs(created));
+        task.last_status = Some(status.to_owned());
+        task
+    }
+
+    /// What a row expects; summaries are matched by a part of their text.
+    #[derive(Debug)]
+    enum Want {
+        Succeeded { task: &'static str, record: bool },
+        Attach(&'static str),
+        Start(usize, Option<&'static str>),
+        Refuse(&'static str),
+    }
+
+    fn fits(decision: &Decision, want: &Want) -> bool {
+        match (decision, want) {
+            (
+                Decision::Succeeded {
+                    task_arn, record, ..
+                },
+                Want::Succeeded { task, record: want },
+            ) => task_arn == task && record == want,
+            (Decision::Attach { task_arn, .. }, Want::Attach(task)) => task_arn == task,
+            (Decision::Start { attempt, replaces }, Want::Start(want, replaced)) => {
+                attempt == want && replaces.as_deref() == *replaced
+            }
+            (Decision::Refuse { summary, hint }, Want::Refuse(part)) => {
+                summary.contains(part) && hint.contains("--retry-migration")
+            }
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn what_an_earlier_run_left_decides_what_this_one_does() {
+        let running = found(TASK_1, 10, "RUNNING", None);
+        let ok = found(TASK_1, 10, "STOPPED", Some(0));
+        let failed = found(TASK_1, 10, "STOPPED", Some(1));
+        let failed_again = found(TASK_2, 20, "STOPPED", Some(1));
+        let retried = found(TASK_2, 20, "PENDING", None);
+        /// Case, tags on the revision, tasks ECS knows, `--retry-migration`, expected.
+        type Row = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            Vec<Task>,
+            bool,
+            Want,
+        );
+        let rows: Vec<Row> = vec![
+            ("a first run", &[], vec![], false, Want::Start(0, None)),
+            (
+                "success recorded on the revision: done, tasks unread",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "succeeded"),
+                ],
+                vec![failed.clone()],
+                false,
+                Want::Succeeded {
+                    task: TASK_1,
+                    record: false,
+                },
+            ),
+            (
+                "a task still running: attach",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "started"),
+                ],
+                vec![running.clone()],
+                false,
+                Want::Attach(TASK_1),
+            ),
+            (
+                "a task that exited 0 while no run watched: done, and recorded",
+                &[(MIGRATION_RESULT_TAG, "started")],
+                vec![ok.clone()],
+                false,
+                Want::Succeeded {
+                    task: TASK_1,
+                    record: true,
+                },
+            ),
+            (
+                "a failed task: refused",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "failed"),
+                ],
+                vec![failed.clone()],
+                false,
+                Want::Refuse("`1111` failed: `app` exited 1"),
+            ),
+            (
+                "a failed task with --retry-migration: the next attempt",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "failed"),
+                ],
+                vec![failed.clone()],
+                true,
+                Want::Start(1, Some(TASK_1)),
+            ),
+            (
+                "the newest of two tasks decides",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_2),
+                    (MIGRATION_RESULT_TAG, "started"),
+                ],
+                vec![retried.clone(), failed.clone()],
+                false,
+                Want::Attach(TASK_2),
+            ),
+            (
+                "two failed attempts with --retry-migration: the third",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_2),
+                    (MIGRATION_RESULT_TAG, "failed"),
+                ],
+                vec![failed.clone(), failed_again.clone()],
+                true,
+                Want::Start(2, Some(TASK_2)),
+            ),
+            (
+                "a failed task ECS forgot: refused from the record",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "failed"),
+                ],
+                vec![],
+                false,
+                Want::Refuse("`1111` failed"),
+            ),
+            (
+                "a started task ECS forgot: it may have run",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "started"),
+                ],
+                vec![],
+                false,
+                Want::Refuse("`1111` may have run"),
+            ),
+            (
+                "a claim with no task: it may have run",
+                &[(MIGRATION_RESULT_TAG, "started")],
+                vec![],
+                false,
+                Want::Refuse("it was being started when an earlier run ended"),
+            ),
+            (
+                "a claim with no task, with --retry-migration: start again",
+                &[(MIGRATION_RESULT_TAG, "started")],
+                vec![],
+                true,
+                Want::Start(0, None),
+            ),
+            (
+                "a forgotten failure with --retry-migration: start again",
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "failed"),
+                ],
+                vec![],
+                true,
+                Want::Start(0, None),
+            ),
+            (
+                "a task that never started: refused with ECS's reason",
+                &[(MIGRATION_RESULT_TAG, "started")],
+                vec![{
+                    let mut task = found(TASK_1, 10, "STOPPED", None);
+                    task.stop_code = Some(TaskStopCode::TaskFailedToStart);
+                    task
+                }],
+                false,
+                Want::Refuse("did not start (`TaskFailedToStart`)"),
+            ),
+        ];
+        for (case, tags, tasks, retry, want) in rows {
+            let mut revision = revision();
+            revision.tags = tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let decision = decide(&revision, Claim::of(&revision), &tasks, retry);
+            assert!(
+                fits(&decision, &want),
+                "{case}: got {decision:?}, want {want:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Migrate: one `RunTask` of the new revision with the migration command, its CloudWatch logs
+//! streamed live, judged by every essential container's real exit code.
+//!
+//! A migration never runs twice for one deploy: the task is started by the deploy id, and its
+//! outcome is written as tags on the revision, which outlive ECS's short memory of stopped tasks.
+//! On timeout or interrupt the task is left running; a rerun attaches to it.
+
+mod decide;
+
+use std::time::Duration;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{
+    ContainerOverride, DesiredStatus, PropagateTags, Service, Tag, Task, TaskOverride,
+};
+use serde::Serialize;
+
+use crate::arn;
+use crate::aws::failed;
+use crate::error::Error;
+use crate::logs::{LogStream, Tail};
+use crate::report::{Reporter, Watch};
+use crate::settings::Settings;
+use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
+use crate::text::short_duration;
+pub use decide::ExitCodes;
+use decide::{Claim, Decision, decide, verdict};
+
+/// Log lines kept for the tail shown when the migration fails.
+const TAIL: usize = 20;
+
+/// How the migration ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Migrated {
+    pub task_arn: String,
+    pub exit_codes: ExitCodes,
+    /// Done by an earlier run of this deploy.
+    pub already: bool,
+}
+
+/// Everything the migration task needs, decided before it starts.
+pub struct Plan<'a> {
+    pub revision: &'a Described,
+    /// The web service: network configuration, launch type or capacity providers, platform.
+    pub web: &'a Service,
+    pub deploy_id: &'a str,
+    pub retry: bool,
+}
+
+pub async fn run(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Migrated, Error> {
+    check_container(plan.revision, &settings.migration.container)?;
+    let claim = Claim::of(plan.revision);
+    let tasks = if claim.succeeded() {
+        Vec::new()
+    } else {
+        this_deploys_tasks(ecs, settings, plan.deploy_id).await?
+    };
+    let task = match decide(plan.revision, claim, &tasks, plan.retry) {
+        Decision::Succeeded {
+            task_arn,
+            exit_codes,
+            record: needed,
+        } => {
+            if needed {
+                record(ecs, plan, &task_arn, true).await?;
+            }
+            return Ok(Migrated {
+                task_arn,
+                exit_codes,
+                already: true,
+            });
+        }
+        Decision::Attach { task_arn, status } => {
+            reporter.info(&format!(
+                "this deploy's migration task `{}` is {status}: attaching",
+                arn::short(&task_arn)
+            ));
+            task_arn
+        }
+        Decision::Start { attempt, replaces } => {
+            if let Some(failed) = replaces {
+                reporter.info(&format!(
+                    "this deploy's migration task `{}` failed; running it again (`--retry-migration`)",
+                    arn::short(&failed)
+                ));
+            }
+            start(ecs, settings, plan, attempt, reporter).await?
+        }
+        Decision::Refuse { summary, hint } => {
+            return Err(Error::MigrationFailed {
+                summary,
+                hint: Some(hint),
+            });
+        }
+    };
+    follow(ecs, logs, settings, plan, &task, reporter).await
+}
+
+/// The migration runs in `container` of `revision`; checked before anything changes.
+pub fn check_container(revision: &Described, container: &str) -> Result<(), Error> {
+    match revision.container(container) {
+        Some(_) => Ok(()),
+        None => Err(Error::Mismatch {
+            problem: format!(
+                "task definition `{}` has no container `{container}` to run the migration in",
+                arn::short(&revision.arn)
+            ),
+            hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
+        }),
+    }
+}
+
+/// The tasks started by this deploy that ECS still knows, running or stopped, described.
+async fn this_deploys_tasks(
+    ecs: &Client,
+    settings: &Settings,
+    deploy_id: &str,
+) -> Result<Vec<Task>, Error> {
+    let mut tasks = Vec::new();
+    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+        let listed = ecs
+            .list_tasks()
+            .cluster(&settings.cluster)
+            .started_by(deploy_id)
+            .desired_status(status)
+            .send()
+            .await
+            .map_err(|e| failed("looking for this deploy's migration task", e))?;
+        tasks.extend(listed.task_arns().iter().cloned());
+    }
+    if tasks.is_empty() {
+        return Ok(Vec::new());
+    }
+    describe_tasks(ecs, settings, &tasks).await
+}
+
+async fn start(
+    ecs: &Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    attempt: usize,
+    reporter: &dyn Reporter,
+) -> Result<String, Error> {
+    // The claim comes first: whatever happens between here and the task's ARN being recorded,
+    // a rerun knows a migration may have started.
+    ecs.tag_resource()
+        .resource_arn(&plan.revision.arn)
+        .tags(
+            Tag::builder()
+                .key(MIGRATION_RESULT_TAG)
+                .value("started")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed("recording the migration's start on the revision", e))?;
+    let web = plan.web;
+    let mut request = ecs
+        .run_task()
+        // Idempotent across the SDK's own retries of this call (a lost response must not start a
+        // second task); a `--retry-migration` run is a new attempt with a new token.
+        .client_token(format!("{}-{attempt}", plan.deploy_id))
+        .cluster(&settings.cluster)
+        .task_definition(&plan.revision.arn)
+        .count(1)
+        .started_by(plan.deploy_id)
+        .propagate_tags(PropagateTags::TaskDefinition)
+        .tags(
+            Tag::builder()
+                .key(taskdef::DEPLOY_ID_TAG)
+                .value(plan.deploy_id)
+                .build(),
+        )
+        .overrides(
+            TaskOverride::builder()
+                .container_overrides(
+                    ContainerOverride::builder()
+                        .name(&settings.migration.container)
+                        .set_command(Some(settings.migration.command.clone()))
+                        .build(),
+                )
+                .build(),
+        )
+        .set_network_configuration(web.network_configuration().cloned())
+        .set_platform_version(web.platform_version().map(str::to_owned));
+    if !web.capacity_provider_strategy().is_empty() {
+        request =
+            request.set_capacity_provider_strategy(Some(web.capacity_provider_strategy().to_vec()));
+    } else if let Some(launch_type) = web.launch_type() {
+        request = request.launch_type(launch_type.clone());
+    }
+    let output = request.send().await.map_err(|e| {
+        match failed("starting the migration task", e) {
+            // ECS refused the request itself (bad network settings, unknown family): the
+            // migration did not start.
+            Error::Aws {
+                action,
+                environment: false,
+                source,
+            } => Error::MigrationFailed {
+                summary: format!("{action} failed: {source}"),
+                hint: Some(
+                    "the web service's network settings and launch type are used for the migration task"
+                        .to_owned(),
+                ),
+            },
+            other => other,
+        }
+    })?;
+    if let Some(failure) = output.failures().first() {
+        return Err(Error::MigrationFailed {
+            summary: format!(
+                "ECS would not start the migration task: {} {}",
+                failure.reason().unwrap_or("no reason"),
+                failure.detail().unwrap_or_default()
+            ),
+            hint: Some(
+                "check the cluster's capacity and the web service's network settings".to_owned(),
+            ),
+        });
+    }
+    let arn = output
+        .tasks()
+        .first()
+        .and_then(|t| t.task_arn())
+        .unwrap_or_default()
+        .to_owned();
+    ecs.tag_resource()
+        .resource_arn(&plan.revision.arn)
+        .tags(Tag::builder().key(MIGRATION_TASK_TAG).value(&arn).build())
+        .send()
+        .await
+        .map_err(|e| failed("recording the migration task on the revision", e))?;
+    reporter.info(&format!(
+        "migration task `{}` started: `{}`",
+        arn::short(&arn),
+        settings.migration.command.join(" ")
+    ));
+    Ok(arn)
+}
+
+/// Streams the task's log lines until it stops, then judges it.
+async fn follow(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    task_arn: &str,
+    reporter: &dyn Reporter,
+) -> Result<Migrated, Error> {
+    let container = &settings.migration.container;
+    let mut stream = LogStream::new("migrate", plan.revision, container, task_arn);
+    let mut tail = Tail::new(TAIL);
+    let watch = Watch::new(settings.timeouts.heartbeat);
+    let task = loop {
+        let task = describe_tasks(ecs, settings, &[task_arn.to_owned()])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::MigrationFailed {
+                summary: format!("migration task `{}` is gone", arn::short(task_arn)),
+                hint: None,
+            })?;
+        stream.read(logs, &mut tail, reporter).await?;
+        if task.last_status() == Some("STOPPED") {
+            // Lines can reach CloudWatch after the task stopped: read until they stop coming.
+            for _ in 0..3 {
+                if !stream.read(logs, &mut tail, reporter).await? {
+                    break;
+                }
+            }
+            break task;
+        }
+        if watch.elapsed() >= settings.timeouts.migration {
+            return Err(Error::MigrationFailed {
+                summary: format!(
+                    "migration task `{}` is still {} after {}; it was left running",
+                    arn::short(task_arn),
+                    task.last_status().unwrap_or("running"),
+                    short_duration(settings.timeouts.migration)
+                ),
+                hint: Some(
+                    "rerun the same command to attach to it again, or raise `timeouts.migration`"
+                        .to_owned(),
+                ),
+            });
+        }
+        watch.beat(
+            reporter,
+            &format!(
+                "migration task `{}`: {}",
+                arn::short(task_arn),
+                task.last_status().unwrap_or("PROVISIONING")
+            ),
+        );
+        tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(30))).await;
+    };
+    match verdict(plan.revision, &task) {
+        Ok(exit_codes) => {
+            record(ecs, plan, task_arn, true).await?;
+            Ok(Migrated {
+                task_arn: task_arn.to_owned(),
+                exit_codes,
+                already: false,
+            })
+        }
+        Err(summary) => {
+            record(ecs, plan, task_arn, false).await?;
+            if !tail.is_empty() {
+                reporter.info("last log lines:");
+                for line in tail.lines() {
+                    reporter.output("migrate", line);
+                }
+            }
+            Err(Error::MigrationFailed {
+                summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
+                hint: Some(
+                    "the log lines above say why; fix it and rerun with `--retry-migration`"
+                        .to_owned(),
+                ),
+            })
+        }
+    }
+}
+
+/// Writes the outcome on the revision, where a later rerun finds it.
+async fn record(
+    ecs: &Client,
+    plan: &Plan<'_>,
+    task_arn: &str,
+    succeeded: bool,
+) -> Result<(), Error> {
+    ecs.tag_resource()
+        .resource_arn(&plan.revision.arn)
+        .tags(
+            Tag::builder()
+                .key(MIGRATION_TASK_TAG)
+                .value(task_arn)
+                .build(),
+        )
+        .tags(
+            Tag::builder()
+                .key(MIGRATION_RESULT_TAG)
+                .value(if succeeded { "succeeded" } else { "failed" })
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed("recording the migration's result on the revision", e))?;
+    Ok(())
+}
+
+async fn describe_tasks(
+    ecs: &Client,
+    settings: &Settings,
+    arns: &[String],
+) -> Result<Vec<Task>, Error> {
+    let output = ecs
+        .describe_tasks()
+        .cluster(&settings.cluster)
+        .set_tasks(Some(arns.to_vec()))
+        .send()
+        .await
+        .map_err(|e| failed("describing the migration task", e))?;
+    Ok(output.tasks().to_vec())
+}

@@ -1,0 +1,155 @@
+//! `DescribeTaskDefinition` and `RegisterTaskDefinition` with raw JSON bodies. Both go through
+//! the SDK (signing, retries, endpoints): an interceptor captures the response body or replaces
+//! the request body.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinitionField};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use serde_json::{Map, Value};
+
+use super::{Described, tags_of};
+use crate::aws::failed;
+use crate::error::Error;
+
+/// `DescribeTaskDefinition` with tags, as raw JSON.
+pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, Error> {
+    let captured = CaptureBody::default();
+    ecs.describe_task_definition()
+        .task_definition(task_definition)
+        .include(TaskDefinitionField::Tags)
+        .customize()
+        .interceptor(captured.clone())
+        .send()
+        .await
+        .map_err(|e| failed(format!("describing task definition `{task_definition}`"), e))?;
+    let body = captured.take().ok_or_else(|| Error::Mismatch {
+        problem: format!("no response body for task definition `{task_definition}`"),
+        hint: "retry; this is a bug if it persists".to_owned(),
+    })?;
+    let mut value: Value = serde_json::from_slice(&body).map_err(|error| Error::Mismatch {
+        problem: format!("task definition `{task_definition}` is not JSON: {error}"),
+        hint: "retry; this is a bug if it persists".to_owned(),
+    })?;
+    let definition = match value.get_mut("taskDefinition").map(Value::take) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let tags = tags_of(value.get("tags"));
+    let arn = definition
+        .get("taskDefinitionArn")
+        .and_then(Value::as_str)
+        .unwrap_or(task_definition)
+        .to_owned();
+    Ok(Described {
+        arn,
+        definition,
+        tags,
+    })
+}
+
+/// Registers `input` (a `RegisterTaskDefinition` request as JSON) and returns the new revision,
+/// described from what was sent: no second call to read back what berth just wrote.
+pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<Described, Error> {
+    let family = input
+        .get("family")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let body = serde_json::to_vec(input).map_err(|error| Error::Mismatch {
+        problem: format!("cannot encode the task definition: {error}"),
+        hint: "this is a bug".to_owned(),
+    })?;
+    // The typed request only has to pass the SDK's own checks; the body replaces it.
+    let output = ecs
+        .register_task_definition()
+        .family(family)
+        .container_definitions(ContainerDefinition::builder().name("placeholder").build())
+        .customize()
+        .interceptor(ReplaceBody(body.into()))
+        // Not idempotent: a retry after a lost response would register a second revision. One
+        // attempt; a failed call fails the deploy, and its rerun finds a registered revision by
+        // its deploy-id tag.
+        .config_override(
+            aws_sdk_ecs::config::Builder::default()
+                .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await
+        .map_err(|e| failed(format!("registering a revision of `{family}`"), e))?;
+    let arn = output
+        .task_definition()
+        .and_then(|td| td.task_definition_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Mismatch {
+            problem: format!("ECS registered `{family}` but returned no ARN"),
+            hint: "retry; the deploy id finds the revision if it was registered".to_owned(),
+        })?;
+    let mut definition = input.clone();
+    let tags = tags_of(definition.remove("tags").as_ref());
+    definition.insert("taskDefinitionArn".into(), Value::String(arn.clone()));
+    Ok(Described {
+        arn,
+        definition,
+        tags,
+    })
+}
+
+/// Keeps a copy of the response body.
+#[derive(Debug, Clone, Default)]
+struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl CaptureBody {
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok()?.take()
+    }
+}
+
+impl Intercept for CaptureBody {
+    fn name(&self) -> &'static str {
+        "berth::CaptureBody"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let (Some(bytes), Ok(mut slot)) = (context.response().body().bytes(), self.0.lock()) {
+            *slot = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// Sends its own bytes as the request body, on every attempt.
+#[derive(Debug)]
+struct ReplaceBody(bytes::Bytes);
+
+impl Intercept for ReplaceBody {
+    fn name(&self) -> &'static str {
+        "berth::ReplaceBody"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request_mut();
+        *request.body_mut() = SdkBody::from(self.0.clone());
+        request
+            .headers_mut()
+            .insert("content-length", self.0.len().to_string());
+        Ok(())
+    }
+}

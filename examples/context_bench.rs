@@ -6,8 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use berth::build::{BuildRequest, Builder, build_image};
+use berth::build::{BuildRequest, build_image};
 use berth::report::Reporter;
+use berth::settings::Builder;
 
 /// Build output on stderr, as it comes.
 struct Stderr;

@@ -19,22 +19,10 @@ use bollard::Docker;
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
-use serde::Serialize;
 
 use crate::context::{BuildContext, ContextError, ContextStats};
 use crate::report::Reporter;
-
-/// Which of the engine's builders runs the Dockerfile (`[build] builder` in berth.toml).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Builder {
-    /// BuildKit when the engine offers it, else the classic builder.
-    #[default]
-    Auto,
-    Classic,
-    #[serde(rename = "buildkit")]
-    BuildKit,
-}
+use crate::settings::Builder;
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
 #[derive(Debug, Clone)]

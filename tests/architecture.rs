@@ -3,7 +3,8 @@
 //! A module is a file `src/NAME.rs` or a folder `src/NAME/`; the crate root is `lib`. A module
 //! depends on another when its code (tests included, comments not) names `crate::other`, or, in
 //! the root, `other::`. The rules are the house style's: no cycle, no step importing the pipeline,
-//! no module but the binary using the terminal.
+//! no module but the binary using the terminal, and every module in a layer that depends only on
+//! its own layer and those below.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,6 +13,32 @@ use std::path::Path;
 
 /// The pipeline's steps: each is driven by `pipeline` and never drives it.
 const STEPS: &[&str] = &["build", "push", "register", "rollout", "migrate"];
+
+/// `src/`'s modules, top to bottom (as `src/lib.rs` describes them). A new module takes its place
+/// here.
+const LAYERS: &[&[&str]] = &[
+    // The terminal and what it prints.
+    &["output", "summary"],
+    // The library's entry and the command line.
+    &["lib", "cli"],
+    &["pipeline"],
+    STEPS,
+    // What the steps share.
+    &[
+        "current",
+        "taskdef",
+        "services",
+        "ecr",
+        "logs",
+        "release",
+        "context",
+        "dockerignore",
+    ],
+    // The edges and the words.
+    &[
+        "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text", "arn",
+    ],
+];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
@@ -51,6 +78,24 @@ fn only_the_binary_knows_the_terminal() {
         users.is_empty(),
         "{users:?} import `output`: the core reports through `report::Reporter`"
     );
+}
+
+#[test]
+fn every_module_depends_only_on_its_layer_and_those_below() {
+    let layer_of = |module: &str| LAYERS.iter().position(|layer| layer.contains(&module));
+    let graph = graph();
+    for (module, uses) in &graph {
+        let Some(layer) = layer_of(module) else {
+            panic!("`{module}` is in no layer: add it to LAYERS in tests/architecture.rs")
+        };
+        for used in uses {
+            let below = layer_of(used).unwrap_or_else(|| panic!("`{used}` is in no layer"));
+            assert!(
+                below >= layer,
+                "`{module}` (layer {layer}) imports `{used}` (layer {below}), which is above it"
+            );
+        }
+    }
 }
 
 #[test]

@@ -2,14 +2,15 @@
 //! (`sandbox/sandboxctl start`): `127.0.0.1:5055`, base image `berth-sandbox/base:latest`.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth::build::{BuildError, BuildRequest, Builder, build_image};
+use berth::build::{BuildError, BuildRequest, build_image};
 use berth::context::ContextError;
 use berth::report::Reporter;
+use berth::settings::Builder;
 use bollard::Docker;
 use futures_util::TryStreamExt;
 
@@ -56,6 +57,26 @@ fn request(context: &Path, tag: &str, builder: Builder) -> BuildRequest {
         tag: tag.to_owned(),
         builder,
     }
+}
+
+/// The engine, and a fresh context folder holding `dockerfile` as `Dockerfile`.
+async fn context_with(dockerfile: &str) -> (Docker, tempfile::TempDir) {
+    let docker = berth::docker::connect().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Dockerfile", dockerfile);
+    (docker, dir)
+}
+
+/// The labels of a local image.
+async fn labels(docker: &Docker, image: &str) -> HashMap<String, String> {
+    docker
+        .inspect_image(image)
+        .await
+        .unwrap()
+        .config
+        .unwrap()
+        .labels
+        .unwrap()
 }
 
 /// Defeats the build cache, so `RUN` output shows on every run.
@@ -178,16 +199,11 @@ async fn built_image_holds_exactly_the_files_the_ignore_rules_allow() {
 
 #[tokio::test]
 async fn a_failing_instruction_is_an_error_naming_the_step() {
-    let docker = berth::docker::connect().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "Dockerfile",
-        &format!(
-            "FROM {BASE}\nRUN echo before {}\nRUN exit 3\nRUN echo after\n",
-            unique()
-        ),
-    );
+    let (docker, dir) = context_with(&format!(
+        "FROM {BASE}\nRUN echo before {}\nRUN exit 3\nRUN echo after\n",
+        unique()
+    ))
+    .await;
 
     for (builder, step) in [
         (Builder::Classic, "Step 3/4 : RUN exit 3"),
@@ -215,16 +231,11 @@ async fn a_failing_instruction_is_an_error_naming_the_step() {
 
 #[tokio::test]
 async fn secret_build_arg_values_never_reach_the_reporter() {
-    let docker = berth::docker::connect().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "Dockerfile",
-        &format!(
-            "FROM {BASE}\nARG TOKEN\nARG PUBLIC\nRUN echo \"token=$TOKEN public=$PUBLIC\" # {}\n",
-            unique()
-        ),
-    );
+    let (docker, dir) = context_with(&format!(
+        "FROM {BASE}\nARG TOKEN\nARG PUBLIC\nRUN echo \"token=$TOKEN public=$PUBLIC\" # {}\n",
+        unique()
+    ))
+    .await;
     let secret = "s3cr3t-value-42";
 
     for builder in [Builder::Classic, Builder::BuildKit] {
@@ -251,29 +262,17 @@ async fn secret_build_arg_values_never_reach_the_reporter() {
 
 #[tokio::test]
 async fn a_multi_stage_target_builds_with_the_classic_builder() {
-    let docker = berth::docker::connect().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    write(
-        dir.path(),
-        "Dockerfile",
-        &format!(
-            "FROM {BASE} AS first\nLABEL stage=first\n\nFROM {BASE} AS second\nLABEL stage=second\n"
-        ),
-    );
+    let (docker, dir) = context_with(&format!(
+        "FROM {BASE} AS first\nLABEL stage=first\n\nFROM {BASE} AS second\nLABEL stage=second\n"
+    ))
+    .await;
     let tag = "berth-build-test:target";
     let mut request = request(dir.path(), tag, Builder::Classic);
     request.target = Some("first".to_owned());
     build_image(&docker, &request, &Lines::default())
         .await
         .unwrap();
-    let labels = docker
-        .inspect_image(tag)
-        .await
-        .unwrap()
-        .config
-        .unwrap()
-        .labels
-        .unwrap();
+    let labels = labels(&docker, tag).await;
     assert_eq!(labels.get("stage").map(String::as_str), Some("first"));
     remove_image(&docker, tag).await;
 }
@@ -304,14 +303,8 @@ async fn a_built_image_is_pushed_to_the_registry() {
         registry_up,
         "no registry at {REGISTRY}: start the sandbox with `sandbox/sandboxctl start`"
     );
-    let docker = berth::docker::connect().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let nanos = unique();
-    write(
-        dir.path(),
-        "Dockerfile",
-        &format!("FROM {BASE}\nRUN echo {nanos} > /built\n"),
-    );
+    let (docker, dir) = context_with(&format!("FROM {BASE}\nRUN echo {nanos} > /built\n")).await;
     let repository = format!("{REGISTRY}/berth-build-test");
     let tag = format!("push-{nanos}");
     let reference = format!("{repository}:{tag}");

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::build::Builder;
 use crate::error::{ConfigError, Place};
 use crate::flags::Flags;
 use raw::RawFile;
@@ -85,6 +84,18 @@ pub struct BuildSettings {
     /// Build args whose values come from berth's environment and are never shown.
     pub secret_args: Vec<String>,
     pub builder: Builder,
+}
+
+/// Which of the engine's builders runs the Dockerfile (`[build] builder` in berth.toml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Builder {
+    /// BuildKit when the engine offers it, else the classic builder.
+    #[default]
+    Auto,
+    Classic,
+    #[serde(rename = "buildkit")]
+    BuildKit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

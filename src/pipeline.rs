@@ -289,7 +289,7 @@ async fn image(
             )
             .await
             .map_err(image_failed("build"))?;
-            steps.done(format!("image {}", arn::short(&built.id)));
+            steps.done(format!("image {}", built.id));
 
             steps.start(Step::Push);
             let login = ecr::login(ecr_client).await?;

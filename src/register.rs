@@ -15,7 +15,6 @@ use crate::aws;
 use crate::current::Current;
 use crate::ecr::{Image, Repository};
 use crate::error::Error;
-use crate::migrate;
 use crate::release::Release;
 use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
@@ -99,7 +98,7 @@ pub(crate) async fn plan(
         plans.insert(family, plan);
     }
     if let Some(plan) = plans.get(&current.migration_family) {
-        migrate::check_container(plan.definition(), &settings.migration.container)?;
+        taskdef::check_migration_container(plan.definition(), &settings.migration.container)?;
     }
     Ok(plans)
 }

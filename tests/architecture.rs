@@ -1,21 +1,26 @@
 //! The shape of `src/`, read from its source: dependencies between modules point one way.
 //!
 //! A module is a file `src/NAME.rs` or a folder `src/NAME/`; the crate root is `lib`. A module
-//! depends on another when its code (tests included, comments not) names `crate::other`, or, in
-//! the root, `other::`. The rules are the house style's: no cycle, no step importing the pipeline,
-//! no module but the binary using the terminal, and every module in a layer that depends only on
-//! its own layer and those below.
+//! depends on another when its code (tests and macro arguments included; comments, strings and
+//! doc text not) names a path to it: `crate::other`, `crate::{other, …}`, `super::other` where
+//! `super` is the crate root, and in the root `other::` or `self::other`. Files are read with
+//! `proc-macro2`'s tokenizer, so comments and literals never count and `use` groups may span
+//! lines. The rules are the house style's: no cycle, no step importing the pipeline, no module
+//! importing the terminal module `output` (the binary alone uses it), and every module in a layer
+//! that depends only on its own layer and those below.
 
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
+
 /// The pipeline's steps: each is driven by `pipeline` and never drives it.
 const STEPS: &[&str] = &["build", "push", "register", "rollout", "migrate"];
 
-/// `src/`'s modules, top to bottom (as `src/lib.rs` describes them). A new module takes its place
-/// here.
+/// `src/`'s modules, top to bottom (the layers `src/lib.rs` describes). A new module takes its
+/// place here.
 const LAYERS: &[&[&str]] = &[
     // The terminal and what it prints.
     &["output", "summary"],
@@ -116,114 +121,208 @@ fn the_reader_finds_cycles() {
         cycles(&edges(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
         [vec!["a", "b", "c", "a"]]
     );
-    let source = "use crate::error::Error; // crate::output\n/// [`crate::pipeline`]\nuse crate::{arn, text::code_list};\nlet x = crate::Outcome::Config;";
-    let names: BTreeSet<String> = ["error", "arn", "text", "output", "pipeline"]
-        .map(str::to_owned)
-        .into();
+    let names: BTreeSet<String> = [
+        "error", "arn", "text", "output", "pipeline", "ecr", "report", "aws",
+    ]
+    .map(str::to_owned)
+    .into();
+    let read = |source: &str, depth: usize| {
+        let tokens: TokenStream = source.parse().unwrap();
+        let mut found = BTreeSet::new();
+        references(tokens, depth, &names, &mut found);
+        found.into_iter().collect::<Vec<_>>()
+    };
+    let file = r##"
+        use crate::error::Error; // crate::output
+        /// [`crate::pipeline`] /* crate::report */
+        use crate::{
+            arn,
+            text::{code_list, short_duration},
+            ecr::{self, Image},
+        };
+        const URL: &str = "unix:///run/x.sock"; let y = crate::aws::failed;
+        let s = r#"crate::pipeline"#; let c = '{';
+        let x = crate::Outcome::Config;
+        pub(crate) fn f() {}
+        mod tests {
+            use super::*;
+            use super::super::report::Reporter;
+        }
+    "##;
     assert_eq!(
-        references(source, &names, false),
-        ["arn", "error", "lib", "text"].map(str::to_owned).into()
+        read(file, 1),
+        ["arn", "aws", "ecr", "error", "lib", "report", "text"]
+    );
+    assert_eq!(
+        read(
+            "use super::pipeline::Report; fn f() { super::super::output::x(); }",
+            1
+        ),
+        ["pipeline"],
+        "in a file below src/, `super` is the root"
+    );
+    assert_eq!(
+        read("use super::super::output::x; use super::text;", 2),
+        ["output"],
+        "in a folder's file, `super::super` is the root"
+    );
+    assert_eq!(
+        read(
+            "pub use error::Error; pub mod arn; fn f() { self::text::x(); crate::aws::y(); a::text::z(); }",
+            0
+        ),
+        ["aws", "error", "text"],
+        "in the root, a module's own name starts a path"
     );
 }
 
 /// Module → the modules it names.
 fn graph() -> Graph {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut files: BTreeMap<String, Vec<(TokenStream, usize)>> = BTreeMap::new();
     for entry in fs_err::read_dir(&src).unwrap() {
         let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let module = if name == "lib" {
-            "lib".to_owned()
-        } else {
-            name
-        };
+        let rust = path.extension().is_some_and(|ext| ext == "rs");
+        if !(rust || path.is_dir()) {
+            continue;
+        }
+        let module = path.file_stem().unwrap().to_string_lossy().into_owned();
         if module == "main" {
             continue; // the binary, outside the library
         }
-        files.entry(module).or_default().extend(sources(&path));
+        let depth = usize::from(module != "lib");
+        files
+            .entry(module)
+            .or_default()
+            .extend(sources(&path, depth));
     }
     let names: BTreeSet<String> = files.keys().cloned().collect();
     files
-        .iter()
-        .map(|(module, texts)| {
+        .into_iter()
+        .map(|(module, sources)| {
             let mut uses = BTreeSet::new();
-            for text in texts {
-                uses.extend(references(text, &names, module == "lib"));
+            for (tokens, depth) in sources {
+                references(tokens, depth, &names, &mut uses);
             }
-            uses.remove(module);
-            (module.clone(), uses)
+            uses.remove(&module);
+            (module, uses)
         })
         .collect()
 }
 
-/// The text of a `.rs` file, or of every `.rs` file under a folder.
-fn sources(path: &Path) -> Vec<String> {
+/// The tokens of a `.rs` file, or of every `.rs` file under a folder, each with its depth below
+/// the crate root: 1 for `src/x.rs` and `src/x/mod.rs`, 2 for `src/x/y.rs`.
+fn sources(path: &Path, depth: usize) -> Vec<(TokenStream, usize)> {
     if path.is_dir() {
         fs_err::read_dir(path)
             .unwrap()
-            .flat_map(|entry| sources(&entry.unwrap().path()))
+            .flat_map(|entry| sources(&entry.unwrap().path(), depth + 1))
             .collect()
     } else if path.extension().is_some_and(|ext| ext == "rs") {
-        vec![fs_err::read_to_string(path).unwrap()]
+        let depth = if path.file_name().is_some_and(|name| name == "mod.rs") {
+            depth - 1
+        } else {
+            depth
+        };
+        let text = fs_err::read_to_string(path).unwrap();
+        let tokens = text
+            .parse()
+            .unwrap_or_else(|error| panic!("{}: {error:?}", path.display()));
+        vec![(tokens, depth)]
     } else {
         Vec::new()
     }
 }
 
-/// The modules `text` names: `crate::name`, `crate::{a, b::c}`; in the root also `name::`.
-/// Items of the root (`crate::Outcome`) count as `lib`. Comments are skipped.
-fn references(text: &str, modules: &BTreeSet<String>, root: bool) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or_default();
-        let code = code.trim();
-        if root && (code.starts_with("pub mod ") || code.starts_with("mod ")) {
+/// Adds to `found` the modules that the paths in `tokens` name. `depth` is how far below the
+/// crate root the code is: that many `super`s lead to the root. Items of the root
+/// (`crate::Outcome`) count as `lib`.
+fn references(
+    tokens: TokenStream,
+    depth: usize,
+    modules: &BTreeSet<String>,
+    found: &mut BTreeSet<String>,
+) {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let ident = |at: usize| match tokens.get(at) {
+        Some(TokenTree::Ident(ident)) => Some(ident.to_string()),
+        _ => None,
+    };
+    let path_sep = |at: usize| {
+        matches!(
+            (tokens.get(at), tokens.get(at + 1)),
+            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+                if a.as_char() == ':' && b.as_char() == ':' && a.spacing() == Spacing::Joint
+        )
+    };
+    let mut at = 0;
+    while at < tokens.len() {
+        // An inline module (`mod tests { … }`) is one level deeper.
+        if ident(at).as_deref() == Some("mod")
+            && ident(at + 1).is_some()
+            && let Some(TokenTree::Group(group)) = tokens.get(at + 2)
+            && group.delimiter() == Delimiter::Brace
+        {
+            references(group.stream(), depth + 1, modules, found);
+            at += 3;
             continue;
         }
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            if let Some(group) = rest.strip_prefix('{') {
-                let group = group.split('}').next().unwrap_or_default();
-                for item in group.split(',') {
-                    add(&mut found, modules, item.trim().split("::").next());
+        let starts_path = at < 2 || !path_sep(at - 2);
+        let word = ident(at);
+        if starts_path && let Some(word) = word {
+            // How many segments lead to the crate root, if this path starts there.
+            let root = match word.as_str() {
+                "crate" => Some(1),
+                "super" => {
+                    let mut supers = 1;
+                    while path_sep(at + 3 * supers - 2)
+                        && ident(at + 3 * supers).as_deref() == Some("super")
+                    {
+                        supers += 1;
+                    }
+                    (supers == depth).then_some(supers)
                 }
-            } else {
-                add(&mut found, modules, Some(ident(rest)));
+                "self" if depth == 0 => Some(1),
+                name if depth == 0 && modules.contains(name) && path_sep(at + 1) => Some(0),
+                _ => None,
+            };
+            if let Some(segments) = root {
+                let next = at + 3 * segments;
+                if segments == 0 {
+                    found.insert(word);
+                } else if path_sep(next - 2) {
+                    root_item(tokens.get(next), modules, found);
+                }
+                at = next.max(at + 1);
+                continue;
             }
         }
-        if root {
-            for module in modules {
-                let named = code.match_indices(&format!("{module}::")).any(|(at, _)| {
-                    !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':')
-                });
-                if named {
-                    found.insert(module.clone());
-                }
+        if let Some(TokenTree::Group(group)) = tokens.get(at) {
+            references(group.stream(), depth, modules, found);
+        }
+        at += 1;
+    }
+}
+
+/// What follows `crate::`: a module, an item of the root, or a `{…}` group of either.
+fn root_item(token: Option<&TokenTree>, modules: &BTreeSet<String>, found: &mut BTreeSet<String>) {
+    match token {
+        Some(TokenTree::Ident(ident)) => {
+            let name = ident.to_string();
+            if modules.contains(&name) {
+                found.insert(name);
+            } else if name != "self" {
+                found.insert("lib".to_owned());
             }
         }
-    }
-    found
-}
-
-fn add(found: &mut BTreeSet<String>, modules: &BTreeSet<String>, name: Option<&str>) {
-    match name.map(str::trim) {
-        Some(name) if modules.contains(name) => {
-            found.insert(name.to_owned());
+        Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Brace => {
+            let items: Vec<TokenTree> = group.stream().into_iter().collect();
+            for item in items.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
+                root_item(item.first(), modules, found);
+            }
         }
-        Some("") | None => {}
-        Some(_) => {
-            found.insert("lib".to_owned());
-        }
+        _ => {}
     }
-}
-
-fn ident(text: &str) -> &str {
-    let end = text
-        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .unwrap_or(text.len());
-    &text[..end]
 }
 
 /// Every cycle found by a depth-first walk, each as a path that ends where it starts.

@@ -322,7 +322,7 @@ fn container<'a>(definition: &'a TaskDefinition, name: &str) -> &'a ContainerDef
         .container_definitions()
         .iter()
         .find(|c| c.name() == Some(name))
-        .unwrap()
+        .unwrap_or_else(|| panic!("{:?} has no container `{name}`", definition.family()))
 }
 
 async fn task_definition(ecs: &aws_sdk_ecs::Client, arn: &str) -> TaskDefinition {
@@ -422,6 +422,12 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
             new.container_definitions().len(),
             "containers added or dropped"
         );
+        // Containers that are not ours are untouched, whatever the seed gives each family.
+        for other in old.container_definitions() {
+            if other.name() != Some("app") {
+                assert_eq!(container(&new, other.name().unwrap()), other);
+            }
+        }
         if old.family().is_some_and(|family| family.ends_with("-web")) {
             // The seed gives `web` a Datadog sidecar (`container` fails if it has none). It is
             // not ours: its definition, image included, is unchanged.

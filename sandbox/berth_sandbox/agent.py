@@ -38,7 +38,7 @@ from moto.logs.models import logs_backends
 
 from .config import ACCOUNT_ID, Endpoints, Tunables
 
-log = logging.getLogger("berth_sandbox.ecs")
+log = logging.getLogger("berth_sandbox.agent")
 
 # moto is not thread-safe; every request and every agent mutation holds this.
 LOCK = threading.RLock()

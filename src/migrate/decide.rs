@@ -1,6 +1,7 @@
 //! What an earlier run of this deploy left, and what to do about it. A pure function of the
-//! migration's claim on the revision, the tasks ECS still knows and `--retry-migration`; the
-//! migrate step reads those from AWS and acts on the [`Decision`].
+//! revision (the migration's claim in its tags, which containers are essential), the tasks ECS
+//! still knows and `--retry-migration`; the migrate step reads those from AWS and acts on the
+//! [`Decision`].
 
 use std::collections::BTreeMap;
 
@@ -11,14 +12,14 @@ use crate::arn;
 use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
 /// What to do about a migration of this deploy that failed.
-pub const RETRY_HINT: &str = "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own";
+const RETRY_HINT: &str = "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own";
 
 /// Exit code of each container of a task; `None` when it has none.
 pub type ExitCodes = BTreeMap<String, Option<i32>>;
 
 /// The migration's record on the revision: written before `RunTask` (`started`), then the task
 /// and how it ended. It outlives ECS's short memory of stopped tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
     pub task: Option<&'a str>,
     pub result: Option<&'a str>,
@@ -38,7 +39,7 @@ impl<'a> Claim<'a> {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     /// This deploy's migration succeeded. `record`: the revision does not say so yet.
     Succeeded {
@@ -59,9 +60,10 @@ pub enum Decision {
     Refuse { summary: String, hint: String },
 }
 
-/// Decides from the claim on the revision and the tasks started by this deploy that ECS still
-/// knows (described, any order).
-pub fn decide(revision: &Described, claim: Claim<'_>, tasks: &[Task], retry: bool) -> Decision {
+/// Decides from the revision and the tasks started by this deploy that ECS still knows
+/// (described, any order).
+pub fn decide(revision: &Described, tasks: &[Task], retry: bool) -> Decision {
+    let claim = Claim::of(revision);
     if claim.succeeded() {
         return Decision::Succeeded {
             task_arn: claim.task.unwrap_or_default().to_owned(),
@@ -188,7 +190,7 @@ mod tests {
     use aws_smithy_types::DateTime;
     use serde_json::json;
 
-    use super::{Claim, Decision, decide, verdict};
+    use super::{Decision, decide, verdict};
     use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
     fn revision() -> Described {
@@ -453,7 +455,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            let decision = decide(&revision, Claim::of(&revision), &tasks, retry);
+            let decision = decide(&revision, &tasks, retry);
             assert!(
                 fits(&decision, &want),
                 "{case}: got {decision:?}, want {want:?}"

@@ -54,14 +54,13 @@ pub async fn run(
     plan: &Plan<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
-    check_container(plan.revision, &settings.migration.container)?;
-    let claim = Claim::of(plan.revision);
-    let tasks = if claim.succeeded() {
+    taskdef::check_migration_container(plan.revision, &settings.migration.container)?;
+    let tasks = if Claim::of(plan.revision).succeeded() {
         Vec::new()
     } else {
         this_deploys_tasks(ecs, settings, plan.deploy_id).await?
     };
-    let task = match decide(plan.revision, claim, &tasks, plan.retry) {
+    let task = match decide(plan.revision, &tasks, plan.retry) {
         Decision::Succeeded {
             task_arn,
             exit_codes,
@@ -100,20 +99,6 @@ pub async fn run(
         }
     };
     follow(ecs, logs, settings, plan, &task, reporter).await
-}
-
-/// The migration runs in `container` of `revision`; checked before anything changes.
-pub fn check_container(revision: &Described, container: &str) -> Result<(), Error> {
-    match revision.container(container) {
-        Some(_) => Ok(()),
-        None => Err(Error::Mismatch {
-            problem: format!(
-                "task definition `{}` has no container `{container}` to run the migration in",
-                arn::short(&revision.arn)
-            ),
-            hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
-        }),
-    }
 }
 
 /// The tasks started by this deploy that ECS still knows, running or stopped, described.

@@ -6,8 +6,8 @@
 //! sends the result as the body of `RegisterTaskDefinition`.
 //!
 //! This module is the pure part: a revision as JSON and [`next_revision`], the transform from one
-//! revision to the next. The I/O lives beside it: [`file`] reads task definitions kept in the
-//! repository, [`ecs`] describes and registers them through the SDK.
+//! revision to the next. The I/O lives beside it: `file.rs` reads task definitions kept in the
+//! repository, `ecs.rs` describes and registers them through the SDK.
 
 mod ecs;
 mod file;
@@ -17,7 +17,10 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 pub use ecs::{describe, register};
-pub use file::{from_file, parse_file, substitute};
+pub use file::from_file;
+
+use crate::arn;
+use crate::error::Error;
 
 /// Fields `DescribeTaskDefinition` returns that `RegisterTaskDefinition` does not take.
 pub const READ_ONLY_FIELDS: &[&str] = &[
@@ -155,6 +158,20 @@ pub fn next_revision(base: &Described, changes: &Changes<'_>) -> Map<String, Val
         );
     }
     input
+}
+
+/// The migration runs in `container` of `revision`; checked before anything changes.
+pub fn check_migration_container(revision: &Described, container: &str) -> Result<(), Error> {
+    match revision.container(container) {
+        Some(_) => Ok(()),
+        None => Err(Error::Mismatch {
+            problem: format!(
+                "task definition `{}` has no container `{container}` to run the migration in",
+                arn::short(&revision.arn)
+            ),
+            hint: "set `migration.container` (or `migration.family`) in berth.toml".to_owned(),
+        }),
+    }
 }
 
 /// Containers whose image is in `repository_uri` (`host/name`), by any tag or digest.

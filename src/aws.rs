@@ -6,6 +6,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
+use crate::error::Error;
 use crate::settings::Settings;
 
 /// Attempts per AWS call, first try included; throttling and 5xx are retried with backoff.
@@ -49,30 +50,34 @@ pub fn tagging_client(config: &SdkConfig) -> aws_sdk_resourcegroupstagging::Clie
 }
 
 /// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
-/// environment errors (exit 4); anything else fails the deploy. The message keeps AWS's own
-/// words (`DisplayErrorContext` walks the whole cause chain).
+/// environment errors (exit 4); a call the credentials may not make is [`Error::AccessDenied`]
+/// (exit 1), naming the IAM action when AWS does; anything else fails the deploy. The message
+/// keeps AWS's own words (`DisplayErrorContext` walks the whole cause chain).
 pub fn failed<E, R>(
     action: impl Into<String>,
     error: aws_smithy_runtime_api::client::result::SdkError<E, R>,
-) -> crate::error::Error
+) -> Error
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
 
+    let code = match &error {
+        SdkError::ServiceError(service) => service.err().code(),
+        _ => None,
+    };
     let environment = match &error {
         SdkError::ConstructionFailure(_)
         | SdkError::DispatchFailure(_)
         | SdkError::TimeoutError(_) => true,
-        SdkError::ServiceError(service) => matches!(
-            service.err().code(),
+        SdkError::ServiceError(_) => matches!(
+            code,
             Some(
                 "UnrecognizedClientException"
                     | "InvalidSignatureException"
                     | "ExpiredTokenException"
                     | "InvalidClientTokenId"
-                    | "AccessDeniedException"
             )
         ),
         _ => false,
@@ -93,9 +98,88 @@ where
         }
         other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
     };
-    crate::error::Error::Aws {
+    if matches!(
+        code,
+        Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
+    ) {
+        return Error::AccessDenied {
+            action: action.into(),
+            iam_action: iam_action_in(&message).map(str::to_owned),
+            source: message.into(),
+        };
+    }
+    Error::Aws {
         action: action.into(),
         environment,
         source: message.into(),
+    }
+}
+
+/// The IAM action an access-denied message names: `… is not authorized to perform:
+/// ecs:UpdateService on resource: …`.
+fn iam_action_in(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once("not authorized to perform: ")?;
+    let action = rest
+        .split_whitespace()
+        .next()?
+        .trim_end_matches([',', '.', ';']);
+    action.contains(':').then_some(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::operation::update_service::UpdateServiceError;
+    use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+    use aws_smithy_runtime_api::client::result::SdkError;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::failed;
+    use crate::error::ExitStatus;
+
+    fn refused(code: &str, message: &str) -> SdkError<UpdateServiceError, HttpResponse> {
+        let error = UpdateServiceError::generic(
+            ErrorMetadata::builder().code(code).message(message).build(),
+        );
+        let raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
+        SdkError::service_error(error, raw)
+    }
+
+    #[test]
+    fn access_denied_names_the_iam_action_and_fails_the_deploy() {
+        let rows = [
+            (
+                "the action named by AWS",
+                "AccessDeniedException",
+                "User: arn:aws:sts::1:assumed-role/ci/x is not authorized to perform: ecs:UpdateService on resource: arn:aws:ecs:us-east-1:1:service/stg/web because no identity-based policy allows the ecs:UpdateService action",
+                ExitStatus::DeployFailed,
+                "grant `ecs:UpdateService`",
+            ),
+            (
+                "no action in the message",
+                "AccessDeniedException",
+                "Access denied",
+                ExitStatus::DeployFailed,
+                "the IAM action for updating service `web`",
+            ),
+            (
+                "expired credentials are the environment's",
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+                ExitStatus::Environment,
+                "check AWS credentials",
+            ),
+        ];
+        for (case, code, message, status, hint) in rows {
+            let error = failed("updating service `web`", refused(code, message));
+            assert_eq!(error.exit_status(), status, "{case}");
+            assert!(error.hint().contains(hint), "{case}: {}", error.hint());
+            let rendered = crate::error::render(&error);
+            assert!(
+                rendered.contains(message),
+                "{case}: AWS's words kept: {rendered}"
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! works the same with both builders.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::models::{BuildInfo, BuildInfoAux};
@@ -21,8 +21,10 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
 
 use crate::context::{BuildContext, ContextError, ContextStats};
+use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::Builder;
+use crate::text::code_list;
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
 #[derive(Debug, Clone)]
@@ -76,14 +78,74 @@ pub enum BuildError {
     NoImage { tag: String },
 }
 
+/// Checks, before any AWS or Docker call, that the Dockerfile is there and has the `target`
+/// stage: a typo in berth.toml is a settings error, found with nothing changed.
+pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), Error> {
+    let text = fs_err::read_to_string(dockerfile).map_err(|error| Error::Mismatch {
+        problem: match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("Dockerfile `{}` not found", dockerfile.display())
+            }
+            _ => error.to_string(),
+        },
+        hint: "set `build.dockerfile` (relative to `build.context`) in berth.toml".to_owned(),
+    })?;
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let stages = stages(&text);
+    if stages
+        .iter()
+        .any(|stage| stage.eq_ignore_ascii_case(target))
+    {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        problem: format!(
+            "`build.target` `{target}` is not a stage of `{}`; its stages: {}",
+            dockerfile.display(),
+            if stages.is_empty() {
+                "none named".to_owned()
+            } else {
+                code_list(&stages)
+            }
+        ),
+        hint: format!(
+            "fix `build.target` in berth.toml, or name the stage in the Dockerfile (`FROM … AS {target}`)"
+        ),
+    })
+}
+
+/// The named stages of a Dockerfile, in order: `FROM [--platform=…] image AS name`.
+fn stages(dockerfile: &str) -> Vec<String> {
+    dockerfile
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [from, .., as_, name]
+                    if from.eq_ignore_ascii_case("FROM") && as_.eq_ignore_ascii_case("AS") =>
+                {
+                    Some((*name).to_owned())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// Builds `request.tag` from `request.context`, reporting every output line.
 pub async fn build_image(
     docker: &Docker,
     request: &BuildRequest,
     reporter: &dyn Reporter,
 ) -> Result<BuiltImage, BuildError> {
-    let context = BuildContext::new(&request.context, &request.dockerfile)?;
     let builder = resolve_builder(docker, request.builder).await?;
+    let context = BuildContext::new(
+        &request.context,
+        &request.dockerfile,
+        builder == Builder::BuildKit,
+    )?;
     let masker = Masker::new(request.secret_args.values());
 
     let ignore = context.ignore_file().map_or_else(
@@ -430,6 +492,26 @@ fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_are_the_named_from_lines() {
+        let rows = [
+            ("one unnamed stage", "FROM base\nRUN true\n", vec![]),
+            (
+                "named stages, any case, with a platform",
+                "FROM --platform=$BUILDPLATFORM base AS deps\nfrom deps as Assets\nFROM base\n",
+                vec!["deps", "Assets"],
+            ),
+            (
+                "a comment is not a stage",
+                "# FROM x AS y\nFROM base\n",
+                vec![],
+            ),
+        ];
+        for (case, text, want) in rows {
+            assert_eq!(stages(text), want, "{case}");
+        }
+    }
 
     #[test]
     fn buildkit_is_available_on_linux_engines_from_18_09() {

@@ -5,8 +5,9 @@
 //! of the context.
 //!
 //! Which files go in follows the Docker CLI:
-//! - the ignore file is `<Dockerfile>.dockerignore` next to the Dockerfile if it exists (for
-//!   example `docker/app.Dockerfile.dockerignore`), else `.dockerignore` at the context root;
+//! - the ignore file is `.dockerignore` at the context root; BuildKit first looks for
+//!   `<Dockerfile>.dockerignore` next to the Dockerfile (for example
+//!   `docker/app.Dockerfile.dockerignore`), which the classic builder does not know;
 //!   `.gitignore` plays no part;
 //! - its rules are Docker's (see [`crate::dockerignore`]); an excluded folder is not walked unless
 //!   a `!` rule could re-include something inside it;
@@ -81,8 +82,13 @@ pub struct BuildContext {
 
 impl BuildContext {
     /// Reads the ignore rules for `dockerfile` (relative to `root`) and checks that the Dockerfile
-    /// is there.
-    pub fn new(root: &Path, dockerfile: &Path) -> Result<Self, ContextError> {
+    /// is there. `dockerfile_ignore`: the builder reads `<Dockerfile>.dockerignore` first, as
+    /// BuildKit does and the classic builder does not.
+    pub fn new(
+        root: &Path,
+        dockerfile: &Path,
+        dockerfile_ignore: bool,
+    ) -> Result<Self, ContextError> {
         let dockerfile_path = root.join(dockerfile);
         fs_err::metadata(&dockerfile_path).map_err(|source| ContextError::Read {
             path: dockerfile_path.clone(),
@@ -91,7 +97,10 @@ impl BuildContext {
 
         let mut specific = dockerfile_path.into_os_string();
         specific.push(DOCKERIGNORE);
-        let candidates = [PathBuf::from(specific), root.join(DOCKERIGNORE)];
+        let candidates = dockerfile_ignore
+            .then(|| PathBuf::from(specific))
+            .into_iter()
+            .chain([root.join(DOCKERIGNORE)]);
         let mut ignore_file = None;
         let mut rules = IgnoreRules::default();
         for candidate in candidates {

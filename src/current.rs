@@ -33,6 +33,9 @@ pub async fn read(
 ) -> Result<Current, Error> {
     let repository = ecr::repository(ecr_client, settings).await?;
     let services = services::describe(ecs, &settings.cluster, &settings.services).await?;
+    for (name, service) in &services {
+        services::check_controller(name, service)?;
+    }
     let families: Vec<(String, String)> = settings
         .services
         .iter()

@@ -7,11 +7,11 @@ use std::fmt;
 /// | code | meaning |
 /// |------|---------|
 /// | 0    | success |
-/// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out |
+/// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out, or an AWS call was denied |
 /// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
 /// | 3    | migration failed |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
-/// | 130  | interrupted (Ctrl-C) |
+/// | 130  | interrupted (Ctrl-C, or SIGTERM as when CircleCI cancels a job) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitStatus {
@@ -70,6 +70,15 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// The credentials may not make an AWS call. `iam_action` is the one AWS named.
+    #[error("{action} was refused: access denied")]
+    AccessDenied {
+        action: String,
+        iam_action: Option<String>,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// Building or pushing the image failed; the cause says why.
     #[error("the {step} failed")]
     Image {
@@ -85,10 +94,7 @@ pub enum Error {
     RolloutTimeout { timeout: String, state: String },
 
     #[error("the migration failed: {summary}")]
-    MigrationFailed {
-        summary: String,
-        hint: Option<String>,
-    },
+    MigrationFailed { summary: String, hint: String },
 }
 
 impl Error {
@@ -107,37 +113,41 @@ impl Error {
                     ExitStatus::DeployFailed
                 }
             }
-            Self::Image { .. } | Self::RolloutFailed { .. } | Self::RolloutTimeout { .. } => {
-                ExitStatus::DeployFailed
-            }
+            Self::AccessDenied { .. }
+            | Self::Image { .. }
+            | Self::RolloutFailed { .. }
+            | Self::RolloutTimeout { .. } => ExitStatus::DeployFailed,
             Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
         }
     }
 
-    /// What the user can do about it, if we know.
-    pub fn hint(&self) -> Option<String> {
+    /// What the user can do about it: every error has one.
+    pub fn hint(&self) -> String {
         match self {
-            Self::Config(error) => Some(error.hint()),
-            Self::DockerUnreachable { .. } => Some(format!(
+            Self::Config(error) => error.hint(),
+            Self::DockerUnreachable { .. } => format!(
                 "start Docker, or set `{}` to the engine's address (for example `unix:///var/run/docker.sock`)",
                 crate::env_vars::DOCKER_HOST
-            )),
-            Self::Runtime(_) | Self::Stdout(_) => None,
-            Self::Interrupted => Some(
-                "berth stops nothing in AWS: a rollout or migration it started goes on; rerun the same command to attach to it".to_owned(),
             ),
-            Self::Git { hint, .. } | Self::Mismatch { hint, .. } => Some(hint.clone()),
-            Self::Aws { environment: true, .. } => Some(
-                "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
+            Self::Runtime(_) => {
+                "the machine is short of threads or file descriptors; retry, and check `ulimit -n`"
+                    .to_owned()
+            }
+            Self::Stdout(_) => {
+                "stdout was closed or is full: check what berth's output is piped into".to_owned()
+            }
+            Self::Interrupted => "berth stops nothing in AWS: a rollout or migration it started goes on; rerun the same command to attach to it".to_owned(),
+            Self::Git { hint, .. } | Self::Mismatch { hint, .. } => hint.clone(),
+            Self::Aws { environment: true, .. } => "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
+            Self::Aws { .. } => "the cause above is AWS's own message".to_owned(),
+            Self::AccessDenied { iam_action, action, .. } => format!(
+                "grant {} to the role berth runs as; docs/configuration.md (AWS permissions) lists every action berth calls",
+                iam_action.as_ref().map_or_else(|| format!("the IAM action for {action}"), |a| format!("`{a}`"))
             ),
-            Self::Aws { .. } => Some("the cause above is AWS's own message".to_owned()),
-            Self::Image { .. } => None,
-            Self::RolloutFailed { .. } => Some(
-                "the service events and the stopped tasks above say why; fix and rerun the same command: finished steps are skipped".to_owned(),
-            ),
-            Self::RolloutTimeout { .. } => Some(
-                "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
-            ),
+            Self::Image { step: "build", .. } => "the build output above says why; fix it and rerun: nothing was pushed and nothing in AWS changed".to_owned(),
+            Self::Image { .. } => "the cause above is the engine's or the registry's; rerun the same command: the image is rebuilt from the engine's cache and nothing in ECS changed yet".to_owned(),
+            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; fix and rerun the same command: finished steps are skipped".to_owned(),
+            Self::RolloutTimeout { .. } => "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
             Self::MigrationFailed { hint, .. } => hint.clone(),
         }
     }
@@ -249,9 +259,7 @@ pub fn render(error: &Error) -> String {
         out.push_str(&format!("  caused by: {cause}\n"));
         source = cause.source();
     }
-    if let Some(hint) = error.hint() {
-        out.push_str(&format!("hint: {hint}\n"));
-    }
+    out.push_str(&format!("hint: {}\n", error.hint()));
     out
 }
 
@@ -280,5 +288,45 @@ mod tests {
             position: Some((4, 11)),
         };
         assert_eq!(place.to_string(), "berth.toml:4:11");
+    }
+
+    /// Every error, the build's and the push's included, ends with what to do about it.
+    #[test]
+    fn every_error_ends_with_a_hint() {
+        let io = || std::io::Error::other("closed");
+        let errors = [
+            Error::Runtime(io()),
+            Error::Stdout(io()),
+            Error::Interrupted,
+            Error::Image {
+                step: "build",
+                source: "`RUN exit 3` failed".into(),
+            },
+            Error::Image {
+                step: "push",
+                source: "denied".into(),
+            },
+            Error::Aws {
+                action: "describing services".into(),
+                environment: false,
+                source: "AccessDenied".into(),
+            },
+            Error::RolloutFailed {
+                service: "`web`".into(),
+                reason: "rolled back".into(),
+            },
+            Error::RolloutTimeout {
+                timeout: "30m".into(),
+                state: "IN_PROGRESS".into(),
+            },
+        ];
+        for error in errors {
+            let rendered = render(&error);
+            let last = rendered.lines().last().unwrap_or_default();
+            assert!(
+                last.starts_with("hint: ") && last.len() > "hint: ".len() + 10,
+                "{rendered}"
+            );
+        }
     }
 }

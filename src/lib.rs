@@ -67,12 +67,7 @@ pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outco
         }),
         Command::Deploy => {
             let settings = settings::load(flags)?;
-            let interrupted = async {
-                // Without a signal handler there is no Ctrl-C to wait for.
-                if tokio::signal::ctrl_c().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            };
+            let interrupted = stop_requested();
             let (report, result) =
                 pipeline::deploy(&settings, flags.deploy, reporter, interrupted).await;
             Ok(Outcome::Deploy {
@@ -80,6 +75,30 @@ pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outco
                 failure: result.err(),
             })
         }
+    }
+}
+
+/// Resolves when the user asks berth to stop: Ctrl-C at a terminal, or SIGTERM, which is how
+/// CircleCI cancels a job (and how `timeout` and `kill` end a process).
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Without a signal handler there is no signal to wait for.
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = terminate => {}
+        () = interrupt => {}
     }
 }
 

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .map_err(Error::Runtime)
         .and_then(|runtime| {
-            // Ctrl-C ends a deploy with its record written (exit 130); see `pipeline::deploy`.
+            // Ctrl-C or SIGTERM ends a deploy with its record written (exit 130); see `pipeline::deploy`.
             runtime.block_on(berth::run(&flags, reporter.as_ref()))
         });
     // The live view ends before the result and any error are written.

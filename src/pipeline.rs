@@ -26,7 +26,7 @@ use crate::report::{Reporter, with_heartbeat};
 use crate::rollout::{self, Rolled, Target};
 use crate::settings::{MigrateOrder, Settings};
 use crate::taskdef::{self, Described};
-use crate::text::code_list;
+use crate::text::{code_list, with_causes};
 
 /// Build arg berth always passes: the commit being deployed.
 pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
@@ -43,6 +43,9 @@ pub struct Report {
     pub services: Vec<Rolled>,
     pub migration: Option<Migrated>,
     pub steps: Vec<StepRecord>,
+    /// What went wrong without failing the deploy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,7 +125,7 @@ impl<'a> Steps<'a> {
 }
 
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
-/// `interrupted` resolves when the user asks to stop (Ctrl-C): the deploy then ends with
+/// `interrupted` resolves when the user asks to stop (Ctrl-C, SIGTERM): the deploy then ends with
 /// [`Error::Interrupted`], its record intact, and nothing in AWS is stopped.
 pub async fn deploy(
     settings: &Settings,
@@ -173,6 +176,7 @@ async fn run(
         .collect::<Vec<_>>()
         .join("\n");
     let release = Release::discover(settings, options, &inputs)?;
+    crate::build::check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
     reporter.info(&format!(
         "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
         release.deploy_id,
@@ -240,11 +244,22 @@ async fn run(
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
         report.migration = Some(migration(&ecs, &logs, settings, plan, steps).await?);
     }
-    // The environment tag names what is deployed: it moves once the deploy has landed.
-    if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image)
-        && ecr::move_tag(&ecr_client, &current.repository, &image.digest, tag).await?
-    {
-        reporter.info(&format!("moved tag `{tag}` to {}", image.digest));
+    // The environment tag names what is deployed: it moves once the deploy has landed, and a
+    // failure to move it does not undo that.
+    if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image) {
+        match ecr::move_tag(&ecr_client, &current.repository, &image.digest, tag).await {
+            Ok(true) => reporter.info(&format!("moved tag `{tag}` to {}", image.digest)),
+            Ok(false) => {}
+            Err(error) => {
+                let warning = format!(
+                    "the deploy landed, but tag `{tag}` was not moved to {}: {}",
+                    image.digest,
+                    with_causes(&error)
+                );
+                reporter.info(&format!("warning: {warning}"));
+                report.warnings.push(warning);
+            }
+        }
     }
     reporter.info(&format!(
         "deploy `{}` finished: {} on {}",

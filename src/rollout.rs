@@ -5,7 +5,7 @@
 //! rollback). `wait_until_services_stable` is not used: after a rollback the service is stable
 //! again, on the old revision, and the waiter reports success.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_ecs::Client;
@@ -159,37 +159,32 @@ pub async fn wait(
             }
         }
 
-        let mut states = Vec::new();
-        let mut done = true;
-        for rolled in rolled.iter_mut() {
-            let service = &services[&rolled.service];
-            if service
-                .deployments()
+        let seen = poll(
+            &services,
+            rolled,
+            &mut shown,
+            watch.elapsed() >= SHOW_UP_GRACE,
+        );
+        if !seen.failed.is_empty() {
+            for (index, _) in &seen.failed {
+                let rolled = &rolled[*index];
+                explain(ecs, settings, &services[&rolled.service], rolled, reporter).await;
+            }
+            let service = seen
+                .failed
                 .iter()
-                .any(|d| d.id() == Some(rolled.deployment_id.as_str()))
-            {
-                shown.insert(rolled.service.clone());
-            }
-            let settled = shown.contains(&rolled.service) || watch.elapsed() >= SHOW_UP_GRACE;
-            match judge(service, rolled, settled) {
-                Verdict::Completed => {
-                    rolled.rollout_state = "COMPLETED".to_owned();
-                    states.push(format!("{}: COMPLETED", rolled.service));
-                }
-                Verdict::InProgress(state) => {
-                    done = false;
-                    states.push(format!("{}: {state}", rolled.service));
-                }
-                Verdict::Failed(reason) => {
-                    rolled.rollout_state = "FAILED".to_owned();
-                    explain(ecs, settings, service, rolled, reporter).await;
-                    return Err(Error::RolloutFailed {
-                        service: format!("`{}`", rolled.service),
-                        reason,
-                    });
-                }
-            }
+                .map(|(index, _)| format!("`{}`", rolled[*index].service))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let reason = seen
+                .failed
+                .into_iter()
+                .map(|(_, reason)| reason)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(Error::RolloutFailed { service, reason });
         }
+        let (states, done) = (seen.states, seen.done);
         let state = states.join(", ");
         if done {
             reporter.info(&format!("rollout finished: {state}"));
@@ -206,6 +201,60 @@ pub async fn wait(
         watch.beat(reporter, &state);
         tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(60))).await;
     }
+}
+
+/// One look at every service.
+struct Poll {
+    /// `web: COMPLETED`, `devops: IN_PROGRESS, 1/2 running, 0 failed tasks`.
+    states: Vec<String>,
+    /// Index in `rolled` and reason of each failed rollout.
+    failed: Vec<(usize, String)>,
+    /// Every rollout completed.
+    done: bool,
+}
+
+/// Judges every service in one poll, so that a failure of one does not hide that another
+/// completed in the same poll: the record says how each ended. `grace_over`: the time ECS may
+/// take to show a new deployment has passed.
+fn poll(
+    services: &BTreeMap<String, Service>,
+    rolled: &mut [Rolled],
+    shown: &mut HashSet<String>,
+    grace_over: bool,
+) -> Poll {
+    let mut seen = Poll {
+        states: Vec::new(),
+        failed: Vec::new(),
+        done: true,
+    };
+    for (index, rolled) in rolled.iter_mut().enumerate() {
+        let service = &services[&rolled.service];
+        if service
+            .deployments()
+            .iter()
+            .any(|d| d.id() == Some(rolled.deployment_id.as_str()))
+        {
+            shown.insert(rolled.service.clone());
+        }
+        let settled = grace_over || shown.contains(&rolled.service);
+        match judge(service, rolled, settled) {
+            Verdict::Completed => {
+                rolled.rollout_state = "COMPLETED".to_owned();
+                seen.states.push(format!("{}: COMPLETED", rolled.service));
+            }
+            Verdict::InProgress(state) => {
+                seen.done = false;
+                seen.states.push(format!("{}: {state}", rolled.service));
+            }
+            Verdict::Failed(reason) => {
+                rolled.rollout_state = "FAILED".to_owned();
+                seen.done = false;
+                seen.states.push(format!("{}: FAILED", rolled.service));
+                seen.failed.push((index, reason));
+            }
+        }
+    }
+    seen
 }
 
 enum Verdict {
@@ -337,7 +386,9 @@ fn rollout_state(deployment: &aws_sdk_ecs::types::Deployment) -> String {
 mod tests {
     use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
 
-    use super::{Rolled, Verdict, judge};
+    use std::collections::{BTreeMap, HashSet};
+
+    use super::{Rolled, Verdict, judge, poll};
 
     const OURS: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:8";
     const OLD: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:7";
@@ -438,5 +489,56 @@ mod tests {
             judge(&rolled_back, &rolled(), false),
             Verdict::InProgress(_)
         ));
+    }
+
+    #[test]
+    fn a_poll_that_sees_a_failure_still_judges_every_service() {
+        let devops_td = "arn:aws:ecs:us-east-1:1:task-definition/devops:8";
+        let services = BTreeMap::from([
+            (
+                "web".to_owned(),
+                service(
+                    OLD,
+                    vec![deployment(
+                        "ecs-svc/ours",
+                        OURS,
+                        DeploymentRolloutState::Failed,
+                        0,
+                    )],
+                ),
+            ),
+            (
+                "devops".to_owned(),
+                service(
+                    devops_td,
+                    vec![deployment(
+                        "ecs-svc/devops",
+                        devops_td,
+                        DeploymentRolloutState::Completed,
+                        2,
+                    )],
+                ),
+            ),
+        ]);
+        let mut all = vec![
+            rolled(),
+            Rolled {
+                service: "devops".into(),
+                task_definition: devops_td.into(),
+                deployment_id: "ecs-svc/devops".into(),
+                rollout_state: "IN_PROGRESS".into(),
+                already: false,
+            },
+        ];
+        let seen = poll(&services, &mut all, &mut HashSet::new(), false);
+        assert_eq!(seen.failed.len(), 1);
+        assert_eq!(seen.failed[0].0, 0);
+        assert!(!seen.done);
+        assert_eq!(all[0].rollout_state, "FAILED");
+        assert_eq!(
+            all[1].rollout_state, "COMPLETED",
+            "devops completed in the same poll"
+        );
+        assert_eq!(seen.states, ["web: FAILED", "devops: COMPLETED"]);
     }
 }

@@ -42,3 +42,75 @@ pub async fn describe(
     }
     Ok(found)
 }
+
+/// berth rolls a service out by `UpdateService` and judges the deployment by its `rolloutState`,
+/// which only services with the ECS deployment controller have. Others are refused before any
+/// change.
+pub fn check_controller(name: &str, service: &Service) -> Result<(), Error> {
+    let controller = service
+        .deployment_controller()
+        .map_or("ECS", |controller| controller.r#type().as_str());
+    if controller == "ECS" {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        problem: format!(
+            "service `{name}` uses the `{controller}` deployment controller; berth rolls out services with the `ECS` controller only"
+        ),
+        hint: match controller {
+            "CODE_DEPLOY" => {
+                "deploy it with CodeDeploy (blue/green), or remove it from `services` in berth.toml"
+                    .to_owned()
+            }
+            _ => "deploy it with its own controller, or remove it from `services` in berth.toml"
+                .to_owned(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType, Service};
+
+    use super::check_controller;
+
+    #[test]
+    fn only_the_ecs_deployment_controller_is_rolled_out() {
+        let rows = [
+            ("no controller: ECS by default", None, None),
+            ("ECS", Some(DeploymentControllerType::Ecs), None),
+            (
+                "CodeDeploy",
+                Some(DeploymentControllerType::CodeDeploy),
+                Some("`web` uses the `CODE_DEPLOY` deployment controller"),
+            ),
+            (
+                "external",
+                Some(DeploymentControllerType::External),
+                Some("`web` uses the `EXTERNAL` deployment controller"),
+            ),
+        ];
+        for (case, controller, refused) in rows {
+            let service = Service::builder()
+                .set_deployment_controller(controller.map(|kind| {
+                    DeploymentController::builder()
+                        .r#type(kind)
+                        .build()
+                        .unwrap()
+                }))
+                .build();
+            match (check_controller("web", &service), refused) {
+                (Ok(()), None) => {}
+                (Err(error), Some(part)) => {
+                    assert!(error.to_string().contains(part), "{case}: {error}");
+                    assert_eq!(
+                        error.exit_status(),
+                        crate::error::ExitStatus::Usage,
+                        "{case}"
+                    );
+                }
+                (got, _) => panic!("{case}: {got:?}"),
+            }
+        }
+    }
+}

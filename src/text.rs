@@ -15,3 +15,15 @@ pub fn code_list<S: std::fmt::Display>(names: impl IntoIterator<Item = S>) -> St
 pub fn short_duration(duration: Duration) -> String {
     humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
 }
+
+/// An error and its causes on one line: `tagging the image failed: service error: AccessDenied`.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

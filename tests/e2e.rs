@@ -98,6 +98,24 @@ impl App {
     }
 
     fn deploy_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Run {
+        let began = Instant::now();
+        let output = self.command(args, vars).output().unwrap();
+        let run = Run {
+            elapsed: began.elapsed(),
+            ended: SystemTime::now(),
+            code: output.status.code(),
+            stderr: text(&output.stderr),
+            stdout: text(&output.stdout),
+        };
+        println!(
+            "--- berth deploy {args:?} → {:?} in {:?}\n{}",
+            run.code, run.elapsed, run.stderr
+        );
+        run
+    }
+
+    /// `berth deploy --env stg --output json` in the app, with the sandbox's environment only.
+    fn command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command
             .current_dir(self.dir.path())
@@ -115,20 +133,46 @@ impl App {
             .env("CI", "true")
             .env("NO_COLOR", "1")
             .envs(vars.iter().copied());
-        let began = Instant::now();
-        let output = command.output().unwrap();
-        let run = Run {
-            elapsed: began.elapsed(),
-            ended: SystemTime::now(),
-            code: output.status.code(),
-            stderr: text(&output.stderr),
-            stdout: text(&output.stdout),
-        };
-        println!(
-            "--- berth deploy {args:?} → {:?} in {:?}\n{}",
-            run.code, run.elapsed, run.stderr
-        );
-        run
+        command
+    }
+
+    /// Writes `berth.toml` anew with `edit` applied, and commits it.
+    fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.dir.path().join("berth.toml");
+        let config = fs_err::read_to_string(&path).unwrap();
+        fs_err::write(&path, edit(config)).unwrap();
+        self.commit("config");
+    }
+
+    /// Writes `deploy/web.json`, a task definition for `web` with `containers`, and commits it.
+    fn write_web_task_definition(&self, containers: Value) {
+        let file = serde_json::json!({
+            "family": format!("{}-stg-web", self.name),
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": "256",
+            "memory": "512",
+            "containerDefinitions": containers,
+        });
+        fs_err::create_dir_all(self.dir.path().join("deploy")).unwrap();
+        fs_err::write(self.dir.path().join("deploy/web.json"), file.to_string()).unwrap();
+        self.commit("task definition");
+    }
+
+    /// The `app` container of a task-definition file: our image, logging to CloudWatch.
+    fn app_container(&self, environment: Value) -> Value {
+        serde_json::json!({
+            "name": "app",
+            "image": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{}:latest", self.name),
+            "essential": true,
+            "command": ["bin/rails", "server"],
+            "environment": environment,
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": format!("/ecs/{}", self.name),
+                "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "file"
+            }}
+        })
     }
 
     /// Runs `berth deploy` again and asserts that it made none of the `calls` and pushed nothing.
@@ -628,28 +672,9 @@ async fn builds_the_revision_from_a_task_definition_file_with_variables() {
         "migrate = \"skip\"\nservices = [\"web\"]\n[task_definitions]\nweb = \"deploy/web.json\"\n",
     );
     let family = format!("{}-stg-web", app.name);
-    let file = serde_json::json!({
-        "family": family,
-        "networkMode": "awsvpc",
-        "requiresCompatibilities": ["FARGATE"],
-        "cpu": "256",
-        "memory": "512",
-        "containerDefinitions": [{
-            "name": "app",
-            "image": format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{}:latest", app.name),
-            "essential": true,
-            "command": ["bin/rails", "server"],
-            "environment": [{"name": "RELEASE_CHANNEL", "value": "${RELEASE_CHANNEL}"}],
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": format!("/ecs/{}", app.name),
-                "awslogs-region": "us-east-1",
-                "awslogs-stream-prefix": "file"
-            }}
-        }]
-    });
-    fs_err::create_dir_all(app.dir.path().join("deploy")).unwrap();
-    fs_err::write(app.dir.path().join("deploy/web.json"), file.to_string()).unwrap();
-    app.commit("file");
+    app.write_web_task_definition(serde_json::json!([app.app_container(
+        serde_json::json!([{"name": "RELEASE_CHANNEL", "value": "${RELEASE_CHANNEL}"}])
+    )]));
 
     let missing = app.deploy(&[]);
     assert_eq!(
@@ -720,5 +745,152 @@ async fn a_migration_that_may_have_started_needs_retry_migration_to_run_again() 
         app.service_task_definitions().await,
         before,
         "rolled out after the migration"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_essential_sidecar_that_ecs_kills_at_the_end_does_not_fail_the_migration() {
+    let app = App::new("sidecar", "[task_definitions]\nweb = \"deploy/web.json\"\n");
+    // `sleep` as PID 1 has no SIGTERM handler: when `app` exits, ECS's SIGTERM does nothing and
+    // the SIGKILL after `stopTimeout` ends it with 137.
+    app.write_web_task_definition(serde_json::json!([
+        app.app_container(serde_json::json!([])),
+        {
+            "name": "proxy",
+            "image": "berth-sandbox/base:latest",
+            "essential": true,
+            "command": ["sleep", "3600"],
+            "stopTimeout": 2
+        }
+    ]));
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(0), "the migration container exited 0");
+    let record = run.json();
+    assert_eq!(record["migration"]["exit_codes"]["app"], 0);
+    assert_eq!(record["migration"]["exit_codes"]["proxy"], 137);
+    assert!(
+        run.stderr.contains(
+            "essential container `proxy` was stopped by ECS when the task ended (SIGKILL after its `stopTimeout`, exit 137)"
+        ),
+        "the killed sidecar is reported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_with_another_deployment_controller_is_refused_before_any_change() {
+    let app = App::new("ctrl", "");
+    let ecs = app.ecs().await;
+    let web = app.services().await.remove(0);
+    ecs.create_service()
+        .cluster(app.cluster())
+        .service_name("blue")
+        .task_definition(web.task_definition().unwrap())
+        .desired_count(0)
+        .deployment_controller(
+            aws_sdk_ecs::types::DeploymentController::builder()
+                .r#type(aws_sdk_ecs::types::DeploymentControllerType::CodeDeploy)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    app.edit_config(|config| {
+        config.replace(
+            "services = [\"web\", \"devops\"]",
+            "services = [\"web\", \"blue\"]",
+        )
+    });
+    let before = app.service_task_definitions().await;
+    let run = app.rerun_without(&[], CHANGES);
+    assert_eq!(run.code, Some(2), "a settings error");
+    assert!(
+        run.stderr
+            .contains("service `blue` uses the `CODE_DEPLOY` deployment controller"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint:"));
+    assert!(!run.stderr.contains("build: started"), "nothing was built");
+    assert_eq!(app.service_task_definitions().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_a_deploy_as_ctrl_c_does() {
+    use std::io::BufRead;
+
+    let app = App::new("term", "");
+    let mut child = app
+        .command(&[], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap();
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    // CircleCI cancels a job with SIGTERM; send it while the rollout is under way.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let line = seen
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the rollout never started");
+        if line.ends_with("rollout: started") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = reader.join().unwrap();
+    println!("--- berth deploy, SIGTERM during the rollout\n{stderr}");
+    assert_eq!(output.status.code(), Some(130), "exit 130, as after Ctrl-C");
+    assert!(stderr.contains("error: interrupted"), "{stderr}");
+    let record: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(record["error"]["exit_code"], 130);
+    let last = record["steps"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["step"], "rollout");
+    assert_eq!(last["status"], "interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_env_tag_that_cannot_be_moved_is_a_warning_and_the_deploy_succeeds() {
+    let app = App::new("envtag", "env_tag = \"stg-latest\"\nmigrate = \"skip\"\n");
+    let before = app.service_task_definitions().await;
+    // Every attempt at the tag move fails; the build's push goes to the registry, not PutImage.
+    app.fault(serde_json::json!({
+        "service": "ecr", "operation": "PutImage", "error": "500", "first": 10
+    }));
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(0), "the deploy landed");
+    assert!(
+        run.stderr
+            .contains("warning: the deploy landed, but tag `stg-latest` was not moved"),
+        "{}",
+        run.stderr
+    );
+    let warnings = run.json()["warnings"].clone();
+    assert!(
+        warnings[0]
+            .as_str()
+            .is_some_and(|w| w.contains("`stg-latest`")),
+        "{warnings}"
+    );
+    assert_ne!(
+        app.service_task_definitions().await,
+        before,
+        "services are on the new revisions"
     );
 }

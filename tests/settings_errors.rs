@@ -434,3 +434,39 @@ fn a_dirty_work_tree_is_refused_before_anything_happens() {
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(text.contains("CIRCLE_SHA1"), "{text}");
 }
+
+/// A missing Dockerfile, or a `build.target` it does not name, is a settings error found before
+/// any AWS call (the endpoint here does not even exist).
+#[test]
+fn a_missing_dockerfile_or_build_target_is_refused_before_any_aws_call() {
+    let unreachable = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
+    let dir = tempfile::tempdir().unwrap();
+    let config = VALID.replace("[build]\n", "[build]\ntarget = \"release\"\n");
+    fs_err::write(dir.path().join("berth.toml"), &config).unwrap();
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "app"]);
+    let output = berth(dir.path(), STG, &unreachable);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.starts_with("error: Dockerfile `"), "{text}");
+    assert!(text.contains("` not found"), "{text}");
+    assert!(text.contains("hint: set `build.dockerfile`"), "{text}");
+
+    fs_err::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch AS base\nFROM base AS assets\n",
+    )
+    .unwrap();
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "dockerfile"]);
+    let output = berth(dir.path(), STG, &unreachable);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("`build.target` `release` is not a stage of"),
+        "{text}"
+    );
+    assert!(text.contains("its stages: `base`, `assets`"), "{text}");
+    assert!(text.contains("hint: fix `build.target`"), "{text}");
+}

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -72,27 +73,90 @@ def cmd_start(endpoints: Endpoints, args) -> int:
     return 0
 
 
-def cmd_stop(endpoints: Endpoints, args) -> int:
-    pidfile = endpoints.state_dir / "server.pid"
-    if not pidfile.exists():
-        print("sandbox: not running", file=sys.stderr)
-        return 0
-    pid = int(pidfile.read_text())
+def alive(pid: int) -> bool:
+    """Is the process there? A zombie that nobody has reaped yet is not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def end_process(pid: int, grace: float) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds; was it running?"""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        pidfile.unlink(missing_ok=True)
-        return 0
-    for _ in range(100):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
+        return False
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    else:
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.05)
+    return True
+
+
+def end_server(endpoints: Endpoints) -> bool:
+    """The server removes its containers and ends the registry on SIGTERM,
+    unless that takes longer than it is given."""
+    pidfile = endpoints.state_dir / "server.pid"
+    if not pidfile.exists():
+        return False
+    ended = end_process(int(pidfile.read_text()), grace=10)
     pidfile.unlink(missing_ok=True)
-    print("sandbox: stopped", file=sys.stderr)
+    return ended
+
+
+def registry_pid(endpoints: Endpoints) -> int | None:
+    """The running registry's pid, from the file the server keeps (the
+    server removes it when it ends the registry itself)."""
+    pidfile = endpoints.state_dir / "registry.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text())
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        command = b""
+    # Not ours when the pid belongs to another program by now.
+    return pid if b"docker-registry" in command else None
+
+
+def end_registry(endpoints: Endpoints, pid: int | None) -> None:
+    """End the registry when the server was killed before it could."""
+    if pid is not None and alive(pid):
+        end_process(pid, grace=5)
+    (endpoints.state_dir / "registry.pid").unlink(missing_ok=True)
+
+
+def cmd_stop(endpoints: Endpoints, args) -> int:
+    """Stop the server, then remove whatever it left: it is killed when its
+    own cleanup takes too long (dozens of task containers)."""
+    import docker
+
+    from .containers import instance_containers, remove_instance_containers
+
+    engine = docker.from_env()
+    seen = set(instance_containers(engine, endpoints))
+    registry = registry_pid(endpoints)
+    server = end_server(endpoints)
+    end_registry(endpoints, registry)
+    seen |= set(remove_instance_containers(engine, endpoints))
+    left = instance_containers(engine, endpoints)
+    removed = len(seen - set(left))
+    if not server and registry is None and not seen:
+        print("sandbox: not running", file=sys.stderr)
+        return 0
+    registry_note = f"registry pid {registry}" if registry else "no registry"
+    print(f"sandbox: stopped (removed {removed} task containers, {registry_note})", file=sys.stderr)
+    if left:
+        print(f"sandbox: {len(left)} task containers could not be removed: {' '.join(left)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,11 +10,17 @@ What it adds to moto's task model:
   driver would write (`<prefix>/<container>/<task-id>`)
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html);
 - EFS volumes mapped to host folders;
-- task health from the containers' `healthCheck`, else time alive.
+- task health from the containers' `healthCheck`, else time alive;
+- stopped tasks forgotten after the retention time (DescribeTasks: stopped
+  tasks stay in the results for at least an hour, then answer `MISSING`)
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTasks.html);
+- containers labelled with this sandbox's instance id, so that cleanups leave
+  other sandboxes' containers alone (`containers.py`).
 
 Each tick it first hands every ECS backend to its `schedule_services` hook
-(the service scheduler, wired in by `ecs.install`), then starts new tasks,
-watches running ones and stops those asked to stop.
+(the service scheduler, wired in by `ecs.install`) and forgets stopped tasks
+past their retention, then starts new tasks, watches running ones and stops
+those asked to stop.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +42,13 @@ import docker.errors
 from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 
+from . import containers
 from .config import ACCOUNT_ID, Endpoints, Tunables
 
 log = logging.getLogger("berth_sandbox.agent")
 
 # moto is not thread-safe; every request and every agent mutation holds this.
 LOCK = threading.RLock()
-
-LABEL = "berth-sandbox"
 
 
 def now() -> datetime:
@@ -121,16 +126,13 @@ class Agent:
 
     def shutdown(self) -> None:
         self.stopping.set()
+        with LOCK:
+            # Like a reset for tasks still starting: they remove what they made.
+            self.generation += 1
         self.remove_leftovers()
 
     def remove_leftovers(self) -> None:
-        # The low-level listing: the high-level one inspects each container
-        # and fails on one that a task thread removes meanwhile.
-        for container in self.docker.api.containers(all=True, filters={"label": LABEL}):
-            try:
-                self.docker.api.remove_container(container["Id"], force=True)
-            except docker.errors.APIError:
-                pass
+        containers.remove_instance_containers(self.docker, self.endpoints)
 
     def reset(self) -> None:
         from moto.moto_api._internal.models import moto_api_backend
@@ -167,6 +169,8 @@ class Agent:
         with LOCK:
             for backend in self.backends():
                 self.schedule_services(backend)
+                # After the scheduler, which has seen every task stop at least once.
+                self.forget_stopped(backend)
             runtimes = list(self.runtimes.values())
         for rt in runtimes:
             if rt.phase == "new" and rt.task.desired_status == "STOPPED":
@@ -184,6 +188,17 @@ class Agent:
             fn(*args)
         except Exception:
             log.exception("%s failed", fn.__name__)
+
+    def forget_stopped(self, backend: EC2ContainerServiceBackend) -> None:
+        """Drop tasks stopped longer than the retention time from moto and
+        from the agent: ECS, too, stops reporting them after a while."""
+        cutoff = now() - timedelta(seconds=self.tunables.stopped_task_retention_seconds)
+        for tasks in backend.tasks.values():
+            for arn, task in list(tasks.items()):
+                stopped_at = getattr(task, "stopped_at", None)
+                if task.last_status == "STOPPED" and stopped_at and stopped_at <= cutoff:
+                    del tasks[arn]
+                    self.runtimes.pop(arn, None)
 
     @staticmethod
     def backends() -> list[EC2ContainerServiceBackend]:
@@ -438,7 +453,7 @@ class Agent:
                 environment=environment,
                 working_dir=cdef.get("workingDirectory"),
                 user=cdef.get("user"),
-                labels={LABEL: "1", f"{LABEL}.task": rt.task.task_arn},
+                labels=containers.labels(self.endpoints, rt.task.task_arn),
                 healthcheck=healthcheck,
                 name=f"berth-sb-{rt.task.id[:12]}-{cdef['name']}",
                 host_config=self.docker.api.create_host_config(network_mode="none", binds=volume_binds),

@@ -3,6 +3,7 @@ variable so that tests and CI can move it without editing files."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,13 @@ class Endpoints:
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("BERTH_SANDBOX_STATE", SANDBOX_DIR / ".state")))
 
     @property
+    def instance_id(self) -> str:
+        """Names this sandbox among others on the same Docker Engine: its
+        containers carry it as a label, and every cleanup removes only those."""
+        key = f"{self.state_dir.resolve()}:{self.port}"
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -65,7 +73,8 @@ class Endpoints:
 
 @dataclass
 class Tunables:
-    """Agent timings, changeable at runtime through `/_sandbox/config`."""
+    """Agent timings and ECS's retention times, changeable at runtime through
+    `/_sandbox/config`."""
 
     # How long a task without a health check must stay up to count as healthy.
     settle_seconds: float = field(default_factory=lambda: _env_float("BERTH_SANDBOX_SETTLE_SECONDS", 3.0))
@@ -74,6 +83,15 @@ class Tunables:
     # Grace period between SIGTERM and SIGKILL when the agent stops a container
     # (ECS's default `stopTimeout` is 30 s; a container definition may set its own).
     stop_timeout_seconds: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_STOP_TIMEOUT_SECONDS", 2))
+    # How long a stopped task stays visible to DescribeTasks and ListTasks
+    # (ECS keeps them for at least an hour); after it, the task is forgotten.
+    stopped_task_retention_seconds: float = field(
+        default_factory=lambda: _env_float("BERTH_SANDBOX_STOPPED_TASK_RETENTION_SECONDS", 3600.0)
+    )
+    # How long a RunTask `clientToken` is remembered per cluster (ECS: 24 hours).
+    client_token_ttl_seconds: float = field(
+        default_factory=lambda: _env_float("BERTH_SANDBOX_CLIENT_TOKEN_TTL_SECONDS", 86400.0)
+    )
 
     def update(self, values: dict) -> None:
         for key, value in values.items():

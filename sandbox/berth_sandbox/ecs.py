@@ -6,23 +6,39 @@ drives their deployments. `install` applies the patches and creates both.
 What moto 5.2.5 lacks and this module adds:
 - RunTask without `memoryReservation` (moto answers 500), and without
   container instances for the EC2 launch type;
+- RunTask honouring `clientToken` per cluster: the same token with the same
+  parameters returns the original tasks, with other parameters it fails with
+  ConflictException
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/ECS_Idempotency.html);
 - ListTasks filtering on `desiredStatus` RUNNING by default, and on
-  `serviceName`;
+  `serviceName`; refusing `startedBy` combined with another filter
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ListTasks.html);
+- DescribeTasks reporting tasks it does not know (any more) under `failures`
+  with reason MISSING
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/api_failures_messages.html);
 - StopTask, CreateService and UpdateService going through the agent and the
   scheduler; CreateService keeping the deployment configuration, capacity
-  provider strategy, health check grace period and `enableExecuteCommand`.
+  provider strategy, health check grace period and `enableExecuteCommand`;
+- UpdateService refusing what only CodeDeploy or task sets may change on a
+  service with the CODE_DEPLOY or EXTERNAL deployment controller
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_UpdateService.html).
 """
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
+
+from moto.core.responses import ActionResult
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
-from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.exceptions import ECSException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
 from .agent import Agent, resource_requirements
 from .config import Endpoints, Tunables
-from .scheduler import Scheduler
+from .scheduler import Scheduler, ecs_controlled
 
 AGENT: Agent
 SCHEDULER: Scheduler
@@ -32,6 +48,35 @@ DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "maximumPercent": 200,
     "minimumHealthyPercent": 100,
 }
+
+
+class ConflictException(ECSException):
+    """RunTask with a client token already used for other parameters."""
+
+    code = "ConflictException"
+
+    def __init__(self, message: str, resource_ids: list[str]):
+        super().__init__(message)
+        self.resourceIds = resource_ids  # serialized from ECS's error shape
+
+
+@dataclass
+class Issued:
+    """What a RunTask client token was first used for."""
+
+    request: str  # the parameters, canonical JSON
+    task_arns: list[str]
+    at: float  # time.monotonic()
+
+    def live(self) -> bool:
+        """Within the time to live, as it is set now (a test may shorten it)."""
+        return time.monotonic() - self.at < AGENT.tunables.client_token_ttl_seconds
+
+
+def client_tokens(backend: EC2ContainerServiceBackend) -> dict[tuple[str, str], Issued]:
+    """(cluster name, token) -> Issued. Kept on the backend, so that a reset,
+    which replaces every backend, forgets the tokens too."""
+    return backend.__dict__.setdefault("_sb_client_tokens", {})
 
 
 def _last_status_get(self: Task) -> str:
@@ -85,6 +130,48 @@ def _run_task(
     ]
 
 
+_moto_run_task_response = ecs_responses.EC2ContainerServiceResponse.run_task
+
+
+def _run_task_response(self):
+    """RunTask with its client token (every AWS SDK sends one): a retry with
+    the same token and parameters in the same cluster returns the original
+    tasks and starts none; other parameters are a conflict."""
+    token = self._get_param("clientToken")
+    if not token:
+        return _moto_run_task_response(self)
+    backend = self.ecs_backend
+    key = (backend._get_cluster(self._get_param("cluster", "default")).name, token)
+    params = {k: v for k, v in self._get_params().items() if k not in ("clientToken", "cluster")}
+    params.setdefault("count", 1)
+    request = json.dumps(params, sort_keys=True, default=str)
+    tokens = client_tokens(backend)
+    issued = tokens.get(key)
+    if issued and issued.live():
+        if issued.request != request:
+            raise ConflictException(
+                f"The clientToken {token} was already used in this cluster with different parameters.",
+                issued.task_arns,
+            )
+        return ActionResult(_original_tasks(backend, key[0], issued.task_arns))
+    result = _moto_run_task_response(self)
+    # SDKs send a fresh token with every RunTask: drop those past their time.
+    for old in [k for k, v in tokens.items() if not v.live()]:
+        del tokens[old]
+    tokens[key] = Issued(request, [t.task_arn for t in result.result["tasks"]], time.monotonic())
+    return result
+
+
+def _original_tasks(backend, cluster_name: str, task_arns: list[str]) -> dict:
+    """The tasks a client token started, as they are now; those already
+    forgotten (stopped longer than the retention time) as MISSING."""
+    known = backend.tasks.get(cluster_name, {})
+    return {
+        "tasks": [known[arn] for arn in task_arns if arn in known],
+        "failures": [{"arn": arn, "reason": "MISSING"} for arn in task_arns if arn not in known],
+    }
+
+
 _moto_list_tasks = EC2ContainerServiceBackend.list_tasks
 
 
@@ -108,6 +195,41 @@ def _list_tasks(
     return tasks
 
 
+_moto_list_tasks_response = ecs_responses.EC2ContainerServiceResponse.list_tasks
+
+# Filters that ListTasks refuses next to `startedBy`: "when you specify
+# startedBy as the filter, it must be the only filter that you use".
+NOT_WITH_STARTED_BY = ("containerInstance", "family", "serviceName", "desiredStatus", "launchType")
+
+
+def _list_tasks_response(self):
+    if self._get_param("startedBy"):
+        others = [name for name in NOT_WITH_STARTED_BY if self._get_param(name)]
+        if others:
+            raise InvalidParameterException(
+                f"startedBy must be the only filter; it cannot be combined with {', '.join(others)}."
+            )
+    return _moto_list_tasks_response(self)
+
+
+_moto_describe_tasks_response = ecs_responses.EC2ContainerServiceResponse.describe_tasks
+
+
+def _describe_tasks_response(self):
+    """moto answers only with the tasks it has; ECS lists each task it does
+    not know under `failures` with reason MISSING."""
+    result = _moto_describe_tasks_response(self)
+    # moto looks in every cluster; ECS only in the one asked about.
+    cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+    result.result["tasks"] = [t for t in result.result["tasks"] if t.cluster_name == cluster.name]
+    found = {t.task_arn.split("/")[-1] for t in result.result["tasks"]}
+    asked = self._get_param("tasks", [])
+    result.result["failures"] = [
+        {"arn": name, "reason": "MISSING"} for name in asked if name.split("/")[-1] not in found
+    ]
+    return result
+
+
 def _stop_task(self, cluster_str, task_str, reason):
     cluster = self._get_cluster(cluster_str)
     task_id = task_str.split("/")[-1]
@@ -121,11 +243,36 @@ def _stop_task(self, cluster_str, task_str, reason):
 
 _moto_update_service = EC2ContainerServiceBackend.update_service
 
+# What UpdateService may not change on a service whose deployments CodeDeploy
+# or task sets make (CODE_DEPLOY and EXTERNAL deployment controllers).
+NOT_WITHOUT_ECS_CONTROLLER = {
+    "task_definition": "taskDefinition",
+    "network_configuration": "networkConfiguration",
+    "platform_version": "platformVersion",
+    "load_balancers": "loadBalancers",
+}
+
+
+def check_controller(service, props: dict) -> None:
+    """UpdateService changes on a CODE_DEPLOY or EXTERNAL service only what
+    ECS lets it change; moto would take anything."""
+    if ecs_controlled(service):
+        return
+    refused = [api_name for key, api_name in NOT_WITHOUT_ECS_CONTROLLER.items() if props.get(key) is not None]
+    if refused:
+        kind = service.deployment_controller["type"]
+        raise InvalidParameterException(
+            f"Unable to update {', '.join(refused)} on a service with the {kind} deployment controller: "
+            + ("create a CodeDeploy deployment." if kind == "CODE_DEPLOY" else "create a task set.")
+        )
+
 
 def _update_service(self, props):
     cluster_str = props.get("cluster", "default")
     name = props["service"].split("/")[-1]
-    before = self._get_service(cluster_str, name).task_definition
+    current = self._get_service(cluster_str, name)
+    check_controller(current, props)
+    before = current.task_definition
     # moto "forces" a deployment by renaming the current one; we start a new one.
     force = bool(props.pop("force_new_deployment", False))
     service = _moto_update_service(self, props)
@@ -163,4 +310,7 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     EC2ContainerServiceBackend.stop_task = _stop_task
     EC2ContainerServiceBackend.update_service = _update_service
     ecs_responses.EC2ContainerServiceResponse.create_service = _create_service_response
+    ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
+    ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
+    ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
     assert ecs_models.Task is Task

@@ -9,6 +9,13 @@ What it adds to moto's services:
   and its PRIMARY deployment, through the agent;
 - service events worded as ECS words them
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html).
+
+Only services with the ECS (rolling update) deployment controller are rolled
+out. Those with CODE_DEPLOY or EXTERNAL get a PRIMARY deployment without
+`rolloutState`, which ECS reports only for the ECS controller
+(https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Deployment.html),
+and no tasks: CodeDeploy and task sets, which would start them, are not
+modelled.
 """
 
 from __future__ import annotations
@@ -25,6 +32,11 @@ from .agent import Agent
 SCHEDULER_STOP = "ServiceSchedulerInitiated"
 
 
+def ecs_controlled(service) -> bool:
+    """Does ECS itself roll this service out (the ECS deployment controller)?"""
+    return (getattr(service, "deployment_controller", None) or {"type": "ECS"}).get("type", "ECS") == "ECS"
+
+
 class Scheduler:
     """Keeps each ACTIVE service's tasks in line with its deployments; the
     agent runs the tasks. Every method runs under `agent.LOCK`: from the
@@ -36,7 +48,7 @@ class Scheduler:
     def new_deployment(self, service, task_definition: str) -> dict:
         deployment_id = f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
         stamp = utcnow()
-        return {
+        deployment = {
             "id": deployment_id,
             "status": "PRIMARY",
             "taskDefinition": task_definition,
@@ -51,9 +63,11 @@ class Scheduler:
             "platformVersion": service.platform_version,
             "platformFamily": "Linux",
             "networkConfiguration": service.network_configuration or None,
-            "rolloutState": "IN_PROGRESS",
-            "rolloutStateReason": f"ECS deployment {deployment_id} in progress.",
         }
+        if ecs_controlled(service):
+            deployment["rolloutState"] = "IN_PROGRESS"
+            deployment["rolloutStateReason"] = f"ECS deployment {deployment_id} in progress."
+        return deployment
 
     def event(self, service, message: str) -> None:
         # DescribeServices lists events newest first and keeps the last 100.
@@ -66,6 +80,12 @@ class Scheduler:
         service.pending_count = 0
 
     def service_updated(self, service, new_revision: bool) -> None:
+        if not ecs_controlled(service):
+            # No rollout and no tasks; moto counts the desired tasks as running.
+            service.deployments[0]["desiredCount"] = service.desired_count
+            service.running_count = 0
+            service.pending_count = 0
+            return
         if new_revision or not service.deployments:
             for deployment in service.deployments:
                 deployment["status"] = "ACTIVE"
@@ -128,7 +148,7 @@ class Scheduler:
                 ):
                     self.agent.request_stop(task, SCHEDULER_STOP, "Service deleted")
         for service in services:
-            if service.status == "ACTIVE" and service.deployments:
+            if service.status == "ACTIVE" and service.deployments and ecs_controlled(service):
                 self.schedule_service(backend, service)
 
     def schedule_service(self, backend, service) -> None:

@@ -224,12 +224,15 @@ class SandboxApp:
 
 
 class Registry:
-    """Debian's `docker-registry` as a child process: ECR's data plane."""
+    """Debian's `docker-registry` as a child process: ECR's data plane. Its
+    pid is kept in `registry.pid` in the state dir, so that `sandboxctl stop`
+    can end it when the server could not."""
 
     def __init__(self, endpoints: Endpoints):
         self.endpoints = endpoints
         self.storage = endpoints.state_dir / "registry"
         self.config = endpoints.state_dir / "registry.yml"
+        self.pidfile = endpoints.state_dir / "registry.pid"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -255,6 +258,7 @@ class Registry:
             stdout=logfile,
             stderr=subprocess.STDOUT,
         )
+        self.pidfile.write_text(str(self.proc.pid))
         deadline = time.monotonic() + 15
         while not self.healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -279,6 +283,8 @@ class Registry:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+        self.pidfile.unlink(missing_ok=True)
 
     def wipe(self) -> None:
         import shutil

@@ -43,7 +43,16 @@ def sandbox() -> Sandbox:
 @pytest.fixture(autouse=True)
 def fresh(sandbox):
     sandbox.admin("POST", "reset")
-    sandbox.admin("POST", "config", {"settle_seconds": 1.0, "tick_seconds": 0.1})
+    sandbox.admin(
+        "POST",
+        "config",
+        {
+            "settle_seconds": 1.0,
+            "tick_seconds": 0.1,
+            "stopped_task_retention_seconds": 3600,
+            "client_token_ttl_seconds": 86400,
+        },
+    )
     yield
     sandbox.admin("DELETE", "faults")
 

@@ -3,6 +3,8 @@ fails at the circuit-breaker threshold and rolls back."""
 
 from __future__ import annotations
 
+import pytest
+from botocore.exceptions import ClientError
 from conftest import container_def, wait_for
 
 UP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
@@ -170,3 +172,33 @@ def test_force_new_deployment_replaces_tasks(ecs, cluster):
     settled(ecs, cluster, "web")
     [after] = ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"]
     assert after != before
+
+
+def test_code_deploy_and_external_services_are_not_rolled_out(ecs, cluster):
+    v1 = register(ecs, "web", UP)
+    for kind in ("CODE_DEPLOY", "EXTERNAL"):
+        created = ecs.create_service(
+            cluster=cluster,
+            serviceName=kind.lower(),
+            taskDefinition=v1,
+            desiredCount=1,
+            deploymentController={"type": kind},
+        )["service"]
+        assert created["deploymentController"] == {"type": kind}
+        [primary] = created["deployments"]
+        assert primary["status"] == "PRIMARY" and "rolloutState" not in primary
+    # An ECS service beside them still rolls out: the scheduler copes with both.
+    create(ecs, cluster, "ecs", v1, desired=1)
+    for kind in ("CODE_DEPLOY", "EXTERNAL"):
+        service = describe(ecs, cluster, kind.lower())
+        assert service["deploymentController"] == {"type": kind}
+        assert [d.get("rolloutState") for d in service["deployments"]] == [None]
+        assert (service["runningCount"], service["pendingCount"]) == (0, 0)
+        assert ecs.list_tasks(cluster=cluster, serviceName=kind.lower())["taskArns"] == []
+        scaled = ecs.update_service(cluster=cluster, service=kind.lower(), desiredCount=2)["service"]
+        assert scaled["desiredCount"] == 2 and scaled["runningCount"] == 0
+        assert "rolloutState" not in scaled["deployments"][0]
+        # A new revision goes through CodeDeploy or a task set, not UpdateService.
+        with pytest.raises(ClientError) as refused:
+            ecs.update_service(cluster=cluster, service=kind.lower(), taskDefinition=v1)
+        assert refused.value.response["Error"]["Code"] == "InvalidParameterException"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+from botocore.exceptions import ClientError
 from conftest import container_def, log_lines, stopped, unique, wait_for
 
 
@@ -106,8 +110,7 @@ def test_overrides_and_environment_apply(ecs, logs, cluster):
     done = stopped(ecs, cluster, task["taskArn"])
     assert done["startedBy"] == "berth/deploy-1"
     assert log_lines(logs, "app", task["taskArn"]) == ["hello override"]
-    listed = ecs.list_tasks(cluster=cluster, startedBy="berth/deploy-1", desiredStatus="STOPPED")
-    assert listed["taskArns"] == [task["taskArn"]]
+    # startedBy alone keeps the default status filter RUNNING.
     assert ecs.list_tasks(cluster=cluster, startedBy="berth/deploy-1")["taskArns"] == []
 
 
@@ -179,3 +182,126 @@ def test_awsvpc_fargate_task_without_memory_reservation(sandbox, ecs, cluster):
     done = stopped(ecs, cluster, response["tasks"][0]["taskArn"])
     assert done["containers"][0]["exitCode"] == 0
     assert done["launchType"] == "FARGATE"
+
+
+SLEEP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
+
+
+def error_of(call, **kwargs) -> dict:
+    """The parsed error response of a call that must fail."""
+    with pytest.raises(ClientError) as raised:
+        call(**kwargs)
+    return raised.value.response
+
+
+def running(ecs, cluster: str, task_arn: str) -> dict:
+    def check():
+        task = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"][0]
+        return task if task["lastStatus"] == "RUNNING" else None
+
+    return wait_for(check, what=f"task {task_arn} to run")
+
+
+def test_started_by_must_be_the_only_filter(ecs, cluster):
+    family = unique("startedby")
+    task = run(ecs, cluster, family, [container_def("app", SLEEP)], run={"startedBy": "berth/deploy-2"})
+    running(ecs, cluster, task["taskArn"])
+    assert ecs.list_tasks(cluster=cluster, startedBy="berth/deploy-2")["taskArns"] == [task["taskArn"]]
+    others = {
+        "desiredStatus": "RUNNING",
+        "family": family,
+        "serviceName": "web",
+        "containerInstance": "ci-1",
+        "launchType": "EC2",
+    }
+    for name, value in others.items():
+        error = error_of(ecs.list_tasks, cluster=cluster, startedBy="berth/deploy-2", **{name: value})
+        assert error["Error"]["Code"] == "InvalidParameterException", name
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    # maxResults and nextToken are not filters.
+    assert ecs.list_tasks(cluster=cluster, startedBy="berth/deploy-2", maxResults=10)["taskArns"] == [task["taskArn"]]
+    ecs.stop_task(cluster=cluster, task=task["taskArn"])
+    stopped(ecs, cluster, task["taskArn"])
+    # startedBy alone still filters on the default status RUNNING.
+    assert ecs.list_tasks(cluster=cluster, startedBy="berth/deploy-2")["taskArns"] == []
+
+
+def test_client_token_retry_returns_the_original_task(ecs, cluster):
+    family = unique("token")
+    other = unique("token-other")
+    for name in (family, other):
+        ecs.register_task_definition(family=name, memory="512", containerDefinitions=[container_def("app", SLEEP)])
+    request = {"cluster": cluster, "taskDefinition": family, "startedBy": "berth/deploy-3", "clientToken": "tok-1"}
+    first = ecs.run_task(**request)["tasks"]
+    again = ecs.run_task(**request)
+    assert [t["taskArn"] for t in again["tasks"]] == [t["taskArn"] for t in first]
+    assert again["failures"] == []
+    assert ecs.list_tasks(cluster=cluster, family=family)["taskArns"] == [first[0]["taskArn"]]
+
+    changed = [
+        {"taskDefinition": other},
+        {"startedBy": "berth/deploy-4"},
+        {"count": 2},
+        {"overrides": {"containerOverrides": [{"name": "app", "command": ["true"]}]}},
+        {"networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}},
+    ]
+    for change in changed:
+        error = error_of(ecs.run_task, **{**request, **change})
+        assert error["Error"]["Code"] == "ConflictException", change
+        assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert error.get("resourceIds") == [first[0]["taskArn"]]
+    assert ecs.list_tasks(cluster=cluster)["taskArns"] == [first[0]["taskArn"]]
+
+    # Tokens are per cluster: the same one starts a task in another cluster.
+    ecs.create_cluster(clusterName=f"{cluster}-b")
+    elsewhere = ecs.run_task(**{**request, "cluster": f"{cluster}-b"})["tasks"]
+    assert elsewhere[0]["taskArn"] != first[0]["taskArn"]
+
+
+def test_client_token_is_forgotten_after_its_time_to_live_and_on_reset(sandbox, ecs, cluster):
+    family = unique("token-ttl")
+    ecs.register_task_definition(family=family, memory="512", containerDefinitions=[container_def("app", SLEEP)])
+    first = ecs.run_task(cluster=cluster, taskDefinition=family, clientToken="tok-ttl")["tasks"][0]
+    sandbox.admin("POST", "config", {"client_token_ttl_seconds": 0.5})
+    time.sleep(0.6)
+    later = ecs.run_task(cluster=cluster, taskDefinition=family, clientToken="tok-ttl")["tasks"][0]
+    assert later["taskArn"] != first["taskArn"]
+
+    sandbox.admin("POST", "config", {"client_token_ttl_seconds": 86400})
+    ecs.run_task(cluster=cluster, taskDefinition=family, clientToken="tok-reset")
+    sandbox.admin("POST", "reset")
+    ecs.create_cluster(clusterName=cluster)
+    other = unique("token-reset")
+    ecs.register_task_definition(family=other, memory="512", containerDefinitions=[container_def("app", SLEEP)])
+    # Different parameters, and no conflict: the reset forgot the token.
+    assert ecs.run_task(cluster=cluster, taskDefinition=other, clientToken="tok-reset")["tasks"]
+
+
+def test_stopped_tasks_are_forgotten_after_the_retention_time(sandbox, ecs, cluster):
+    sandbox.admin("POST", "config", {"stopped_task_retention_seconds": 2})
+    task = run(ecs, cluster, unique("retention"), [container_def("app", ["/bin/sh", "-c", "exit 0"])])
+    arn = task["taskArn"]
+    stopped(ecs, cluster, arn)
+    assert ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] == [arn]
+
+    def forgotten():
+        described = ecs.describe_tasks(cluster=cluster, tasks=[arn])
+        return described if not described["tasks"] else None
+
+    described = wait_for(forgotten, timeout=15, what="the stopped task to be forgotten")
+    assert described["failures"] == [{"arn": arn, "reason": "MISSING"}]
+    assert ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"] == []
+    assert arn not in [t["taskArn"] for t in sandbox.admin("GET", "tasks")]
+
+
+def test_describe_tasks_reports_unknown_tasks_as_missing(ecs, cluster):
+    task = run(ecs, cluster, unique("missing"), [container_def("app", SLEEP)])
+    ecs.create_cluster(clusterName=f"{cluster}-b")
+    unknown = task["taskArn"].rsplit("/", 1)[0] + "/0123456789abcdef0123456789abcdef"
+    described = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"], unknown])
+    assert [t["taskArn"] for t in described["tasks"]] == [task["taskArn"]]
+    assert described["failures"] == [{"arn": unknown, "reason": "MISSING"}]
+    # A task is described only in its own cluster.
+    elsewhere = ecs.describe_tasks(cluster=f"{cluster}-b", tasks=[task["taskArn"]])
+    assert elsewhere["tasks"] == []
+    assert elsewhere["failures"] == [{"arn": task["taskArn"], "reason": "MISSING"}]

@@ -52,7 +52,7 @@ fn dockerignore_rules_decide_the_entries_and_the_dockerfile_is_always_sent() {
     write(root, "vendor/readme.txt", "not sent");
     std::os::unix::fs::symlink("app/main.rb", root.join("link")).unwrap();
 
-    let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
+    let context = BuildContext::new(root, Path::new("Dockerfile"), true).unwrap();
     assert_eq!(
         context.ignore_file(),
         Some(root.join(".dockerignore").as_path())
@@ -91,7 +91,7 @@ fn the_dockerfile_specific_ignore_file_takes_precedence() {
     );
     write(root, "secret/key", "not sent");
 
-    let context = BuildContext::new(root, Path::new("docker/app.Dockerfile")).unwrap();
+    let context = BuildContext::new(root, Path::new("docker/app.Dockerfile"), true).unwrap();
     assert_eq!(
         context.ignore_file(),
         Some(root.join("docker/app.Dockerfile.dockerignore").as_path())
@@ -116,7 +116,7 @@ fn without_an_ignore_file_everything_is_sent_and_gitignore_plays_no_part() {
     write(root, ".gitignore", "log\n");
     write(root, "log/a.log", "sent");
 
-    let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
+    let context = BuildContext::new(root, Path::new("Dockerfile"), true).unwrap();
     assert_eq!(context.ignore_file(), None);
     assert_eq!(
         entries(&context),
@@ -136,7 +136,7 @@ fn headers_carry_root_ownership_real_mode_and_mtime_and_symlinks_stay_links() {
     std::os::unix::fs::symlink("../outside", root.join("escape")).unwrap();
     let mtime = fs_err::metadata(root.join("bin/run")).unwrap().mtime();
 
-    let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
+    let context = BuildContext::new(root, Path::new("Dockerfile"), true).unwrap();
     let mut tar = Vec::new();
     let stats = context.write_tar(&mut tar).unwrap();
     assert_eq!(stats.files, 3);
@@ -170,7 +170,7 @@ fn headers_carry_root_ownership_real_mode_and_mtime_and_symlinks_stay_links() {
 #[test]
 fn a_missing_dockerfile_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let error = BuildContext::new(dir.path(), Path::new("Dockerfile")).unwrap_err();
+    let error = BuildContext::new(dir.path(), Path::new("Dockerfile"), true).unwrap_err();
     let ContextError::Read { path, .. } = &error else {
         panic!("{error:?}");
     };
@@ -182,7 +182,7 @@ fn a_bad_ignore_pattern_names_the_ignore_file() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "Dockerfile", "FROM scratch\n");
     write(dir.path(), ".dockerignore", "[\n");
-    let error = BuildContext::new(dir.path(), Path::new("Dockerfile")).unwrap_err();
+    let error = BuildContext::new(dir.path(), Path::new("Dockerfile"), true).unwrap_err();
     assert!(
         matches!(&error, ContextError::IgnoreFile { path, .. } if path.ends_with(".dockerignore")),
         "{error:?}"
@@ -210,12 +210,12 @@ async fn the_stream_yields_the_same_tar_in_bounded_chunks() {
     write(root, "big", &"x".repeat(3 * CHUNK_SIZE + 17));
 
     let mut expected = Vec::new();
-    BuildContext::new(root, Path::new("Dockerfile"))
+    BuildContext::new(root, Path::new("Dockerfile"), true)
         .unwrap()
         .write_tar(&mut expected)
         .unwrap();
 
-    let (mut stream, task) = BuildContext::new(root, Path::new("Dockerfile"))
+    let (mut stream, task) = BuildContext::new(root, Path::new("Dockerfile"), true)
         .unwrap()
         .stream();
     let mut streamed = Vec::new();
@@ -236,7 +236,7 @@ async fn a_dropped_stream_stops_the_writer_as_closed() {
     write(root, "Dockerfile", "FROM scratch\n");
     write(root, "big", &"x".repeat(20 * CHUNK_SIZE));
 
-    let (stream, task) = BuildContext::new(root, Path::new("Dockerfile"))
+    let (stream, task) = BuildContext::new(root, Path::new("Dockerfile"), true)
         .unwrap()
         .stream();
     drop(stream);
@@ -253,7 +253,7 @@ async fn a_walk_error_ends_the_stream_with_an_error_and_names_the_path() {
     if !root.join("hpage_pmd_size").exists() {
         return;
     }
-    let (mut stream, task) = BuildContext::new(root, Path::new("hpage_pmd_size"))
+    let (mut stream, task) = BuildContext::new(root, Path::new("hpage_pmd_size"), true)
         .unwrap()
         .stream();
     let mut last = None;
@@ -279,7 +279,7 @@ fn a_name_that_is_not_utf8_keeps_its_bytes() {
     fs_err::create_dir(root.join(name)).unwrap();
     fs_err::write(root.join(name).join("menu"), "sent").unwrap();
 
-    let context = BuildContext::new(root, Path::new("Dockerfile")).unwrap();
+    let context = BuildContext::new(root, Path::new("Dockerfile"), true).unwrap();
     let mut tar = Vec::new();
     context.write_tar(&mut tar).unwrap();
     let mut archive = tar::Archive::new(tar.as_slice());
@@ -295,5 +295,42 @@ fn a_name_that_is_not_utf8_keeps_its_bytes() {
             b"caf\xe9/".to_vec(),
             b"caf\xe9/menu".to_vec()
         ]
+    );
+}
+
+/// `docker build` with the classic builder reads `.dockerignore` only.
+#[test]
+fn the_classic_builder_reads_only_the_context_root_ignore_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, ".dockerignore", "public\n");
+    write(root, "Dockerfile", "FROM scratch\n");
+    write(root, "Dockerfile.dockerignore", "secret\n");
+    write(root, "public/index.html", "not sent");
+    write(
+        root,
+        "secret/key",
+        "sent: the classic builder never reads Dockerfile.dockerignore",
+    );
+
+    let classic = BuildContext::new(root, Path::new("Dockerfile"), false).unwrap();
+    assert_eq!(
+        classic.ignore_file(),
+        Some(root.join(".dockerignore").as_path())
+    );
+    assert_eq!(
+        entries(&classic),
+        [
+            ".dockerignore",
+            "Dockerfile",
+            "Dockerfile.dockerignore",
+            "secret/",
+            "secret/key"
+        ]
+    );
+    let buildkit = BuildContext::new(root, Path::new("Dockerfile"), true).unwrap();
+    assert_eq!(
+        buildkit.ignore_file(),
+        Some(root.join("Dockerfile.dockerignore").as_path())
     );
 }

@@ -60,9 +60,9 @@ pub enum Decision {
     Refuse { summary: String, hint: String },
 }
 
-/// Decides from the revision and the tasks started by this deploy that ECS still knows
-/// (described, any order).
-pub fn decide(revision: &Described, tasks: &[Task], retry: bool) -> Decision {
+/// Decides from the revision, the container the migration runs in, and the tasks started by
+/// this deploy that ECS still knows (described, any order).
+pub fn decide(revision: &Described, container: &str, tasks: &[Task], retry: bool) -> Decision {
     let claim = Claim::of(revision);
     if claim.succeeded() {
         return Decision::Succeeded {
@@ -84,7 +84,7 @@ pub fn decide(revision: &Described, tasks: &[Task], retry: bool) -> Decision {
             task_arn,
         };
     }
-    match verdict(revision, latest) {
+    match verdict(revision, container, latest) {
         Ok(exit_codes) => Decision::Succeeded {
             task_arn,
             exit_codes,
@@ -140,8 +140,11 @@ fn forgotten(claim: Claim<'_>, retry: bool) -> Decision {
 
 const MAY_HAVE_RUN_HINT: &str = "check the task's logs or the database's migration state; pass `--retry-migration` to run the migration again";
 
-/// Exit codes when every essential container exited 0; otherwise what went wrong.
-pub fn verdict(revision: &Described, task: &Task) -> Result<ExitCodes, String> {
+/// Exit codes when the migration succeeded; otherwise what went wrong. As ECS judges a task:
+/// the migration container's own exit code decides. Another essential container fails it only
+/// when it exited by itself, non-zero; one that ECS stopped because the task was ending (143 after
+/// SIGTERM, 137 after SIGKILL, once an essential container exited) is reported, not judged.
+pub fn verdict(revision: &Described, container: &str, task: &Task) -> Result<ExitCodes, String> {
     let exit_codes: ExitCodes = task
         .containers()
         .iter()
@@ -159,15 +162,26 @@ pub fn verdict(revision: &Described, task: &Task) -> Result<ExitCodes, String> {
             .and_then(Value::as_bool)
             .unwrap_or(true)
     };
+    let ended_by_ecs = |code: Option<i32>| {
+        stop_code == "EssentialContainerExited"
+            && matches!(code, Some(STOPPED_BY_SIGTERM | STOPPED_BY_SIGKILL))
+    };
     let failed: Vec<String> = exit_codes
         .iter()
-        .filter(|(name, code)| essential(name) && **code != Some(0))
+        .filter(|(name, code)| {
+            if name.as_str() == container {
+                **code != Some(0)
+            } else {
+                essential(name) && code.is_some_and(|code| code != 0) && !ended_by_ecs(**code)
+            }
+        })
         .map(|(name, code)| match code {
             Some(code) => format!("`{name}` exited {code}"),
             None => format!("`{name}` has no exit code"),
         })
         .collect();
-    if failed.is_empty() {
+    let ran = exit_codes.contains_key(container);
+    if failed.is_empty() && ran {
         return Ok(exit_codes);
     }
     let all: Vec<String> = exit_codes
@@ -177,11 +191,54 @@ pub fn verdict(revision: &Described, task: &Task) -> Result<ExitCodes, String> {
             None => format!("{name}=none"),
         })
         .collect();
+    let failed = if ran {
+        failed.join(", ")
+    } else {
+        format!("the task has no container `{container}`")
+    };
     Err(format!(
-        "failed: {} (exit codes {}; stopCode `{stop_code}`; stoppedReason: {reason})",
-        failed.join(", "),
+        "failed: {failed} (exit codes {}; stopCode `{stop_code}`; stoppedReason: {reason})",
         all.join(", ")
     ))
+}
+
+/// Exit code of a container stopped with SIGTERM (128 + 15).
+const STOPPED_BY_SIGTERM: i32 = 143;
+/// Exit code of a container killed after its `stopTimeout` (128 + 9).
+const STOPPED_BY_SIGKILL: i32 = 137;
+
+/// The containers, other than the migration's, that ECS stopped because the task was ending: said
+/// once the migration succeeded, so that their exit codes do not look like a failure.
+pub fn stopped_by_ecs(revision: &Described, container: &str, task: &Task) -> Vec<String> {
+    if task.stop_code().map(|c| c.as_str()) != Some("EssentialContainerExited") {
+        return Vec::new();
+    }
+    task.containers()
+        .iter()
+        .filter(|c| c.name() != Some(container))
+        .filter_map(|c| {
+            let name = c.name()?;
+            let how = match c.exit_code()? {
+                STOPPED_BY_SIGTERM => "SIGTERM",
+                STOPPED_BY_SIGKILL => "SIGKILL after its `stopTimeout`",
+                _ => return None,
+            };
+            let essential = if revision
+                .container(name)
+                .and_then(|c| c.get("essential"))
+                .and_then(Value::as_bool)
+                .unwrap_or(true)
+            {
+                "essential container"
+            } else {
+                "container"
+            };
+            Some(format!(
+                "{essential} `{name}` was stopped by ECS when the task ended ({how}, exit {})",
+                c.exit_code().unwrap_or_default()
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,7 +247,7 @@ mod tests {
     use aws_smithy_types::DateTime;
     use serde_json::json;
 
-    use super::{Decision, decide, verdict};
+    use super::{Decision, decide, stopped_by_ecs, verdict};
     use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
     fn revision() -> Described {
@@ -231,7 +288,7 @@ mod tests {
             &[("app", Some(0)), ("datadog-agent", Some(137))],
         );
         assert_eq!(
-            verdict(&revision(), &ok).map(|codes| codes["app"]),
+            verdict(&revision(), "app", &ok).map(|codes| codes["app"]),
             Ok(Some(0)),
             "a non-essential sidecar killed at the end does not fail the migration"
         );
@@ -239,12 +296,12 @@ mod tests {
             TaskStopCode::EssentialContainerExited,
             &[("app", Some(1)), ("datadog-agent", Some(0))],
         );
-        let summary = verdict(&revision(), &failed).unwrap_err();
+        let summary = verdict(&revision(), "app", &failed).unwrap_err();
         assert!(summary.contains("`app` exited 1"), "{summary}");
         assert!(summary.contains("EssentialContainerExited"), "{summary}");
         let no_code = task(TaskStopCode::EssentialContainerExited, &[("app", None)]);
         assert!(
-            verdict(&revision(), &no_code)
+            verdict(&revision(), "app", &no_code)
                 .unwrap_err()
                 .contains("no exit code")
         );
@@ -254,7 +311,7 @@ mod tests {
     fn a_task_that_failed_to_start_says_so() {
         let mut failed = task(TaskStopCode::TaskFailedToStart, &[("app", None)]);
         failed.stopped_reason = Some("CannotPullContainerError: pull access denied".into());
-        let summary = verdict(&revision(), &failed).unwrap_err();
+        let summary = verdict(&revision(), "app", &failed).unwrap_err();
         assert!(
             summary.starts_with("did not start (`TaskFailedToStart`)"),
             "{summary}"
@@ -455,11 +512,124 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            let decision = decide(&revision, &tasks, retry);
+            let decision = decide(&revision, "app", &tasks, retry);
             assert!(
                 fits(&decision, &want),
                 "{case}: got {decision:?}, want {want:?}"
             );
         }
+    }
+
+    /// As ECS judges a task: the migration container decides; an essential sidecar fails it only
+    /// when it exited by itself.
+    #[test]
+    fn the_migration_container_decides_and_containers_ecs_stopped_are_not_judged() {
+        let revision = Described::from_json(
+            "arn:aws:ecs:us-east-1:1:task-definition/web:8",
+            json!({
+                "family": "web",
+                "containerDefinitions": [
+                    {"name": "app", "essential": true},
+                    {"name": "proxy", "essential": true},
+                    {"name": "datadog-agent", "essential": false}
+                ]
+            }),
+        );
+        let exited = TaskStopCode::EssentialContainerExited;
+        /// Case, stop code, exit codes of `app`, `proxy`, `datadog-agent`, and the verdict.
+        type Row = (
+            &'static str,
+            TaskStopCode,
+            [Option<i32>; 3],
+            Result<(), &'static str>,
+        );
+        let rows: [Row; 8] = [
+            (
+                "all exited 0",
+                exited.clone(),
+                [Some(0), Some(0), Some(0)],
+                Ok(()),
+            ),
+            (
+                "an essential sidecar that ignored SIGTERM was killed",
+                exited.clone(),
+                [Some(0), Some(137), Some(0)],
+                Ok(()),
+            ),
+            (
+                "an essential sidecar stopped by SIGTERM",
+                exited.clone(),
+                [Some(0), Some(143), Some(143)],
+                Ok(()),
+            ),
+            (
+                "an essential sidecar that crashed by itself",
+                exited.clone(),
+                [Some(0), Some(2), Some(0)],
+                Err("`proxy` exited 2"),
+            ),
+            (
+                "a non-essential sidecar that crashed",
+                exited.clone(),
+                [Some(0), Some(0), Some(1)],
+                Ok(()),
+            ),
+            (
+                "the migration killed when a sidecar exited first",
+                exited.clone(),
+                [Some(143), Some(0), Some(0)],
+                Err("`app` exited 143"),
+            ),
+            (
+                "a task stopped by a person: 143 is not ECS ending the task",
+                TaskStopCode::UserInitiated,
+                [Some(0), Some(143), Some(0)],
+                Err("`proxy` exited 143"),
+            ),
+            (
+                "a sidecar that never ran",
+                exited,
+                [Some(0), None, Some(0)],
+                Ok(()),
+            ),
+        ];
+        for (case, stop_code, [app, proxy, agent], want) in rows {
+            let task = task(
+                stop_code,
+                &[("app", app), ("proxy", proxy), ("datadog-agent", agent)],
+            );
+            let got = verdict(&revision, "app", &task).map(|_| ());
+            match want {
+                Ok(()) => assert_eq!(got, Ok(()), "{case}"),
+                Err(part) => {
+                    let summary = got.expect_err(case);
+                    assert!(summary.contains(part), "{case}: {summary}");
+                }
+            }
+        }
+        let killed = task(
+            TaskStopCode::EssentialContainerExited,
+            &[
+                ("app", Some(0)),
+                ("proxy", Some(137)),
+                ("datadog-agent", Some(143)),
+            ],
+        );
+        assert_eq!(
+            stopped_by_ecs(&revision, "app", &killed),
+            [
+                "essential container `proxy` was stopped by ECS when the task ended (SIGKILL after its `stopTimeout`, exit 137)",
+                "container `datadog-agent` was stopped by ECS when the task ended (SIGTERM, exit 143)",
+            ]
+        );
+        let gone = task(
+            TaskStopCode::EssentialContainerExited,
+            &[("proxy", Some(0))],
+        );
+        assert!(
+            verdict(&revision, "app", &gone)
+                .unwrap_err()
+                .contains("no container `app`")
+        );
     }
 }

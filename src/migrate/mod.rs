@@ -24,7 +24,7 @@ use crate::settings::Settings;
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 use crate::text::short_duration;
 pub use decide::ExitCodes;
-use decide::{Claim, Decision, decide, verdict};
+use decide::{Claim, Decision, decide, stopped_by_ecs, verdict};
 
 /// Log lines kept for the tail shown when the migration fails.
 const TAIL: usize = 20;
@@ -58,9 +58,10 @@ pub async fn run(
     let tasks = if Claim::of(plan.revision).succeeded() {
         Vec::new()
     } else {
-        this_deploys_tasks(ecs, settings, plan.deploy_id).await?
+        this_deploys_tasks(ecs, settings, plan.revision.family(), plan.deploy_id).await?
     };
-    let task = match decide(plan.revision, &tasks, plan.retry) {
+    let container = &settings.migration.container;
+    let task = match decide(plan.revision, container, &tasks, plan.retry) {
         Decision::Succeeded {
             task_arn,
             exit_codes,
@@ -92,37 +93,55 @@ pub async fn run(
             start(ecs, settings, plan, attempt, reporter).await?
         }
         Decision::Refuse { summary, hint } => {
-            return Err(Error::MigrationFailed {
-                summary,
-                hint: Some(hint),
-            });
+            return Err(Error::MigrationFailed { summary, hint });
         }
     };
     follow(ecs, logs, settings, plan, &task, reporter).await
 }
 
-/// The tasks started by this deploy that ECS still knows, running or stopped, described.
+/// The tasks started by this deploy that ECS still knows, described. `ListTasks` takes
+/// `startedBy` only as its sole filter, and then lists running tasks alone (its default status
+/// filter); the stopped ones are found among the family's stopped tasks.
 async fn this_deploys_tasks(
     ecs: &Client,
     settings: &Settings,
+    family: &str,
     deploy_id: &str,
 ) -> Result<Vec<Task>, Error> {
-    let mut tasks = Vec::new();
-    for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
-        let listed = ecs
-            .list_tasks()
+    let running = list_tasks(
+        ecs.list_tasks()
             .cluster(&settings.cluster)
-            .started_by(deploy_id)
-            .desired_status(status)
-            .send()
-            .await
-            .map_err(|e| failed("looking for this deploy's migration task", e))?;
-        tasks.extend(listed.task_arns().iter().cloned());
+            .started_by(deploy_id),
+    )
+    .await?;
+    let stopped = list_tasks(
+        ecs.list_tasks()
+            .cluster(&settings.cluster)
+            .family(family)
+            .desired_status(DesiredStatus::Stopped),
+    )
+    .await?;
+    let mut tasks = describe_tasks(ecs, settings, &running).await?;
+    tasks.extend(
+        describe_tasks(ecs, settings, &stopped)
+            .await?
+            .into_iter()
+            .filter(|task| task.started_by() == Some(deploy_id)),
+    );
+    Ok(tasks)
+}
+
+/// Every task ARN that `request` lists, page by page.
+async fn list_tasks(
+    request: aws_sdk_ecs::operation::list_tasks::builders::ListTasksFluentBuilder,
+) -> Result<Vec<String>, Error> {
+    let mut pages = request.into_paginator().send();
+    let mut arns = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed("looking for this deploy's migration task", e))?;
+        arns.extend(page.task_arns().iter().cloned());
     }
-    if tasks.is_empty() {
-        return Ok(Vec::new());
-    }
-    describe_tasks(ecs, settings, &tasks).await
+    Ok(arns)
 }
 
 async fn start(
@@ -148,9 +167,7 @@ async fn start(
     let web = plan.web;
     let mut request = ecs
         .run_task()
-        // Idempotent across the SDK's own retries of this call (a lost response must not start a
-        // second task); a `--retry-migration` run is a new attempt with a new token.
-        .client_token(format!("{}-{attempt}", plan.deploy_id))
+        .client_token(client_token(plan.deploy_id, attempt, plan.retry))
         .cluster(&settings.cluster)
         .task_definition(&plan.revision.arn)
         .count(1)
@@ -181,6 +198,17 @@ async fn start(
         request = request.launch_type(launch_type.clone());
     }
     let output = request.send().await.map_err(|e| {
+        if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) {
+            // Same token, other parameters: another run of this deploy started the migration
+            // from a revision of its own.
+            return Error::MigrationFailed {
+                summary: format!(
+                    "another run of this deploy already started its migration with other parameters: {}",
+                    crate::text::with_causes(&e)
+                ),
+                hint: "wait for that run to end, then rerun the same command: it attaches to that migration".to_owned(),
+            };
+        }
         match failed("starting the migration task", e) {
             // ECS refused the request itself (bad network settings, unknown family): the
             // migration did not start.
@@ -190,10 +218,8 @@ async fn start(
                 source,
             } => Error::MigrationFailed {
                 summary: format!("{action} failed: {source}"),
-                hint: Some(
-                    "the web service's network settings and launch type are used for the migration task"
-                        .to_owned(),
-                ),
+                hint: "the web service's network settings and launch type are used for the migration task"
+                    .to_owned(),
             },
             other => other,
         }
@@ -205,9 +231,7 @@ async fn start(
                 failure.reason().unwrap_or("no reason"),
                 failure.detail().unwrap_or_default()
             ),
-            hint: Some(
-                "check the cluster's capacity and the web service's network settings".to_owned(),
-            ),
+            hint: "check the cluster's capacity and the web service's network settings".to_owned(),
         });
     }
     let arn = output
@@ -230,6 +254,21 @@ async fn start(
     Ok(arn)
 }
 
+/// The `RunTask` idempotency token: ECS returns the task of an earlier call with the same token
+/// and parameters (for 24 hours, per cluster) instead of starting another, so the SDK's own retries
+/// of a lost response, and two runs of one deploy, start one task. A `--retry-migration` run is a
+/// person asking for a new attempt: its token is new, so ECS never hands back the failed task.
+fn client_token(deploy_id: &str, attempt: usize, retry: bool) -> String {
+    if retry {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        format!("{deploy_id}-{attempt}-retry-{now}")
+    } else {
+        format!("{deploy_id}-{attempt}")
+    }
+}
+
 /// Streams the task's log lines until it stops, then judges it.
 async fn follow(
     ecs: &Client,
@@ -250,7 +289,7 @@ async fn follow(
             .next()
             .ok_or_else(|| Error::MigrationFailed {
                 summary: format!("migration task `{}` is gone", arn::short(task_arn)),
-                hint: None,
+                hint: "ECS no longer knows the task; rerun the same command: what the revision records decides what happens next".to_owned(),
             })?;
         stream.read(logs, &mut tail, reporter).await?;
         if task.last_status() == Some("STOPPED") {
@@ -270,10 +309,8 @@ async fn follow(
                     task.last_status().unwrap_or("running"),
                     short_duration(settings.timeouts.migration)
                 ),
-                hint: Some(
-                    "rerun the same command to attach to it again, or raise `timeouts.migration`"
-                        .to_owned(),
-                ),
+                hint: "rerun the same command to attach to it again, or raise `timeouts.migration`"
+                    .to_owned(),
             });
         }
         watch.beat(
@@ -286,8 +323,11 @@ async fn follow(
         );
         tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(30))).await;
     };
-    match verdict(plan.revision, &task) {
+    match verdict(plan.revision, container, &task) {
         Ok(exit_codes) => {
+            for line in stopped_by_ecs(plan.revision, container, &task) {
+                reporter.info(&line);
+            }
             record(ecs, plan, task_arn, true).await?;
             Ok(Migrated {
                 task_arn: task_arn.to_owned(),
@@ -303,12 +343,16 @@ async fn follow(
                     reporter.output("migrate", line);
                 }
             }
+            let why = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
+                "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)"
+            } else if tail.is_empty() {
+                "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
+            } else {
+                "the log lines above say why"
+            };
             Err(Error::MigrationFailed {
                 summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
-                hint: Some(
-                    "the log lines above say why; fix it and rerun with `--retry-migration`"
-                        .to_owned(),
-                ),
+                hint: format!("{why}; fix it and rerun with `--retry-migration`"),
             })
         }
     }
@@ -346,12 +390,17 @@ async fn describe_tasks(
     settings: &Settings,
     arns: &[String],
 ) -> Result<Vec<Task>, Error> {
-    let output = ecs
-        .describe_tasks()
-        .cluster(&settings.cluster)
-        .set_tasks(Some(arns.to_vec()))
-        .send()
-        .await
-        .map_err(|e| failed("describing the migration task", e))?;
-    Ok(output.tasks().to_vec())
+    let mut tasks = Vec::new();
+    // DescribeTasks takes at most 100 tasks per call.
+    for batch in arns.chunks(100) {
+        let output = ecs
+            .describe_tasks()
+            .cluster(&settings.cluster)
+            .set_tasks(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| failed("describing the migration task", e))?;
+        tasks.extend(output.tasks().iter().cloned());
+    }
+    Ok(tasks)
 }

@@ -33,6 +33,91 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     loader.load().await
 }
 
+/// Resolves the credentials once, before any AWS call, so that none at all is one clear line
+/// (exit 4) rather than the first call's dump of every provider's failure.
+pub async fn check_credentials(config: &SdkConfig) -> Result<(), Error> {
+    use aws_credential_types::provider::ProvideCredentials;
+
+    let Some(provider) = config.credentials_provider() else {
+        return Err(Error::NoCredentials {
+            detail: "the SDK has no credentials chain".to_owned(),
+        });
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "no credentials");
+            Err(Error::NoCredentials {
+                detail: match &error {
+                    aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_) => {
+                        "none of the sources had any".to_owned()
+                    }
+                    other => other.to_string(),
+                },
+            })
+        }
+    }
+}
+
+/// The AWS regions this berth knows (commercial, GovCloud, China, European Sovereign Cloud). A
+/// region missing here still works; it only lets berth name the region when AWS fails there.
+const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eusc-de-east-1",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// The first AWS calls failed: when the region is not one AWS has, that is the likelier cause,
+/// and a settings error (exit 2) naming it.
+pub fn blame_unknown_region(error: Error, region: &str) -> Error {
+    match error {
+        Error::Aws { .. } if !KNOWN_REGIONS.contains(&region) => Error::Mismatch {
+            problem: format!(
+                "region `{region}` is not an AWS region berth knows, and AWS failed there: {}",
+                crate::text::with_causes(&error)
+            ),
+            hint: "check `region` in berth.toml, `--region` or `AWS_REGION`".to_owned(),
+        },
+        other => other,
+    }
+}
+
 pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {
     aws_sdk_ecs::Client::new(config)
 }

@@ -107,7 +107,6 @@ impl SettingsArgs {
             config: self.config,
             region: self.region,
             profile: self.profile,
-            registry_map: env_vars::var(env_vars::BERTH_REGISTRY_MAP),
             aws_region: env_vars::var(env_vars::AWS_REGION),
             deploy: DeployOptions::default(),
         }

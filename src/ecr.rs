@@ -13,10 +13,9 @@ use crate::settings::Settings;
 #[derive(Debug, Clone)]
 pub struct Repository {
     pub name: String,
-    /// `<account>.dkr.ecr.<region>.amazonaws.com/<name>`: how task definitions name the image.
+    /// `<account>.dkr.ecr.<region>.amazonaws.com/<name>`, as ECR names it: where the image is
+    /// pushed, and how task definitions name it.
     pub uri: String,
-    /// Where `docker push` sends the bytes: the registry host after `[registry].map`.
-    pub push_to: String,
 }
 
 impl Repository {
@@ -44,6 +43,8 @@ pub struct Image {
 pub struct RegistryLogin {
     pub username: String,
     pub password: String,
+    /// The registry they are for (`proxyEndpoint` without its scheme): they go to no other host.
+    pub host: String,
 }
 
 impl std::fmt::Debug for RegistryLogin {
@@ -51,6 +52,7 @@ impl std::fmt::Debug for RegistryLogin {
         f.debug_struct("RegistryLogin")
             .field("username", &self.username)
             .field("password", &"***")
+            .field("host", &self.host)
             .finish()
     }
 }
@@ -100,11 +102,8 @@ pub async fn repository(ecr: &Client, settings: &Settings) -> Result<Repository,
         problem: format!("ECR did not say where repository `{name}` lives"),
         hint: "check the repository in the ECR console".to_owned(),
     })?;
-    let host = uri.split('/').next().unwrap_or_default();
-    let push_host = settings.registry_map.get(host).map_or(host, String::as_str);
     Ok(Repository {
         name: name.clone(),
-        push_to: format!("{push_host}/{name}"),
         uri,
     })
 }
@@ -141,16 +140,16 @@ pub async fn digest_of(
     }
 }
 
-/// Registry credentials for a push, from ECR.
-pub async fn login(ecr: &Client) -> Result<RegistryLogin, Error> {
+/// Registry credentials for a push to `repo`, from ECR. They are for the registry that ECR's
+/// `proxyEndpoint` names; a repository elsewhere gets none.
+pub async fn login(ecr: &Client, repo: &Repository) -> Result<RegistryLogin, Error> {
     let output = ecr
         .get_authorization_token()
         .send()
         .await
         .map_err(|e| failed("getting an ECR authorization token", e))?;
-    let token = output
-        .authorization_data()
-        .first()
+    let data = output.authorization_data().first();
+    let token = data
         .and_then(|data| data.authorization_token())
         .unwrap_or_default();
     let decoded = base64::engine::general_purpose::STANDARD
@@ -162,10 +161,35 @@ pub async fn login(ecr: &Client) -> Result<RegistryLogin, Error> {
         problem: "ECR returned an authorization token berth cannot read".to_owned(),
         hint: "check the credentials' permission `ecr:GetAuthorizationToken`".to_owned(),
     })?;
+    let endpoint = data
+        .and_then(|data| data.proxy_endpoint())
+        .unwrap_or_default();
+    let host = registry_host(endpoint);
+    if host != repo.host() {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "ECR's credentials are for `{host}`, but repository `{}` is at `{}`; berth sends ECR credentials to no other host",
+                repo.name,
+                repo.host()
+            ),
+            hint:
+                "check `AWS_ENDPOINT_URL` and the region: ECR must name the registry it authorizes"
+                    .to_owned(),
+        });
+    }
     Ok(RegistryLogin {
         username: username.to_owned(),
         password: password.to_owned(),
+        host: host.to_owned(),
     })
+}
+
+/// `123.dkr.ecr.us-east-1.amazonaws.com` of `https://123.dkr.ecr.us-east-1.amazonaws.com/`.
+fn registry_host(endpoint: &str) -> &str {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or_default()
 }
 
 /// Points `tag` (such as `stg-latest`) at the image with `digest`, as `aws ecr put-image` does.
@@ -207,5 +231,28 @@ pub async fn move_tag(
             Ok(false)
         }
         Err(error) => Err(failed(format!("tagging the image `{tag}`"), error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::registry_host;
+
+    #[test]
+    fn the_registry_host_is_the_proxy_endpoint_without_scheme_or_path() {
+        for (endpoint, host) in [
+            (
+                "https://123.dkr.ecr.us-east-1.amazonaws.com",
+                "123.dkr.ecr.us-east-1.amazonaws.com",
+            ),
+            (
+                "https://123.dkr.ecr.us-east-1.amazonaws.com/",
+                "123.dkr.ecr.us-east-1.amazonaws.com",
+            ),
+            ("http://127.0.0.1:5055", "127.0.0.1:5055"),
+            ("127.0.0.1:5055", "127.0.0.1:5055"),
+        ] {
+            assert_eq!(registry_host(endpoint), host, "{endpoint}");
+        }
     }
 }

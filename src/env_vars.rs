@@ -9,11 +9,6 @@ pub const BERTH_CONFIG: &str = "BERTH_CONFIG";
 /// Environment to deploy (a `[env.NAME]` table of `berth.toml`) when `--env` is absent.
 pub const BERTH_ENV: &str = "BERTH_ENV";
 
-/// Extra registry mappings, `host=addr[,host=addr]`. Each entry sends the bytes for an image in
-/// registry `host` to `addr` instead; entries extend `[registry].map` and win over it for the same
-/// host. The local sandbox uses this to point an ECR host at a plain registry.
-pub const BERTH_REGISTRY_MAP: &str = "BERTH_REGISTRY_MAP";
-
 /// Output format when `--output` is absent: `text` (default) or `json`.
 pub const BERTH_OUTPUT: &str = "BERTH_OUTPUT";
 
@@ -35,6 +30,15 @@ pub const AWS_PROFILE: &str = "AWS_PROFILE";
 /// Standard Docker variable: address of the Docker engine, for example
 /// `unix:///var/run/docker.sock` (the default) or `tcp://127.0.0.1:2375`.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
+
+/// Standard Docker variable: when set to anything non-empty, the engine at a `tcp://` `DOCKER_HOST`
+/// is reached over TLS, its certificate checked against `ca.pem` and berth's own certificate
+/// (`cert.pem`, `key.pem`) shown to it, as CircleCI's remote Docker requires.
+pub const DOCKER_TLS_VERIFY: &str = "DOCKER_TLS_VERIFY";
+
+/// Standard Docker variable: the folder holding `ca.pem`, `cert.pem` and `key.pem` for
+/// `DOCKER_TLS_VERIFY`. Default: `~/.docker`.
+pub const DOCKER_CERT_PATH: &str = "DOCKER_CERT_PATH";
 
 /// Colourless output when set to anything non-empty (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";

@@ -35,12 +35,17 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    #[error("cannot reach the Docker engine at `{host}`")]
+    #[error("cannot reach the Docker engine at `{host}`{}", if *.tls { " over TLS" } else { "" })]
     DockerUnreachable {
         host: String,
+        tls: bool,
         #[source]
         source: bollard::errors::Error,
     },
+
+    /// `DOCKER_TLS_VERIFY` asks for TLS, and the certificates are not there.
+    #[error("{problem}")]
+    DockerTls { problem: String },
 
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
@@ -69,6 +74,12 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    /// The default credentials chain found no credentials.
+    #[error(
+        "no AWS credentials: tried `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, the profile (`AWS_PROFILE` or `default` in `~/.aws`), SSO, web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`), the ECS container endpoint and EC2 instance metadata: {detail}"
+    )]
+    NoCredentials { detail: String },
 
     /// The credentials may not make an AWS call. `iam_action` is the one AWS named.
     #[error("{action} was refused: access denied")]
@@ -101,9 +112,11 @@ impl Error {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             Self::Config(_) => ExitStatus::Usage,
-            Self::DockerUnreachable { .. } | Self::Runtime(_) | Self::Stdout(_) => {
-                ExitStatus::Environment
-            }
+            Self::DockerUnreachable { .. }
+            | Self::DockerTls { .. }
+            | Self::NoCredentials { .. }
+            | Self::Runtime(_)
+            | Self::Stdout(_) => ExitStatus::Environment,
             Self::Interrupted => ExitStatus::Interrupted,
             Self::Git { .. } | Self::Mismatch { .. } => ExitStatus::Usage,
             Self::Aws { environment, .. } => {
@@ -125,6 +138,13 @@ impl Error {
     pub fn hint(&self) -> String {
         match self {
             Self::Config(error) => error.hint(),
+            Self::DockerUnreachable { tls: true, .. } | Self::DockerTls { .. } => format!(
+                "`{}` must hold `ca.pem` (the CA that signed the engine's certificate), `cert.pem` and `key.pem` (berth's client certificate); CircleCI's `setup_remote_docker` sets `{}`, `{}` and `{}`",
+                crate::env_vars::DOCKER_CERT_PATH,
+                crate::env_vars::DOCKER_HOST,
+                crate::env_vars::DOCKER_TLS_VERIFY,
+                crate::env_vars::DOCKER_CERT_PATH
+            ),
             Self::DockerUnreachable { .. } => format!(
                 "start Docker, or set `{}` to the engine's address (for example `unix:///var/run/docker.sock`)",
                 crate::env_vars::DOCKER_HOST
@@ -140,13 +160,14 @@ impl Error {
             Self::Git { hint, .. } | Self::Mismatch { hint, .. } => hint.clone(),
             Self::Aws { environment: true, .. } => "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
             Self::Aws { .. } => "the cause above is AWS's own message".to_owned(),
+            Self::NoCredentials { .. } => "log in (`aws sso login`), set `AWS_PROFILE` or `--profile`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; in CircleCI, use OIDC (`AWS_ROLE_ARN` with `AWS_WEB_IDENTITY_TOKEN_FILE`) or a context with the keys".to_owned(),
             Self::AccessDenied { iam_action, action, .. } => format!(
                 "grant {} to the role berth runs as; docs/configuration.md (AWS permissions) lists every action berth calls",
                 iam_action.as_ref().map_or_else(|| format!("the IAM action for {action}"), |a| format!("`{a}`"))
             ),
             Self::Image { step: "build", .. } => "the build output above says why; fix it and rerun: nothing was pushed and nothing in AWS changed".to_owned(),
             Self::Image { .. } => "the cause above is the engine's or the registry's; rerun the same command: the image is rebuilt from the engine's cache and nothing in ECS changed yet".to_owned(),
-            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; fix and rerun the same command: finished steps are skipped".to_owned(),
+            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; a service that completed keeps this deploy's revision; fix the cause and rerun the same command: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
             Self::RolloutTimeout { .. } => "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
             Self::MigrationFailed { hint, .. } => hint.clone(),
         }
@@ -196,9 +217,6 @@ pub enum ConfigError {
         problem: String,
         hint: String,
     },
-
-    #[error("`{}` {problem}", crate::env_vars::BERTH_REGISTRY_MAP)]
-    RegistryMap { problem: String },
 }
 
 impl ConfigError {
@@ -217,10 +235,6 @@ impl ConfigError {
                 crate::env_vars::BERTH_ENV
             ),
             Self::Missing { hint, .. } | Self::Invalid { hint, .. } => hint.clone(),
-            Self::RegistryMap { .. } => format!(
-                "use `host=addr[,host=addr]`, for example `{}=123456789012.dkr.ecr.us-east-1.amazonaws.com=127.0.0.1:5055`",
-                crate::env_vars::BERTH_REGISTRY_MAP
-            ),
         }
     }
 }

@@ -17,8 +17,6 @@ pub struct Flags {
     pub region: Option<String>,
     /// `--profile`.
     pub profile: Option<String>,
-    /// `BERTH_REGISTRY_MAP`, unparsed.
-    pub registry_map: Option<String>,
     /// `AWS_REGION`: the region when neither `--region` nor `berth.toml` sets one.
     pub aws_region: Option<String>,
     /// What the deploy may do beyond the default.

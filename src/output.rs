@@ -167,8 +167,12 @@ fn ignore_broken_pipe(error: std::io::Error) -> std::io::Result<()> {
 /// Sends `tracing` logs to stderr, filtered by `BERTH_LOG` (default `warn`), coloured only on a
 /// terminal and only without `NO_COLOR`.
 pub fn init_logging() {
+    // By default the credentials chain's per-provider warnings stay quiet: when no provider has
+    // credentials, berth says so in one line.
     let mut filter = tracing_subscriber::EnvFilter::try_from_env(env_vars::BERTH_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,aws_config::meta::credentials=error")
+        });
     // Secrets must not reach the log at any level: bollard logs each request's URI at debug,
     // and a build request carries the build args (secret ones included) in its query string;
     // the HTTP layers below log raw traffic at trace.

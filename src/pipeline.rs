@@ -168,7 +168,10 @@ async fn run(
     let files: BTreeMap<String, Described> = settings
         .task_definitions
         .iter()
-        .map(|(service, path)| Ok((service.clone(), taskdef::from_file(path)?)))
+        .map(|(service, path)| {
+            let file = taskdef::from_file(path, &settings.task_definition_vars)?;
+            Ok((service.clone(), file))
+        })
         .collect::<Result<_, Error>>()?;
     let inputs = files
         .values()
@@ -186,6 +189,7 @@ async fn run(
         code_list(&settings.services)
     ));
     let config = aws::sdk_config(settings).await;
+    aws::check_credentials(&config).await?;
     let ecs = aws::ecs_client(&config);
     let ecr_client = aws::ecr_client(&config);
     let logs = aws::logs_client(&config);
@@ -193,11 +197,21 @@ async fn run(
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
     let tagging = aws::tagging_client(&config);
-    let current = current::read(&ecs, &ecr_client, settings, &files).await?;
+    let current = current::read(&ecs, &ecr_client, settings, &files)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     // Every family's revision, found or planned, and checked before anything changes.
     let families = register::plan(&ecs, &tagging, settings, &release, &current, &files).await?;
 
-    let image = self::image(&ecr_client, settings, &release, &current.repository, steps).await?;
+    let revisions: Vec<&Described> = families.values().map(|plan| plan.definition()).collect();
+    let platform = taskdef::build_platform(settings.build.platform.as_deref(), &revisions)?;
+    let tag = release.image_tag(&settings.build, &platform);
+    let build = Build {
+        release: &release,
+        tag: &tag,
+        platform: &platform,
+    };
+    let image = self::image(&ecr_client, settings, &build, &current.repository, steps).await?;
     report.image = Some(image.clone());
     let reuse = register::all_registered(&families);
     if !reuse {
@@ -270,22 +284,26 @@ async fn run(
     Ok(())
 }
 
+/// What is built: the release, its image tag and platform.
+struct Build<'a> {
+    release: &'a Release,
+    tag: &'a str,
+    platform: &'a str,
+}
+
 /// Build and push, unless ECR already has the tag.
 async fn image(
     ecr_client: &aws_sdk_ecr::Client,
     settings: &Settings,
-    release: &Release,
+    build: &Build<'_>,
     repository: &Repository,
     steps: &mut Steps<'_>,
 ) -> Result<Image, Error> {
-    let found = ecr::digest_of(ecr_client, repository, &release.tag).await?;
+    let tag = build.tag;
+    let found = ecr::digest_of(ecr_client, repository, tag).await?;
     let digest = match found {
         Some(digest) => {
-            let why = format!(
-                "`{}:{}` is in ECR",
-                repository.name,
-                short_tag(&release.tag)
-            );
+            let why = format!("`{}:{}` is in ECR", repository.name, short_tag(tag));
             steps.skip(Step::Build, why.clone());
             steps.skip(Step::Push, why);
             digest
@@ -293,8 +311,8 @@ async fn image(
         None => {
             let docker = crate::docker::connect().await?;
             steps.start(Step::Build);
-            let local = format!("{}:{}", repository.push_to, release.tag);
-            let request = build_request(settings, release, &local)?;
+            let local = format!("{}:{tag}", repository.uri);
+            let request = build_request(settings, build, &local)?;
             let heartbeat = settings.timeouts.heartbeat;
             let built = with_heartbeat(
                 crate::build::build_image(&docker, &request, steps.reporter),
@@ -307,41 +325,28 @@ async fn image(
             steps.done(format!("image {}", built.id));
 
             steps.start(Step::Push);
-            let login = ecr::login(ecr_client).await?;
+            let login = ecr::login(ecr_client, repository).await?;
             let credentials = bollard::auth::DockerCredentials {
                 username: Some(login.username),
                 password: Some(login.password),
-                serveraddress: Some(
-                    repository
-                        .push_to
-                        .split('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ),
+                serveraddress: Some(login.host),
                 ..Default::default()
             };
             with_heartbeat(
-                crate::push::push_image(
-                    &docker,
-                    &repository.push_to,
-                    &release.tag,
-                    credentials,
-                    steps.reporter,
-                ),
+                crate::push::push_image(&docker, &repository.uri, tag, credentials, steps.reporter),
                 steps.reporter,
                 "push",
                 heartbeat,
             )
             .await
             .map_err(image_failed("push"))?;
-            let digest = ecr::digest_of(ecr_client, repository, &release.tag)
+            let digest = ecr::digest_of(ecr_client, repository, tag)
                 .await?
                 .ok_or_else(|| Error::Image {
                     step: "push",
                     source: format!(
                         "the push ended but ECR has no tag `{}` in `{}`",
-                        release.tag, repository.name
+                        tag, repository.name
                     )
                     .into(),
                 })?;
@@ -351,7 +356,7 @@ async fn image(
     };
     Ok(Image {
         repository: repository.name.clone(),
-        tag: release.tag.clone(),
+        tag: tag.to_owned(),
         uri: repository.pinned(&digest),
         digest,
     })
@@ -360,9 +365,10 @@ async fn image(
 /// The build as the Docker side needs it; secret build args are read from berth's environment.
 fn build_request(
     settings: &Settings,
-    release: &Release,
+    build: &Build<'_>,
     local: &str,
 ) -> Result<crate::build::BuildRequest, Error> {
+    let release = build.release;
     let mut secret_args = BTreeMap::new();
     for name in &settings.build.secret_args {
         let value = std::env::var(name).map_err(|_| Error::Mismatch {
@@ -381,7 +387,7 @@ fn build_request(
         context: settings.build.context.clone(),
         dockerfile,
         target: settings.build.target.clone(),
-        platform: settings.build.platform.clone(),
+        platform: build.platform.to_owned(),
         args: {
             // The commit, for Dockerfiles that bake their version in (`ARG BERTH_GIT_SHA`).
             let mut args = BTreeMap::from([(BUILD_ARG_GIT_SHA.to_owned(), release.commit.clone())]);
@@ -389,13 +395,11 @@ fn build_request(
             args
         },
         secret_args,
-        labels: BTreeMap::from([
-            (
-                "org.opencontainers.image.revision".to_owned(),
-                release.commit.clone(),
-            ),
-            ("berth.deploy-id".to_owned(), release.deploy_id.clone()),
-        ]),
+        // Nothing that names one environment or deploy: environments share the image.
+        labels: BTreeMap::from([(
+            "org.opencontainers.image.revision".to_owned(),
+            release.commit.clone(),
+        )]),
         tag: local.to_owned(),
         builder: settings.build.builder,
     })

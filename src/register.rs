@@ -44,7 +44,8 @@ pub(crate) enum FamilyPlan {
 }
 
 impl FamilyPlan {
-    fn definition(&self) -> &Described {
+    /// This deploy's revision, or the one it will be made from: the same containers and platform.
+    pub(crate) fn definition(&self) -> &Described {
         match self {
             Self::Registered(described)
             | Self::New {

@@ -4,6 +4,11 @@
 //! migration task is started by it. It is derived from the environment, the commit and every
 //! setting that shapes the result, so a rerun of the same deploy (CircleCI "rerun from failed",
 //! on a fresh machine) finds its own work, and a changed setting is a new deploy.
+//!
+//! The image tag names one build, not one deploy: the commit and a short hash of what shapes the
+//! build (where the context is in the repository, the Dockerfile, the target, the platform, the
+//! build args, the names of the secret ones). Environments with the same build settings share the
+//! image: a `prd` deploy of a commit already deployed to `stg` skips the build and the push.
 
 use std::path::Path;
 use std::process::Command;
@@ -15,7 +20,7 @@ use sha2::{Digest, Sha256};
 use crate::env_vars;
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::settings::Settings;
+use crate::settings::{BuildSettings, Settings};
 
 /// ECS allows 36 characters in `startedBy`; the deploy id must fit.
 const MAX_DEPLOY_ID: usize = 36;
@@ -24,8 +29,11 @@ const MAX_DEPLOY_ID: usize = 36;
 pub struct Release {
     /// Full commit sha.
     pub commit: String,
-    /// Image tag: the commit, or `<sha>-dirty-<time>` for an allowed dirty tree.
-    pub tag: String,
+    /// When an allowed dirty tree was built: its image is tagged apart.
+    pub dirty_at: Option<u64>,
+    /// The build context's folder within the repository (`git rev-parse --show-prefix`), so that
+    /// the image tag is the same on every machine.
+    pub context_in_repo: String,
     /// `<env>-<sha7>-<hash>`: names this deploy in AWS.
     pub deploy_id: String,
 }
@@ -80,7 +88,28 @@ impl Release {
         } else {
             None
         };
-        Ok(Self::new(settings, &commit, dirty, nonce, inputs))
+        let mut release = Self::new(settings, &commit, dirty, nonce, inputs);
+        release.context_in_repo = git(folder, &["rev-parse", "--show-prefix"])?;
+        Ok(release)
+    }
+
+    /// The image tag for a build of this commit with `build` for `platform`:
+    /// `<commit>-<hash8>`, and `-dirty-<time>` after it for an allowed dirty tree.
+    pub fn image_tag(&self, build: &BuildSettings, platform: &str) -> String {
+        let shape = serde_json::json!({
+            "context": self.context_in_repo,
+            "dockerfile": build.dockerfile.strip_prefix(&build.context).ok(),
+            "target": build.target,
+            "platform": platform,
+            "args": build.args,
+            "secret_args": build.secret_args,
+        });
+        let digest = Sha256::digest(shape.to_string().as_bytes());
+        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        match self.dirty_at {
+            Some(time) => format!("{}-{hex}-dirty-{time}", self.commit),
+            None => format!("{}-{hex}", self.commit),
+        }
     }
 
     /// The release of `commit`; `nonce` makes a new deploy of the same inputs.
@@ -92,14 +121,11 @@ impl Release {
         inputs: &str,
     ) -> Self {
         let short = &commit[..commit.len().min(7)];
-        let tag = match (dirty, nonce) {
-            (true, Some(time)) => format!("{commit}-dirty-{time}"),
-            _ => commit.to_owned(),
-        };
+        let dirty_at = nonce.filter(|_| dirty);
         let mut hash = Sha256::new();
         hash.update(settings.env.as_bytes());
         hash.update([0]);
-        hash.update(tag.as_bytes());
+        hash.update(commit.as_bytes());
         hash.update([0]);
         hash.update(shaping_settings(settings).as_bytes());
         hash.update([0]);
@@ -117,7 +143,8 @@ impl Release {
         env.truncate(MAX_DEPLOY_ID - 1 - short.len() - 1 - hex.len());
         Self {
             commit: commit.to_owned(),
-            tag,
+            dirty_at,
+            context_in_repo: String::new(),
             deploy_id: format!("{env}-{short}-{hex}"),
         }
     }
@@ -214,7 +241,6 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.deploy_id.starts_with("stg-0123456-"), "{}", a.deploy_id);
         assert!(a.deploy_id.len() <= 36);
-        assert_eq!(a.tag, SHA);
     }
 
     #[test]
@@ -257,7 +283,70 @@ mod tests {
 
     #[test]
     fn dirty_builds_get_their_own_tag() {
-        let release = Release::new(&settings(""), SHA, true, Some(1_700_000_000), "");
-        assert_eq!(release.tag, format!("{SHA}-dirty-1700000000"));
+        let settings = settings("");
+        let release = Release::new(&settings, SHA, true, Some(1_700_000_000), "");
+        let tag = release.image_tag(&settings.build, "linux/amd64");
+        assert!(tag.starts_with(&format!("{SHA}-")), "{tag}");
+        assert!(tag.ends_with("-dirty-1700000000"), "{tag}");
+    }
+
+    /// The image tag names a build: environments share it unless their build settings differ.
+    #[test]
+    fn the_image_tag_follows_the_build_settings_only() {
+        let tag = |extra: &str, env_extra: &str, platform: &str| {
+            let text = format!(
+                "repository = \"app\"\n{extra}\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n{env_extra}\n"
+            );
+            let flags = Flags {
+                env: Some("stg".into()),
+                ..Flags::default()
+            };
+            let settings = settings::resolve(&text, Path::new("berth.toml"), &flags).unwrap();
+            Release::new(&settings, SHA, false, None, "").image_tag(&settings.build, platform)
+        };
+        let base = tag("", "", "linux/amd64");
+        assert!(
+            base.starts_with(&format!("{SHA}-")) && base.len() == SHA.len() + 9,
+            "{base}"
+        );
+        let rows = [
+            (
+                "an env tag, environment and migration",
+                tag(
+                    "environment = { A = \"1\" }\n[migration]\ncommand = [\"rake\"]",
+                    "env_tag = \"stg-latest\"",
+                    "linux/amd64",
+                ),
+                true,
+            ),
+            (
+                "timeouts",
+                tag("[timeouts]\nrollout = \"2h\"", "", "linux/amd64"),
+                true,
+            ),
+            (
+                "a build arg",
+                tag(
+                    "[build]\nargs = { RAILS_ENV = \"staging\" }",
+                    "",
+                    "linux/amd64",
+                ),
+                false,
+            ),
+            (
+                "a secret build arg's name",
+                tag("[build]\nsecret_args = [\"TOKEN\"]", "", "linux/amd64"),
+                false,
+            ),
+            (
+                "the target",
+                tag("[build]\ntarget = \"release\"", "", "linux/amd64"),
+                false,
+            ),
+            ("the platform", tag("", "", "linux/arm64"), false),
+        ];
+        for (case, other, same) in rows {
+            assert_eq!(other == base, same, "{case}: {other} vs {base}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{DesiredStatus, Service};
+use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service, Task};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
@@ -42,6 +42,8 @@ pub struct Rolled {
     pub rollout_state: String,
     /// The service already ran our revision when this deploy looked.
     pub already: bool,
+    /// The revision the service runs at the end (after a rollback, not ours).
+    pub ends_on: Option<String>,
 }
 
 /// Events of the services from before this rollout: history, not news.
@@ -65,31 +67,40 @@ pub async fn start(
     let starts = targets.iter().map(|target| {
         let service = &current[&target.service];
         async move {
-            if service.task_definition() == Some(target.task_definition.as_str())
-                && let Some(deployment) = service
-                    .deployments()
-                    .iter()
-                    .find(|d| d.task_definition() == Some(target.task_definition.as_str()))
-            {
-                reporter.info(&format!(
-                    "`{}` already runs `{}`: waiting on deployment `{}`",
-                    target.service,
-                    arn::short(&target.task_definition),
-                    deployment.id().unwrap_or_default()
-                ));
-                return Ok::<_, Error>(Rolled {
-                    service: target.service.clone(),
-                    task_definition: target.task_definition.clone(),
-                    deployment_id: deployment.id().unwrap_or_default().to_owned(),
-                    rollout_state: rollout_state(deployment),
-                    already: true,
-                });
-            }
+            let force = match how_to_start(service, target) {
+                Start::Wait(deployment) => {
+                    reporter.info(&format!(
+                        "`{}` already runs `{}`: waiting on deployment `{}`",
+                        target.service,
+                        arn::short(&target.task_definition),
+                        deployment.id().unwrap_or_default()
+                    ));
+                    return Ok::<_, Error>(Rolled {
+                        service: target.service.clone(),
+                        task_definition: target.task_definition.clone(),
+                        deployment_id: deployment.id().unwrap_or_default().to_owned(),
+                        rollout_state: rollout_state(deployment),
+                        already: true,
+                        ends_on: service.task_definition().map(str::to_owned),
+                    });
+                }
+                Start::Again(deployment) => {
+                    reporter.info(&format!(
+                        "`{}`'s deployment `{}` of `{}` FAILED and ECS did not roll it back (the circuit breaker's rollback is off): starting a new deployment of it",
+                        target.service,
+                        deployment.id().unwrap_or_default(),
+                        arn::short(&target.task_definition)
+                    ));
+                    true
+                }
+                Start::Update => false,
+            };
             let output = ecs
                 .update_service()
                 .cluster(&settings.cluster)
                 .service(&target.service)
                 .task_definition(&target.task_definition)
+                .force_new_deployment(force)
                 .send()
                 .await
                 .map_err(|e| failed(format!("updating service `{}`", target.service), e))?;
@@ -118,11 +129,39 @@ pub async fn start(
                 deployment_id: id,
                 rollout_state: rollout_state(deployment),
                 already: false,
+                ends_on: Some(target.task_definition.clone()),
             })
         }
     });
     let rolled = try_join_all(starts).await?;
     Ok((rolled, history))
+}
+
+/// How to start the rollout of one service.
+enum Start<'a> {
+    /// The service already runs our revision: wait on that deployment.
+    Wait(&'a Deployment),
+    /// Our deployment FAILED and ECS left the service on it (a circuit breaker without rollback):
+    /// start it again (`forceNewDeployment`), as the rerun of a deploy is meant to.
+    Again(&'a Deployment),
+    /// Point the service at our revision.
+    Update,
+}
+
+fn how_to_start<'a>(service: &'a Service, target: &Target) -> Start<'a> {
+    let ours = Some(target.task_definition.as_str());
+    if service.task_definition() != ours {
+        return Start::Update;
+    }
+    match service
+        .deployments()
+        .iter()
+        .find(|d| d.task_definition() == ours)
+    {
+        Some(deployment) if rollout_state(deployment) == "FAILED" => Start::Again(deployment),
+        Some(deployment) => Start::Wait(deployment),
+        None => Start::Update,
+    }
 }
 
 /// Waits until every deployment completed, one failed, or the timeout passed.
@@ -170,6 +209,11 @@ pub async fn wait(
                 let rolled = &rolled[*index];
                 explain(ecs, settings, &services[&rolled.service], rolled, reporter).await;
             }
+            if rolled.len() > 1 {
+                for line in where_each_ends(rolled) {
+                    reporter.info(&line);
+                }
+            }
             let service = seen
                 .failed
                 .iter()
@@ -191,6 +235,9 @@ pub async fn wait(
             return Ok(());
         }
         if watch.elapsed() >= settings.timeouts.rollout {
+            for rolled in rolled.iter().filter(|r| r.rollout_state != "COMPLETED") {
+                show_tasks(ecs, settings, rolled, DesiredStatus::Running, reporter).await;
+            }
             return Err(Error::RolloutTimeout {
                 timeout: short_duration(settings.timeouts.rollout),
                 state: format!(
@@ -229,6 +276,7 @@ fn poll(
     };
     for (index, rolled) in rolled.iter_mut().enumerate() {
         let service = &services[&rolled.service];
+        rolled.ends_on = service.task_definition().map(str::to_owned);
         if service
             .deployments()
             .iter()
@@ -282,6 +330,16 @@ fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdict {
                         .rollout_state_reason()
                         .unwrap_or("no reason given")
                 )),
+                _ if !has_circuit_breaker(service)
+                    && deployment.failed_tasks() >= failure_threshold(desired) =>
+                {
+                    Verdict::Failed(format!(
+                        "deployment `{}`: {} tasks of our revision failed and none stayed up; the service has no circuit breaker, so ECS would go on replacing them (berth gives up at the breaker's threshold, {})",
+                        rolled.deployment_id,
+                        deployment.failed_tasks(),
+                        failure_threshold(desired)
+                    ))
+                }
                 _ => Verdict::InProgress(format!(
                     "{state}, {running}/{desired} running, {} failed tasks",
                     deployment.failed_tasks()
@@ -308,6 +366,36 @@ fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdict {
     }
 }
 
+/// After a failure with several services: which revision each one runs now, since the others may
+/// have completed (the JSON record says the same in `ends_on`).
+fn where_each_ends(rolled: &[Rolled]) -> Vec<String> {
+    let mut lines = vec!["where each service ends:".to_owned()];
+    for rolled in rolled {
+        let runs = rolled.ends_on.as_deref().map_or("?", arn::short);
+        let whose = if rolled.ends_on.as_deref() == Some(rolled.task_definition.as_str()) {
+            format!("this deploy's revision, {}", rolled.rollout_state)
+        } else {
+            "not this deploy's revision".to_owned()
+        };
+        lines.push(format!("  `{}` runs `{runs}` ({whose})", rolled.service));
+    }
+    lines
+}
+
+fn has_circuit_breaker(service: &Service) -> bool {
+    service
+        .deployment_configuration()
+        .and_then(|config| config.deployment_circuit_breaker())
+        .is_some_and(|breaker| breaker.enable())
+}
+
+/// ECS's circuit-breaker threshold: half the desired count, at least 3, at most 200 failed tasks.
+/// ECS counts failed tasks only until one runs healthy (then it resets the count to 0), so
+/// reaching it means none stayed up.
+fn failure_threshold(desired: i32) -> i32 {
+    ((desired + 1) / 2).clamp(3, 200)
+}
+
 /// After a failure: the service's recent events and why the new revision's tasks stopped.
 async fn explain(
     ecs: &Client,
@@ -320,11 +408,23 @@ async fn explain(
     for event in service.events().iter().take(10).rev() {
         reporter.info(&format!("  {}", event.message().unwrap_or_default()));
     }
+    show_tasks(ecs, settings, rolled, DesiredStatus::Stopped, reporter).await;
+}
+
+/// Up to five tasks of our revision, running or stopped, with their health and exit codes. Best
+/// effort: this only explains a failure that is already reported.
+async fn show_tasks(
+    ecs: &Client,
+    settings: &Settings,
+    rolled: &Rolled,
+    status: DesiredStatus,
+    reporter: &dyn Reporter,
+) {
     let Ok(listed) = ecs
         .list_tasks()
         .cluster(&settings.cluster)
         .service_name(&rolled.service)
-        .desired_status(DesiredStatus::Stopped)
+        .desired_status(status.clone())
         .send()
         .await
     else {
@@ -350,32 +450,56 @@ async fn explain(
         .collect();
     if !ours.is_empty() {
         reporter.info(&format!(
-            "stopped tasks of `{}`:",
+            "{} tasks of `{}`:",
+            match status {
+                DesiredStatus::Stopped => "stopped",
+                _ => "running",
+            },
             arn::short(&rolled.task_definition)
         ));
     }
     for task in ours {
-        let containers: Vec<String> = task
-            .containers()
-            .iter()
-            .map(|c| {
-                let code = c
-                    .exit_code()
-                    .map_or_else(|| "no exit code".to_owned(), |code| format!("exit {code}"));
-                format!("{} {code}", c.name().unwrap_or("?"))
-            })
-            .collect();
-        reporter.info(&format!(
-            "  task {}: {} ({}); {}",
-            arn::short(task.task_arn().unwrap_or("?")),
-            task.stop_code().map_or("no stop code", |c| c.as_str()),
-            task.stopped_reason().unwrap_or("no reason"),
-            containers.join(", ")
-        ));
+        reporter.info(&task_line(task));
     }
 }
 
-fn rollout_state(deployment: &aws_sdk_ecs::types::Deployment) -> String {
+/// `task 0123abcd: UNHEALTHY, RUNNING; app exit 1` or, stopped,
+/// `task 0123abcd: TaskFailedToStart (reason), health UNHEALTHY; app no exit code`.
+fn task_line(task: &Task) -> String {
+    let containers: Vec<String> = task
+        .containers()
+        .iter()
+        .map(|c| {
+            let name = c.name().unwrap_or("?");
+            let health = c
+                .health_status()
+                .map(|h| h.as_str())
+                .filter(|h| matches!(*h, "HEALTHY" | "UNHEALTHY"));
+            match (c.exit_code(), health) {
+                (Some(code), Some(health)) => format!("{name} exit {code}, {health}"),
+                (Some(code), None) => format!("{name} exit {code}"),
+                (None, Some(health)) => format!("{name} {health}"),
+                (None, None) => format!("{name} no exit code"),
+            }
+        })
+        .collect();
+    let health = task.health_status().map_or("UNKNOWN", |h| h.as_str());
+    let state = match task.stop_code() {
+        Some(code) => format!(
+            "{} ({})",
+            code.as_str(),
+            task.stopped_reason().unwrap_or("no reason")
+        ),
+        None => task.last_status().unwrap_or("PROVISIONING").to_owned(),
+    };
+    format!(
+        "  task {}: {state}, health {health}; {}",
+        arn::short(task.task_arn().unwrap_or("?")),
+        containers.join(", ")
+    )
+}
+
+fn rollout_state(deployment: &Deployment) -> String {
     deployment
         .rollout_state()
         .map_or("UNKNOWN", |s| s.as_str())
@@ -388,7 +512,11 @@ mod tests {
 
     use std::collections::{BTreeMap, HashSet};
 
-    use super::{Rolled, Verdict, judge, poll};
+    use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
+
+    use super::{
+        Rolled, Start, Target, Verdict, how_to_start, judge, poll, task_line, where_each_ends,
+    };
 
     const OURS: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:8";
     const OLD: &str = "arn:aws:ecs:us-east-1:1:task-definition/web:7";
@@ -400,6 +528,7 @@ mod tests {
             deployment_id: "ecs-svc/ours".into(),
             rollout_state: "IN_PROGRESS".into(),
             already: false,
+            ends_on: None,
         }
     }
 
@@ -528,6 +657,7 @@ mod tests {
                 deployment_id: "ecs-svc/devops".into(),
                 rollout_state: "IN_PROGRESS".into(),
                 already: false,
+                ends_on: None,
             },
         ];
         let seen = poll(&services, &mut all, &mut HashSet::new(), false);
@@ -540,5 +670,130 @@ mod tests {
             "devops completed in the same poll"
         );
         assert_eq!(seen.states, ["web: FAILED", "devops: COMPLETED"]);
+        assert_eq!(
+            where_each_ends(&all),
+            [
+                "where each service ends:",
+                "  `web` runs `web:7` (not this deploy's revision)",
+                "  `devops` runs `devops:8` (this deploy's revision, COMPLETED)",
+            ]
+        );
+    }
+
+    fn failing(failed: i32, desired: i32, breaker: bool) -> Service {
+        let deployment = Deployment::builder()
+            .id("ecs-svc/ours")
+            .task_definition(OURS)
+            .rollout_state(DeploymentRolloutState::InProgress)
+            .running_count(0)
+            .desired_count(desired)
+            .failed_tasks(failed)
+            .build();
+        let mut service = service(OURS, vec![deployment]);
+        service.deployment_configuration = Some(
+            DeploymentConfiguration::builder()
+                .deployment_circuit_breaker(
+                    DeploymentCircuitBreaker::builder()
+                        .enable(breaker)
+                        .rollback(breaker)
+                        .build(),
+                )
+                .build(),
+        );
+        service
+    }
+
+    /// Without a circuit breaker ECS replaces failing tasks forever; berth stops at the
+    /// breaker's threshold (half the desired count, at least 3).
+    #[test]
+    fn without_a_circuit_breaker_a_rollout_fails_at_the_breakers_threshold() {
+        let rows = [
+            ("2 of at least 3 failed", 2, 2, false, false),
+            ("3 failed: the minimum threshold", 3, 2, false, true),
+            ("5 of a threshold of 5 (desired 10)", 5, 10, false, true),
+            ("4 of a threshold of 5", 4, 10, false, false),
+            ("with a breaker, ECS decides", 50, 2, true, false),
+        ];
+        for (case, failed, desired, breaker, fails) in rows {
+            let verdict = judge(&failing(failed, desired, breaker), &rolled(), true);
+            match verdict {
+                Verdict::Failed(reason) => {
+                    assert!(fails, "{case}: {reason}");
+                    assert!(reason.contains("no circuit breaker"), "{case}: {reason}");
+                }
+                Verdict::InProgress(_) => assert!(!fails, "{case}"),
+                Verdict::Completed => panic!("{case}: completed"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_deployment_that_ecs_left_in_place_is_started_again() {
+        let target = Target {
+            service: "web".into(),
+            task_definition: OURS.into(),
+        };
+        let failed_in_place = service(
+            OURS,
+            vec![deployment(
+                "ecs-svc/ours",
+                OURS,
+                DeploymentRolloutState::Failed,
+                0,
+            )],
+        );
+        let rolling = service(
+            OURS,
+            vec![deployment(
+                "ecs-svc/ours",
+                OURS,
+                DeploymentRolloutState::InProgress,
+                1,
+            )],
+        );
+        let rolled_back = service(
+            OLD,
+            vec![
+                deployment("ecs-svc/back", OLD, DeploymentRolloutState::Completed, 2),
+                deployment("ecs-svc/ours", OURS, DeploymentRolloutState::Failed, 0),
+            ],
+        );
+        assert!(matches!(
+            how_to_start(&failed_in_place, &target),
+            Start::Again(_)
+        ));
+        assert!(matches!(how_to_start(&rolling, &target), Start::Wait(_)));
+        assert!(matches!(how_to_start(&rolled_back, &target), Start::Update));
+    }
+
+    #[test]
+    fn task_lines_name_health_and_exit_codes() {
+        use aws_sdk_ecs::types::{Container, HealthStatus, Task, TaskStopCode};
+
+        let unhealthy = Task::builder()
+            .task_arn("arn:aws:ecs:us-east-1:1:task/stg/0123abcd")
+            .last_status("RUNNING")
+            .health_status(HealthStatus::Unhealthy)
+            .containers(
+                Container::builder()
+                    .name("app")
+                    .health_status(HealthStatus::Unhealthy)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            task_line(&unhealthy),
+            "  task 0123abcd: RUNNING, health UNHEALTHY; app UNHEALTHY"
+        );
+        let stopped = Task::builder()
+            .task_arn("arn:aws:ecs:us-east-1:1:task/stg/4567ef")
+            .stop_code(TaskStopCode::EssentialContainerExited)
+            .stopped_reason("Essential container in task exited")
+            .containers(Container::builder().name("app").exit_code(1).build())
+            .build();
+        assert_eq!(
+            task_line(&stopped),
+            "  task 4567ef: EssentialContainerExited (Essential container in task exited), health UNKNOWN; app exit 1"
+        );
     }
 }

@@ -25,7 +25,19 @@ pub async fn describe(
             .set_services(Some(batch.to_vec()))
             .send()
             .await
-            .map_err(|e| failed(format!("describing services in cluster `{cluster}`"), e))?;
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_cluster_not_found_exception())
+                {
+                    return Error::Mismatch {
+                        problem: format!("cluster `{cluster}` not found"),
+                        hint:
+                            "check `cluster` (and `region`) in berth.toml against the ECS console"
+                                .to_owned(),
+                    };
+                }
+                failed(format!("describing services in cluster `{cluster}`"), e)
+            })?;
         for service in output.services() {
             if service.status() == Some("ACTIVE")
                 && let Some(name) = service.service_name()

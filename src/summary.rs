@@ -54,14 +54,17 @@ pub fn lines(settings: &Settings) -> Vec<String> {
     add(
         "build",
         format!(
-            "`{}` with `{}`{} for `{}`",
+            "`{}` with `{}`{} for {}",
             build.context.display(),
             build.dockerfile.display(),
             build
                 .target
                 .as_ref()
                 .map_or_else(String::new, |target| format!(", target `{target}`")),
-            build.platform
+            build.platform.as_ref().map_or_else(
+                || "the task definitions' `runtimePlatform`".to_owned(),
+                |platform| format!("`{platform}`")
+            )
         ),
     );
     if !build.args.is_empty() {
@@ -78,9 +81,6 @@ pub fn lines(settings: &Settings) -> Vec<String> {
         );
     }
 
-    for (host, addr) in &settings.registry_map {
-        add("registry", format!("`{host}` via `{addr}`"));
-    }
     if !settings.environment.is_empty() {
         let set: Vec<String> = settings.environment.keys().cloned().collect();
         add("set env", names(&set));

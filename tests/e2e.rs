@@ -37,6 +37,11 @@ impl App {
 
     /// As [`App::new`], with `build` lines added to the `[build]` table.
     fn with_build(test: &str, extra: &str, build: &str) -> Self {
+        Self::create(test, extra, build, &["stg"])
+    }
+
+    /// As [`App::with_build`], seeded and configured for each of `envs`.
+    fn create(test: &str, extra: &str, build: &str, envs: &[&str]) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -44,7 +49,7 @@ impl App {
         let name = format!("e2e-{test}-{:05x}", nanos % 0xfffff);
         let env = sandbox_env();
         let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
-            .args(["seed", "--envs", "stg", "--keep", "--app", &name])
+            .args(["seed", "--envs", &envs.join(","), "--keep", "--app", &name])
             .output()
             .unwrap();
         assert!(
@@ -55,12 +60,16 @@ impl App {
 
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&Path::new(ROOT).join("examples/rails-app"), dir.path());
-        let config = format!(
+        let mut config = format!(
             "repository = \"{name}\"\ncontainers = [\"app\"]\n{extra}\n\
              [build]\ntarget = \"release\"\n{build}\n\
-             [timeouts]\nrollout = \"3m\"\nmigration = \"3m\"\npoll = \"500ms\"\nheartbeat = \"5s\"\n\
-             [env.stg]\nregion = \"us-east-1\"\ncluster = \"{name}-stg\"\nservices = [\"web\", \"devops\"]\n"
+             [timeouts]\nrollout = \"3m\"\nmigration = \"3m\"\npoll = \"500ms\"\nheartbeat = \"5s\"\n"
         );
+        for env in envs {
+            config.push_str(&format!(
+                "[env.{env}]\nregion = \"us-east-1\"\ncluster = \"{name}-{env}\"\nservices = [\"web\", \"devops\"]\n"
+            ));
+        }
         fs_err::write(dir.path().join("berth.toml"), config).unwrap();
         let app = Self { name, dir, env };
         app.git(&["init", "-q", "-b", "main"]);
@@ -114,13 +123,17 @@ impl App {
         run
     }
 
-    /// `berth deploy --env stg --output json` in the app, with the sandbox's environment only.
+    /// `berth deploy --output json` in the app (`--env stg` unless `args` name one), with the
+    /// sandbox's environment only.
     fn command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
         command
             .current_dir(self.dir.path())
-            .args(["deploy", "--env", "stg", "--output", "json"])
+            .args(["deploy", "--output", "json"])
             .args(args);
+        if !args.contains(&"--env") {
+            command.args(["--env", "stg"]);
+        }
         for (name, _) in std::env::vars_os() {
             let name = name.to_string_lossy().into_owned();
             if name.starts_with("BERTH_") || name.starts_with("AWS_") || name == "CIRCLE_SHA1" {
@@ -401,13 +414,18 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     // Built and pushed: ECR holds the commit's tag with the digest the revisions are pinned to.
     let digest = report["image"]["digest"].as_str().unwrap();
     assert!(digest.starts_with("sha256:"));
-    let pinned = format!(
-        "123456789012.dkr.ecr.us-east-1.amazonaws.com/{}@{digest}",
-        app.name
-    );
+    let ecr = aws_sdk_ecr::Client::new(&app.sdk_config().await);
+    // The image is named as ECR names the repository: its `repositoryUri`.
+    let repositories = ecr
+        .describe_repositories()
+        .repository_names(&app.name)
+        .send()
+        .await
+        .unwrap();
+    let uri = repositories.repositories()[0].repository_uri().unwrap();
+    let pinned = format!("{uri}@{digest}");
     assert_eq!(report["image"]["uri"], pinned.as_str());
     assert_eq!(app.counters().pushes, seeded.pushes + 1);
-    let ecr = aws_sdk_ecr::Client::new(&app.sdk_config().await);
     let latest = ecr
         .describe_images()
         .repository_name(&app.name)
@@ -669,7 +687,7 @@ async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
 async fn builds_the_revision_from_a_task_definition_file_with_variables() {
     let app = App::new(
         "file",
-        "migrate = \"skip\"\nservices = [\"web\"]\n[task_definitions]\nweb = \"deploy/web.json\"\n",
+        "migrate = \"skip\"\nservices = [\"web\"]\ntask_definition_vars = [\"RELEASE_CHANNEL\"]\n[task_definitions]\nweb = \"deploy/web.json\"\n",
     );
     let family = format!("{}-stg-web", app.name);
     app.write_web_task_definition(serde_json::json!([app.app_container(
@@ -893,4 +911,118 @@ async fn an_env_tag_that_cannot_be_moved_is_a_warning_and_the_deploy_succeeds() 
         before,
         "services are on the new revisions"
     );
+}
+
+/// The image names a build, not a deploy: `prd` after `stg` with the same build settings promotes
+/// the image without building or pushing it; other build args make another image.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prd_deploy_after_stg_promotes_the_same_image() {
+    let app = App::create("promote", "migrate = \"skip\"\n", "", &["stg", "prd"]);
+    let seeded = app.counters();
+    let stg = app.deploy(&[]);
+    assert_eq!(stg.code, Some(0));
+    let stg_image = stg.json()["image"].clone();
+    assert_eq!(app.counters().pushes, seeded.pushes + 1);
+
+    let prd = app.rerun_without(&["--env", "prd"], &["ecr:GetAuthorizationToken"]);
+    assert_eq!(prd.code, Some(0));
+    prd.assert_skipped(&["build", "push"]);
+    assert_eq!(prd.json()["image"], stg_image, "the same tag and digest");
+    assert_ne!(
+        prd.json()["deploy_id"],
+        stg.json()["deploy_id"],
+        "another deploy"
+    );
+
+    app.edit_config(|config| {
+        format!("{config}[env.prd.build]\nargs = {{ RAILS_LOG_LEVEL = \"warn\" }}\n")
+    });
+    let other = app.deploy(&["--env", "prd"]);
+    assert_eq!(other.code, Some(0));
+    assert_ne!(
+        other.json()["image"]["tag"],
+        stg_image["tag"],
+        "other build args, another image"
+    );
+    assert_eq!(app.counters().pushes, seeded.pushes + 2);
+}
+
+/// A cluster or a region that does not exist is a settings error (exit 2) naming it, found
+/// before anything is built or changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_cluster_or_region_is_a_settings_error_naming_it() {
+    let app = App::new("where", "");
+    let before = app.service_task_definitions().await;
+    app.edit_config(|config| {
+        config.replace(
+            &format!("cluster = \"{}-stg\"", app.name),
+            "cluster = \"no-such-cluster\"",
+        )
+    });
+    let run = app.rerun_without(&[], CHANGES);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: cluster `no-such-cluster` not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: check `cluster`"));
+
+    let run = app.rerun_without(&["--region", "xx-nowhere-9"], CHANGES);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: region `xx-nowhere-9` is not an AWS region berth knows"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("build: started"));
+    assert_eq!(app.service_task_definitions().await, before);
+}
+
+/// CircleCI's remote Docker is a TLS endpoint: berth builds and pushes through the sandbox's TLS
+/// front, and without the certificates it stops before changing anything (exit 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn builds_and_pushes_through_docker_over_tls() {
+    let app = App::new("tls", "migrate = \"skip\"\n");
+    let host = app.var("BERTH_SANDBOX_DOCKER_TLS_HOST");
+    let certs = app.var("BERTH_SANDBOX_DOCKER_CERT_PATH");
+    let before = app.service_task_definitions().await;
+
+    let missing = tempfile::tempdir().unwrap();
+    let counted = app.counters();
+    let without = app.deploy_with(
+        &[],
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", missing.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(without.code, Some(4), "{}", without.stderr);
+    assert!(
+        without
+            .stderr
+            .contains("error: `DOCKER_TLS_VERIFY` is set, but `"),
+        "{}",
+        without.stderr
+    );
+    assert!(without.stderr.contains("ca.pem"));
+    app.counters().assert_none_since(&counted, CHANGES);
+    assert_eq!(app.service_task_definitions().await, before);
+
+    let seeded = app.counters();
+    let run = app.deploy_with(
+        &[],
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", &certs),
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stderr.contains("build: done"), "built over TLS");
+    assert_eq!(app.counters().pushes, seeded.pushes + 1);
+    assert_ne!(app.service_task_definitions().await, before);
 }

@@ -143,10 +143,9 @@ async fn ecr_repository_round_trip() {
         .await
         .unwrap();
     let uri = created.repository().unwrap().repository_uri().unwrap();
-    assert_eq!(
-        uri,
-        format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/{name}")
-    );
+    // The sandbox's ECR names its own registry, as ECR names the one a client pushes to.
+    let port = std::env::var("BERTH_SANDBOX_REGISTRY_PORT").unwrap_or_else(|_| "5055".to_owned());
+    assert_eq!(uri, format!("127.0.0.1:{port}/{name}"));
     let images = ecr
         .describe_images()
         .repository_name(&name)

@@ -17,9 +17,6 @@ cluster = "shared"
 [build]
 args = { RAILS_ENV = "production" }
 
-[registry]
-map = { "123456789012.dkr.ecr.us-east-1.amazonaws.com" = "127.0.0.1:5055" }
-
 [env.stg]
 region = "us-east-1"
 cluster = "berth-stg"
@@ -136,7 +133,7 @@ const CASES: &[Case] = &[
     Case {
         name: "empty services",
         file: Some(
-            "repository = \"berth-example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = []\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = []\n",
         ),
         args: STG,
         vars: &[],
@@ -148,7 +145,7 @@ const CASES: &[Case] = &[
     Case {
         name: "duplicate service",
         file: Some(
-            "repository = \"berth-example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\", \"web\"]\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\", \"web\"]\n",
         ),
         args: STG,
         vars: &[],
@@ -160,7 +157,7 @@ const CASES: &[Case] = &[
     Case {
         name: "bad duration",
         file: Some(concat!(
-            "repository = \"berth-example\"\nregion = \"r\"\n[timeouts]\nrollout = \"soon\"\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n[timeouts]\nrollout = \"soon\"\n",
             "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
         )),
         args: STG,
@@ -174,7 +171,7 @@ const CASES: &[Case] = &[
     Case {
         name: "invalid migrate",
         file: Some(
-            "repository = \"berth-example\"\nregion = \"r\"\nmigrate = \"later\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\nmigrate = \"later\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
         ),
         args: STG,
         vars: &[],
@@ -187,7 +184,7 @@ const CASES: &[Case] = &[
     Case {
         name: "empty migration command",
         file: Some(concat!(
-            "repository = \"berth-example\"\nregion = \"r\"\n[migration]\ncommand = []\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n[migration]\ncommand = []\n",
             "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
         )),
         args: STG,
@@ -199,9 +196,41 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "migration capacity with a weight out of range",
+        file: Some(
+            "repository = \"app\"\n[migration]\ncapacity_provider_strategy = [{ capacity_provider = \"FARGATE\", weight = 2000 }]\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:3:",
+            "`migration.capacity_provider_strategy` has a `weight` outside 0 to 1000",
+            "hint: write it as ECS takes it",
+        ],
+    },
+    Case {
+        name: "malformed region in the file",
+        file: Some(
+            "repository = \"app\"\n[env.stg]\nregion = \"us east 1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "`region` is `us east 1`, which is not an AWS region name",
+            "hint: use a region such as `us-east-1`",
+        ],
+    },
+    Case {
+        name: "malformed region flag",
+        file: Some("repository = \"app\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"),
+        args: &["deploy", "--env", "stg", "--region", "us_east_1"],
+        vars: &[],
+        expect: &["`region` is `us_east_1`, which is not an AWS region name"],
+    },
+    Case {
         name: "bad platform",
         file: Some(concat!(
-            "repository = \"berth-example\"\nregion = \"r\"\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n",
             "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\nbuild.platform = \"amd64\"\n"
         )),
         args: STG,
@@ -215,7 +244,7 @@ const CASES: &[Case] = &[
     Case {
         name: "invalid repository name",
         file: Some(
-            "repository = \"Berth_Example\"\nregion = \"r\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
+            "repository = \"Berth_Example\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n",
         ),
         args: STG,
         vars: &[],
@@ -252,19 +281,18 @@ const CASES: &[Case] = &[
         expect: &["configuration file `deploy/berth.toml` not found"],
     },
     Case {
-        name: "bad BERTH_REGISTRY_MAP",
-        file: Some(VALID),
+        name: "a [registry] map, which berth no longer has",
+        file: Some(
+            "repository = \"app\"\n[registry]\nmap = { \"a.example\" = \"127.0.0.1:5055\" }\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
         args: STG,
-        vars: &[("BERTH_REGISTRY_MAP", "registry.example")],
-        expect: &[
-            "`BERTH_REGISTRY_MAP` has `registry.example`, which is not `host=addr`",
-            "hint: use `host=addr",
-        ],
+        vars: &[],
+        expect: &["berth.toml:2:2:", "unknown field `registry`"],
     },
     Case {
         name: "variable both set and removed",
         file: Some(concat!(
-            "repository = \"berth-example\"\nregion = \"r\"\nremove_environment = [\"OLD\"]\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\nremove_environment = [\"OLD\"]\n",
             "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\nenvironment = { OLD = \"1\" }\n"
         )),
         args: STG,
@@ -274,7 +302,7 @@ const CASES: &[Case] = &[
     Case {
         name: "secret build arg with a value in the file",
         file: Some(concat!(
-            "repository = \"berth-example\"\nregion = \"r\"\n",
+            "repository = \"berth-example\"\nregion = \"us-east-1\"\n",
             "[build]\nargs = { TOKEN = \"x\" }\nsecret_args = [\"TOKEN\"]\n",
             "[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"
         )),
@@ -348,11 +376,7 @@ fn json_output_carries_the_resolved_settings() {
     let output = berth(
         dir.path(),
         &["config", "--region", "ca-central-1", "--output", "json"],
-        &[
-            ("BERTH_ENV", "stg"),
-            ("BERTH_REGISTRY_MAP", "registry.example=127.0.0.1:6000"),
-            ("AWS_REGION", "ap-south-1"),
-        ],
+        &[("BERTH_ENV", "stg"), ("AWS_REGION", "ap-south-1")],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -365,14 +389,6 @@ fn json_output_carries_the_resolved_settings() {
     assert_eq!(json["services"], serde_json::json!(["web", "devops"]));
     assert_eq!(json["migrate"], "after");
     assert_eq!(json["timeouts"]["rollout"], "30m");
-    assert_eq!(
-        json["registry_map"],
-        serde_json::json!({
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com": "127.0.0.1:5055",
-            "registry.example": "127.0.0.1:6000",
-        }),
-        "`BERTH_REGISTRY_MAP` extends `[registry].map`"
-    );
 }
 
 #[test]
@@ -408,16 +424,24 @@ fn git(dir: &std::path::Path, args: &[&str]) {
     );
 }
 
+/// A git work tree holding `berth.toml` and, when given, a `Dockerfile`, all committed.
+fn committed(config: &str, dockerfile: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(dir.path().join("berth.toml"), config).unwrap();
+    if let Some(dockerfile) = dockerfile {
+        fs_err::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    }
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "app"]);
+    dir
+}
+
 /// The image tag is the commit: a context with uncommitted changes is refused before any AWS
 /// call (the endpoint here does not even exist), and the hint names the way out.
 #[test]
 fn a_dirty_work_tree_is_refused_before_anything_happens() {
-    let dir = tempfile::tempdir().unwrap();
-    fs_err::write(dir.path().join("berth.toml"), VALID).unwrap();
-    fs_err::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-    git(dir.path(), &["init", "-q"]);
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-qm", "app"]);
+    let dir = committed(VALID, Some("FROM scratch\n"));
     fs_err::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
     let unreachable = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
     let output = berth(dir.path(), STG, &unreachable);
@@ -440,12 +464,8 @@ fn a_dirty_work_tree_is_refused_before_anything_happens() {
 #[test]
 fn a_missing_dockerfile_or_build_target_is_refused_before_any_aws_call() {
     let unreachable = [("AWS_ENDPOINT_URL", "http://127.0.0.1:9")];
-    let dir = tempfile::tempdir().unwrap();
     let config = VALID.replace("[build]\n", "[build]\ntarget = \"release\"\n");
-    fs_err::write(dir.path().join("berth.toml"), &config).unwrap();
-    git(dir.path(), &["init", "-q"]);
-    git(dir.path(), &["add", "-A"]);
-    git(dir.path(), &["commit", "-qm", "app"]);
+    let dir = committed(&config, None);
     let output = berth(dir.path(), STG, &unreachable);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
@@ -469,4 +489,34 @@ fn a_missing_dockerfile_or_build_target_is_refused_before_any_aws_call() {
     );
     assert!(text.contains("its stages: `base`, `assets`"), "{text}");
     assert!(text.contains("hint: fix `build.target`"), "{text}");
+}
+
+/// No credentials anywhere: one line naming the sources tried, exit 4, before any AWS call.
+#[test]
+fn no_aws_credentials_is_one_line_naming_the_sources() {
+    let dir = committed(VALID, Some("FROM scratch\n"));
+    let home = dir.path().to_str().unwrap();
+    let output = berth(
+        dir.path(),
+        STG,
+        &[
+            ("HOME", home),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ],
+    );
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(4), "{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(
+        errors[0].starts_with("error: no AWS credentials: tried `AWS_ACCESS_KEY_ID`"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("caused by"),
+        "one line, no provider dump: {text}"
+    );
+    assert!(!text.contains("WARN"), "{text}");
+    assert!(text.contains("hint: log in (`aws sso login`)"), "{text}");
 }

@@ -66,8 +66,8 @@ def cmd_start(endpoints: Endpoints, args) -> int:
             return 1
         time.sleep(0.1)
     print(
-        f"sandbox: up on {endpoints.endpoint_url}, registry {endpoints.registry_addr} "
-        f"({time.monotonic() - began:.1f}s)",
+        f"sandbox: up on {endpoints.endpoint_url}, registry {endpoints.registry_addr}, "
+        f"Docker TLS {endpoints.docker_tls_host} ({time.monotonic() - began:.1f}s)",
         file=sys.stderr,
     )
     return 0
@@ -174,9 +174,11 @@ def environment(endpoints: Endpoints) -> dict[str, str]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ACCOUNT_ID": ACCOUNT_ID,
-        "BERTH_REGISTRY_MAP": f"{endpoints.ecr_host}={endpoints.registry_addr}",
         "BERTH_SANDBOX_PORT": str(endpoints.port),
         "BERTH_SANDBOX_REGISTRY_PORT": str(endpoints.registry_port),
+        # The engine behind mutual TLS; tests opt in (DOCKER_HOST stays as it is).
+        "BERTH_SANDBOX_DOCKER_TLS_HOST": endpoints.docker_tls_host,
+        "BERTH_SANDBOX_DOCKER_CERT_PATH": str(endpoints.docker_cert_path),
     }
 
 
@@ -235,7 +237,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     setup = sub.add_parser("setup", help="make the base and stand-in images")
     setup.add_argument("--force", action="store_true", help="re-import them")
-    sub.add_parser("start", help="start the AWS endpoint, the registry and the agent")
+    sub.add_parser("start", help="start the AWS endpoint, the registry, the agent and the Docker TLS front")
     sub.add_parser("stop", help="stop them and remove the task containers")
     sub.add_parser("reset", help="forget every AWS resource and registry image")
     sub.add_parser("env", help="print the environment berth needs as `export` lines")

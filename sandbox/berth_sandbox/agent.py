@@ -9,6 +9,16 @@ What it adds to moto's task model:
 - container output copied to the CloudWatch Logs stream that the `awslogs`
   driver would write (`<prefix>/<container>/<task-id>`)
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/using_awslogs.html);
+- images of our ECR pulled from the registry, named by `repositoryUri` or by
+  ECR's real host name;
+- an image whose platform is not the task definition's `runtimePlatform`
+  (X86_64 unless it says otherwise) failing to start with
+  CannotPullContainerError, as ECS pulls only the image for that platform
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html#runtime-platform,
+  https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_cannot_pull_image.html);
+- when an essential container exits, the others stopped with SIGTERM and,
+  after their `stopTimeout` (capped by `stop_timeout_seconds`), SIGKILL
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ContainerDefinition.html);
 - EFS volumes mapped to host folders;
 - task health from the containers' `healthCheck`, else time alive;
 - stopped tasks forgotten after the retention time (DescribeTasks: stopped
@@ -43,7 +53,7 @@ from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 
 from . import containers
-from .config import ACCOUNT_ID, Endpoints, Tunables
+from .config import ACCOUNT_ID, BASE_IMAGE, STAND_IN_IMAGES, Endpoints, Tunables
 
 log = logging.getLogger("berth_sandbox.agent")
 
@@ -78,13 +88,35 @@ class StartError(Exception):
         self.container = container
 
 
-def pull_error(image: str, container: str, err: docker.errors.APIError) -> StartError:
+PULL_RETRIED = "CannotPullContainerError: pull image manifest has been retried 1 time(s)"
+# runtimePlatform's cpuArchitecture and operatingSystemFamily as Docker names them.
+ARCHITECTURES = {"X86_64": "amd64", "ARM64": "arm64"}
+# Our stand-ins for public images that are published for several platforms:
+# they match any platform a task definition asks for.
+MULTI_PLATFORM = {BASE_IMAGE, *STAND_IN_IMAGES}
+
+
+def pull_error(image: str, container: str, platform: str, err: docker.errors.APIError) -> StartError:
     """A pull that failed, in the words ECS uses for it."""
-    return StartError(
-        "CannotPullContainerError: pull image manifest has been retried 1 time(s): "
-        f"failed to resolve ref {image}: {err.explanation or err}",
-        container,
-    )
+    explanation = str(err.explanation or err)
+    if "no matching manifest" in explanation:  # an image index without the task's platform
+        return StartError(platform_reason(platform), container)
+    return StartError(f"{PULL_RETRIED}: failed to resolve ref {image}: {explanation}", container)
+
+
+def platform_reason(platform: str) -> str:
+    """What ECS (Fargate) says when an image has no variant for the task's platform."""
+    return f"{PULL_RETRIED}: image Manifest does not contain descriptor matching platform '{platform}'"
+
+
+def task_platform(definition) -> str:
+    """The task definition's `runtimePlatform` as `os/arch`; ECS assumes
+    LINUX on X86_64 when it names none."""
+    runtime = getattr(definition, "runtime_platform", None) or {}
+    architecture = runtime.get("cpuArchitecture") or "X86_64"
+    family = runtime.get("operatingSystemFamily") or "LINUX"
+    os_name = "linux" if family == "LINUX" else "windows"
+    return f"{os_name}/{ARCHITECTURES.get(architecture, architecture.lower())}"
 
 
 @dataclass
@@ -268,8 +300,9 @@ class Agent:
             task.last_status = "PENDING"
             task.pull_started_at = now()
         try:
+            platform = task_platform(rt.definition)
             images = {
-                cdef["name"]: self.ensure_image(cdef["name"], cdef["image"])
+                cdef["name"]: self.ensure_image(cdef["name"], cdef["image"], platform)
                 for cdef in rt.definition.container_definitions
             }
             with LOCK:
@@ -330,18 +363,28 @@ class Agent:
             except docker.errors.APIError:
                 pass
 
-    def ensure_image(self, container: str, image: str) -> tuple[str, str | None]:
+    def registry_ref(self, image: str) -> str | None:
+        """The registry's name for an image of our ECR: named by its
+        `repositoryUri` (the registry itself) or by ECR's real host name, as
+        task definitions written for AWS name it. None for other images."""
+        for host in (self.endpoints.registry_addr, self.endpoints.ecr_host):
+            if image.startswith(f"{host}/"):
+                return f"{self.endpoints.registry_addr}/{image[len(host) + 1 :]}"
+        return None
+
+    def ensure_image(self, container: str, image: str, platform: str) -> tuple[str, str | None]:
         """The local reference to run, and its registry digest when it came
-        from our ECR. Images in our ECR are always pulled from the registry;
-        others are used when the engine has them cached, else pulled (which
-        fails here: there is no other registry)."""
-        ecr_prefix = f"{self.endpoints.ecr_host}/"
-        if image.startswith(ecr_prefix):
-            local = f"{self.endpoints.registry_addr}/{image[len(ecr_prefix) :]}"
+        from our ECR. Images in our ECR are always pulled from the registry,
+        for the task's platform; others are used when the engine has them
+        cached, else pulled (which fails here: there is no other registry).
+        Either way the image must be built for the task's platform."""
+        local = self.registry_ref(image)
+        if local:
             try:
-                self.docker.api.pull(local)
+                self.docker.api.pull(local, platform=platform)
             except docker.errors.APIError as err:
-                raise pull_error(image, container, err) from err
+                raise pull_error(image, container, platform, err) from err
+            self.check_platform(container, local, platform)
             digests = self.docker.api.inspect_image(local).get("RepoDigests") or []
             digest = next(
                 (d.split("@", 1)[1] for d in digests if d.startswith(self.endpoints.registry_addr)),
@@ -350,14 +393,23 @@ class Agent:
             return local, digest
         try:
             self.docker.api.inspect_image(image)
-            return image, None
         except docker.errors.ImageNotFound:
-            pass
-        try:
-            self.docker.api.pull(image)
-            return image, None
-        except docker.errors.APIError as err:
-            raise pull_error(image, container, err) from err
+            try:
+                self.docker.api.pull(image, platform=platform)
+            except docker.errors.APIError as err:
+                raise pull_error(image, container, platform, err) from err
+        self.check_platform(container, image, platform)
+        return image, None
+
+    def check_platform(self, container: str, image: str, platform: str) -> None:
+        """ECS pulls only the image for the task's platform; an image built
+        for another one (an arm64 build from a laptop for an X86_64 task) is
+        not found. The engine pulls what it has and says where it was built."""
+        if image in MULTI_PLATFORM:
+            return
+        config = self.docker.api.inspect_image(image)
+        if f"{config.get('Os')}/{config.get('Architecture')}" != platform:
+            raise StartError(platform_reason(platform), container)
 
     def check_log_groups(self, rt: Runtime) -> None:
         task = rt.task
@@ -544,12 +596,18 @@ class Agent:
         with LOCK:
             rt.task.last_status = "STOPPING" if rt.task.last_status == "RUNNING" else rt.task.last_status
         for name, cid in rt.containers.items():
-            timeout = int(rt.cdef(name).get("stopTimeout") or self.tunables.stop_timeout_seconds)
             try:
-                self.docker.api.stop(cid, timeout=min(timeout, self.tunables.stop_timeout_seconds))
+                self.docker.api.stop(cid, timeout=self.stop_timeout(rt.cdef(name)))
             except docker.errors.APIError:
                 pass
         self.finish(rt, rt.task.stop_code or "UserInitiated", rt.task.stopped_reason)
+
+    def stop_timeout(self, cdef: dict) -> int:
+        """Seconds from SIGTERM to SIGKILL: the container's `stopTimeout`
+        (ECS's default is 30), capped by the `stop_timeout_seconds` tunable."""
+        cap = self.tunables.stop_timeout_seconds
+        own = cdef.get("stopTimeout")
+        return cap if own is None else min(int(own), cap)
 
     def finish(self, rt: Runtime, stop_code: str, reason: str, failed_container: str | None = None) -> None:
         """Record the stopped task: every container's exit code, after its

@@ -35,6 +35,9 @@ class Endpoints:
     port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_PORT", 4566))
     # BERTH_SANDBOX_REGISTRY_PORT: the registry that is ECR's data plane.
     registry_port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_REGISTRY_PORT", 5055))
+    # BERTH_SANDBOX_DOCKER_TLS_PORT: the local Docker Engine behind mutual TLS,
+    # as CI services with a remote Docker (CircleCI's) offer it.
+    docker_tls_port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_DOCKER_TLS_PORT", 5056))
     # BERTH_SANDBOX_STATE: registry storage, EFS folders, logs and pid files.
     state_dir: Path = field(default_factory=lambda: Path(os.environ.get("BERTH_SANDBOX_STATE", SANDBOX_DIR / ".state")))
 
@@ -54,8 +57,30 @@ class Endpoints:
         return f"127.0.0.1:{self.registry_port}"
 
     @property
+    def registry_url(self) -> str:
+        """ECR's `proxyEndpoint`: the registry speaks plain HTTP, which Docker
+        allows without configuration for registries on 127.0.0.0/8."""
+        return f"http://{self.registry_addr}"
+
+    @property
     def ecr_host(self) -> str:
+        """ECR's real host name for this account, which task definitions
+        written for AWS name; the agent maps it to the registry."""
         return f"{ACCOUNT_ID}.dkr.ecr.{REGION}.amazonaws.com"
+
+    @property
+    def docker_tls_host(self) -> str:
+        return f"tcp://127.0.0.1:{self.docker_tls_port}"
+
+    @property
+    def docker_tls_dir(self) -> Path:
+        """The TLS front's certificates: `ca/` (the CA's key), `server/`, `client/`."""
+        return self.state_dir / "docker-tls"
+
+    @property
+    def docker_cert_path(self) -> Path:
+        """What DOCKER_CERT_PATH names: ca.pem, cert.pem and key.pem of a client."""
+        return self.docker_tls_dir / "client"
 
     def client(self, service: str, **kwargs):
         """A boto3 client for the sandbox, with its dummy credentials."""

@@ -2,7 +2,15 @@
 repository is synced from the registry, so `DescribeImages` and
 `BatchGetImage` give the tags and the registry's real manifest digests of what
 `docker push` sent. A tag added through `PutImage` is written to the registry
-too, so the data plane never disagrees with the API."""
+too, so the data plane never disagrees with the API.
+
+ECR tells clients where its registry is: a repository's `repositoryUri`
+(https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Repository.html)
+and GetAuthorizationToken's `proxyEndpoint`
+(https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_AuthorizationData.html)
+name the sandbox's registry, `127.0.0.1:<port>/<name>` and
+`http://127.0.0.1:<port>`, so that no client needs to map ECR's host name.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,8 @@ import json
 import logging
 
 import requests
-from moto.ecr.models import Image, ecr_backends
+from moto.ecr import responses as ecr_responses
+from moto.ecr.models import Image, Repository, ecr_backends
 
 from .config import ACCOUNT_ID, REGION, Endpoints
 
@@ -28,8 +37,26 @@ SANDBOX_AGENT = "berth-sandbox"
 READS = {"DescribeImages", "BatchGetImage", "ListImages", "PutImage", "BatchDeleteImage"}
 
 
+_moto_repository_init = Repository.__init__
+_moto_get_authorization_token = ecr_responses.ECRResponse.get_authorization_token
+
+
 def install(endpoints: Endpoints, registry) -> None:
-    """Nothing to patch: syncing happens around each request."""
+    """Name the registry where ECR names its host. Syncing happens around
+    each request (`before`, `after`)."""
+
+    def repository_init(self, *args, **kwargs):
+        _moto_repository_init(self, *args, **kwargs)
+        self.uri = f"{endpoints.registry_addr}/{self.name}"
+
+    def get_authorization_token(self):
+        result = _moto_get_authorization_token(self)
+        for data in result.result["authorizationData"]:
+            data["proxyEndpoint"] = endpoints.registry_url
+        return result
+
+    Repository.__init__ = repository_init
+    ecr_responses.ECRResponse.get_authorization_token = get_authorization_token
 
 
 def _backend():

@@ -7,6 +7,19 @@ What it adds to moto's services:
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-circuit-breaker.html);
 - a service's tasks started, scaled and replaced to match its `desiredCount`
   and its PRIMARY deployment, through the agent;
+- without the circuit breaker, failing tasks replaced for ever: the deployment
+  stays IN_PROGRESS while `failedTasks` grows, since only the breaker moves
+  it to FAILED
+  (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Deployment.html);
+- tasks whose essential containers fail their `healthCheck` replaced: after
+  the service's `healthCheckGracePeriodSeconds`, a replacement starts first
+  when `maximumPercent` leaves room, and the unhealthy task is stopped
+  (ServiceSchedulerInitiated, "Task failed container health checks") once
+  the replacement is healthy; without room the unhealthy tasks are stopped
+  one by one first. Such a task counts as failed for the circuit breaker
+  (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deployment-type-ecs.html,
+  https://docs.aws.amazon.com/AmazonECS/latest/developerguide/healthcheck.html,
+  https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_HealthCheck.html);
 - service events worded as ECS words them
   (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-event-messages-list.html).
 
@@ -27,14 +40,21 @@ import uuid
 from moto.core.utils import utcnow
 from moto.ecs.models import Task
 
-from .agent import Agent
+from .agent import Agent, now
 
 SCHEDULER_STOP = "ServiceSchedulerInitiated"
+UNHEALTHY_REASON = "Task failed container health checks"
 
 
 def ecs_controlled(service) -> bool:
     """Does ECS itself roll this service out (the ECS deployment controller)?"""
     return (getattr(service, "deployment_controller", None) or {"type": "ECS"}).get("type", "ECS") == "ECS"
+
+
+def failed(task: Task) -> bool:
+    """Does this stopped task count against its deployment? Every stop but
+    the scheduler's own, and the scheduler's for failed health checks."""
+    return task.stop_code != SCHEDULER_STOP or task.stopped_reason == UNHEALTHY_REASON
 
 
 class Scheduler:
@@ -159,7 +179,7 @@ class Scheduler:
         for task in mine:
             if task.last_status == "STOPPED" and task.task_arn not in seen:
                 seen.add(task.task_arn)
-                if task.stop_code != SCHEDULER_STOP and primary["rolloutState"] == "IN_PROGRESS":
+                if failed(task) and primary["rolloutState"] == "IN_PROGRESS":
                     primary["failedTasks"] += 1
                     primary["updatedAt"] = utcnow()
         breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
@@ -174,13 +194,7 @@ class Scheduler:
 
         live = [t for t in mine if t.desired_status == "RUNNING"]
         if primary["rolloutState"] != "FAILED":
-            missing = service.desired_count - len(live)
-            if missing > 0:
-                live += self.start_service_tasks(backend, service, primary, missing)
-            elif missing < 0:
-                extra = sorted(live, key=lambda t: t.created_at)[missing:]
-                self.stop_service_tasks(service, extra, "Scaling activity initiated by (service)")
-                live = [t for t in live if t not in extra]
+            live = self.keep_count(backend, service, primary, live)
             healthy = [t for t in live if self.agent.healthy(t)]
             if (
                 primary["rolloutState"] == "IN_PROGRESS"
@@ -233,6 +247,60 @@ class Scheduler:
             pending += deployment["pendingCount"]
         service.running_count = running
         service.pending_count = pending
+
+    def keep_count(self, backend, service, primary: dict, live: list[Task]) -> list[Task]:
+        """Start, stop and replace the PRIMARY deployment's tasks towards
+        `desiredCount` healthy ones; the tasks still meant to run."""
+        unhealthy = [t for t in live if self.unhealthy(service, t)]
+        sound = self.scale_down(service, [t for t in live if t not in unhealthy])
+        missing = service.desired_count - len(sound)
+        done = self.unhealthy_to_stop(service, sound, unhealthy, missing)
+        self.stop_unhealthy(service, done)
+        unhealthy = [t for t in unhealthy if t not in done]
+        if missing > 0 and unhealthy:
+            # Replacements beside the unhealthy tasks, up to maximumPercent.
+            missing = min(missing, self.max_tasks(service) - len(sound) - len(unhealthy))
+        if missing > 0:
+            sound += self.start_service_tasks(backend, service, primary, missing)
+        return sound + unhealthy
+
+    def scale_down(self, service, sound: list[Task]) -> list[Task]:
+        """Stop the newest tasks beyond the desired count; those left."""
+        extra = len(sound) - service.desired_count
+        if extra <= 0:
+            return sound
+        newest = sorted(sound, key=lambda t: t.created_at)[-extra:]
+        self.stop_service_tasks(service, newest, "Scaling activity initiated by (service)")
+        return [t for t in sound if t not in newest]
+
+    def unhealthy_to_stop(self, service, sound: list[Task], unhealthy: list[Task], missing: int) -> list[Task]:
+        """Unhealthy tasks go as their replacements become healthy; without
+        room under maximumPercent for replacements, they go first, one at a
+        time."""
+        healthy = sum(1 for t in sound if self.agent.healthy(t))
+        done = unhealthy[: max(0, healthy + len(unhealthy) - service.desired_count)]
+        if not done and unhealthy and missing > 0 and len(sound) + len(unhealthy) >= self.max_tasks(service):
+            done = unhealthy[:1]
+        return done
+
+    def unhealthy(self, service, task: Task) -> bool:
+        """Failing its container health checks, after the grace period in
+        which the scheduler ignores them."""
+        if task.health_status != "UNHEALTHY" or task.last_status != "RUNNING":
+            return False
+        grace = getattr(service, "health_check_grace_period_seconds", None) or 0
+        started = getattr(task, "started_at", None)
+        return started is not None and (now() - started).total_seconds() >= grace
+
+    def max_tasks(self, service) -> int:
+        """`maximumPercent` of the desired count (rounded down), at least the desired count."""
+        percent = (getattr(service, "deployment_configuration", None) or {}).get("maximumPercent") or 200
+        return max(service.desired_count, math.floor(service.desired_count * int(percent) / 100))
+
+    def stop_unhealthy(self, service, tasks: list[Task]) -> None:
+        for task in tasks:
+            self.event(service, f"(service {service.name}) (task {task.id}) failed container health checks")
+        self.stop_service_tasks(service, tasks, UNHEALTHY_REASON)
 
     def fail_deployment(self, service, primary: dict, tasks: list[Task], rollback: bool) -> None:
         primary["rolloutState"] = "FAILED"

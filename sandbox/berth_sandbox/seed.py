@@ -34,16 +34,21 @@ def client(endpoints: Endpoints, service: str):
     return endpoints.client(service)
 
 
-def build_initial_image(endpoints: Endpoints, app: str = APP, context: Path = EXAMPLE_DIR) -> str:
+def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR) -> str:
+    """Build the first release and push it to the repository, named as ECR
+    names it (`repositoryUri`, which is the registry's address here)."""
     engine = docker.from_env()
-    local = f"{endpoints.registry_addr}/{app}"
     engine.images.build(
-        path=str(context), tag=f"{local}:initial", target="release", buildargs={"BERTH_GIT_SHA": "initial"}, rm=True
+        path=str(context),
+        tag=f"{repository_uri}:initial",
+        target="release",
+        buildargs={"BERTH_GIT_SHA": "initial"},
+        rm=True,
     )
-    for line in engine.api.push(local, tag="initial", stream=True, decode=True):
+    for line in engine.api.push(repository_uri, tag="initial", stream=True, decode=True):
         if "error" in line:
-            raise RuntimeError(f"push of {local}:initial failed: {line['error']}")
-    return f"{endpoints.ecr_host}/{app}:initial"
+            raise RuntimeError(f"push of {repository_uri}:initial failed: {line['error']}")
+    return f"{repository_uri}:initial"
 
 
 def network(endpoints: Endpoints, app: str = APP) -> dict:
@@ -190,8 +195,8 @@ def seed(
     events = client(endpoints, "events")
     net = network(endpoints, app)
     role_arns = roles(endpoints, app)
-    ecr.create_repository(repositoryName=app)
-    image = build_initial_image(endpoints, app)
+    repository = ecr.create_repository(repositoryName=app)["repository"]
+    image = build_initial_image(repository["repositoryUri"])
     logs.create_log_group(logGroupName=f"/ecs/{app}")
     awsvpc = {
         "awsvpcConfiguration": {

@@ -1,6 +1,7 @@
 """The sandbox's single endpoint: moto's AWS APIs behind a middleware that
 counts calls, injects faults, syncs ECR with the registry, and serves the
-sandbox's own admin API under `/_sandbox/`."""
+sandbox's own admin API under `/_sandbox/`. The server process also runs the
+registry (a child process) and the Docker Engine's TLS front (`dockertls`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from werkzeug.serving import make_server
 from . import ecr, ecs
 from .agent import LOCK
 from .config import Endpoints, Tunables
+from .dockertls import DockerTLSFront
 from .faults import Faults
 
 log = logging.getLogger("berth_sandbox")
@@ -185,6 +187,8 @@ class SandboxApp:
                 "endpoint": self.endpoints.endpoint_url,
                 "registry": self.endpoints.registry_addr,
                 "registry_ok": self.registry.healthy(),
+                "docker_tls": self.endpoints.docker_tls_host,
+                "docker_cert_path": str(self.endpoints.docker_cert_path),
             }
         if route == "counters":
             if method == "DELETE":
@@ -307,6 +311,9 @@ def serve() -> None:
         create_backend_app,
     )
 
+    # First: when its port is taken the server fails before it starts the registry.
+    docker_tls = DockerTLSFront(endpoints)
+    docker_tls.start()
     registry = Registry(endpoints)
     registry.start()
     ecs.install(endpoints, tunables)
@@ -321,10 +328,16 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     ecs.AGENT.start()
-    log.info("listening on %s, registry on %s", endpoints.endpoint_url, endpoints.registry_addr)
+    log.info(
+        "listening on %s, registry on %s, Docker TLS front on %s",
+        endpoints.endpoint_url,
+        endpoints.registry_addr,
+        endpoints.docker_tls_host,
+    )
     try:
         server.serve_forever()
     finally:
+        docker_tls.stop()
         ecs.AGENT.shutdown()
         registry.stop()
         Path(endpoints.state_dir / "server.pid").unlink(missing_ok=True)

@@ -49,6 +49,7 @@ def fresh(sandbox):
         {
             "settle_seconds": 1.0,
             "tick_seconds": 0.1,
+            "stop_timeout_seconds": 2,
             "stopped_task_retention_seconds": 3600,
             "client_token_ttl_seconds": 86400,
         },

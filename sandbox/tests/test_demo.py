@@ -22,7 +22,10 @@ def test_demo_account_is_steady_with_sidecar_and_schedule(sandbox, seeded, ecs, 
     assert web["networkConfiguration"]["awsvpcConfiguration"]["subnets"] == seeded["network"]["subnets"]
     definition = ecs.describe_task_definition(taskDefinition=web["taskDefinition"])["taskDefinition"]
     images = {c["name"]: c["image"] for c in definition["containerDefinitions"]}
-    assert images["app"] == f"{sandbox.ecr_host}/berth-example:initial"
+    # Named by the repository's URI, which is the registry's address.
+    assert images["app"] == f"{sandbox.registry}/berth-example:initial"
+    [repository] = ecr.describe_repositories(repositoryNames=["berth-example"])["repositories"]
+    assert images["app"] == f"{repository['repositoryUri']}:initial"
     assert images["datadog-agent"] == "public.ecr.aws/datadog/agent:7"
     assert ecr.describe_images(repositoryName="berth-example")["imageDetails"][0]["imageTags"] == ["initial"]
 

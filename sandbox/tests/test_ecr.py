@@ -3,6 +3,7 @@ describes, digest for digest."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import requests
@@ -74,7 +75,45 @@ def test_unknown_repository_is_not_found(ecr):
     raise AssertionError("DescribeImages on a missing repository must fail")
 
 
-def test_ecs_task_pulls_our_image_through_the_ecr_host(sandbox, ecr, ecs, engine, cluster):
+def test_repository_uri_and_proxy_endpoint_name_the_registry(sandbox, ecr, engine):
+    name = unique("app")
+    created = ecr.create_repository(repositoryName=name)["repository"]
+    assert created["repositoryUri"] == f"{sandbox.registry}/{name}"
+    [described] = ecr.describe_repositories(repositoryNames=[name])["repositories"]
+    assert described["repositoryUri"] == created["repositoryUri"]
+    [auth] = ecr.get_authorization_token()["authorizationData"]
+    assert auth["proxyEndpoint"] == f"http://{sandbox.registry}"
+
+    # What a client does with them, with no mapping of ECR's host name.
+    username, password = base64.b64decode(auth["authorizationToken"]).decode().split(":", 1)
+    login = engine.login(username=username, password=password, registry=auth["proxyEndpoint"], reauth=True)
+    assert login["Status"] == "Login Succeeded"
+    engine.images.get(BASE_IMAGE).tag(created["repositoryUri"], tag="v1")
+    for line in engine.api.push(created["repositoryUri"], tag="v1", stream=True, decode=True):
+        assert "error" not in line, line
+    [image] = ecr.describe_images(repositoryName=name)["imageDetails"]
+    assert image["imageTags"] == ["v1"]
+
+
+def test_ecs_task_pulls_our_image_by_its_repository_uri(sandbox, ecr, ecs, engine, cluster):
+    from conftest import container_def, stopped
+
+    name = unique("app")
+    uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
+    digest = push(engine, sandbox.registry, name, "v1")
+    engine.api.remove_image(f"{uri}:v1")  # the agent pulls it from the registry
+    ecs.register_task_definition(
+        family="pull", memory="512", containerDefinitions=[container_def("app", ["true"], image=f"{uri}@{digest}")]
+    )
+    arn = ecs.run_task(cluster=cluster, taskDefinition="pull")["tasks"][0]["taskArn"]
+    task = stopped(ecs, cluster, arn)
+    assert task["stopCode"] == "EssentialContainerExited"
+    assert task["containers"][0]["exitCode"] == 0
+    assert task["containers"][0]["imageDigest"] == digest
+
+
+def test_ecs_task_pulls_our_image_by_ecr_s_real_host_name(sandbox, ecr, ecs, engine, cluster):
+    """Task definitions written for AWS name ECR's host; they run too."""
     from conftest import container_def, stopped
 
     name = unique("app")

@@ -30,13 +30,16 @@ def free_port() -> int:
 
 class SecondSandbox:
     def __init__(self, state_dir):
-        self.endpoints = Endpoints(port=free_port(), registry_port=free_port(), state_dir=state_dir)
+        self.endpoints = Endpoints(
+            port=free_port(), registry_port=free_port(), docker_tls_port=free_port(), state_dir=state_dir
+        )
 
     def ctl(self, command: str) -> subprocess.CompletedProcess:
         env = {
             **os.environ,
             "BERTH_SANDBOX_PORT": str(self.endpoints.port),
             "BERTH_SANDBOX_REGISTRY_PORT": str(self.endpoints.registry_port),
+            "BERTH_SANDBOX_DOCKER_TLS_PORT": str(self.endpoints.docker_tls_port),
             "BERTH_SANDBOX_STATE": str(self.endpoints.state_dir),
         }
         return subprocess.run(
@@ -75,6 +78,13 @@ class SecondSandbox:
 
     def server_pid(self) -> int:
         return int((self.endpoints.state_dir / "server.pid").read_text())
+
+    def docker_tls_listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.endpoints.docker_tls_port), timeout=2).close()
+            return True
+        except OSError:
+            return False
 
 
 @pytest.fixture
@@ -116,11 +126,13 @@ def test_stop_removes_its_containers_and_registry_and_no_one_elses(ecs, cluster,
     second.run_tasks(3)
     assert len(instance_containers(engine, second.endpoints)) == 3
     registry = second.registry_pid()
+    assert second.docker_tls_listening()
     stopped = second.ctl("stop")
     assert stopped.returncode == 0, stopped.stderr
     assert f"sandbox: stopped (removed 3 task containers, registry pid {registry})" in stopped.stderr
     assert instance_containers(engine, second.endpoints) == []
     assert not alive(registry)
+    assert not second.docker_tls_listening()
     assert_survived(ecs, cluster, engine, survivor)
 
 
@@ -138,4 +150,5 @@ def test_stop_cleans_up_after_a_killed_server(ecs, cluster, engine, second, surv
     assert f"sandbox: stopped (removed 3 task containers, registry pid {registry})" in stopped.stderr
     assert instance_containers(engine, second.endpoints) == []
     assert not alive(registry)
+    assert not second.docker_tls_listening()  # it lived in the killed server
     assert_survived(ecs, cluster, engine, survivor)

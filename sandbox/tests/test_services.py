@@ -3,6 +3,8 @@ fails at the circuit-breaker threshold and rolls back."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from botocore.exceptions import ClientError
 from conftest import container_def, wait_for
@@ -202,3 +204,133 @@ def test_code_deploy_and_external_services_are_not_rolled_out(ecs, cluster):
         with pytest.raises(ClientError) as refused:
             ecs.update_service(cluster=cluster, service=kind.lower(), taskDefinition=v1)
         assert refused.value.response["Error"]["Code"] == "InvalidParameterException"
+
+
+def test_without_circuit_breaker_failing_tasks_are_replaced_and_the_deployment_stays_in_progress(ecs, cluster):
+    v1 = register(ecs, "web", UP)
+    # No deploymentConfiguration: the circuit breaker is off, as by default on ECS.
+    ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=v1, desiredCount=1)
+    settled(ecs, cluster, "web")
+    assert describe(ecs, cluster, "web")["deploymentConfiguration"]["deploymentCircuitBreaker"]["enable"] is False
+    bad = register(ecs, "web", CRASH)
+    ours = ecs.update_service(cluster=cluster, service="web", taskDefinition=bad)["service"]["deployments"][0]
+
+    def many_failed():
+        mine = deployment(describe(ecs, cluster, "web"), ours["id"])
+        return mine if mine["failedTasks"] >= 5 else None  # past the breaker's threshold of 3
+
+    wait_for(many_failed, timeout=90, what="five failed tasks")
+    service = describe(ecs, cluster, "web")
+    primary, old = service["deployments"]
+    assert (primary["id"], primary["status"], primary["rolloutState"]) == (ours["id"], "PRIMARY", "IN_PROGRESS")
+    assert primary["rolloutStateReason"] == f"ECS deployment {ours['id']} in progress."
+    # The old tasks keep serving while the new ones fail.
+    assert (old["status"], old["taskDefinition"], old["runningCount"]) == ("ACTIVE", v1, 1)
+    assert service["taskDefinition"] == bad
+    assert not any("deployment failed" in e["message"] for e in service["events"])
+    # It keeps trying: more tasks fail, and the deployment still does not fail.
+    failed_so_far = deployment(service, ours["id"])["failedTasks"]
+    wait_for(
+        lambda: deployment(describe(ecs, cluster, "web"), ours["id"])["failedTasks"] > failed_so_far,
+        timeout=30,
+        what="another failed task",
+    )
+    assert deployment(describe(ecs, cluster, "web"), ours["id"])["rolloutState"] == "IN_PROGRESS"
+    stopped = ecs.list_tasks(cluster=cluster, serviceName="web", desiredStatus="STOPPED")["taskArns"]
+    crashed = ecs.describe_tasks(cluster=cluster, tasks=stopped[:100])["tasks"]
+    assert {t["stopCode"] for t in crashed} == {"EssentialContainerExited"}
+
+
+NEVER_HEALTHY = {"command": ["CMD-SHELL", "exit 1"], "interval": 1, "timeout": 1, "retries": 1}
+
+
+def test_a_task_failing_its_health_checks_is_replaced_after_the_grace_period(ecs, cluster):
+    checked = register(ecs, "web", UP, healthCheck=NEVER_HEALTHY)
+    ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=checked, desiredCount=1)
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="graced",
+        taskDefinition=checked,
+        desiredCount=1,
+        healthCheckGracePeriodSeconds=600,
+    )
+    [first] = wait_for(lambda: ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"], what="a task")
+
+    def replaced():
+        task = ecs.describe_tasks(cluster=cluster, tasks=[first])["tasks"][0]
+        return task if task["lastStatus"] == "STOPPED" else None
+
+    task = wait_for(replaced, timeout=60, what="the unhealthy task to be replaced")
+    assert task["stopCode"] == "ServiceSchedulerInitiated"
+    assert task["stoppedReason"] == "Task failed container health checks"
+    assert task["healthStatus"] == "UNHEALTHY"
+    assert task["containers"][0]["healthStatus"] == "UNHEALTHY"
+    # It counts as a failed task of the deployment (on the scheduler's next look), and another
+    # one takes its place.
+    service = wait_for(
+        lambda: (s := describe(ecs, cluster, "web"))["deployments"][0]["failedTasks"] >= 1 and s,
+        what="the deployment to count the failed task",
+    )
+    messages = [e["message"] for e in service["events"]]
+    assert f"(service web) (task {first.split('/')[-1]}) failed container health checks" in messages
+    assert service["deployments"][0]["rolloutState"] == "IN_PROGRESS"
+    tasks = wait_for(
+        lambda: [t for t in ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"] if t != first],
+        what="a replacement task",
+    )
+    assert first not in tasks
+
+    # Within its grace period a service's unhealthy task stays.
+    [graced] = ecs.list_tasks(cluster=cluster, serviceName="graced")["taskArns"]
+
+    def graced_unhealthy():
+        return ecs.describe_tasks(cluster=cluster, tasks=[graced])["tasks"][0]["healthStatus"] == "UNHEALTHY"
+
+    wait_for(graced_unhealthy, what="the graced task to be unhealthy")
+    time.sleep(2)
+    assert ecs.list_tasks(cluster=cluster, serviceName="graced")["taskArns"] == [graced]
+    assert ecs.describe_tasks(cluster=cluster, tasks=[graced])["tasks"][0]["lastStatus"] == "RUNNING"
+
+
+def test_an_unhealthy_task_goes_once_its_replacement_is_healthy(ecs, cluster):
+    # Healthy for a few seconds, then failing its health check for good.
+    sickens = ["/bin/sh", "-c", "trap 'exit 0' TERM; touch /tmp/ok; sleep 5; rm /tmp/ok; while :; do sleep 0.2; done"]
+    health = {"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 1, "timeout": 1, "retries": 1}
+    v1 = register(ecs, "web", sickens, healthCheck=health)
+    ecs.create_service(cluster=cluster, serviceName="web", taskDefinition=v1, desiredCount=1)  # maximumPercent 200
+    settled(ecs, cluster, "web")
+    [first] = ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"]
+
+    def stopped_first():
+        task = ecs.describe_tasks(cluster=cluster, tasks=[first])["tasks"][0]
+        return task if task["lastStatus"] == "STOPPED" else None
+
+    old = wait_for(stopped_first, timeout=60, what="the task to fall ill and be replaced")
+    assert old["stoppedReason"] == "Task failed container health checks"
+    stopped = ecs.list_tasks(cluster=cluster, serviceName="web", desiredStatus="STOPPED")["taskArns"]
+    running = ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"]
+    tasks = ecs.describe_tasks(cluster=cluster, tasks=[a for a in stopped + running if a != first])["tasks"]
+    replacement = min(tasks, key=lambda t: t["createdAt"])
+    # With room under maximumPercent, the replacement runs before the unhealthy task is stopped.
+    assert replacement["startedAt"] < old["stoppingAt"]
+
+
+def test_without_room_for_a_replacement_the_unhealthy_task_goes_first(ecs, cluster):
+    checked = register(ecs, "web", UP, healthCheck=NEVER_HEALTHY)
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="web",
+        taskDefinition=checked,
+        desiredCount=1,
+        deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0},
+    )
+    [first] = wait_for(lambda: ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"], what="a task")
+
+    def replacement():
+        arns = [a for a in ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"] if a != first]
+        return ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"][0] if arns else None
+
+    second = wait_for(replacement, timeout=60, what="a replacement")
+    old = ecs.describe_tasks(cluster=cluster, tasks=[first])["tasks"][0]
+    assert old["stoppedReason"] == "Task failed container health checks"
+    assert second["createdAt"] >= old["stoppingAt"]

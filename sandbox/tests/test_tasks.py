@@ -305,3 +305,49 @@ def test_describe_tasks_reports_unknown_tasks_as_missing(ecs, cluster):
     elsewhere = ecs.describe_tasks(cluster=f"{cluster}-b", tasks=[task["taskArn"]])
     assert elsewhere["tasks"] == []
     assert elsewhere["failures"] == [{"arn": task["taskArn"], "reason": "MISSING"}]
+
+
+def test_essential_exit_stops_the_others_with_sigterm_then_sigkill(sandbox, ecs, cluster):
+    sandbox.admin("POST", "config", {"stop_timeout_seconds": 2})
+    task = run(
+        ecs,
+        cluster,
+        unique("sigterm"),
+        [
+            container_def("app", ["/bin/sh", "-c", "sleep 1; exit 0"]),
+            # Handles SIGTERM by exiting as a process killed by it would: 128 + 15.
+            container_def(
+                "polite", ["/bin/sh", "-c", "trap 'exit 143' TERM; while true; do sleep 1; done"], essential=False
+            ),
+            # PID 1 without a handler: SIGTERM does nothing, SIGKILL (128 + 9) ends it. Its own
+            # stopTimeout is longer than the agent's cap.
+            container_def("stubborn", ["sleep", "3600"], essential=False, stopTimeout=120),
+        ],
+    )
+    done = stopped(ecs, cluster, task["taskArn"], timeout=30)
+    assert done["stopCode"] == "EssentialContainerExited"
+    codes = {c["name"]: c.get("exitCode") for c in done["containers"]}
+    assert codes == {"app": 0, "polite": 143, "stubborn": 137}
+    # SIGKILL came after the capped timeout, not after 120 s.
+    assert (done["stoppedAt"] - done["stoppingAt"]).total_seconds() < 15
+
+
+def test_failing_health_check_marks_a_standalone_task_unhealthy_and_it_keeps_running(ecs, cluster):
+    health = {"command": ["CMD-SHELL", "exit 1"], "interval": 1, "timeout": 1, "retries": 1}
+    task = run(
+        ecs,
+        cluster,
+        unique("unhealthy"),
+        [container_def("app", SLEEP, healthCheck=health), container_def("helper", SLEEP, essential=False)],
+    )
+
+    def unhealthy():
+        described = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"][0]
+        return described if described["healthStatus"] == "UNHEALTHY" else None
+
+    described = wait_for(unhealthy, what="the task to be unhealthy")
+    containers = {c["name"]: c["healthStatus"] for c in described["containers"]}
+    assert containers == {"app": "UNHEALTHY", "helper": "UNKNOWN"}
+    # Not part of a service: nothing replaces it, it runs on.
+    time.sleep(2)
+    assert ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == "RUNNING"

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_ecs::types::Task;
+use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LaunchType, Service, Task};
 use serde_json::Value;
 
 use crate::arn;
+use crate::settings::CapacityProvider;
 use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
 /// What to do about a migration of this deploy that failed.
@@ -139,6 +140,50 @@ fn forgotten(claim: Claim<'_>, retry: bool) -> Decision {
 }
 
 const MAY_HAVE_RUN_HINT: &str = "check the task's logs or the database's migration state; pass `--retry-migration` to run the migration again";
+
+/// Where the migration task runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Capacity {
+    Strategy(Vec<CapacityProviderStrategyItem>),
+    LaunchType(LaunchType),
+    /// The cluster's default capacity-provider strategy.
+    ClusterDefault,
+}
+
+/// The web service's capacity, but never Fargate Spot: ECS may stop a Spot task at two minutes'
+/// notice, and a migration cut off half-way is worse than one that costs a little more. A
+/// strategy in `[migration]` wins.
+pub fn capacity(web: &Service, configured: Option<&[CapacityProvider]>) -> Capacity {
+    if let Some(configured) = configured {
+        return Capacity::Strategy(
+            configured
+                .iter()
+                .map(|item| {
+                    CapacityProviderStrategyItem::builder()
+                        .capacity_provider(&item.capacity_provider)
+                        .weight(item.weight)
+                        .base(item.base)
+                        .build()
+                })
+                .collect::<Result<_, _>>()
+                .unwrap_or_default(),
+        );
+    }
+    let strategy = web.capacity_provider_strategy();
+    if strategy
+        .iter()
+        .any(|item| item.capacity_provider() == "FARGATE_SPOT")
+    {
+        return Capacity::LaunchType(LaunchType::Fargate);
+    }
+    if !strategy.is_empty() {
+        return Capacity::Strategy(strategy.to_vec());
+    }
+    match web.launch_type() {
+        Some(launch_type) => Capacity::LaunchType(launch_type.clone()),
+        None => Capacity::ClusterDefault,
+    }
+}
 
 /// Exit codes when the migration succeeded; otherwise what went wrong. As ECS judges a task:
 /// the migration container's own exit code decides. Another essential container fails it only
@@ -631,5 +676,76 @@ mod tests {
                 .unwrap_err()
                 .contains("no container `app`")
         );
+    }
+
+    #[test]
+    fn the_migration_runs_on_demand_even_when_web_runs_on_spot() {
+        use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LaunchType, Service};
+
+        use super::{Capacity, capacity};
+        use crate::settings::CapacityProvider;
+
+        let item = |name: &str, weight: i32| {
+            CapacityProviderStrategyItem::builder()
+                .capacity_provider(name)
+                .weight(weight)
+                .build()
+                .unwrap()
+        };
+        let spot = Service::builder()
+            .capacity_provider_strategy(item("FARGATE", 1))
+            .capacity_provider_strategy(item("FARGATE_SPOT", 4))
+            .build();
+        let on_demand = Service::builder()
+            .capacity_provider_strategy(item("FARGATE", 1))
+            .build();
+        let launch_type = Service::builder().launch_type(LaunchType::Fargate).build();
+        let configured = [CapacityProvider {
+            capacity_provider: "FARGATE_SPOT".into(),
+            weight: 1,
+            base: 0,
+        }];
+        let rows = [
+            (
+                "web on Spot: on-demand Fargate",
+                &spot,
+                None,
+                Capacity::LaunchType(LaunchType::Fargate),
+            ),
+            (
+                "web on demand: the same strategy",
+                &on_demand,
+                None,
+                Capacity::Strategy(vec![item("FARGATE", 1)]),
+            ),
+            (
+                "a launch type",
+                &launch_type,
+                None,
+                Capacity::LaunchType(LaunchType::Fargate),
+            ),
+            (
+                "nothing: the cluster's default",
+                &Service::builder().build(),
+                None,
+                Capacity::ClusterDefault,
+            ),
+            (
+                "the setting wins, Spot included",
+                &spot,
+                Some(&configured[..]),
+                Capacity::Strategy(vec![
+                    CapacityProviderStrategyItem::builder()
+                        .capacity_provider("FARGATE_SPOT")
+                        .weight(1)
+                        .base(0)
+                        .build()
+                        .unwrap(),
+                ]),
+            ),
+        ];
+        for (case, web, configured, want) in rows {
+            assert_eq!(capacity(web, configured), want, "{case}");
+        }
     }
 }

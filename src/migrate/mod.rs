@@ -24,7 +24,7 @@ use crate::settings::Settings;
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 use crate::text::short_duration;
 pub use decide::ExitCodes;
-use decide::{Claim, Decision, decide, stopped_by_ecs, verdict};
+use decide::{Capacity, Claim, Decision, capacity, decide, stopped_by_ecs, verdict};
 
 /// Log lines kept for the tail shown when the migration fails.
 const TAIL: usize = 20;
@@ -191,12 +191,14 @@ async fn start(
         )
         .set_network_configuration(web.network_configuration().cloned())
         .set_platform_version(web.platform_version().map(str::to_owned));
-    if !web.capacity_provider_strategy().is_empty() {
-        request =
-            request.set_capacity_provider_strategy(Some(web.capacity_provider_strategy().to_vec()));
-    } else if let Some(launch_type) = web.launch_type() {
-        request = request.launch_type(launch_type.clone());
-    }
+    request = match capacity(
+        web,
+        settings.migration.capacity_provider_strategy.as_deref(),
+    ) {
+        Capacity::Strategy(strategy) => request.set_capacity_provider_strategy(Some(strategy)),
+        Capacity::LaunchType(launch_type) => request.launch_type(launch_type),
+        Capacity::ClusterDefault => request,
+    };
     let output = request.send().await.map_err(|e| {
         if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) {
             // Same token, other parameters: another run of this deploy started the migration

@@ -48,8 +48,6 @@ pub struct Settings {
     pub build: BuildSettings,
     pub migration: MigrationSettings,
     pub timeouts: Timeouts,
-    /// ECR registry host → address the image bytes really go to.
-    pub registry_map: BTreeMap<String, String>,
     /// Container environment variables to set.
     pub environment: BTreeMap<String, String>,
     /// Container environment variables to remove.
@@ -59,6 +57,8 @@ pub struct Settings {
     /// Service → task-definition JSON file (absolute) to build its revision from, instead of
     /// the service's current task definition.
     pub task_definitions: BTreeMap<String, PathBuf>,
+    /// The variables of berth's environment that `${VAR}` in those files may take.
+    pub task_definition_vars: Vec<String>,
 }
 
 /// When the database migration runs relative to the service rollout.
@@ -78,8 +78,8 @@ pub struct BuildSettings {
     pub context: PathBuf,
     pub dockerfile: PathBuf,
     pub target: Option<String>,
-    /// `os/arch` or `os/arch/variant`.
-    pub platform: String,
+    /// `os/arch` or `os/arch/variant`; `None`: the task definitions' `runtimePlatform`.
+    pub platform: Option<String>,
     pub args: BTreeMap<String, String>,
     /// Build args whose values come from berth's environment and are never shown.
     pub secret_args: Vec<String>,
@@ -104,6 +104,17 @@ pub struct MigrationSettings {
     pub family: Option<String>,
     pub container: String,
     pub command: Vec<String>,
+    /// Where the migration task runs; `None`: as the web service, but never on Fargate Spot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_strategy: Option<Vec<CapacityProvider>>,
+}
+
+/// One item of a capacity-provider strategy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapacityProvider {
+    pub capacity_provider: String,
+    pub weight: i32,
+    pub base: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -29,11 +29,11 @@ pub struct RawLayer<Envs = NotHere> {
     pub build: Option<RawBuild>,
     pub migration: Option<RawMigration>,
     pub timeouts: Option<RawTimeouts>,
-    pub registry: Option<RawRegistry>,
     pub environment: Option<BTreeMap<String, String>>,
     pub remove_environment: Option<Spanned<Vec<String>>>,
     pub secrets: Option<BTreeMap<String, Spanned<String>>>,
     pub task_definitions: Option<BTreeMap<String, Spanned<String>>>,
+    pub task_definition_vars: Option<Spanned<Vec<String>>>,
     pub env: Option<Envs>,
 }
 
@@ -55,6 +55,16 @@ pub struct RawMigration {
     pub family: Option<String>,
     pub container: Option<String>,
     pub command: Option<Spanned<Vec<String>>>,
+    pub capacity_provider_strategy: Option<Spanned<Vec<RawCapacityProvider>>>,
+}
+
+/// One item of a capacity-provider strategy, as ECS names its fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacityProvider {
+    pub capacity_provider: String,
+    pub weight: Option<i64>,
+    pub base: Option<i64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -64,12 +74,6 @@ pub struct RawTimeouts {
     pub migration: Option<Spanned<String>>,
     pub poll: Option<Spanned<String>>,
     pub heartbeat: Option<Spanned<String>>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRegistry {
-    pub map: Option<BTreeMap<String, String>>,
 }
 
 /// The `env` key inside an environment table: always an error, with the key's position.
@@ -86,7 +90,7 @@ impl<'de> Deserialize<'de> for NotHere {
 
 impl<Envs> RawLayer<Envs> {
     /// This layer with `over` on top: a key set in `over` wins; tables (`build`, `migration`,
-    /// `timeouts`, `registry`, `environment`, `secrets`, `build.args`, `registry.map`) merge key by
+    /// `timeouts`, `environment`, `secrets`, `build.args`) merge key by
     /// key; lists replace as a whole. The result has no `env` tables.
     pub fn overlay(self, over: RawLayer) -> RawLayer {
         // Exhaustive destructuring: a new key fails to compile until it is merged here.
@@ -103,11 +107,11 @@ impl<Envs> RawLayer<Envs> {
             build,
             migration,
             timeouts,
-            registry,
             environment,
             remove_environment,
             secrets,
             task_definitions,
+            task_definition_vars,
             env: _,
         } = self;
         RawLayer {
@@ -123,11 +127,11 @@ impl<Envs> RawLayer<Envs> {
             build: merge_tables(build, over.build, RawBuild::overlay),
             migration: merge_tables(migration, over.migration, RawMigration::overlay),
             timeouts: merge_tables(timeouts, over.timeouts, RawTimeouts::overlay),
-            registry: merge_tables(registry, over.registry, RawRegistry::overlay),
             environment: merge_maps(environment, over.environment),
             remove_environment: over.remove_environment.or(remove_environment),
             secrets: merge_maps(secrets, over.secrets),
             task_definitions: merge_maps(task_definitions, over.task_definitions),
+            task_definition_vars: over.task_definition_vars.or(task_definition_vars),
             env: None,
         }
     }
@@ -162,11 +166,15 @@ impl RawMigration {
             family,
             container,
             command,
+            capacity_provider_strategy,
         } = self;
         Self {
             family: over.family.or(family),
             container: over.container.or(container),
             command: over.command.or(command),
+            capacity_provider_strategy: over
+                .capacity_provider_strategy
+                .or(capacity_provider_strategy),
         }
     }
 }
@@ -184,14 +192,6 @@ impl RawTimeouts {
             migration: over.migration.or(migration),
             poll: over.poll.or(poll),
             heartbeat: over.heartbeat.or(heartbeat),
-        }
-    }
-}
-
-impl RawRegistry {
-    fn overlay(self, over: Self) -> Self {
-        Self {
-            map: merge_maps(self.map, over.map),
         }
     }
 }

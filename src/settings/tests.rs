@@ -22,9 +22,6 @@ args = { RAILS_ENV = "production", SHARED = "top" }
 rollout = "20m"
 poll = "2s"
 
-[registry]
-map = { "one.example" = "127.0.0.1:1" }
-
 [environment]
 RAILS_LOG_LEVEL = "info"
 TOP_ONLY = "yes"
@@ -96,7 +93,7 @@ fn lists_replace_instead_of_appending() {
 fn defaults_fill_what_nobody_set() {
     let settings = resolve_stg(&flags("prd"));
     assert_eq!(settings.migrate, MigrateOrder::Before);
-    assert_eq!(settings.build.platform, "linux/amd64");
+    assert_eq!(settings.build.platform, None, "the task definitions decide");
     assert_eq!(settings.build.context, Path::new("/srv/app"));
     assert_eq!(settings.build.dockerfile, Path::new("/srv/app/Dockerfile"));
     assert_eq!(settings.migration.command, ["bin/rails", "db:migrate"]);
@@ -121,22 +118,8 @@ fn region_flag_beats_file_and_aws_region_is_the_last_resort() {
 }
 
 #[test]
-fn registry_map_variable_extends_and_overrides_the_file() {
-    let mut flags = flags("stg");
-    flags.registry_map = Some("one.example=127.0.0.1:9,two.example=127.0.0.1:2".to_owned());
-    assert_eq!(
-        resolve_stg(&flags).registry_map,
-        BTreeMap::from([
-            ("one.example".to_owned(), "127.0.0.1:9".to_owned()),
-            ("two.example".to_owned(), "127.0.0.1:2".to_owned()),
-        ])
-    );
-}
-
-#[test]
 fn migration_container_defaults_to_app_without_containers() {
-    let text =
-        "repository = \"app1\"\nregion = \"r\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
+    let text = "repository = \"app1\"\nregion = \"us-east-1\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
     let settings = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap();
     assert_eq!(settings.migration.container, "app");
     assert_eq!(settings.containers, None);
@@ -144,7 +127,8 @@ fn migration_container_defaults_to_app_without_containers() {
 
 #[test]
 fn errors_point_at_the_line_and_column_of_the_value() {
-    let text = "repository = \"app1\"\nregion = \"r\"\n[env.x]\ncluster = \"c\"\nservices = []\n";
+    let text =
+        "repository = \"app1\"\nregion = \"us-east-1\"\n[env.x]\ncluster = \"c\"\nservices = []\n";
     let error = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap_err();
     assert_eq!(error.to_string(), "berth.toml:5:12: `services` is empty");
 }

@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawBuild, RawLayer, RawMigration, RawTimeouts};
-use super::{BuildSettings, Builder, MigrateOrder, MigrationSettings, Settings, Source, Timeouts};
+use super::raw::{RawBuild, RawCapacityProvider, RawLayer, RawMigration, RawTimeouts};
+use super::{
+    BuildSettings, Builder, CapacityProvider, MigrateOrder, MigrationSettings, Settings, Source,
+    Timeouts,
+};
 use crate::error::ConfigError;
 use crate::flags::Flags;
 
-pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 pub const DEFAULT_CONTAINER: &str = "app";
 pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -64,6 +66,14 @@ pub(super) fn validate(
             "pass a region such as `us-east-1`",
         ));
     }
+    if !looks_like_region(&region) {
+        return Err(check.invalid(
+            "region",
+            None,
+            format!("is `{region}`, which is not an AWS region name"),
+            "use a region such as `us-east-1` or `eu-west-2` (`aws ec2 describe-regions` lists them)",
+        ));
+    }
 
     let cluster = check.required(layer.cluster, "cluster", "the ECS cluster name")?;
     let cluster = check.non_empty(cluster, "cluster")?;
@@ -83,25 +93,6 @@ pub(super) fn validate(
     let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
     let migration = check.migration(layer.migration.unwrap_or_default(), containers.as_deref())?;
     let timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
-
-    let mut registry_map = layer
-        .registry
-        .and_then(|registry| registry.map)
-        .unwrap_or_default();
-    if let Some((host, addr)) = registry_map
-        .iter()
-        .find(|(host, addr)| host.trim().is_empty() || addr.trim().is_empty())
-    {
-        return Err(check.invalid(
-            "registry.map",
-            None,
-            format!("has an empty host or address in `\"{host}\" = \"{addr}\"`"),
-            "map a registry host to an address, for example `\"123456789012.dkr.ecr.us-east-1.amazonaws.com\" = \"127.0.0.1:5055\"`",
-        ));
-    }
-    if let Some(text) = &flags.registry_map {
-        registry_map.extend(parse_registry_map(text)?);
-    }
 
     let environment = layer.environment.unwrap_or_default();
     let remove_environment = layer
@@ -133,6 +124,22 @@ pub(super) fn validate(
         let file = check.non_empty(file, &format!("task_definitions.{service}"))?;
         task_definitions.insert(service, tidy(&config_folder.join(file)));
     }
+    let task_definition_vars = match layer.task_definition_vars {
+        None => Vec::new(),
+        Some(vars) => {
+            let span = vars.span();
+            let vars = check.name_list(vars, "task_definition_vars")?;
+            if let Some(name) = vars.iter().find(|name| name.starts_with("AWS_")) {
+                return Err(check.invalid(
+                    "task_definition_vars",
+                    Some(span),
+                    format!("lists `{name}`: `AWS_*` variables are never put in task definitions"),
+                    "give the task an IAM role (`taskRoleArn`) instead of credentials, and name other values without the `AWS_` prefix",
+                ));
+            }
+            vars
+        }
+    };
     let mut secrets = BTreeMap::new();
     for (name, value_from) in layer.secrets.unwrap_or_default() {
         if environment.contains_key(&name) {
@@ -163,11 +170,11 @@ pub(super) fn validate(
         build,
         migration,
         timeouts,
-        registry_map,
         environment,
         remove_environment,
         secrets,
         task_definitions,
+        task_definition_vars,
     })
 }
 
@@ -312,8 +319,8 @@ impl Check<'_> {
 
     fn build(&self, build: RawBuild, config_folder: &Path) -> Result<BuildSettings, ConfigError> {
         let platform = match build.platform {
-            None => DEFAULT_PLATFORM.to_owned(),
-            Some(platform) if is_valid_platform(platform.get_ref()) => platform.into_inner(),
+            None => None,
+            Some(platform) if is_valid_platform(platform.get_ref()) => Some(platform.into_inner()),
             Some(platform) => {
                 return Err(self.invalid(
                     "build.platform",
@@ -395,11 +402,63 @@ impl Check<'_> {
                 .and_then(|containers| containers.first().cloned())
                 .unwrap_or_else(|| DEFAULT_CONTAINER.to_owned())
         });
+        let capacity_provider_strategy = match migration.capacity_provider_strategy {
+            None => None,
+            Some(strategy) => Some(self.capacity(strategy)?),
+        };
         Ok(MigrationSettings {
             family: migration.family,
             container,
             command,
+            capacity_provider_strategy,
         })
+    }
+
+    /// ECS's rules for a strategy: at least one item, weights 0 to 1000 (not all 0), a base of
+    /// 0 to 100000 on one item at most.
+    fn capacity(
+        &self,
+        strategy: Spanned<Vec<RawCapacityProvider>>,
+    ) -> Result<Vec<CapacityProvider>, ConfigError> {
+        let span = strategy.span();
+        let invalid = |problem: &str| {
+            self.invalid(
+                "migration.capacity_provider_strategy",
+                Some(span.clone()),
+                problem,
+                "write it as ECS takes it, such as `[{ capacity_provider = \"FARGATE\", weight = 1 }]`",
+            )
+        };
+        let items = strategy.into_inner();
+        if items.is_empty() {
+            return Err(invalid("is empty"));
+        }
+        let mut out = Vec::new();
+        for item in items {
+            let weight = item.weight.unwrap_or(1);
+            let base = item.base.unwrap_or(0);
+            if item.capacity_provider.is_empty() {
+                return Err(invalid("has an item without `capacity_provider`"));
+            }
+            if !(0..=1000).contains(&weight) {
+                return Err(invalid("has a `weight` outside 0 to 1000"));
+            }
+            if !(0..=100_000).contains(&base) {
+                return Err(invalid("has a `base` outside 0 to 100000"));
+            }
+            out.push(CapacityProvider {
+                capacity_provider: item.capacity_provider,
+                weight: i32::try_from(weight).unwrap_or_default(),
+                base: i32::try_from(base).unwrap_or_default(),
+            });
+        }
+        if out.iter().all(|item| item.weight == 0) {
+            return Err(invalid("has only weights of 0"));
+        }
+        if out.iter().filter(|item| item.base > 0).count() > 1 {
+            return Err(invalid("has a `base` on more than one item"));
+        }
+        Ok(out)
     }
 
     fn timeouts(&self, timeouts: RawTimeouts) -> Result<Timeouts, ConfigError> {
@@ -433,22 +492,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// `host=addr[,host=addr]`; empty entries (a trailing comma) are ignored.
-pub fn parse_registry_map(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| match entry.split_once('=') {
-            Some((host, addr)) if !host.trim().is_empty() && !addr.trim().is_empty() => {
-                Ok((host.trim().to_owned(), addr.trim().to_owned()))
-            }
-            _ => Err(ConfigError::RegistryMap {
-                problem: format!("has `{entry}`, which is not `host=addr`"),
-            }),
-        })
-        .collect()
-}
-
 /// ECR's rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2 to 256 long.
 fn is_valid_repository_name(name: &str) -> bool {
     let is_component = |part: &str| {
@@ -463,6 +506,22 @@ fn is_valid_repository_name(name: &str) -> bool {
 }
 
 /// `os/arch` or `os/arch/variant`, each part made of lowercase letters, digits and `_`.
+/// `us-east-1`, `us-gov-west-1`, `eusc-de-east-1`: a partition prefix, words, a number.
+fn looks_like_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    let lower = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase());
+    match parts.as_slice() {
+        [prefix, words @ .., number] if !words.is_empty() => {
+            (2..=4).contains(&prefix.len())
+                && lower(prefix)
+                && words.iter().all(|word| lower(word))
+                && (1..=2).contains(&number.len())
+                && number.chars().all(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
 fn is_valid_platform(platform: &str) -> bool {
     let parts: Vec<&str> = platform.split('/').collect();
     (2..=3).contains(&parts.len())
@@ -526,6 +585,30 @@ mod tests {
     }
 
     #[test]
+    fn regions_look_like_aws_regions() {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "eu-central-2",
+            "cn-northwest-1",
+            "eusc-de-east-1",
+        ] {
+            assert!(looks_like_region(good), "{good} should be valid");
+        }
+        for bad in [
+            "us-east",
+            "US-EAST-1",
+            "us_east_1",
+            "useast1",
+            "us-east-1a",
+            "-east-1",
+            "us--1",
+        ] {
+            assert!(!looks_like_region(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
     fn platforms_look_like_os_and_arch() {
         for good in ["linux/amd64", "linux/arm64/v8", "linux/386"] {
             assert!(is_valid_platform(good), "{good} should be valid");
@@ -539,21 +622,6 @@ mod tests {
             "linux/arm64/v8/x",
         ] {
             assert!(!is_valid_platform(bad), "{bad} should be invalid");
-        }
-    }
-
-    #[test]
-    fn registry_map_reads_pairs_and_rejects_the_rest() {
-        let map = parse_registry_map("a.example=127.0.0.1:5055, b.example=localhost:1,").ok();
-        assert_eq!(
-            map,
-            Some(BTreeMap::from([
-                ("a.example".to_owned(), "127.0.0.1:5055".to_owned()),
-                ("b.example".to_owned(), "localhost:1".to_owned()),
-            ]))
-        );
-        for bad in ["a.example", "=addr", "host=", "a=b,c"] {
-            assert!(parse_registry_map(bad).is_err(), "{bad} should be rejected");
         }
     }
 }

@@ -160,6 +160,64 @@ pub fn next_revision(base: &Described, changes: &Changes<'_>) -> Map<String, Val
     input
 }
 
+/// The Docker platform a revision runs on, from its `runtimePlatform` (ECS's default when it
+/// has none: Linux on X86_64): `linux/amd64`, `linux/arm64`, `windows/amd64`.
+pub fn platform(revision: &Described) -> String {
+    let runtime = revision.definition.get("runtimePlatform");
+    let field = |key: &str| runtime.and_then(|r| r.get(key)).and_then(Value::as_str);
+    let os = match field("operatingSystemFamily") {
+        Some(family) if family.starts_with("WINDOWS") => "windows",
+        _ => "linux",
+    };
+    let arch = match field("cpuArchitecture") {
+        Some("ARM64") => "arm64",
+        _ => "amd64",
+    };
+    format!("{os}/{arch}")
+}
+
+/// The platform to build the image for: every revision it goes into must run on the same one,
+/// and `build.platform`, when set, must be it (its variant aside: `linux/arm64/v8`).
+pub fn build_platform(configured: Option<&str>, revisions: &[&Described]) -> Result<String, Error> {
+    let mut platforms: Vec<(String, &Described)> = revisions
+        .iter()
+        .map(|revision| (platform(revision), *revision))
+        .collect();
+    platforms.sort_by(|a, b| a.0.cmp(&b.0));
+    let wanted = match (platforms.first(), platforms.last()) {
+        (Some((first, a)), Some((last, b))) if first != last => {
+            return Err(Error::Mismatch {
+                problem: format!(
+                    "one image cannot run on both `{first}` (`{}`) and `{last}` (`{}`): their `runtimePlatform`s differ",
+                    arn::short(&a.arn),
+                    arn::short(&b.arn)
+                ),
+                hint: "give the task definitions the same `runtimePlatform`, or deploy them from separate berth.toml environments".to_owned(),
+            });
+        }
+        (Some((first, revision)), _) => Some((first.clone(), *revision)),
+        _ => None,
+    };
+    match (configured, wanted) {
+        (Some(configured), Some((wanted, revision)))
+            if configured.split('/').take(2).collect::<Vec<_>>().join("/") != wanted =>
+        {
+            Err(Error::Mismatch {
+                problem: format!(
+                    "`build.platform` is `{configured}`, but `{}` runs on `{wanted}` (its `runtimePlatform`)",
+                    arn::short(&revision.arn)
+                ),
+                hint: format!(
+                    "remove `build.platform` to build for `{wanted}`, or change the task definition's `runtimePlatform`"
+                ),
+            })
+        }
+        (Some(configured), _) => Ok(configured.to_owned()),
+        (None, Some((wanted, _))) => Ok(wanted),
+        (None, None) => Ok("linux/amd64".to_owned()),
+    }
+}
+
 /// The migration runs in `container` of `revision`; checked before anything changes.
 pub fn check_migration_container(revision: &Described, container: &str) -> Result<(), Error> {
     match revision.container(container) {
@@ -518,6 +576,85 @@ mod tests {
                 },
             );
             assert_eq!(next["tags"], want, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_image_is_built_for_the_task_definitions_platform() {
+        let revision = |name: &str, runtime: Value| {
+            Described::from_json(
+                &format!("arn:aws:ecs:us-east-1:1:task-definition/{name}:1"),
+                json!({"family": name, "runtimePlatform": runtime}),
+            )
+        };
+        let arm = revision(
+            "web",
+            json!({"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"}),
+        );
+        let arm_too = revision("devops", json!({"cpuArchitecture": "ARM64"}));
+        let x86 = revision("worker", json!({"cpuArchitecture": "X86_64"}));
+        let default = revision("cron", Value::Null);
+        /// Case, `build.platform`, the revisions, and the platform or a part of the error.
+        type Row<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Vec<&'a Described>,
+            Result<&'a str, &'a str>,
+        );
+        let rows: [Row; 7] = [
+            (
+                "ARM64 builds for linux/arm64",
+                None,
+                vec![&arm, &arm_too],
+                Ok("linux/arm64"),
+            ),
+            (
+                "no runtimePlatform is ECS's default",
+                None,
+                vec![&default, &x86],
+                Ok("linux/amd64"),
+            ),
+            (
+                "a matching setting",
+                Some("linux/arm64"),
+                vec![&arm],
+                Ok("linux/arm64"),
+            ),
+            (
+                "a variant of it",
+                Some("linux/arm64/v8"),
+                vec![&arm],
+                Ok("linux/arm64/v8"),
+            ),
+            (
+                "a setting that contradicts the task definition",
+                Some("linux/amd64"),
+                vec![&arm],
+                Err("`build.platform` is `linux/amd64`, but `web:1` runs on `linux/arm64`"),
+            ),
+            (
+                "task definitions that disagree",
+                None,
+                vec![&arm, &x86],
+                Err(
+                    "one image cannot run on both `linux/amd64` (`worker:1`) and `linux/arm64` (`web:1`)",
+                ),
+            ),
+            ("nothing to go by", None, vec![], Ok("linux/amd64")),
+        ];
+        for (case, configured, revisions, want) in rows {
+            match (build_platform(configured, &revisions), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{case}"),
+                (Err(error), Err(part)) => {
+                    assert!(error.to_string().contains(part), "{case}: {error}");
+                    assert_eq!(
+                        error.exit_status(),
+                        crate::error::ExitStatus::Usage,
+                        "{case}"
+                    );
+                }
+                (got, _) => panic!("{case}: {got:?}"),
+            }
         }
     }
 }

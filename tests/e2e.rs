@@ -1026,3 +1026,95 @@ async fn builds_and_pushes_through_docker_over_tls() {
     assert_eq!(app.counters().pushes, seeded.pushes + 1);
     assert_ne!(app.service_task_definitions().await, before);
 }
+
+impl App {
+    /// Sets `web`'s circuit breaker: `None` turns it off.
+    async fn set_web_breaker(&self, rollback: Option<bool>) {
+        let breaker = aws_sdk_ecs::types::DeploymentCircuitBreaker::builder()
+            .enable(rollback.is_some())
+            .rollback(rollback.unwrap_or(false))
+            .build();
+        self.ecs()
+            .await
+            .update_service()
+            .cluster(self.cluster())
+            .service("web")
+            .deployment_configuration(
+                aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                    .deployment_circuit_breaker(breaker)
+                    .maximum_percent(200)
+                    .minimum_healthy_percent(100)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// Without a circuit breaker ECS replaces a crashing task for ever; berth fails at the breaker's
+/// threshold, with the events and exit codes, long before `timeouts.rollout` (3 minutes here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashing_image_without_a_circuit_breaker_fails_in_bounded_time() {
+    let app = App::new(
+        "nobreaker",
+        "migrate = \"skip\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
+    );
+    app.set_web_breaker(None).await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the service has no circuit breaker"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("app exit 1"), "exit codes shown");
+    assert!(
+        run.elapsed < Duration::from_secs(90),
+        "failed after {:?}, not at the timeout",
+        run.elapsed
+    );
+    assert!(run.stderr.contains("where each service ends:"));
+    let record = run.json();
+    let web = record["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "web")
+        .unwrap()
+        .clone();
+    assert_eq!(web["rollout_state"], "FAILED");
+    assert_eq!(web["ends_on"], web["task_definition"], "ECS left it there");
+}
+
+/// A breaker without rollback leaves the FAILED deployment in place; the rerun of that deploy
+/// says so and starts a new deployment of the same revision instead of failing at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
+    let app = App::new(
+        "again",
+        "migrate = \"skip\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
+    );
+    app.set_web_breaker(Some(false)).await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("is FAILED"), "{}", run.stderr);
+
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(1), "still crashing");
+    assert!(
+        rerun
+            .stderr
+            .contains("FAILED and ECS did not roll it back (the circuit breaker's rollback is off): starting a new deployment of it"),
+        "{}",
+        rerun.stderr
+    );
+    let again = app.counters();
+    assert_eq!(
+        again.get("ecs:UpdateService"),
+        counted.get("ecs:UpdateService") + 1,
+        "one new deployment, of web"
+    );
+    again.assert_none_since(&counted, &["ecs:RegisterTaskDefinition"]);
+}

@@ -31,8 +31,11 @@ pub async fn read(
     settings: &Settings,
     files: &BTreeMap<String, Described>,
 ) -> Result<Current, Error> {
-    let repository = ecr::repository(ecr_client, settings).await?;
-    let services = services::describe(ecs, &settings.cluster, &settings.services).await?;
+    // ECR beside ECS: the two lookups do not depend on each other.
+    let (repository, services) = tokio::try_join!(
+        ecr::repository(ecr_client, settings),
+        services::describe(ecs, &settings.cluster, &settings.services)
+    )?;
     for (name, service) in &services {
         services::check_controller(name, service)?;
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ecs::types::{SortOrder, TaskDefinitionStatus};
+use futures_util::future::try_join_all;
 
 use crate::arn;
 use crate::aws;
@@ -83,21 +84,30 @@ pub(crate) async fn plan(
             .entry(current.migration_family.clone())
             .or_insert_with(|| Base::Arn(current.migration_family.clone()));
     }
-    let mut plans = BTreeMap::new();
-    for (family, base) in bases {
-        let plan = match find_revision(ecs, tagging, &family, &release.deploy_id).await? {
+    // Families are looked up side by side: a deploy waits for the slowest, not for the sum.
+    let lookups = bases.into_iter().map(|(family, base)| async move {
+        let (found, newest) = find_revision(ecs, tagging, &family, &release.deploy_id).await?;
+        let plan = match found {
             Some(existing) => FamilyPlan::Registered(existing),
             None => {
                 let base = match base {
-                    Base::Arn(arn) => taskdef::describe(ecs, &arn).await?,
+                    // Usually among the revisions just read: the service's own, or the newest.
+                    Base::Arn(arn) => match newest
+                        .into_iter()
+                        .find(|d| d.arn == arn || (arn == family && d.family() == family))
+                    {
+                        Some(described) => described,
+                        None => taskdef::describe(ecs, &arn).await?,
+                    },
                     Base::File(file) => file,
                 };
                 let containers = our_containers(settings, &base, &current.repository)?;
                 FamilyPlan::New { base, containers }
             }
         };
-        plans.insert(family, plan);
-    }
+        Ok::<_, Error>((family, plan))
+    });
+    let plans: BTreeMap<String, FamilyPlan> = try_join_all(lookups).await?.into_iter().collect();
     if let Some(plan) = plans.get(&current.migration_family) {
         taskdef::check_migration_container(plan.definition(), &settings.migration.container)?;
     }
@@ -120,13 +130,9 @@ pub(crate) async fn register(
     plans: BTreeMap<String, FamilyPlan>,
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<String, Described>, Error> {
-    let mut revisions = BTreeMap::new();
-    for (family, plan) in plans {
+    let registrations = plans.into_iter().map(|(family, plan)| async move {
         let (base, containers) = match plan {
-            FamilyPlan::Registered(existing) => {
-                revisions.insert(family, existing);
-                continue;
-            }
+            FamilyPlan::Registered(existing) => return Ok::<_, Error>((family, existing)),
             FamilyPlan::New { base, containers } => (base, containers),
         };
         let tags = BTreeMap::from([
@@ -151,9 +157,9 @@ pub(crate) async fn register(
             arn::short(&base.arn),
             code_list(&containers)
         ));
-        revisions.insert(family, registered);
-    }
-    Ok(revisions)
+        Ok((family, registered))
+    });
+    Ok(try_join_all(registrations).await?.into_iter().collect())
 }
 
 /// The containers that take our image: `containers` from berth.toml, else those whose image is in
@@ -212,7 +218,7 @@ async fn find_revision(
     tagging: &aws_sdk_resourcegroupstagging::Client,
     family: &str,
     deploy_id: &str,
-) -> Result<Option<Described>, Error> {
+) -> Result<(Option<Described>, Vec<Described>), Error> {
     let listed = ecs
         .list_task_definitions()
         .family_prefix(family)
@@ -229,14 +235,16 @@ async fn find_revision(
         .filter(|arn| arn::family(arn) == family)
         .collect();
     arns.sort_by_key(|arn| std::cmp::Reverse(arn::revision(arn)));
-    for arn in arns.iter().take(REVISIONS_SEARCHED as usize) {
-        let described = taskdef::describe(ecs, arn).await?;
-        if described.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id) {
-            return Ok(Some(described));
-        }
+    arns.truncate(REVISIONS_SEARCHED as usize);
+    let newest = try_join_all(arns.iter().map(|arn| taskdef::describe(ecs, arn))).await?;
+    if let Some(found) = newest
+        .iter()
+        .find(|d| d.tags.get(DEPLOY_ID_TAG).map(String::as_str) == Some(deploy_id))
+    {
+        return Ok((Some(found.clone()), newest));
     }
     if listed.next_token().is_none() && arns.len() < REVISIONS_SEARCHED as usize {
-        return Ok(None); // every revision of the family was read
+        return Ok((None, newest)); // every revision of the family was read
     }
     let tagged = tagging
         .get_resources()
@@ -259,7 +267,7 @@ async fn find_revision(
                 "cannot search revisions of `{family}` older than the newest {REVISIONS_SEARCHED} for this deploy \
                  (`tag:GetResources` denied): a rerun of an old deploy would register a new revision"
             );
-            return Ok(None);
+            return Ok((None, newest));
         }
         Err(error) => {
             return Err(aws::failed(
@@ -279,8 +287,8 @@ async fn find_revision(
             let described = taskdef::describe(ecs, arn).await?;
             let active =
                 described.definition.get("status").and_then(|s| s.as_str()) == Some("ACTIVE");
-            Ok(active.then_some(described))
+            Ok((active.then_some(described), newest))
         }
-        None => Ok(None),
+        None => Ok((None, newest)),
     }
 }

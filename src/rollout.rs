@@ -95,6 +95,8 @@ pub async fn start(
                 }
                 Start::Update => false,
             };
+            // The moment the deploy changes a service: benches/lookup_latency.sh times it.
+            tracing::info!(service = %target.service, "calling UpdateService");
             let output = ecs
                 .update_service()
                 .cluster(&settings.cluster)
@@ -246,7 +248,13 @@ pub async fn wait(
             });
         }
         watch.beat(reporter, &state);
-        tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(60))).await;
+        tokio::time::sleep(
+            settings
+                .timeouts
+                .poll_after(watch.elapsed())
+                .min(Duration::from_secs(60)),
+        )
+        .await;
     }
 }
 

@@ -124,10 +124,13 @@ pub fn lines(settings: &Settings) -> Vec<String> {
     add(
         "timeouts",
         format!(
-            "rollout {}, migration {}, poll every {}",
+            "rollout {}, migration {}, {}",
             humantime::format_duration(timeouts.rollout),
             humantime::format_duration(timeouts.migration),
-            humantime::format_duration(timeouts.poll)
+            timeouts.poll.map_or_else(
+                || "poll every 1s, backing off to 5s".to_owned(),
+                |poll| format!("poll every {}", humantime::format_duration(poll))
+            )
         ),
     );
     for (service, file) in &settings.task_definitions {

@@ -1012,6 +1012,39 @@ async fn builds_and_pushes_through_docker_over_tls() {
     app.counters().assert_none_since(&counted, CHANGES);
     assert_eq!(app.service_task_definitions().await, before);
 
+    // The wrong CA: the engine's certificate is not signed by this `ca.pem`.
+    let wrong = tempfile::tempdir().unwrap();
+    for file in ["cert.pem", "key.pem"] {
+        fs_err::copy(Path::new(&certs).join(file), wrong.path().join(file)).unwrap();
+    }
+    fs_err::copy(
+        Path::new(&certs).join("cert.pem"),
+        wrong.path().join("ca.pem"),
+    )
+    .unwrap();
+    let untrusted = app.deploy_with(
+        &[],
+        &[
+            ("DOCKER_HOST", &host),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", wrong.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(untrusted.code, Some(4), "{}", untrusted.stderr);
+    assert!(
+        untrusted.stderr.contains(&format!(
+            "error: cannot reach the Docker engine at `{host}` over TLS"
+        )),
+        "{}",
+        untrusted.stderr
+    );
+    assert!(
+        untrusted
+            .stderr
+            .contains("hint: `DOCKER_CERT_PATH` must hold")
+    );
+    app.counters().assert_none_since(&counted, CHANGES);
+
     let seeded = app.counters();
     let run = app.deploy_with(
         &[],

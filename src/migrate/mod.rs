@@ -323,7 +323,13 @@ async fn follow(
                 task.last_status().unwrap_or("PROVISIONING")
             ),
         );
-        tokio::time::sleep(settings.timeouts.poll.min(Duration::from_secs(30))).await;
+        tokio::time::sleep(
+            settings
+                .timeouts
+                .poll_after(watch.elapsed())
+                .min(Duration::from_secs(30)),
+        )
+        .await;
     };
     match verdict(plan.revision, container, &task) {
         Ok(exit_codes) => {

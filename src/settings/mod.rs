@@ -123,12 +123,37 @@ pub struct Timeouts {
     pub rollout: Duration,
     #[serde(serialize_with = "human_duration")]
     pub migration: Duration,
-    /// Interval between two looks at AWS while waiting.
-    #[serde(serialize_with = "human_duration")]
-    pub poll: Duration,
+    /// Interval between two looks at AWS while waiting; `None`: adaptive ([`Timeouts::poll_after`]).
+    #[serde(serialize_with = "human_poll")]
+    pub poll: Option<Duration>,
     /// Longest silence while waiting: a status line at least this often (CI kills silent steps).
     #[serde(serialize_with = "human_duration")]
     pub heartbeat: Duration,
+}
+
+impl Timeouts {
+    /// How long to wait before the next look at a wait that began `elapsed` ago. Adaptive unless
+    /// `poll` is set: every second while the rollout or migration is young (a failure or a
+    /// finish is noticed within about a second), then backing off by a second a minute to one
+    /// look every 5 s from about 4 minutes on.
+    pub fn poll_after(&self, elapsed: Duration) -> Duration {
+        if let Some(poll) = self.poll {
+            return poll;
+        }
+        let young = Duration::from_secs(30);
+        let backed_off = elapsed.saturating_sub(young).as_secs_f64() / 60.0;
+        Duration::from_secs_f64((1.0 + backed_off).min(5.0))
+    }
+}
+
+fn human_poll<S: serde::Serializer>(
+    poll: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match poll {
+        Some(poll) => human_duration(poll, serializer),
+        None => serializer.serialize_str("adaptive"),
+    }
 }
 
 fn human_duration<S: serde::Serializer>(

@@ -20,7 +20,6 @@ pub const DEFAULT_CONTAINER: &str = "app";
 pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
 /// CircleCI kills a step after 10 minutes without output; stay far below.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 
@@ -473,7 +472,10 @@ impl Check<'_> {
                 "timeouts.migration",
                 DEFAULT_MIGRATION_TIMEOUT,
             )?,
-            poll: self.duration(timeouts.poll, "timeouts.poll", DEFAULT_POLL_INTERVAL)?,
+            poll: match timeouts.poll {
+                None => None,
+                poll @ Some(_) => Some(self.duration(poll, "timeouts.poll", Duration::ZERO)?),
+            },
             heartbeat: self.duration(
                 timeouts.heartbeat,
                 "timeouts.heartbeat",

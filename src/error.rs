@@ -277,6 +277,22 @@ pub fn render(error: &Error) -> String {
     out
 }
 
+/// For tests: `got` is a settings error (exit 2) whose message holds `part`.
+#[cfg(test)]
+pub(crate) fn assert_usage_error<T: std::fmt::Debug>(
+    got: Result<T, Error>,
+    part: &str,
+    case: &str,
+) {
+    match got {
+        Err(error) => {
+            assert!(error.to_string().contains(part), "{case}: {error}");
+            assert_eq!(error.exit_status(), ExitStatus::Usage, "{case}");
+        }
+        Ok(value) => panic!("{case}: got {value:?}, not an error with {part:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

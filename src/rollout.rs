@@ -248,13 +248,7 @@ pub async fn wait(
             });
         }
         watch.beat(reporter, &state);
-        tokio::time::sleep(
-            settings
-                .timeouts
-                .poll_after(watch.elapsed())
-                .min(Duration::from_secs(60)),
-        )
-        .await;
+        settings.timeouts.pause(watch.elapsed()).await;
     }
 }
 

@@ -7,8 +7,6 @@
 
 mod decide;
 
-use std::time::Duration;
-
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
     ContainerOverride, DesiredStatus, PropagateTags, Service, Tag, Task, TaskOverride,
@@ -323,13 +321,7 @@ async fn follow(
                 task.last_status().unwrap_or("PROVISIONING")
             ),
         );
-        tokio::time::sleep(
-            settings
-                .timeouts
-                .poll_after(watch.elapsed())
-                .min(Duration::from_secs(30)),
-        )
-        .await;
+        settings.timeouts.pause(watch.elapsed()).await;
     };
     match verdict(plan.revision, container, &task) {
         Ok(exit_codes) => {

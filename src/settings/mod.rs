@@ -144,6 +144,12 @@ impl Timeouts {
         let backed_off = elapsed.saturating_sub(young).as_secs_f64() / 60.0;
         Duration::from_secs_f64((1.0 + backed_off).min(5.0))
     }
+
+    /// Waits until the next look at a wait that began `elapsed` ago; never longer than a minute,
+    /// whatever `poll` says, so that a heartbeat is never late.
+    pub async fn pause(&self, elapsed: Duration) {
+        tokio::time::sleep(self.poll_after(elapsed).min(Duration::from_secs(60))).await;
+    }
 }
 
 fn human_poll<S: serde::Serializer>(

@@ -5,6 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
 
 use crate::error::Error;
 use crate::settings::Settings;
@@ -31,32 +32,6 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
         loader = loader.profile_name(profile);
     }
     loader.load().await
-}
-
-/// Resolves the credentials once, before any AWS call, so that none at all is one clear line
-/// (exit 4) rather than the first call's dump of every provider's failure.
-pub async fn check_credentials(config: &SdkConfig) -> Result<(), Error> {
-    use aws_credential_types::provider::ProvideCredentials;
-
-    let Some(provider) = config.credentials_provider() else {
-        return Err(Error::NoCredentials {
-            detail: "the SDK has no credentials chain".to_owned(),
-        });
-    };
-    match provider.provide_credentials().await {
-        Ok(_) => Ok(()),
-        Err(error) => {
-            tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "no credentials");
-            Err(Error::NoCredentials {
-                detail: match &error {
-                    aws_credential_types::provider::error::CredentialsError::CredentialsNotLoaded(_) => {
-                        "none of the sources had any".to_owned()
-                    }
-                    other => other.to_string(),
-                },
-            })
-        }
-    }
 }
 
 /// The AWS regions this berth knows (commercial, GovCloud, China, European Sovereign Cloud). A
@@ -144,10 +119,23 @@ pub fn failed<E, R>(
 ) -> Error
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     use aws_smithy_runtime_api::client::result::SdkError;
 
+    // Credentials are resolved on the first call: none anywhere is one clear line (exit 4), not
+    // the SDK's dump of every provider's failure.
+    if let Some(missing) = credentials_error(&error) {
+        tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(missing), "no credentials");
+        return Error::NoCredentials {
+            detail: match missing {
+                CredentialsError::CredentialsNotLoaded(_) => {
+                    "none of the sources had any".to_owned()
+                }
+                other => other.to_string(),
+            },
+        };
+    }
     let code = match &error {
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
@@ -198,6 +186,21 @@ where
         environment,
         source: message.into(),
     }
+}
+
+/// The credentials chain's failure, when that is why the call failed (it sits in the cause chain
+/// of a dispatch failure).
+fn credentials_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a CredentialsError> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(missing) = error.downcast_ref::<CredentialsError>() {
+            return Some(missing);
+        }
+        cause = error.source();
+    }
+    None
 }
 
 /// The IAM action an access-denied message names: `… is not authorized to perform:

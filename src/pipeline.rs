@@ -189,7 +189,6 @@ async fn run(
         code_list(&settings.services)
     ));
     let config = aws::sdk_config(settings).await;
-    aws::check_credentials(&config).await?;
     let ecs = aws::ecs_client(&config);
     let ecr_client = aws::ecr_client(&config);
     let logs = aws::logs_client(&config);
@@ -379,10 +378,9 @@ fn build_request(
     }
     let dockerfile = settings
         .build
-        .dockerfile
-        .strip_prefix(&settings.build.context)
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|_| settings.build.dockerfile.clone());
+        .dockerfile_in_context()
+        .unwrap_or(&settings.build.dockerfile)
+        .to_path_buf();
     Ok(crate::build::BuildRequest {
         context: settings.build.context.clone(),
         dockerfile,

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::env_vars;
@@ -96,16 +97,11 @@ impl Release {
     /// The image tag for a build of this commit with `build` for `platform`:
     /// `<commit>-<hash8>`, and `-dirty-<time>` after it for an allowed dirty tree.
     pub fn image_tag(&self, build: &BuildSettings, platform: &str) -> String {
-        let shape = serde_json::json!({
-            "context": self.context_in_repo,
-            "dockerfile": build.dockerfile.strip_prefix(&build.context).ok(),
-            "target": build.target,
-            "platform": platform,
-            "args": build.args,
-            "secret_args": build.secret_args,
-        });
-        let digest = Sha256::digest(shape.to_string().as_bytes());
-        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let mut shape = build_shape(build, Some(platform));
+        shape.insert("context".to_owned(), self.context_in_repo.clone().into());
+        let hex = short_hex(&Sha256::digest(
+            serde_json::Value::Object(shape).to_string(),
+        ));
         match self.dirty_at {
             Some(time) => format!("{}-{hex}-dirty-{time}", self.commit),
             None => format!("{}-{hex}", self.commit),
@@ -133,8 +129,7 @@ impl Release {
         if let Some(nonce) = nonce {
             hash.update(nonce.to_be_bytes());
         }
-        let digest = hash.finalize();
-        let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+        let hex = short_hex(&hash.finalize());
         let mut env: String = settings
             .env
             .chars()
@@ -150,9 +145,31 @@ impl Release {
     }
 }
 
-/// The settings that change what a deploy produces, as canonical JSON. Timeouts, the profile and
-/// the registry mapping change how berth works, not the result, and are left out. Secret build
-/// args count by name only: their values never leave the environment.
+/// The first 4 bytes of a digest, in hex: 8 characters.
+fn short_hex(digest: &[u8]) -> String {
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// What shapes a build, as JSON: the Dockerfile, target, platform and args (secret ones by name
+/// only: their values never leave the environment).
+fn build_shape(
+    build: &BuildSettings,
+    platform: Option<&str>,
+) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::Map::from_iter([
+        (
+            "dockerfile".to_owned(),
+            json!(build.dockerfile_in_context()),
+        ),
+        ("target".to_owned(), json!(build.target)),
+        ("platform".to_owned(), json!(platform)),
+        ("args".to_owned(), json!(build.args)),
+        ("secret_args".to_owned(), json!(build.secret_args)),
+    ])
+}
+
+/// The settings that change what a deploy produces, as canonical JSON. Timeouts and the profile
+/// change how berth works, not the result, and are left out.
 fn shaping_settings(settings: &Settings) -> String {
     let shaping = serde_json::json!({
         "cluster": settings.cluster,
@@ -160,13 +177,7 @@ fn shaping_settings(settings: &Settings) -> String {
         "repository": settings.repository,
         "containers": settings.containers,
         "migrate": settings.migrate,
-        "build": {
-            "dockerfile": settings.build.dockerfile.strip_prefix(&settings.build.context).ok(),
-            "target": settings.build.target,
-            "platform": settings.build.platform,
-            "args": settings.build.args,
-            "secret_args": settings.build.secret_args,
-        },
+        "build": build_shape(&settings.build, settings.build.platform.as_deref()),
         "migration": settings.migration,
         "environment": settings.environment,
         "remove_environment": settings.remove_environment,

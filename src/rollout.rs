@@ -46,6 +46,20 @@ pub struct Rolled {
     pub ends_on: Option<String>,
 }
 
+impl Rolled {
+    /// The rollout of `target` by `deployment`, which puts the service on our revision.
+    fn new(target: &Target, deployment: &Deployment, already: bool) -> Self {
+        Self {
+            service: target.service.clone(),
+            task_definition: target.task_definition.clone(),
+            deployment_id: deployment.id().unwrap_or_default().to_owned(),
+            rollout_state: rollout_state(deployment),
+            already,
+            ends_on: Some(target.task_definition.clone()),
+        }
+    }
+}
+
 /// Events of the services from before this rollout: history, not news.
 pub type History = HashSet<String>;
 
@@ -75,14 +89,7 @@ pub async fn start(
                         arn::short(&target.task_definition),
                         deployment.id().unwrap_or_default()
                     ));
-                    return Ok::<_, Error>(Rolled {
-                        service: target.service.clone(),
-                        task_definition: target.task_definition.clone(),
-                        deployment_id: deployment.id().unwrap_or_default().to_owned(),
-                        rollout_state: rollout_state(deployment),
-                        already: true,
-                        ends_on: service.task_definition().map(str::to_owned),
-                    });
+                    return Ok::<_, Error>(Rolled::new(target, deployment, true));
                 }
                 Start::Again(deployment) => {
                     reporter.info(&format!(
@@ -119,20 +126,13 @@ pub async fn start(
                     reason: "ECS accepted the update but shows no deployment of our revision"
                         .to_owned(),
                 })?;
-            let id = deployment.id().unwrap_or_default().to_owned();
             reporter.info(&format!(
-                "`{}` → `{}`: deployment `{id}` started",
+                "`{}` → `{}`: deployment `{}` started",
                 target.service,
-                arn::short(&target.task_definition)
+                arn::short(&target.task_definition),
+                deployment.id().unwrap_or_default()
             ));
-            Ok(Rolled {
-                service: target.service.clone(),
-                task_definition: target.task_definition.clone(),
-                deployment_id: id,
-                rollout_state: rollout_state(deployment),
-                already: false,
-                ends_on: Some(target.task_definition.clone()),
-            })
+            Ok(Rolled::new(target, deployment, false))
         }
     });
     let rolled = try_join_all(starts).await?;

@@ -988,18 +988,22 @@ async fn builds_and_pushes_through_docker_over_tls() {
     let app = App::new("tls", "migrate = \"skip\"\n");
     let host = app.var("BERTH_SANDBOX_DOCKER_TLS_HOST");
     let certs = app.var("BERTH_SANDBOX_DOCKER_CERT_PATH");
+    // A deploy through the TLS front, with the certificates in `folder`.
+    let over_tls = |folder: &str| {
+        app.deploy_with(
+            &[],
+            &[
+                ("DOCKER_HOST", &host),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", folder),
+            ],
+        )
+    };
     let before = app.service_task_definitions().await;
 
     let missing = tempfile::tempdir().unwrap();
     let counted = app.counters();
-    let without = app.deploy_with(
-        &[],
-        &[
-            ("DOCKER_HOST", &host),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", missing.path().to_str().unwrap()),
-        ],
-    );
+    let without = over_tls(missing.path().to_str().unwrap());
     assert_eq!(without.code, Some(4), "{}", without.stderr);
     assert!(
         without
@@ -1022,14 +1026,7 @@ async fn builds_and_pushes_through_docker_over_tls() {
         wrong.path().join("ca.pem"),
     )
     .unwrap();
-    let untrusted = app.deploy_with(
-        &[],
-        &[
-            ("DOCKER_HOST", &host),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", wrong.path().to_str().unwrap()),
-        ],
-    );
+    let untrusted = over_tls(wrong.path().to_str().unwrap());
     assert_eq!(untrusted.code, Some(4), "{}", untrusted.stderr);
     assert!(
         untrusted.stderr.contains(&format!(
@@ -1046,14 +1043,7 @@ async fn builds_and_pushes_through_docker_over_tls() {
     app.counters().assert_none_since(&counted, CHANGES);
 
     let seeded = app.counters();
-    let run = app.deploy_with(
-        &[],
-        &[
-            ("DOCKER_HOST", &host),
-            ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", &certs),
-        ],
-    );
+    let run = over_tls(&certs);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("build: done"), "built over TLS");
     assert_eq!(app.counters().pushes, seeded.pushes + 1);

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LaunchType, Service, Task};
-use serde_json::Value;
 
 use crate::arn;
 use crate::settings::CapacityProvider;
@@ -200,24 +199,15 @@ pub fn verdict(revision: &Described, container: &str, task: &Task) -> Result<Exi
     if stop_code == "TaskFailedToStart" {
         return Err(format!("did not start (`TaskFailedToStart`): {reason}"));
     }
-    let essential = |name: &str| {
-        revision
-            .container(name)
-            .and_then(|c| c.get("essential"))
-            .and_then(Value::as_bool)
-            .unwrap_or(true)
-    };
-    let ended_by_ecs = |code: Option<i32>| {
-        stop_code == "EssentialContainerExited"
-            && matches!(code, Some(STOPPED_BY_SIGTERM | STOPPED_BY_SIGKILL))
-    };
     let failed: Vec<String> = exit_codes
         .iter()
         .filter(|(name, code)| {
             if name.as_str() == container {
                 **code != Some(0)
             } else {
-                essential(name) && code.is_some_and(|code| code != 0) && !ended_by_ecs(**code)
+                revision.essential(name)
+                    && code.is_some_and(|code| code != 0)
+                    && ended_by_ecs(task, **code).is_none()
             }
         })
         .map(|(name, code)| match code {
@@ -252,34 +242,35 @@ const STOPPED_BY_SIGTERM: i32 = 143;
 /// Exit code of a container killed after its `stopTimeout` (128 + 9).
 const STOPPED_BY_SIGKILL: i32 = 137;
 
+/// How ECS stopped a container of `task` that exited with `code`, when it did so because an
+/// essential container had exited: SIGTERM, then SIGKILL after the `stopTimeout`.
+fn ended_by_ecs(task: &Task, code: Option<i32>) -> Option<&'static str> {
+    if task.stop_code().map(|c| c.as_str()) != Some("EssentialContainerExited") {
+        return None;
+    }
+    match code? {
+        STOPPED_BY_SIGTERM => Some("SIGTERM"),
+        STOPPED_BY_SIGKILL => Some("SIGKILL after its `stopTimeout`"),
+        _ => None,
+    }
+}
+
 /// The containers, other than the migration's, that ECS stopped because the task was ending: said
 /// once the migration succeeded, so that their exit codes do not look like a failure.
 pub fn stopped_by_ecs(revision: &Described, container: &str, task: &Task) -> Vec<String> {
-    if task.stop_code().map(|c| c.as_str()) != Some("EssentialContainerExited") {
-        return Vec::new();
-    }
     task.containers()
         .iter()
         .filter(|c| c.name() != Some(container))
         .filter_map(|c| {
             let name = c.name()?;
-            let how = match c.exit_code()? {
-                STOPPED_BY_SIGTERM => "SIGTERM",
-                STOPPED_BY_SIGKILL => "SIGKILL after its `stopTimeout`",
-                _ => return None,
-            };
-            let essential = if revision
-                .container(name)
-                .and_then(|c| c.get("essential"))
-                .and_then(Value::as_bool)
-                .unwrap_or(true)
-            {
+            let how = ended_by_ecs(task, c.exit_code())?;
+            let kind = if revision.essential(name) {
                 "essential container"
             } else {
                 "container"
             };
             Some(format!(
-                "{essential} `{name}` was stopped by ECS when the task ended ({how}, exit {})",
+                "{kind} `{name}` was stopped by ECS when the task ended ({how}, exit {})",
                 c.exit_code().unwrap_or_default()
             ))
         })

@@ -7,6 +7,8 @@
 
 mod decide;
 
+use std::collections::BTreeSet;
+
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{
     ContainerOverride, DesiredStatus, PropagateTags, Service, Tag, Task, TaskOverride,
@@ -52,13 +54,13 @@ pub async fn run(
     plan: &Plan<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
-    taskdef::check_migration_container(plan.revision, &settings.migration.container)?;
+    let container = &settings.migration.container;
+    taskdef::check_migration_container(plan.revision, container)?;
     let tasks = if Claim::of(plan.revision).succeeded() {
         Vec::new()
     } else {
         this_deploys_tasks(ecs, settings, plan.revision.family(), plan.deploy_id).await?
     };
-    let container = &settings.migration.container;
     let task = match decide(plan.revision, container, &tasks, plan.retry) {
         Decision::Succeeded {
             task_arn,
@@ -106,27 +108,27 @@ async fn this_deploys_tasks(
     family: &str,
     deploy_id: &str,
 ) -> Result<Vec<Task>, Error> {
-    let running = list_tasks(
-        ecs.list_tasks()
-            .cluster(&settings.cluster)
-            .started_by(deploy_id),
-    )
-    .await?;
-    let stopped = list_tasks(
-        ecs.list_tasks()
-            .cluster(&settings.cluster)
-            .family(family)
-            .desired_status(DesiredStatus::Stopped),
-    )
-    .await?;
-    let mut tasks = describe_tasks(ecs, settings, &running).await?;
-    tasks.extend(
-        describe_tasks(ecs, settings, &stopped)
-            .await?
-            .into_iter()
-            .filter(|task| task.started_by() == Some(deploy_id)),
-    );
-    Ok(tasks)
+    let (running, stopped) = tokio::try_join!(
+        list_tasks(
+            ecs.list_tasks()
+                .cluster(&settings.cluster)
+                .started_by(deploy_id)
+        ),
+        list_tasks(
+            ecs.list_tasks()
+                .cluster(&settings.cluster)
+                .family(family)
+                .desired_status(DesiredStatus::Stopped)
+        ),
+    )?;
+    // One task can be in both lists when it stopped between the two calls.
+    let arns: BTreeSet<String> = running.into_iter().chain(stopped).collect();
+    let arns: Vec<String> = arns.into_iter().collect();
+    let tasks = describe_tasks(ecs, settings, &arns).await?;
+    Ok(tasks
+        .into_iter()
+        .filter(|task| task.started_by() == Some(deploy_id))
+        .collect())
 }
 
 /// Every task ARN that `request` lists, page by page.

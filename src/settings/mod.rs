@@ -86,6 +86,13 @@ pub struct BuildSettings {
     pub builder: Builder,
 }
 
+impl BuildSettings {
+    /// The Dockerfile relative to the context, as the engine takes it; `None` when it lies outside.
+    pub fn dockerfile_in_context(&self) -> Option<&Path> {
+        self.dockerfile.strip_prefix(&self.context).ok()
+    }
+}
+
 /// Which of the engine's builders runs the Dockerfile (`[build] builder` in berth.toml).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

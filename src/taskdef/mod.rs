@@ -70,6 +70,14 @@ impl Described {
             .into_iter()
             .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
     }
+
+    /// Whether container `name` is essential: ECS's default when the definition does not say.
+    pub fn essential(&self, name: &str) -> bool {
+        self.container(name)
+            .and_then(|c| c.get("essential"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
 }
 
 #[cfg(test)]
@@ -160,8 +168,8 @@ pub fn next_revision(base: &Described, changes: &Changes<'_>) -> Map<String, Val
     input
 }
 
-/// The Docker platform a revision runs on, from its `runtimePlatform` (ECS's default when it
-/// has none: Linux on X86_64): `linux/amd64`, `linux/arm64`, `windows/amd64`.
+/// The Docker platform a revision runs on, from its `runtimePlatform` (ECS's default,
+/// [`DEFAULT_PLATFORM`], when it has none): `linux/amd64`, `linux/arm64`, `windows/amd64`.
 pub fn platform(revision: &Described) -> String {
     let runtime = revision.definition.get("runtimePlatform");
     let field = |key: &str| runtime.and_then(|r| r.get(key)).and_then(Value::as_str);
@@ -176,6 +184,9 @@ pub fn platform(revision: &Described) -> String {
     format!("{os}/{arch}")
 }
 
+/// ECS's platform when a task definition names none.
+const DEFAULT_PLATFORM: &str = "linux/amd64";
+
 /// The platform to build the image for: every revision it goes into must run on the same one,
 /// and `build.platform`, when set, must be it (its variant aside: `linux/arm64/v8`).
 pub fn build_platform(configured: Option<&str>, revisions: &[&Described]) -> Result<String, Error> {
@@ -184,37 +195,35 @@ pub fn build_platform(configured: Option<&str>, revisions: &[&Described]) -> Res
         .map(|revision| (platform(revision), *revision))
         .collect();
     platforms.sort_by(|a, b| a.0.cmp(&b.0));
-    let wanted = match (platforms.first(), platforms.last()) {
-        (Some((first, a)), Some((last, b))) if first != last => {
-            return Err(Error::Mismatch {
-                problem: format!(
-                    "one image cannot run on both `{first}` (`{}`) and `{last}` (`{}`): their `runtimePlatform`s differ",
-                    arn::short(&a.arn),
-                    arn::short(&b.arn)
-                ),
-                hint: "give the task definitions the same `runtimePlatform`, or deploy them from separate berth.toml environments".to_owned(),
-            });
-        }
-        (Some((first, revision)), _) => Some((first.clone(), *revision)),
-        _ => None,
+    if let (Some((first, a)), Some((last, b))) = (platforms.first(), platforms.last())
+        && first != last
+    {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "one image cannot run on both `{first}` (`{}`) and `{last}` (`{}`): their `runtimePlatform`s differ",
+                arn::short(&a.arn),
+                arn::short(&b.arn)
+            ),
+            hint: "give the task definitions the same `runtimePlatform`, or deploy them from separate berth.toml environments".to_owned(),
+        });
+    }
+    let Some((wanted, revision)) = platforms.into_iter().next() else {
+        return Ok(configured.unwrap_or(DEFAULT_PLATFORM).to_owned());
     };
-    match (configured, wanted) {
-        (Some(configured), Some((wanted, revision)))
-            if configured.split('/').take(2).collect::<Vec<_>>().join("/") != wanted =>
-        {
-            Err(Error::Mismatch {
-                problem: format!(
-                    "`build.platform` is `{configured}`, but `{}` runs on `{wanted}` (its `runtimePlatform`)",
-                    arn::short(&revision.arn)
-                ),
-                hint: format!(
-                    "remove `build.platform` to build for `{wanted}`, or change the task definition's `runtimePlatform`"
-                ),
-            })
+    match configured {
+        None => Ok(wanted),
+        Some(configured) if configured.split('/').take(2).eq(wanted.split('/')) => {
+            Ok(configured.to_owned())
         }
-        (Some(configured), _) => Ok(configured.to_owned()),
-        (None, Some((wanted, _))) => Ok(wanted),
-        (None, None) => Ok("linux/amd64".to_owned()),
+        Some(configured) => Err(Error::Mismatch {
+            problem: format!(
+                "`build.platform` is `{configured}`, but `{}` runs on `{wanted}` (its `runtimePlatform`)",
+                arn::short(&revision.arn)
+            ),
+            hint: format!(
+                "remove `build.platform` to build for `{wanted}`, or change the task definition's `runtimePlatform`"
+            ),
+        }),
     }
 }
 

@@ -105,6 +105,14 @@ pub fn logs_client(config: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
     aws_sdk_cloudwatchlogs::Client::new(config)
 }
 
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::new(config)
+}
+
+pub fn sts_client(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(config)
+}
+
 pub fn tagging_client(config: &SdkConfig) -> aws_sdk_resourcegroupstagging::Client {
     aws_sdk_resourcegroupstagging::Client::new(config)
 }

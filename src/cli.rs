@@ -1,6 +1,7 @@
 //! Command-line arguments. The only module that knows clap; it hands the rest a plain [`Flags`].
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -24,6 +25,12 @@ enum CliCommand {
     Deploy(DeployArgs),
     /// Show the resolved settings of one environment, without touching AWS or Docker
     Config(SettingsArgs),
+    /// Show what runs in one environment: revisions, deploys, the lock
+    Status(SettingsArgs),
+    /// Put every service of one environment back on the revisions of an earlier deploy
+    Rollback(RollbackArgs),
+    /// Release one environment's lock, held by a deploy that is gone
+    Unlock(UnlockArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +49,49 @@ struct DeployArgs {
     /// Build from a work tree with uncommitted changes (the image is tagged `<sha>-dirty-<time>`)
     #[arg(long)]
     allow_dirty: bool,
+
+    #[command(flatten)]
+    lock: LockArgs,
+
+    /// Deploy even though a newer deploy of this environment started since this one did
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct LockArgs {
+    /// Wait this long for another deploy's lock on the environment (`90s`, `15m`) instead of
+    /// failing at once
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    lock_wait: Option<Duration>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// The deploy whose revisions to go back to [default: the successful deploy before the one
+    /// running now]
+    #[arg(long, value_name = "DEPLOY_ID")]
+    to: Option<String>,
+
+    #[command(flatten)]
+    lock: LockArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct UnlockArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// Release without asking (needed when stdin is not a terminal)
+    #[arg(long)]
+    yes: bool,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|error| error.to_string())
 }
 
 /// Where the settings come from, and where the result goes.
@@ -87,10 +137,25 @@ impl Cli {
                     new: args.new,
                     retry_migration: args.retry_migration,
                     allow_dirty: args.allow_dirty,
+                    lock_wait: args.lock.lock_wait.unwrap_or_default(),
+                    force: args.force,
                 },
                 ..args.settings.into_flags(Command::Deploy)
             },
             CliCommand::Config(args) => args.into_flags(Command::Config),
+            CliCommand::Status(args) => args.into_flags(Command::Status),
+            CliCommand::Rollback(args) => Flags {
+                deploy: DeployOptions {
+                    lock_wait: args.lock.lock_wait.unwrap_or_default(),
+                    ..DeployOptions::default()
+                },
+                rollback_to: args.to,
+                ..args.settings.into_flags(Command::Rollback)
+            },
+            CliCommand::Unlock(args) => Flags {
+                yes: args.yes,
+                ..args.settings.into_flags(Command::Unlock)
+            },
         }
     }
 }
@@ -109,6 +174,8 @@ impl SettingsArgs {
             profile: self.profile,
             aws_region: env_vars::var(env_vars::AWS_REGION),
             deploy: DeployOptions::default(),
+            rollback_to: None,
+            yes: false,
         }
     }
 }

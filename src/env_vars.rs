@@ -56,3 +56,10 @@ pub const CIRCLE_SHA1: &str = "CIRCLE_SHA1";
 /// Set (to anything non-empty) by CI systems, CircleCI included: plain timestamped progress
 /// lines instead of a live terminal view, even under a pseudo-terminal.
 pub const CI: &str = "CI";
+
+/// CircleCI's URL of the running job: names the holder of an environment's lock, so a blocked
+/// deploy can say which job holds it.
+pub const CIRCLE_BUILD_URL: &str = "CIRCLE_BUILD_URL";
+
+/// The login name; with the host name it names the lock's holder outside CircleCI.
+pub const USER: &str = "USER";

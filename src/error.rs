@@ -11,6 +11,7 @@ use std::fmt;
 /// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
 /// | 3    | migration failed |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
+/// | 5    | another deploy holds the environment's lock; nothing was changed |
 /// | 130  | interrupted (Ctrl-C, or SIGTERM as when CircleCI cancels a job) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -20,6 +21,7 @@ pub enum ExitStatus {
     Usage = 2,
     MigrationFailed = 3,
     Environment = 4,
+    Locked = 5,
     Interrupted = 130,
 }
 
@@ -106,6 +108,25 @@ pub enum Error {
 
     #[error("the migration failed: {summary}")]
     MigrationFailed { summary: String, hint: String },
+
+    /// Another run holds the environment's lock.
+    #[error("`{env}` is locked by {holder}{}", .waited.as_ref().map(|w| format!("; waited {w}")).unwrap_or_default())]
+    Locked {
+        env: String,
+        holder: String,
+        /// How long this run waited (`--lock-wait`).
+        waited: Option<String>,
+        /// Until the holder's lease runs out unless renewed.
+        lease_left: String,
+    },
+
+    /// A rerun of a deploy older than the newest one started on the environment.
+    #[error("deploy `{deploy_id}` is older than the newest deploy of this environment, {newer}")]
+    StaleDeploy { deploy_id: String, newer: String },
+
+    /// The lock was taken over while this run held it; it stopped before changing anything more.
+    #[error("this run lost the environment's lock: {why}")]
+    LockLost { why: String },
 }
 
 impl Error {
@@ -131,6 +152,9 @@ impl Error {
             | Self::RolloutFailed { .. }
             | Self::RolloutTimeout { .. } => ExitStatus::DeployFailed,
             Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
+            Self::Locked { .. } => ExitStatus::Locked,
+            Self::StaleDeploy { .. } => ExitStatus::Usage,
+            Self::LockLost { .. } => ExitStatus::DeployFailed,
         }
     }
 
@@ -167,9 +191,14 @@ impl Error {
             ),
             Self::Image { step: "build", .. } => "the build output above says why; fix it and rerun: nothing was pushed and nothing in AWS changed".to_owned(),
             Self::Image { .. } => "the cause above is the engine's or the registry's; rerun the same command: the image is rebuilt from the engine's cache and nothing in ECS changed yet".to_owned(),
-            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; a service that completed keeps this deploy's revision; fix the cause and rerun the same command: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
+            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; with `on_failure = \"rollback\"` (the default) the services this deploy moved are back on their earlier revisions, with `\"leave\"` they stay where they are; fix the cause and deploy again: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
             Self::RolloutTimeout { .. } => "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
             Self::MigrationFailed { hint, .. } => hint.clone(),
+            Self::Locked { env, lease_left, .. } => format!(
+                "wait for it to finish, or pass `--lock-wait 15m` to wait here; if the holder is gone for good its lease runs out within {lease_left}, or release it now with `berth unlock --env {env}`"
+            ),
+            Self::StaleDeploy { .. } => "deploy the newer commit instead, or pass `--force` to roll this older deploy out over it".to_owned(),
+            Self::LockLost { .. } => "another deploy took the lock after this one's lease ran out (was the machine paused, or S3 unreachable?); rerun the same command: finished steps are skipped".to_owned(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! `cli` fills this in from clap; nothing past this point knows about clap.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One invocation of berth.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +22,10 @@ pub struct Flags {
     pub aws_region: Option<String>,
     /// What the deploy may do beyond the default.
     pub deploy: DeployOptions,
+    /// `berth rollback --to`: the deploy whose revisions to go back to.
+    pub rollback_to: Option<String>,
+    /// `berth unlock --yes`: no question asked.
+    pub yes: bool,
 }
 
 /// Switches of `berth deploy`.
@@ -32,6 +37,10 @@ pub struct DeployOptions {
     pub retry_migration: bool,
     /// `--allow-dirty`: build from a work tree with uncommitted changes.
     pub allow_dirty: bool,
+    /// `--lock-wait`: how long to wait for another deploy's lock; zero fails at once.
+    pub lock_wait: Duration,
+    /// `--force`: deploy even though a newer deploy started on the environment since.
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,6 +50,12 @@ pub enum Command {
     Deploy,
     /// Show the resolved settings of one environment.
     Config,
+    /// Show what runs in one environment now.
+    Status,
+    /// Put one environment back on the revisions of an earlier deploy.
+    Rollback,
+    /// Release one environment's lock.
+    Unlock,
 }
 
 /// Where results go on stdout: text for people, JSON for programs.

@@ -35,9 +35,12 @@ pub mod push;
 pub mod register;
 pub mod release;
 pub mod report;
+pub mod rollback;
 pub mod rollout;
 pub mod services;
 pub mod settings;
+pub mod state;
+pub mod status;
 pub mod summary;
 pub mod taskdef;
 pub mod text;
@@ -57,6 +60,18 @@ pub enum Outcome {
     Config {
         settings: Box<settings::Settings>,
     },
+    Status {
+        status: Box<status::Status>,
+    },
+    Rollback {
+        report: Box<rollback::Report>,
+        failure: Option<Error>,
+    },
+    /// `berth unlock`: the holder released, `None` when the lock was free.
+    Unlock {
+        env: String,
+        released: Option<state::lock::Holder>,
+    },
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
@@ -75,7 +90,92 @@ pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outco
                 failure: result.err(),
             })
         }
+        Command::Status => {
+            let settings = settings::load(flags)?;
+            Ok(Outcome::Status {
+                status: Box::new(status::read(&settings).await?),
+            })
+        }
+        Command::Rollback => {
+            let settings = settings::load(flags)?;
+            let (report, result) = rollback::rollback(
+                &settings,
+                flags.deploy,
+                flags.rollback_to.as_deref(),
+                reporter,
+                stop_requested(),
+            )
+            .await;
+            Ok(Outcome::Rollback {
+                report: Box::new(report),
+                failure: result.err(),
+            })
+        }
+        Command::Unlock => {
+            let settings = settings::load(flags)?;
+            unlock(&settings, flags.yes, reporter).await
+        }
     }
+}
+
+/// Releases the environment's lock whoever holds it, after asking (or with `--yes`).
+async fn unlock(
+    settings: &settings::Settings,
+    yes: bool,
+    reporter: &dyn report::Reporter,
+) -> Result<Outcome, Error> {
+    let config = aws::sdk_config(settings).await;
+    let none = || Outcome::Unlock {
+        env: settings.env.clone(),
+        released: None,
+    };
+    let Some(store) = state::Store::find(&config, settings).await? else {
+        return Ok(none());
+    };
+    let file = state::lock::read(&store).await?;
+    let Some(holder) = file.holder else {
+        return Ok(none());
+    };
+    let now = state::now();
+    let question = format!(
+        "`{}` is locked by {}; its lease {}. Release it? A deploy still running would go on without the lock",
+        settings.env,
+        holder.describe(now),
+        if holder.expires > now {
+            format!(
+                "runs out in {}",
+                text::short_duration(std::time::Duration::from_secs(holder.expires - now))
+            )
+        } else {
+            "has run out".to_owned()
+        }
+    );
+    if !yes {
+        match reporter.confirm(&question) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(Error::Mismatch {
+                    problem: format!("`{}` left locked", settings.env),
+                    hint: "nothing was changed".to_owned(),
+                });
+            }
+            None => {
+                return Err(Error::Mismatch {
+                    problem: format!(
+                        "`{}` is locked by {}, and berth asks before releasing a lock",
+                        settings.env,
+                        holder.describe(now)
+                    ),
+                    hint: "pass `--yes` to release it without asking (stdin is not a terminal)"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+    Ok(Outcome::Unlock {
+        env: settings.env.clone(),
+        released: state::lock::force_release(&store).await?,
+    })
 }
 
 /// Resolves when the user asks berth to stop: Ctrl-C at a terminal, or SIGTERM, which is how
@@ -107,6 +207,10 @@ impl Outcome {
     pub fn into_result(self) -> Result<(), Error> {
         match self {
             Self::Deploy {
+                failure: Some(error),
+                ..
+            }
+            | Self::Rollback {
                 failure: Some(error),
                 ..
             } => Err(error),

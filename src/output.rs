@@ -59,6 +59,26 @@ impl Reporter for PlainReporter {
     fn quiet_for(&self) -> Option<Duration> {
         self.last_line.lock().ok().map(|last| last.elapsed())
     }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        ask(question)
+    }
+}
+
+/// Asks on stderr and reads the answer from stdin, when a person can answer: stdin is a terminal
+/// and this is not CI.
+fn ask(question: &str) -> Option<bool> {
+    if is_ci() || !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let _ = write!(std::io::stderr().lock(), "{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok()?;
+    Some(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+fn is_ci() -> bool {
+    env_vars::var(env_vars::CI).is_some_and(|v| v != "false")
 }
 
 /// A live view for a person at a terminal: a spinner with the current step and its state, and
@@ -105,6 +125,10 @@ impl Reporter for TerminalReporter {
     fn status(&self, line: &str) {
         self.bar.set_message(line.to_owned());
     }
+
+    fn confirm(&self, question: &str) -> Option<bool> {
+        self.bar.suspend(|| ask(question))
+    }
 }
 
 impl Drop for TerminalReporter {
@@ -116,8 +140,7 @@ impl Drop for TerminalReporter {
 /// The reporter for this process: a live view on a terminal, plain lines under CI (CircleCI runs
 /// steps under a pseudo-terminal and sets `CI=true`) or when stderr is not a terminal.
 pub fn reporter() -> Box<dyn Reporter> {
-    let ci = env_vars::var(env_vars::CI).is_some_and(|v| v != "false");
-    if ci || !std::io::stderr().is_terminal() {
+    if is_ci() || !std::io::stderr().is_terminal() {
         Box::new(PlainReporter::default())
     } else {
         Box::new(TerminalReporter::default())
@@ -129,26 +152,55 @@ pub fn reporter() -> Box<dyn Reporter> {
 pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     let written = match (format, outcome) {
-        (OutputFormat::Text, Outcome::Deploy { .. }) => Ok(()),
+        (OutputFormat::Text, Outcome::Deploy { .. } | Outcome::Rollback { .. }) => Ok(()),
+        (OutputFormat::Text, Outcome::Status { status }) => crate::status::lines(status)
+            .iter()
+            .try_for_each(|line| writeln!(stdout, "{line}")),
+        (OutputFormat::Text, Outcome::Unlock { env, released }) => match released {
+            Some(holder) => writeln!(
+                stdout,
+                "released the lock of `{env}`, held by {}",
+                holder.describe(crate::state::now())
+            ),
+            None => writeln!(stdout, "`{env}` was not locked"),
+        },
+        (OutputFormat::Json, Outcome::Status { status }) => json(&mut stdout, status),
+        (OutputFormat::Json, Outcome::Unlock { env, released }) => json(
+            &mut stdout,
+            &serde_json::json!({"env": env, "released": released}),
+        ),
+        (OutputFormat::Json, Outcome::Rollback { report, failure }) => json(
+            &mut stdout,
+            &with_error(serde_json::to_value(report), failure.as_ref()),
+        ),
         (OutputFormat::Text, Outcome::Config { settings }) => crate::summary::lines(settings)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
-        (OutputFormat::Json, Outcome::Deploy { report, failure }) => {
-            let mut record = serde_json::to_value(report).map_err(std::io::Error::from);
-            if let (Ok(serde_json::Value::Object(map)), Some(error)) = (&mut record, failure) {
-                map.insert(
-                    "error".to_owned(),
-                    serde_json::json!({
-                        "message": error.to_string(),
-                        "exit_code": error.exit_status() as u8,
-                    }),
-                );
-            }
-            record.and_then(|record| json(&mut stdout, &record))
-        }
+        (OutputFormat::Json, Outcome::Deploy { report, failure }) => json(
+            &mut stdout,
+            &with_error(serde_json::to_value(report), failure.as_ref()),
+        ),
         (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
     };
     written.or_else(ignore_broken_pipe).map_err(Error::Stdout)
+}
+
+/// A command's record with how it failed, if it did, under `error`.
+fn with_error(
+    record: serde_json::Result<serde_json::Value>,
+    failure: Option<&Error>,
+) -> serde_json::Value {
+    let mut record = record.unwrap_or_default();
+    if let (serde_json::Value::Object(map), Some(error)) = (&mut record, failure) {
+        map.insert(
+            "error".to_owned(),
+            serde_json::json!({
+                "message": error.to_string(),
+                "exit_code": error.exit_status() as u8,
+            }),
+        );
+    }
+    record
 }
 
 fn json(out: &mut impl Write, value: &impl serde::Serialize) -> std::io::Result<()> {

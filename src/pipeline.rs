@@ -24,7 +24,9 @@ use crate::register;
 use crate::release::Release;
 use crate::report::{Reporter, with_heartbeat};
 use crate::rollout::{self, Rolled, Target};
-use crate::settings::{MigrateOrder, Settings};
+use crate::settings::{MigrateOrder, OnFailure, Settings};
+use crate::state::record::{DeployRecord, RecordedImage, RolloutOutcome, RunState, ServiceRollout};
+use crate::state::{self, Lock, Record, lock};
 use crate::taskdef::{self, Described};
 use crate::text::{code_list, with_causes};
 
@@ -41,6 +43,9 @@ pub struct Report {
     /// Family → revision ARN.
     pub revisions: BTreeMap<String, String>,
     pub services: Vec<Rolled>,
+    /// Services moved back after another's rollout failed (`on_failure = "rollback"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rolled_back: Vec<Rolled>,
     pub migration: Option<Migrated>,
     pub steps: Vec<StepRecord>,
     /// What went wrong without failing the deploy.
@@ -126,7 +131,8 @@ impl<'a> Steps<'a> {
 
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
 /// `interrupted` resolves when the user asks to stop (Ctrl-C, SIGTERM): the deploy then ends with
-/// [`Error::Interrupted`], its record intact, and nothing in AWS is stopped.
+/// [`Error::Interrupted`], its record written and the lock released, and nothing in AWS is
+/// stopped.
 pub async fn deploy(
     settings: &Settings,
     options: DeployOptions,
@@ -142,8 +148,9 @@ pub async fn deploy(
         records: Vec::new(),
         current: None,
     };
+    let mut held = Held::default();
     let result = tokio::select! {
-        result = run(settings, options, &mut report, &mut steps) => result,
+        result = run(settings, options, &mut report, &mut steps, &mut held) => result,
         () = interrupted => Err(Error::Interrupted),
     };
     if let (Err(error), Some((step, began))) = (&result, steps.current.take()) {
@@ -154,7 +161,65 @@ pub async fn deploy(
         steps.record(step, status, began.elapsed(), error.to_string());
     }
     report.steps = steps.records;
+    held.finish(&result, &mut report.warnings, reporter).await;
     (report, result)
+}
+
+/// What a deploy holds while it runs: the environment's lock and its record. Kept outside the
+/// run, so that an interrupted run still writes how it ended and releases the lock.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub lock: Option<Lock>,
+    pub record: Option<Record>,
+}
+
+impl Held {
+    /// Writes how the run ended into the record and releases the lock; what fails here is a
+    /// warning, never the deploy's verdict.
+    pub(crate) async fn finish(
+        self,
+        result: &Result<(), Error>,
+        warnings: &mut Vec<String>,
+        reporter: &dyn Reporter,
+    ) {
+        let mut warn = |warning: String| {
+            reporter.info(&format!("warning: {warning}"));
+            warnings.push(warning);
+        };
+        if let Some(mut record) = self.record {
+            let lost = matches!(result, Err(Error::LockLost { .. }));
+            let state = match result {
+                Ok(()) => RunState::Succeeded,
+                Err(Error::Interrupted) => RunState::Interrupted,
+                Err(_) if record.value.state == RunState::RolledBack => RunState::RolledBack,
+                Err(_) => RunState::Failed,
+            };
+            // A run that lost the lock leaves the record to the run that holds it.
+            if !lost
+                && let Err(error) = record
+                    .update(|r| {
+                        r.state = state;
+                        r.error = result.as_ref().err().map(|e| with_causes(e));
+                    })
+                    .await
+            {
+                warn(format!(
+                    "the deploy record was not updated: {}",
+                    with_causes(&error)
+                ));
+            }
+        }
+        if let Some(lock) = self.lock {
+            match lock.release().await {
+                Ok(true) => {}
+                Ok(false) => warn("the lock was no longer this run's to release".to_owned()),
+                Err(error) => warn(format!(
+                    "the lock was not released: {}; it frees itself when its lease runs out",
+                    with_causes(&error)
+                )),
+            }
+        }
+    }
 }
 
 async fn run(
@@ -162,6 +227,7 @@ async fn run(
     options: DeployOptions,
     report: &mut Report,
     steps: &mut Steps<'_>,
+    held: &mut Held,
 ) -> Result<(), Error> {
     let reporter = steps.reporter;
     // Task-definition files are read (and checked) before anything else: they shape the deploy.
@@ -188,36 +254,138 @@ async fn run(
         settings.cluster,
         code_list(&settings.services)
     ));
-    let config = aws::sdk_config(settings).await;
-    let ecs = aws::ecs_client(&config);
-    let ecr_client = aws::ecr_client(&config);
-    let logs = aws::logs_client(&config);
-
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
-    let tagging = aws::tagging_client(&config);
-    let current = current::read(&ecs, &ecr_client, settings, &files)
+    let config = aws::sdk_config(settings).await;
+
+    // One deploy per environment: everything below runs under the lock.
+    let store = state::Store::open(&config, settings, reporter)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let want = lock::Want {
+        who: lock::who(),
+        run: lock::run_id(),
+        command: "deploy",
+        deploy_id: release.deploy_id.clone(),
+        commit: release.commit.clone(),
+        check_stale: true,
+        journal: true,
+        force: options.force,
+    };
+    let lock: &Lock = held
+        .lock
+        .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
+    let fresh = DeployRecord {
+        deploy_id: release.deploy_id.clone(),
+        env: settings.env.clone(),
+        commit: release.commit.clone(),
+        ..DeployRecord::default()
+    };
+    let (record, existed) = Record::open(&store, fresh).await?;
+    if existed {
+        reporter.info(&format!(
+            "resuming deploy `{}` (run {}): its record says what is done",
+            release.deploy_id, record.value.runs
+        ));
+    }
+    let record = held.record.insert(record);
+    let cx = Context {
+        settings,
+        options,
+        release: &release,
+        files: &files,
+        config: &config,
+        lock,
+    };
+    tokio::select! {
+        result = locked(&cx, report, steps, record) => result,
+        why = lock.lost() => Err(Error::LockLost { why }),
+    }
+}
+
+/// What the deploy under the lock works from.
+struct Context<'a> {
+    settings: &'a Settings,
+    options: DeployOptions,
+    release: &'a Release,
+    /// Service → its task-definition file, read and checked.
+    files: &'a BTreeMap<String, Described>,
+    config: &'a aws_config::SdkConfig,
+    lock: &'a Lock,
+}
+
+/// The deploy proper, under the environment's lock.
+async fn locked(
+    cx: &Context<'_>,
+    report: &mut Report,
+    steps: &mut Steps<'_>,
+    record: &mut Record,
+) -> Result<(), Error> {
+    let Context {
+        settings,
+        options,
+        release,
+        files,
+        config,
+        lock,
+    } = *cx;
+    let reporter = steps.reporter;
+    let ecs = aws::ecs_client(config);
+    let ecr_client = aws::ecr_client(config);
+    let logs = aws::logs_client(config);
+    let tagging = aws::tagging_client(config);
+    let current = current::read(&ecs, &ecr_client, settings, files)
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     // Every family's revision, found or planned, and checked before anything changes.
-    let families = register::plan(&ecs, &tagging, settings, &release, &current, &files).await?;
+    let families = register::plan(
+        &ecs,
+        &tagging,
+        settings,
+        release,
+        &current,
+        files,
+        &record.value.revisions,
+    )
+    .await?;
 
     let revisions: Vec<&Described> = families.values().map(|plan| plan.definition()).collect();
     let platform = taskdef::build_platform(settings.build.platform.as_deref(), &revisions)?;
     let tag = release.image_tag(&settings.build, &platform);
     let build = Build {
-        release: &release,
+        release,
         tag: &tag,
         platform: &platform,
     };
-    let image = self::image(&ecr_client, settings, &build, &current.repository, steps).await?;
+    let image = self::image(
+        &ecr_client,
+        settings,
+        &build,
+        &current.repository,
+        lock,
+        steps,
+    )
+    .await?;
     report.image = Some(image.clone());
+    if record.value.image.as_ref().map(|i| &i.digest) != Some(&image.digest) {
+        record
+            .update(|r| {
+                r.image = Some(RecordedImage {
+                    tag: image.tag.clone(),
+                    digest: image.digest.clone(),
+                });
+            })
+            .await?;
+    }
     let reuse = register::all_registered(&families);
     if !reuse {
         steps.start(Step::Register);
+        lock.check()?;
     }
-    let revisions =
-        register::register(&ecs, &release, &image, settings, families, reporter).await?;
+    let revisions = register::register(
+        &ecs, &tagging, release, &image, settings, families, reporter,
+    )
+    .await?;
     let names: Vec<&str> = revisions.values().map(|d| arn::short(&d.arn)).collect();
     if reuse {
         steps.skip(
@@ -231,6 +399,10 @@ async fn run(
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
         .collect();
+    if record.value.revisions != report.revisions {
+        let registered = report.revisions.clone();
+        record.update(|r| r.revisions = registered).await?;
+    }
 
     let targets: Vec<Target> = current
         .families
@@ -248,14 +420,51 @@ async fn run(
             web,
             deploy_id: &release.deploy_id,
             retry: options.retry_migration,
+            lock,
         });
 
     if let (MigrateOrder::Before, Some(plan)) = (settings.migrate, &plan) {
-        report.migration = Some(migration(&ecs, &logs, settings, plan, steps).await?);
+        report.migration = Some(migration(&ecs, &logs, settings, plan, record, steps).await?);
     }
-    rollout(&ecs, settings, &targets, steps, &mut report.services).await?;
+    let rolled = rollout(
+        &ecs,
+        settings,
+        &current,
+        &targets,
+        lock,
+        record,
+        steps,
+        &mut report.services,
+    )
+    .await;
+    if let Err(error) = rolled {
+        let rollout_failed = matches!(
+            error,
+            Error::RolloutFailed { .. } | Error::RolloutTimeout { .. }
+        );
+        if rollout_failed && settings.on_failure == OnFailure::Rollback {
+            roll_back(
+                &ecs,
+                settings,
+                lock,
+                record,
+                reporter,
+                &mut report.rolled_back,
+            )
+            .await
+            .map_err(|rollback| Error::RolloutFailed {
+                service: "the environment".to_owned(),
+                reason: format!(
+                    "{}; rolling the services back failed too: {}",
+                    with_causes(&error),
+                    with_causes(&rollback)
+                ),
+            })?;
+        }
+        return Err(error);
+    }
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
-        report.migration = Some(migration(&ecs, &logs, settings, plan, steps).await?);
+        report.migration = Some(migration(&ecs, &logs, settings, plan, record, steps).await?);
     }
     // The environment tag names what is deployed: it moves once the deploy has landed, and a
     // failure to move it does not undo that.
@@ -296,6 +505,7 @@ async fn image(
     settings: &Settings,
     build: &Build<'_>,
     repository: &Repository,
+    lock: &Lock,
     steps: &mut Steps<'_>,
 ) -> Result<Image, Error> {
     let tag = build.tag;
@@ -324,6 +534,7 @@ async fn image(
             steps.done(format!("image {}", built.id));
 
             steps.start(Step::Push);
+            lock.check()?;
             let login = ecr::login(ecr_client, repository).await?;
             let credentials = bollard::auth::DockerCredentials {
                 username: Some(login.username),
@@ -404,17 +615,49 @@ fn build_request(
 }
 
 /// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
+/// The record has each service's previous revision and rollout before `UpdateService` is called,
+/// and each outcome after.
+#[allow(clippy::too_many_arguments)]
 async fn rollout(
     ecs: &Ecs,
     settings: &Settings,
+    current: &current::Current,
     targets: &[Target],
+    lock: &Lock,
+    record: &mut Record,
     steps: &mut Steps<'_>,
     rolled: &mut Vec<Rolled>,
 ) -> Result<(), Error> {
     steps.start(Step::Rollout);
+    record
+        .update(|r| {
+            for target in targets {
+                let runs = current.services[&target.service]
+                    .task_definition()
+                    .unwrap_or_default();
+                // A rerun finds the service on this deploy's revision: the first run's view stands.
+                if runs != target.task_definition {
+                    r.previous
+                        .entry(target.service.clone())
+                        .or_insert_with(|| runs.to_owned());
+                }
+                r.services
+                    .entry(target.service.clone())
+                    .or_insert_with(|| ServiceRollout {
+                        revision: target.task_definition.clone(),
+                        deployment_id: None,
+                        outcome: RolloutOutcome::Starting,
+                    });
+            }
+        })
+        .await?;
+    lock.check()?;
     let (started, history) = rollout::start(ecs, settings, targets, steps.reporter).await?;
     *rolled = started;
-    rollout::wait(ecs, settings, rolled, history, steps.reporter).await?;
+    record.update(|r| note_rollouts(r, rolled)).await?;
+    let waited = rollout::wait(ecs, settings, rolled, history, steps.reporter).await;
+    record.update(|r| note_rollouts(r, rolled)).await?;
+    waited?;
     if rolled.iter().all(|r| r.already) {
         steps.already_done("services already on this deploy's revisions");
     } else {
@@ -429,15 +672,86 @@ async fn rollout(
     Ok(())
 }
 
+/// Each service's deployment and rollout state, as the rollout knows them now.
+fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
+    for rolled in rolled {
+        let outcome = match rolled.rollout_state.as_str() {
+            "COMPLETED" => RolloutOutcome::Completed,
+            "FAILED" => RolloutOutcome::Failed,
+            _ => RolloutOutcome::InProgress,
+        };
+        record.services.insert(
+            rolled.service.clone(),
+            ServiceRollout {
+                revision: rolled.task_definition.clone(),
+                deployment_id: Some(rolled.deployment_id.clone()),
+                outcome,
+            },
+        );
+    }
+}
+
+/// `on_failure = "rollback"`: a service's rollout failed, so every service this deploy moved
+/// goes back to the revision it ran before, waited on like a rollout: one commit per environment.
+async fn roll_back(
+    ecs: &Ecs,
+    settings: &Settings,
+    lock: &Lock,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+    rolled_back: &mut Vec<Rolled>,
+) -> Result<(), Error> {
+    let back: Vec<Target> = settings
+        .services
+        .iter()
+        .filter_map(|service| {
+            record.value.previous.get(service).map(|revision| Target {
+                service: service.clone(),
+                task_definition: revision.clone(),
+            })
+        })
+        .collect();
+    if back.is_empty() {
+        return Ok(());
+    }
+    reporter.info(&format!(
+        "rolling {} back to the revisions they ran before this deploy (`on_failure = \"rollback\"`)",
+        code_list(back.iter().map(|t| &t.service))
+    ));
+    lock.check()?;
+    let (started, history) = rollout::start(ecs, settings, &back, reporter).await?;
+    *rolled_back = started;
+    rollout::wait(ecs, settings, rolled_back, history, reporter).await?;
+    record
+        .update(|r| {
+            for target in &back {
+                if let Some(service) = r.services.get_mut(&target.service) {
+                    service.outcome = RolloutOutcome::RolledBack;
+                }
+            }
+            r.state = RunState::RolledBack;
+        })
+        .await?;
+    reporter.info(&format!(
+        "rolled back: {}",
+        back.iter()
+            .map(|t| format!("`{}` on `{}`", t.service, arn::short(&t.task_definition)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}
+
 async fn migration(
     ecs: &Ecs,
     logs: &aws_sdk_cloudwatchlogs::Client,
     settings: &Settings,
     plan: &migrate::Plan<'_>,
+    record: &mut Record,
     steps: &mut Steps<'_>,
 ) -> Result<Migrated, Error> {
     steps.start(Step::Migrate);
-    let migrated = migrate::run(ecs, logs, settings, plan, steps.reporter).await?;
+    let migrated = migrate::run(ecs, logs, settings, plan, record, steps.reporter).await?;
     if migrated.already {
         steps.already_done(format!(
             "migration task `{}` of this deploy succeeded",

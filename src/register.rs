@@ -65,6 +65,7 @@ pub(crate) async fn plan(
     release: &Release,
     current: &Current,
     files: &BTreeMap<String, Described>,
+    recorded: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, FamilyPlan>, Error> {
     let mut bases = BTreeMap::new();
     for (service, family) in &current.families {
@@ -86,6 +87,11 @@ pub(crate) async fn plan(
     }
     // Families are looked up side by side: a deploy waits for the slowest, not for the sum.
     let lookups = bases.into_iter().map(|(family, base)| async move {
+        // The deploy record names the revision an earlier run registered: no search needed.
+        if let Some(arn) = recorded.get(&family) {
+            let described = taskdef::describe(ecs, arn).await?;
+            return Ok((family, FamilyPlan::Registered(described)));
+        }
         let (found, newest) = find_revision(ecs, tagging, &family, &release.deploy_id).await?;
         let plan = match found {
             Some(existing) => FamilyPlan::Registered(existing),
@@ -124,6 +130,7 @@ pub(crate) fn all_registered(plans: &BTreeMap<String, FamilyPlan>) -> bool {
 /// Registers the planned revisions, pinned to the image; returns every family's revision.
 pub(crate) async fn register(
     ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
     release: &Release,
     image: &Image,
     settings: &Settings,
@@ -150,7 +157,7 @@ pub(crate) async fn register(
                 tags,
             },
         );
-        let registered = taskdef::register(ecs, &input).await?;
+        let registered = register_once(ecs, tagging, &family, &release.deploy_id, &input).await?;
         reporter.info(&format!(
             "registered `{}` from `{}`, new image in {}",
             arn::short(&registered.arn),
@@ -160,6 +167,59 @@ pub(crate) async fn register(
         Ok((family, registered))
     });
     Ok(try_join_all(registrations).await?.into_iter().collect())
+}
+
+/// Attempts at registering one revision, the first included.
+const REGISTER_ATTEMPTS: u32 = 4;
+
+/// Registers one revision exactly once. `RegisterTaskDefinition` is not idempotent: a retry after
+/// a lost answer would register a second revision. So the SDK does not retry it; berth does, and
+/// before each retry looks for the revision by this deploy's tag: found, the first call landed.
+async fn register_once(
+    ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    family: &str,
+    deploy_id: &str,
+    input: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Described, Error> {
+    let mut attempt = 1;
+    loop {
+        let error = match taskdef::register(ecs, input).await {
+            Ok(registered) => return Ok(registered),
+            Err(error) => error,
+        };
+        // Only a call that may not have reached ECS, or that ECS could not finish, is retried.
+        let transient = matches!(
+            &error,
+            Error::Aws {
+                environment: true,
+                ..
+            }
+        ) || matches!(&error, Error::Aws { source, .. } if is_transient(&source.to_string()));
+        if !transient || attempt >= REGISTER_ATTEMPTS {
+            return Err(error);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+        if let (Some(found), _) = find_revision(ecs, tagging, family, deploy_id).await? {
+            return Ok(found);
+        }
+        attempt += 1;
+    }
+}
+
+/// AWS's words for a failure worth retrying: throttling and server errors.
+fn is_transient(message: &str) -> bool {
+    [
+        "Throttl",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServerException",
+    ]
+    .iter()
+    .any(|code| message.contains(code))
 }
 
 /// The containers that take our image: `containers` from berth.toml, else those whose image is in

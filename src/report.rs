@@ -25,6 +25,10 @@ pub trait Reporter: Sync {
     fn quiet_for(&self) -> Option<Duration> {
         None
     }
+    /// Asks a person a yes/no question; `None` when nobody can answer (not a terminal, CI).
+    fn confirm(&self, _question: &str) -> Option<bool> {
+        None
+    }
 }
 
 /// Narrates a wait: the state on every look, and a heartbeat line with the elapsed time when the

@@ -133,6 +133,32 @@ pub fn lines(settings: &Settings) -> Vec<String> {
             )
         ),
     );
+    let state = &settings.state;
+    add(
+        "state",
+        format!(
+            "`s3://{}/{}/{}/` (lock lease {}{})",
+            state
+                .bucket
+                .as_deref()
+                .unwrap_or("berth-state-<account>-<region>"),
+            state.prefix,
+            settings.env,
+            humantime::format_duration(state.lease),
+            if state.bucket.is_none() && state.create {
+                ", bucket created on first use"
+            } else {
+                ""
+            }
+        ),
+    );
+    add(
+        "on failure",
+        match settings.on_failure {
+            crate::settings::OnFailure::Rollback => "services that moved roll back".to_owned(),
+            crate::settings::OnFailure::Leave => "services stay where they are".to_owned(),
+        },
+    );
     for (service, file) in &settings.task_definitions {
         add("task def", format!("`{service}` from `{}`", file.display()));
     }

@@ -26,7 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["output", "summary"],
     // The library's entry and the command line.
     &["lib", "cli"],
-    &["pipeline"],
+    &["pipeline", "status", "rollback"],
     STEPS,
     // What the steps share.
     &[
@@ -38,6 +38,7 @@ const LAYERS: &[&[&str]] = &[
         "release",
         "context",
         "dockerignore",
+        "state",
     ],
     // The edges and the words.
     &[

@@ -76,7 +76,14 @@ fn cli_reference_matches_the_help() {
          Generated from `berth --help` by `tests/cli.rs`; \
          `BERTH_UPDATE_DOCS=1 cargo test --test cli` rewrites it.\n",
     );
-    for command in [&[][..], &["deploy"], &["config"]] {
+    for command in [
+        &[][..],
+        &["deploy"],
+        &["status"],
+        &["rollback"],
+        &["unlock"],
+        &["config"],
+    ] {
         let mut args = command.to_vec();
         args.push("--help");
         let output = berth(dir.path(), &args, &[("COLUMNS", "100")]);

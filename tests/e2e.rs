@@ -262,6 +262,41 @@ impl App {
         )
     }
 
+    /// Every task ECS knows (running or stopped) that `deploy_id` started, by ARN.
+    async fn tasks_started_by(&self, deploy_id: &str) -> Vec<String> {
+        let ecs = self.ecs().await;
+        let mut arns = std::collections::BTreeSet::new();
+        for status in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
+            let listed = ecs
+                .list_tasks()
+                .cluster(self.cluster())
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            arns.extend(listed.task_arns().iter().cloned());
+        }
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        let described = ecs
+            .describe_tasks()
+            .cluster(self.cluster())
+            .set_tasks(Some(arns.into_iter().collect()))
+            .send()
+            .await
+            .unwrap();
+        described
+            .tasks()
+            .iter()
+            .filter(|t| t.started_by() == Some(deploy_id))
+            .filter_map(|t| t.task_arn().map(str::to_owned))
+            .collect()
+    }
+
     async fn service_task_definitions(&self) -> Vec<String> {
         self.services()
             .await
@@ -547,7 +582,7 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     );
 
     // Ten newer revisions later (other deploys, a console edit), a rerun still finds this
-    // deploy's revision, by its tag, and registers nothing.
+    // deploy's revision, named by the deploy record: no search, no tagging API.
     let web_family = format!("{}-stg-web", app.name);
     for n in 0..10 {
         ecs.register_task_definition()
@@ -574,7 +609,14 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     assert_eq!(late.code, Some(0));
     let again = app.counters();
     again.assert_none_since(&counted, CHANGES);
-    assert!(again.get("tagging:GetResources") > counted.get("tagging:GetResources"));
+    assert_eq!(
+        again.get("tagging:GetResources"),
+        counted.get("tagging:GetResources")
+    );
+    assert_eq!(
+        again.get("ecs:ListTaskDefinitions"),
+        counted.get("ecs:ListTaskDefinitions")
+    );
     assert_eq!(late.json()["revisions"], report["revisions"]);
 }
 
@@ -725,39 +767,43 @@ async fn builds_the_revision_from_a_task_definition_file_with_variables() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_migration_that_may_have_started_needs_retry_migration_to_run_again() {
+async fn a_run_task_whose_answers_were_lost_starts_one_task_and_the_rerun_attaches_to_it() {
     let app = App::new("claim", "migrate = \"before\"\n");
     let before = app.service_task_definitions().await;
-    // Every attempt the SDK makes at RunTask fails with a 500: berth cannot know whether ECS
-    // started the task before failing, and the revision says a migration may have started.
+    // ECS starts the task on every attempt the SDK makes, and every answer is lost: berth cannot
+    // know the task started. The SDK's retries and the rerun all pass the attempt's clientToken,
+    // which the deploy record holds, so ECS starts one task.
     let rule = app.fault(serde_json::json!({
-        "service": "ecs", "operation": "RunTask", "error": "500", "first": 5
+        "service": "ecs", "operation": "RunTask", "error": "lost", "first": 5
     }));
     assert_eq!(rule["first"], 5, "{rule}");
     let run = app.deploy(&[]);
-    assert_eq!(
-        run.code,
-        Some(3),
-        "a migration that did not start is a migration failure"
-    );
+    assert_ne!(run.code, Some(0), "the migration's start is unknown");
     assert_eq!(
         app.service_task_definitions().await,
         before,
-        "services changed"
+        "services changed before the migration was known to succeed"
     );
 
     let counted = app.counters();
-    let rerun = app.rerun_without(&[], &["ecs:RunTask", "ecs:RegisterTaskDefinition"]);
-    assert_eq!(rerun.code, Some(3));
-    assert!(rerun.stderr.contains("may have run"), "{}", rerun.stderr);
-    assert!(rerun.stderr.contains("--retry-migration"));
-
-    let retried = app.deploy(&["--retry-migration"]);
-    assert_eq!(retried.code, Some(0));
-    assert!(retried.stderr.contains("add_email_to_users: migrated"));
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(
+        rerun.stderr.contains("resuming migration attempt 0"),
+        "{}",
+        rerun.stderr
+    );
+    assert!(rerun.stderr.contains("add_email_to_users: migrated"));
     assert_eq!(
         app.counters().get("ecs:RunTask"),
-        counted.get("ecs:RunTask") + 1
+        counted.get("ecs:RunTask") + 1,
+        "one RunTask, with the claimed attempt's token"
+    );
+    let deploy_id = rerun.json()["deploy_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.tasks_started_by(&deploy_id).await.len(),
+        1,
+        "one migration task for the deploy"
     );
     assert_ne!(
         app.service_task_definitions().await,
@@ -1114,9 +1160,10 @@ async fn a_crashing_image_without_a_circuit_breaker_fails_in_bounded_time() {
 /// says so and starts a new deployment of the same revision instead of failing at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
+    // `on_failure = "leave"`: the failed deployment stays for the rerun to find.
     let app = App::new(
         "again",
-        "migrate = \"skip\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
+        "migrate = \"skip\"\non_failure = \"leave\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
     );
     app.set_web_breaker(Some(false)).await;
     let run = app.deploy(&[]);

@@ -8,7 +8,9 @@ import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-ERRORS = ("throttle", "500", "503", "drop")
+# drop: the connection is closed before the request is applied; lost: the
+# request is applied, then the connection is closed without the response.
+ERRORS = ("throttle", "500", "503", "drop", "lost")
 
 
 @dataclass

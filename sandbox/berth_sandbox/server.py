@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs
+from . import ecr, ecs, s3
 from .agent import LOCK
 from .config import Endpoints, Tunables
 from .dockertls import DockerTLSFront
@@ -107,7 +107,7 @@ class SandboxApp:
             time.sleep(verdict.latency_ms / 1000)
         if verdict.error == "drop":
             return self.drop(environ, start_response)
-        if verdict.error:
+        if verdict.error in ERROR_SHAPES:
             return self.error(environ, start_response, verdict.error)
 
         if service == "ecr":
@@ -124,17 +124,28 @@ class SandboxApp:
             result = list(self.moto_app(environ, capture))
         if service == "ecr" and status_holder.get("status") == 200:
             ecr.after(operation, body, self.registry)
+        if verdict.error == "lost":
+            # Applied, whatever moto answered; the answer never leaves.
+            self.close(environ)
+            return []
         return result
 
     def drop(self, environ, start_response):
+        """The connection is closed before the request is applied."""
+        self.close(environ)
+        start_response("500 Internal Server Error", [("Content-Length", "0")])
+        return [b""]
+
+    @staticmethod
+    def close(environ) -> None:
+        """Shut the client's connection without a response: werkzeug's writes
+        of the status line fail, and it lets the connection go."""
         sock = environ.get("werkzeug.socket")
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        start_response("500 Internal Server Error", [("Content-Length", "0")])
-        return [b""]
 
     def error(self, environ, start_response, kind: str):
         status, code, message = ERROR_SHAPES[kind]
@@ -318,6 +329,7 @@ def serve() -> None:
     registry.start()
     ecs.install(endpoints, tunables)
     ecr.install(endpoints, registry)
+    s3.install()
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
     server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)
 

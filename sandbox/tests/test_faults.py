@@ -7,6 +7,7 @@ import time
 import botocore.config
 import botocore.exceptions
 import pytest
+from conftest import container_def, unique
 
 
 def no_retries(sandbox, service: str):
@@ -124,3 +125,68 @@ def test_a_fault_aimed_at_one_app_spares_the_others(sandbox):
         mine.list_clusters()
     [state] = sandbox.admin("GET", "faults")
     assert (state["matched"], state["fired"]) == (1, 1)
+
+
+# -- drop and lost: the request is, or is not, applied -------------------------
+
+DEFINITION = {"memory": "512", "containerDefinitions": [container_def("app", ["sleep", "30"])]}
+
+
+def revisions(ecs, family: str) -> list[str]:
+    return ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"]
+
+
+def test_a_dropped_request_is_not_applied(sandbox):
+    ecs = no_retries(sandbox, "ecs")
+    family = unique("dropped")
+    sandbox.admin("POST", "faults", {"service": "ecs", "operation": "RegisterTaskDefinition", "error": "drop"})
+    with pytest.raises((botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        ecs.register_task_definition(family=family, **DEFINITION)
+    sandbox.admin("DELETE", "faults")
+    assert revisions(ecs, family) == []
+
+
+def test_a_lost_answer_hides_an_applied_change(sandbox):
+    """`lost`: the change happens, the client sees only a closed connection."""
+    ecs = no_retries(sandbox, "ecs")
+    family = unique("lost")
+    sandbox.admin(
+        "POST", "faults", {"service": "ecs", "operation": "RegisterTaskDefinition", "error": "lost", "first": 1}
+    )
+    with pytest.raises((botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        ecs.register_task_definition(family=family, **DEFINITION)
+    [arn] = revisions(ecs, family)
+    assert arn.endswith(f"{family}:1")
+
+
+def test_a_retried_lost_register_leaves_two_revisions(sandbox):
+    """The SDK retries a closed connection, so a non-idempotent call runs
+    twice: the caller is told of revision 2 and revision 1 exists too."""
+    ecs = sandbox.client("ecs", config=botocore.config.Config(retries={"total_max_attempts": 3, "mode": "standard"}))
+    family = unique("lost-retried")
+    sandbox.admin("DELETE", "counters")
+    sandbox.admin(
+        "POST", "faults", {"service": "ecs", "operation": "RegisterTaskDefinition", "error": "lost", "first": 1}
+    )
+    answer = ecs.register_task_definition(family=family, **DEFINITION)
+    assert answer["taskDefinition"]["revision"] == 2
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
+    assert [arn.rsplit(":", 1)[1] for arn in revisions(ecs, family)] == ["1", "2"]
+    assert sandbox.admin("GET", "counters")["ecs:RegisterTaskDefinition"] == 2
+    [rule] = sandbox.admin("GET", "faults")
+    assert (rule["matched"], rule["fired"]) == (2, 1)
+
+
+def test_a_retried_lost_run_task_starts_one_task(sandbox, ecs, cluster):
+    """The SDK sends RunTask's `clientToken` once per call and keeps it across
+    its retries, so the retry of a lost RunTask returns the task the first
+    attempt started instead of starting another."""
+    family = unique("lost-run")
+    ecs.register_task_definition(family=family, **DEFINITION)
+    sandbox.admin("POST", "faults", {"service": "ecs", "operation": "RunTask", "error": "lost", "first": 1})
+    answer = ecs.run_task(cluster=cluster, taskDefinition=family)
+    assert answer["ResponseMetadata"]["RetryAttempts"] == 1
+    [task] = answer["tasks"]
+    assert ecs.list_tasks(cluster=cluster, family=family)["taskArns"] == [task["taskArn"]]
+    [rule] = sandbox.admin("GET", "faults")
+    assert (rule["matched"], rule["fired"]) == (2, 1)

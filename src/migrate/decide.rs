@@ -1,24 +1,28 @@
-//! What an earlier run of this deploy left, and what to do about it. A pure function of the
-//! revision (the migration's claim in its tags, which containers are essential), the tasks ECS
-//! still knows and `--retry-migration`; the migrate step reads those from AWS and acts on the
+//! What earlier runs of this deploy left, and what to do now. A pure function of the deploy
+//! record's migration attempts, what ECS says of the latest attempt's task, the revision's tags
+//! (a mirror the record wins over, read only when the record has no attempt) and
+//! `--retry-migration`; the migrate step reads those from S3 and ECS and acts on the
 //! [`Decision`].
-
-use std::collections::BTreeMap;
 
 use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LaunchType, Service, Task};
 
 use crate::arn;
 use crate::settings::CapacityProvider;
+use crate::state::record::{Attempt, AttemptOutcome};
 use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
+
+pub use crate::state::record::ExitCodes;
 
 /// What to do about a migration of this deploy that failed.
 const RETRY_HINT: &str = "fix the cause and pass `--retry-migration` to run it again; a migration never runs twice on its own";
 
-/// Exit code of each container of a task; `None` when it has none.
-pub type ExitCodes = BTreeMap<String, Option<i32>>;
+/// How long ECS holds a `RunTask` `clientToken`: within it, the same token starts no second task.
+pub const CLIENT_TOKEN_LIFETIME: u64 = 24 * 60 * 60;
+/// Margin kept from the token's end: a resumed claim must reach ECS while the token still holds.
+const TOKEN_MARGIN: u64 = 10 * 60;
 
-/// The migration's record on the revision: written before `RunTask` (`started`), then the task
-/// and how it ended. It outlives ECS's short memory of stopped tasks.
+/// The migration as the revision's tags mirror it: `berth:migration` (`started`, `succeeded`,
+/// `failed`) and the task.
 #[derive(Debug, Clone, Copy)]
 pub struct Claim<'a> {
     pub task: Option<&'a str>,
@@ -32,27 +36,50 @@ impl<'a> Claim<'a> {
             result: revision.tags.get(MIGRATION_RESULT_TAG).map(String::as_str),
         }
     }
-
-    /// The revision says the migration succeeded: nothing in ECS needs to be read.
-    pub fn succeeded(&self) -> bool {
-        self.result == Some("succeeded")
-    }
 }
 
+/// What ECS says of the latest attempt's task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Not asked: the attempt has no task, or its outcome is recorded.
+    NotAsked,
+    /// Still going, in this status.
+    Running(String),
+    /// ECS no longer knows the task (stopped tasks are forgotten after about an hour).
+    Forgotten,
+}
+
+/// Everything the decision is made from.
 #[derive(Debug, Clone)]
+pub struct Situation<'a> {
+    /// The record's attempts, oldest first; a stopped task's outcome already written in.
+    pub attempts: &'a [Attempt],
+    /// ECS's view of the latest attempt's task.
+    pub seen: Seen,
+    /// The revision's tags, for deploys whose record has no attempt.
+    pub tags: Claim<'a>,
+    pub retry: bool,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// This deploy's migration succeeded. `record`: the revision does not say so yet.
+    /// This deploy's migration succeeded.
     Succeeded {
         task_arn: String,
         exit_codes: ExitCodes,
-        record: bool,
     },
     /// This deploy's migration task is still going: follow it.
     Attach { task_arn: String, status: String },
-    /// Start a task. `attempt` counts the tasks this deploy started before; `replaces` is the
-    /// failed task that `--retry-migration` runs again.
+    /// Call `RunTask` for attempt `number` with `token`. `claim`: a new attempt, to be claimed
+    /// in the record first; otherwise a claimed attempt whose `RunTask` may not have happened,
+    /// resumed with its own token (ECS hands back its task if it did). `replaces`: the failed
+    /// task `--retry-migration` runs again.
     Start {
-        attempt: usize,
+        number: u32,
+        token: String,
+        claim: bool,
         replaces: Option<String>,
     },
     /// Start nothing: the migration failed, or may have run, and only a person can say whether
@@ -60,60 +87,84 @@ pub enum Decision {
     Refuse { summary: String, hint: String },
 }
 
-/// Decides from the revision, the container the migration runs in, and the tasks started by
-/// this deploy that ECS still knows (described, any order).
-pub fn decide(revision: &Described, container: &str, tasks: &[Task], retry: bool) -> Decision {
-    let claim = Claim::of(revision);
-    if claim.succeeded() {
-        return Decision::Succeeded {
-            task_arn: claim.task.unwrap_or_default().to_owned(),
-            exit_codes: ExitCodes::new(),
-            record: false,
-        };
-    }
-    let Some(latest) = tasks
-        .iter()
-        .max_by_key(|t| t.created_at().map(|d| d.secs()))
-    else {
-        return forgotten(claim, retry);
+/// The `RunTask` `clientToken` of attempt `number`: ECS allows 64 characters; a deploy id is at
+/// most 36.
+pub fn client_token(deploy_id: &str, number: u32) -> String {
+    format!("{deploy_id}-migrate-{number}")
+}
+
+/// Decides what this run does about the migration of `deploy_id`.
+pub fn decide(deploy_id: &str, situation: &Situation<'_>) -> Decision {
+    let new_attempt = |number: u32, replaces: Option<String>| Decision::Start {
+        number,
+        token: client_token(deploy_id, number),
+        claim: true,
+        replaces,
     };
-    let task_arn = latest.task_arn().unwrap_or_default().to_owned();
-    if latest.last_status() != Some("STOPPED") {
-        return Decision::Attach {
-            status: latest.last_status().unwrap_or("starting").to_owned(),
-            task_arn,
-        };
-    }
-    match verdict(revision, container, latest) {
-        Ok(exit_codes) => Decision::Succeeded {
-            task_arn,
-            exit_codes,
-            record: true,
+    let Some(latest) = situation.attempts.last() else {
+        return from_tags(situation, new_attempt(0, None));
+    };
+    let next = latest.number + 1;
+    let task = latest.task_arn.clone().unwrap_or_default();
+    match latest.outcome {
+        AttemptOutcome::Succeeded => Decision::Succeeded {
+            task_arn: task,
+            exit_codes: latest.exit_codes.clone().unwrap_or_default(),
         },
-        Err(_) if retry => Decision::Start {
-            attempt: tasks.len(),
-            replaces: Some(task_arn),
-        },
-        Err(summary) => Decision::Refuse {
+        AttemptOutcome::Failed if situation.retry => new_attempt(next, Some(task)),
+        AttemptOutcome::Failed => Decision::Refuse {
             summary: format!(
-                "this deploy's migration task `{}` {summary}",
-                arn::short(&task_arn)
+                "this deploy's migration task `{}` {}",
+                arn::short(&task),
+                latest.summary.as_deref().unwrap_or("failed")
             ),
             hint: RETRY_HINT.to_owned(),
         },
+        AttemptOutcome::Started => match &situation.seen {
+            Seen::Running(status) => Decision::Attach {
+                task_arn: task,
+                status: status.clone(),
+            },
+            Seen::Forgotten | Seen::NotAsked if situation.retry => new_attempt(next, Some(task)),
+            Seen::Forgotten | Seen::NotAsked => Decision::Refuse {
+                summary: format!(
+                    "this deploy's migration task `{}` may have run, but ECS no longer knows how it ended",
+                    arn::short(&task)
+                ),
+                hint: MAY_HAVE_RUN_HINT.to_owned(),
+            },
+        },
+        AttemptOutcome::Claimed => {
+            let age = situation.now.saturating_sub(latest.claimed_at);
+            if age + TOKEN_MARGIN < CLIENT_TOKEN_LIFETIME {
+                Decision::Start {
+                    number: latest.number,
+                    token: latest.client_token.clone(),
+                    claim: false,
+                    replaces: None,
+                }
+            } else if situation.retry {
+                new_attempt(next, None)
+            } else {
+                Decision::Refuse {
+                    summary: "this deploy's migration may have run: it was being started when an earlier run ended, more than a day ago, and its `RunTask` token has expired".to_owned(),
+                    hint: MAY_HAVE_RUN_HINT.to_owned(),
+                }
+            }
+        }
     }
 }
 
-/// No task of this deploy in ECS: none was started, or ECS has forgotten it.
-fn forgotten(claim: Claim<'_>, retry: bool) -> Decision {
-    let start = Decision::Start {
-        attempt: 0,
-        replaces: None,
-    };
-    if retry {
-        return start;
-    }
+/// No attempt in the record: a deploy begun before records, or none started. The revision's
+/// tags say which.
+fn from_tags(situation: &Situation<'_>, start: Decision) -> Decision {
+    let claim = situation.tags;
     match (claim.task, claim.result) {
+        (Some(task), Some("succeeded")) => Decision::Succeeded {
+            task_arn: task.to_owned(),
+            exit_codes: ExitCodes::new(),
+        },
+        _ if situation.retry => start,
         (Some(task), Some("failed")) => Decision::Refuse {
             summary: format!(
                 "this deploy's migration task `{}` failed",
@@ -121,17 +172,8 @@ fn forgotten(claim: Claim<'_>, retry: bool) -> Decision {
             ),
             hint: RETRY_HINT.to_owned(),
         },
-        // Claimed (tag written before RunTask) or started, and no task to be found: it may have
-        // run.
-        (Some(task), _) => Decision::Refuse {
-            summary: format!(
-                "this deploy's migration task `{}` may have run, but ECS no longer knows how it ended",
-                arn::short(task)
-            ),
-            hint: MAY_HAVE_RUN_HINT.to_owned(),
-        },
-        (None, Some("started")) => Decision::Refuse {
-            summary: "this deploy's migration may have run (it was being started when an earlier run ended), but ECS knows no task of it".to_owned(),
+        (_, Some("started")) | (Some(_), _) => Decision::Refuse {
+            summary: "this deploy's migration may have run (the revision's tags say it was started), but its record has no attempt".to_owned(),
             hint: MAY_HAVE_RUN_HINT.to_owned(),
         },
         _ => start,
@@ -280,10 +322,10 @@ pub fn stopped_by_ecs(revision: &Described, container: &str, task: &Task) -> Vec
 #[cfg(test)]
 mod tests {
     use aws_sdk_ecs::types::{Container, Task, TaskStopCode};
-    use aws_smithy_types::DateTime;
     use serde_json::json;
 
-    use super::{Decision, decide, stopped_by_ecs, verdict};
+    use super::{Claim, Decision, Seen, Situation, client_token, decide, stopped_by_ecs, verdict};
+    use crate::state::record::{Attempt, AttemptOutcome};
     use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
     fn revision() -> Described {
@@ -357,37 +399,48 @@ mod tests {
 
     const TASK_1: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/1111";
     const TASK_2: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/2222";
+    const DAY: u64 = 24 * 60 * 60;
 
-    /// A task of this deploy as `DescribeTasks` shows it: created at `created`, in `status`, and
-    /// (once stopped) with `app`'s exit code.
-    fn found(arn: &str, created: i64, status: &str, app: Option<i32>) -> Task {
-        let mut task = task(TaskStopCode::EssentialContainerExited, &[("app", app)]);
-        task.task_arn = Some(arn.to_owned());
-        task.created_at = Some(DateTime::from_secs(created));
-        task.last_status = Some(status.to_owned());
-        task
+    fn attempt(number: u32, task: Option<&str>, outcome: AttemptOutcome, at: u64) -> Attempt {
+        Attempt {
+            number,
+            client_token: client_token("stg-abc", number),
+            claimed_at: at,
+            task_arn: task.map(str::to_owned),
+            outcome,
+            exit_codes: None,
+            summary: (outcome == AttemptOutcome::Failed)
+                .then(|| "failed: `app` exited 1".to_owned()),
+        }
     }
 
     /// What a row expects; summaries are matched by a part of their text.
     #[derive(Debug)]
     enum Want {
-        Succeeded { task: &'static str, record: bool },
+        Succeeded(&'static str),
         Attach(&'static str),
-        Start(usize, Option<&'static str>),
+        /// Attempt, whether it is claimed anew, the task it replaces.
+        Start(u32, bool, Option<&'static str>),
         Refuse(&'static str),
     }
 
     fn fits(decision: &Decision, want: &Want) -> bool {
         match (decision, want) {
-            (
-                Decision::Succeeded {
-                    task_arn, record, ..
-                },
-                Want::Succeeded { task, record: want },
-            ) => task_arn == task && record == want,
+            (Decision::Succeeded { task_arn, .. }, Want::Succeeded(task)) => task_arn == task,
             (Decision::Attach { task_arn, .. }, Want::Attach(task)) => task_arn == task,
-            (Decision::Start { attempt, replaces }, Want::Start(want, replaced)) => {
-                attempt == want && replaces.as_deref() == *replaced
+            (
+                Decision::Start {
+                    number,
+                    token,
+                    claim,
+                    replaces,
+                },
+                Want::Start(want, claimed, replaced),
+            ) => {
+                number == want
+                    && claim == claimed
+                    && *token == client_token("stg-abc", *number)
+                    && replaces.as_deref() == *replaced
             }
             (Decision::Refuse { summary, hint }, Want::Refuse(part)) => {
                 summary.contains(part) && hint.contains("--retry-migration")
@@ -396,159 +449,198 @@ mod tests {
         }
     }
 
+    /// One row per situation an earlier run can leave; now is a day and a bit after t = 0.
     #[test]
     fn what_an_earlier_run_left_decides_what_this_one_does() {
-        let running = found(TASK_1, 10, "RUNNING", None);
-        let ok = found(TASK_1, 10, "STOPPED", Some(0));
-        let failed = found(TASK_1, 10, "STOPPED", Some(1));
-        let failed_again = found(TASK_2, 20, "STOPPED", Some(1));
-        let retried = found(TASK_2, 20, "PENDING", None);
-        /// Case, tags on the revision, tasks ECS knows, `--retry-migration`, expected.
+        use AttemptOutcome::{Claimed, Failed, Started, Succeeded};
+        let now = DAY + 1000;
+        let recent = now - 60;
+        let running = || Seen::Running("RUNNING".to_owned());
+        /// Case, attempts in the record, what ECS says of the latest, tags on the revision,
+        /// `--retry-migration`, expected.
         type Row = (
             &'static str,
+            Vec<Attempt>,
+            Seen,
             &'static [(&'static str, &'static str)],
-            Vec<Task>,
             bool,
             Want,
         );
         let rows: Vec<Row> = vec![
-            ("a first run", &[], vec![], false, Want::Start(0, None)),
             (
-                "success recorded on the revision: done, tasks unread",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_1),
-                    (MIGRATION_RESULT_TAG, "succeeded"),
-                ],
-                vec![failed.clone()],
+                "a first run",
+                vec![],
+                Seen::NotAsked,
+                &[],
                 false,
-                Want::Succeeded {
-                    task: TASK_1,
-                    record: false,
-                },
+                Want::Start(0, true, None),
             ),
             (
-                "a task still running: attach",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_1),
-                    (MIGRATION_RESULT_TAG, "started"),
-                ],
-                vec![running.clone()],
+                "claimed and never started (crash before RunTask): resumed with its own token",
+                vec![attempt(0, None, Claimed, recent)],
+                Seen::NotAsked,
+                &[],
+                false,
+                Want::Start(0, false, None),
+            ),
+            (
+                "claimed more than a day ago: the token expired, it may have run",
+                vec![attempt(0, None, Claimed, 0)],
+                Seen::NotAsked,
+                &[],
+                false,
+                Want::Refuse("may have run"),
+            ),
+            (
+                "claimed long ago, retry asked: a new attempt",
+                vec![attempt(0, None, Claimed, 0)],
+                Seen::NotAsked,
+                &[],
+                true,
+                Want::Start(1, true, None),
+            ),
+            (
+                "started and running: attach",
+                vec![attempt(0, Some(TASK_1), Started, recent)],
+                running(),
+                &[],
                 false,
                 Want::Attach(TASK_1),
             ),
             (
-                "a task that exited 0 while no run watched: done, and recorded",
-                &[(MIGRATION_RESULT_TAG, "started")],
-                vec![ok.clone()],
-                false,
-                Want::Succeeded {
-                    task: TASK_1,
-                    record: true,
-                },
-            ),
-            (
-                "a failed task: refused",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_1),
-                    (MIGRATION_RESULT_TAG, "failed"),
-                ],
-                vec![failed.clone()],
-                false,
-                Want::Refuse("`1111` failed: `app` exited 1"),
-            ),
-            (
-                "a failed task with --retry-migration: the next attempt",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_1),
-                    (MIGRATION_RESULT_TAG, "failed"),
-                ],
-                vec![failed.clone()],
+                "running, retry asked: still attach, never a second task",
+                vec![attempt(0, Some(TASK_1), Started, recent)],
+                running(),
+                &[],
                 true,
-                Want::Start(1, Some(TASK_1)),
+                Want::Attach(TASK_1),
             ),
             (
-                "the newest of two tasks decides",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_2),
-                    (MIGRATION_RESULT_TAG, "started"),
-                ],
-                vec![retried.clone(), failed.clone()],
+                "stopped 0 (recorded): done, ECS not asked",
+                vec![attempt(0, Some(TASK_1), Succeeded, recent)],
+                Seen::NotAsked,
+                &[],
                 false,
-                Want::Attach(TASK_2),
+                Want::Succeeded(TASK_1),
             ),
             (
-                "two failed attempts with --retry-migration: the third",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_2),
-                    (MIGRATION_RESULT_TAG, "failed"),
-                ],
-                vec![failed.clone(), failed_again.clone()],
+                "succeeded, retry asked: done all the same",
+                vec![attempt(0, Some(TASK_1), Succeeded, recent)],
+                Seen::NotAsked,
+                &[],
                 true,
-                Want::Start(2, Some(TASK_2)),
+                Want::Succeeded(TASK_1),
             ),
             (
-                "a failed task ECS forgot: refused from the record",
+                "stopped non-zero: refused",
+                vec![attempt(0, Some(TASK_1), Failed, recent)],
+                Seen::NotAsked,
+                &[],
+                false,
+                Want::Refuse("exited 1"),
+            ),
+            (
+                "stopped non-zero, retry asked: attempt 1 replaces it",
+                vec![attempt(0, Some(TASK_1), Failed, recent)],
+                Seen::NotAsked,
+                &[],
+                true,
+                Want::Start(1, true, Some(TASK_1)),
+            ),
+            (
+                "the retry failed too, retry asked again: attempt 2",
+                vec![
+                    attempt(0, Some(TASK_1), Failed, recent),
+                    attempt(1, Some(TASK_2), Failed, recent),
+                ],
+                Seen::NotAsked,
+                &[],
+                true,
+                Want::Start(2, true, Some(TASK_2)),
+            ),
+            (
+                "a retry claimed and never started: resumed, not a third attempt",
+                vec![
+                    attempt(0, Some(TASK_1), Failed, recent),
+                    attempt(1, None, Claimed, recent),
+                ],
+                Seen::NotAsked,
+                &[],
+                true,
+                Want::Start(1, false, None),
+            ),
+            (
+                "started, then forgotten by ECS before its end was recorded: may have run",
+                vec![attempt(0, Some(TASK_1), Started, recent)],
+                Seen::Forgotten,
+                &[],
+                false,
+                Want::Refuse("may have run"),
+            ),
+            (
+                "forgotten, retry asked: a new attempt",
+                vec![attempt(0, Some(TASK_1), Started, recent)],
+                Seen::Forgotten,
+                &[],
+                true,
+                Want::Start(1, true, Some(TASK_1)),
+            ),
+            (
+                "no attempt, but the revision's tags say it succeeded (an older berth)",
+                vec![],
+                Seen::NotAsked,
+                &[
+                    (MIGRATION_TASK_TAG, TASK_1),
+                    (MIGRATION_RESULT_TAG, "succeeded"),
+                ],
+                false,
+                Want::Succeeded(TASK_1),
+            ),
+            (
+                "no attempt, tags say started: may have run",
+                vec![],
+                Seen::NotAsked,
+                &[(MIGRATION_RESULT_TAG, "started")],
+                false,
+                Want::Refuse("may have run"),
+            ),
+            (
+                "no attempt, tags say failed, retry asked: attempt 0",
+                vec![],
+                Seen::NotAsked,
                 &[
                     (MIGRATION_TASK_TAG, TASK_1),
                     (MIGRATION_RESULT_TAG, "failed"),
                 ],
-                vec![],
-                false,
-                Want::Refuse("`1111` failed"),
-            ),
-            (
-                "a started task ECS forgot: it may have run",
-                &[
-                    (MIGRATION_TASK_TAG, TASK_1),
-                    (MIGRATION_RESULT_TAG, "started"),
-                ],
-                vec![],
-                false,
-                Want::Refuse("`1111` may have run"),
-            ),
-            (
-                "a claim with no task: it may have run",
-                &[(MIGRATION_RESULT_TAG, "started")],
-                vec![],
-                false,
-                Want::Refuse("it was being started when an earlier run ended"),
-            ),
-            (
-                "a claim with no task, with --retry-migration: start again",
-                &[(MIGRATION_RESULT_TAG, "started")],
-                vec![],
                 true,
-                Want::Start(0, None),
+                Want::Start(0, true, None),
             ),
             (
-                "a forgotten failure with --retry-migration: start again",
+                "the record wins over the tags",
+                vec![attempt(0, Some(TASK_2), Succeeded, recent)],
+                Seen::NotAsked,
                 &[
                     (MIGRATION_TASK_TAG, TASK_1),
                     (MIGRATION_RESULT_TAG, "failed"),
                 ],
-                vec![],
-                true,
-                Want::Start(0, None),
-            ),
-            (
-                "a task that never started: refused with ECS's reason",
-                &[(MIGRATION_RESULT_TAG, "started")],
-                vec![{
-                    let mut task = found(TASK_1, 10, "STOPPED", None);
-                    task.stop_code = Some(TaskStopCode::TaskFailedToStart);
-                    task
-                }],
                 false,
-                Want::Refuse("did not start (`TaskFailedToStart`)"),
+                Want::Succeeded(TASK_2),
             ),
         ];
-        for (case, tags, tasks, retry, want) in rows {
+        for (case, attempts, seen, tags, retry, want) in rows {
             let mut revision = revision();
             revision.tags = tags
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            let decision = decide(&revision, "app", &tasks, retry);
+            let situation = Situation {
+                attempts: &attempts,
+                seen,
+                tags: Claim::of(&revision),
+                retry,
+                now,
+            };
+            let decision = decide("stg-abc", &situation);
             assert!(
                 fits(&decision, &want),
                 "{case}: got {decision:?}, want {want:?}"

@@ -1,18 +1,17 @@
 //! Migrate: one `RunTask` of the new revision with the migration command, its CloudWatch logs
 //! streamed live, judged by every essential container's real exit code.
 //!
-//! A migration never runs twice for one deploy: the task is started by the deploy id, and its
-//! outcome is written as tags on the revision, which outlive ECS's short memory of stopped tasks.
-//! On timeout or interrupt the task is left running; a rerun attaches to it.
+//! A migration never runs twice for one deploy. Each attempt is claimed in the deploy record
+//! before its `RunTask`, and passes the record's `clientToken`: a run that resumes a claim whose
+//! `RunTask` may have happened gets ECS's task back rather than a second one. The task and how it
+//! ended go into the record, which outlives ECS's short memory of stopped tasks; the revision's
+//! tags mirror them for people. On timeout or interrupt the task is left running; a rerun
+//! attaches to it.
 
 mod decide;
 
-use std::collections::BTreeSet;
-
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{
-    ContainerOverride, DesiredStatus, PropagateTags, Service, Tag, Task, TaskOverride,
-};
+use aws_sdk_ecs::types::{ContainerOverride, PropagateTags, Service, Tag, Task, TaskOverride};
 use serde::Serialize;
 
 use crate::arn;
@@ -21,10 +20,14 @@ use crate::error::Error;
 use crate::logs::{LogStream, Tail};
 use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
+use crate::state::record::{Attempt, AttemptOutcome};
+use crate::state::{Lock, Record};
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 use crate::text::short_duration;
 pub use decide::ExitCodes;
-use decide::{Capacity, Claim, Decision, capacity, decide, stopped_by_ecs, verdict};
+use decide::{
+    Capacity, Claim, Decision, Seen, Situation, capacity, decide, stopped_by_ecs, verdict,
+};
 
 /// Log lines kept for the tail shown when the migration fails.
 const TAIL: usize = 20;
@@ -45,6 +48,8 @@ pub struct Plan<'a> {
     pub web: &'a Service,
     pub deploy_id: &'a str,
     pub retry: bool,
+    /// The environment's lock: checked before `RunTask`.
+    pub lock: &'a Lock,
 }
 
 pub async fn run(
@@ -52,24 +57,23 @@ pub async fn run(
     logs: &aws_sdk_cloudwatchlogs::Client,
     settings: &Settings,
     plan: &Plan<'_>,
+    record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
-    let container = &settings.migration.container;
-    taskdef::check_migration_container(plan.revision, container)?;
-    let tasks = if Claim::of(plan.revision).succeeded() {
-        Vec::new()
-    } else {
-        this_deploys_tasks(ecs, settings, plan.revision.family(), plan.deploy_id).await?
+    taskdef::check_migration_container(plan.revision, &settings.migration.container)?;
+    let seen = look(ecs, settings, plan, record, reporter).await?;
+    let situation = Situation {
+        attempts: &record.value.migration,
+        seen,
+        tags: Claim::of(plan.revision),
+        retry: plan.retry,
+        now: crate::state::now(),
     };
-    let task = match decide(plan.revision, container, &tasks, plan.retry) {
+    let task = match decide(plan.deploy_id, &situation) {
         Decision::Succeeded {
             task_arn,
             exit_codes,
-            record: needed,
         } => {
-            if needed {
-                record(ecs, plan, &task_arn, true).await?;
-            }
             return Ok(Migrated {
                 task_arn,
                 exit_codes,
@@ -83,91 +87,103 @@ pub async fn run(
             ));
             task_arn
         }
-        Decision::Start { attempt, replaces } => {
+        Decision::Start {
+            number,
+            token,
+            claim,
+            replaces,
+        } => {
             if let Some(failed) = replaces {
                 reporter.info(&format!(
                     "this deploy's migration task `{}` failed; running it again (`--retry-migration`)",
                     arn::short(&failed)
                 ));
             }
-            start(ecs, settings, plan, attempt, reporter).await?
+            if claim {
+                // The claim comes first: whatever happens between here and the task's ARN being
+                // recorded, a rerun resumes this attempt with its token instead of starting
+                // another.
+                record
+                    .update(|r| {
+                        r.migration.push(Attempt {
+                            number,
+                            client_token: token.clone(),
+                            claimed_at: crate::state::now(),
+                            task_arn: None,
+                            outcome: AttemptOutcome::Claimed,
+                            exit_codes: None,
+                            summary: None,
+                        });
+                    })
+                    .await?;
+                mirror(ecs, plan, None, "started", reporter).await;
+            } else {
+                reporter.info(&format!(
+                    "resuming migration attempt {number}, claimed by an earlier run: ECS starts no second task for its token"
+                ));
+            }
+            plan.lock.check()?;
+            let task_arn = start(ecs, settings, plan, &token, reporter).await?;
+            record
+                .update(|r| {
+                    if let Some(attempt) = r.migration.last_mut() {
+                        attempt.task_arn = Some(task_arn.clone());
+                        attempt.outcome = AttemptOutcome::Started;
+                    }
+                })
+                .await?;
+            mirror(ecs, plan, Some(&task_arn), "started", reporter).await;
+            task_arn
         }
         Decision::Refuse { summary, hint } => {
             return Err(Error::MigrationFailed { summary, hint });
         }
     };
-    follow(ecs, logs, settings, plan, &task, reporter).await
+    follow(ecs, logs, settings, plan, &task, record, reporter).await
 }
 
-/// The tasks started by this deploy that ECS still knows, described. `ListTasks` takes
-/// `startedBy` only as its sole filter, and then lists running tasks alone (its default status
-/// filter); the stopped ones are found among the family's stopped tasks.
-async fn this_deploys_tasks(
+/// What ECS says of the latest attempt's task when the record does not know how it ended; a
+/// task found stopped is judged and its outcome recorded.
+async fn look(
     ecs: &Client,
     settings: &Settings,
-    family: &str,
-    deploy_id: &str,
-) -> Result<Vec<Task>, Error> {
-    let (running, stopped) = tokio::try_join!(
-        list_tasks(
-            ecs.list_tasks()
-                .cluster(&settings.cluster)
-                .started_by(deploy_id)
-        ),
-        list_tasks(
-            ecs.list_tasks()
-                .cluster(&settings.cluster)
-                .family(family)
-                .desired_status(DesiredStatus::Stopped)
-        ),
-    )?;
-    // One task can be in both lists when it stopped between the two calls.
-    let arns: BTreeSet<String> = running.into_iter().chain(stopped).collect();
-    let arns: Vec<String> = arns.into_iter().collect();
-    let tasks = describe_tasks(ecs, settings, &arns).await?;
-    Ok(tasks
-        .into_iter()
-        .filter(|task| task.started_by() == Some(deploy_id))
-        .collect())
-}
-
-/// Every task ARN that `request` lists, page by page.
-async fn list_tasks(
-    request: aws_sdk_ecs::operation::list_tasks::builders::ListTasksFluentBuilder,
-) -> Result<Vec<String>, Error> {
-    let mut pages = request.into_paginator().send();
-    let mut arns = Vec::new();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| failed("looking for this deploy's migration task", e))?;
-        arns.extend(page.task_arns().iter().cloned());
+    plan: &Plan<'_>,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+) -> Result<Seen, Error> {
+    let Some(task_arn) = record
+        .value
+        .migration
+        .last()
+        .filter(|a| a.outcome == AttemptOutcome::Started)
+        .and_then(|a| a.task_arn.clone())
+    else {
+        return Ok(Seen::NotAsked);
+    };
+    let Some(task) = describe_task(ecs, settings, &task_arn).await? else {
+        return Ok(Seen::Forgotten);
+    };
+    if task.last_status() != Some("STOPPED") {
+        return Ok(Seen::Running(
+            task.last_status().unwrap_or("PROVISIONING").to_owned(),
+        ));
     }
-    Ok(arns)
+    // How it ended is in the record now, where the decision reads it.
+    let _ = conclude(ecs, settings, plan, &task, record, reporter).await?;
+    Ok(Seen::NotAsked)
 }
 
 async fn start(
     ecs: &Client,
     settings: &Settings,
     plan: &Plan<'_>,
-    attempt: usize,
+    token: &str,
     reporter: &dyn Reporter,
 ) -> Result<String, Error> {
-    // The claim comes first: whatever happens between here and the task's ARN being recorded,
-    // a rerun knows a migration may have started.
-    ecs.tag_resource()
-        .resource_arn(&plan.revision.arn)
-        .tags(
-            Tag::builder()
-                .key(MIGRATION_RESULT_TAG)
-                .value("started")
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| failed("recording the migration's start on the revision", e))?;
     let web = plan.web;
     let mut request = ecs
         .run_task()
-        .client_token(client_token(plan.deploy_id, attempt, plan.retry))
+        .client_token(token)
         .cluster(&settings.cluster)
         .task_definition(&plan.revision.arn)
         .count(1)
@@ -201,14 +217,14 @@ async fn start(
     };
     let output = request.send().await.map_err(|e| {
         if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) {
-            // Same token, other parameters: another run of this deploy started the migration
-            // from a revision of its own.
+            // Same token, other parameters: the web service's network settings changed since
+            // this attempt was first started.
             return Error::MigrationFailed {
                 summary: format!(
-                    "another run of this deploy already started its migration with other parameters: {}",
+                    "this migration attempt was started before with other parameters: {}",
                     crate::text::with_causes(&e)
                 ),
-                hint: "wait for that run to end, then rerun the same command: it attaches to that migration".to_owned(),
+                hint: "the web service's network settings changed since; check the earlier task, then pass `--retry-migration` for a new attempt".to_owned(),
             };
         }
         match failed("starting the migration task", e) {
@@ -242,33 +258,12 @@ async fn start(
         .and_then(|t| t.task_arn())
         .unwrap_or_default()
         .to_owned();
-    ecs.tag_resource()
-        .resource_arn(&plan.revision.arn)
-        .tags(Tag::builder().key(MIGRATION_TASK_TAG).value(&arn).build())
-        .send()
-        .await
-        .map_err(|e| failed("recording the migration task on the revision", e))?;
     reporter.info(&format!(
         "migration task `{}` started: `{}`",
         arn::short(&arn),
         settings.migration.command.join(" ")
     ));
     Ok(arn)
-}
-
-/// The `RunTask` idempotency token: ECS returns the task of an earlier call with the same token
-/// and parameters (for 24 hours, per cluster) instead of starting another, so the SDK's own retries
-/// of a lost response, and two runs of one deploy, start one task. A `--retry-migration` run is a
-/// person asking for a new attempt: its token is new, so ECS never hands back the failed task.
-fn client_token(deploy_id: &str, attempt: usize, retry: bool) -> String {
-    if retry {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        format!("{deploy_id}-{attempt}-retry-{now}")
-    } else {
-        format!("{deploy_id}-{attempt}")
-    }
 }
 
 /// Streams the task's log lines until it stops, then judges it.
@@ -278,6 +273,7 @@ async fn follow(
     settings: &Settings,
     plan: &Plan<'_>,
     task_arn: &str,
+    record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
     let container = &settings.migration.container;
@@ -285,14 +281,12 @@ async fn follow(
     let mut tail = Tail::new(TAIL);
     let watch = Watch::new(settings.timeouts.heartbeat);
     let task = loop {
-        let task = describe_tasks(ecs, settings, &[task_arn.to_owned()])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::MigrationFailed {
+        let task = describe_task(ecs, settings, task_arn).await?.ok_or_else(|| {
+            Error::MigrationFailed {
                 summary: format!("migration task `{}` is gone", arn::short(task_arn)),
-                hint: "ECS no longer knows the task; rerun the same command: what the revision records decides what happens next".to_owned(),
-            })?;
+                hint: "ECS no longer knows the task; rerun the same command: the deploy record decides what happens next".to_owned(),
+            }
+        })?;
         stream.read(logs, &mut tail, reporter).await?;
         if task.last_status() == Some("STOPPED") {
             // Lines can reach CloudWatch after the task stopped: read until they stop coming.
@@ -325,12 +319,11 @@ async fn follow(
         );
         settings.timeouts.pause(watch.elapsed()).await;
     };
-    match verdict(plan.revision, container, &task) {
+    match conclude(ecs, settings, plan, &task, record, reporter).await? {
         Ok(exit_codes) => {
             for line in stopped_by_ecs(plan.revision, container, &task) {
                 reporter.info(&line);
             }
-            record(ecs, plan, task_arn, true).await?;
             Ok(Migrated {
                 task_arn: task_arn.to_owned(),
                 exit_codes,
@@ -338,7 +331,6 @@ async fn follow(
             })
         }
         Err(summary) => {
-            record(ecs, plan, task_arn, false).await?;
             if !tail.is_empty() {
                 reporter.info("last log lines:");
                 for line in tail.lines() {
@@ -360,49 +352,90 @@ async fn follow(
     }
 }
 
-/// Writes the outcome on the revision, where a later rerun finds it.
-async fn record(
+/// Judges a stopped task of the latest attempt and records how it ended: in the deploy record,
+/// which decides, and on the revision's tags, which mirror it.
+async fn conclude(
+    ecs: &Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    task: &Task,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+) -> Result<Result<ExitCodes, String>, Error> {
+    let judged = verdict(plan.revision, &settings.migration.container, task);
+    let task_arn = task.task_arn().unwrap_or_default();
+    let exit_codes: ExitCodes = task
+        .containers()
+        .iter()
+        .map(|c| (c.name().unwrap_or("?").to_owned(), c.exit_code()))
+        .collect();
+    record
+        .update(|r| {
+            if let Some(attempt) = r.migration.last_mut() {
+                attempt.task_arn = Some(task_arn.to_owned());
+                attempt.exit_codes = Some(exit_codes);
+                match &judged {
+                    Ok(_) => attempt.outcome = AttemptOutcome::Succeeded,
+                    Err(summary) => {
+                        attempt.outcome = AttemptOutcome::Failed;
+                        attempt.summary = Some(summary.clone());
+                    }
+                }
+            }
+        })
+        .await?;
+    let result = if judged.is_ok() {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    mirror(ecs, plan, Some(task_arn), result, reporter).await;
+    Ok(judged)
+}
+
+/// Mirrors the migration's state on the revision's tags, for people reading the revision. The
+/// record decides; a tag that cannot be written is a warning.
+async fn mirror(
     ecs: &Client,
     plan: &Plan<'_>,
-    task_arn: &str,
-    succeeded: bool,
-) -> Result<(), Error> {
-    ecs.tag_resource()
-        .resource_arn(&plan.revision.arn)
-        .tags(
+    task_arn: Option<&str>,
+    result: &str,
+    reporter: &dyn Reporter,
+) {
+    let mut request = ecs.tag_resource().resource_arn(&plan.revision.arn).tags(
+        Tag::builder()
+            .key(MIGRATION_RESULT_TAG)
+            .value(result)
+            .build(),
+    );
+    if let Some(task_arn) = task_arn {
+        request = request.tags(
             Tag::builder()
                 .key(MIGRATION_TASK_TAG)
                 .value(task_arn)
                 .build(),
-        )
-        .tags(
-            Tag::builder()
-                .key(MIGRATION_RESULT_TAG)
-                .value(if succeeded { "succeeded" } else { "failed" })
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| failed("recording the migration's result on the revision", e))?;
-    Ok(())
+        );
+    }
+    if let Err(error) = request.send().await {
+        reporter.info(&format!(
+            "warning: the migration's state was not mirrored on the revision's tags: {}",
+            crate::text::with_causes(&failed("tagging the revision", error))
+        ));
+    }
 }
 
-async fn describe_tasks(
+/// The task as ECS describes it, or `None` once ECS has forgotten it.
+async fn describe_task(
     ecs: &Client,
     settings: &Settings,
-    arns: &[String],
-) -> Result<Vec<Task>, Error> {
-    let mut tasks = Vec::new();
-    // DescribeTasks takes at most 100 tasks per call.
-    for batch in arns.chunks(100) {
-        let output = ecs
-            .describe_tasks()
-            .cluster(&settings.cluster)
-            .set_tasks(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| failed("describing the migration task", e))?;
-        tasks.extend(output.tasks().iter().cloned());
-    }
-    Ok(tasks)
+    task_arn: &str,
+) -> Result<Option<Task>, Error> {
+    let output = ecs
+        .describe_tasks()
+        .cluster(&settings.cluster)
+        .tasks(task_arn)
+        .send()
+        .await
+        .map_err(|e| failed("describing the migration task", e))?;
+    Ok(output.tasks().first().cloned())
 }

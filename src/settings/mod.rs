@@ -48,6 +48,10 @@ pub struct Settings {
     pub build: BuildSettings,
     pub migration: MigrationSettings,
     pub timeouts: Timeouts,
+    /// Where berth keeps the environment's lock and deploy records.
+    pub state: StateSettings,
+    /// What a deploy does to the services that moved when another service's rollout fails.
+    pub on_failure: OnFailure,
     /// Container environment variables to set.
     pub environment: BTreeMap<String, String>,
     /// Container environment variables to remove.
@@ -71,6 +75,31 @@ pub enum MigrateOrder {
     Before,
     /// Not at all.
     Skip,
+}
+
+/// `[state]`: the S3 bucket and prefix of the lock and the deploy records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StateSettings {
+    /// `None`: `berth-state-<account>-<region>`, created on first use when `create` allows.
+    pub bucket: Option<String>,
+    /// Names the app: objects live under `<prefix>/<env>/`. Default: the repository name.
+    pub prefix: String,
+    /// Create the bucket when it does not exist.
+    pub create: bool,
+    /// How long the lock holds without renewal: a holder killed outright loses it after this.
+    #[serde(serialize_with = "human_duration")]
+    pub lease: Duration,
+}
+
+/// `on_failure`: when a service's rollout fails, what happens to the services that had moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Roll them back to the revisions they ran before the deploy (the default): one commit per
+    /// environment.
+    Rollback,
+    /// Leave them where they are.
+    Leave,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -29,6 +29,8 @@ pub struct RawLayer<Envs = NotHere> {
     pub build: Option<RawBuild>,
     pub migration: Option<RawMigration>,
     pub timeouts: Option<RawTimeouts>,
+    pub state: Option<RawState>,
+    pub on_failure: Option<Spanned<String>>,
     pub environment: Option<BTreeMap<String, String>>,
     pub remove_environment: Option<Spanned<Vec<String>>>,
     pub secrets: Option<BTreeMap<String, Spanned<String>>>,
@@ -69,6 +71,15 @@ pub struct RawCapacityProvider {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub bucket: Option<Spanned<String>>,
+    pub prefix: Option<Spanned<String>>,
+    pub create: Option<bool>,
+    pub lease: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
     pub rollout: Option<Spanned<String>>,
     pub migration: Option<Spanned<String>>,
@@ -91,7 +102,7 @@ impl<'de> Deserialize<'de> for NotHere {
 impl<Envs> RawLayer<Envs> {
     /// This layer with `over` on top: a key set in `over` wins; tables (`build`, `migration`,
     /// `timeouts`, `environment`, `secrets`, `build.args`) merge key by
-    /// key; lists replace as a whole. The result has no `env` tables.
+    /// key (`state` too); lists replace as a whole. The result has no `env` tables.
     pub fn overlay(self, over: RawLayer) -> RawLayer {
         // Exhaustive destructuring: a new key fails to compile until it is merged here.
         let Self {
@@ -107,6 +118,8 @@ impl<Envs> RawLayer<Envs> {
             build,
             migration,
             timeouts,
+            state,
+            on_failure,
             environment,
             remove_environment,
             secrets,
@@ -127,6 +140,8 @@ impl<Envs> RawLayer<Envs> {
             build: merge_tables(build, over.build, RawBuild::overlay),
             migration: merge_tables(migration, over.migration, RawMigration::overlay),
             timeouts: merge_tables(timeouts, over.timeouts, RawTimeouts::overlay),
+            state: merge_tables(state, over.state, RawState::overlay),
+            on_failure: over.on_failure.or(on_failure),
             environment: merge_maps(environment, over.environment),
             remove_environment: over.remove_environment.or(remove_environment),
             secrets: merge_maps(secrets, over.secrets),
@@ -175,6 +190,23 @@ impl RawMigration {
             capacity_provider_strategy: over
                 .capacity_provider_strategy
                 .or(capacity_provider_strategy),
+        }
+    }
+}
+
+impl RawState {
+    fn overlay(self, over: Self) -> Self {
+        let Self {
+            bucket,
+            prefix,
+            create,
+            lease,
+        } = self;
+        Self {
+            bucket: over.bucket.or(bucket),
+            prefix: over.prefix.or(prefix),
+            create: over.create.or(create),
+            lease: over.lease.or(lease),
         }
     }
 }

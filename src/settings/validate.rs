@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{RawBuild, RawCapacityProvider, RawLayer, RawMigration, RawTimeouts};
+use super::raw::{RawBuild, RawCapacityProvider, RawLayer, RawMigration, RawState, RawTimeouts};
 use super::{
-    BuildSettings, Builder, CapacityProvider, MigrateOrder, MigrationSettings, Settings, Source,
-    Timeouts,
+    BuildSettings, Builder, CapacityProvider, MigrateOrder, MigrationSettings, OnFailure, Settings,
+    Source, StateSettings, Timeouts,
 };
 use crate::error::ConfigError;
 use crate::flags::Flags;
@@ -22,6 +22,11 @@ pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// CircleCI kills a step after 10 minutes without output; stay far below.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// Long enough to ride out a slow S3 call or a short pause of the machine; short enough that a
+/// rerun after a crash waits little.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// Renewal happens three times a lease: shorter leases would leave no room for a slow renewal.
+const MIN_LEASE: Duration = Duration::from_secs(3);
 
 pub(super) fn validate(
     layer: RawLayer,
@@ -92,6 +97,12 @@ pub(super) fn validate(
     let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
     let migration = check.migration(layer.migration.unwrap_or_default(), containers.as_deref())?;
     let timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
+    let state = check.state(layer.state.unwrap_or_default(), repository.get_ref())?;
+    let on_failure = layer
+        .on_failure
+        .map(|value| check.on_failure(value))
+        .transpose()?
+        .unwrap_or(OnFailure::Rollback);
 
     let environment = layer.environment.unwrap_or_default();
     let remove_environment = layer
@@ -169,6 +180,8 @@ pub(super) fn validate(
         build,
         migration,
         timeouts,
+        state,
+        on_failure,
         environment,
         remove_environment,
         secrets,
@@ -460,6 +473,69 @@ impl Check<'_> {
         Ok(out)
     }
 
+    fn state(&self, state: RawState, repository: &str) -> Result<StateSettings, ConfigError> {
+        let bucket = match state.bucket {
+            None => None,
+            Some(bucket) if is_valid_bucket_name(bucket.get_ref()) => Some(bucket.into_inner()),
+            Some(bucket) => {
+                return Err(self.invalid(
+                    "state.bucket",
+                    Some(bucket.span()),
+                    format!("is `{}`, not a valid S3 bucket name", bucket.get_ref()),
+                    "use 3 to 63 characters: lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit; or leave it out for `berth-state-<account>-<region>`",
+                ));
+            }
+        };
+        let prefix = match state.prefix {
+            None => repository.to_owned(),
+            Some(prefix) => {
+                let text = prefix.get_ref().trim_matches('/');
+                if text.is_empty() || text.split('/').any(str::is_empty) {
+                    return Err(self.invalid(
+                        "state.prefix",
+                        Some(prefix.span()),
+                        format!("is `{}`, not a key prefix", prefix.get_ref()),
+                        "use a path such as `myapp` or `teams/web/myapp`; it names the app in the state bucket",
+                    ));
+                }
+                text.to_owned()
+            }
+        };
+        let lease_span = state.lease.as_ref().map(Spanned::span);
+        let lease = self.duration(state.lease, "state.lease", DEFAULT_LEASE)?;
+        if lease < MIN_LEASE {
+            return Err(self.invalid(
+                "state.lease",
+                lease_span,
+                format!(
+                    "is {}, shorter than {}",
+                    humantime::format_duration(lease),
+                    humantime::format_duration(MIN_LEASE)
+                ),
+                "leave it out for 1m; the lease is renewed a third of the way through",
+            ));
+        }
+        Ok(StateSettings {
+            bucket,
+            prefix,
+            create: state.create.unwrap_or(true),
+            lease,
+        })
+    }
+
+    fn on_failure(&self, value: Spanned<String>) -> Result<OnFailure, ConfigError> {
+        match value.get_ref().as_str() {
+            "rollback" => Ok(OnFailure::Rollback),
+            "leave" => Ok(OnFailure::Leave),
+            other => Err(self.invalid(
+                "on_failure",
+                Some(value.span()),
+                format!("is `{other}`"),
+                "use `rollback` (services that moved go back when another fails) or `leave`",
+            )),
+        }
+    }
+
     fn timeouts(&self, timeouts: RawTimeouts) -> Result<Timeouts, ConfigError> {
         Ok(Timeouts {
             rollout: self.duration(
@@ -492,6 +568,20 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("must be longer than zero".to_owned());
     }
     Ok(duration)
+}
+
+/// S3's rule for general purpose buckets: 3 to 63 characters, lowercase letters, digits, `.` and
+/// `-`, starting and ending with a letter or digit, no `..`, not an IP address.
+fn is_valid_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..")
+        && name.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 /// ECR's rule: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, 2 to 256 long.
@@ -583,6 +673,25 @@ mod tests {
             &"a".repeat(257),
         ] {
             assert!(!is_valid_repository_name(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for (name, valid) in [
+            ("berth-state-123456789012-us-east-1", true),
+            ("my.bucket", true),
+            ("abc", true),
+            ("ab", false),
+            ("Upper", false),
+            ("-start", false),
+            ("end-", false),
+            ("a..b", false),
+            ("192.168.1.1", false),
+            ("under_score", false),
+            (&"a".repeat(64), false),
+        ] {
+            assert_eq!(is_valid_bucket_name(name), valid, "{name}");
         }
     }
 

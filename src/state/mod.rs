@@ -1,0 +1,383 @@
+//! berth's own memory of each environment, kept in S3 beside nothing else: the lock that keeps
+//! two deploys of one environment apart ([`lock`]) and one record per deploy ([`record`]).
+//!
+//! Every write is conditional, the way Terraform's S3 backend writes its lock file: an object is
+//! created with `If-None-Match: *` and replaced with `If-Match: <the ETag we read>`, so of two
+//! writers that read the same version exactly one wins and the other learns it lost (412). S3's
+//! ETag of a plain object is the MD5 of its content, so every object carries a `serial` that
+//! each write bumps: two writes never look like none.
+//!
+//! Objects live under `<prefix>/<env>/` of one bucket: `lock.json`, and `deploys/<id>.json`.
+
+pub mod lock;
+pub mod record;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client as S3;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::aws::{self, failed};
+use crate::error::Error;
+use crate::report::Reporter;
+use crate::settings::Settings;
+
+pub use lock::Lock;
+pub use record::Record;
+
+/// Where one environment's state lives.
+#[derive(Debug, Clone)]
+pub struct Store {
+    s3: S3,
+    bucket: String,
+    /// `<prefix>/<env>/`.
+    root: String,
+}
+
+/// An object as read, with the ETag a conditional write of it needs.
+#[derive(Debug, Clone)]
+pub struct Stored<T> {
+    pub value: T,
+    pub etag: String,
+}
+
+/// How a conditional write ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// Written; the object's new ETag.
+    Written(String),
+    /// The condition failed: the object exists (create) or changed since it was read (replace).
+    Lost,
+}
+
+impl Store {
+    /// The environment's store: the bucket of `[state] bucket`, else `berth-state-<account>-
+    /// <region>`, created on first use unless `[state] create = false`.
+    pub async fn open(
+        config: &SdkConfig,
+        settings: &Settings,
+        reporter: &dyn Reporter,
+    ) -> Result<Self, Error> {
+        let store = Self::locate(config, settings).await?;
+        ensure_bucket(&store.s3, &store.bucket, settings, reporter).await?;
+        Ok(store)
+    }
+
+    /// The environment's store as it is, for reading: `None` when its bucket does not exist.
+    pub async fn find(config: &SdkConfig, settings: &Settings) -> Result<Option<Self>, Error> {
+        let store = Self::locate(config, settings).await?;
+        match store.s3.head_bucket().bucket(&store.bucket).send().await {
+            Ok(_) => Ok(Some(store)),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(failed(
+                format!("reading state bucket `{}`", store.bucket),
+                error,
+            )),
+        }
+    }
+
+    /// Where the store is, without looking at it.
+    async fn locate(config: &SdkConfig, settings: &Settings) -> Result<Self, Error> {
+        let s3 = aws::s3_client(config);
+        let bucket = match &settings.state.bucket {
+            Some(bucket) => bucket.clone(),
+            None => {
+                let identity = aws::sts_client(config)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| failed("finding the AWS account (`sts:GetCallerIdentity`)", e))?;
+                default_bucket(identity.account().unwrap_or_default(), &settings.region)
+            }
+        };
+        Ok(Self::new(s3, bucket, &settings.state.prefix, &settings.env))
+    }
+
+    pub fn new(s3: S3, bucket: String, prefix: &str, env: &str) -> Self {
+        Self {
+            s3,
+            bucket,
+            root: format!("{prefix}/{env}/"),
+        }
+    }
+
+    /// `s3://bucket/prefix/env/key`, for messages.
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{}{key}", self.bucket, self.root)
+    }
+
+    /// The object at `key`, or `None` when there is none.
+    pub async fn read<T: DeserializeOwned>(&self, key: &str) -> Result<Option<Stored<T>>, Error> {
+        let output = match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.root))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(error) => return Err(failed(format!("reading `{}`", self.url(key)), error)),
+        };
+        let etag = output.e_tag().unwrap_or_default().to_owned();
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::Aws {
+                action: format!("reading `{}`", self.url(key)),
+                environment: true,
+                source: Box::new(e),
+            })?
+            .into_bytes();
+        let value = serde_json::from_slice(&bytes).map_err(|e| Error::Mismatch {
+            problem: format!("`{}` is not what berth wrote there: {e}", self.url(key)),
+            hint: "berth keeps only its own objects under its prefix; remove the object, or set `[state] prefix` to another path".to_owned(),
+        })?;
+        Ok(Some(Stored { value, etag }))
+    }
+
+    /// Creates `key` unless it exists (`If-None-Match: *`).
+    pub async fn create<T: Serialize>(&self, key: &str, value: &T) -> Result<Put, Error> {
+        self.put(key, value, Condition::Absent).await
+    }
+
+    /// Replaces `key` if it is still the version with `etag` (`If-Match`).
+    pub async fn replace<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        etag: &str,
+    ) -> Result<Put, Error> {
+        self.put(key, value, Condition::Version(etag)).await
+    }
+
+    async fn put<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        condition: Condition<'_>,
+    ) -> Result<Put, Error> {
+        let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+        let request = self
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.root))
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let request = match condition {
+            Condition::Absent => request.if_none_match("*"),
+            Condition::Version(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Put::Written(output.e_tag().unwrap_or_default().to_owned())),
+            Err(error) if precondition_failed(&error) => Ok(Put::Lost),
+            Err(error) => Err(failed(format!("writing `{}`", self.url(key)), error)),
+        }
+    }
+
+    /// The keys under `folder/` (relative to the environment), any order.
+    pub async fn list(&self, folder: &str) -> Result<Vec<String>, Error> {
+        let prefix = format!("{}{folder}/", self.root);
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| failed(format!("listing `{}`", self.url(folder)), e))?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key())
+                    .filter_map(|key| key.strip_prefix(&self.root))
+                    .map(str::to_owned),
+            );
+        }
+        Ok(keys)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Condition<'a> {
+    Absent,
+    Version(&'a str),
+}
+
+/// 412 Precondition Failed, or 409 ConditionalRequestConflict (a conditional write raced another
+/// write of the same key): either way another writer won.
+fn precondition_failed<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> bool
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match error {
+        SdkError::ServiceError(service) => matches!(
+            service.err().code(),
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        ),
+        _ => false,
+    }
+}
+
+/// HeadBucket's 404: the bucket does not exist.
+fn is_not_found(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        aws_sdk_s3::operation::head_bucket::HeadBucketError,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    error.as_service_error().is_some_and(|e| e.is_not_found())
+        || error.raw_response().map(|r| r.status().as_u16()) == Some(404)
+}
+
+/// `berth-state-<account>-<region>`: one per account and region, like AWS SAM's managed bucket.
+pub fn default_bucket(account: &str, region: &str) -> String {
+    format!("berth-state-{account}-{region}")
+}
+
+/// Makes sure the bucket is there; creates it (versioned, private, encrypted) when it is not and
+/// the settings allow.
+async fn ensure_bucket(
+    s3: &S3,
+    bucket: &str,
+    settings: &Settings,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    let head = s3.head_bucket().bucket(bucket).send().await;
+    let missing = match &head {
+        Ok(_) => return Ok(()),
+        Err(error) => is_not_found(error),
+    };
+    if !missing {
+        let error = head
+            .err()
+            .map(|e| failed(format!("reading state bucket `{bucket}`"), e));
+        return Err(match error {
+            Some(Error::AccessDenied { .. }) => Error::Mismatch {
+                problem: format!("state bucket `{bucket}` exists, but berth may not read it"),
+                hint: "grant `s3:ListBucket`, `s3:GetObject` and `s3:PutObject` on it (docs/configuration.md, `[state]`), or set `[state] bucket` to one of this account's buckets".to_owned(),
+            },
+            Some(other) => other,
+            None => return Ok(()),
+        });
+    }
+    if !settings.state.create {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "state bucket `{bucket}` does not exist, and `[state] create = false`"
+            ),
+            hint: "create it (versioning on), or name an existing one with `[state] bucket`"
+                .to_owned(),
+        });
+    }
+    create_bucket(s3, bucket, &settings.region).await?;
+    reporter.info(&format!(
+        "created state bucket `{bucket}` (versioned, private, encrypted): berth keeps each environment's lock and deploy records there"
+    ));
+    Ok(())
+}
+
+async fn create_bucket(s3: &S3, bucket: &str, region: &str) -> Result<(), Error> {
+    use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+
+    let mut request = s3.create_bucket().bucket(bucket);
+    // us-east-1 is S3's default location and refuses to be named as one.
+    if region != "us-east-1" {
+        request = request.create_bucket_configuration(
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build(),
+        );
+    }
+    match request.send().await {
+        Ok(_) => {}
+        // Another deploy created it a moment ago.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you()) => {}
+        Err(error) => {
+            return Err(match failed(format!("creating state bucket `{bucket}`"), error) {
+                Error::AccessDenied { .. } => Error::Mismatch {
+                    problem: format!(
+                        "state bucket `{bucket}` does not exist, and berth may not create it (`s3:CreateBucket`)"
+                    ),
+                    hint: "create it once (versioning on), or set `[state] bucket` to an existing bucket and `[state] create = false`; docs/configuration.md lists the S3 actions berth needs".to_owned(),
+                },
+                other => other,
+            });
+        }
+    }
+    let setup = format!("setting up state bucket `{bucket}`");
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed(&setup, e))?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| failed(&setup, e))?;
+    let encryption = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .map_err(|e| Error::Aws {
+            action: setup.clone(),
+            environment: false,
+            source: Box::new(e),
+        })?;
+    let rules = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(encryption)
+                .build(),
+        )
+        .build()
+        .map_err(|e| Error::Aws {
+            action: setup.clone(),
+            environment: false,
+            source: Box::new(e),
+        })?;
+    s3.put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(rules)
+        .send()
+        .await
+        .map_err(|e| failed(&setup, e))?;
+    Ok(())
+}
+
+/// Now, as seconds since the Unix epoch: what berth's records and the lock's lease count in.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}

@@ -1,0 +1,230 @@
+//! The record of one deploy: what it did, written before each change in AWS and after its
+//! outcome, so that a rerun (on any machine) knows what is done, what may be under way, and what
+//! must not happen twice. The migration's attempts live here: an attempt is claimed in the record
+//! before its `RunTask`, and its `clientToken` is the record's.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Put, Store, now};
+use crate::error::Error;
+
+/// Records live at `deploys/<deploy id>.json`.
+pub const FOLDER: &str = "deploys";
+
+/// Exit code of each container of a task; `None` when it has none.
+pub type ExitCodes = BTreeMap<String, Option<i32>>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// Bumped by every write.
+    pub serial: u64,
+    pub deploy_id: String,
+    pub kind: Kind,
+    pub env: String,
+    pub commit: String,
+    /// Unix seconds.
+    pub started_at: u64,
+    pub updated_at: u64,
+    /// Runs of this deploy so far (the first, then each rerun).
+    pub runs: u32,
+    pub state: RunState,
+    /// How the latest run failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<RecordedImage>,
+    /// Family → the revision this deploy registered (or reused).
+    #[serde(default)]
+    pub revisions: BTreeMap<String, String>,
+    /// Service → the revision it ran when this deploy first touched it: what a rollback goes
+    /// back to.
+    #[serde(default)]
+    pub previous: BTreeMap<String, String>,
+    /// Service → its rollout.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceRollout>,
+    /// The migration's attempts, oldest first.
+    #[serde(default)]
+    pub migration: Vec<Attempt>,
+    /// A rollback: the deploy whose revisions it went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_to: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    #[default]
+    Deploy,
+    Rollback,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    #[default]
+    Running,
+    Succeeded,
+    Failed,
+    /// Failed, and the services that had moved went back (`on_failure = "rollback"`).
+    RolledBack,
+    Interrupted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedImage {
+    pub tag: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRollout {
+    pub revision: String,
+    /// Set once `UpdateService` answered (or the service was found on the revision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    pub outcome: RolloutOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutOutcome {
+    /// About to call `UpdateService`.
+    Starting,
+    InProgress,
+    Completed,
+    Failed,
+    /// Moved back to its previous revision after a failure.
+    RolledBack,
+}
+
+/// One try of the migration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// 0 for the first.
+    pub number: u32,
+    /// The `RunTask` `clientToken`: any run that starts this attempt passes the same one, so ECS
+    /// starts one task for it (within 24 hours).
+    pub client_token: String,
+    /// Unix seconds.
+    pub claimed_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    pub outcome: AttemptOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_codes: Option<ExitCodes>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// Claimed: `RunTask` may or may not have been called.
+    Claimed,
+    /// `RunTask` answered with the task.
+    Started,
+    Succeeded,
+    Failed,
+}
+
+/// A deploy's record, as this run holds it: changed in memory, then saved with `If-Match`.
+#[derive(Debug)]
+pub struct Record {
+    store: Store,
+    key: String,
+    etag: String,
+    pub value: DeployRecord,
+}
+
+impl Record {
+    /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `bool`: it
+    /// existed.
+    pub async fn open(store: &Store, fresh: DeployRecord) -> Result<(Self, bool), Error> {
+        let key = key(&fresh.deploy_id);
+        loop {
+            if let Some(stored) = store.read::<DeployRecord>(&key).await? {
+                let mut record = Self {
+                    store: store.clone(),
+                    key,
+                    etag: stored.etag,
+                    value: stored.value,
+                };
+                record.value.runs += 1;
+                record.value.state = RunState::Running;
+                record.value.error = None;
+                record.save().await?;
+                return Ok((record, true));
+            }
+            let mut value = fresh.clone();
+            value.runs = 1;
+            value.serial = 1;
+            value.started_at = now();
+            value.updated_at = value.started_at;
+            // Lost: an earlier write of ours whose answer was lost, or another run's; the next
+            // read takes it either way.
+            if let Put::Written(etag) = store.create(&key, &value).await? {
+                return Ok((
+                    Self {
+                        store: store.clone(),
+                        key,
+                        etag,
+                        value,
+                    },
+                    false,
+                ));
+            }
+        }
+    }
+
+    /// Changes the record and saves it.
+    pub async fn update(&mut self, change: impl FnOnce(&mut DeployRecord)) -> Result<(), Error> {
+        change(&mut self.value);
+        self.save().await
+    }
+
+    /// Writes the record if nobody else wrote it since this run last did.
+    pub async fn save(&mut self) -> Result<(), Error> {
+        self.value.serial += 1;
+        self.value.updated_at = now();
+        match self
+            .store
+            .replace(&self.key, &self.value, &self.etag)
+            .await?
+        {
+            Put::Written(etag) => {
+                self.etag = etag;
+                Ok(())
+            }
+            Put::Lost => match self.store.read::<DeployRecord>(&self.key).await? {
+                // Our write landed and its answer was lost.
+                Some(stored) if stored.value == self.value => {
+                    self.etag = stored.etag;
+                    Ok(())
+                }
+                _ => Err(Error::LockLost {
+                    why: format!(
+                        "another run of deploy `{}` wrote its record `{}`",
+                        self.value.deploy_id,
+                        self.store.url(&self.key)
+                    ),
+                }),
+            },
+        }
+    }
+}
+
+/// The record of `deploy_id`, if any.
+pub async fn read(store: &Store, deploy_id: &str) -> Result<Option<DeployRecord>, Error> {
+    Ok(store
+        .read::<DeployRecord>(&key(deploy_id))
+        .await?
+        .map(|stored| stored.value))
+}
+
+fn key(deploy_id: &str) -> String {
+    format!("{FOLDER}/{deploy_id}.json")
+}

@@ -1,0 +1,279 @@
+//! `berth status`: what runs in one environment now. Each service's revision, image, deploy and
+//! commit (from the revision's tags), its tasks and deployments, the newest deploys from the
+//! records, a migration in flight, and who holds the lock. Reads only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use serde::Serialize;
+
+use crate::arn;
+use crate::aws;
+use crate::error::Error;
+use crate::services;
+use crate::settings::Settings;
+use crate::state::lock::{self, LockFile};
+use crate::state::record::{self, AttemptOutcome, DeployRecord};
+use crate::state::{self, Store};
+use crate::taskdef::{self, DEPLOY_ID_TAG, GIT_SHA_TAG};
+use crate::text::short_duration;
+
+/// Deploys shown, newest first.
+const RECENT: usize = 5;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub env: String,
+    pub cluster: String,
+    /// Where the lock and records live; `None` when the state bucket does not exist yet.
+    pub state: Option<String>,
+    pub services: Vec<ServiceStatus>,
+    pub lock: Option<LockStatus>,
+    /// The newest deploys of the environment, newest first, as their records tell.
+    pub deploys: Vec<DeployRecord>,
+    /// A migration attempt of the newest deploy that has not ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migration_in_flight: Option<record::Attempt>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub revision: String,
+    pub deploy_id: Option<String>,
+    pub commit: Option<String>,
+    /// The images of the revision's containers, by container.
+    pub images: BTreeMap<String, String>,
+    pub running: i32,
+    pub desired: i32,
+    pub pending: i32,
+    pub deployments: Vec<DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentStatus {
+    pub id: String,
+    pub status: String,
+    pub rollout_state: Option<String>,
+    pub revision: String,
+    pub running: i32,
+    pub desired: i32,
+    pub failed_tasks: i32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LockStatus {
+    pub holder: lock::Holder,
+    pub held_seconds: u64,
+    /// Seconds until the lease runs out unless renewed; 0 once it has.
+    pub lease_left_seconds: u64,
+}
+
+pub async fn read(settings: &Settings) -> Result<Status, Error> {
+    let config = aws::sdk_config(settings).await;
+    let ecs = aws::ecs_client(&config);
+    let (services, store) = tokio::try_join!(
+        services::describe(&ecs, &settings.cluster, &settings.services),
+        Store::find(&config, settings),
+    )
+    .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let revisions = try_join_all(services.values().map(|service| {
+        let revision = service.task_definition().unwrap_or_default().to_owned();
+        let ecs = ecs.clone();
+        async move { taskdef::describe(&ecs, &revision).await }
+    }))
+    .await?;
+    let revisions: BTreeMap<String, taskdef::Described> = revisions
+        .into_iter()
+        .map(|described| (described.arn.clone(), described))
+        .collect();
+    let services = settings
+        .services
+        .iter()
+        .filter_map(|name| services.get(name).map(|service| (name, service)))
+        .map(|(name, service)| {
+            let revision = service.task_definition().unwrap_or_default();
+            let described = revisions.get(revision);
+            ServiceStatus {
+                service: name.clone(),
+                revision: revision.to_owned(),
+                deploy_id: described.and_then(|d| d.tags.get(DEPLOY_ID_TAG).cloned()),
+                commit: described.and_then(|d| d.tags.get(GIT_SHA_TAG).cloned()),
+                images: described
+                    .map(|d| {
+                        d.containers()
+                            .iter()
+                            .filter_map(|c| {
+                                Some((
+                                    c.get("name")?.as_str()?.to_owned(),
+                                    c.get("image")?.as_str()?.to_owned(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                running: service.running_count(),
+                desired: service.desired_count(),
+                pending: service.pending_count(),
+                deployments: service
+                    .deployments()
+                    .iter()
+                    .map(|d| DeploymentStatus {
+                        id: d.id().unwrap_or_default().to_owned(),
+                        status: d.status().unwrap_or_default().to_owned(),
+                        rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
+                        revision: d.task_definition().unwrap_or_default().to_owned(),
+                        running: d.running_count(),
+                        desired: d.desired_count(),
+                        failed_tasks: d.failed_tasks(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let mut status = Status {
+        env: settings.env.clone(),
+        cluster: settings.cluster.clone(),
+        state: None,
+        services,
+        lock: None,
+        deploys: Vec::new(),
+        migration_in_flight: None,
+    };
+    let Some(store) = store else {
+        return Ok(status);
+    };
+    status.state = Some(store.url(""));
+    let file = lock::read(&store).await?;
+    let now = state::now();
+    status.lock = file.holder.clone().map(|holder| LockStatus {
+        held_seconds: now.saturating_sub(holder.since),
+        lease_left_seconds: holder.expires.saturating_sub(now),
+        holder,
+    });
+    status.deploys = recent(&store, &file, RECENT).await?;
+    status.migration_in_flight = status.deploys.first().and_then(|newest| {
+        newest
+            .migration
+            .last()
+            .filter(|a| matches!(a.outcome, AttemptOutcome::Claimed | AttemptOutcome::Started))
+            .cloned()
+    });
+    Ok(status)
+}
+
+/// The records of the newest `count` deploys of the journal, newest first.
+pub async fn recent(
+    store: &Store,
+    file: &LockFile,
+    count: usize,
+) -> Result<Vec<DeployRecord>, Error> {
+    let ids: Vec<&str> = file
+        .deploys
+        .iter()
+        .rev()
+        .take(count)
+        .map(|d| d.deploy_id.as_str())
+        .collect();
+    let records = try_join_all(ids.iter().map(|id| record::read(store, id))).await?;
+    Ok(records.into_iter().flatten().collect())
+}
+
+/// The status for people, one line per fact.
+pub fn lines(status: &Status) -> Vec<String> {
+    let now = state::now();
+    let ago = |at: u64| short_duration(Duration::from_secs(now.saturating_sub(at)));
+    let mut lines = vec![format!(
+        "environment `{}` (cluster `{}`)",
+        status.env, status.cluster
+    )];
+    for service in &status.services {
+        let deploy = match (&service.deploy_id, &service.commit) {
+            (Some(id), Some(commit)) => {
+                format!("deploy `{id}`, commit {}", &commit[..commit.len().min(7)])
+            }
+            (Some(id), None) => format!("deploy `{id}`"),
+            _ => "not deployed by berth".to_owned(),
+        };
+        lines.push(format!(
+            "  {:<10} `{}`  {deploy}  {}/{} running{}",
+            service.service,
+            arn::short(&service.revision),
+            service.running,
+            service.desired,
+            if service.pending > 0 {
+                format!(", {} pending", service.pending)
+            } else {
+                String::new()
+            }
+        ));
+        for deployment in service
+            .deployments
+            .iter()
+            .filter(|d| d.rollout_state.as_deref() != Some("COMPLETED"))
+        {
+            lines.push(format!(
+                "  {:<10}   deployment `{}` of `{}`: {} {} ({}/{} running, {} failed)",
+                "",
+                deployment.id,
+                arn::short(&deployment.revision),
+                deployment.status,
+                deployment.rollout_state.as_deref().unwrap_or("-"),
+                deployment.running,
+                deployment.desired,
+                deployment.failed_tasks
+            ));
+        }
+    }
+    match &status.lock {
+        Some(lock) => lines.push(format!(
+            "  lock       held by {}, lease {}",
+            lock.holder.describe(now),
+            if lock.lease_left_seconds > 0 {
+                format!(
+                    "runs out in {}",
+                    short_duration(Duration::from_secs(lock.lease_left_seconds))
+                )
+            } else {
+                "ran out: the next deploy takes the lock over".to_owned()
+            }
+        )),
+        None if status.state.is_some() => lines.push("  lock       free".to_owned()),
+        None => {
+            lines.push("  state      no state bucket yet: berth has not deployed here".to_owned())
+        }
+    }
+    if let Some(attempt) = &status.migration_in_flight {
+        lines.push(format!(
+            "  migration  attempt {} {}",
+            attempt.number,
+            match &attempt.task_arn {
+                Some(task) => format!("task `{}` started", arn::short(task)),
+                None => "claimed, task not started".to_owned(),
+            }
+        ));
+    }
+    for deploy in &status.deploys {
+        let kind = match deploy.kind {
+            record::Kind::Deploy => "deploy",
+            record::Kind::Rollback => "rollback",
+        };
+        lines.push(format!(
+            "  {kind:<10} `{}` of commit {}: {}, {} ago{}",
+            deploy.deploy_id,
+            &deploy.commit[..deploy.commit.len().min(7)],
+            serde_json::to_value(deploy.state)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+                .unwrap_or_default(),
+            ago(deploy.started_at),
+            if deploy.runs > 1 {
+                format!(" ({} runs)", deploy.runs)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    lines
+}

@@ -101,9 +101,10 @@ class Faults:
         with self._lock:
             return [r.public() for r in self._rules]
 
-    def clear(self) -> None:
+    def clear(self, app: str | None = None) -> None:
+        """Forget every rule, or only those of one app id."""
         with self._lock:
-            self._rules.clear()
+            self._rules = [] if app is None else [r for r in self._rules if r.app != app]
 
     def count(self, key: str, app: str = "") -> None:
         with self._lock:

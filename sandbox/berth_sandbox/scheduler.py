@@ -158,12 +158,13 @@ class Scheduler:
 
     def schedule_services(self, backend) -> None:
         services = list(backend.services.values())
-        active = {s.name for s in services if s.status == "ACTIVE"}
+        # A service is named within its cluster: `web` of one cluster says nothing of another's.
+        active = {(s.cluster_name, s.name) for s in services if s.status == "ACTIVE"}
         for tasks in backend.tasks.values():
             for task in tasks.values():
                 if (
                     task.group.startswith("service:")
-                    and task.group[len("service:") :] not in active
+                    and (task.cluster_name, task.group[len("service:") :]) not in active
                     and task.desired_status == "RUNNING"
                 ):
                     self.agent.request_stop(task, SCHEDULER_STOP, "Service deleted")

@@ -79,9 +79,39 @@ def operation_of(environ: dict, body: bytes) -> str:
         form = parse_qs(body.decode("utf-8", "replace"))
         if "Action" in form:
             return form["Action"][0]
-    # REST protocols (S3, EventBridge Scheduler): method and first path segment.
+    if service_of(environ) == "s3":
+        return s3_operation(environ)
+    # Other REST protocols (EventBridge Scheduler): method and first path segment.
     first = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
     return f"{environ.get('REQUEST_METHOD', 'GET')} /{first}"
+
+
+# S3 bucket subresources (query keys) and the operation each names, by method.
+S3_SUBRESOURCES = {
+    "versioning": {"PUT": "PutBucketVersioning", "GET": "GetBucketVersioning"},
+    "publicAccessBlock": {"PUT": "PutPublicAccessBlock", "GET": "GetPublicAccessBlock"},
+    "encryption": {"PUT": "PutBucketEncryption", "GET": "GetBucketEncryption"},
+    "tagging": {"PUT": "PutObjectTagging", "GET": "GetObjectTagging"},
+}
+
+
+def s3_operation(environ: dict) -> str:
+    """S3's operation name for a path-style request (`/bucket` or `/bucket/key`), as in AWS's
+    API reference, so that faults and counters can name `PutObject` apart from `CreateBucket`."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "/").lstrip("/")
+    has_key = "/" in path and path.split("/", 1)[1] != ""
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    for key, names in S3_SUBRESOURCES.items():
+        if key in query and method in names:
+            return names[method]
+    if has_key:
+        return {"GET": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject", "HEAD": "HeadObject"}.get(
+            method, f"{method}Object"
+        )
+    if method == "GET":
+        return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
+    return {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(method, f"{method}Bucket")
 
 
 class SandboxApp:
@@ -108,7 +138,7 @@ class SandboxApp:
         if verdict.error == "drop":
             return self.drop(environ, start_response)
         if verdict.error in ERROR_SHAPES:
-            return self.error(environ, start_response, verdict.error)
+            return self.error(environ, start_response, verdict.error, service)
 
         if service == "ecr":
             ecr.before(operation, body, self.registry)
@@ -147,8 +177,10 @@ class SandboxApp:
             except OSError:
                 pass
 
-    def error(self, environ, start_response, kind: str):
+    def error(self, environ, start_response, kind: str, service: str = ""):
         status, code, message = ERROR_SHAPES[kind]
+        if service == "s3":
+            return self.s3_error(start_response, kind)
         reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
         request_id = str(uuid.uuid4())
         content_type = environ.get("CONTENT_TYPE", "")
@@ -169,6 +201,27 @@ class SandboxApp:
             ).encode()
             headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
         headers.append(("Content-Length", str(len(payload))))
+        start_response(f"{status} {reason}", headers)
+        return [payload]
+
+    def s3_error(self, start_response, kind: str):
+        """S3's own error document (`<Error>` at the root); S3 throttles with 503 `SlowDown`."""
+        status, code, message = {
+            "throttle": (503, "SlowDown", "Please reduce your request rate."),
+            "500": (500, "InternalError", "We encountered an internal error. Please try again."),
+            "503": (503, "ServiceUnavailable", "Please reduce your request rate."),
+        }[kind]
+        reason = {500: "Internal Server Error", 503: "Service Unavailable"}[status]
+        request_id = uuid.uuid4().hex[:16].upper()
+        payload = (
+            '<?xml version="1.0" encoding="UTF-8"?>'
+            f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        headers = [
+            ("Content-Type", "application/xml"),
+            ("x-amz-request-id", request_id),
+            ("Content-Length", str(len(payload))),
+        ]
         start_response(f"{status} {reason}", headers)
         return [payload]
 
@@ -209,7 +262,7 @@ class SandboxApp:
             if method == "POST":
                 return 200, self.faults.add(data).public()
             if method == "DELETE":
-                self.faults.clear()
+                self.faults.clear(query.get("app"))
             return 200, self.faults.rules()
         if route == "config":
             if method == "POST":

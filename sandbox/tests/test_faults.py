@@ -190,3 +190,10 @@ def test_a_retried_lost_run_task_starts_one_task(sandbox, ecs, cluster):
     assert ecs.list_tasks(cluster=cluster, family=family)["taskArns"] == [task["taskArn"]]
     [rule] = sandbox.admin("GET", "faults")
     assert (rule["matched"], rule["fired"]) == (2, 1)
+
+
+def test_faults_of_one_app_are_forgotten_alone(sandbox):
+    sandbox.admin("POST", "faults", {"service": "ecs", "error": "throttle", "app": "one"})
+    sandbox.admin("POST", "faults", {"service": "ecs", "error": "throttle", "app": "two"})
+    left = sandbox.admin("DELETE", "faults?app=one")
+    assert [rule["app"] for rule in left] == ["two"]

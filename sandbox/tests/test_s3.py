@@ -266,7 +266,7 @@ def test_a_lost_create_retried_by_the_sdk_finds_its_own_lock(sandbox, s3, bucket
     """The harsh case for a lock: the create is applied, its answer is lost,
     the SDK retries, and the retry sees the lock taken. Only the body tells
     the writer that the lock is its own."""
-    sandbox.admin("POST", "faults", {"service": "s3", "operation": f"PUT /{bucket}", "error": "lost", "first": 1})
+    sandbox.admin("POST", "faults", {"service": "s3", "operation": "PutObject", "error": "lost", "first": 1})
     assert refused(s3.put_object, Bucket=bucket, Key="lock", Body=b"holder-1", IfNoneMatch="*") == (
         412,
         "PreconditionFailed",
@@ -274,3 +274,28 @@ def test_a_lost_create_retried_by_the_sdk_finds_its_own_lock(sandbox, s3, bucket
     assert body_of(s3, bucket, "lock") == b"holder-1"
     [rule] = sandbox.admin("GET", "faults")
     assert (rule["matched"], rule["fired"]) == (2, 1)
+
+
+# -- operation names and faults ------------------------------------------------
+
+
+def test_s3_calls_are_counted_by_their_api_names(sandbox, s3, bucket):
+    sandbox.admin("DELETE", "counters")
+    s3.put_object(Bucket=bucket, Key="a/b.json", Body=b"{}")
+    s3.get_object(Bucket=bucket, Key="a/b.json")
+    s3.list_objects_v2(Bucket=bucket, Prefix="a/")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.head_bucket(Bucket=bucket)
+    counted = sandbox.admin("GET", "counters")
+    for name in ("PutObject", "GetObject", "ListObjectsV2", "PutBucketVersioning", "HeadBucket"):
+        assert counted.get(f"s3:{name}") == 1, (name, counted)
+
+
+def test_an_s3_throttle_is_s3s_slow_down_and_the_sdk_retries_it(sandbox, s3, bucket):
+    sandbox.admin("POST", "faults", {"service": "s3", "operation": "PutObject", "error": "throttle", "first": 2})
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v")
+    assert body_of(s3, bucket, "k") == b"v"
+    [rule] = sandbox.admin("GET", "faults")
+    assert (rule["matched"], rule["fired"]) == (3, 2)
+    sandbox.admin("POST", "faults", {"service": "s3", "operation": "GetObject", "error": "throttle"})
+    assert refused(no_retries(sandbox).get_object, Bucket=bucket, Key="k") == (503, "SlowDown")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import container_def, wait_for
+from conftest import container_def, stopped, unique, wait_for
 
 UP = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 0.2; done"]
 CRASH = ["/bin/sh", "-c", "echo boom; exit 1"]
@@ -334,3 +334,21 @@ def test_without_room_for_a_replacement_the_unhealthy_task_goes_first(ecs, clust
     old = ecs.describe_tasks(cluster=cluster, tasks=[first])["tasks"][0]
     assert old["stoppedReason"] == "Task failed container health checks"
     assert second["createdAt"] >= old["stoppingAt"]
+
+
+def test_deleting_a_service_stops_its_tasks_and_no_other_clusters(ecs, cluster):
+    """A service is named within its cluster: deleting `web` of one cluster
+    stops its tasks and leaves another cluster's `web` running."""
+    other = unique("other")
+    ecs.create_cluster(clusterName=other)
+    arn = register(ecs, unique("web"), UP)
+    create(ecs, cluster, "web", arn, desired=1)
+    create(ecs, other, "web", arn, desired=1)
+    [gone] = ecs.list_tasks(cluster=cluster, serviceName="web")["taskArns"]
+    [kept] = ecs.list_tasks(cluster=other, serviceName="web")["taskArns"]
+    ecs.update_service(cluster=cluster, service="web", desiredCount=0)
+    ecs.delete_service(cluster=cluster, service="web", force=True)
+    assert stopped(ecs, cluster, gone)["lastStatus"] == "STOPPED"
+    time.sleep(2)
+    [task] = ecs.describe_tasks(cluster=other, tasks=[kept])["tasks"]
+    assert task["lastStatus"] == "RUNNING"

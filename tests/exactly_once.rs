@@ -1,0 +1,466 @@
+//! One deploy per environment, and every side effect once, whatever happens to the process: the
+//! crash matrix (SIGKILL at every step boundary and inside every wait, then the same command
+//! again), two deploys started together, stale reruns, and `status`, `rollback`, `unlock`.
+//! Needs the sandbox (`scripts/test` starts it).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod harness;
+
+use serde_json::{Value, json};
+
+use harness::*;
+
+/// A short lease, so that a rerun after a SIGKILL takes the lock over within seconds.
+const LEASE: &str = "[state]\nlease = \"3s\"\n";
+/// The crash matrix's lease: renewed every 2 s, so it outlasts a held call (1.5 s) by 2.5 s
+/// at least.
+const CRASH_LEASE: &str = "[state]\nlease = \"6s\"\n";
+
+/// What holds after a deploy that ended well, however many runs it took: one revision per family
+/// tagged with the deploy id, one migration task started by it, the image pushed once since
+/// `seeded` (the app's counters before the deploy), the services on the deploy's revisions, the
+/// lock free and the record saying it succeeded.
+async fn assert_landed_once(app: &App, run: &Run, seeded: &Counters) {
+    let report = run.json();
+    let deploy_id = report["deploy_id"].as_str().unwrap();
+    for family in ["web", "devops"] {
+        let family = format!("{}-stg-{family}", app.name);
+        assert_eq!(
+            app.revisions_of_deploy(&family, deploy_id).await.len(),
+            1,
+            "{family}: one revision of the deploy"
+        );
+    }
+    assert_eq!(
+        app.tasks_started_by(deploy_id).await.len(),
+        1,
+        "one migration task for the deploy"
+    );
+    assert_eq!(
+        app.counters().pushes,
+        seeded.pushes + 1,
+        "the image was pushed once"
+    );
+    let revisions: Vec<String> = ["web", "devops"]
+        .iter()
+        .map(|service| {
+            report["revisions"][format!("{}-stg-{service}", app.name)]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(app.service_task_definitions().await, revisions);
+    assert_eq!(app.lock().await["holder"], Value::Null, "the lock is free");
+    assert_eq!(app.record(deploy_id).await["state"], "succeeded");
+}
+
+/// What a rerun did, step by step: `skipped` (found done in AWS), `ran` (done in this run), plus how it met the
+/// migration and the lock.
+fn what_the_rerun_did(rerun: &Run) -> String {
+    let mut did: Vec<String> = ["build", "push", "register", "rollout", "migrate"]
+        .iter()
+        .map(|step| {
+            let how = if rerun.stderr.contains(&format!("{step}: already done")) {
+                "skipped"
+            } else if rerun.stderr.contains(&format!("{step}: done")) {
+                "ran"
+            } else {
+                "-"
+            };
+            format!("{step} {how}")
+        })
+        .collect();
+    for (said, meaning) in [
+        ("took over the lock", "lock taken over"),
+        ("resuming migration attempt", "migration claim resumed"),
+        (": attaching", "attached to the migration task"),
+        ("already runs", "attached to a deployment"),
+    ] {
+        if rerun.stderr.contains(said) {
+            did.push(meaning.to_owned());
+        }
+    }
+    did.join(", ")
+}
+
+/// A point to kill berth at: its name, extra settings, fault rules (for a call in flight when
+/// the kill lands), the stderr line that marks the moment and how long after it.
+struct CrashPoint {
+    name: &'static str,
+    extra: &'static str,
+    faults: Vec<Value>,
+    at: fn(&str) -> bool,
+    /// The call (held by a fault) that is under way when the kill lands.
+    in_flight: Option<&'static str>,
+}
+
+fn crash_points() -> Vec<CrashPoint> {
+    // A call held for 3 s by the sandbox is in flight when the kill lands; ECS applies it after
+    // the process is gone (or, with `drop`, never).
+    let held =
+        |operation: &str| json!({"service": "ecs", "operation": operation, "latency_ms": 3000});
+    vec![
+        CrashPoint {
+            name: "lock taken, nothing done",
+            extra: "",
+            faults: vec![],
+            at: |l| l.ends_with("build: started"),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "inside the build",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains("build | "),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "inside the push",
+            extra: "",
+            faults: vec![],
+            at: |l| l.ends_with("push: started"),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "RegisterTaskDefinition in flight",
+            extra: "",
+            faults: vec![held("RegisterTaskDefinition")],
+            at: |l| l.ends_with("register: started"),
+            in_flight: Some("ecs:RegisterTaskDefinition"),
+        },
+        CrashPoint {
+            name: "UpdateService in flight",
+            extra: "",
+            faults: vec![held("UpdateService")],
+            at: |l| l.ends_with("rollout: started"),
+            in_flight: Some("ecs:UpdateService"),
+        },
+        CrashPoint {
+            name: "waiting on the rollouts",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains("deployment `") && l.ends_with("started"),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "one service's rollout completed",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains("deployment completed"),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "migration claimed, RunTask never applied",
+            extra: "",
+            faults: vec![
+                json!({"service": "ecs", "operation": "RunTask", "latency_ms": 1500, "error": "drop"}),
+            ],
+            at: |l| l.ends_with("migrate: started"),
+            in_flight: Some("ecs:RunTask"),
+        },
+        CrashPoint {
+            name: "migration claimed, RunTask applied after the kill",
+            extra: "",
+            faults: vec![held("RunTask")],
+            at: |l| l.ends_with("migrate: started"),
+            in_flight: Some("ecs:RunTask"),
+        },
+        CrashPoint {
+            name: "migration task started",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains("migration task `") && l.contains("started:"),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "migration running, logs streaming",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains("migrate | "),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "migration before the rollout, running",
+            extra: "migrate = \"before\"\n",
+            faults: vec![],
+            at: |l| l.contains("migrate | "),
+            in_flight: None,
+        },
+        CrashPoint {
+            name: "finished, lock not yet released",
+            extra: "",
+            faults: vec![],
+            at: |l| l.contains(" deploy `") && l.contains("` finished: "),
+            in_flight: None,
+        },
+    ]
+}
+
+/// SIGKILL at each crash point, then the same command: every rerun ends as an uninterrupted
+/// deploy would. Points run four at a time, each on its own copy of the app.
+#[test]
+fn a_deploy_killed_at_any_point_is_finished_by_the_same_command() {
+    let points = crash_points();
+    let mut summary = Vec::new();
+    for batch in points.chunks(4) {
+        let done: Vec<String> = std::thread::scope(|scope| {
+            let runs: Vec<_> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, point)| scope.spawn(move || crash_and_rerun(i, point)))
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        summary.extend(done);
+    }
+    println!("crash matrix: what each rerun did");
+    for line in &summary {
+        println!("  {line}");
+    }
+    assert!(summary.len() >= 12);
+}
+
+fn crash_and_rerun(index: usize, point: &CrashPoint) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = App::new(
+        &format!("crash{index}"),
+        &format!("{}{CRASH_LEASE}", point.extra),
+    );
+    let seeded = app.counters();
+    for rule in &point.faults {
+        app.fault(rule.clone());
+    }
+    let killed = app.interrupt_in_flight(&[], &[], &point.at, point.in_flight, "KILL");
+    assert_eq!(killed.code, None, "{}: killed by a signal", point.name);
+    app.clear_faults();
+    let rerun = app.deploy(&["--lock-wait", "30s"]);
+    assert_eq!(rerun.code, Some(0), "{}: {}", point.name, rerun.stderr);
+    runtime.block_on(assert_landed_once(&app, &rerun, &seeded));
+    format!("{}: {}", point.name, what_the_rerun_did(&rerun))
+}
+
+/// Two deploys of one environment started together: one proceeds, the other fails at once
+/// naming the holder (exit 5), or waits with `--lock-wait`; never a mixed environment, never two
+/// migrations.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_deploys_of_one_environment_never_overlap() {
+    let app = App::new("race", "");
+    let seeded = app.counters();
+
+    // The same commit, twice (a double-triggered pipeline).
+    let (first, second) = together(&app, &app, &[]);
+    let (won, lost) = winner(first, second);
+    assert_eq!(lost.code, Some(5), "{}", lost.stderr);
+    assert!(lost.stderr.contains("is locked by"), "{}", lost.stderr);
+    assert!(lost.stderr.contains("berth unlock --env stg"));
+    assert_landed_once(&app, &won, &seeded).await;
+
+    // Two new commits: one wins, and the environment is all of its commit.
+    let one = app.another_checkout("NOTES.md", "one\n");
+    let other = app.another_checkout("NOTES.md", "other\n");
+    let (first, second) = together(&one, &other, &[]);
+    let (won, lost) = winner(first, second);
+    assert_eq!(lost.code, Some(5), "{}", lost.stderr);
+    let won_report = won.json();
+    let lost_id = lost.json()["deploy_id"].as_str().unwrap().to_owned();
+    let won_id = won_report["deploy_id"].as_str().unwrap();
+    let revisions: Vec<&str> = ["web", "devops"]
+        .iter()
+        .map(|s| {
+            won_report["revisions"][format!("{}-stg-{s}", app.name)]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        app.service_task_definitions().await,
+        revisions,
+        "one commit everywhere"
+    );
+    assert_eq!(app.tasks_started_by(won_id).await.len(), 1);
+    assert!(
+        app.tasks_started_by(&lost_id).await.is_empty(),
+        "the loser changed nothing"
+    );
+    for family in ["web", "devops"] {
+        let family = format!("{}-stg-{family}", app.name);
+        assert!(app.revisions_of_deploy(&family, &lost_id).await.is_empty());
+    }
+
+    // With --lock-wait the second waits for the first, then runs: one after the other.
+    let third = app.another_checkout("NOTES.md", "a third commit\n");
+    let fourth = app.another_checkout("NOTES.md", "a fourth commit\n");
+    let (first, second) = together(&third, &fourth, &["--lock-wait", "3m"]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let waited = [&first, &second]
+        .into_iter()
+        .filter(|run| run.stderr.contains("waiting up to 3m"))
+        .count();
+    assert_eq!(waited, 1, "exactly one of them waited");
+    for run in [&first, &second] {
+        let id = run.json()["deploy_id"].as_str().unwrap().to_owned();
+        assert_eq!(
+            app.tasks_started_by(&id).await.len(),
+            1,
+            "one migration each"
+        );
+    }
+    assert_eq!(app.lock().await["holder"], Value::Null);
+}
+
+/// A deploy of another environment is not held up by this one's lock.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lock_is_per_environment() {
+    let app = App::create("envs", "migrate = \"skip\"\n", "", &["stg", "prd"]);
+    let stg = app.spawn(&["--env", "stg"], &[]);
+    let prd = app.spawn(&["--env", "prd"], &[]);
+    for (env, child) in [("stg", stg), ("prd", prd)] {
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        println!("--- {env}\n{stderr}");
+        assert_eq!(output.status.code(), Some(0), "{env}: {stderr}");
+        assert!(!stderr.contains("locked by"), "{env}: {stderr}");
+    }
+}
+
+/// Starts `a` and `b` at the same moment with `args`; both runs, in that order.
+fn together(a: &App, b: &App, args: &[&str]) -> (Run, Run) {
+    let began = std::time::Instant::now();
+    let children = [a.spawn(args, &[]), b.spawn(args, &[])];
+    let mut runs = children.into_iter().map(|child| {
+        let output = child.wait_with_output().unwrap();
+        let run = Run {
+            elapsed: began.elapsed(),
+            ended: std::time::SystemTime::now(),
+            code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        };
+        println!("--- together {args:?} → {:?}\n{}", run.code, run.stderr);
+        run
+    });
+    (runs.next().unwrap(), runs.next().unwrap())
+}
+
+/// The run that exited 0 and the other one; exactly one of them must have.
+fn winner(a: Run, b: Run) -> (Run, Run) {
+    match (a.code, b.code) {
+        (Some(0), Some(0)) => panic!("both deploys ran:\n{}\n---\n{}", a.stderr, b.stderr),
+        (Some(0), _) => (a, b),
+        (_, Some(0)) => (b, a),
+        _ => panic!("neither deploy ran:\n{}\n---\n{}", a.stderr, b.stderr),
+    }
+}
+
+/// `status` tells what runs; `rollback` goes back to the deploy before without touching the
+/// database; a stale rerun is refused; `unlock` frees a lock whose holder was killed.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_rollback_stale_reruns_and_unlock() {
+    let app = App::new("back", LEASE);
+    let first = app.deploy(&[]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let first_id = first.json()["deploy_id"].as_str().unwrap().to_owned();
+    let first_revisions = app.service_task_definitions().await;
+    let newer = app.another_checkout("NOTES.md", "newer\n");
+    let second = newer.deploy(&[]);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let second_id = second.json()["deploy_id"].as_str().unwrap().to_owned();
+
+    let status = app.run("status", &[], &[]);
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    let status = status.json();
+    assert_eq!(status["services"][0]["deploy_id"], second_id.as_str());
+    assert_eq!(
+        status["services"][0]["running"],
+        status["services"][0]["desired"]
+    );
+    assert_eq!(status["lock"], Value::Null);
+    assert_eq!(status["deploys"][0]["deploy_id"], second_id.as_str());
+    assert_eq!(status["deploys"][1]["deploy_id"], first_id.as_str());
+    let text = app.run("status", &["--output", "text"], &[]).stdout;
+    assert!(text.contains(&format!("deploy `{second_id}`")), "{text}");
+    assert!(text.contains("lock       free"), "{text}");
+
+    // A rerun of the older deploy (yesterday's pipeline rerun) is refused, naming the newer.
+    let stale = app.deploy(&[]);
+    assert_eq!(stale.code, Some(2), "{}", stale.stderr);
+    assert!(stale.stderr.contains(&second_id), "{}", stale.stderr);
+    assert!(stale.stderr.contains("--force"));
+
+    // Back to the first deploy: its revisions, waited on; no migration.
+    let counted = app.counters();
+    let back = app.run("rollback", &[], &[]);
+    assert_eq!(back.code, Some(0), "{}", back.stderr);
+    assert_eq!(back.json()["to"], first_id.as_str());
+    assert_eq!(app.service_task_definitions().await, first_revisions);
+    assert_eq!(
+        app.counters().get("ecs:RunTask"),
+        counted.get("ecs:RunTask"),
+        "the database is untouched"
+    );
+    let status = app.run("status", &[], &[]).json();
+    assert_eq!(status["deploys"][0]["kind"], "rollback");
+    assert_eq!(status["deploys"][0]["state"], "succeeded");
+
+    // A holder killed outright: `status` names it, `unlock` asks (and refuses without a
+    // terminal unless `--yes`), then frees it.
+    let killed = newer.interrupt(
+        &["--new"],
+        &[],
+        &|l| l.ends_with("register: started"),
+        "KILL",
+    );
+    assert_eq!(killed.code, None);
+    let held = app.run("status", &[], &[]).json();
+    assert!(held["lock"]["holder"]["who"].is_string(), "{held}");
+    let refused = app.run("unlock", &[], &[]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    let unlocked = app.run("unlock", &["--yes"], &[]);
+    assert_eq!(unlocked.code, Some(0), "{}", unlocked.stderr);
+    assert!(unlocked.json()["released"]["deploy_id"].is_string());
+    assert_eq!(app.lock().await["holder"], Value::Null);
+
+    // A revision deregistered since cannot be gone back to: refused before any change.
+    let ecs = app.ecs().await;
+    ecs.deregister_task_definition()
+        .task_definition(&first_revisions[0])
+        .send()
+        .await
+        .unwrap();
+    let inactive = app.run("rollback", &["--to", &second_id], &[]);
+    assert_eq!(inactive.code, Some(0), "{}", inactive.stderr);
+    let refused = app.run("rollback", &["--to", &first_id], &[]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(refused.stderr.contains("INACTIVE"), "{}", refused.stderr);
+}
+
+/// `on_failure = "rollback"` (the default): when `web`'s rollout fails, `devops`, which had
+/// moved, goes back too; the record and the report say so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_rollout_moves_the_environment_back_to_one_commit() {
+    let app = App::new(
+        "onefail",
+        "migrate = \"skip\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
+    );
+    let before = app.service_task_definitions().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(run.stderr.contains("rolled back: "), "{}", run.stderr);
+    assert_eq!(
+        app.service_task_definitions().await,
+        before,
+        "both services back"
+    );
+    let report = run.json();
+    assert_eq!(report["rolled_back"].as_array().unwrap().len(), 2);
+    let record = app.record(report["deploy_id"].as_str().unwrap()).await;
+    assert_eq!(record["state"], "rolled_back");
+    assert_eq!(record["services"]["devops"]["outcome"], "rolled_back");
+}

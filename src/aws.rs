@@ -7,10 +7,12 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 
+use crate::env_vars;
 use crate::error::Error;
 use crate::settings::Settings;
 
 /// Attempts per AWS call, first try included; throttling and 5xx are retried with backoff.
+/// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, when set, win (read by the SDK).
 const MAX_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,7 +23,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -31,7 +32,41 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
+    // The standard variables configure retries when set; berth's default otherwise.
+    let configured = [env_vars::AWS_MAX_ATTEMPTS, env_vars::AWS_RETRY_MODE]
+        .iter()
+        .any(|name| env_vars::var(name).is_some());
+    if !configured {
+        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    }
     loader.load().await
+}
+
+/// A failure worth another look a moment later, once the SDK's own retries gave up: throttling,
+/// a server error, no answer. A wait tolerates these and looks again at its next poll.
+pub fn is_transient(error: &Error) -> bool {
+    const TRANSIENT: &[&str] = &[
+        "Throttl",
+        "RequestLimitExceeded",
+        "TooManyRequests",
+        "SlowDown",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServerException",
+        "dispatch failure",
+        "timeout",
+        "timed out",
+        "connection",
+        "response error",
+    ];
+    match error {
+        Error::Aws { source, .. } => {
+            let message = source.to_string();
+            TRANSIENT.iter().any(|word| message.contains(word))
+        }
+        _ => false,
+    }
 }
 
 /// The AWS regions this berth knows (commercial, GovCloud, China, European Sovereign Cloud). A

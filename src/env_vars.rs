@@ -23,6 +23,14 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// Standard AWS variable: region used when neither `--region` nor `berth.toml` sets one.
 pub const AWS_REGION: &str = "AWS_REGION";
 
+/// Standard AWS variable: attempts per AWS call, the first included (berth's default: 5). Read
+/// by the AWS SDK itself.
+pub const AWS_MAX_ATTEMPTS: &str = "AWS_MAX_ATTEMPTS";
+
+/// Standard AWS variable: `standard` or `adaptive` retries (berth's default: `standard`). Read by
+/// the AWS SDK itself.
+pub const AWS_RETRY_MODE: &str = "AWS_RETRY_MODE";
+
 /// Standard AWS variable: named profile used when `--profile` is absent. Read by the AWS SDK
 /// itself.
 pub const AWS_PROFILE: &str = "AWS_PROFILE";

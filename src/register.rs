@@ -189,13 +189,7 @@ async fn register_once(
             Err(error) => error,
         };
         // Only a call that may not have reached ECS, or that ECS could not finish, is retried.
-        let transient = matches!(
-            &error,
-            Error::Aws {
-                environment: true,
-                ..
-            }
-        ) || matches!(&error, Error::Aws { source, .. } if is_transient(&source.to_string()));
+        let transient = aws::is_transient(&error);
         if !transient || attempt >= REGISTER_ATTEMPTS {
             return Err(error);
         }
@@ -205,21 +199,6 @@ async fn register_once(
         }
         attempt += 1;
     }
-}
-
-/// AWS's words for a failure worth retrying: throttling and server errors.
-fn is_transient(message: &str) -> bool {
-    [
-        "Throttl",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "ServerException",
-    ]
-    .iter()
-    .any(|code| message.contains(code))
 }
 
 /// The containers that take our image: `containers` from berth.toml, else those whose image is in

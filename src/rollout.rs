@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::report::{Reporter, Watch};
 use crate::services;
 use crate::settings::Settings;
-use crate::text::short_duration;
+use crate::text::{short_duration, with_causes};
 
 /// ECS reads are eventually consistent: right after `UpdateService` a read may still show the
 /// old state. Until our deployment has been seen once, or this long has passed, its absence is
@@ -179,15 +179,31 @@ pub async fn wait(
     let mut shown: HashSet<String> = HashSet::new();
     loop {
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
-        let services = services::describe(ecs, &settings.cluster, &names)
-            .await
-            .map_err(|error| match error {
-                Error::Mismatch { problem, .. } => Error::RolloutFailed {
+        let services = match services::describe(ecs, &settings.cluster, &names).await {
+            Ok(services) => services,
+            // Throttled or unanswered even after the SDK's retries: look again at the next poll.
+            Err(error) if crate::aws::is_transient(&error) => {
+                watch.beat(
+                    reporter,
+                    &format!(
+                        "AWS did not answer ({}); looking again",
+                        with_causes(&error)
+                    ),
+                );
+                settings.timeouts.pause(watch.elapsed()).await;
+                if watch.elapsed() < settings.timeouts.rollout {
+                    continue;
+                }
+                return Err(error);
+            }
+            Err(Error::Mismatch { problem, .. }) => {
+                return Err(Error::RolloutFailed {
                     service: names.join(", "),
                     reason: problem,
-                },
-                other => other,
-            })?;
+                });
+            }
+            Err(other) => return Err(other),
+        };
         for service in services.values() {
             let mut fresh: Vec<_> = service
                 .events()

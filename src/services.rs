@@ -11,8 +11,32 @@ use crate::error::Error;
 /// DescribeServices takes at most this many services per call.
 const DESCRIBE_BATCH: usize = 10;
 
-/// Fetches the services, `MISSING` ones being an error that changes nothing.
+/// Rounds of the SDK's retries a read of the services gets before it fails: `DescribeServices`
+/// is what an account's other tools poll too, so it is the call most often throttled, and a read
+/// is safe to repeat.
+const DESCRIBE_ROUNDS: u32 = 3;
+
+/// Fetches the services, `MISSING` ones being an error that changes nothing. Throttling and
+/// server errors that outlast the SDK's retries get more rounds of them, a pause apart.
 pub async fn describe(
+    ecs: &Client,
+    cluster: &str,
+    names: &[String],
+) -> Result<BTreeMap<String, Service>, Error> {
+    let mut round = 1;
+    loop {
+        match describe_once(ecs, cluster, names).await {
+            Err(error) if crate::aws::is_transient(&error) && round < DESCRIBE_ROUNDS => {
+                tracing::info!(%error, round, "DescribeServices failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(round))).await;
+                round += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn describe_once(
     ecs: &Client,
     cluster: &str,
     names: &[String],

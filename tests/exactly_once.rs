@@ -464,3 +464,94 @@ async fn a_failed_rollout_moves_the_environment_back_to_one_commit() {
     assert_eq!(record["state"], "rolled_back");
     assert_eq!(record["services"]["devops"]["outcome"], "rolled_back");
 }
+
+/// With a fifth of this app's AWS calls failing (throttling, 500, 503, a connection dropped
+/// before the call was applied or after, its answer lost) and a burst of 10 throttles on
+/// `DescribeServices` during a rollout, ten deploys in a row land, each exactly once. The SDK's
+/// retries do the retrying; the record and the `clientToken` keep `RegisterTaskDefinition` and
+/// `RunTask` from happening twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_deploys_land_exactly_once_while_a_fifth_of_aws_calls_fail() {
+    let app = App::new("faults", "");
+    let seeded = app.counters();
+    let clean = app.deploy(&[]);
+    assert_eq!(clean.code, Some(0), "{}", clean.stderr);
+    let clean_calls = app.counters().since(&seeded);
+    assert_landed_once(&app, &clean, &seeded).await;
+
+    // Five kinds at 4.5 % each: 1 - 0.955^5 = 20.6 % of calls fail.
+    for (i, kind) in ["throttle", "500", "503", "drop", "lost"]
+        .iter()
+        .enumerate()
+    {
+        app.fault(json!({"error": kind, "probability": 0.045, "seed": 100 + i}));
+    }
+    let mut faulted = Vec::new();
+    for n in 0..10 {
+        let before = app.counters();
+        let run = if n == 4 {
+            app.deploy_watching(
+                &["--new"],
+                &[],
+                &|line| line.ends_with("rollout: started"),
+                None,
+                &|_| {
+                    app.fault(json!({
+                        "service": "ecs", "operation": "DescribeServices",
+                        "error": "throttle", "first": 10
+                    }));
+                },
+            )
+        } else {
+            app.deploy(&["--new"])
+        };
+        assert_eq!(run.code, Some(0), "deploy {n}: {}", run.stderr);
+        assert_landed_once(&app, &run, &seeded).await;
+        faulted.push(app.counters().since(&before));
+    }
+    let rules = admin(
+        &app.var("BERTH_SANDBOX_PORT"),
+        "GET",
+        "/_sandbox/faults",
+        None,
+    );
+    for rule in rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["app"] == app.name.as_str())
+    {
+        println!(
+            "fault {} {}: {} of {} calls failed",
+            rule["error"], rule["operation"], rule["fired"], rule["matched"]
+        );
+    }
+
+    println!("AWS calls: a clean deploy, then each faulted deploy (--new: no build, no push)");
+    let operations: std::collections::BTreeSet<&String> = clean_calls
+        .keys()
+        .chain(faulted.iter().flat_map(|calls| calls.keys()))
+        .collect();
+    for operation in operations {
+        let counts: Vec<String> = faulted
+            .iter()
+            .map(|calls| calls.get(operation).copied().unwrap_or(0).to_string())
+            .collect();
+        println!(
+            "  {operation:<40} {:>5} | {}",
+            clean_calls.get(operation).copied().unwrap_or(0),
+            counts.join(" ")
+        );
+    }
+    let total = |calls: &std::collections::BTreeMap<String, u64>| calls.values().sum::<u64>();
+    println!(
+        "  {:<40} {:>5} | {}",
+        "total",
+        total(&clean_calls),
+        faulted
+            .iter()
+            .map(|calls| total(calls).to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}

@@ -281,13 +281,36 @@ async fn follow(
     let mut tail = Tail::new(TAIL);
     let watch = Watch::new(settings.timeouts.heartbeat);
     let task = loop {
-        let task = describe_task(ecs, settings, task_arn).await?.ok_or_else(|| {
-            Error::MigrationFailed {
-                summary: format!("migration task `{}` is gone", arn::short(task_arn)),
-                hint: "ECS no longer knows the task; rerun the same command: the deploy record decides what happens next".to_owned(),
+        let looked = async {
+            let task = describe_task(ecs, settings, task_arn).await?;
+            stream.read(logs, &mut tail, reporter).await?;
+            Ok::<_, Error>(task)
+        };
+        let task = match looked.await {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                return Err(Error::MigrationFailed {
+                    summary: format!("migration task `{}` is gone", arn::short(task_arn)),
+                    hint: "ECS no longer knows the task; rerun the same command: the deploy record decides what happens next".to_owned(),
+                });
             }
-        })?;
-        stream.read(logs, &mut tail, reporter).await?;
+            // Throttled or unanswered even after the SDK's retries: look again at the next poll.
+            Err(error)
+                if crate::aws::is_transient(&error)
+                    && watch.elapsed() < settings.timeouts.migration =>
+            {
+                watch.beat(
+                    reporter,
+                    &format!(
+                        "AWS did not answer ({}); looking again",
+                        crate::text::with_causes(&error)
+                    ),
+                );
+                settings.timeouts.pause(watch.elapsed()).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if task.last_status() == Some("STOPPED") {
             // Lines can reach CloudWatch after the task stopped: read until they stop coming.
             for _ in 0..3 {

@@ -363,6 +363,26 @@ impl App {
         in_flight: Option<&str>,
         signal: &str,
     ) -> Run {
+        self.deploy_watching(args, vars, at, in_flight, &|pid| {
+            let sent = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(sent.success());
+        })
+    }
+
+    /// Runs `berth deploy` to its end, and calls `act` with its process id once a line of its
+    /// stderr meets `at` (and, with `in_flight`, the sandbox counted one more such call). Fails
+    /// the test when berth ends or 4 minutes pass first.
+    pub fn deploy_watching(
+        &self,
+        args: &[&str],
+        vars: &[(&str, &str)],
+        at: &dyn Fn(&str) -> bool,
+        in_flight: Option<&str>,
+        act: &dyn Fn(u32),
+    ) -> Run {
         use std::io::BufRead;
         let began = Instant::now();
         let calls = |operation: &str| self.counters().get(operation);
@@ -388,7 +408,7 @@ impl App {
                 Err(_) => {
                     let _ = child.kill();
                     panic!(
-                        "berth ended or stalled before the line to interrupt at:\n{}",
+                        "berth ended or stalled before the line to act at:\n{}",
                         reader.join().unwrap()
                     );
                 }
@@ -400,11 +420,7 @@ impl App {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
+        act(child.id());
         let output = child.wait_with_output().unwrap();
         let run = Run {
             elapsed: began.elapsed(),
@@ -414,7 +430,7 @@ impl App {
             stdout: text(&output.stdout),
         };
         println!(
-            "--- berth deploy {args:?}, SIG{signal} → {:?} in {:?}\n{}",
+            "--- berth deploy {args:?} (acted at a line) → {:?} in {:?}\n{}",
             run.code, run.elapsed, run.stderr
         );
         run
@@ -599,6 +615,17 @@ pub struct Counters {
 impl Counters {
     pub fn get(&self, key: &str) -> u64 {
         self.calls[key].as_u64().unwrap_or(0)
+    }
+
+    /// Calls per operation since `before`, the operations called at all.
+    pub fn since(&self, before: &Counters) -> std::collections::BTreeMap<String, u64> {
+        self.calls
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, _)| (key.clone(), self.get(key) - before.get(key)))
+            .filter(|(_, calls)| *calls > 0)
+            .collect()
     }
 
     /// Asserts that none of `operations` was called, and nothing was pushed, since `before`.

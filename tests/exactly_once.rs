@@ -555,3 +555,34 @@ async fn ten_deploys_land_exactly_once_while_a_fifth_of_aws_calls_fail() {
             .join(" ")
     );
 }
+
+/// `[state] create = false` and no such bucket: refused before any change, naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_state_bucket_that_may_not_be_created_changes_nothing() {
+    let app = App::new(
+        "nobucket",
+        "[state]\nbucket = \"berth-no-such-bucket\"\ncreate = false\n",
+    );
+    let before = app.service_task_definitions().await;
+    let counted = app.counters();
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "state bucket `berth-no-such-bucket` does not exist, and `[state] create = false`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: create it"), "{}", run.stderr);
+    assert_eq!(app.service_task_definitions().await, before);
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+            "s3:CreateBucket",
+        ],
+    );
+}

@@ -313,6 +313,42 @@ const CASES: &[Case] = &[
             "hint:",
         ],
     },
+    Case {
+        name: "a state bucket S3 would refuse",
+        file: Some(
+            "repository = \"app\"\n[state]\nbucket = \"Berth_State\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:3:10: `state.bucket` is `Berth_State`, not a valid S3 bucket name",
+            "hint: use 3 to 63 characters",
+        ],
+    },
+    Case {
+        name: "a lease too short to renew",
+        file: Some(
+            "repository = \"app\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n[env.stg.state]\nlease = \"1s\"\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:7:9: `state.lease` is 1s, shorter than 3s",
+            "hint:",
+        ],
+    },
+    Case {
+        name: "unknown on_failure",
+        file: Some(
+            "repository = \"app\"\non_failure = \"retry\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:2:14: `on_failure` is `retry`",
+            "hint: use `rollback`",
+        ],
+    },
 ];
 
 #[test]

@@ -281,7 +281,15 @@ async fn run(
         commit: release.commit.clone(),
         ..DeployRecord::default()
     };
-    let (record, existed) = Record::open(&store, fresh).await?;
+    // The record and the first look at the services do not wait on each other.
+    let ecs = aws::ecs_client(&config);
+    let ecr_client = aws::ecr_client(&config);
+    let (opened, current) = tokio::try_join!(Record::open(&store, fresh), async {
+        current::read(&ecs, &ecr_client, settings, &files)
+            .await
+            .map_err(|error| aws::blame_unknown_region(error, &settings.region))
+    })?;
+    let (record, existed) = opened;
     if existed {
         reporter.info(&format!(
             "resuming deploy `{}` (run {}): its record says what is done",
@@ -296,6 +304,7 @@ async fn run(
         files: &files,
         config: &config,
         lock,
+        current: &current,
     };
     tokio::select! {
         result = locked(&cx, report, steps, record) => result,
@@ -312,6 +321,8 @@ struct Context<'a> {
     files: &'a BTreeMap<String, Described>,
     config: &'a aws_config::SdkConfig,
     lock: &'a Lock,
+    /// What the deploy starts from, read under the lock.
+    current: &'a current::Current,
 }
 
 /// The deploy proper, under the environment's lock.
@@ -328,22 +339,20 @@ async fn locked(
         files,
         config,
         lock,
+        current,
     } = *cx;
     let reporter = steps.reporter;
     let ecs = aws::ecs_client(config);
     let ecr_client = aws::ecr_client(config);
     let logs = aws::logs_client(config);
     let tagging = aws::tagging_client(config);
-    let current = current::read(&ecs, &ecr_client, settings, files)
-        .await
-        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     // Every family's revision, found or planned, and checked before anything changes.
     let families = register::plan(
         &ecs,
         &tagging,
         settings,
         release,
-        &current,
+        current,
         files,
         &record.value.revisions,
     )
@@ -367,16 +376,6 @@ async fn locked(
     )
     .await?;
     report.image = Some(image.clone());
-    if record.value.image.as_ref().map(|i| &i.digest) != Some(&image.digest) {
-        record
-            .update(|r| {
-                r.image = Some(RecordedImage {
-                    tag: image.tag.clone(),
-                    digest: image.digest.clone(),
-                });
-            })
-            .await?;
-    }
     let reuse = register::all_registered(&families);
     if !reuse {
         steps.start(Step::Register);
@@ -399,9 +398,21 @@ async fn locked(
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
         .collect();
-    if record.value.revisions != report.revisions {
+    // The image is recorded with the revisions pinned to it: until they are registered, the tag
+    // in ECR is what a rerun goes by.
+    let recorded = RecordedImage {
+        tag: image.tag.clone(),
+        digest: image.digest.clone(),
+    };
+    if record.value.revisions != report.revisions || record.value.image.as_ref() != Some(&recorded)
+    {
         let registered = report.revisions.clone();
-        record.update(|r| r.revisions = registered).await?;
+        record
+            .update(|r| {
+                r.revisions = registered;
+                r.image = Some(recorded);
+            })
+            .await?;
     }
 
     let targets: Vec<Target> = current
@@ -429,7 +440,7 @@ async fn locked(
     let rolled = rollout(
         &ecs,
         settings,
-        &current,
+        current,
         &targets,
         lock,
         record,

@@ -174,7 +174,7 @@ async fn unlock(
     }
     Ok(Outcome::Unlock {
         env: settings.env.clone(),
-        released: state::lock::force_release(&store).await?,
+        released: state::lock::force_release(&store, &holder.run).await?,
     })
 }
 

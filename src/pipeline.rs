@@ -284,12 +284,14 @@ async fn run(
     // The record and the first look at the services do not wait on each other.
     let ecs = aws::ecs_client(&config);
     let ecr_client = aws::ecr_client(&config);
-    let (opened, current) = tokio::try_join!(Record::open(&store, fresh), async {
+    // Both run to their end: a record opened is held (and gets how the run ended) even when the
+    // look at the services failed.
+    let (opened, current) = tokio::join!(Record::open(&store, fresh, &want.run), async {
         current::read(&ecs, &ecr_client, settings, &files)
             .await
             .map_err(|error| aws::blame_unknown_region(error, &settings.region))
-    })?;
-    let (record, existed) = opened;
+    });
+    let (record, existed) = opened?;
     if existed {
         reporter.info(&format!(
             "resuming deploy `{}` (run {}): its record says what is done",
@@ -297,6 +299,7 @@ async fn run(
         ));
     }
     let record = held.record.insert(record);
+    let current = current?;
     let cx = Context {
         settings,
         options,

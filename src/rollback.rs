@@ -220,13 +220,13 @@ async fn run(
             .collect(),
         ..DeployRecord::default()
     };
-    let (record, _) = Record::open(&store, fresh).await?;
+    let (record, _) = Record::open(&store, fresh, &want.run).await?;
     let record = held.record.insert(record);
     reporter.info(&format!(
         "rollback `{deploy_id}`: {} back to deploy `{}` (commit {}); the database is not touched",
         code_list(targets.iter().map(|t| &t.service)),
         target.deploy_id,
-        &target.commit[..target.commit.len().min(7)]
+        crate::text::short_sha(&target.commit)
     ));
     let rolled = async {
         lock.check()?;

@@ -191,7 +191,7 @@ pub fn lines(status: &Status) -> Vec<String> {
     for service in &status.services {
         let deploy = match (&service.deploy_id, &service.commit) {
             (Some(id), Some(commit)) => {
-                format!("deploy `{id}`, commit {}", &commit[..commit.len().min(7)])
+                format!("deploy `{id}`, commit {}", crate::text::short_sha(commit))
             }
             (Some(id), None) => format!("deploy `{id}`"),
             _ => "not deployed by berth".to_owned(),
@@ -262,7 +262,7 @@ pub fn lines(status: &Status) -> Vec<String> {
         lines.push(format!(
             "  {kind:<10} `{}` of commit {}: {}, {} ago{}",
             deploy.deploy_id,
-            &deploy.commit[..deploy.commit.len().min(7)],
+            crate::text::short_sha(&deploy.commit),
             serde_json::to_value(deploy.state)
                 .ok()
                 .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))

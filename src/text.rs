@@ -27,3 +27,9 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
     }
     line
 }
+
+/// The first 7 characters of a commit sha, as git shows it; the whole text when it is shorter or
+/// not plain ASCII there (a tag anyone can edit).
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}

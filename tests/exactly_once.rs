@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use harness::*;
 
 /// A short lease, so that a rerun after a SIGKILL takes the lock over within seconds.
-const LEASE: &str = "[state]\nlease = \"3s\"\n";
+const LEASE: &str = "[state]\nlease = \"5s\"\n";
 /// The crash matrix's lease: renewed every 2 s, so it outlasts a held call (1.5 s) by 2.5 s
 /// at least.
 const CRASH_LEASE: &str = "[state]\nlease = \"6s\"\n";

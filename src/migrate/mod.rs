@@ -123,7 +123,7 @@ pub async fn run(
                 ));
             }
             plan.lock.check()?;
-            let task_arn = start(ecs, settings, plan, &token, reporter).await?;
+            let task_arn = start(ecs, settings, plan, &token, record, reporter).await?;
             record
                 .update(|r| {
                     if let Some(attempt) = r.migration.last_mut() {
@@ -178,6 +178,7 @@ async fn start(
     settings: &Settings,
     plan: &Plan<'_>,
     token: &str,
+    record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<String, Error> {
     let web = plan.web;
@@ -215,33 +216,52 @@ async fn start(
         Capacity::LaunchType(launch_type) => request.launch_type(launch_type),
         Capacity::ClusterDefault => request,
     };
-    let output = request.send().await.map_err(|e| {
-        if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) {
-            // Same token, other parameters: the web service's network settings changed since
-            // this attempt was first started.
-            return Error::MigrationFailed {
-                summary: format!(
-                    "this migration attempt was started before with other parameters: {}",
-                    crate::text::with_causes(&e)
+    let output = match request.send().await {
+        Ok(output) => output,
+        // Same token, other parameters: a task was started for this attempt before, with other
+        // settings (the web service's network configuration changed since). The attempt is over:
+        // whether that task migrated is for a person to check.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conflict_exception()) =>
+        {
+            let summary = format!(
+                "was started before with other parameters, and ECS refused to start it again: {}",
+                crate::text::with_causes(&e)
+            );
+            record
+                .update(|r| {
+                    if let Some(attempt) = r.migration.last_mut() {
+                        attempt.outcome = AttemptOutcome::Failed;
+                        attempt.summary = Some(summary.clone());
+                    }
+                })
+                .await?;
+            return Err(Error::MigrationFailed {
+                summary: format!("this deploy's migration attempt {summary}"),
+                hint: format!(
+                    "check the task this deploy started (`aws ecs list-tasks --started-by {}`, running or stopped) and the database; `--retry-migration` starts a new attempt",
+                    plan.deploy_id
                 ),
-                hint: "the web service's network settings changed since; check the earlier task, then pass `--retry-migration` for a new attempt".to_owned(),
-            };
+            });
         }
-        match failed("starting the migration task", e) {
-            // ECS refused the request itself (bad network settings, unknown family): the
-            // migration did not start.
-            Error::Aws {
-                action,
-                environment: false,
-                source,
-            } => Error::MigrationFailed {
-                summary: format!("{action} failed: {source}"),
-                hint: "the web service's network settings and launch type are used for the migration task"
-                    .to_owned(),
-            },
-            other => other,
+        Err(e) => {
+            return Err(match failed("starting the migration task", e) {
+                // ECS refused the request itself (bad network settings, unknown family): the
+                // migration did not start.
+                Error::Aws {
+                    action,
+                    environment: false,
+                    source,
+                } => Error::MigrationFailed {
+                    summary: format!("{action} failed: {source}"),
+                    hint: "the web service's network settings and launch type are used for the migration task"
+                        .to_owned(),
+                },
+                other => other,
+            });
         }
-    })?;
+    };
     if let Some(failure) = output.failures().first() {
         return Err(Error::MigrationFailed {
             summary: format!(
@@ -252,12 +272,19 @@ async fn start(
             hint: "check the cluster's capacity and the web service's network settings".to_owned(),
         });
     }
-    let arn = output
+    let Some(arn) = output
         .tasks()
         .first()
         .and_then(|t| t.task_arn())
-        .unwrap_or_default()
-        .to_owned();
+        .map(str::to_owned)
+    else {
+        // Neither a task nor a failure: nothing to follow, and the claim stays for the rerun to
+        // resume with its token.
+        return Err(Error::MigrationFailed {
+            summary: "ECS answered `RunTask` with neither a task nor a failure".to_owned(),
+            hint: "rerun the same command: it asks ECS again with the same token, which starts no second task".to_owned(),
+        });
+    };
     reporter.info(&format!(
         "migration task `{}` started: `{}`",
         arn::short(&arn),

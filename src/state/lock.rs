@@ -8,6 +8,7 @@
 //! "which deploy is the newest" never disagrees with who held the lock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -178,7 +179,7 @@ impl Holder {
             self.who,
             self.command,
             self.deploy_id,
-            &self.commit[..self.commit.len().min(7)],
+            crate::text::short_sha(&self.commit),
             short_duration(Duration::from_secs(now.saturating_sub(self.since)))
         )
     }
@@ -212,9 +213,13 @@ pub fn run_id() -> String {
 pub struct Lock {
     store: Store,
     held: Arc<Mutex<Held>>,
+    /// When the lease runs out (Unix seconds), as last written: [`Lock::check`] reads it without
+    /// waiting on a renewal in flight.
+    expires: Arc<AtomicU64>,
     lost: watch::Receiver<Option<String>>,
     renewal: tokio::task::JoinHandle<()>,
     run: String,
+    lease: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -294,7 +299,7 @@ pub async fn acquire(
                     newer: format!(
                         "`{}` of commit {} by {}, {} ago",
                         newer.deploy_id,
-                        &newer.commit[..newer.commit.len().min(7)],
+                        crate::text::short_sha(&newer.commit),
                         newer.by,
                         short_duration(Duration::from_secs(now.saturating_sub(newer.at)))
                     ),
@@ -312,15 +317,25 @@ impl Lock {
             .as_ref()
             .map(|h| h.run.clone())
             .unwrap_or_default();
+        let expires = Arc::new(AtomicU64::new(expiry(&held.file)));
         let held = Arc::new(Mutex::new(held));
         let (lost_tx, lost) = watch::channel(None);
-        let renewal = tokio::spawn(renew(store.clone(), held.clone(), lease, lost_tx));
+        let renewal = tokio::spawn(renew(Renewal {
+            store: store.clone(),
+            held: held.clone(),
+            expires: expires.clone(),
+            run: run.clone(),
+            lease,
+            lost: lost_tx,
+        }));
         Self {
             store,
             held,
+            expires,
             lost,
             renewal,
             run,
+            lease,
         }
     }
 
@@ -338,35 +353,54 @@ impl Lock {
     /// Journals `want`'s deploy as the newest started on the environment (see [`Want::journal`]).
     pub async fn journal(&self, want: &Want) -> Result<(), Error> {
         let mut held = self.held.lock().await;
-        let mut next = held.file.clone();
-        next.serial += 1;
-        next.journal(want, now());
-        match self.store.replace(KEY, &next, &held.etag).await? {
-            Put::Written(etag) => {
-                *held = Held { file: next, etag };
-                Ok(())
-            }
-            Put::Lost => match self.store.read::<LockFile>(KEY).await? {
-                Some(stored) if stored.value == next => {
-                    *held = Held {
-                        file: next,
-                        etag: stored.etag,
-                    };
-                    Ok(())
+        loop {
+            let mut next = held.file.clone();
+            next.serial += 1;
+            next.journal(want, now());
+            match self.store.replace(KEY, &next, &held.etag).await? {
+                Put::Written(etag) => {
+                    *held = Held { file: next, etag };
+                    return Ok(());
                 }
-                _ => Err(Error::LockLost {
-                    why: "the lock changed hands while this run held it".to_owned(),
-                }),
-            },
+                // Our own earlier write whose answer was lost moved the ETag: go on from it.
+                Put::Lost => match self.store.read::<LockFile>(KEY).await? {
+                    Some(stored) if holds(&stored.value, &self.run) => {
+                        *held = Held {
+                            file: stored.value,
+                            etag: stored.etag,
+                        };
+                        if held.file.deploys.last().map(|d| d.deploy_id.as_str())
+                            == Some(want.deploy_id.as_str())
+                        {
+                            return Ok(());
+                        }
+                    }
+                    _ => {
+                        return Err(Error::LockLost {
+                            why: "the lock changed hands while this run held it".to_owned(),
+                        });
+                    }
+                },
+            }
         }
     }
 
-    /// Fails when the lock was lost: call before a change in AWS.
+    /// Fails when the lock was lost, or when its lease is about to run out unrenewed (another
+    /// run may take it over any moment): call before a change in AWS.
     pub fn check(&self) -> Result<(), Error> {
-        match self.lost.borrow().clone() {
-            Some(why) => Err(Error::LockLost { why }),
-            None => Ok(()),
+        if let Some(why) = self.lost.borrow().clone() {
+            return Err(Error::LockLost { why });
         }
+        let expires = self.expires.load(Ordering::SeqCst);
+        if now() + margin(self.lease) >= expires {
+            return Err(Error::LockLost {
+                why: format!(
+                    "its lease runs out in {}s and could not be renewed (S3 did not answer)",
+                    expires.saturating_sub(now())
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Releases the lock. `Ok(false)`: it was not ours any more.
@@ -384,12 +418,7 @@ impl Lock {
                     let Some(stored) = self.store.read::<LockFile>(KEY).await? else {
                         return Ok(false);
                     };
-                    let ours = stored
-                        .value
-                        .holder
-                        .as_ref()
-                        .is_some_and(|holder| holder.run == self.run);
-                    if !ours {
+                    if !holds(&stored.value, &self.run) {
                         return Ok(false);
                     }
                     held = Held {
@@ -409,13 +438,28 @@ impl Drop for Lock {
     }
 }
 
-/// Renews the lease a third of the way through, until aborted or the lock is lost.
-async fn renew(
+/// What the renewal task works with.
+struct Renewal {
     store: Store,
     held: Arc<Mutex<Held>>,
+    expires: Arc<AtomicU64>,
+    run: String,
     lease: Duration,
     lost: watch::Sender<Option<String>>,
-) {
+}
+
+/// Renews the lease a third of the way through, until aborted or the lock is lost. A renewal
+/// that gets no answer within a third of the lease counts as unanswered; once the lease is about
+/// to run out unrenewed, the lock counts as lost.
+async fn renew(renewal: Renewal) {
+    let Renewal {
+        store,
+        held,
+        expires,
+        run,
+        lease,
+        lost,
+    } = renewal;
     let every = lease / 3;
     loop {
         tokio::time::sleep(every).await;
@@ -423,12 +467,13 @@ async fn renew(
         let mut guard = held.lock().await;
         let current = guard.clone();
         let next = current.file.renewed(now(), lease);
-        let outcome = match store.replace(KEY, &next, &current.etag).await {
-            Ok(Put::Written(etag)) => Ok(Some(Held { file: next, etag })),
-            Ok(Put::Lost) => match store.read::<LockFile>(KEY).await {
-                // Our write landed; its answer was lost.
-                Ok(Some(stored)) if stored.value == next => Ok(Some(Held {
-                    file: next,
+        let written = tokio::time::timeout(every, store.replace(KEY, &next, &current.etag)).await;
+        let outcome = match written {
+            Ok(Ok(Put::Written(etag))) => Ok(Some(Held { file: next, etag })),
+            Ok(Ok(Put::Lost)) => match store.read::<LockFile>(KEY).await {
+                // Ours still: an earlier write of ours whose answer was lost moved the ETag.
+                Ok(Some(stored)) if holds(&stored.value, &run) => Ok(Some(Held {
+                    file: stored.value,
                     etag: stored.etag,
                 })),
                 Ok(Some(stored)) => Err(match stored.value.holder {
@@ -441,16 +486,18 @@ async fn renew(
                 Ok(None) => Err("the lock object was deleted".to_owned()),
                 Err(_) => Ok(None),
             },
-            Err(_) => Ok(None),
+            Ok(Err(_)) | Err(_) => Ok(None),
         };
         match outcome {
-            Ok(Some(renewed)) => *guard = renewed,
-            // S3 did not answer: try again, unless the lease is already over.
+            Ok(Some(renewed)) => {
+                expires.store(expiry(&renewed.file), Ordering::SeqCst);
+                *guard = renewed;
+            }
+            // S3 did not answer: try again, unless the lease is about to run out.
             Ok(None) => {
-                let expires = current.file.holder.map_or(0, |h| h.expires);
-                if now() >= expires {
+                if now() + margin(lease) >= expiry(&current.file) {
                     let _ = lost.send(Some(
-                        "the lease ran out before it could be renewed (S3 did not answer)"
+                        "its lease ran out before it could be renewed (S3 did not answer)"
                             .to_owned(),
                     ));
                     return;
@@ -464,8 +511,25 @@ async fn renew(
     }
 }
 
-/// `berth unlock`: clears the holder whatever it is. `None`: the lock was free.
-pub async fn force_release(store: &Store) -> Result<Option<Holder>, Error> {
+/// Does `run` hold the lock in `file`?
+fn holds(file: &LockFile, run: &str) -> bool {
+    file.holder.as_ref().is_some_and(|holder| holder.run == run)
+}
+
+/// When the lease of `file` runs out, Unix seconds; 0 without a holder.
+fn expiry(file: &LockFile) -> u64 {
+    file.holder.as_ref().map_or(0, |holder| holder.expires)
+}
+
+/// How long before its lease runs out a holder stops trusting it: a quarter of the lease, at
+/// least a second, so that a change it starts lands before another run could take over.
+fn margin(lease: Duration) -> u64 {
+    (lease.as_secs() / 4).max(1)
+}
+
+/// `berth unlock`: clears the holder, if it is still the run `seen` (the one the user was shown);
+/// `None` when the lock was free.
+pub async fn force_release(store: &Store, seen: &str) -> Result<Option<Holder>, Error> {
     loop {
         let Some(stored) = store.read::<LockFile>(KEY).await? else {
             return Ok(None);
@@ -473,6 +537,16 @@ pub async fn force_release(store: &Store) -> Result<Option<Holder>, Error> {
         let Some(holder) = stored.value.holder.clone() else {
             return Ok(None);
         };
+        if holder.run != seen {
+            return Err(Error::Mismatch {
+                problem: format!(
+                    "the lock changed hands while you were asked: it is now held by {}",
+                    holder.describe(now())
+                ),
+                hint: "nothing was released; run `berth unlock` again if this holder is gone too"
+                    .to_owned(),
+            });
+        }
         if let Put::Written(_) = store
             .replace(KEY, &stored.value.released(), &stored.etag)
             .await?

@@ -20,6 +20,10 @@ pub type ExitCodes = BTreeMap<String, Option<i32>>;
 pub struct DeployRecord {
     /// Bumped by every write.
     pub serial: u64,
+    /// The run of berth that wrote it last (the lock's run id): a write of our own whose answer
+    /// was lost is told apart from another run's by it.
+    #[serde(default)]
+    pub writer: String,
     pub deploy_id: String,
     pub kind: Kind,
     pub env: String,
@@ -137,13 +141,19 @@ pub struct Record {
     store: Store,
     key: String,
     etag: String,
+    /// This run of berth.
+    run: String,
     pub value: DeployRecord,
 }
 
 impl Record {
-    /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `bool`: it
-    /// existed.
-    pub async fn open(store: &Store, fresh: DeployRecord) -> Result<(Self, bool), Error> {
+    /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `run` is this
+    /// run of berth (the lock's run id). `bool`: an earlier run wrote it.
+    pub async fn open(
+        store: &Store,
+        fresh: DeployRecord,
+        run: &str,
+    ) -> Result<(Self, bool), Error> {
         let key = key(&fresh.deploy_id);
         loop {
             if let Some(stored) = store.read::<DeployRecord>(&key).await? {
@@ -151,8 +161,13 @@ impl Record {
                     store: store.clone(),
                     key,
                     etag: stored.etag,
+                    run: run.to_owned(),
                     value: stored.value,
                 };
+                // Our own create, whose answer was lost.
+                if record.value.writer == run {
+                    return Ok((record, false));
+                }
                 record.value.runs += 1;
                 record.value.state = RunState::Running;
                 record.value.error = None;
@@ -162,16 +177,18 @@ impl Record {
             let mut value = fresh.clone();
             value.runs = 1;
             value.serial = 1;
+            value.writer = run.to_owned();
             value.started_at = now();
             value.updated_at = value.started_at;
             // Lost: an earlier write of ours whose answer was lost, or another run's; the next
-            // read takes it either way.
+            // read tells which.
             if let Put::Written(etag) = store.create(&key, &value).await? {
                 return Ok((
                     Self {
                         store: store.clone(),
                         key,
                         etag,
+                        run: run.to_owned(),
                         value,
                     },
                     false,
@@ -186,33 +203,36 @@ impl Record {
         self.save().await
     }
 
-    /// Writes the record if nobody else wrote it since this run last did.
+    /// Writes the record if no other run wrote it since this run last did. A write of ours that
+    /// landed without an answer (a lost connection, an interrupted run) moved the ETag: the write
+    /// is made again over it.
     pub async fn save(&mut self) -> Result<(), Error> {
-        self.value.serial += 1;
-        self.value.updated_at = now();
-        match self
-            .store
-            .replace(&self.key, &self.value, &self.etag)
-            .await?
-        {
-            Put::Written(etag) => {
-                self.etag = etag;
-                Ok(())
-            }
-            Put::Lost => match self.store.read::<DeployRecord>(&self.key).await? {
-                // Our write landed and its answer was lost.
-                Some(stored) if stored.value == self.value => {
-                    self.etag = stored.etag;
-                    Ok(())
+        loop {
+            self.value.serial += 1;
+            self.value.updated_at = now();
+            self.value.writer.clone_from(&self.run);
+            match self
+                .store
+                .replace(&self.key, &self.value, &self.etag)
+                .await?
+            {
+                Put::Written(etag) => {
+                    self.etag = etag;
+                    return Ok(());
                 }
-                _ => Err(Error::LockLost {
-                    why: format!(
-                        "another run of deploy `{}` wrote its record `{}`",
-                        self.value.deploy_id,
-                        self.store.url(&self.key)
-                    ),
-                }),
-            },
+                Put::Lost => match self.store.read::<DeployRecord>(&self.key).await? {
+                    Some(stored) if stored.value.writer == self.run => self.etag = stored.etag,
+                    _ => {
+                        return Err(Error::LockLost {
+                            why: format!(
+                                "another run of deploy `{}` wrote its record `{}`",
+                                self.value.deploy_id,
+                                self.store.url(&self.key)
+                            ),
+                        });
+                    }
+                },
+            }
         }
     }
 }

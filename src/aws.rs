@@ -45,28 +45,13 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
 /// A failure worth another look a moment later, once the SDK's own retries gave up: throttling,
 /// a server error, no answer. A wait tolerates these and looks again at its next poll.
 pub fn is_transient(error: &Error) -> bool {
-    const TRANSIENT: &[&str] = &[
-        "Throttl",
-        "RequestLimitExceeded",
-        "TooManyRequests",
-        "SlowDown",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "ServerException",
-        "dispatch failure",
-        "timeout",
-        "timed out",
-        "connection",
-        "response error",
-    ];
-    match error {
-        Error::Aws { source, .. } => {
-            let message = source.to_string();
-            TRANSIENT.iter().any(|word| message.contains(word))
+    matches!(
+        error,
+        Error::Aws {
+            transient: true,
+            ..
         }
-        _ => false,
-    }
+    )
 }
 
 /// The AWS regions this berth knows (commercial, GovCloud, China, European Sovereign Cloud). A
@@ -183,6 +168,23 @@ where
         SdkError::ServiceError(service) => service.err().code(),
         _ => None,
     };
+    // As the SDK's retry classifiers judge it: no answer, a throttling or transient code, or a
+    // server error (500, 502, 503, 504).
+    let transient = match &error {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = (service.raw() as &dyn std::any::Any)
+                .downcast_ref::<aws_smithy_runtime_api::client::orchestrator::HttpResponse>()
+                .map(|raw| raw.status().as_u16());
+            code.is_some_and(|code| {
+                aws_runtime::retries::classifiers::THROTTLING_ERRORS.contains(&code)
+                    || aws_runtime::retries::classifiers::TRANSIENT_ERRORS.contains(&code)
+            }) || matches!(status, Some(500 | 502 | 503 | 504))
+        }
+        _ => false,
+    };
     let environment = match &error {
         SdkError::ConstructionFailure(_)
         | SdkError::DispatchFailure(_)
@@ -227,6 +229,7 @@ where
     Error::Aws {
         action: action.into(),
         environment,
+        transient,
         source: message.into(),
     }
 }
@@ -275,6 +278,21 @@ mod tests {
         );
         let raw = HttpResponse::new(StatusCode::try_from(400).unwrap(), SdkBody::empty());
         SdkError::service_error(error, raw)
+    }
+
+    /// Transient as the SDK's retry classifiers judge it: a wait looks again after these only.
+    #[test]
+    fn throttling_is_transient_and_a_refusal_is_not() {
+        for (code, transient) in [
+            ("ThrottlingException", true),
+            ("SlowDown", true),
+            ("RequestTimeout", true),
+            ("ClientException", false),
+            ("AccessDeniedException", false),
+        ] {
+            let error = failed("describing services", refused(code, "no"));
+            assert_eq!(super::is_transient(&error), transient, "{code}");
+        }
     }
 
     #[test]

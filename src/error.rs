@@ -68,11 +68,13 @@ pub enum Error {
     Mismatch { problem: String, hint: String },
 
     /// An AWS call failed. `environment` is true when AWS could not be reached or would not
-    /// accept our credentials.
+    /// accept our credentials; `transient` when it failed as the SDK retries (throttling, a
+    /// server error, no answer) and only ran out of attempts.
     #[error("{action} failed")]
     Aws {
         action: String,
         environment: bool,
+        transient: bool,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -368,6 +370,7 @@ mod tests {
             Error::Aws {
                 action: "describing services".into(),
                 environment: false,
+                transient: false,
                 source: "AccessDenied".into(),
             },
             Error::RolloutFailed {

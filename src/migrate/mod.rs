@@ -253,6 +253,7 @@ async fn start(
                     action,
                     environment: false,
                     source,
+                    ..
                 } => Error::MigrationFailed {
                     summary: format!("{action} failed: {source}"),
                     hint: "the web service's network settings and launch type are used for the migration task"

@@ -136,6 +136,7 @@ impl Store {
             .map_err(|e| Error::Aws {
                 action: format!("reading `{}`", self.url(key)),
                 environment: true,
+                transient: true,
                 source: Box::new(e),
             })?
             .into_bytes();
@@ -346,14 +347,17 @@ async fn create_bucket(s3: &S3, bucket: &str, region: &str) -> Result<(), Error>
         .send()
         .await
         .map_err(|e| failed(&setup, e))?;
+    // The builders refuse only a missing required field, and both are set.
+    let unbuilt = |e: aws_sdk_s3::error::BuildError| Error::Aws {
+        action: setup.clone(),
+        environment: false,
+        transient: false,
+        source: Box::new(e),
+    };
     let encryption = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
-        .map_err(|e| Error::Aws {
-            action: setup.clone(),
-            environment: false,
-            source: Box::new(e),
-        })?;
+        .map_err(unbuilt)?;
     let rules = ServerSideEncryptionConfiguration::builder()
         .rules(
             ServerSideEncryptionRule::builder()
@@ -361,11 +365,7 @@ async fn create_bucket(s3: &S3, bucket: &str, region: &str) -> Result<(), Error>
                 .build(),
         )
         .build()
-        .map_err(|e| Error::Aws {
-            action: setup.clone(),
-            environment: false,
-            source: Box::new(e),
-        })?;
+        .map_err(unbuilt)?;
     s3.put_bucket_encryption()
         .bucket(bucket)
         .server_side_encryption_configuration(rules)

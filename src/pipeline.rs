@@ -687,7 +687,7 @@ async fn rollout(
 }
 
 /// Each service's deployment and rollout state, as the rollout knows them now.
-fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
+pub(crate) fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
     for rolled in rolled {
         let outcome = match rolled.rollout_state.as_str() {
             "COMPLETED" => RolloutOutcome::Completed,

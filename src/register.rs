@@ -324,8 +324,7 @@ async fn find_revision(
     match found {
         Some(arn) => {
             let described = taskdef::describe(ecs, arn).await?;
-            let active =
-                described.definition.get("status").and_then(|s| s.as_str()) == Some("ACTIVE");
+            let active = described.status() == Some("ACTIVE");
             Ok((active.then_some(described), newest))
         }
         None => Ok((None, newest)),

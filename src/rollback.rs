@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::future::try_join_all;
 use serde::Serialize;
 
 use crate::arn;
 use crate::aws;
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::pipeline::Held;
+use crate::pipeline::{Held, note_rollouts};
 use crate::report::Reporter;
 use crate::rollout::{self, Rolled, Target};
 use crate::services;
@@ -175,20 +176,27 @@ async fn run(
             code_list(skipped)
         ));
     }
-    // Every revision must still be usable before anything changes.
-    for target in &targets {
-        let described = taskdef::describe(&ecs, &target.task_definition).await?;
-        if described.definition.get("status").and_then(|s| s.as_str()) == Some("INACTIVE") {
-            return Err(Error::Mismatch {
-                problem: format!(
-                    "revision `{}` of deploy `{}` is INACTIVE (deregistered): `{}` cannot go back to it",
-                    arn::short(&target.task_definition),
-                    report.to.as_deref().unwrap_or_default(),
-                    target.service
-                ),
-                hint: "pick another deploy with `--to DEPLOY_ID` (`berth status` lists them), or deploy the old commit anew".to_owned(),
-            });
-        }
+    // Every revision must still be usable before anything changes; they are looked at side by side.
+    let described = try_join_all(
+        targets
+            .iter()
+            .map(|target| taskdef::describe(&ecs, &target.task_definition)),
+    )
+    .await?;
+    if let Some((target, _)) = targets
+        .iter()
+        .zip(&described)
+        .find(|(_, described)| described.status() == Some("INACTIVE"))
+    {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "revision `{}` of deploy `{}` is INACTIVE (deregistered): `{}` cannot go back to it",
+                arn::short(&target.task_definition),
+                report.to.as_deref().unwrap_or_default(),
+                target.service
+            ),
+            hint: "pick another deploy with `--to DEPLOY_ID` (`berth status` lists them), or deploy the old commit anew".to_owned(),
+        });
     }
 
     lock.journal(&want).await?;
@@ -234,18 +242,7 @@ async fn run(
         report.services = started;
         let waited = rollout::wait(&ecs, settings, &mut report.services, history, reporter).await;
         record
-            .update(|r| {
-                for rolled in &report.services {
-                    if let Some(service) = r.services.get_mut(&rolled.service) {
-                        service.deployment_id = Some(rolled.deployment_id.clone());
-                        service.outcome = match rolled.rollout_state.as_str() {
-                            "COMPLETED" => RolloutOutcome::Completed,
-                            "FAILED" => RolloutOutcome::Failed,
-                            _ => RolloutOutcome::InProgress,
-                        };
-                    }
-                }
-            })
+            .update(|r| note_rollouts(r, &report.services))
             .await?;
         waited
     };

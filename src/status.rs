@@ -78,12 +78,13 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         Store::find(&config, settings),
     )
     .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let revisions = try_join_all(services.values().map(|service| {
-        let revision = service.task_definition().unwrap_or_default().to_owned();
-        let ecs = ecs.clone();
-        async move { taskdef::describe(&ecs, &revision).await }
-    }))
-    .await?;
+    // Each revision once, however many services run it.
+    let running: std::collections::BTreeSet<&str> = services
+        .values()
+        .filter_map(|service| service.task_definition())
+        .collect();
+    let revisions =
+        try_join_all(running.into_iter().map(|arn| taskdef::describe(&ecs, arn))).await?;
     let revisions: BTreeMap<String, taskdef::Described> = revisions
         .into_iter()
         .map(|described| (described.arn.clone(), described))

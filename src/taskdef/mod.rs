@@ -57,6 +57,11 @@ impl Described {
             .unwrap_or_default()
     }
 
+    /// `ACTIVE` or `INACTIVE` (deregistered), as ECS describes it; `None` for a file's.
+    pub fn status(&self) -> Option<&str> {
+        self.definition.get("status").and_then(Value::as_str)
+    }
+
     pub fn containers(&self) -> Vec<&Map<String, Value>> {
         self.definition
             .get("containerDefinitions")

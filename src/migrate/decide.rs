@@ -231,11 +231,7 @@ pub fn capacity(web: &Service, configured: Option<&[CapacityProvider]>) -> Capac
 /// when it exited by itself, non-zero; one that ECS stopped because the task was ending (143 after
 /// SIGTERM, 137 after SIGKILL, once an essential container exited) is reported, not judged.
 pub fn verdict(revision: &Described, container: &str, task: &Task) -> Result<ExitCodes, String> {
-    let exit_codes: ExitCodes = task
-        .containers()
-        .iter()
-        .map(|c| (c.name().unwrap_or("?").to_owned(), c.exit_code()))
-        .collect();
+    let exit_codes = exit_codes(task);
     let stop_code = task.stop_code().map_or("none", |c| c.as_str());
     let reason = task.stopped_reason().unwrap_or("no reason given");
     if stop_code == "TaskFailedToStart" {
@@ -277,6 +273,14 @@ pub fn verdict(revision: &Described, container: &str, task: &Task) -> Result<Exi
         "failed: {failed} (exit codes {}; stopCode `{stop_code}`; stoppedReason: {reason})",
         all.join(", ")
     ))
+}
+
+/// Each container's exit code, by name.
+pub fn exit_codes(task: &Task) -> ExitCodes {
+    task.containers()
+        .iter()
+        .map(|c| (c.name().unwrap_or("?").to_owned(), c.exit_code()))
+        .collect()
 }
 
 /// Exit code of a container stopped with SIGTERM (128 + 15).

@@ -26,7 +26,8 @@ use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 use crate::text::short_duration;
 pub use decide::ExitCodes;
 use decide::{
-    Capacity, Claim, Decision, Seen, Situation, capacity, decide, stopped_by_ecs, verdict,
+    Capacity, Claim, Decision, Seen, Situation, capacity, decide, exit_codes, stopped_by_ecs,
+    verdict,
 };
 
 /// Log lines kept for the tail shown when the migration fails.
@@ -415,11 +416,7 @@ async fn conclude(
 ) -> Result<Result<ExitCodes, String>, Error> {
     let judged = verdict(plan.revision, &settings.migration.container, task);
     let task_arn = task.task_arn().unwrap_or_default();
-    let exit_codes: ExitCodes = task
-        .containers()
-        .iter()
-        .map(|c| (c.name().unwrap_or("?").to_owned(), c.exit_code()))
-        .collect();
+    let exit_codes = exit_codes(task);
     record
         .update(|r| {
             if let Some(attempt) = r.migration.last_mut() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
-use super::{Put, Store, now};
+use super::{Put, Replaced, Store, now};
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
@@ -357,30 +357,33 @@ impl Lock {
             let mut next = held.file.clone();
             next.serial += 1;
             next.journal(want, now());
-            match self.store.replace(KEY, &next, &held.etag).await? {
-                Put::Written(etag) => {
+            let run = &self.run;
+            match self
+                .store
+                .replace_own(KEY, &next, &held.etag, |file| holds(file, run))
+                .await?
+            {
+                Replaced::Written(etag) => {
                     *held = Held { file: next, etag };
                     return Ok(());
                 }
                 // Our own earlier write whose answer was lost moved the ETag: go on from it.
-                Put::Lost => match self.store.read::<LockFile>(KEY).await? {
-                    Some(stored) if holds(&stored.value, &self.run) => {
-                        *held = Held {
-                            file: stored.value,
-                            etag: stored.etag,
-                        };
-                        if held.file.deploys.last().map(|d| d.deploy_id.as_str())
-                            == Some(want.deploy_id.as_str())
-                        {
-                            return Ok(());
-                        }
+                Replaced::Ours(stored) => {
+                    *held = Held {
+                        file: stored.value,
+                        etag: stored.etag,
+                    };
+                    if held.file.deploys.last().map(|d| d.deploy_id.as_str())
+                        == Some(want.deploy_id.as_str())
+                    {
+                        return Ok(());
                     }
-                    _ => {
-                        return Err(Error::LockLost {
-                            why: "the lock changed hands while this run held it".to_owned(),
-                        });
-                    }
-                },
+                }
+                Replaced::Theirs(_) => {
+                    return Err(Error::LockLost {
+                        why: "the lock changed hands while this run held it".to_owned(),
+                    });
+                }
             }
         }
     }
@@ -411,21 +414,21 @@ impl Lock {
         let mut held = self.held.lock().await.clone();
         loop {
             let next = held.file.released();
-            match self.store.replace(KEY, &next, &held.etag).await? {
-                Put::Written(_) => return Ok(true),
-                Put::Lost => {
-                    // A renewal that landed as it was stopped, or someone else's write.
-                    let Some(stored) = self.store.read::<LockFile>(KEY).await? else {
-                        return Ok(false);
-                    };
-                    if !holds(&stored.value, &self.run) {
-                        return Ok(false);
-                    }
+            let run = &self.run;
+            match self
+                .store
+                .replace_own(KEY, &next, &held.etag, |file| holds(file, run))
+                .await?
+            {
+                Replaced::Written(_) => return Ok(true),
+                // A renewal that landed as it was stopped: release from there.
+                Replaced::Ours(stored) => {
                     held = Held {
                         file: stored.value,
                         etag: stored.etag,
                     };
                 }
+                Replaced::Theirs(_) => return Ok(false),
             }
         }
     }
@@ -467,25 +470,26 @@ async fn renew(renewal: Renewal) {
         let mut guard = held.lock().await;
         let current = guard.clone();
         let next = current.file.renewed(now(), lease);
-        let written = tokio::time::timeout(every, store.replace(KEY, &next, &current.etag)).await;
+        let written = tokio::time::timeout(
+            every,
+            store.replace_own(KEY, &next, &current.etag, |file| holds(file, &run)),
+        )
+        .await;
         let outcome = match written {
-            Ok(Ok(Put::Written(etag))) => Ok(Some(Held { file: next, etag })),
-            Ok(Ok(Put::Lost)) => match store.read::<LockFile>(KEY).await {
-                // Ours still: an earlier write of ours whose answer was lost moved the ETag.
-                Ok(Some(stored)) if holds(&stored.value, &run) => Ok(Some(Held {
-                    file: stored.value,
-                    etag: stored.etag,
-                })),
-                Ok(Some(stored)) => Err(match stored.value.holder {
-                    Some(holder) => format!(
-                        "{} took the lock over after this deploy's lease ran out",
-                        holder.describe(now())
-                    ),
-                    None => "the lock was released by someone else (`berth unlock`)".to_owned(),
-                }),
-                Ok(None) => Err("the lock object was deleted".to_owned()),
-                Err(_) => Ok(None),
-            },
+            Ok(Ok(Replaced::Written(etag))) => Ok(Some(Held { file: next, etag })),
+            // Ours still: an earlier write of ours whose answer was lost moved the ETag.
+            Ok(Ok(Replaced::Ours(stored))) => Ok(Some(Held {
+                file: stored.value,
+                etag: stored.etag,
+            })),
+            Ok(Ok(Replaced::Theirs(Some(file)))) => Err(match file.holder {
+                Some(holder) => format!(
+                    "{} took the lock over after this deploy's lease ran out",
+                    holder.describe(now())
+                ),
+                None => "the lock was released by someone else (`berth unlock`)".to_owned(),
+            }),
+            Ok(Ok(Replaced::Theirs(None))) => Err("the lock object was deleted".to_owned()),
             Ok(Err(_)) | Err(_) => Ok(None),
         };
         match outcome {

@@ -162,6 +162,25 @@ impl Store {
         self.put(key, value, Condition::Version(etag)).await
     }
 
+    /// Replaces `key`, an object this run writes, if it is still the version with `etag`. When it
+    /// is not, the object is read back: `ours` tells this run's own earlier write (whose answer was
+    /// lost, or which an interrupted run left in flight) from another run's.
+    pub async fn replace_own<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        value: &T,
+        etag: &str,
+        ours: impl Fn(&T) -> bool,
+    ) -> Result<Replaced<T>, Error> {
+        if let Put::Written(etag) = self.replace(key, value, etag).await? {
+            return Ok(Replaced::Written(etag));
+        }
+        Ok(match self.read::<T>(key).await? {
+            Some(stored) if ours(&stored.value) => Replaced::Ours(stored),
+            other => Replaced::Theirs(other.map(|stored| stored.value)),
+        })
+    }
+
     async fn put<T: Serialize>(
         &self,
         key: &str,
@@ -210,6 +229,17 @@ impl Store {
         }
         Ok(keys)
     }
+}
+
+/// How [`Store::replace_own`] ended.
+#[derive(Debug)]
+pub enum Replaced<T> {
+    /// Written; the object's new ETag.
+    Written(String),
+    /// Not written: the object moved on from a write of this run's own; it is as read now.
+    Ours(Stored<T>),
+    /// Not written: another run wrote it (or it is gone).
+    Theirs(Option<T>),
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Put, Store, now};
+use super::{Put, Replaced, Store, now};
 use crate::error::Error;
 
 /// Records live at `deploys/<deploy id>.json`.
@@ -211,27 +211,28 @@ impl Record {
             self.value.serial += 1;
             self.value.updated_at = now();
             self.value.writer.clone_from(&self.run);
+            let run = &self.run;
             match self
                 .store
-                .replace(&self.key, &self.value, &self.etag)
+                .replace_own(&self.key, &self.value, &self.etag, |stored| {
+                    stored.writer == *run
+                })
                 .await?
             {
-                Put::Written(etag) => {
+                Replaced::Written(etag) => {
                     self.etag = etag;
                     return Ok(());
                 }
-                Put::Lost => match self.store.read::<DeployRecord>(&self.key).await? {
-                    Some(stored) if stored.value.writer == self.run => self.etag = stored.etag,
-                    _ => {
-                        return Err(Error::LockLost {
-                            why: format!(
-                                "another run of deploy `{}` wrote its record `{}`",
-                                self.value.deploy_id,
-                                self.store.url(&self.key)
-                            ),
-                        });
-                    }
-                },
+                Replaced::Ours(stored) => self.etag = stored.etag,
+                Replaced::Theirs(_) => {
+                    return Err(Error::LockLost {
+                        why: format!(
+                            "another run of deploy `{}` wrote its record `{}`",
+                            self.value.deploy_id,
+                            self.store.url(&self.key)
+                        ),
+                    });
+                }
             }
         }
     }

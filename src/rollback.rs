@@ -138,9 +138,11 @@ async fn run(
     let lock: &lock::Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    let file = lock::read(&store).await?;
-    let records = crate::status::recent(&store, &file, SEARCHED).await?;
-    let current = services::describe(&ecs, &settings.cluster, &settings.services).await?;
+    let file = lock.file().await;
+    let (records, current) = tokio::try_join!(
+        crate::status::recent(&store, &file, SEARCHED),
+        services::describe(&ecs, &settings.cluster, &settings.services),
+    )?;
     let running: BTreeMap<String, String> = current
         .iter()
         .map(|(name, service)| {

@@ -350,6 +350,11 @@ impl Lock {
         }
     }
 
+    /// The lock file as this run last wrote it: the journal of deploys, without reading S3 again.
+    pub async fn file(&self) -> LockFile {
+        self.held.lock().await.file.clone()
+    }
+
     /// Journals `want`'s deploy as the newest started on the environment (see [`Want::journal`]).
     pub async fn journal(&self, want: &Want) -> Result<(), Error> {
         let mut held = self.held.lock().await;

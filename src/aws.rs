@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, future};
 
 use crate::env_vars;
 use crate::error::Error;
@@ -18,17 +21,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// SDK configuration for the deploy's region and profile. Credentials come from the default chain
-/// (environment, profile, SSO, web identity, container and instance roles); `AWS_ENDPOINT_URL`
-/// and its per-service forms are honoured by the SDK itself, which is how the sandbox is reached.
-pub async fn sdk_config(settings: &Settings) -> SdkConfig {
+/// (environment, profile, SSO, web identity, container and instance roles), or from CircleCI's
+/// OIDC token when [`circleci_oidc`] finds one to trade; `AWS_ENDPOINT_URL` and its per-service
+/// forms are honoured by the SDK itself, which is how the sandbox is reached.
+pub async fn sdk_config(settings: &Settings) -> Result<SdkConfig, Error> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(settings.region.clone()))
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-                .build(),
-        );
+        .timeout_config(timeouts());
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
@@ -36,10 +35,146 @@ pub async fn sdk_config(settings: &Settings) -> SdkConfig {
     let configured = [env_vars::AWS_MAX_ATTEMPTS, env_vars::AWS_RETRY_MODE]
         .iter()
         .any(|name| env_vars::var(name).is_some());
+    let retries = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
     if !configured {
-        loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        loader = loader.retry_config(retries.clone());
     }
-    loader.load().await
+    if let Some(oidc) = circleci_oidc(&env_vars::var) {
+        let provider = ProviderConfig::without_region()
+            .with_region(Some(Region::new(settings.region.clone())))
+            .with_timeout_config(timeouts());
+        let provider = if configured {
+            provider
+        } else {
+            provider.with_retry_config(retries)
+        };
+        loader = loader.credentials_provider(oidc.provider(&provider)?);
+    }
+    Ok(loader.load().await)
+}
+
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .build()
+}
+
+/// CircleCI's OIDC token and the role to trade it for, when berth must do the trade itself:
+/// `AWS_ROLE_ARN` set, `CIRCLE_OIDC_TOKEN_V2` (else `CIRCLE_OIDC_TOKEN`) present, and no
+/// `AWS_WEB_IDENTITY_TOKEN_FILE` (with one, the default chain trades that file's token).
+pub struct CircleCiOidc {
+    pub role_arn: String,
+    pub session_name: String,
+    /// The variable the token came from.
+    pub token_var: &'static str,
+    token: String,
+}
+
+pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Option<CircleCiOidc> {
+    let role_arn = var(env_vars::AWS_ROLE_ARN)?;
+    if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE).is_some() {
+        return None;
+    }
+    let (token_var, token) = [env_vars::CIRCLE_OIDC_TOKEN_V2, env_vars::CIRCLE_OIDC_TOKEN]
+        .into_iter()
+        .find_map(|name| var(name).map(|token| (name, token)))?;
+    // STS takes `[\w+=,.@-]{2,64}`.
+    let session_name = var(env_vars::AWS_ROLE_SESSION_NAME).unwrap_or_else(|| {
+        match var(env_vars::CIRCLE_BUILD_NUM).filter(|n| n.chars().all(|c| c.is_ascii_digit())) {
+            Some(number) => format!("berth-{number}"),
+            None => "berth".to_owned(),
+        }
+    });
+    Some(CircleCiOidc {
+        role_arn,
+        session_name,
+        token_var,
+        token,
+    })
+}
+
+/// The token is a secret: never printed.
+impl std::fmt::Debug for CircleCiOidc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircleCiOidc")
+            .field("role_arn", &self.role_arn)
+            .field("session_name", &self.session_name)
+            .field("token_var", &self.token_var)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CircleCiOidc {
+    /// The SDK's web identity provider, reading the token from a file only this user can read
+    /// (0600, in the temp folder), which goes when the provider does.
+    fn provider(&self, config: &ProviderConfig) -> Result<OidcCredentials, Error> {
+        let unwritable = |error: std::io::Error| {
+            Error::Runtime(std::io::Error::new(
+                error.kind(),
+                format!(
+                    "cannot write `{}` to a file for the AWS SDK: {error}",
+                    self.token_var
+                ),
+            ))
+        };
+        let mut file = tempfile::Builder::new()
+            .prefix("berth-oidc-")
+            .tempfile()
+            .map_err(unwritable)?;
+        std::io::Write::write_all(&mut file, self.token.as_bytes()).map_err(unwritable)?;
+        let file = file.into_temp_path();
+        let inner = WebIdentityTokenCredentialsProvider::builder()
+            .configure(config)
+            .static_configuration(StaticConfiguration {
+                web_identity_token_file: file.to_path_buf(),
+                role_arn: self.role_arn.clone(),
+                session_name: self.session_name.clone(),
+            })
+            .build();
+        Ok(OidcCredentials {
+            inner,
+            role_arn: self.role_arn.clone(),
+            token_var: self.token_var,
+            _token_file: file,
+        })
+    }
+}
+
+/// Credentials for `AWS_ROLE_ARN` from CircleCI's OIDC token; a refusal names the role.
+#[derive(Debug)]
+struct OidcCredentials {
+    inner: WebIdentityTokenCredentialsProvider,
+    role_arn: String,
+    token_var: &'static str,
+    _token_file: tempfile::TempPath,
+}
+
+impl ProvideCredentials for OidcCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            self.inner.provide_credentials().await.map_err(|error| {
+                CredentialsError::provider_error(OidcRefused {
+                    role_arn: self.role_arn.clone(),
+                    token_var: self.token_var,
+                    detail: aws_smithy_types::error::display::DisplayErrorContext(&error)
+                        .to_string(),
+                })
+            })
+        })
+    }
+}
+
+/// STS would not trade CircleCI's token for the role's credentials.
+#[derive(Debug, thiserror::Error)]
+#[error("STS refused `{token_var}` for role `{role_arn}`: {detail}")]
+struct OidcRefused {
+    role_arn: String,
+    token_var: &'static str,
+    detail: String,
 }
 
 /// A failure worth another look a moment later, once the SDK's own retries gave up: throttling,
@@ -154,6 +289,15 @@ where
     // Credentials are resolved on the first call: none anywhere is one clear line (exit 4), not
     // the SDK's dump of every provider's failure.
     if let Some(missing) = credentials_error(&error) {
+        if let Some(refused) = std::error::Error::source(missing)
+            .and_then(|source| source.downcast_ref::<OidcRefused>())
+        {
+            return Error::OidcRefused {
+                role_arn: refused.role_arn.clone(),
+                token_var: refused.token_var,
+                detail: refused.detail.clone(),
+            };
+        }
         tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(missing), "no credentials");
         return Error::NoCredentials {
             detail: match missing {
@@ -269,8 +413,81 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
 
-    use super::failed;
+    use super::{circleci_oidc, failed};
     use crate::error::ExitStatus;
+
+    /// Which variables make berth trade CircleCI's OIDC token itself, and with what.
+    #[test]
+    fn circleci_oidc_is_traded_only_with_a_role_a_token_and_no_token_file() {
+        let role = ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/deploy");
+        let v2 = ("CIRCLE_OIDC_TOKEN_V2", "token-v2");
+        let v1 = ("CIRCLE_OIDC_TOKEN", "token-v1");
+        let file = ("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/token");
+        let job = ("CIRCLE_BUILD_NUM", "4242");
+        let session = ("AWS_ROLE_SESSION_NAME", "release");
+        // (variables, the token's variable and the session name when traded)
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
+            (
+                &[role, v2, v1, job],
+                Some(("CIRCLE_OIDC_TOKEN_V2", "berth-4242")),
+            ),
+            (&[role, v1], Some(("CIRCLE_OIDC_TOKEN", "berth"))),
+            (
+                &[role, v2, session, job],
+                Some(("CIRCLE_OIDC_TOKEN_V2", "release")),
+            ),
+            (
+                &[role, v2, ("CIRCLE_BUILD_NUM", "12; rm")],
+                Some(("CIRCLE_OIDC_TOKEN_V2", "berth")),
+            ),
+            (&[v2, v1], None),
+            (&[role], None),
+            (&[role, v2, file], None),
+        ];
+        for (vars, expected) in cases {
+            let var = |name: &str| {
+                vars.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            };
+            let found = circleci_oidc(&var);
+            assert_eq!(
+                found
+                    .as_ref()
+                    .map(|oidc| (oidc.token_var, oidc.session_name.as_str())),
+                *expected,
+                "{vars:?}"
+            );
+            if let Some(oidc) = found {
+                assert_eq!(oidc.role_arn, role.1);
+            }
+        }
+    }
+
+    /// The token reaches the SDK as a file only its owner can read, gone with the provider.
+    #[test]
+    fn the_oidc_token_file_is_private_and_removed_with_the_provider() {
+        use std::os::unix::fs::PermissionsExt;
+        let var = |name: &str| match name {
+            "AWS_ROLE_ARN" => Some("arn:aws:iam::123456789012:role/deploy".to_owned()),
+            "CIRCLE_OIDC_TOKEN_V2" => Some("header.claims.signature".to_owned()),
+            _ => None,
+        };
+        let oidc = circleci_oidc(&var).unwrap();
+        let provider = oidc
+            .provider(&aws_config::provider_config::ProviderConfig::without_region())
+            .unwrap();
+        let path = provider._token_file.to_path_buf();
+        let meta = fs_err::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs_err::read_to_string(&path).unwrap(),
+            "header.claims.signature"
+        );
+        drop(provider);
+        assert!(!path.exists(), "{} outlived the provider", path.display());
+    }
 
     fn refused(code: &str, message: &str) -> SdkError<UpdateServiceError, HttpResponse> {
         let error = UpdateServiceError::generic(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
-use crate::flags::{Command, DeployOptions, Flags, OutputFormat};
+use crate::flags::{Command, DeployOptions, Flags, Migrate, OutputFormat, Overrides};
 
 /// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_SHA"), ")");
@@ -56,6 +56,26 @@ struct DeployArgs {
     /// Deploy even though a newer deploy of this environment started since this one did
     #[arg(long)]
     force: bool,
+
+    /// When the migration runs (before or after the rollout, or not at all), overriding
+    /// `migrate` in berth.toml
+    #[arg(long, value_enum, value_name = "ORDER")]
+    migrate: Option<CliMigrate>,
+
+    /// How long a service rollout may take (`20m`), overriding `timeouts.rollout`
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    rollout_timeout: Option<Duration>,
+
+    /// How long the migration task may take (`45m`), overriding `timeouts.migration`
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    migration_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CliMigrate {
+    Before,
+    After,
+    Skip,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +112,13 @@ struct UnlockArgs {
 
 fn parse_wait(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|error| error.to_string())
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match parse_wait(text)? {
+        Duration::ZERO => Err("a timeout of zero is not allowed".to_owned()),
+        timeout => Ok(timeout),
+    }
 }
 
 /// Where the settings come from, and where the result goes.
@@ -140,6 +167,15 @@ impl Cli {
                     lock_wait: args.lock.lock_wait.unwrap_or_default(),
                     force: args.force,
                 },
+                overrides: Overrides {
+                    migrate: args.migrate.map(|order| match order {
+                        CliMigrate::Before => Migrate::Before,
+                        CliMigrate::After => Migrate::After,
+                        CliMigrate::Skip => Migrate::Skip,
+                    }),
+                    rollout_timeout: args.rollout_timeout,
+                    migration_timeout: args.migration_timeout,
+                },
                 ..args.settings.into_flags(Command::Deploy)
             },
             CliCommand::Config(args) => args.into_flags(Command::Config),
@@ -174,6 +210,7 @@ impl SettingsArgs {
             profile: self.profile,
             aws_region: env_vars::var(env_vars::AWS_REGION),
             deploy: DeployOptions::default(),
+            overrides: Overrides::default(),
             rollback_to: None,
             yes: false,
         }

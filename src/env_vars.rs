@@ -35,6 +35,29 @@ pub const AWS_RETRY_MODE: &str = "AWS_RETRY_MODE";
 /// itself.
 pub const AWS_PROFILE: &str = "AWS_PROFILE";
 
+/// Standard AWS variable: the role to assume with a web identity token. With CircleCI's OIDC
+/// token (`CIRCLE_OIDC_TOKEN_V2`, else `CIRCLE_OIDC_TOKEN`) and no `AWS_WEB_IDENTITY_TOKEN_FILE`,
+/// berth assumes it itself; with a token file, the AWS SDK does.
+pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
+
+/// Standard AWS variable: a file holding a web identity token for `AWS_ROLE_ARN`. Read by the
+/// AWS SDK itself; when set, berth leaves CircleCI's OIDC token alone.
+pub const AWS_WEB_IDENTITY_TOKEN_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+
+/// Standard AWS variable: the session name of an assumed role. Default with CircleCI's OIDC
+/// token: `berth-<CIRCLE_BUILD_NUM>`, else `berth`.
+pub const AWS_ROLE_SESSION_NAME: &str = "AWS_ROLE_SESSION_NAME";
+
+/// CircleCI's OIDC token for the job (version 2 of its claims), traded for `AWS_ROLE_ARN`'s
+/// credentials.
+pub const CIRCLE_OIDC_TOKEN_V2: &str = "CIRCLE_OIDC_TOKEN_V2";
+
+/// CircleCI's OIDC token for the job (version 1), used when `CIRCLE_OIDC_TOKEN_V2` is absent.
+pub const CIRCLE_OIDC_TOKEN: &str = "CIRCLE_OIDC_TOKEN";
+
+/// CircleCI's job number: names the role session of a job that assumes `AWS_ROLE_ARN`.
+pub const CIRCLE_BUILD_NUM: &str = "CIRCLE_BUILD_NUM";
+
 /// Standard Docker variable: address of the Docker engine, for example
 /// `unix:///var/run/docker.sock` (the default) or `tcp://127.0.0.1:2375`.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";

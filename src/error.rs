@@ -85,6 +85,14 @@ pub enum Error {
     )]
     NoCredentials { detail: String },
 
+    /// STS would not trade CircleCI's OIDC token for `AWS_ROLE_ARN`'s credentials.
+    #[error("AWS refused CircleCI's OIDC token (`{token_var}`) for role `{role_arn}`: {detail}")]
+    OidcRefused {
+        role_arn: String,
+        token_var: &'static str,
+        detail: String,
+    },
+
     /// The credentials may not make an AWS call. `iam_action` is the one AWS named.
     #[error("{action} was refused: access denied")]
     AccessDenied {
@@ -138,6 +146,7 @@ impl Error {
             Self::DockerUnreachable { .. }
             | Self::DockerTls { .. }
             | Self::NoCredentials { .. }
+            | Self::OidcRefused { .. }
             | Self::Runtime(_)
             | Self::Stdout(_) => ExitStatus::Environment,
             Self::Interrupted => ExitStatus::Interrupted,
@@ -186,7 +195,8 @@ impl Error {
             Self::Git { hint, .. } | Self::Mismatch { hint, .. } => hint.clone(),
             Self::Aws { environment: true, .. } => "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
             Self::Aws { .. } => "the cause above is AWS's own message".to_owned(),
-            Self::NoCredentials { .. } => "log in (`aws sso login`), set `AWS_PROFILE` or `--profile`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; in CircleCI, use OIDC (`AWS_ROLE_ARN` with `AWS_WEB_IDENTITY_TOKEN_FILE`) or a context with the keys".to_owned(),
+            Self::OidcRefused { .. } => "the role's trust policy must allow `sts:AssumeRoleWithWebIdentity` to the IAM OIDC provider `oidc.circleci.com/org/<organization id>` with the organization id as audience; the job must run with a context (CircleCI mints OIDC tokens only then)".to_owned(),
+            Self::NoCredentials { .. } => "log in (`aws sso login`), set `AWS_PROFILE` or `--profile`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; in CircleCI, set `AWS_ROLE_ARN` and berth trades the job's OIDC token for it, or use a context with the keys".to_owned(),
             Self::AccessDenied { iam_action, action, .. } => format!(
                 "grant {} to the role berth runs as; docs/configuration.md (AWS permissions) lists every action berth calls",
                 iam_action.as_ref().map_or_else(|| format!("the IAM action for {action}"), |a| format!("`{a}`"))

@@ -22,6 +22,8 @@ pub struct Flags {
     pub aws_region: Option<String>,
     /// What the deploy may do beyond the default.
     pub deploy: DeployOptions,
+    /// `berth deploy` flags that win over berth.toml.
+    pub overrides: Overrides,
     /// `berth rollback --to`: the deploy whose revisions to go back to.
     pub rollback_to: Option<String>,
     /// `berth unlock --yes`: no question asked.
@@ -41,6 +43,26 @@ pub struct DeployOptions {
     pub lock_wait: Duration,
     /// `--force`: deploy even though a newer deploy started on the environment since.
     pub force: bool,
+}
+
+/// Settings of berth.toml that `berth deploy` takes as flags too (the CircleCI orb's
+/// parameters); a flag wins over the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--migrate`.
+    pub migrate: Option<Migrate>,
+    /// `--rollout-timeout`.
+    pub rollout_timeout: Option<Duration>,
+    /// `--migration-timeout`.
+    pub migration_timeout: Option<Duration>,
+}
+
+/// `--migrate`: when the migration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Migrate {
+    Before,
+    After,
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

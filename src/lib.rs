@@ -124,7 +124,7 @@ async fn unlock(
     yes: bool,
     reporter: &dyn report::Reporter,
 ) -> Result<Outcome, Error> {
-    let config = aws::sdk_config(settings).await;
+    let config = aws::sdk_config(settings).await?;
     let none = || Outcome::Unlock {
         env: settings.env.clone(),
         released: None,

@@ -256,7 +256,7 @@ async fn run(
     ));
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
-    let config = aws::sdk_config(settings).await;
+    let config = aws::sdk_config(settings).await?;
 
     // One deploy per environment: everything below runs under the lock.
     let store = state::Store::open(&config, settings, reporter)

@@ -111,7 +111,7 @@ async fn run(
     report: &mut Report,
     held: &mut Held,
 ) -> Result<(), Error> {
-    let config = aws::sdk_config(settings).await;
+    let config = aws::sdk_config(settings).await?;
     let ecs = aws::ecs_client(&config);
     let Some(store) = Store::find(&config, settings)
         .await

@@ -71,7 +71,7 @@ pub struct LockStatus {
 }
 
 pub async fn read(settings: &Settings) -> Result<Status, Error> {
-    let config = aws::sdk_config(settings).await;
+    let config = aws::sdk_config(settings).await?;
     let ecs = aws::ecs_client(&config);
     let (services, store) = tokio::try_join!(
         services::describe(&ecs, &settings.cluster, &settings.services),

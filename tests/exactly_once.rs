@@ -470,6 +470,11 @@ async fn a_failed_rollout_moves_the_environment_back_to_one_commit() {
 /// `DescribeServices` during a rollout, ten deploys in a row land, each exactly once. The SDK's
 /// retries do the retrying; the record and the `clientToken` keep `RegisterTaskDefinition` and
 /// `RunTask` from happening twice.
+///
+/// The faulted deploys get 10 attempts per call (`AWS_MAX_ATTEMPTS`) instead of berth's 5: at a
+/// fifth of calls failing, 5 attempts all fail for one call in about 2,700, and these deploys
+/// make some 700 calls, so a deploy that stops on a call that failed 5 times (as it should, exit
+/// 1 or 4) would come about once every four runs. With 10 it is once in about 7 million calls.
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_deploys_land_exactly_once_while_a_fifth_of_aws_calls_fail() {
     let app = App::new("faults", "");
@@ -486,13 +491,14 @@ async fn ten_deploys_land_exactly_once_while_a_fifth_of_aws_calls_fail() {
     {
         app.fault(json!({"error": kind, "probability": 0.045, "seed": 100 + i}));
     }
+    const PATIENT: &[(&str, &str)] = &[("AWS_MAX_ATTEMPTS", "10")];
     let mut faulted = Vec::new();
     for n in 0..10 {
         let before = app.counters();
         let run = if n == 4 {
             app.deploy_watching(
                 &["--new"],
-                &[],
+                PATIENT,
                 &|line| line.ends_with("rollout: started"),
                 None,
                 &|_| {
@@ -503,7 +509,7 @@ async fn ten_deploys_land_exactly_once_while_a_fifth_of_aws_calls_fail() {
                 },
             )
         } else {
-            app.deploy(&["--new"])
+            app.deploy_with(&["--new"], PATIENT)
         };
         assert_eq!(run.code, Some(0), "deploy {n}: {}", run.stderr);
         assert_landed_once(&app, &run, &seeded).await;

@@ -40,7 +40,7 @@ fn unique(prefix: &str) -> String {
 async fn ecs_task_exit_code_comes_back_through_the_sdk() {
     let cluster = unique("rust-sdk");
     let settings = sandbox_settings(&cluster);
-    let config = berth::aws::sdk_config(&settings).await;
+    let config = berth::aws::sdk_config(&settings).await.unwrap();
     let ecs = berth::aws::ecs_client(&config);
     let logs = aws_sdk_cloudwatchlogs::Client::new(&config);
 
@@ -133,7 +133,7 @@ async fn ecs_task_exit_code_comes_back_through_the_sdk() {
 async fn ecr_repository_round_trip() {
     let name = unique("rust-sdk-repo");
     let settings = sandbox_settings("unused");
-    let config = berth::aws::sdk_config(&settings).await;
+    let config = berth::aws::sdk_config(&settings).await.unwrap();
     let ecr = berth::aws::ecr_client(&config);
 
     let created = ecr

@@ -7,11 +7,13 @@ before berth's first deploy.
 - in each cluster a `web` service (our `app` container plus a `datadog-agent`
   sidecar whose image is not ours) with the circuit breaker and rollback on,
   and a `devops` service on the same image;
-- an EventBridge rule that runs the web task family nightly.
+- an EventBridge rule that runs the web task family nightly;
+- the role `<app>-circleci` that a CircleCI job assumes with its OIDC token.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -75,6 +77,33 @@ def roles(endpoints: Endpoints, app: str = APP) -> dict:
         key: iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
         for key, name in names.items()
     }
+
+
+def circleci_role(endpoints: Endpoints, app: str = APP) -> str:
+    """The role a CircleCI job of the app assumes with its OIDC token: the account's OIDC provider
+    for the sandbox's issuer (made once), and `<app>-circleci` trusting it, as CircleCI's OIDC
+    guide sets them up."""
+    from .sts import ISSUER, ORGANIZATION
+
+    iam = client(endpoints, "iam")
+    provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{ISSUER.removeprefix('https://')}"
+    if provider not in [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]:
+        try:
+            iam.create_open_id_connect_provider(Url=ISSUER, ClientIDList=[ORGANIZATION], ThumbprintList=["0" * 40])
+        except iam.exceptions.EntityAlreadyExistsException:
+            pass  # another app's seed made it meanwhile
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Federated": provider},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {f"{ISSUER.removeprefix('https://')}:aud": ORGANIZATION}},
+            }
+        ],
+    }
+    return iam.create_role(RoleName=f"{app}-circleci", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
 def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
@@ -195,6 +224,7 @@ def seed(
     events = client(endpoints, "events")
     net = network(endpoints, app)
     role_arns = roles(endpoints, app)
+    role_arns["circleci"] = circleci_role(endpoints, app)
     repository = ecr.create_repository(repositoryName=app)["repository"]
     image = build_initial_image(repository["repositoryUri"])
     logs.create_log_group(logGroupName=f"/ecs/{app}")
@@ -205,7 +235,7 @@ def seed(
             "assignPublicIp": "DISABLED",
         }
     }
-    summary = {"network": net, "image": image, "clusters": {}}
+    summary = {"network": net, "image": image, "clusters": {}, "circleci_role": role_arns["circleci"]}
     for env in envs:
         cluster = cluster_name(app, env)
         cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs, s3
+from . import ecr, ecs, s3, sts
 from .agent import LOCK
 from .config import Endpoints, Tunables
 from .dockertls import DockerTLSFront
@@ -49,6 +49,10 @@ def service_of(environ: dict) -> str:
         if len(scope) >= 5:
             return scope[3]
     return "unknown"
+
+
+# STS calls that carry no signature: the token or assertion is the credential.
+UNSIGNED_STS = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
 
 
 def region_of(environ: dict) -> str:
@@ -130,8 +134,10 @@ class SandboxApp:
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-        service = service_of(environ)
         operation = operation_of(environ, body)
+        service = service_of(environ)
+        if service == "unknown" and operation in UNSIGNED_STS:
+            service = "sts"
         verdict = self.faults.judge(service, operation, app_of(environ))
         if verdict.latency_ms:
             time.sleep(verdict.latency_ms / 1000)
@@ -286,6 +292,8 @@ class SandboxApp:
                 ):
                     self.faults.count(f"registry:push:{target.get('repository')}")
             return 200, {}
+        if route == "oidc/token" and method == "POST":
+            return 200, sts.mint(data)
         if route == "tasks":
             return 200, ecs.AGENT.describe()
         return 404, {"error": f"no such sandbox route: {method} /_sandbox/{route}"}
@@ -383,6 +391,7 @@ def serve() -> None:
     ecs.install(endpoints, tunables)
     ecr.install(endpoints, registry)
     s3.install()
+    sts.install()
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
     server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)
 

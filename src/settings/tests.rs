@@ -117,6 +117,26 @@ fn region_flag_beats_file_and_aws_region_is_the_last_resort() {
     assert_eq!(settings.region, "ap-south-1");
 }
 
+/// `--migrate`, `--rollout-timeout` and `--migration-timeout` win over berth.toml; the other
+/// timeouts stay the file's.
+#[test]
+fn deploy_flags_override_migrate_and_timeouts() {
+    let mut flags = flags("stg");
+    let file = resolve_stg(&flags);
+    flags.overrides = crate::flags::Overrides {
+        migrate: Some(crate::flags::Migrate::Skip),
+        rollout_timeout: Some(std::time::Duration::from_secs(7 * 60)),
+        migration_timeout: Some(std::time::Duration::from_secs(45 * 60)),
+    };
+    let settings = resolve_stg(&flags);
+    assert_ne!(file.migrate, MigrateOrder::Skip);
+    assert_eq!(settings.migrate, MigrateOrder::Skip);
+    assert_eq!(settings.timeouts.rollout.as_secs(), 7 * 60);
+    assert_eq!(settings.timeouts.migration.as_secs(), 45 * 60);
+    assert_eq!(settings.timeouts.heartbeat, file.timeouts.heartbeat);
+    assert_eq!(settings.timeouts.poll, file.timeouts.poll);
+}
+
 #[test]
 fn migration_container_defaults_to_app_without_containers() {
     let text = "repository = \"app1\"\nregion = \"us-east-1\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";

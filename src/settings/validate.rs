@@ -14,7 +14,7 @@ use super::{
     Source, StateSettings, Timeouts,
 };
 use crate::error::ConfigError;
-use crate::flags::Flags;
+use crate::flags::{Flags, Migrate};
 
 pub const DEFAULT_CONTAINER: &str = "app";
 pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
@@ -92,11 +92,22 @@ pub(super) fn validate(
         .map(|migrate| check.migrate_order(migrate))
         .transpose()?
         .unwrap_or(MigrateOrder::After);
+    let migrate = match flags.overrides.migrate {
+        Some(Migrate::Before) => MigrateOrder::Before,
+        Some(Migrate::After) => MigrateOrder::After,
+        Some(Migrate::Skip) => MigrateOrder::Skip,
+        None => migrate,
+    };
 
     let config_folder = config.parent().unwrap_or(Path::new(""));
     let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
     let migration = check.migration(layer.migration.unwrap_or_default(), containers.as_deref())?;
-    let timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
+    let mut timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
+    timeouts.rollout = flags.overrides.rollout_timeout.unwrap_or(timeouts.rollout);
+    timeouts.migration = flags
+        .overrides
+        .migration_timeout
+        .unwrap_or(timeouts.migration);
     let state = check.state(layer.state.unwrap_or_default(), repository.get_ref())?;
     let on_failure = layer
         .on_failure

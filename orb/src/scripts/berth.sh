@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Runs `berth deploy|status|rollback` with the orb command's parameters. Every value reaches
+# berth as one argument, as given: nothing here is split, globbed or evaluated.
+#
+# Parameters (from the `deploy`, `status` and `rollback` commands; empty means unset):
+#   ORB_ENUM_SUBCOMMAND       deploy, status or rollback
+#   ORB_STR_ENV               --env
+#   ORB_STR_CONFIG            --config
+#   ORB_STR_WORKING_DIRECTORY the folder berth runs in
+#   ORB_STR_REGION            --region
+#   ORB_STR_PROFILE           --profile
+#   ORB_STR_ROLE_ARN          AWS_ROLE_ARN: berth trades CircleCI's OIDC token for this role
+#   ORB_STR_LOCK_WAIT         --lock-wait (deploy, rollback)
+#   ORB_STR_COMMIT            CIRCLE_SHA1 for berth: the commit deployed (deploy)
+#   ORB_ENUM_MIGRATE          --migrate (deploy)
+#   ORB_STR_ROLLOUT_TIMEOUT   --rollout-timeout (deploy)
+#   ORB_STR_MIGRATION_TIMEOUT --migration-timeout (deploy)
+#   ORB_BOOL_NEW              --new (deploy)
+#   ORB_BOOL_RETRY_MIGRATION  --retry-migration (deploy)
+#   ORB_BOOL_FORCE            --force (deploy)
+#   ORB_STR_TO                --to (rollback)
+#   ORB_STR_RECORD            a file for berth's JSON record (stdout with --output json)
+#   ORB_STR_EXTRA_ARGS        more arguments for berth, one per line
+set -euo pipefail
+
+subcommand="${ORB_ENUM_SUBCOMMAND:-}"
+case "$subcommand" in
+  deploy | status | rollback) ;;
+  *)
+    echo "berth orb: unknown berth command \`$subcommand\`" >&2
+    exit 2
+    ;;
+esac
+
+args=("$subcommand")
+option() { # option FLAG VALUE: the flag and its value, when the value is set
+  if [[ -n "$2" ]]; then
+    args+=("$1" "$2")
+  fi
+}
+switch() { # switch FLAG VALUE: the flag alone, when the boolean is true (CircleCI passes 1 or true)
+  if [[ "$2" == 1 || "$2" == true ]]; then
+    args+=("$1")
+  fi
+}
+
+option --env "${ORB_STR_ENV:-}"
+option --config "${ORB_STR_CONFIG:-}"
+option --region "${ORB_STR_REGION:-}"
+option --profile "${ORB_STR_PROFILE:-}"
+if [[ "$subcommand" == deploy ]]; then
+  option --migrate "${ORB_ENUM_MIGRATE:-}"
+  option --rollout-timeout "${ORB_STR_ROLLOUT_TIMEOUT:-}"
+  option --migration-timeout "${ORB_STR_MIGRATION_TIMEOUT:-}"
+  option --lock-wait "${ORB_STR_LOCK_WAIT:-}"
+  switch --new "${ORB_BOOL_NEW:-}"
+  switch --retry-migration "${ORB_BOOL_RETRY_MIGRATION:-}"
+  switch --force "${ORB_BOOL_FORCE:-}"
+fi
+if [[ "$subcommand" == rollback ]]; then
+  option --to "${ORB_STR_TO:-}"
+  option --lock-wait "${ORB_STR_LOCK_WAIT:-}"
+fi
+if [[ -n "${ORB_STR_EXTRA_ARGS:-}" ]]; then
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ -n "$line" ]]; then
+      args+=("$line")
+    fi
+  done <<<"$ORB_STR_EXTRA_ARGS"
+fi
+if [[ -n "${ORB_STR_RECORD:-}" ]]; then
+  args+=(--output json)
+fi
+
+if [[ -n "${ORB_STR_ROLE_ARN:-}" ]]; then
+  export AWS_ROLE_ARN="$ORB_STR_ROLE_ARN"
+fi
+if [[ -n "${ORB_STR_COMMIT:-}" ]]; then
+  export CIRCLE_SHA1="$ORB_STR_COMMIT"
+fi
+if [[ -n "${ORB_STR_WORKING_DIRECTORY:-}" ]]; then
+  cd "$ORB_STR_WORKING_DIRECTORY"
+fi
+
+if ! command -v berth >/dev/null 2>&1; then
+  echo "berth orb: \`berth\` is not on PATH; run the \`berth/install\` command first" >&2
+  exit 4
+fi
+if [[ -n "${ORB_STR_RECORD:-}" ]]; then
+  mkdir -p "$(dirname "$ORB_STR_RECORD")"
+  exec berth "${args[@]}" >"$ORB_STR_RECORD"
+fi
+exec berth "${args[@]}"

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Installs the berth release binary for this machine's OS and CPU, verified against the release's
+# sha256 file, into a folder per version that the orb caches.
+#
+# Parameters (from the `install` command):
+#   ORB_STR_VERSION       the berth version, e.g. 0.1.0 (no `v`)
+#   ORB_STR_DOWNLOAD_URL  where releases are: <url>/v<version>/berth-<target>{,.sha256}
+#   ORB_STR_INSTALL_DIR   the folder per version lives under it (default ~/.berth)
+set -euo pipefail
+
+version="${ORB_STR_VERSION#v}"
+download_url="${ORB_STR_DOWNLOAD_URL%/}"
+root="${ORB_STR_INSTALL_DIR:-}"
+root="${root:-$HOME/.berth}"
+root="${root/#\~/$HOME}" # a leading ~ as the shell would expand it
+
+if [[ ! "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]]; then
+  echo "berth/install: version \`$ORB_STR_VERSION\` is not a release version such as 0.1.0" >&2
+  exit 2
+fi
+
+os="$(uname -s)"
+machine="$(uname -m)"
+case "$machine" in
+  x86_64 | amd64) arch=x86_64 ;;
+  aarch64 | arm64) arch=aarch64 ;;
+  *)
+    echo "berth/install: no berth release for CPU \`$machine\`; releases exist for x86_64 and aarch64 (arm64)" >&2
+    exit 1
+    ;;
+esac
+case "$os" in
+  Linux) target="$arch-unknown-linux-musl" ;;
+  Darwin) target="$arch-apple-darwin" ;;
+  *)
+    echo "berth/install: no berth release for OS \`$os\`; releases exist for Linux and macOS" >&2
+    exit 1
+    ;;
+esac
+
+sha256_of() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    sha256sum "$1" | cut -d ' ' -f 1
+  else
+    shasum -a 256 "$1" | cut -d ' ' -f 1
+  fi
+}
+
+fetch() {
+  if command -v curl >/dev/null 2>&1; then
+    curl --fail --silent --show-error --location --retry 3 --output "$2" "$1"
+  else
+    wget --quiet --tries=3 --output-document="$2" "$1"
+  fi
+}
+
+dir="$root/$version"
+binary="$dir/berth"
+asset="berth-$target"
+
+if [[ -x "$binary" && -f "$binary.sha256" && "$(sha256_of "$binary")" == "$(cut -d ' ' -f 1 "$binary.sha256")" ]]; then
+  echo "berth $version ($target) is cached in $dir"
+else
+  mkdir -p "$dir"
+  work="$(mktemp -d "$dir/.download.XXXXXX")"
+  trap 'rm -rf "$work"' EXIT
+  echo "downloading berth $version for $target from $download_url/v$version/$asset"
+  fetch "$download_url/v$version/$asset.sha256" "$work/$asset.sha256"
+  fetch "$download_url/v$version/$asset" "$work/$asset"
+  expected="$(cut -d ' ' -f 1 "$work/$asset.sha256")"
+  actual="$(sha256_of "$work/$asset")"
+  if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
+    echo "berth/install: $asset.sha256 of berth $version holds no sha256; refusing to install" >&2
+    exit 1
+  fi
+  if [[ "$actual" != "$expected" ]]; then
+    echo "berth/install: checksum mismatch for $asset of berth $version: expected $expected, downloaded $actual; refusing to install" >&2
+    exit 1
+  fi
+  chmod 0755 "$work/$asset"
+  mv "$work/$asset" "$binary"
+  echo "$expected  berth" >"$binary.sha256"
+  echo "installed berth $version ($target), sha256 $expected"
+fi
+
+if [[ -n "${BASH_ENV:-}" ]]; then
+  # shellcheck disable=SC2016 # $PATH is for the later steps' shells to expand
+  printf 'export PATH=%q:"$PATH"\n' "$dir" >>"$BASH_ENV"
+fi
+"$binary" --version

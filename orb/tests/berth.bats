@@ -1,0 +1,114 @@
+#!/usr/bin/env bats
+# The script behind the `deploy`, `status` and `rollback` commands: every parameter reaches berth
+# as one argument, unchanged, with a fake `berth` that records its arguments and environment.
+
+setup() {
+  script="$BATS_TEST_DIRNAME/../src/scripts/berth.sh"
+  bin="$BATS_TEST_TMPDIR/bin"
+  mkdir -p "$bin"
+  # One argument per line, NUL-free; then the two variables berth takes from the orb.
+  cat >"$bin/berth" <<'FAKE'
+#!/usr/bin/env bash
+{
+  for arg in "$@"; do printf 'arg=%s\n' "$arg"; done
+  printf 'pwd=%s\n' "$PWD"
+  printf 'CIRCLE_SHA1=%s\n' "${CIRCLE_SHA1-<unset>}"
+  printf 'AWS_ROLE_ARN=%s\n' "${AWS_ROLE_ARN-<unset>}"
+} >"$BERTH_FAKE_LOG"
+echo '{"deploy_id":"stg-abc"}'
+exit "${BERTH_FAKE_EXIT:-0}"
+FAKE
+  chmod +x "$bin/berth"
+  export PATH="$bin:$PATH"
+  export BERTH_FAKE_LOG="$BATS_TEST_TMPDIR/berth.log"
+  export ORB_ENUM_SUBCOMMAND=deploy ORB_STR_ENV=stg
+  unset CIRCLE_SHA1 AWS_ROLE_ARN
+}
+
+args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
+
+@test "deploy passes values with spaces, =, commas, quotes and \$ through unchanged" {
+  export ORB_STR_ENV='stg west'
+  export ORB_STR_CONFIG='conf/berth "blue",v=2.toml'
+  export ORB_STR_LOCK_WAIT="15m'"
+  export ORB_STR_PROFILE='$HOME'
+  export ORB_STR_REGION='$(touch pwned)'
+  export ORB_STR_ROLE_ARN='arn:aws:iam::123456789012:role/deploy,=$x'
+  export ORB_STR_COMMIT='abc$1 `id`'
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  expected=(deploy --env 'stg west' --config 'conf/berth "blue",v=2.toml' --region '$(touch pwned)'
+    --profile '$HOME' --lock-wait "15m'")
+  [ "$(args)" = "$(printf '%s\n' "${expected[@]}")" ]
+  grep -qxF 'AWS_ROLE_ARN=arn:aws:iam::123456789012:role/deploy,=$x' "$BERTH_FAKE_LOG"
+  grep -qxF 'CIRCLE_SHA1=abc$1 `id`' "$BERTH_FAKE_LOG"
+  [ ! -e pwned ] && [ ! -e "$BATS_TEST_TMPDIR/pwned" ]
+}
+
+@test "deploy maps every typed parameter to its flag" {
+  export ORB_ENUM_MIGRATE=before ORB_STR_ROLLOUT_TIMEOUT=20m ORB_STR_MIGRATION_TIMEOUT=45m
+  export ORB_BOOL_NEW=1 ORB_BOOL_RETRY_MIGRATION=true ORB_BOOL_FORCE=0
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  expected=(deploy --env stg --migrate before --rollout-timeout 20m --migration-timeout 45m --new
+    --retry-migration)
+  [ "$(args)" = "$(printf '%s\n' "${expected[@]}")" ]
+  grep -qxF 'CIRCLE_SHA1=<unset>' "$BERTH_FAKE_LOG"
+  grep -qxF 'AWS_ROLE_ARN=<unset>' "$BERTH_FAKE_LOG"
+}
+
+@test "extra arguments are one per line, each kept whole" {
+  export ORB_STR_EXTRA_ARGS=$'--lock-wait\n10m 30s\n\n--allow-dirty'
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' deploy --env stg --lock-wait '10m 30s' --allow-dirty)" ]
+}
+
+@test "empty parameters add nothing" {
+  export ORB_STR_CONFIG= ORB_STR_REGION= ORB_STR_PROFILE= ORB_STR_ROLE_ARN= ORB_STR_COMMIT=
+  export ORB_ENUM_MIGRATE= ORB_STR_LOCK_WAIT= ORB_BOOL_NEW=0 ORB_BOOL_FORCE=false ORB_STR_EXTRA_ARGS=
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' deploy --env stg)" ]
+}
+
+@test "a record file gets berth's JSON on stdout" {
+  export ORB_STR_RECORD="$BATS_TEST_TMPDIR/out/deploy.json"
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(cat "$ORB_STR_RECORD")" = '{"deploy_id":"stg-abc"}' ]
+  [ "$(args | tail -n 2)" = "$(printf '%s\n' --output json)" ]
+}
+
+@test "berth's exit code is the step's" {
+  BERTH_FAKE_EXIT=5 run bash "$script"
+  [ "$status" -eq 5 ]
+}
+
+@test "runs in the working directory" {
+  mkdir -p "$BATS_TEST_TMPDIR/app dir"
+  ORB_STR_WORKING_DIRECTORY="$BATS_TEST_TMPDIR/app dir" run bash "$script"
+  [ "$status" -eq 0 ]
+  grep -qxF "pwd=$BATS_TEST_TMPDIR/app dir" "$BERTH_FAKE_LOG"
+}
+
+@test "rollback passes --to and --lock-wait; status passes neither deploy flag" {
+  ORB_ENUM_SUBCOMMAND=rollback ORB_STR_TO='stg-1a2b3c4-deadbeef' ORB_STR_LOCK_WAIT=5m ORB_BOOL_NEW=1 run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' rollback --env stg --to stg-1a2b3c4-deadbeef --lock-wait 5m)" ]
+  ORB_ENUM_SUBCOMMAND=status ORB_STR_LOCK_WAIT=5m ORB_ENUM_MIGRATE=skip run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' status --env stg)" ]
+}
+
+@test "an unknown berth command is refused" {
+  ORB_ENUM_SUBCOMMAND='deploy; rm -rf /' run bash "$script"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"unknown berth command"* ]]
+}
+
+@test "without berth on PATH the step says to install it" {
+  PATH=/usr/bin:/bin run bash "$script"
+  [ "$status" -eq 4 ]
+  [[ "$output" == *"run the \`berth/install\` command first"* ]]
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bats
+# The `install` command's script against a local HTTP server serving fake release assets.
+
+setup() {
+  script="$BATS_TEST_DIRNAME/../src/scripts/install.sh"
+  releases="$BATS_TEST_TMPDIR/releases"
+  home="$BATS_TEST_TMPDIR/home"
+  shims="$BATS_TEST_TMPDIR/shims"
+  mkdir -p "$releases/v0.1.0" "$home" "$shims"
+  for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl aarch64-apple-darwin; do
+    printf '#!/bin/sh\necho "berth 0.1.0 (%s)"\n' "$target" >"$releases/v0.1.0/berth-$target"
+    (cd "$releases/v0.1.0" && sha256sum "berth-$target" >"berth-$target.sha256")
+  done
+  # uname as the executor would answer it
+  printf '#!/bin/sh\ncase "$1" in -s) echo "${FAKE_OS:-Linux}" ;; -m) echo "${FAKE_CPU:-x86_64}" ;; *) echo Linux ;; esac\n' >"$shims/uname"
+  chmod +x "$shims/uname"
+  port_file="$BATS_TEST_TMPDIR/port"
+  python3 - "$releases" "$port_file" 2>"$BATS_TEST_TMPDIR/requests.log" <<'PY' &
+import functools, http.server, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+open(sys.argv[2], "w").write(str(server.server_address[1]))
+server.serve_forever()
+PY
+  server_pid=$!
+  for _ in $(seq 50); do [[ -s "$port_file" ]] && break; sleep 0.1; done
+  export ORB_STR_VERSION=0.1.0
+  export ORB_STR_DOWNLOAD_URL="http://127.0.0.1:$(cat "$port_file")"
+  export ORB_STR_INSTALL_DIR="~/.berth"
+  export HOME="$home"
+  export BASH_ENV="$BATS_TEST_TMPDIR/bash_env"
+  export PATH="$shims:$PATH"
+}
+
+teardown() {
+  kill "$server_pid" 2>/dev/null || true
+}
+
+downloads() {
+  grep -c '"GET /v0.1.0/berth-[^ ]* HTTP' "$BATS_TEST_TMPDIR/requests.log" || true
+}
+
+@test "installs the release binary for this OS and CPU, verified, and puts it on PATH" {
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"installed berth 0.1.0 (x86_64-unknown-linux-musl), sha256 "* ]]
+  [[ "$output" == *"berth 0.1.0 (x86_64-unknown-linux-musl)" ]]
+  [ -x "$home/.berth/0.1.0/berth" ]
+  grep -qF "export PATH=$home/.berth/0.1.0:\"\$PATH\"" "$BASH_ENV"
+  [ "$(PATH="$home/.berth/0.1.0:$PATH" berth)" = "berth 0.1.0 (x86_64-unknown-linux-musl)" ]
+}
+
+@test "picks the asset of the executor's OS and CPU (macOS arm64)" {
+  FAKE_OS=Darwin FAKE_CPU=arm64 run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"berth 0.1.0 (aarch64-apple-darwin)" ]]
+  grep -q '"GET /v0.1.0/berth-aarch64-apple-darwin HTTP' "$BATS_TEST_TMPDIR/requests.log"
+}
+
+@test "refuses a binary whose sha256 does not match the release's checksum file" {
+  echo 'echo tampered' >>"$releases/v0.1.0/berth-x86_64-unknown-linux-musl"
+  run bash "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"checksum mismatch for berth-x86_64-unknown-linux-musl of berth 0.1.0"*"refusing to install"* ]]
+  [ ! -e "$home/.berth/0.1.0/berth" ]
+  [ ! -s "$BASH_ENV" ]
+}
+
+@test "a cached version is used without downloading again" {
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(downloads)" -eq 2 ]
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"berth 0.1.0 (x86_64-unknown-linux-musl) is cached in $home/.berth/0.1.0"* ]]
+  [ "$(downloads)" -eq 2 ]
+}
+
+@test "a cached binary that was changed is downloaded again" {
+  run bash "$script"
+  echo 'echo changed' >>"$home/.berth/0.1.0/berth"
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"installed berth 0.1.0"* ]]
+  [ "$(downloads)" -eq 4 ]
+}
+
+@test "an unknown CPU is a clear error naming it" {
+  FAKE_CPU=riscv64 run bash "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"no berth release for CPU \`riscv64\`; releases exist for x86_64 and aarch64 (arm64)"* ]]
+  [ "$(downloads)" -eq 0 ]
+}
+
+@test "an unknown OS is a clear error naming it" {
+  FAKE_OS=FreeBSD run bash "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"no berth release for OS \`FreeBSD\`"* ]]
+}
+
+@test "a version that is not a release is refused before any download" {
+  ORB_STR_VERSION='0.1.0; rm -rf /' run bash "$script"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"is not a release version such as 0.1.0"* ]]
+  [ "$(downloads)" -eq 0 ]
+}
+
+@test "a release without the asset fails naming the URL" {
+  ORB_STR_VERSION=9.9.9 run bash "$script"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"/v9.9.9/berth-x86_64-unknown-linux-musl"* ]]
+  [ ! -e "$home/.berth/9.9.9/berth" ]
+}

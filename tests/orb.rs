@@ -1,0 +1,384 @@
+//! The CircleCI orb end to end, and CircleCI OIDC in berth: the packed orb's `install` and
+//! `deploy` steps run in a shell as a CircleCI job runs them (its variables, an OIDC token, the
+//! remote Docker's TLS endpoint, no AWS keys), against the sandbox and a local release server
+//! serving this build of berth.
+//!
+//! Needs the orb's venv, which `orb/check` makes (the README's test command runs it first).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use harness::{App, ROOT, admin, text};
+use serde_json::{Value, json};
+
+/// The orb's venv Python, which has PyYAML for the packer.
+fn orb_python() -> PathBuf {
+    let python = Path::new(ROOT).join("orb/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing; run `orb/check` first (it makes the orb's venv)",
+        python.display()
+    );
+    python
+}
+
+/// Packs `orb/src` into `folder/orb.yml`, as the release would publish it.
+fn pack(folder: &Path) -> PathBuf {
+    let packed = folder.join("orb.yml");
+    let out = Command::new(orb_python())
+        .arg(Path::new(ROOT).join("orb/tools/pack.py"))
+        .arg(Path::new(ROOT).join("orb/src"))
+        .arg(&packed)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pack: {}", text(&out.stderr));
+    packed
+}
+
+/// The run steps of one command of the packed orb, its parameters put in as CircleCI does.
+fn steps(packed: &Path, command: &str, parameters: &[(&str, &str)]) -> Vec<Value> {
+    let out = Command::new(orb_python())
+        .arg(Path::new(ROOT).join("orb/tools/steps.py"))
+        .arg(packed)
+        .arg(command)
+        .args(parameters.iter().map(|(k, v)| format!("{k}={v}")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "steps: {}", text(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A local HTTP server for `folder`, as GitHub serves release assets; stopped on drop.
+struct ReleaseServer {
+    child: Child,
+    url: String,
+}
+
+impl ReleaseServer {
+    fn start(folder: &Path) -> Self {
+        let port_file = folder.join("port");
+        let child = Command::new("python3")
+            .args([
+                "-c",
+                "import functools, http.server, sys\n\
+                 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n\
+                 server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)\n\
+                 open(sys.argv[2] + '.tmp', 'w').write(str(server.server_address[1]))\n\
+                 __import__('os').rename(sys.argv[2] + '.tmp', sys.argv[2])\n\
+                 server.serve_forever()",
+            ])
+            .arg(folder)
+            .arg(&port_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut server = Self {
+            child,
+            url: String::new(),
+        };
+        for _ in 0..100 {
+            if let Ok(port) = fs_err::read_to_string(&port_file) {
+                server.url = format!("http://127.0.0.1:{port}");
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the release server did not start");
+    }
+}
+
+impl Drop for ReleaseServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release of this crate's version as the release job lays it out: the binary for this
+/// machine (x86_64 Linux: the musl asset's name) and its sha256 file.
+fn release_assets(folder: &Path) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    let assets = folder.join(format!("v{version}"));
+    fs_err::create_dir_all(&assets).unwrap();
+    let asset = "berth-x86_64-unknown-linux-musl";
+    let binary = fs_err::read(env!("CARGO_BIN_EXE_berth")).unwrap();
+    fs_err::write(assets.join(asset), &binary).unwrap();
+    use sha2::Digest;
+    let sum = sha2::Sha256::digest(&binary);
+    let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+    fs_err::write(
+        assets.join(format!("{asset}.sha256")),
+        format!("{hex}  {asset}\n"),
+    )
+    .unwrap();
+    version.to_owned()
+}
+
+/// A token as CircleCI mints one for a job, from the sandbox's issuer.
+fn oidc_token(app: &App, claims: Value) -> String {
+    admin(
+        &app.var("BERTH_SANDBOX_PORT"),
+        "POST",
+        "/_sandbox/oidc/token",
+        Some(&claims),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn role(app: &App, name: &str) -> String {
+    format!("arn:aws:iam::123456789012:role/{}-{name}", app.name)
+}
+
+/// A CircleCI job's shell: only CircleCI's variables, the sandbox's endpoint and region, the
+/// remote Docker's TLS variables; no AWS keys.
+fn job_shell(app: &App, home: &Path, vars: &[(&str, String)]) -> Command {
+    let mut shell = Command::new("bash");
+    shell
+        .env_clear()
+        .current_dir(app.dir.path())
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("HOME", home)
+        .env("TMPDIR", home.join("tmp"))
+        .env("CI", "true")
+        .env("CIRCLECI", "true")
+        .env("NO_COLOR", "1")
+        .env("AWS_SDK_UA_APP_ID", &app.name)
+        .env("AWS_ENDPOINT_URL", app.var("AWS_ENDPOINT_URL"))
+        .env("AWS_REGION", app.var("AWS_REGION"))
+        .env("DOCKER_HOST", app.var("BERTH_SANDBOX_DOCKER_TLS_HOST"))
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env(
+            "DOCKER_CERT_PATH",
+            app.var("BERTH_SANDBOX_DOCKER_CERT_PATH"),
+        )
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+    shell
+}
+
+/// Runs one orb step as CircleCI does: `bash -eo pipefail -c COMMAND`, the step's environment
+/// on top of the job's; `BASH_ENV` carries one step's exports to the next.
+fn run_step(mut shell: Command, step: &Value) -> (Option<i32>, String) {
+    let environment = step["environment"].as_object().unwrap();
+    let out = shell
+        .envs(
+            environment
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str().unwrap())),
+        )
+        .args(["-eo", "pipefail", "-c", step["command"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    println!(
+        "--- step `{}` → {:?}\n{said}",
+        step["name"],
+        out.status.code()
+    );
+    (out.status.code(), said)
+}
+
+fn all_calls(app: &App, operation: &str) -> u64 {
+    admin(
+        &app.var("BERTH_SANDBOX_PORT"),
+        "GET",
+        "/_sandbox/counters",
+        None,
+    )[operation]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+fn leftover_token_files(tmp: &Path) -> Vec<String> {
+    fs_err::read_dir(tmp)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("berth-oidc-"))
+        .collect()
+}
+
+/// The packed orb's `install` then `deploy`, as a CircleCI job on `develop` runs them: berth is
+/// downloaded and verified, trades the job's OIDC token for the role, builds through the remote
+/// Docker's TLS endpoint and deploys; the record goes to the file the `record` parameter names.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
+    let app = App::new("orb", "");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().join("home");
+    fs_err::create_dir_all(home.join("tmp")).unwrap();
+    let releases = work.path().join("releases");
+    let version = release_assets(&releases);
+    let server = ReleaseServer::start(&releases);
+    let packed = pack(work.path());
+    let bash_env = work.path().join("bash_env");
+    fs_err::write(&bash_env, "").unwrap();
+    let commit = {
+        let out = Command::new("git")
+            .current_dir(app.dir.path())
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_owned()
+    };
+    let token = oidc_token(&app, json!({}));
+    let build_url = "https://circleci.com/gh/acme/shop/4242";
+    let vars = [
+        ("BASH_ENV", bash_env.to_string_lossy().into_owned()),
+        ("CIRCLE_SHA1", commit.clone()),
+        ("CIRCLE_BRANCH", "develop".to_owned()),
+        ("CIRCLE_BUILD_URL", build_url.to_owned()),
+        ("CIRCLE_BUILD_NUM", "4242".to_owned()),
+        ("CIRCLE_OIDC_TOKEN_V2", token.clone()),
+    ];
+    let install_dir = home.join(".berth");
+    let install_dir = install_dir.to_string_lossy();
+    let install = steps(
+        &packed,
+        "install",
+        &[
+            ("version", &version),
+            ("download_url", &server.url),
+            ("install_dir", &install_dir),
+        ],
+    );
+    let record = work.path().join("record/deploy.json");
+    let record_path = record.to_string_lossy();
+    let role_arn = role(&app, "circleci");
+    let deploy = steps(
+        &packed,
+        "deploy",
+        &[
+            ("env", "stg"),
+            ("role_arn", &role_arn),
+            ("record", &record_path),
+            ("migrate", "before"),
+            ("rollout_timeout", "3m"),
+        ],
+    );
+    assert_eq!((install.len(), deploy.len()), (1, 1));
+    let assumed = all_calls(&app, "sts:AssumeRoleWithWebIdentity");
+    let before = app.service_task_definitions().await;
+
+    let (code, said) = run_step(job_shell(&app, &home, &vars), &install[0]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains(&format!(
+            "installed berth {version} (x86_64-unknown-linux-musl)"
+        )),
+        "{said}"
+    );
+    let bash_env_text = fs_err::read_to_string(&bash_env).unwrap();
+    assert!(bash_env_text.contains(&format!("{install_dir}/{version}")));
+
+    let (code, said) = run_step(job_shell(&app, &home, &vars), &deploy[0]);
+    assert_eq!(code, Some(0), "{said}");
+    let report: Value = serde_json::from_str(&fs_err::read_to_string(&record).unwrap()).unwrap();
+    assert!(
+        report["image"]["tag"]
+            .as_str()
+            .unwrap()
+            .starts_with(&commit)
+    );
+    let revisions: Vec<String> = ["web", "devops"]
+        .iter()
+        .map(|service| {
+            report["revisions"][format!("{}-stg-{service}", app.name)]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let after = app.service_task_definitions().await;
+    assert_eq!(after, revisions);
+    assert_ne!(after, before);
+    // `migrate: before` reached berth: the migration ran before the rollout started.
+    let migrated = said.find("migrate: done").expect("the migration ran");
+    let rolled = said.find("rollout: started").expect("the rollout ran");
+    assert!(migrated < rolled, "{said}");
+    // Credentials came from the OIDC token: there were no keys, and STS traded it.
+    assert!(all_calls(&app, "sts:AssumeRoleWithWebIdentity") > assumed);
+    // The environment's journal names the CircleCI job that started the deploy.
+    let lock = app.lock().await;
+    let started = lock["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["deploy_id"] == report["deploy_id"])
+        .unwrap_or_else(|| panic!("the deploy is not in the journal: {lock}"));
+    assert_eq!(started["by"], build_url, "{lock}");
+    assert!(!said.contains(&token), "the OIDC token reached the output");
+    assert_eq!(
+        leftover_token_files(&home.join("tmp")),
+        Vec::<String>::new()
+    );
+    // Built through the remote Docker's TLS endpoint (the only engine in the job's variables).
+    assert!(said.contains("build: started"), "{said}");
+}
+
+/// A token the role does not trust, or one that expired, stops berth before any change with
+/// exit 4 and a message naming the role and AWS's reason; the token file is gone either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
+    let app = App::new("oidc", "");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().to_path_buf();
+    fs_err::create_dir_all(home.join("tmp")).unwrap();
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let cases = [
+        // The execution role trusts ECS tasks, not CircleCI's OIDC provider.
+        (role(&app, "execution"), json!({}), "AccessDenied"),
+        (
+            role(&app, "circleci"),
+            json!({"ttl": -60}),
+            "ExpiredTokenException",
+        ),
+        (
+            role(&app, "circleci"),
+            json!({"audience": "another-organization"}),
+            "Incorrect token audience",
+        ),
+    ];
+    for (role_arn, claims, reason) in cases {
+        let token = oidc_token(&app, claims);
+        let vars = [
+            ("AWS_ROLE_ARN", role_arn.clone()),
+            ("CIRCLE_OIDC_TOKEN_V2", token.clone()),
+        ];
+        let out = job_shell(&app, &home, &vars)
+            .args(["-c", &format!("{berth} deploy --env stg")])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        println!("--- {role_arn} → {:?}\n{stderr}", out.status.code());
+        assert_eq!(out.status.code(), Some(4), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "AWS refused CircleCI's OIDC token (`CIRCLE_OIDC_TOKEN_V2`) for role `{role_arn}`"
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains(reason), "{stderr}");
+        assert!(stderr.contains("hint: the role's trust policy"), "{stderr}");
+        assert!(
+            !stderr.contains(&token),
+            "the OIDC token reached the output"
+        );
+        assert!(!stderr.contains("build: started"), "{stderr}");
+        assert_eq!(
+            leftover_token_files(&home.join("tmp")),
+            Vec::<String>::new()
+        );
+    }
+}

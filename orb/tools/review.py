@@ -80,7 +80,10 @@ def rel(path: Path, src: Path) -> str:
 
 
 def https_url(value) -> bool:
-    return isinstance(value, str) and re.match(r"^https://[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$", value) is not None
+    return (
+        isinstance(value, str)
+        and re.match(r"^https://[a-z0-9.-]+\.[a-z]{2,}(/\S*)?$", value) is not None
+    )
 
 
 @rule("RC001", "Include source_url in @orb.yml")
@@ -89,7 +92,10 @@ def rc001(src: Path):
         yield "@orb.yml: set `display.source_url`"
 
 
-@rule("RC002", "All components (jobs, commands, executors, examples) must have descriptions")
+@rule(
+    "RC002",
+    "All components (jobs, commands, executors, examples) must have descriptions",
+)
 def rc002(src: Path):
     for path, body in components(src, "jobs", "examples", "commands", "executors"):
         if not str(body.get("description") or "").strip():
@@ -148,7 +154,10 @@ def rc009(src: Path):
                 yield f"{rel(path, src)} steps{where}: move the command to src/scripts/ and `<<include(...)>>` it"
 
 
-@rule("RC010", "All components (jobs, commands, executors, examples) should be snake_cased")
+@rule(
+    "RC010",
+    "All components (jobs, commands, executors, examples) should be snake_cased",
+)
 def rc010(src: Path):
     for path, body in components(src, "jobs", "commands", "executors", "examples"):
         if not SNAKE.match(path.stem):
@@ -165,7 +174,9 @@ def rc011(src: Path, cargo: Path | None = None):
     major, minor = version.split(".")[:2]
     wanted = f"{major}.{minor}" if major == "0" else major
     for path in sorted((src / "examples").glob("*.yml")):
-        pinned = str(((load(path).get("usage") or {}).get("orbs") or {}).get("berth", ""))
+        pinned = str(
+            ((load(path).get("usage") or {}).get("orbs") or {}).get("berth", "")
+        )
         if not pinned.startswith(f"{ORB_NAME}@"):
             yield f"{rel(path, src)}: use the orb as `berth: {ORB_NAME}@{wanted}`"
             continue
@@ -176,7 +187,10 @@ def rc011(src: Path, cargo: Path | None = None):
             yield f"{rel(path, src)}: shows `{pinned}`, the current release line is `{wanted}` (berth {version})"
 
 
-@rule("RC012", "Incorrect usage of environment variables set as default parameter detected")
+@rule(
+    "RC012",
+    "Incorrect usage of environment variables set as default parameter detected",
+)
 def rc012(src: Path):
     for path, body in components(src, "jobs", "commands", "executors"):
         for name, spec in (body.get("parameters") or {}).items():
@@ -197,7 +211,10 @@ def br001(src: Path, cargo: Path | None = None):
             yield f"{rel(path, src)}: `version` defaults to `{spec.get('default')}`, the crate is {version}"
 
 
-@rule("BR002", "Parameters reach scripts only as environment variables with a typed prefix, never evaluated")
+@rule(
+    "BR002",
+    "Parameters reach scripts only as environment variables with a typed prefix, never evaluated",
+)
 def br002(src: Path):
     for path, body in components(src, "jobs", "commands"):
         for where, run in run_steps(body.get("steps")):
@@ -211,14 +228,20 @@ def br002(src: Path):
     for script in sorted((src / "scripts").glob("*.sh")):
         for number, line in enumerate(script.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
-            if re.search(r"(^|[;&|(\s])(eval|source)\s", code) or re.search(r"(^|\s)\.\s+\S", code):
+            if re.search(r"(^|[;&|(\s])(eval|source)\s", code) or re.search(
+                r"(^|\s)\.\s+\S", code
+            ):
                 yield f"{rel(script, src)}:{number}: no `eval` or `source` in the orb's scripts"
 
 
 @rule("BR003", "Every parameter of a command or job is used")
 def br003(src: Path):
     for path, body in components(src, "jobs", "commands", "executors"):
-        used = set(PARAMETER.findall(yaml.safe_dump({k: v for k, v in body.items() if k != "parameters"})))
+        used = set(
+            PARAMETER.findall(
+                yaml.safe_dump({k: v for k, v in body.items() if k != "parameters"})
+            )
+        )
         for name in body.get("parameters") or {}:
             if name not in used and not (name == "executor" and body.get("executor")):
                 yield f"{rel(path, src)}: parameter `{name}` is never used"
@@ -229,7 +252,9 @@ def br004(src: Path):
     job = load(src / "jobs" / "deploy.yml")
     command = load(src / "commands" / "deploy.yml")
     job_runs = [run for _, run in run_steps(job.get("steps")) if isinstance(run, dict)]
-    command_runs = [run for _, run in run_steps(command.get("steps")) if isinstance(run, dict)]
+    command_runs = [
+        run for _, run in run_steps(command.get("steps")) if isinstance(run, dict)
+    ]
     if job_runs[-1:] != command_runs:
         yield "jobs/deploy.yml: its last run step must be the `deploy` command's, unchanged"
     missing = set(command.get("parameters") or {}) - set(job.get("parameters") or {})
@@ -239,7 +264,7 @@ def br004(src: Path):
 
 def crate_version(cargo: Path | None) -> str:
     cargo = cargo or Path(__file__).resolve().parents[2] / "Cargo.toml"
-    match = re.search(r'^version\s*=\s*"([^"]+)"', cargo.read_text(), re.M)
+    match = re.search(r'^version\s*=\s*"([^"]+)"', cargo.read_text(), re.MULTILINE)
     if not match:
         raise SystemExit(f"review: no version in {cargo}")
     return match.group(1)
@@ -249,7 +274,9 @@ def review(src: Path, cargo: Path | None = None) -> list[str]:
     failures = []
     for code, title, check in RULES:
         try:
-            found = list(check(src, cargo) if check.__code__.co_argcount == 2 else check(src))
+            found = list(
+                check(src, cargo) if check.__code__.co_argcount == 2 else check(src)
+            )
         except (OSError, yaml.YAMLError, AttributeError, TypeError) as err:
             found = [f"could not check: {err}"]
         for problem in found:
@@ -258,7 +285,11 @@ def review(src: Path, cargo: Path | None = None) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    src = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent.parent / "src"
+    src = (
+        Path(argv[1])
+        if len(argv) > 1
+        else Path(__file__).resolve().parent.parent / "src"
+    )
     cargo = Path(argv[2]) if len(argv) > 2 else None
     failures = review(src, cargo)
     for failure in failures:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -34,7 +35,9 @@ def resolve(orb: dict, command: str, given: dict[str, str]) -> list[dict]:
             raise SystemExit(f"steps: `{command}` needs the parameter `{name}`")
         if spec.get("type") == "boolean":
             value = "1" if str(value).lower() in ("1", "true") else "0"
-        if spec.get("type") == "enum" and str(value) not in [str(v) for v in spec["enum"]]:
+        if spec.get("type") == "enum" and str(value) not in [
+            str(v) for v in spec["enum"]
+        ]:
             raise SystemExit(f"steps: `{name}` must be one of {spec['enum']}")
         values[name] = "" if value is None else str(value)
 
@@ -48,7 +51,10 @@ def resolve(orb: dict, command: str, given: dict[str, str]) -> list[dict]:
             steps.append(
                 {
                     "name": put(run["name"]),
-                    "environment": {put(k): put(str(v)) for k, v in (run.get("environment") or {}).items()},
+                    "environment": {
+                        put(k): put(str(v))
+                        for k, v in (run.get("environment") or {}).items()
+                    },
                     "command": run["command"],
                 }
             )
@@ -56,7 +62,7 @@ def resolve(orb: dict, command: str, given: dict[str, str]) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
-    orb = yaml.safe_load(open(argv[1]).read())
+    orb = yaml.safe_load(Path(argv[1]).read_text())
     given = dict(arg.split("=", 1) for arg in argv[3:])
     json.dump(resolve(orb, argv[2], given), sys.stdout, indent=1)
     return 0

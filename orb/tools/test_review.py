@@ -10,7 +10,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import review  # noqa: E402
+import review
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -45,23 +45,43 @@ BREAKS = {
         src / "examples/roll_back_on_demand.yml", src / "examples/rollback_example.yml"
     ),
     "RC005": lambda src: (src / "@orb.yml").write_text(
-        re.sub(r"description: >\n(  .*\n)+", "description: Deploys with berth.\n", (src / "@orb.yml").read_text())
+        re.sub(
+            r"description: >\n(  .*\n)+",
+            "description: Deploys with berth.\n",
+            (src / "@orb.yml").read_text(),
+        )
     ),
     "RC006": edit("@orb.yml", "source_url: https://", "source_url: ftp://"),
     "RC007": edit("@orb.yml", "home_url: https://github.com", "home_url: github.com"),
-    "RC008": edit("commands/status.yml", "      name: berth status --env << parameters.env >>\n", ""),
-    "RC009": edit("commands/status.yml", "<< include(scripts/berth.sh) >>", "echo " + "x" * 80),
+    "RC008": edit(
+        "commands/status.yml",
+        "      name: berth status --env << parameters.env >>\n",
+        "",
+    ),
+    "RC009": edit(
+        "commands/status.yml", "<< include(scripts/berth.sh) >>", "echo " + "x" * 80
+    ),
     "RC010": edit("commands/rollback.yml", "  lock_wait:", "  lock-wait:"),
-    "RC011": edit("examples/roll_back_on_demand.yml", "berth-dev/berth@0.1", "berth-dev/berth@7.0"),
+    "RC011": edit(
+        "examples/roll_back_on_demand.yml", "berth-dev/berth@0.1", "berth-dev/berth@7.0"
+    ),
     "RC012": lambda src: (src / "commands/install.yml").write_text(
         (src / "commands/install.yml")
         .read_text()
         .replace('default: "0.1.0"', "default: ${BERTH_VERSION}")
     ),
     "BR001": edit("commands/install.yml", 'default: "0.1.0"', 'default: "0.0.9"'),
-    "BR002": edit("scripts/berth.sh", "set -euo pipefail\n", 'set -euo pipefail\neval "$ORB_STR_EXTRA_ARGS"\n'),
-    "BR003": edit("commands/status.yml", "        ORB_STR_RECORD: << parameters.record >>\n", ""),
-    "BR004": edit("jobs/deploy.yml", "        ORB_BOOL_FORCE: << parameters.force >>\n", ""),
+    "BR002": edit(
+        "scripts/berth.sh",
+        "set -euo pipefail\n",
+        'set -euo pipefail\neval "$ORB_STR_EXTRA_ARGS"\n',
+    ),
+    "BR003": edit(
+        "commands/status.yml", "        ORB_STR_RECORD: << parameters.record >>\n", ""
+    ),
+    "BR004": edit(
+        "jobs/deploy.yml", "        ORB_BOOL_FORCE: << parameters.force >>\n", ""
+    ),
 }
 
 
@@ -80,7 +100,10 @@ class Review(unittest.TestCase):
                 shutil.copytree(SRC, src)
                 breaking(src)
                 found = self.review(src)
-                self.assertTrue(any(line.startswith(code) for line in found), f"{code} passed: {found}")
+                self.assertTrue(
+                    any(line.startswith(code) for line in found),
+                    f"{code} passed: {found}",
+                )
 
 
 if __name__ == "__main__":

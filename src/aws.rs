@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use aws_config::provider_config::ProviderConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::web_identity_token::{StaticConfiguration, WebIdentityTokenCredentialsProvider};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, future};
 
@@ -25,39 +24,38 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// OIDC token when [`circleci_oidc`] finds one to trade; `AWS_ENDPOINT_URL` and its per-service
 /// forms are honoured by the SDK itself, which is how the sandbox is reached.
 pub async fn sdk_config(settings: &Settings) -> Result<SdkConfig, Error> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(settings.region.clone()))
-        .timeout_config(timeouts());
-    if let Some(profile) = &settings.profile {
-        loader = loader.profile_name(profile);
-    }
     // The standard variables configure retries when set; berth's default otherwise.
     let configured = [env_vars::AWS_MAX_ATTEMPTS, env_vars::AWS_RETRY_MODE]
         .iter()
         .any(|name| env_vars::var(name).is_some());
-    let retries = RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS);
-    if !configured {
-        loader = loader.retry_config(retries.clone());
+    let loader = || {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                    .build(),
+            );
+        if !configured {
+            loader = loader.retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        }
+        loader
+    };
+    let mut main = loader();
+    if let Some(profile) = &settings.profile {
+        main = main.profile_name(profile);
     }
-    if let Some(oidc) = circleci_oidc(&env_vars::var) {
-        let provider = ProviderConfig::without_region()
-            .with_region(Some(Region::new(settings.region.clone())))
-            .with_timeout_config(timeouts());
-        let provider = if configured {
-            provider
-        } else {
-            provider.with_retry_config(retries)
-        };
-        loader = loader.credentials_provider(oidc.provider(&provider)?);
+    if let Some(oidc) = circleci_oidc(&env_vars::var)? {
+        // STS takes the token itself as the credential: its client needs none.
+        let sts = aws_sdk_sts::Client::new(&loader().no_credentials().load().await);
+        main = main.credentials_provider(OidcCredentials {
+            sts,
+            oidc,
+            seconds: session_seconds(&settings.timeouts),
+        });
     }
-    Ok(loader.load().await)
-}
-
-fn timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .build()
+    Ok(main.load().await)
 }
 
 /// CircleCI's OIDC token and the role to trade it for, when berth must do the trade itself:
@@ -71,27 +69,48 @@ pub struct CircleCiOidc {
     token: String,
 }
 
-pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Option<CircleCiOidc> {
-    let role_arn = var(env_vars::AWS_ROLE_ARN)?;
+pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<CircleCiOidc>, Error> {
+    let Some(role_arn) = var(env_vars::AWS_ROLE_ARN) else {
+        return Ok(None);
+    };
     if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE).is_some() {
-        return None;
+        return Ok(None);
     }
-    let (token_var, token) = [env_vars::CIRCLE_OIDC_TOKEN_V2, env_vars::CIRCLE_OIDC_TOKEN]
+    let Some((token_var, token)) = [env_vars::CIRCLE_OIDC_TOKEN_V2, env_vars::CIRCLE_OIDC_TOKEN]
         .into_iter()
-        .find_map(|name| var(name).map(|token| (name, token)))?;
-    // STS takes `[\w+=,.@-]{2,64}`.
-    let session_name = var(env_vars::AWS_ROLE_SESSION_NAME).unwrap_or_else(|| {
-        match var(env_vars::CIRCLE_BUILD_NUM).filter(|n| n.chars().all(|c| c.is_ascii_digit())) {
+        .find_map(|name| var(name).map(|token| (name, token)))
+    else {
+        return Ok(None);
+    };
+    let session_name = match var(env_vars::AWS_ROLE_SESSION_NAME) {
+        Some(name) => name,
+        None => match var(env_vars::CIRCLE_BUILD_NUM)
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        {
             Some(number) => format!("berth-{number}"),
             None => "berth".to_owned(),
-        }
-    });
-    Some(CircleCiOidc {
+        },
+    };
+    // STS takes `[\w+=,.@-]{2,64}`.
+    let valid = (2..=64).contains(&session_name.len())
+        && session_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if !valid {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "`{}` is `{session_name}`, which STS does not take as a role session name",
+                env_vars::AWS_ROLE_SESSION_NAME
+            ),
+            hint: "use 2 to 64 letters, digits and `_+=,.@-`, or unset it".to_owned(),
+        });
+    }
+    Ok(Some(CircleCiOidc {
         role_arn,
         session_name,
         token_var,
         token,
-    })
+    }))
 }
 
 /// The token is a secret: never printed.
@@ -105,49 +124,102 @@ impl std::fmt::Debug for CircleCiOidc {
     }
 }
 
-impl CircleCiOidc {
-    /// The SDK's web identity provider, reading the token from a file only this user can read
-    /// (0600, in the temp folder), which goes when the provider does.
-    fn provider(&self, config: &ProviderConfig) -> Result<OidcCredentials, Error> {
-        let unwritable = |error: std::io::Error| {
-            Error::Runtime(std::io::Error::new(
-                error.kind(),
-                format!(
-                    "cannot write `{}` to a file for the AWS SDK: {error}",
-                    self.token_var
-                ),
-            ))
-        };
-        let mut file = tempfile::Builder::new()
-            .prefix("berth-oidc-")
-            .tempfile()
-            .map_err(unwritable)?;
-        std::io::Write::write_all(&mut file, self.token.as_bytes()).map_err(unwritable)?;
-        let file = file.into_temp_path();
-        let inner = WebIdentityTokenCredentialsProvider::builder()
-            .configure(config)
-            .static_configuration(StaticConfiguration {
-                web_identity_token_file: file.to_path_buf(),
-                role_arn: self.role_arn.clone(),
-                session_name: self.session_name.clone(),
-            })
-            .build();
-        Ok(OidcCredentials {
-            inner,
-            role_arn: self.role_arn.clone(),
-            token_var: self.token_var,
-            _token_file: file,
-        })
-    }
+/// One hour: what every role allows, and the most the SDK's own web identity provider asks for.
+const ONE_HOUR: i32 = 3600;
+/// The longest session STS grants.
+const MAX_SESSION: i32 = 12 * 3600;
+
+/// How long the assumed role's session should last: long enough for a deploy that takes its
+/// whole rollout and migration timeouts and an hour besides (lock wait, build, push). CircleCI's
+/// token lives an hour from the job's start, so the credentials cannot be renewed with it later;
+/// they must outlast the deploy from the first call.
+pub fn session_seconds(timeouts: &crate::settings::Timeouts) -> i32 {
+    let wanted = (timeouts.rollout + timeouts.migration).as_secs() + ONE_HOUR as u64;
+    i32::try_from(wanted)
+        .unwrap_or(MAX_SESSION)
+        .clamp(ONE_HOUR, MAX_SESSION)
 }
 
-/// Credentials for `AWS_ROLE_ARN` from CircleCI's OIDC token; a refusal names the role.
+/// Credentials for `AWS_ROLE_ARN` from CircleCI's OIDC token, asked of STS once for the whole
+/// deploy. The token stays in memory; nothing is written to disk.
 #[derive(Debug)]
 struct OidcCredentials {
-    inner: WebIdentityTokenCredentialsProvider,
-    role_arn: String,
-    token_var: &'static str,
-    _token_file: tempfile::TempPath,
+    sts: aws_sdk_sts::Client,
+    oidc: CircleCiOidc,
+    seconds: i32,
+}
+
+impl OidcCredentials {
+    async fn assume(
+        &self,
+        seconds: i32,
+    ) -> Result<
+        aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
+        aws_smithy_runtime_api::client::result::SdkError<
+            aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError,
+            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+        >,
+    > {
+        self.sts
+            .assume_role_with_web_identity()
+            .role_arn(&self.oidc.role_arn)
+            .role_session_name(&self.oidc.session_name)
+            .web_identity_token(&self.oidc.token)
+            .duration_seconds(seconds)
+            .send()
+            .await
+    }
+
+    async fn credentials(&self) -> Result<Credentials, CredentialsError> {
+        use aws_smithy_runtime_api::client::result::SdkError;
+        use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+        let mut answer = self.assume(self.seconds).await;
+        // A role allows sessions up to its MaxSessionDuration (one hour unless raised).
+        if let Err(SdkError::ServiceError(error)) = &answer
+            && self.seconds > ONE_HOUR
+            && error.err().code() == Some("ValidationError")
+            && error
+                .err()
+                .message()
+                .is_some_and(|m| m.contains("MaxSessionDuration"))
+        {
+            tracing::warn!(
+                "role `{}` allows sessions of less than {} minutes (its MaxSessionDuration): berth asks for one hour, and a deploy that runs longer fails when the credentials expire",
+                self.oidc.role_arn,
+                self.seconds / 60
+            );
+            answer = self.assume(ONE_HOUR).await;
+        }
+        let output = answer.map_err(|error| match &error {
+            SdkError::ServiceError(service) => CredentialsError::provider_error(OidcRefused {
+                role_arn: self.oidc.role_arn.clone(),
+                token_var: self.oidc.token_var,
+                detail: format!(
+                    "{}: {}",
+                    service.err().code().unwrap_or("error"),
+                    service.err().message().unwrap_or("no message")
+                ),
+            }),
+            _ => CredentialsError::provider_error(OidcUnreachable {
+                role_arn: self.oidc.role_arn.clone(),
+                detail: aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
+            }),
+        })?;
+        let given = output.credentials().ok_or_else(|| {
+            CredentialsError::unhandled(
+                "STS answered AssumeRoleWithWebIdentity without credentials",
+            )
+        })?;
+        let expiry = std::time::SystemTime::try_from(*given.expiration()).ok();
+        Ok(Credentials::new(
+            given.access_key_id(),
+            given.secret_access_key(),
+            Some(given.session_token().to_owned()),
+            expiry,
+            "CircleCiOidc",
+        ))
+    }
 }
 
 impl ProvideCredentials for OidcCredentials {
@@ -155,17 +227,16 @@ impl ProvideCredentials for OidcCredentials {
     where
         Self: 'a,
     {
-        future::ProvideCredentials::new(async move {
-            self.inner.provide_credentials().await.map_err(|error| {
-                CredentialsError::provider_error(OidcRefused {
-                    role_arn: self.role_arn.clone(),
-                    token_var: self.token_var,
-                    detail: aws_smithy_types::error::display::DisplayErrorContext(&error)
-                        .to_string(),
-                })
-            })
-        })
+        future::ProvideCredentials::new(self.credentials())
     }
+}
+
+/// STS gave no answer (unreachable, timed out) to the trade of CircleCI's token.
+#[derive(Debug, thiserror::Error)]
+#[error("STS did not answer for role `{role_arn}`: {detail}")]
+struct OidcUnreachable {
+    role_arn: String,
+    detail: String,
 }
 
 /// STS would not trade CircleCI's token for the role's credentials.
@@ -272,6 +343,14 @@ pub fn tagging_client(config: &SdkConfig) -> aws_sdk_resourcegroupstagging::Clie
     aws_sdk_resourcegroupstagging::Client::new(config)
 }
 
+pub fn events_client(config: &SdkConfig) -> aws_sdk_eventbridge::Client {
+    aws_sdk_eventbridge::Client::new(config)
+}
+
+pub fn scheduler_client(config: &SdkConfig) -> aws_sdk_scheduler::Client {
+    aws_sdk_scheduler::Client::new(config)
+}
+
 /// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
 /// environment errors (exit 4); a call the credentials may not make is [`Error::AccessDenied`]
 /// (exit 1), naming the IAM action when AWS does; anything else fails the deploy. The message
@@ -289,9 +368,20 @@ where
     // Credentials are resolved on the first call: none anywhere is one clear line (exit 4), not
     // the SDK's dump of every provider's failure.
     if let Some(missing) = credentials_error(&error) {
-        if let Some(refused) = std::error::Error::source(missing)
-            .and_then(|source| source.downcast_ref::<OidcRefused>())
+        let source = std::error::Error::source(missing);
+        if let Some(unanswered) = source.and_then(|source| source.downcast_ref::<OidcUnreachable>())
         {
+            return Error::Aws {
+                action: format!(
+                    "assuming role `{}` with CircleCI's OIDC token",
+                    unanswered.role_arn
+                ),
+                environment: true,
+                transient: true,
+                source: unanswered.detail.clone().into(),
+            };
+        }
+        if let Some(refused) = source.and_then(|source| source.downcast_ref::<OidcRefused>()) {
             return Error::OidcRefused {
                 role_arn: refused.role_arn.clone(),
                 token_var: refused.token_var,
@@ -413,7 +503,7 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
     use aws_smithy_types::error::ErrorMetadata;
 
-    use super::{circleci_oidc, failed};
+    use super::{circleci_oidc, failed, session_seconds};
     use crate::error::ExitStatus;
 
     /// Which variables make berth trade CircleCI's OIDC token itself, and with what.
@@ -451,7 +541,7 @@ mod tests {
                     .find(|(key, _)| *key == name)
                     .map(|(_, value)| (*value).to_owned())
             };
-            let found = circleci_oidc(&var);
+            let found = circleci_oidc(&var).unwrap();
             assert_eq!(
                 found
                     .as_ref()
@@ -465,28 +555,43 @@ mod tests {
         }
     }
 
-    /// The token reaches the SDK as a file only its owner can read, gone with the provider.
+    /// The session outlasts the deploy's waits: one hour at least, twelve at most.
     #[test]
-    fn the_oidc_token_file_is_private_and_removed_with_the_provider() {
-        use std::os::unix::fs::PermissionsExt;
+    fn the_role_session_outlasts_the_deploys_timeouts() {
+        let timeouts = |rollout: u64, migration: u64| crate::settings::Timeouts {
+            rollout: std::time::Duration::from_secs(rollout * 60),
+            migration: std::time::Duration::from_secs(migration * 60),
+            poll: None,
+            heartbeat: std::time::Duration::from_secs(30),
+        };
+        assert_eq!(session_seconds(&timeouts(30, 30)), 2 * 3600);
+        assert_eq!(session_seconds(&timeouts(1, 1)), 3600 + 120);
+        assert_eq!(session_seconds(&timeouts(600, 600)), 12 * 3600);
+    }
+
+    /// A session name STS would refuse is a settings error, not a refusal of the token.
+    #[test]
+    fn a_session_name_sts_refuses_is_caught_first() {
         let var = |name: &str| match name {
             "AWS_ROLE_ARN" => Some("arn:aws:iam::123456789012:role/deploy".to_owned()),
             "CIRCLE_OIDC_TOKEN_V2" => Some("header.claims.signature".to_owned()),
+            "AWS_ROLE_SESSION_NAME" => Some("deploy by ci".to_owned()),
             _ => None,
         };
-        let oidc = circleci_oidc(&var).unwrap();
-        let provider = oidc
-            .provider(&aws_config::provider_config::ProviderConfig::without_region())
-            .unwrap();
-        let path = provider._token_file.to_path_buf();
-        let meta = fs_err::metadata(&path).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
-        assert_eq!(
-            fs_err::read_to_string(&path).unwrap(),
-            "header.claims.signature"
+        let error = circleci_oidc(&var).unwrap_err();
+        assert_eq!(error.exit_status(), ExitStatus::Usage);
+        assert!(
+            error
+                .to_string()
+                .contains("`AWS_ROLE_SESSION_NAME` is `deploy by ci`")
         );
-        drop(provider);
-        assert!(!path.exists(), "{} outlived the provider", path.display());
+        // The token never shows, not even in debug output.
+        let var = |name: &str| match name {
+            "AWS_ROLE_SESSION_NAME" => None,
+            other => var(other),
+        };
+        let found = circleci_oidc(&var).unwrap().unwrap();
+        assert!(!format!("{found:?}").contains("signature"));
     }
 
     fn refused(code: &str, message: &str) -> SdkError<UpdateServiceError, HttpResponse> {

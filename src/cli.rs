@@ -57,6 +57,10 @@ struct DeployArgs {
     #[arg(long)]
     force: bool,
 
+    /// Deploy from another branch than the environment's `branch` in berth.toml
+    #[arg(long)]
+    any_branch: bool,
+
     /// When the migration runs (before or after the rollout, or not at all), overriding
     /// `migrate` in berth.toml
     #[arg(long, value_enum, value_name = "ORDER")]
@@ -166,6 +170,7 @@ impl Cli {
                     allow_dirty: args.allow_dirty,
                     lock_wait: args.lock.lock_wait.unwrap_or_default(),
                     force: args.force,
+                    any_branch: args.any_branch,
                 },
                 overrides: Overrides {
                     migrate: args.migrate.map(|order| match order {

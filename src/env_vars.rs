@@ -84,6 +84,10 @@ pub fn var(name: &str) -> Option<String> {
 /// tag); otherwise berth asks `git rev-parse HEAD` in the build context.
 pub const CIRCLE_SHA1: &str = "CIRCLE_SHA1";
 
+/// CircleCI's branch of the job (its checkout is detached). When set, it is the branch an
+/// environment's `branch` is checked against; otherwise the checkout's branch is.
+pub const CIRCLE_BRANCH: &str = "CIRCLE_BRANCH";
+
 /// Set (to anything non-empty) by CI systems, CircleCI included: plain timestamped progress
 /// lines instead of a live terminal view, even under a pseudo-terminal.
 pub const CI: &str = "CI";

@@ -134,6 +134,15 @@ pub enum Error {
     #[error("deploy `{deploy_id}` is older than the newest deploy of this environment, {newer}")]
     StaleDeploy { deploy_id: String, newer: String },
 
+    /// The environment deploys from another branch than the one checked out.
+    #[error("`{env}` deploys from branch `{wanted}`, {found}")]
+    WrongBranch {
+        env: String,
+        wanted: String,
+        /// What was found instead: `not from `main` (the checkout's branch)`.
+        found: String,
+    },
+
     /// The lock was taken over while this run held it; it stopped before changing anything more.
     #[error("this run lost the environment's lock: {why}")]
     LockLost { why: String },
@@ -164,7 +173,7 @@ impl Error {
             | Self::RolloutTimeout { .. } => ExitStatus::DeployFailed,
             Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
             Self::Locked { .. } => ExitStatus::Locked,
-            Self::StaleDeploy { .. } => ExitStatus::Usage,
+            Self::StaleDeploy { .. } | Self::WrongBranch { .. } => ExitStatus::Usage,
             Self::LockLost { .. } => ExitStatus::DeployFailed,
         }
     }
@@ -210,6 +219,7 @@ impl Error {
                 "wait for it to finish, or pass `--lock-wait 15m` to wait here; if the holder is gone for good its lease runs out within {lease_left}, or release it now with `berth unlock --env {env}`"
             ),
             Self::StaleDeploy { .. } => "deploy the newer commit instead, or pass `--force` to roll this older deploy out over it".to_owned(),
+            Self::WrongBranch { wanted, .. } => format!("deploy a commit of `{wanted}`, or pass `--any-branch` to deploy this one anyway (`branch` in berth.toml names the environment's branch)"),
             Self::LockLost { .. } => "another deploy took the lock after this one's lease ran out (was the machine paused, or S3 unreachable?); rerun the same command: finished steps are skipped".to_owned(),
         }
     }

@@ -43,6 +43,8 @@ pub struct DeployOptions {
     pub lock_wait: Duration,
     /// `--force`: deploy even though a newer deploy started on the environment since.
     pub force: bool,
+    /// `--any-branch`: deploy from another branch than the environment's `branch`.
+    pub any_branch: bool,
 }
 
 /// Settings of berth.toml that `berth deploy` takes as flags too (the CircleCI orb's

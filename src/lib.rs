@@ -37,6 +37,7 @@ pub mod release;
 pub mod report;
 pub mod rollback;
 pub mod rollout;
+pub mod schedules;
 pub mod services;
 pub mod settings;
 pub mod state;
@@ -44,6 +45,7 @@ pub mod status;
 pub mod summary;
 pub mod taskdef;
 pub mod text;
+pub mod wire;
 
 pub use error::{Error, ExitStatus};
 pub use flags::{Command, Flags, OutputFormat};

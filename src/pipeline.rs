@@ -24,8 +24,11 @@ use crate::register;
 use crate::release::Release;
 use crate::report::{Reporter, with_heartbeat};
 use crate::rollout::{self, Rolled, Target};
+use crate::schedules;
 use crate::settings::{MigrateOrder, OnFailure, Settings};
-use crate::state::record::{DeployRecord, RecordedImage, RolloutOutcome, RunState, ServiceRollout};
+use crate::state::record::{
+    DeployRecord, MovedTarget, RecordedImage, RolloutOutcome, RunState, ServiceRollout,
+};
 use crate::state::{self, Lock, Record, lock};
 use crate::taskdef::{self, Described};
 use crate::text::{code_list, with_causes};
@@ -47,6 +50,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub rolled_back: Vec<Rolled>,
     pub migration: Option<Migrated>,
+    /// Scheduled targets moved to the deploy's revisions, each with the one it ran before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<MovedTarget>,
     pub steps: Vec<StepRecord>,
     /// What went wrong without failing the deploy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -70,6 +76,7 @@ pub enum Step {
     Register,
     Rollout,
     Migrate,
+    Schedules,
 }
 
 impl Step {
@@ -80,6 +87,7 @@ impl Step {
             Self::Register => "register",
             Self::Rollout => "rollout",
             Self::Migrate => "migrate",
+            Self::Schedules => "schedules",
         }
     }
 }
@@ -480,6 +488,16 @@ async fn locked(
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
         report.migration = Some(migration(&ecs, &logs, settings, plan, record, steps).await?);
     }
+    report.schedules = follow_schedules(
+        config,
+        settings,
+        current,
+        &report.revisions,
+        lock,
+        record,
+        steps,
+    )
+    .await?;
     // The environment tag names what is deployed: it moves once the deploy has landed, and a
     // failure to move it does not undo that.
     if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image) {
@@ -504,6 +522,92 @@ async fn locked(
         code_list(report.services.iter().map(|s| &s.service))
     ));
     Ok(())
+}
+
+/// Points the rules' and schedules' ECS targets that run a deployed family at its new revision.
+/// The record lists each with the revision it ran before, written before the first one moves; a
+/// rerun finds them moved and skips them.
+async fn follow_schedules(
+    config: &aws_config::SdkConfig,
+    settings: &Settings,
+    current: &current::Current,
+    revisions: &BTreeMap<String, String>,
+    lock: &Lock,
+    record: &mut Record,
+    steps: &mut Steps<'_>,
+) -> Result<Vec<MovedTarget>, Error> {
+    let reporter = steps.reporter;
+    if settings.schedules.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(record.value.schedules.clone());
+    }
+    let events = aws::events_client(config);
+    let scheduler = aws::scheduler_client(config);
+    let clients = schedules::Clients {
+        events: &events,
+        scheduler: &scheduler,
+    };
+    let cluster_arn = current
+        .services
+        .values()
+        .find_map(|service| service.cluster_arn())
+        .unwrap_or(&settings.cluster);
+    let found = schedules::find(&clients, cluster_arn, settings.schedules.as_deref()).await?;
+    let mut on_new = 0;
+    let mut to_move = Vec::new();
+    for scheduled in &found {
+        match schedules::decide(&scheduled.task_definition, revisions) {
+            schedules::Decision::Move(to) => to_move.push((scheduled, to)),
+            schedules::Decision::Already | schedules::Decision::Latest => on_new += 1,
+            schedules::Decision::NotOurs => {}
+        }
+    }
+    let mut moved = record.value.schedules.clone();
+    if to_move.is_empty() {
+        if on_new == 0 {
+            reporter.info("schedules: no rule or schedule in the cluster runs a deployed family");
+        } else {
+            steps.skip(
+                Step::Schedules,
+                format!("{on_new} scheduled target(s) run the new revisions"),
+            );
+        }
+        return Ok(moved);
+    }
+    steps.start(Step::Schedules);
+    for (scheduled, to) in &to_move {
+        let listed = moved
+            .iter()
+            .any(|m| m.name == scheduled.name && m.target == scheduled.target);
+        if !listed {
+            moved.push(MovedTarget {
+                name: scheduled.name.clone(),
+                target: scheduled.target.clone(),
+                from: scheduled.task_definition.clone(),
+                to: to.clone(),
+            });
+        }
+    }
+    if record.value.schedules != moved {
+        let planned = moved.clone();
+        record.update(|r| r.schedules = planned).await?;
+    }
+    for (scheduled, to) in &to_move {
+        lock.check()?;
+        schedules::point(&clients, scheduled, to).await?;
+        let target = if scheduled.target.is_empty() {
+            String::new()
+        } else {
+            format!(" target `{}`", scheduled.target)
+        };
+        reporter.info(&format!(
+            "`{}`{target}: `{}` → `{}`",
+            scheduled.name,
+            arn::short(&scheduled.task_definition),
+            arn::short(to)
+        ));
+    }
+    steps.done(format!("{} target(s) moved", to_move.len()));
+    Ok(moved)
 }
 
 /// What is built: the release, its image tag and platform.

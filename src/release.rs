@@ -49,7 +49,26 @@ impl Release {
     ) -> Result<Self, Error> {
         let folder = &settings.build.context;
         let commit = match env_vars::var(env_vars::CIRCLE_SHA1) {
-            Some(sha) => sha,
+            // CircleCI's commit, unless the checkout says otherwise: the image would be tagged
+            // with a commit it was not built from, and a later deploy of that commit would find
+            // the tag and ship this code. Without git (a context copied out of its repository)
+            // the variable is all there is.
+            Some(sha) => match git(folder, &["rev-parse", "HEAD"]) {
+                Ok(head) if !head.starts_with(&sha) => {
+                    return Err(Error::Git {
+                        problem: format!(
+                            "`{}` is `{sha}`, but the checkout at `{}` is at `{head}`",
+                            env_vars::CIRCLE_SHA1,
+                            folder.display()
+                        ),
+                        hint: format!(
+                            "check out `{sha}`, or unset `{}` (the orb's `commit`) to deploy the checkout",
+                            env_vars::CIRCLE_SHA1
+                        ),
+                    });
+                }
+                _ => sha,
+            },
             None => git(folder, &["rev-parse", "HEAD"])?,
         };
         if commit.len() < 7 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -60,6 +79,10 @@ impl Release {
                     env_vars::CIRCLE_SHA1
                 ),
             });
+        }
+        let on = Branch::of(folder)?;
+        if let Some(wanted) = &settings.branch {
+            check_branch(&settings.env, wanted, on, options.any_branch)?;
         }
         let dirty = !git(
             folder,
@@ -145,6 +168,54 @@ impl Release {
     }
 }
 
+/// The branch a deploy is made from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    pub name: String,
+    /// Where the name came from: `CIRCLE_BRANCH` or the checkout.
+    pub source: &'static str,
+}
+
+impl Branch {
+    /// `CIRCLE_BRANCH` when set (CircleCI's checkout is detached), else the checkout's branch;
+    /// `None` for a detached checkout.
+    fn of(folder: &Path) -> Result<Option<Self>, Error> {
+        if let Some(name) = env_vars::var(env_vars::CIRCLE_BRANCH) {
+            return Ok(Some(Self {
+                name,
+                source: "`CIRCLE_BRANCH`",
+            }));
+        }
+        let name = git(folder, &["rev-parse", "--abbrev-ref", "HEAD"])?;
+        Ok((name != "HEAD").then_some(Self {
+            name,
+            source: "the checkout's branch",
+        }))
+    }
+}
+
+/// An environment with a `branch` takes deploys from that branch only, unless `--any-branch`.
+pub fn check_branch(
+    env: &str,
+    wanted: &str,
+    on: Option<Branch>,
+    any_branch: bool,
+) -> Result<(), Error> {
+    if any_branch || on.as_ref().is_some_and(|branch| branch.name == wanted) {
+        return Ok(());
+    }
+    Err(Error::WrongBranch {
+        env: env.to_owned(),
+        wanted: wanted.to_owned(),
+        found: match on {
+            Some(branch) => format!("not from `{}` ({})", branch.name, branch.source),
+            None => {
+                "and the checkout is on no branch (detached, and no `CIRCLE_BRANCH`)".to_owned()
+            }
+        },
+    })
+}
+
 /// The first 4 bytes of a digest, in hex: 8 characters.
 fn short_hex(digest: &[u8]) -> String {
     digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
@@ -228,9 +299,58 @@ fn git(folder: &Path, args: &[&str]) -> Result<String, Error> {
 mod tests {
     use std::path::Path;
 
-    use super::Release;
+    use super::{Branch, Release, check_branch};
+    use crate::error::{Error, ExitStatus};
     use crate::flags::Flags;
     use crate::settings;
+
+    /// The branch guard, one row per situation: (branch found, `--any-branch`, what happens).
+    #[test]
+    fn an_environment_takes_deploys_from_its_branch_only() {
+        let on = |name: &str, source| {
+            Some(Branch {
+                name: name.to_owned(),
+                source,
+            })
+        };
+        let rows = [
+            (on("develop", "`CIRCLE_BRANCH`"), false, None),
+            (on("develop", "the checkout's branch"), false, None),
+            (
+                on("feature/x", "`CIRCLE_BRANCH`"),
+                false,
+                Some("`stg` deploys from branch `develop`, not from `feature/x` (`CIRCLE_BRANCH`)"),
+            ),
+            (
+                on("main", "the checkout's branch"),
+                false,
+                Some(
+                    "`stg` deploys from branch `develop`, not from `main` (the checkout's branch)",
+                ),
+            ),
+            (
+                None,
+                false,
+                Some(
+                    "`stg` deploys from branch `develop`, and the checkout is on no branch (detached, and no `CIRCLE_BRANCH`)",
+                ),
+            ),
+            (on("main", "the checkout's branch"), true, None),
+            (None, true, None),
+        ];
+        for (branch, any_branch, refused) in rows {
+            let result = check_branch("stg", "develop", branch.clone(), any_branch);
+            match (result, refused) {
+                (Ok(()), None) => {}
+                (Err(error @ Error::WrongBranch { .. }), Some(message)) => {
+                    assert_eq!(error.to_string(), message);
+                    assert_eq!(error.exit_status(), ExitStatus::Usage);
+                    assert!(error.hint().contains("--any-branch"));
+                }
+                (other, _) => panic!("{branch:?}, any_branch {any_branch}: {other:?}"),
+            }
+        }
+    }
 
     fn settings(extra: &str) -> settings::Settings {
         let text = format!(

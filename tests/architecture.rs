@@ -17,7 +17,14 @@ use std::path::Path;
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 
 /// The pipeline's steps: each is driven by `pipeline` and never drives it.
-const STEPS: &[&str] = &["build", "push", "register", "rollout", "migrate"];
+const STEPS: &[&str] = &[
+    "build",
+    "push",
+    "register",
+    "rollout",
+    "migrate",
+    "schedules",
+];
 
 /// `src/`'s modules, top to bottom (the layers `src/lib.rs` describes). A new module takes its
 /// place here.
@@ -42,7 +49,7 @@ const LAYERS: &[&[&str]] = &[
     ],
     // The edges and the words.
     &[
-        "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text", "arn",
+        "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text", "arn", "wire",
     ],
 ];
 

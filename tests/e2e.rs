@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_sdk_ecs::types::ContainerDefinition;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use harness::*;
 #[tokio::test(flavor = "multi_thread")]
@@ -590,6 +590,74 @@ async fn an_unknown_cluster_or_region_is_a_settings_error_naming_it() {
     assert_eq!(app.service_task_definitions().await, before);
 }
 
+/// `branch` in berth.toml: a deploy from another branch, or from a detached checkout without
+/// `CIRCLE_BRANCH`, is refused (exit 2) before any AWS call; `CIRCLE_BRANCH` names CircleCI's
+/// branch (its checkout is detached); `--any-branch` deploys anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_deploys_from_its_branch_only() {
+    let app = App::new("branch", "migrate = \"skip\"\n");
+    app.edit_config(|config| config.replace("[env.stg]\n", "[env.stg]\nbranch = \"develop\"\n"));
+    let before = app.service_task_definitions().await;
+    let counted = app.counters();
+    let refused = |run: &Run, said: &str| {
+        assert_eq!(run.code, Some(2), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "error: `stg` deploys from branch `develop`, {said}"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("hint: deploy a commit of `develop`, or pass `--any-branch`"),
+            "{}",
+            run.stderr
+        );
+    };
+    refused(&app.deploy(&[]), "not from `main` (the checkout's branch)");
+    refused(
+        &app.deploy_with(&[], &[("CIRCLE_BRANCH", "feature/x")]),
+        "not from `feature/x` (`CIRCLE_BRANCH`)",
+    );
+    app.git(&["checkout", "-q", "--detach"]);
+    refused(
+        &app.deploy(&[]),
+        "and the checkout is on no branch (detached, and no `CIRCLE_BRANCH`)",
+    );
+    // `CIRCLE_SHA1` must be the commit checked out: the image is tagged with it.
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let mislabeled = app.deploy_with(&[], &[("CIRCLE_BRANCH", "develop"), ("CIRCLE_SHA1", other)]);
+    assert_eq!(mislabeled.code, Some(2), "{}", mislabeled.stderr);
+    assert!(
+        mislabeled.stderr.contains(&format!(
+            "error: `CIRCLE_SHA1` is `{other}`, but the checkout at"
+        )),
+        "{}",
+        mislabeled.stderr
+    );
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "sts:GetCallerIdentity",
+            "s3:PutObject",
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+        ],
+    );
+    assert_eq!(app.service_task_definitions().await, before);
+
+    // CircleCI: a detached checkout of `develop`.
+    let ci = app.deploy_with(&[], &[("CIRCLE_BRANCH", "develop")]);
+    assert_eq!(ci.code, Some(0), "{}", ci.stderr);
+    assert_ne!(app.service_task_definitions().await, before);
+    // Another branch with `--any-branch`: the same deploy, found done.
+    app.git(&["checkout", "-q", "-b", "hotfix"]);
+    let anyway = app.deploy(&["--any-branch"]);
+    assert_eq!(anyway.code, Some(0), "{}", anyway.stderr);
+    anyway.assert_skipped(&["build", "push", "register", "rollout"]);
+}
+
 /// CircleCI's remote Docker is a TLS endpoint: berth builds and pushes through the sandbox's TLS
 /// front, and without the certificates it stops before changing anything (exit 4).
 #[tokio::test(flavor = "multi_thread")]
@@ -750,4 +818,135 @@ async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
         "one new deployment, of web"
     );
     again.assert_none_since(&counted, &["ecs:RegisterTaskDefinition"]);
+}
+
+/// A rule's targets as EventBridge returns them (raw JSON).
+async fn rule_targets(app: &App, rule: &str) -> Value {
+    let events = aws_sdk_eventbridge::Client::new(&app.sdk_config().await);
+    let captured = berth::wire::CaptureBody::default();
+    events
+        .list_targets_by_rule()
+        .rule(rule)
+        .customize()
+        .interceptor(captured.clone())
+        .send()
+        .await
+        .unwrap();
+    captured.json("targets").unwrap()["Targets"].clone()
+}
+
+/// A schedule as EventBridge Scheduler returns it (raw JSON).
+async fn schedule_document(app: &App, name: &str) -> Value {
+    let scheduler = aws_sdk_scheduler::Client::new(&app.sdk_config().await);
+    let captured = berth::wire::CaptureBody::default();
+    scheduler
+        .get_schedule()
+        .name(name)
+        .customize()
+        .interceptor(captured.clone())
+        .send()
+        .await
+        .unwrap();
+    captured.json("schedule").unwrap()
+}
+
+/// Scheduled tasks follow the deploy: the nightly rule's and the hourly schedule's ECS targets,
+/// which run the web family, move to its new revision with every other field byte-identical;
+/// firing them then runs the new revision as real tasks; a rerun moves nothing. `devops` has no
+/// scheduled target, and that is fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_tasks_follow_the_deploy() {
+    let app = App::new("sched", "migrate = \"skip\"\n");
+    let rule = format!("{}-stg-nightly", app.name);
+    let schedule = format!("{}-stg-hourly", app.name);
+    let web = format!("{}-stg-web", app.name);
+    let targets_before = rule_targets(&app, &rule).await;
+    let schedule_before = schedule_document(&app, &schedule).await;
+    let old = targets_before[0]["EcsParameters"]["TaskDefinitionArn"].clone();
+    assert!(old.as_str().unwrap().ends_with(&format!("{web}:1")));
+
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let report = run.json();
+    let new = report["revisions"][&web].as_str().unwrap().to_owned();
+    assert!(run.stderr.contains("schedules: done"), "{}", run.stderr);
+    let moved: Vec<(&str, &str)> = report["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["to"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        moved,
+        [
+            (format!("rule/{rule}").as_str(), new.as_str()),
+            (
+                format!("schedule/default/{schedule}").as_str(),
+                new.as_str()
+            )
+        ]
+    );
+
+    // Only the revision changed, in both.
+    let mut expected = targets_before.clone();
+    expected[0]["EcsParameters"]["TaskDefinitionArn"] = Value::String(new.clone());
+    assert_eq!(rule_targets(&app, &rule).await, expected);
+    let mut expected = schedule_before.clone();
+    expected["Target"]["EcsParameters"]["TaskDefinitionArn"] = Value::String(new.clone());
+    let mut after = schedule_document(&app, &schedule).await;
+    for document in [&mut expected, &mut after] {
+        document
+            .as_object_mut()
+            .unwrap()
+            .remove("LastModificationDate");
+    }
+    assert_eq!(after, expected);
+    let record = app.record(report["deploy_id"].as_str().unwrap()).await;
+    assert_eq!(record["schedules"][0]["from"], old);
+
+    // Fired, both run the new revision: the schedule's batch job in the new image.
+    let port = app.var("BERTH_SANDBOX_PORT");
+    let ecs = app.ecs().await;
+    for fire in [json!({"rule": rule}), json!({"schedule": schedule})] {
+        let fired = admin(&port, "POST", "/_sandbox/fire", Some(&fire));
+        let task = &fired["tasks"][0];
+        assert_eq!(task["taskDefinitionArn"], new.as_str(), "{fire}");
+        let arn = task["taskArn"].as_str().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        let stopped = loop {
+            let described = ecs
+                .describe_tasks()
+                .cluster(app.cluster())
+                .tasks(arn)
+                .send()
+                .await
+                .unwrap();
+            let task = described.tasks()[0].clone();
+            if task.last_status() == Some("STOPPED") {
+                break task;
+            }
+            assert!(std::time::Instant::now() < deadline, "{fire} did not stop");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let app_container = stopped
+            .containers()
+            .iter()
+            .find(|c| c.name() == Some("app"))
+            .unwrap();
+        assert_eq!(app_container.exit_code(), Some(0), "{fire}: {stopped:?}");
+    }
+
+    // A rerun finds them moved.
+    let counted = app.counters();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(
+        rerun
+            .stderr
+            .contains("schedules: already done (2 scheduled target(s) run the new revisions)"),
+        "{}",
+        rerun.stderr
+    );
+    app.counters()
+        .assert_none_since(&counted, &["events:PutTargets", "scheduler:UpdateSchedule"]);
 }

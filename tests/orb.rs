@@ -201,11 +201,11 @@ fn all_calls(app: &App, operation: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// What berth left in its temp folder: the token stays in memory, so nothing.
 fn leftover_token_files(tmp: &Path) -> Vec<String> {
     fs_err::read_dir(tmp)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("berth-oidc-"))
         .collect()
 }
 
@@ -269,6 +269,17 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
     );
     assert_eq!((install.len(), deploy.len()), (1, 1));
     let assumed = all_calls(&app, "sts:AssumeRoleWithWebIdentity");
+    let tls_connections = || {
+        admin(
+            &app.var("BERTH_SANDBOX_PORT"),
+            "GET",
+            "/_sandbox/health",
+            None,
+        )["docker_tls_connections"]
+            .as_u64()
+            .unwrap()
+    };
+    let through_tls = tls_connections();
     let before = app.service_task_definitions().await;
 
     let (code, said) = run_step(job_shell(&app, &home, &vars), &install[0]);
@@ -323,12 +334,16 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
         leftover_token_files(&home.join("tmp")),
         Vec::<String>::new()
     );
-    // Built through the remote Docker's TLS endpoint (the only engine in the job's variables).
+    // Built through the remote Docker's TLS endpoint, as `setup_remote_docker` gives it.
     assert!(said.contains("build: started"), "{said}");
+    assert!(
+        tls_connections() > through_tls,
+        "no connection to the TLS front"
+    );
 }
 
 /// A token the role does not trust, or one that expired, stops berth before any change with
-/// exit 4 and a message naming the role and AWS's reason; the token file is gone either way.
+/// exit 4 and a message naming the role and AWS's reason; nothing is left on disk.
 #[tokio::test(flavor = "multi_thread")]
 async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
     let app = App::new("oidc", "");

@@ -47,11 +47,11 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
 
 @test "deploy maps every typed parameter to its flag" {
   export ORB_ENUM_MIGRATE=before ORB_STR_ROLLOUT_TIMEOUT=20m ORB_STR_MIGRATION_TIMEOUT=45m
-  export ORB_BOOL_NEW=1 ORB_BOOL_RETRY_MIGRATION=true ORB_BOOL_FORCE=0
+  export ORB_BOOL_NEW=1 ORB_BOOL_RETRY_MIGRATION=true ORB_BOOL_FORCE=0 ORB_BOOL_ANY_BRANCH=1
   run bash "$script"
   [ "$status" -eq 0 ]
   expected=(deploy --env stg --migrate before --rollout-timeout 20m --migration-timeout 45m --new
-    --retry-migration)
+    --retry-migration --any-branch)
   [ "$(args)" = "$(printf '%s\n' "${expected[@]}")" ]
   grep -qxF 'CIRCLE_SHA1=<unset>' "$BERTH_FAKE_LOG"
   grep -qxF 'AWS_ROLE_ARN=<unset>' "$BERTH_FAKE_LOG"
@@ -90,6 +90,16 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
   ORB_STR_WORKING_DIRECTORY="$BATS_TEST_TMPDIR/app dir" run bash "$script"
   [ "$status" -eq 0 ]
   grep -qxF "pwd=$BATS_TEST_TMPDIR/app dir" "$BERTH_FAKE_LOG"
+}
+
+@test "a leading ~ in a path is the home folder, as in a shell" {
+  mkdir -p "$BATS_TEST_TMPDIR/home/project"
+  HOME="$BATS_TEST_TMPDIR/home" ORB_STR_WORKING_DIRECTORY='~/project' ORB_STR_RECORD='~/out/deploy.json' \
+    ORB_STR_CONFIG='~/berth.toml' run bash "$script"
+  [ "$status" -eq 0 ]
+  grep -qxF "pwd=$BATS_TEST_TMPDIR/home/project" "$BERTH_FAKE_LOG"
+  [ -s "$BATS_TEST_TMPDIR/home/out/deploy.json" ]
+  [[ "$(args)" == *"--config"$'\n'"$BATS_TEST_TMPDIR/home/berth.toml"* ]]
 }
 
 @test "rollback passes --to and --lock-wait; status passes neither deploy flag" {

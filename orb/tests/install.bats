@@ -105,9 +105,17 @@ downloads() {
   [ "$(downloads)" -eq 0 ]
 }
 
-@test "a release without the asset fails naming the URL" {
+@test "a v-prefixed version is refused: the version is the release's, without the tag's v" {
+  ORB_STR_VERSION=v0.1.0 run bash "$script"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"(no \`v\`)"* ]]
+  [ "$(downloads)" -eq 0 ]
+}
+
+@test "a release without the asset fails with the server's answer" {
   ORB_STR_VERSION=9.9.9 run bash "$script"
   [ "$status" -ne 0 ]
   [[ "$output" == *"/v9.9.9/berth-x86_64-unknown-linux-musl"* ]]
+  [[ "$output" == *"404"* ]]
   [ ! -e "$home/.berth/9.9.9/berth" ]
 }

@@ -1,4 +1,4 @@
-"""Packs the orb's sources (`orb/src`, the orb development kit layout) into one
+r"""Packs the orb's sources (`orb/src`, the orb development kit layout) into one
 `orb.yml`, as `circleci orb pack` does:
 
 - `@orb.yml` gives the top-level keys (`version`, `description`, `display`, ...);
@@ -6,8 +6,10 @@
   entry of the map of that name, keyed by the file's name without `.yml`;
 - a string value that is an include directive, `<<include(scripts/x.sh)>>`
   (spaces allowed inside the angle brackets), is replaced by the contents of
-  that file, relative to `src/`. A directive anywhere else is an error, as it
-  is for the CircleCI CLI.
+  that file, relative to `src/`, with every `<<` in it escaped as `\<<` (a
+  here-string, a heredoc), as the CLI escapes it: CircleCI reads an unescaped
+  `<<` as the start of a parameter. A directive anywhere else is an error, as
+  it is for the CircleCI CLI.
 
 Usage: python pack.py [SRC] [OUT]   (defaults: orb/src, stdout)
 """
@@ -48,7 +50,7 @@ def _inline(value, src: Path, where: str):
                 raise PackError(
                     f"{where}: included file `{match.group(1)}` does not exist"
                 )
-            return path.read_text()
+            return path.read_text().replace("<<", "\\<<")
         if ANY_INCLUDE.search(value):
             raise PackError(f"{where}: an include directive must be the whole value")
     return value
@@ -95,6 +97,22 @@ def dump(orb: dict) -> str:
     )
 
 
+# What CircleCI takes after `<<`: a parameter, a pipeline value or a matrix value.
+TEMPLATE = re.compile(r"<<\s*(parameters|pipeline|matrix)\.")
+
+
+def check_escapes(text: str) -> None:
+    """Every `<<` of the packed orb is CircleCI's own syntax or escaped, or CircleCI refuses it
+    ("Unclosed '<<' tag")."""
+    for number, line in enumerate(text.splitlines(), 1):
+        bare = line.replace("\\<<", "")
+        for match in re.finditer(r"<<", bare):
+            if not TEMPLATE.match(bare, match.start()):
+                raise PackError(
+                    f"orb.yml line {number}: an unescaped `<<` CircleCI would read as a parameter: {line.strip()}"
+                )
+
+
 def main(argv: list[str]) -> int:
     src = (
         Path(argv[1])
@@ -103,6 +121,7 @@ def main(argv: list[str]) -> int:
     )
     try:
         text = dump(pack(src))
+        check_escapes(text)
     except (PackError, yaml.YAMLError) as err:
         print(f"pack: {err}", file=sys.stderr)
         return 1

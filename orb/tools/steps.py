@@ -1,6 +1,7 @@
-"""The `run` steps of one command of a packed orb, with its parameters put in as
+r"""The `run` steps of one command of a packed orb, with its parameters put in as
 CircleCI does: `<< parameters.NAME >>` becomes the value given (NAME=VALUE
-arguments) or the parameter's default; booleans become 1 or 0. Prints a JSON
+arguments) or the parameter's default; booleans become 1 or 0; an escaped
+`\<<` becomes `<<`. Prints a JSON
 list of {name, environment, command}, for tests that run the orb's steps in a
 shell as a CircleCI job would.
 
@@ -55,7 +56,7 @@ def resolve(orb: dict, command: str, given: dict[str, str]) -> list[dict]:
                         put(k): put(str(v))
                         for k, v in (run.get("environment") or {}).items()
                     },
-                    "command": run["command"],
+                    "command": put(run["command"]).replace("\\<<", "<<"),
                 }
             )
     return steps

@@ -10,6 +10,7 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pack
 import review
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -104,6 +105,18 @@ class Review(unittest.TestCase):
                     any(line.startswith(code) for line in found),
                     f"{code} passed: {found}",
                 )
+
+
+class Pack(unittest.TestCase):
+    def test_included_scripts_have_their_heredocs_escaped_for_circleci(self):
+        packed = pack.dump(pack.pack(SRC))
+        pack.check_escapes(packed)
+        self.assertIn('done \\<<<"$ORB_STR_EXTRA_ARGS"', packed)
+
+    def test_an_unescaped_angle_pair_is_refused(self):
+        pack.check_escapes("name: berth << parameters.env >> and \\<<<here")
+        with self.assertRaises(pack.PackError):
+            pack.check_escapes("name: berth <<env>>")
 
 
 if __name__ == "__main__":

@@ -234,6 +234,10 @@ class DockerTLSFront:
         self.endpoints = endpoints
         self.listener: socket.socket | None = None
         self.context: ssl.SSLContext | None = None
+        # Connections that passed the handshake: tests tell a build through the front from one
+        # through the local socket by it.
+        self.connections = 0
+        self._count = threading.Lock()
 
     def start(self) -> None:
         ensure_authority(self.endpoints.docker_tls_dir)
@@ -275,6 +279,8 @@ class DockerTLSFront:
             log.info("docker TLS client refused: %s", err)
             conn.close()
             return
+        with self._count:
+            self.connections += 1
         engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             engine.connect(engine_socket())

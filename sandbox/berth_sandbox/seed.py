@@ -7,7 +7,8 @@ before berth's first deploy.
 - in each cluster a `web` service (our `app` container plus a `datadog-agent`
   sidecar whose image is not ours) with the circuit breaker and rollback on,
   and a `devops` service on the same image;
-- an EventBridge rule that runs the web task family nightly;
+- an EventBridge rule that runs the web task family nightly, and an EventBridge
+  Scheduler schedule that runs it hourly;
 - the role `<app>-circleci` that a CircleCI job assumes with its OIDC token.
 """
 
@@ -103,7 +104,28 @@ def circleci_role(endpoints: Endpoints, app: str = APP) -> str:
             }
         ],
     }
-    return iam.create_role(RoleName=f"{app}-circleci", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    role = iam.create_role(RoleName=f"{app}-circleci", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    # What a deploy does (docs/configuration.md lists it); moto does not enforce IAM, AWS would.
+    deploy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:*",
+                    "ecs:*",
+                    "logs:GetLogEvents",
+                    "s3:*",
+                    "sts:GetCallerIdentity",
+                    "tag:GetResources",
+                    "iam:PassRole",
+                ],
+                "Resource": "*",
+            }
+        ],
+    }
+    iam.put_role_policy(RoleName=role["RoleName"], PolicyName="berth-deploy", PolicyDocument=json.dumps(deploy))
+    return role["Arn"]
 
 
 def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
@@ -284,10 +306,41 @@ def seed(
                 }
             ],
         )
+        # A newer account's batch job: an EventBridge Scheduler schedule, every field set.
+        schedule = f"{app}-{env}-hourly"
+        client(endpoints, "scheduler").create_schedule(
+            Name=schedule,
+            ScheduleExpression="cron(15 * * * ? *)",
+            ScheduleExpressionTimezone="Europe/Berlin",
+            FlexibleTimeWindow={"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 10},
+            Description="hourly report",
+            State="ENABLED",
+            Target={
+                "Arn": cluster_arn,
+                "RoleArn": role_arns["events"],
+                "EcsParameters": {
+                    "TaskDefinitionArn": web["taskDefinitionArn"],
+                    "TaskCount": 1,
+                    "LaunchType": "FARGATE",
+                    "PlatformVersion": "LATEST",
+                    "NetworkConfiguration": {
+                        "awsvpcConfiguration": {
+                            "Subnets": net["subnets"],
+                            "SecurityGroups": [net["security_group"]],
+                            "AssignPublicIp": "DISABLED",
+                        }
+                    },
+                    "Tags": [{"job": "report"}],
+                },
+                "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","runner","Report.hourly"]}]}',
+                "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3},
+            },
+        )
         summary["clusters"][cluster] = {
             "services": ["web", "devops"],
             "task_definitions": [web["taskDefinitionArn"], devops["taskDefinitionArn"]],
             "schedule": rule,
+            "scheduler": schedule,
         }
     if wait:
         for env in envs:

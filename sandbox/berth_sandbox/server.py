@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs, s3, sts
+from . import ecr, ecs, s3, sts, triggers
 from .agent import LOCK
 from .config import Endpoints, Tunables
 from .dockertls import DockerTLSFront
@@ -259,6 +259,7 @@ class SandboxApp:
                 "registry_ok": self.registry.healthy(),
                 "docker_tls": self.endpoints.docker_tls_host,
                 "docker_cert_path": str(self.endpoints.docker_cert_path),
+                "docker_tls_connections": getattr(getattr(self, "docker_tls", None), "connections", 0),
             }
         if route == "counters":
             if method == "DELETE":
@@ -292,6 +293,8 @@ class SandboxApp:
                 ):
                     self.faults.count(f"registry:push:{target.get('repository')}")
             return 200, {}
+        if route == "fire" and method == "POST":
+            return 200, triggers.fire(self.endpoints, data)
         if route == "oidc/token" and method == "POST":
             return 200, sts.mint(data)
         if route == "tasks":
@@ -393,6 +396,7 @@ def serve() -> None:
     s3.install()
     sts.install()
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
+    app.docker_tls = docker_tls
     server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)
 
     def shutdown(*_):

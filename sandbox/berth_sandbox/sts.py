@@ -15,7 +15,10 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_create_oidc.
   "Incorrect token audience";
 - its `exp` has not passed, else `ExpiredTokenException`;
 - the role exists and its trust policy allows `sts:AssumeRoleWithWebIdentity`
-  to that provider (`Principal.Federated`), else `AccessDenied` (403).
+  to that provider (`Principal.Federated`), else `AccessDenied` (403);
+- `DurationSeconds` is between 900 and the role's `MaxSessionDuration` (one
+  hour unless raised), else `ValidationError`
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_update-role-settings.html).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class ExpiredToken(STSClientError):
 
 class AccessDenied(STSClientError):
     code = "AccessDenied"
+
+
+class ValidationError(STSClientError):
+    code = "ValidationError"
 
 
 def _b64(data: bytes) -> str:
@@ -140,6 +147,14 @@ def _assume_role_with_web_identity(self: TokenResponse):
         role = None
     if role is None or not _trusts(role, provider_arn):
         raise AccessDenied("Not authorized to perform sts:AssumeRoleWithWebIdentity")
+    duration = int(self._get_param("DurationSeconds") or 3600)
+    if duration < 900:
+        raise ValidationError(
+            f"1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy constraint: "
+            "Member must have value greater than or equal to 900"
+        )
+    if duration > int(getattr(role, "max_session_duration", 3600) or 3600):
+        raise ValidationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
     return _moto_assume_role_with_web_identity(self)
 
 

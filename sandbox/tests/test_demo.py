@@ -64,3 +64,35 @@ def test_migration_task_changes_what_the_app_serves(sandbox, seeded, ecs, engine
     served = engine.containers.get(runtime).exec_run(["wget", "-q", "-O", "-", "http://127.0.0.1:3000/schema.rb"])
     assert served.exit_code == 0
     assert b'add_column "users", "email", :string' in served.output
+
+
+def test_firing_the_rule_and_the_schedule_runs_their_tasks(sandbox, seeded, ecs):
+    cluster = "berth-stg"
+    web = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]
+    scheduler = sandbox.client("scheduler")
+    schedule = scheduler.get_schedule(Name=seeded["clusters"][cluster]["scheduler"])
+    assert schedule["Target"]["EcsParameters"]["TaskDefinitionArn"] == web["taskDefinition"]
+    assert schedule["ScheduleExpressionTimezone"] == "Europe/Berlin"
+
+    def stopped(arn):
+        def done():
+            task = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+            return task if task["lastStatus"] == "STOPPED" else None
+
+        return wait_for(done, timeout=60, what=f"task {arn}")
+
+    fired = sandbox.admin("POST", "fire", {"rule": "berth-example-stg-nightly"})["tasks"]
+    assert [t["taskDefinitionArn"] for t in fired] == [web["taskDefinition"]]
+    task = stopped(fired[0]["taskArn"])
+    assert task["startedBy"] == "events-rule/berth-example-stg-nightly"
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["bin/rails", "db:migrate"]
+    assert {c["name"]: c["exitCode"] for c in task["containers"]}["app"] == 0
+
+    fired = sandbox.admin("POST", "fire", {"schedule": "berth-example-stg-hourly"})["tasks"]
+    assert [t["taskDefinitionArn"] for t in fired] == [web["taskDefinition"]]
+    task = stopped(fired[0]["taskArn"])
+    assert task["overrides"]["containerOverrides"][0]["command"] == ["bin/rails", "runner", "Report.hourly"]
+    assert {c["name"]: c["exitCode"] for c in task["containers"]}["app"] == 0
+
+    with pytest.raises(Exception, match="400"):
+        sandbox.admin("POST", "fire", {"nothing": "here"})

@@ -42,9 +42,9 @@ def token(sandbox, **claims) -> str:
     return sandbox.admin("POST", "oidc/token", claims)["token"]
 
 
-def assume(sandbox, role_arn: str, web_token: str) -> dict:
+def assume(sandbox, role_arn: str, web_token: str, **extra) -> dict:
     return sandbox.client("sts").assume_role_with_web_identity(
-        RoleArn=role_arn, RoleSessionName="berth-test", WebIdentityToken=web_token
+        RoleArn=role_arn, RoleSessionName="berth-test", WebIdentityToken=web_token, **extra
     )
 
 
@@ -103,3 +103,13 @@ def test_a_role_that_does_not_trust_the_provider_is_refused(sandbox, iam, role):
     assert refused(sandbox, other, token(sandbox))[0] == "AccessDenied"
     missing = f"arn:aws:iam::{ACCOUNT_ID}:role/no-such-role"
     assert refused(sandbox, missing, token(sandbox))[0] == "AccessDenied"
+
+
+def test_a_session_longer_than_the_role_allows_is_refused(sandbox, iam, role):
+    name = role.rsplit("/", 1)[1]
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        assume(sandbox, role, token(sandbox), DurationSeconds=7200)
+    assert caught.value.response["Error"]["Code"] == "ValidationError"
+    assert "MaxSessionDuration" in caught.value.response["Error"]["Message"]
+    iam.update_role(RoleName=name, MaxSessionDuration=7200)
+    assert assume(sandbox, role, token(sandbox), DurationSeconds=7200)["Credentials"]["AccessKeyId"]

@@ -63,6 +63,9 @@ pub struct Settings {
     pub task_definitions: BTreeMap<String, PathBuf>,
     /// The variables of berth's environment that `${VAR}` in those files may take.
     pub task_definition_vars: Vec<String>,
+    /// The rules and schedules whose ECS targets follow the deploy (`rule/NAME`,
+    /// `schedule/GROUP/NAME`); `None`: every one in the cluster that runs a deployed family.
+    pub schedules: Option<Vec<String>>,
 }
 
 /// When the database migration runs relative to the service rollout.
@@ -293,3 +296,33 @@ impl Source<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// A name of `schedules` in berth.toml, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    Rule { bus: Option<String>, name: String },
+    Schedule { group: String, name: String },
+}
+
+/// `rule/NAME`, `rule/BUS/NAME` or `schedule/GROUP/NAME`; `None` for anything else.
+pub fn parse_listed(entry: &str) -> Option<Listed> {
+    let parts: Vec<&str> = entry.split('/').collect();
+    if parts.iter().any(|part| part.is_empty()) {
+        return None;
+    }
+    match parts.as_slice() {
+        ["rule", name] => Some(Listed::Rule {
+            bus: None,
+            name: (*name).to_owned(),
+        }),
+        ["rule", bus, name] => Some(Listed::Rule {
+            bus: Some((*bus).to_owned()),
+            name: (*name).to_owned(),
+        }),
+        ["schedule", group, name] => Some(Listed::Schedule {
+            group: (*group).to_owned(),
+            name: (*name).to_owned(),
+        }),
+        _ => None,
+    }
+}

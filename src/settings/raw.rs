@@ -36,6 +36,7 @@ pub struct RawLayer<Envs = NotHere> {
     pub secrets: Option<BTreeMap<String, Spanned<String>>>,
     pub task_definitions: Option<BTreeMap<String, Spanned<String>>>,
     pub task_definition_vars: Option<Spanned<Vec<String>>>,
+    pub schedules: Option<Spanned<Vec<String>>>,
     pub env: Option<Envs>,
 }
 
@@ -125,6 +126,7 @@ impl<Envs> RawLayer<Envs> {
             secrets,
             task_definitions,
             task_definition_vars,
+            schedules,
             env: _,
         } = self;
         RawLayer {
@@ -147,6 +149,7 @@ impl<Envs> RawLayer<Envs> {
             secrets: merge_maps(secrets, over.secrets),
             task_definitions: merge_maps(task_definitions, over.task_definitions),
             task_definition_vars: over.task_definition_vars.or(task_definition_vars),
+            schedules: over.schedules.or(schedules),
             env: None,
         }
     }

@@ -200,3 +200,33 @@ fn the_default_poll_is_fast_while_young_then_backs_off() {
         Duration::from_millis(500)
     );
 }
+
+#[test]
+fn listed_names_are_rules_or_schedules() {
+    use super::{Listed, parse_listed};
+    let rule = |bus: Option<&str>, name: &str| Listed::Rule {
+        bus: bus.map(str::to_owned),
+        name: name.to_owned(),
+    };
+    assert_eq!(parse_listed("rule/nightly"), Some(rule(None, "nightly")));
+    assert_eq!(
+        parse_listed("rule/jobs/nightly"),
+        Some(rule(Some("jobs"), "nightly"))
+    );
+    assert_eq!(
+        parse_listed("schedule/default/hourly"),
+        Some(Listed::Schedule {
+            group: "default".to_owned(),
+            name: "hourly".to_owned()
+        })
+    );
+    for bad in [
+        "nightly",
+        "rule/",
+        "schedule/hourly",
+        "rule/a/b/c",
+        "cron/x",
+    ] {
+        assert_eq!(parse_listed(bad), None, "{bad}");
+    }
+}

@@ -161,6 +161,27 @@ pub(super) fn validate(
             vars
         }
     };
+    // `schedules = []` turns the scheduled targets off; a list names them; unset finds them.
+    let schedules = match layer.schedules {
+        None => None,
+        Some(list) if list.get_ref().is_empty() => Some(Vec::new()),
+        Some(list) => {
+            let span = list.span();
+            let names = check.name_list(list, "schedules")?;
+            if let Some(bad) = names
+                .iter()
+                .find(|name| super::parse_listed(name).is_none())
+            {
+                return Err(check.invalid(
+                    "schedules",
+                    Some(span),
+                    format!("lists `{bad}`, which names no rule or schedule"),
+                    "write `rule/NAME` (the default event bus), `rule/BUS/NAME` or `schedule/GROUP/NAME`; `schedules = []` moves none",
+                ));
+            }
+            Some(names)
+        }
+    };
     let mut secrets = BTreeMap::new();
     for (name, value_from) in layer.secrets.unwrap_or_default() {
         if environment.contains_key(&name) {
@@ -198,6 +219,7 @@ pub(super) fn validate(
         secrets,
         task_definitions,
         task_definition_vars,
+        schedules,
     })
 }
 

@@ -55,6 +55,23 @@ pub struct DeployRecord {
     /// A rollback: the deploy whose revisions it went back to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_to: Option<String>,
+    /// Scheduled targets this deploy points at its revisions, each with the one it ran before:
+    /// written before the first is moved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<MovedTarget>,
+}
+
+/// One scheduled target that follows the deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedTarget {
+    /// `rule/NAME`, `rule/BUS/NAME` or `schedule/GROUP/NAME`.
+    pub name: String,
+    /// A rule's target id; empty for a schedule.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub target: String,
+    /// The revision it ran before.
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

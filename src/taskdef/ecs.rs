@@ -2,23 +2,14 @@
 //! the SDK (signing, retries, endpoints): an interceptor captures the response body or replaces
 //! the request body.
 
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinitionField};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
-};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::ConfigBag;
 use serde_json::{Map, Value};
 
 use super::{Described, tags_of};
 use crate::aws::failed;
 use crate::error::Error;
+use crate::wire::{CaptureBody, ReplaceBody};
 
 /// `DescribeTaskDefinition` with tags, as raw JSON.
 pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, Error> {
@@ -31,14 +22,7 @@ pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, 
         .send()
         .await
         .map_err(|e| failed(format!("describing task definition `{task_definition}`"), e))?;
-    let body = captured.take().ok_or_else(|| Error::Mismatch {
-        problem: format!("no response body for task definition `{task_definition}`"),
-        hint: "retry; this is a bug if it persists".to_owned(),
-    })?;
-    let mut value: Value = serde_json::from_slice(&body).map_err(|error| Error::Mismatch {
-        problem: format!("task definition `{task_definition}` is not JSON: {error}"),
-        hint: "retry; this is a bug if it persists".to_owned(),
-    })?;
+    let mut value = captured.json(&format!("task definition `{task_definition}`"))?;
     let definition = match value.get_mut("taskDefinition").map(Value::take) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
@@ -100,56 +84,4 @@ pub async fn register(ecs: &Client, input: &Map<String, Value>) -> Result<Descri
         definition,
         tags,
     })
-}
-
-/// Keeps a copy of the response body.
-#[derive(Debug, Clone, Default)]
-struct CaptureBody(Arc<Mutex<Option<Vec<u8>>>>);
-
-impl CaptureBody {
-    fn take(&self) -> Option<Vec<u8>> {
-        self.0.lock().ok()?.take()
-    }
-}
-
-impl Intercept for CaptureBody {
-    fn name(&self) -> &'static str {
-        "berth::CaptureBody"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        if let (Some(bytes), Ok(mut slot)) = (context.response().body().bytes(), self.0.lock()) {
-            *slot = Some(bytes.to_vec());
-        }
-        Ok(())
-    }
-}
-
-/// Sends its own bytes as the request body, on every attempt.
-#[derive(Debug)]
-struct ReplaceBody(bytes::Bytes);
-
-impl Intercept for ReplaceBody {
-    fn name(&self) -> &'static str {
-        "berth::ReplaceBody"
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let request = context.request_mut();
-        *request.body_mut() = SdkBody::from(self.0.clone());
-        request
-            .headers_mut()
-            .insert("content-length", self.0.len().to_string());
-        Ok(())
-    }
 }

@@ -18,10 +18,17 @@
 #   ORB_BOOL_NEW              --new (deploy)
 #   ORB_BOOL_RETRY_MIGRATION  --retry-migration (deploy)
 #   ORB_BOOL_FORCE            --force (deploy)
+#   ORB_BOOL_ANY_BRANCH       --any-branch (deploy)
 #   ORB_STR_TO                --to (rollback)
 #   ORB_STR_RECORD            a file for berth's JSON record (stdout with --output json)
 #   ORB_STR_EXTRA_ARGS        more arguments for berth, one per line
 set -euo pipefail
+
+# Paths as a shell would take them: a leading ~ is the home folder.
+home_path() { printf '%s' "${1/#\~/$HOME}"; }
+ORB_STR_CONFIG="$(home_path "${ORB_STR_CONFIG:-}")"
+ORB_STR_WORKING_DIRECTORY="$(home_path "${ORB_STR_WORKING_DIRECTORY:-}")"
+ORB_STR_RECORD="$(home_path "${ORB_STR_RECORD:-}")"
 
 subcommand="${ORB_ENUM_SUBCOMMAND:-}"
 case "$subcommand" in
@@ -56,6 +63,7 @@ if [[ "$subcommand" == deploy ]]; then
   switch --new "${ORB_BOOL_NEW:-}"
   switch --retry-migration "${ORB_BOOL_RETRY_MIGRATION:-}"
   switch --force "${ORB_BOOL_FORCE:-}"
+  switch --any-branch "${ORB_BOOL_ANY_BRANCH:-}"
 fi
 if [[ "$subcommand" == rollback ]]; then
   option --to "${ORB_STR_TO:-}"

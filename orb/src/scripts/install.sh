@@ -8,14 +8,14 @@
 #   ORB_STR_INSTALL_DIR   the folder per version lives under it (default ~/.berth)
 set -euo pipefail
 
-version="${ORB_STR_VERSION#v}"
+version="$ORB_STR_VERSION"
 download_url="${ORB_STR_DOWNLOAD_URL%/}"
 root="${ORB_STR_INSTALL_DIR:-}"
 root="${root:-$HOME/.berth}"
 root="${root/#\~/$HOME}" # a leading ~ as the shell would expand it
 
 if [[ ! "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]]; then
-  echo "berth/install: version \`$ORB_STR_VERSION\` is not a release version such as 0.1.0" >&2
+  echo "berth/install: version \`$ORB_STR_VERSION\` is not a release version such as 0.1.0 (no \`v\`)" >&2
   exit 2
 fi
 

@@ -1,0 +1,415 @@
+//! Scheduled tasks follow the deploy: the ECS targets of EventBridge rules and of EventBridge
+//! Scheduler schedules that run one of the deployed families move to its new revision.
+//!
+//! Found by the cluster they run in (rules whose targets name it, schedules in every group whose
+//! target names it), or as listed in `schedules`. Each target is read as AWS returns it (raw
+//! JSON), its `TaskDefinitionArn` changed and nothing else, and written back whole: input, role,
+//! network configuration, count, launch type, tags, dead-letter queue, retry policy, a schedule's
+//! expression, time zone, window and state all stay as they were, including fields this build
+//! of berth does not know.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::arn;
+use crate::aws::failed;
+use crate::error::Error;
+use crate::settings::{Listed, parse_listed};
+use crate::wire::{CaptureBody, ReplaceBody};
+
+/// Where a scheduled task is defined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// An EventBridge rule's target.
+    Rule,
+    /// An EventBridge Scheduler schedule's target.
+    Schedule,
+}
+
+/// One ECS target of a rule or a schedule in the deploy's cluster.
+#[derive(Debug, Clone)]
+pub struct Scheduled {
+    pub kind: Kind,
+    /// `rule/NAME` (default event bus), `rule/BUS/NAME`, or `schedule/GROUP/NAME`.
+    pub name: String,
+    /// A rule's target id; a schedule has one target, `""`.
+    pub target: String,
+    /// What it runs now, as written (`TaskDefinitionArn`).
+    pub task_definition: String,
+    /// The rule's target, or the schedule as `UpdateSchedule` takes it.
+    document: Map<String, Value>,
+}
+
+/// What to do about one target, given the deploy's revisions (family → revision ARN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It runs a family the deploy did not touch.
+    NotOurs,
+    /// It names the family without a revision: ECS runs the latest ACTIVE one, already ours.
+    Latest,
+    /// It runs the new revision already.
+    Already,
+    /// Point it at this revision.
+    Move(String),
+}
+
+pub fn decide(task_definition: &str, revisions: &BTreeMap<String, String>) -> Decision {
+    let family = arn::family(task_definition);
+    let Some(new) = revisions.get(family) else {
+        return Decision::NotOurs;
+    };
+    if !arn::short(task_definition).contains(':') {
+        return Decision::Latest;
+    }
+    if arn::revision(task_definition) == arn::revision(new) {
+        Decision::Already
+    } else {
+        Decision::Move(new.clone())
+    }
+}
+
+/// The AWS clients the scheduled targets live behind.
+pub struct Clients<'a> {
+    pub events: &'a aws_sdk_eventbridge::Client,
+    pub scheduler: &'a aws_sdk_scheduler::Client,
+}
+
+/// Every ECS target in `cluster_arn` of the rules and schedules `listed` names, or of all the
+/// account's when `listed` is `None`.
+pub async fn find(
+    clients: &Clients<'_>,
+    cluster_arn: &str,
+    listed: Option<&[String]>,
+) -> Result<Vec<Scheduled>, Error> {
+    let (rules, schedules) = match listed {
+        Some(entries) => {
+            let mut rules = Vec::new();
+            let mut schedules = Vec::new();
+            for entry in entries {
+                match parse_listed(entry) {
+                    Some(Listed::Rule { bus, name }) => rules.push((bus, name)),
+                    Some(Listed::Schedule { group, name }) => schedules.push((group, name)),
+                    None => {} // refused when the settings were read
+                }
+            }
+            (rules, schedules)
+        }
+        None => tokio::try_join!(
+            rules_in(clients.events, cluster_arn),
+            schedules_in(clients.scheduler, cluster_arn)
+        )?,
+    };
+    let mut found = Vec::new();
+    for (bus, rule) in rules {
+        found.extend(rule_targets(clients.events, bus.as_deref(), &rule, cluster_arn).await?);
+    }
+    for (group, name) in schedules {
+        found.extend(schedule_target(clients.scheduler, &group, &name, cluster_arn).await?);
+    }
+    Ok(found)
+}
+
+/// The default bus's rules with a target in the cluster.
+async fn rules_in(
+    events: &aws_sdk_eventbridge::Client,
+    cluster_arn: &str,
+) -> Result<Vec<(Option<String>, String)>, Error> {
+    let mut rules = Vec::new();
+    let mut next = None;
+    loop {
+        let page = events
+            .list_rule_names_by_target()
+            .target_arn(cluster_arn)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| failed("listing the EventBridge rules that target the cluster", e))?;
+        rules.extend(page.rule_names().iter().map(|name| (None, name.clone())));
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            return Ok(rules);
+        }
+    }
+}
+
+/// Schedules of every group whose target is the cluster.
+async fn schedules_in(
+    scheduler: &aws_sdk_scheduler::Client,
+    cluster_arn: &str,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut schedules = Vec::new();
+    let mut next = None;
+    loop {
+        let page = scheduler
+            .list_schedules()
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| failed("listing the EventBridge Scheduler schedules", e))?;
+        for summary in page.schedules() {
+            let aims_here = summary
+                .target()
+                .is_some_and(|target| target.arn() == cluster_arn);
+            if let (true, Some(name)) = (aims_here, summary.name()) {
+                let group = summary.group_name().unwrap_or("default").to_owned();
+                schedules.push((group, name.to_owned()));
+            }
+        }
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            return Ok(schedules);
+        }
+    }
+}
+
+/// The ECS targets of one rule that run in the cluster, as AWS returns them.
+async fn rule_targets(
+    events: &aws_sdk_eventbridge::Client,
+    bus: Option<&str>,
+    rule: &str,
+    cluster_arn: &str,
+) -> Result<Vec<Scheduled>, Error> {
+    let name = match bus {
+        Some(bus) => format!("rule/{bus}/{rule}"),
+        None => format!("rule/{rule}"),
+    };
+    let mut found = Vec::new();
+    let mut next = None;
+    loop {
+        let captured = CaptureBody::default();
+        events
+            .list_targets_by_rule()
+            .rule(rule)
+            .set_event_bus_name(bus.map(str::to_owned))
+            .set_next_token(next)
+            .customize()
+            .interceptor(captured.clone())
+            .send()
+            .await
+            .map_err(|e| failed(format!("reading the targets of `{name}`"), e))?;
+        let page = captured.json(&format!("the targets of `{name}`"))?;
+        for target in page["Targets"].as_array().into_iter().flatten() {
+            let (Some(document), Some(task_definition)) = (
+                target.as_object(),
+                target["EcsParameters"]["TaskDefinitionArn"].as_str(),
+            ) else {
+                continue;
+            };
+            if target["Arn"] != cluster_arn {
+                continue;
+            }
+            let mut document = document.clone();
+            if let Some(bus) = bus {
+                document.insert("berth:bus".into(), Value::String(bus.to_owned()));
+            }
+            document.insert("berth:rule".into(), Value::String(rule.to_owned()));
+            found.push(Scheduled {
+                kind: Kind::Rule,
+                name: name.clone(),
+                target: target["Id"].as_str().unwrap_or_default().to_owned(),
+                task_definition: task_definition.to_owned(),
+                document,
+            });
+        }
+        next = page["NextToken"].as_str().map(str::to_owned);
+        if next.is_none() {
+            return Ok(found);
+        }
+    }
+}
+
+/// Fields of `GetSchedule`'s answer that `UpdateSchedule` does not take (the name goes in the
+/// path).
+const SCHEDULE_READ_ONLY: [&str; 4] = ["Arn", "CreationDate", "LastModificationDate", "Name"];
+
+/// One schedule, when its target is an ECS task in the cluster.
+async fn schedule_target(
+    scheduler: &aws_sdk_scheduler::Client,
+    group: &str,
+    schedule: &str,
+    cluster_arn: &str,
+) -> Result<Option<Scheduled>, Error> {
+    let name = format!("schedule/{group}/{schedule}");
+    let captured = CaptureBody::default();
+    scheduler
+        .get_schedule()
+        .name(schedule)
+        .group_name(group)
+        .customize()
+        .interceptor(captured.clone())
+        .send()
+        .await
+        .map_err(|e| failed(format!("reading `{name}`"), e))?;
+    let Value::Object(mut document) = captured.json(&format!("`{name}`"))? else {
+        return Ok(None);
+    };
+    let task_definition = document
+        .get("Target")
+        .and_then(|target| target["EcsParameters"]["TaskDefinitionArn"].as_str())
+        .map(str::to_owned);
+    let aims_here = document
+        .get("Target")
+        .is_some_and(|target| target["Arn"] == cluster_arn);
+    let (true, Some(task_definition)) = (aims_here, task_definition) else {
+        return Ok(None);
+    };
+    for field in SCHEDULE_READ_ONLY {
+        document.remove(field);
+    }
+    // A field AWS leaves out is one it does not have; `null` says the same.
+    document.retain(|_, value| !value.is_null());
+    document.insert("GroupName".into(), Value::String(group.to_owned()));
+    document.insert("berth:name".into(), Value::String(schedule.to_owned()));
+    Ok(Some(Scheduled {
+        kind: Kind::Schedule,
+        name,
+        target: String::new(),
+        task_definition,
+        document,
+    }))
+}
+
+/// Points one target at `revision`, every other field as it was read.
+pub async fn point(
+    clients: &Clients<'_>,
+    scheduled: &Scheduled,
+    revision: &str,
+) -> Result<(), Error> {
+    let mut document = scheduled.document.clone();
+    let private = |document: &mut Map<String, Value>, key: &str| {
+        document
+            .remove(key)
+            .and_then(|value| value.as_str().map(str::to_owned))
+    };
+    match scheduled.kind {
+        Kind::Rule => {
+            let bus = private(&mut document, "berth:bus");
+            let rule = private(&mut document, "berth:rule").unwrap_or_default();
+            document["EcsParameters"]["TaskDefinitionArn"] = Value::String(revision.to_owned());
+            let mut body = Map::new();
+            body.insert("Rule".into(), Value::String(rule.clone()));
+            if let Some(bus) = &bus {
+                body.insert("EventBusName".into(), Value::String(bus.clone()));
+            }
+            body.insert(
+                "Targets".into(),
+                Value::Array(vec![Value::Object(document)]),
+            );
+            // The typed request only has to pass the SDK's checks; the body replaces it.
+            let placeholder = aws_sdk_eventbridge::types::Target::builder()
+                .id(&scheduled.target)
+                .arn("placeholder")
+                .build()
+                .map_err(|e| Error::Mismatch {
+                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
+                    hint: "this is a bug".to_owned(),
+                })?;
+            let answer = clients
+                .events
+                .put_targets()
+                .rule(&rule)
+                .targets(placeholder)
+                .customize()
+                .interceptor(ReplaceBody::json(&Value::Object(body)))
+                .send()
+                .await
+                .map_err(|e| failed(format!("updating the target of `{}`", scheduled.name), e))?;
+            if let Some(entry) = answer.failed_entries().first() {
+                return Err(Error::Aws {
+                    action: format!(
+                        "updating target `{}` of `{}`",
+                        scheduled.target, scheduled.name
+                    ),
+                    environment: false,
+                    transient: false,
+                    source: format!(
+                        "{}: {}",
+                        entry.error_code().unwrap_or("error"),
+                        entry.error_message().unwrap_or("no message")
+                    )
+                    .into(),
+                });
+            }
+        }
+        Kind::Schedule => {
+            let name = private(&mut document, "berth:name").unwrap_or_default();
+            document["Target"]["EcsParameters"]["TaskDefinitionArn"] =
+                Value::String(revision.to_owned());
+            let placeholder = aws_sdk_scheduler::types::Target::builder()
+                .arn("placeholder")
+                .role_arn("placeholder")
+                .build()
+                .map_err(|e| Error::Mismatch {
+                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
+                    hint: "this is a bug".to_owned(),
+                })?;
+            let window = aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+                .build()
+                .map_err(|e| Error::Mismatch {
+                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
+                    hint: "this is a bug".to_owned(),
+                })?;
+            clients
+                .scheduler
+                .update_schedule()
+                .name(&name)
+                .schedule_expression("placeholder")
+                .target(placeholder)
+                .flexible_time_window(window)
+                .customize()
+                .interceptor(ReplaceBody::json(&Value::Object(document)))
+                .send()
+                .await
+                .map_err(|e| failed(format!("updating `{}`", scheduled.name), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::{Decision, decide};
+
+    /// One row per situation a target can be in.
+    #[test]
+    fn a_target_moves_only_when_it_runs_an_older_revision_of_a_deployed_family() {
+        let revisions = BTreeMap::from([(
+            "app-stg-web".to_owned(),
+            "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web:8".to_owned(),
+        )]);
+        let new = "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web:8";
+        let rows = [
+            (
+                "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web:7",
+                Decision::Move(new.to_owned()),
+            ),
+            ("app-stg-web:3", Decision::Move(new.to_owned())),
+            (
+                "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web:8",
+                Decision::Already,
+            ),
+            (
+                "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web",
+                Decision::Latest,
+            ),
+            ("app-stg-web", Decision::Latest),
+            (
+                "arn:aws:ecs:us-east-1:1:task-definition/app-stg-worker:7",
+                Decision::NotOurs,
+            ),
+        ];
+        for (task_definition, expected) in rows {
+            assert_eq!(
+                decide(task_definition, &revisions),
+                expected,
+                "{task_definition}"
+            );
+        }
+    }
+}

@@ -488,16 +488,8 @@ async fn locked(
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
         report.migration = Some(migration(&ecs, &logs, settings, plan, record, steps).await?);
     }
-    report.schedules = follow_schedules(
-        config,
-        settings,
-        current,
-        &report.revisions,
-        lock,
-        record,
-        steps,
-    )
-    .await?;
+    report.schedules =
+        follow_schedules(cx, &report.revisions, record, steps, &mut report.warnings).await?;
     // The environment tag names what is deployed: it moves once the deploy has landed, and a
     // failure to move it does not undo that.
     if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image) {
@@ -528,14 +520,19 @@ async fn locked(
 /// The record lists each with the revision it ran before, written before the first one moves; a
 /// rerun finds them moved and skips them.
 async fn follow_schedules(
-    config: &aws_config::SdkConfig,
-    settings: &Settings,
-    current: &current::Current,
+    cx: &Context<'_>,
     revisions: &BTreeMap<String, String>,
-    lock: &Lock,
     record: &mut Record,
     steps: &mut Steps<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<MovedTarget>, Error> {
+    let Context {
+        settings,
+        config,
+        lock,
+        current,
+        ..
+    } = *cx;
     let reporter = steps.reporter;
     if settings.schedules.as_ref().is_some_and(Vec::is_empty) {
         return Ok(record.value.schedules.clone());
@@ -551,7 +548,21 @@ async fn follow_schedules(
         .values()
         .find_map(|service| service.cluster_arn())
         .unwrap_or(&settings.cluster);
-    let found = schedules::find(&clients, cluster_arn, settings.schedules.as_deref()).await?;
+    let found = match schedules::find(&clients, cluster_arn, settings.schedules.as_deref()).await {
+        Ok(found) => found,
+        // Looking for them unasked: a role without the permission gets a warning, not a failed
+        // deploy. Named in `schedules`, they must be moved.
+        Err(error @ Error::AccessDenied { .. }) if settings.schedules.is_none() => {
+            let warning = format!(
+                "scheduled tasks were not looked for: {}; grant it, or set `schedules = []` in berth.toml",
+                with_causes(&error)
+            );
+            reporter.info(&format!("warning: {warning}"));
+            warnings.push(warning);
+            return Ok(record.value.schedules.clone());
+        }
+        Err(error) => return Err(error),
+    };
     let mut on_new = 0;
     let mut to_move = Vec::new();
     for scheduled in &found {

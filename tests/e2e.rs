@@ -862,6 +862,7 @@ async fn scheduled_tasks_follow_the_deploy() {
     let web = format!("{}-stg-web", app.name);
     let targets_before = rule_targets(&app, &rule).await;
     let schedule_before = schedule_document(&app, &schedule).await;
+    let seeded = app.counters();
     let old = targets_before[0]["EcsParameters"]["TaskDefinitionArn"].clone();
     assert!(old.as_str().unwrap().ends_with(&format!("{web}:1")));
 
@@ -870,6 +871,15 @@ async fn scheduled_tasks_follow_the_deploy() {
     let report = run.json();
     let new = report["revisions"][&web].as_str().unwrap().to_owned();
     assert!(run.stderr.contains("schedules: done"), "{}", run.stderr);
+    let calls = app.counters().since(&seeded);
+    assert_eq!(
+        (
+            calls.get("events:PutTargets"),
+            calls.get("scheduler:UpdateSchedule")
+        ),
+        (Some(&1), Some(&1)),
+        "{calls:?}"
+    );
     let moved: Vec<(&str, &str)> = report["schedules"]
         .as_array()
         .unwrap()
@@ -949,4 +959,31 @@ async fn scheduled_tasks_follow_the_deploy() {
     );
     app.counters()
         .assert_none_since(&counted, &["events:PutTargets", "scheduler:UpdateSchedule"]);
+
+    // A role that may not look for them: the deploy lands with a warning naming the action.
+    app.fault(
+        json!({"service": "events", "operation": "ListRuleNamesByTarget", "error": "denied"}),
+    );
+    let denied = app.deploy(&["--new"]);
+    app.clear_faults();
+    assert_eq!(denied.code, Some(0), "{}", denied.stderr);
+    assert!(
+        denied
+            .stderr
+            .contains("warning: scheduled tasks were not looked for:"),
+        "{}",
+        denied.stderr
+    );
+    assert!(
+        denied.stderr.contains("events:ListRuleNamesByTarget"),
+        "{}",
+        denied.stderr
+    );
+    assert!(
+        denied.stderr.contains("set `schedules = []`"),
+        "{}",
+        denied.stderr
+    );
+    let target = &rule_targets(&app, &rule).await[0];
+    assert_eq!(target["EcsParameters"]["TaskDefinitionArn"], new.as_str());
 }

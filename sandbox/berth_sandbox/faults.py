@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 # drop: the connection is closed before the request is applied; lost: the
 # request is applied, then the connection is closed without the response.
-ERRORS = ("throttle", "500", "503", "drop", "lost")
+ERRORS = ("throttle", "500", "503", "drop", "lost", "denied")
 
 
 @dataclass

@@ -114,6 +114,12 @@ def circleci_role(endpoints: Endpoints, app: str = APP) -> str:
                 "Action": [
                     "ecr:*",
                     "ecs:*",
+                    "events:ListRuleNamesByTarget",
+                    "events:ListTargetsByRule",
+                    "events:PutTargets",
+                    "scheduler:ListSchedules",
+                    "scheduler:GetSchedule",
+                    "scheduler:UpdateSchedule",
                     "logs:GetLogEvents",
                     "s3:*",
                     "sts:GetCallerIdentity",

@@ -37,7 +37,18 @@ ERROR_SHAPES = {
     "throttle": (400, "ThrottlingException", "Rate exceeded"),
     "500": (500, "InternalFailure", "injected internal error"),
     "503": (503, "ServiceUnavailable", "injected service unavailable"),
+    # A role without the permission: IAM's words, the action named.
+    "denied": (
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:sts::123456789012:assumed-role/sandbox/berth is not authorized to perform: "
+        "{action} because no identity-based policy allows the {action} action",
+    ),
 }
+
+# Services whose errors are JSON without an `X-Amz-Target` (REST-JSON), with their status for
+# access denied.
+REST_JSON = {"scheduler": 403}
 
 
 def service_of(environ: dict) -> str:
@@ -85,9 +96,35 @@ def operation_of(environ: dict, body: bytes) -> str:
             return form["Action"][0]
     if service_of(environ) == "s3":
         return s3_operation(environ)
-    # Other REST protocols (EventBridge Scheduler): method and first path segment.
-    first = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
-    return f"{environ.get('REQUEST_METHOD', 'GET')} /{first}"
+    method = environ.get("REQUEST_METHOD", "GET")
+    parts = environ.get("PATH_INFO", "/").strip("/").split("/")
+    if service_of(environ) == "scheduler":
+        return scheduler_operation(method, parts)
+    # Other REST protocols: method and first path segment.
+    return f"{method} /{parts[0]}"
+
+
+# EventBridge Scheduler's REST routes (`/schedules/{Name}`, `/schedule-groups/{Name}`,
+# `/tags/{ResourceArn}`) and the operation each is, as in its API reference.
+SCHEDULER_ROUTES = {
+    ("GET", "schedules", False): "ListSchedules",
+    ("GET", "schedules", True): "GetSchedule",
+    ("POST", "schedules", True): "CreateSchedule",
+    ("PUT", "schedules", True): "UpdateSchedule",
+    ("DELETE", "schedules", True): "DeleteSchedule",
+    ("GET", "schedule-groups", False): "ListScheduleGroups",
+    ("GET", "schedule-groups", True): "GetScheduleGroup",
+    ("POST", "schedule-groups", True): "CreateScheduleGroup",
+    ("DELETE", "schedule-groups", True): "DeleteScheduleGroup",
+    ("GET", "tags", True): "ListTagsForResource",
+    ("POST", "tags", True): "TagResource",
+    ("DELETE", "tags", True): "UntagResource",
+}
+
+
+def scheduler_operation(method: str, parts: list[str]) -> str:
+    named = len(parts) > 1 and parts[1] != ""
+    return SCHEDULER_ROUTES.get((method, parts[0], named), f"{method} /{parts[0]}")
 
 
 # S3 bucket subresources (query keys) and the operation each names, by method.
@@ -104,6 +141,8 @@ def s3_operation(environ: dict) -> str:
     API reference, so that faults and counters can name `PutObject` apart from `CreateBucket`."""
     method = environ.get("REQUEST_METHOD", "GET")
     path = environ.get("PATH_INFO", "/").lstrip("/")
+    if path == "":
+        return "ListBuckets"
     has_key = "/" in path and path.split("/", 1)[1] != ""
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     for key, names in S3_SUBRESOURCES.items():
@@ -144,7 +183,7 @@ class SandboxApp:
         if verdict.error == "drop":
             return self.drop(environ, start_response)
         if verdict.error in ERROR_SHAPES:
-            return self.error(environ, start_response, verdict.error, service)
+            return self.error(environ, start_response, verdict.error, service, operation)
 
         if service == "ecr":
             ecr.before(operation, body, self.registry)
@@ -183,23 +222,33 @@ class SandboxApp:
             except OSError:
                 pass
 
-    def error(self, environ, start_response, kind: str, service: str = ""):
+    def error(self, environ, start_response, kind: str, service: str = "", operation: str = ""):
         status, code, message = ERROR_SHAPES[kind]
+        message = message.format(action=f"{service}:{operation}")
         if service == "s3":
             return self.s3_error(start_response, kind)
-        reason = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+        if kind == "denied" and service in REST_JSON:
+            status = REST_JSON[service]
+        reason = {
+            400: "Bad Request",
+            403: "Forbidden",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }[status]
         request_id = str(uuid.uuid4())
         content_type = environ.get("CONTENT_TYPE", "")
-        if content_type.startswith(JSON_CONTENT) or environ.get("HTTP_X_AMZ_TARGET"):
+        if content_type.startswith(JSON_CONTENT) or environ.get("HTTP_X_AMZ_TARGET") or service in REST_JSON:
             payload = json.dumps({"__type": code, "message": message}).encode()
             headers = [
-                ("Content-Type", content_type or "application/x-amz-json-1.1"),
+                ("Content-Type", content_type or "application/json"),
                 ("x-amzn-ErrorType", code),
                 ("x-amzn-RequestId", request_id),
             ]
         else:
             if kind == "throttle":
                 code = "Throttling"
+            if kind == "denied":
+                code = "AccessDenied"
             payload = (
                 "<ErrorResponse><Error><Type>Sender</Type>"
                 f"<Code>{code}</Code><Message>{message}</Message></Error>"
@@ -216,8 +265,9 @@ class SandboxApp:
             "throttle": (503, "SlowDown", "Please reduce your request rate."),
             "500": (500, "InternalError", "We encountered an internal error. Please try again."),
             "503": (503, "ServiceUnavailable", "Please reduce your request rate."),
+            "denied": (403, "AccessDenied", "Access Denied"),
         }[kind]
-        reason = {500: "Internal Server Error", 503: "Service Unavailable"}[status]
+        reason = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
         request_id = uuid.uuid4().hex[:16].upper()
         payload = (
             '<?xml version="1.0" encoding="UTF-8"?>'

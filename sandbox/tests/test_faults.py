@@ -197,3 +197,27 @@ def test_faults_of_one_app_are_forgotten_alone(sandbox):
     sandbox.admin("POST", "faults", {"service": "ecs", "error": "throttle", "app": "two"})
     left = sandbox.admin("DELETE", "faults?app=one")
     assert [rule["app"] for rule in left] == ["two"]
+
+
+@pytest.mark.parametrize(
+    ("service", "call", "status"),
+    [
+        ("events", lambda client: client.list_rules(), 400),
+        ("scheduler", lambda client: client.list_schedules(), 403),
+        ("s3", lambda client: client.list_buckets(), 403),
+    ],
+)
+def test_denied_answers_as_iam_does_in_each_protocol(sandbox, service, call, status):
+    operation = {"events": "ListRules", "scheduler": "ListSchedules", "s3": "ListBuckets"}[service]
+    sandbox.admin("POST", "faults", {"service": service, "operation": operation, "error": "denied", "first": 1})
+    client = sandbox.client(service, config=botocore.config.Config(retries={"total_max_attempts": 1}))
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        call(client)
+    error = caught.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == status
+    assert error["Error"]["Code"] in ("AccessDeniedException", "AccessDenied")
+    if service != "s3":
+        assert f"not authorized to perform: {service}:{operation}" in error["Error"]["Message"]
+    call(client)  # the next call passes
+    counted = sandbox.admin("GET", "counters")
+    assert counted[f"{service}:{operation}"] >= 2

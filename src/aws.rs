@@ -24,13 +24,28 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// OIDC token when [`circleci_oidc`] finds one to trade; `AWS_ENDPOINT_URL` and its per-service
 /// forms are honoured by the SDK itself, which is how the sandbox is reached.
 pub async fn sdk_config(settings: &Settings) -> Result<SdkConfig, Error> {
+    sdk_config_for(
+        &settings.region,
+        settings.profile.as_deref(),
+        session_seconds(&settings.timeouts),
+    )
+    .await
+}
+
+/// As [`sdk_config`], before there are settings (`berth init`): a region, a profile, and how
+/// long an assumed role's session should last.
+pub async fn sdk_config_for(
+    region: &str,
+    profile: Option<&str>,
+    session: i32,
+) -> Result<SdkConfig, Error> {
     // The standard variables configure retries when set; berth's default otherwise.
     let configured = [env_vars::AWS_MAX_ATTEMPTS, env_vars::AWS_RETRY_MODE]
         .iter()
         .any(|name| env_vars::var(name).is_some());
     let loader = || {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(settings.region.clone()))
+            .region(Region::new(region.to_owned()))
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -43,7 +58,7 @@ pub async fn sdk_config(settings: &Settings) -> Result<SdkConfig, Error> {
         loader
     };
     let mut main = loader();
-    if let Some(profile) = &settings.profile {
+    if let Some(profile) = profile {
         main = main.profile_name(profile);
     }
     if let Some(oidc) = circleci_oidc(&env_vars::var)? {
@@ -52,7 +67,7 @@ pub async fn sdk_config(settings: &Settings) -> Result<SdkConfig, Error> {
         main = main.credentials_provider(OidcCredentials {
             sts,
             oidc,
-            seconds: session_seconds(&settings.timeouts),
+            seconds: session,
         });
     }
     Ok(main.load().await)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
-use crate::flags::{Command, DeployOptions, Flags, Migrate, OutputFormat, Overrides};
+use crate::flags::{Command, DeployOptions, Flags, InitOptions, Migrate, OutputFormat, Overrides};
 
 /// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_SHA"), ")");
@@ -31,6 +31,38 @@ enum CliCommand {
     Rollback(RollbackArgs),
     /// Release one environment's lock, held by a deploy that is gone
     Unlock(UnlockArgs),
+    /// Show what a deploy would do, changing nothing (exit 6: nothing to deploy)
+    Plan(PlanArgs),
+    /// Write a commented berth.toml for an app that already runs on ECS, read from its services
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct InitArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// The ECS cluster the services run in
+    #[arg(long, value_name = "CLUSTER")]
+    cluster: String,
+
+    /// A service of the app, the web service first (repeat for each)
+    #[arg(long = "service", value_name = "SERVICE", required = true)]
+    services: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// Plan a build of a work tree with uncommitted changes
+    #[arg(long)]
+    allow_dirty: bool,
+
+    /// Plan a deploy from another branch than the environment's `branch` in berth.toml
+    #[arg(long)]
+    any_branch: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +225,21 @@ impl Cli {
                 rollback_to: args.to,
                 ..args.settings.into_flags(Command::Rollback)
             },
+            CliCommand::Plan(args) => Flags {
+                deploy: DeployOptions {
+                    allow_dirty: args.allow_dirty,
+                    any_branch: args.any_branch,
+                    ..DeployOptions::default()
+                },
+                ..args.settings.into_flags(Command::Plan)
+            },
+            CliCommand::Init(args) => Flags {
+                init: InitOptions {
+                    cluster: args.cluster,
+                    services: args.services,
+                },
+                ..args.settings.into_flags(Command::Init)
+            },
             CliCommand::Unlock(args) => Flags {
                 yes: args.yes,
                 ..args.settings.into_flags(Command::Unlock)
@@ -216,6 +263,7 @@ impl SettingsArgs {
             aws_region: env_vars::var(env_vars::AWS_REGION),
             deploy: DeployOptions::default(),
             overrides: Overrides::default(),
+            init: InitOptions::default(),
             rollback_to: None,
             yes: false,
         }

@@ -22,6 +22,8 @@ pub enum ExitStatus {
     MigrationFailed = 3,
     Environment = 4,
     Locked = 5,
+    /// `berth plan`: a deploy would change nothing.
+    NothingToDeploy = 6,
     Interrupted = 130,
 }
 

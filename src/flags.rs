@@ -28,6 +28,15 @@ pub struct Flags {
     pub rollback_to: Option<String>,
     /// `berth unlock --yes`: no question asked.
     pub yes: bool,
+    /// `berth init`: what to read.
+    pub init: InitOptions,
+}
+
+/// `berth init --cluster C --service web --service devops`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    pub cluster: String,
+    pub services: Vec<String>,
 }
 
 /// Switches of `berth deploy`.
@@ -80,6 +89,10 @@ pub enum Command {
     Rollback,
     /// Release one environment's lock.
     Unlock,
+    /// Show what a deploy would do.
+    Plan,
+    /// Write a berth.toml from services that run on ECS.
+    Init,
 }
 
 /// Where results go on stdout: text for people, JSON for programs.

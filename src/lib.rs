@@ -6,8 +6,10 @@
 //!
 //! Dependencies point one way, down this list (`tests/architecture.rs` checks it):
 //! - the binary and [`output`], the terminal: the only code that knows indicatif or stdout;
-//! - [`pipeline`], which runs the steps in order and decides what to skip;
-//! - the steps: [`build`] and [`push`] (Docker), [`register`], [`rollout`], [`migrate`] (ECS);
+//! - [`pipeline`], which runs the steps in order and decides what to skip, beside [`plan`],
+//!   [`status`] and [`rollback`];
+//! - the steps: [`build`] and [`push`] (Docker), [`register`], [`rollout`], [`migrate`] (ECS),
+//!   [`schedules`] (EventBridge);
 //!   a step never imports the pipeline, and keeps its decisions in pure functions
 //!   ([`rollout`]'s verdict, [`migrate`]'s decision, [`taskdef::next_revision`]);
 //! - what the steps share: [`current`] (the AWS state a deploy starts from), [`taskdef`],
@@ -27,10 +29,12 @@ pub mod ecr;
 pub mod env_vars;
 pub mod error;
 pub mod flags;
+pub mod init;
 pub mod logs;
 pub mod migrate;
 pub mod output;
 pub mod pipeline;
+pub mod plan;
 pub mod push;
 pub mod register;
 pub mod release;
@@ -68,6 +72,12 @@ pub enum Outcome {
     Rollback {
         report: Box<rollback::Report>,
         failure: Option<Error>,
+    },
+    Plan {
+        plan: Box<plan::Plan>,
+    },
+    Init {
+        written: Box<init::Written>,
     },
     /// `berth unlock`: the holder released, `None` when the lock was free.
     Unlock {
@@ -116,6 +126,15 @@ pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outco
         Command::Unlock => {
             let settings = settings::load(flags)?;
             unlock(&settings, flags.yes, reporter).await
+        }
+        Command::Init => Ok(Outcome::Init {
+            written: Box::new(init::init(flags, reporter).await?),
+        }),
+        Command::Plan => {
+            let settings = settings::load(flags)?;
+            Ok(Outcome::Plan {
+                plan: Box::new(plan::plan(&settings, flags.deploy, reporter).await?),
+            })
         }
     }
 }
@@ -206,7 +225,7 @@ async fn stop_requested() {
 
 impl Outcome {
     /// The command's own verdict, once its result is written.
-    pub fn into_result(self) -> Result<(), Error> {
+    pub fn into_result(self) -> Result<ExitStatus, Error> {
         match self {
             Self::Deploy {
                 failure: Some(error),
@@ -216,7 +235,8 @@ impl Outcome {
                 failure: Some(error),
                 ..
             } => Err(error),
-            _ => Ok(()),
+            Self::Plan { plan } if !plan.changes => Ok(ExitStatus::NothingToDeploy),
+            _ => Ok(ExitStatus::Success),
         }
     }
 }

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
+use berth::Error;
 use berth::output;
-use berth::{Error, ExitStatus};
 
 fn main() -> ExitCode {
     // Usage errors end here: clap prints them and exits with code 2.
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
     });
 
     match result {
-        Ok(()) => ExitStatus::Success.into(),
+        Ok(status) => status.into(),
         Err(error) => {
             output::write_error(&error);
             error.exit_status().into()

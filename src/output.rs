@@ -181,6 +181,18 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
             &with_error(serde_json::to_value(report), failure.as_ref()),
         ),
         (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
+        (OutputFormat::Text, Outcome::Plan { plan }) => crate::plan::lines(plan)
+            .iter()
+            .try_for_each(|line| writeln!(stdout, "{line}")),
+        (OutputFormat::Json, Outcome::Plan { plan }) => json(&mut stdout, plan),
+        (OutputFormat::Text, Outcome::Init { written }) => writeln!(
+            stdout,
+            "wrote `{}`: repository `{}`, containers {}; read it, then `berth deploy`",
+            written.path.display(),
+            written.repository,
+            crate::text::code_list(&written.containers)
+        ),
+        (OutputFormat::Json, Outcome::Init { written }) => json(&mut stdout, written),
     };
     written.or_else(ignore_broken_pipe).map_err(Error::Stdout)
 }

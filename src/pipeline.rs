@@ -238,20 +238,7 @@ async fn run(
     held: &mut Held,
 ) -> Result<(), Error> {
     let reporter = steps.reporter;
-    // Task-definition files are read (and checked) before anything else: they shape the deploy.
-    let files: BTreeMap<String, Described> = settings
-        .task_definitions
-        .iter()
-        .map(|(service, path)| {
-            let file = taskdef::from_file(path, &settings.task_definition_vars)?;
-            Ok((service.clone(), file))
-        })
-        .collect::<Result<_, Error>>()?;
-    let inputs = files
-        .values()
-        .map(|d| serde_json::Value::Object(d.definition.clone()).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (files, inputs) = task_definition_files(settings)?;
     let release = Release::discover(settings, options, &inputs)?;
     crate::build::check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
     reporter.info(&format!(
@@ -321,6 +308,27 @@ async fn run(
         result = locked(&cx, report, steps, record) => result,
         why = lock.lost() => Err(Error::LockLost { why }),
     }
+}
+
+/// The task-definition files (service → file), read and checked before anything else: they
+/// shape the deploy. With them, their contents as one text, an input of the deploy id.
+pub(crate) fn task_definition_files(
+    settings: &Settings,
+) -> Result<(BTreeMap<String, Described>, String), Error> {
+    let files: BTreeMap<String, Described> = settings
+        .task_definitions
+        .iter()
+        .map(|(service, path)| {
+            let file = taskdef::from_file(path, &settings.task_definition_vars)?;
+            Ok((service.clone(), file))
+        })
+        .collect::<Result<_, Error>>()?;
+    let inputs = files
+        .values()
+        .map(|d| serde_json::Value::Object(d.definition.clone()).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Ok((files, inputs))
 }
 
 /// What the deploy under the lock works from.
@@ -548,76 +556,37 @@ async fn follow_schedules(
         .values()
         .find_map(|service| service.cluster_arn())
         .unwrap_or(&settings.cluster);
-    let found = match schedules::find(&clients, cluster_arn, settings.schedules.as_deref()).await {
-        Ok(found) => found,
-        // Looking for them unasked: a role without the permission gets a warning, not a failed
-        // deploy. Named in `schedules`, they must be moved.
-        Err(error @ Error::AccessDenied { .. }) if settings.schedules.is_none() => {
-            let warning = format!(
-                "scheduled tasks were not looked for: {}; grant it, or set `schedules = []` in berth.toml",
-                with_causes(&error)
-            );
-            reporter.info(&format!("warning: {warning}"));
-            warnings.push(warning);
-            return Ok(record.value.schedules.clone());
-        }
-        Err(error) => return Err(error),
-    };
-    let mut on_new = 0;
-    let mut to_move = Vec::new();
-    for scheduled in &found {
-        match schedules::decide(&scheduled.task_definition, revisions) {
-            schedules::Decision::Move(to) => to_move.push((scheduled, to)),
-            schedules::Decision::Already | schedules::Decision::Latest => on_new += 1,
-            schedules::Decision::NotOurs => {}
-        }
-    }
-    let mut moved = record.value.schedules.clone();
-    if to_move.is_empty() {
-        if on_new == 0 {
+    let survey = schedules::survey(
+        &clients,
+        cluster_arn,
+        settings.schedules.as_deref(),
+        revisions,
+        reporter,
+        warnings,
+    )
+    .await?;
+    if survey.to_move.is_empty() {
+        if survey.on_new == 0 {
             reporter.info("schedules: no rule or schedule in the cluster runs a deployed family");
         } else {
             steps.skip(
                 Step::Schedules,
-                format!("{on_new} scheduled target(s) run the new revisions"),
+                format!(
+                    "{} scheduled target(s) run the new revisions",
+                    survey.on_new
+                ),
             );
         }
-        return Ok(moved);
+        return Ok(record.value.schedules.clone());
     }
     steps.start(Step::Schedules);
-    for (scheduled, to) in &to_move {
-        let listed = moved
-            .iter()
-            .any(|m| m.name == scheduled.name && m.target == scheduled.target);
-        if !listed {
-            moved.push(MovedTarget {
-                name: scheduled.name.clone(),
-                target: scheduled.target.clone(),
-                from: scheduled.task_definition.clone(),
-                to: to.clone(),
-            });
-        }
-    }
+    let moved = schedules::planned(&survey, &record.value.schedules);
     if record.value.schedules != moved {
         let planned = moved.clone();
         record.update(|r| r.schedules = planned).await?;
     }
-    for (scheduled, to) in &to_move {
-        lock.check()?;
-        schedules::point(&clients, scheduled, to).await?;
-        let target = if scheduled.target.is_empty() {
-            String::new()
-        } else {
-            format!(" target `{}`", scheduled.target)
-        };
-        reporter.info(&format!(
-            "`{}`{target}: `{}` → `{}`",
-            scheduled.name,
-            arn::short(&scheduled.task_definition),
-            arn::short(to)
-        ));
-    }
-    steps.done(format!("{} target(s) moved", to_move.len()));
+    schedules::move_all(&clients, &survey, lock, reporter).await?;
+    steps.done(format!("{} target(s) moved", survey.to_move.len()));
     Ok(moved)
 }
 

@@ -14,9 +14,12 @@ use crate::flags::DeployOptions;
 use crate::pipeline::{Held, note_rollouts};
 use crate::report::Reporter;
 use crate::rollout::{self, Rolled, Target};
+use crate::schedules;
 use crate::services;
 use crate::settings::Settings;
-use crate::state::record::{DeployRecord, Kind, Record, RolloutOutcome, RunState, ServiceRollout};
+use crate::state::record::{
+    DeployRecord, Kind, MovedTarget, Record, RolloutOutcome, RunState, ServiceRollout,
+};
 use crate::state::{self, Store, lock};
 use crate::taskdef;
 use crate::text::code_list;
@@ -33,6 +36,9 @@ pub struct Report {
     pub to: Option<String>,
     pub commit: Option<String>,
     pub services: Vec<Rolled>,
+    /// Scheduled targets moved back, each with the revision it ran before.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<MovedTarget>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
@@ -251,6 +257,35 @@ async fn run(
     tokio::select! {
         result = rolled => result?,
         why = lock.lost() => return Err(Error::LockLost { why }),
+    }
+    // The scheduled tasks go back with the services.
+    if !settings.schedules.as_ref().is_some_and(Vec::is_empty) {
+        let events = aws::events_client(&config);
+        let scheduler = aws::scheduler_client(&config);
+        let clients = schedules::Clients {
+            events: &events,
+            scheduler: &scheduler,
+        };
+        let cluster_arn = current
+            .values()
+            .find_map(|service| service.cluster_arn())
+            .unwrap_or(&settings.cluster);
+        let survey = schedules::survey(
+            &clients,
+            cluster_arn,
+            settings.schedules.as_deref(),
+            &target.revisions,
+            reporter,
+            &mut report.warnings,
+        )
+        .await?;
+        if !survey.to_move.is_empty() {
+            let moved = schedules::planned(&survey, &record.value.schedules);
+            let planned = moved.clone();
+            record.update(|r| r.schedules = planned).await?;
+            schedules::move_all(&clients, &survey, lock, reporter).await?;
+            report.schedules = moved;
+        }
     }
     reporter.info(&format!(
         "rollback `{deploy_id}` finished: {}",

@@ -16,7 +16,11 @@ use serde_json::{Map, Value};
 use crate::arn;
 use crate::aws::failed;
 use crate::error::Error;
+use crate::report::Reporter;
 use crate::settings::{Listed, parse_listed};
+use crate::state::Lock;
+use crate::state::record::MovedTarget;
+use crate::text::with_causes;
 use crate::wire::{CaptureBody, ReplaceBody};
 
 /// Where a scheduled task is defined.
@@ -69,6 +73,97 @@ pub fn decide(task_definition: &str, revisions: &BTreeMap<String, String>) -> De
     } else {
         Decision::Move(new.clone())
     }
+}
+
+/// The targets found, and what to do about them.
+#[derive(Debug, Default)]
+pub struct Survey {
+    /// Targets already on the revisions (or naming the family only).
+    pub on_new: usize,
+    /// Targets to point at a new revision.
+    pub to_move: Vec<(Scheduled, String)>,
+}
+
+/// Finds the targets in `cluster_arn` (those `listed`, else every one) and decides each against
+/// `revisions` (family → revision). Looking unasked, a role that may not look gets a warning and
+/// an empty survey rather than a failure; named in `listed`, they must be found.
+pub async fn survey(
+    clients: &Clients<'_>,
+    cluster_arn: &str,
+    listed: Option<&[String]>,
+    revisions: &BTreeMap<String, String>,
+    reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
+) -> Result<Survey, Error> {
+    let found = match find(clients, cluster_arn, listed).await {
+        Ok(found) => found,
+        Err(error @ Error::AccessDenied { .. }) if listed.is_none() => {
+            let warning = format!(
+                "scheduled tasks were not looked for: {}; grant it, or set `schedules = []` in berth.toml",
+                with_causes(&error)
+            );
+            reporter.info(&format!("warning: {warning}"));
+            warnings.push(warning);
+            return Ok(Survey::default());
+        }
+        Err(error) => return Err(error),
+    };
+    let mut survey = Survey::default();
+    for scheduled in found {
+        match decide(&scheduled.task_definition, revisions) {
+            Decision::Move(to) => survey.to_move.push((scheduled, to)),
+            Decision::Already | Decision::Latest => survey.on_new += 1,
+            Decision::NotOurs => {}
+        }
+    }
+    Ok(survey)
+}
+
+/// The record's list of moved targets with this survey's added, each with the revision it ran
+/// before: written before the first moves, so a run cut off mid-way still knows.
+pub fn planned(survey: &Survey, before: &[MovedTarget]) -> Vec<MovedTarget> {
+    let mut moved = before.to_vec();
+    for (scheduled, to) in &survey.to_move {
+        match moved
+            .iter_mut()
+            .find(|m| m.name == scheduled.name && m.target == scheduled.target)
+        {
+            // Moved again (a rollback after a deploy): where it goes now.
+            Some(entry) => entry.to.clone_from(to),
+            None => moved.push(MovedTarget {
+                name: scheduled.name.clone(),
+                target: scheduled.target.clone(),
+                from: scheduled.task_definition.clone(),
+                to: to.clone(),
+            }),
+        }
+    }
+    moved
+}
+
+/// Points every target of the survey at its revision, checking the lock before each.
+pub async fn move_all(
+    clients: &Clients<'_>,
+    survey: &Survey,
+    lock: &Lock,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    for (scheduled, to) in &survey.to_move {
+        lock.check()?;
+        point(clients, scheduled, to).await?;
+        let target = if scheduled.target.is_empty() {
+            String::new()
+        } else {
+            format!(" target `{}`", scheduled.target)
+        };
+        reporter.info(&format!(
+            "`{}`{target}: `{}` → `{}`",
+            scheduled.name,
+            arn::short(&scheduled.task_definition),
+            arn::short(to)
+        ));
+    }
+    Ok(())
 }
 
 /// The AWS clients the scheduled targets live behind.

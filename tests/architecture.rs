@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
     &["output", "summary"],
     // The library's entry and the command line.
     &["lib", "cli"],
-    &["pipeline", "status", "rollback"],
+    &["pipeline", "status", "rollback", "plan", "init"],
     STEPS,
     // What the steps share.
     &[

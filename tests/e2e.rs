@@ -960,6 +960,40 @@ async fn scheduled_tasks_follow_the_deploy() {
     app.counters()
         .assert_none_since(&counted, &["events:PutTargets", "scheduler:UpdateSchedule"]);
 
+    // The next deploy moves them on; a rollback takes them back with the services.
+    let next = app.deploy(&["--new"]);
+    assert_eq!(next.code, Some(0), "{}", next.stderr);
+    let newer = next.json()["revisions"][&web].as_str().unwrap().to_owned();
+    let on = |targets: Value, schedule: Value| {
+        (
+            targets[0]["EcsParameters"]["TaskDefinitionArn"].clone(),
+            schedule["Target"]["EcsParameters"]["TaskDefinitionArn"].clone(),
+        )
+    };
+    assert_eq!(
+        on(
+            rule_targets(&app, &rule).await,
+            schedule_document(&app, &schedule).await
+        ),
+        (Value::from(newer.clone()), Value::from(newer.clone()))
+    );
+    let back = app.run("rollback", &[], &[]);
+    assert_eq!(back.code, Some(0), "{}", back.stderr);
+    assert_eq!(
+        on(
+            rule_targets(&app, &rule).await,
+            schedule_document(&app, &schedule).await
+        ),
+        (Value::from(new.clone()), Value::from(new.clone()))
+    );
+    assert_eq!(
+        back.json()["schedules"][0]["to"],
+        new.as_str(),
+        "{}",
+        back.stdout
+    );
+    assert_eq!(back.json()["schedules"][0]["from"], newer.as_str());
+
     // A role that may not look for them: the deploy lands with a warning naming the action.
     app.fault(
         json!({"service": "events", "operation": "ListRuleNamesByTarget", "error": "denied"}),
@@ -986,4 +1020,182 @@ async fn scheduled_tasks_follow_the_deploy() {
     );
     let target = &rule_targets(&app, &rule).await[0];
     assert_eq!(target["EcsParameters"]["TaskDefinitionArn"], new.as_str());
+}
+
+/// `berth plan` reads and changes nothing: before a deploy it shows the build, each family's new
+/// revision as a diff, the services and scheduled targets that would move and the migration
+/// (exit 0); after the deploy there is nothing to deploy (exit 6); an environment variable added
+/// in berth.toml shows as that key (and the image of the new commit); a change to the app too.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_shows_what_a_deploy_would_do_and_changes_nothing() {
+    let app = App::new("plan", "");
+    let web = format!("{}-stg-web", app.name);
+    let counted = app.counters();
+    let first = app.run("plan", &[], &[]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let plan = first.json();
+    assert_eq!(plan["changes"], true);
+    assert_eq!(plan["image"]["digest"], Value::Null, "{plan}");
+    let families = plan["families"].as_array().unwrap();
+    let web_plan = families
+        .iter()
+        .find(|f| f["family"] == web.as_str())
+        .unwrap();
+    let paths: Vec<&str> = web_plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["containerDefinitions[app].image"], "{plan}");
+    assert_eq!(plan["services"][0]["to"], format!("{web}:new"));
+    let moving: Vec<&str> = plan["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(moving.len(), 2, "{plan}");
+    assert_eq!(
+        plan["migration"]["command"],
+        json!(["bin/rails", "db:migrate"])
+    );
+    let text = app.run("plan", &["--output", "text"], &[]);
+    assert_eq!(text.code, Some(0), "{}", text.stderr);
+    for said in [
+        "would be built and pushed",
+        "~ containerDefinitions[app].image: ",
+        &format!("`rule/{}-stg-nightly` target `cleanup`:", app.name),
+        "migration: `bin/rails db:migrate` in container `app`",
+        "a deploy would change the environment",
+    ] {
+        assert!(text.stdout.contains(said), "{said}: {}", text.stdout);
+    }
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+            "events:PutTargets",
+            "scheduler:UpdateSchedule",
+            "s3:PutObject",
+            "s3:CreateBucket",
+        ],
+    );
+
+    let deployed = app.deploy(&[]);
+    assert_eq!(deployed.code, Some(0), "{}", deployed.stderr);
+    let after = app.run("plan", &["--output", "text"], &[]);
+    assert_eq!(after.code, Some(6), "{}\n{}", after.stdout, after.stderr);
+    assert!(
+        after.stdout.contains("nothing to deploy"),
+        "{}",
+        after.stdout
+    );
+
+    app.edit_config(|config| {
+        config.replace(
+            "[env.stg]\n",
+            "[env.stg]\nenvironment = { FEATURE_X = \"on\" }\n",
+        )
+    });
+    // The change is a commit: the image is tagged by commit, so it is built anew too.
+    let variable = app.run("plan", &[], &[]);
+    assert_eq!(variable.code, Some(0), "{}", variable.stderr);
+    let plan = variable.json();
+    assert_eq!(plan["image"]["digest"], Value::Null, "{plan}");
+    let web_plan = plan["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["family"] == web.as_str())
+        .unwrap()
+        .clone();
+    let changes = web_plan["changes"].as_array().unwrap();
+    assert_eq!(
+        changes[0],
+        json!({
+            "path": "containerDefinitions[app].environment[FEATURE_X]",
+            "from": null,
+            "to": {"name": "FEATURE_X", "value": "on"}
+        })
+    );
+    assert_eq!(changes[1]["path"], "containerDefinitions[app].image");
+    assert_eq!(changes.len(), 2, "{web_plan}");
+
+    fs_err::write(app.dir.path().join("public/extra.txt"), "new").unwrap();
+    app.commit("a change to the app");
+    let code = app.run("plan", &[], &[]);
+    assert_eq!(code.code, Some(0), "{}", code.stderr);
+    assert_eq!(code.json()["image"]["digest"], Value::Null);
+}
+
+/// `berth init` on the demo account writes a commented berth.toml with which `berth deploy`
+/// then works unchanged; it never overwrites one.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_writes_a_berth_toml_that_deploys_unchanged() {
+    let app = App::new("init", "");
+    fs_err::remove_file(app.dir.path().join("berth.toml")).unwrap();
+    app.commit("no berth.toml");
+    let cluster = app.cluster();
+    let args = [
+        "--cluster",
+        cluster.as_str(),
+        "--service",
+        "web",
+        "--service",
+        "devops",
+        "--region",
+        "us-east-1",
+    ];
+    let init = app.run("init", &args, &[]);
+    assert_eq!(init.code, Some(0), "{}", init.stderr);
+    let written = init.json();
+    assert_eq!(written["repository"], app.name.as_str());
+    assert_eq!(written["containers"], json!(["app"]));
+    assert_eq!(
+        written["schedules"].as_array().unwrap().len(),
+        2,
+        "{written}"
+    );
+    let text = fs_err::read_to_string(app.dir.path().join("berth.toml")).unwrap();
+    println!("{text}");
+    for said in [
+        format!("repository = \"{}\"", app.name),
+        "containers = [\"app\"]".to_owned(),
+        "#   `datadog-agent` of `web` runs `public.ecr.aws/datadog/agent:7` and keeps it"
+            .to_owned(),
+        format!("[env.stg]\nregion = \"us-east-1\"\ncluster = \"{cluster}\""),
+        "services = [\"web\", \"devops\"]".to_owned(),
+        format!("#   rule/{}-stg-nightly (target `cleanup`) runs", app.name),
+    ] {
+        assert!(text.contains(&said), "{said}:\n{text}");
+    }
+    app.commit("berth init");
+
+    let again = app.run("init", &args, &[]);
+    assert_eq!(again.code, Some(2), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("`berth.toml` exists; `berth init` never overwrites it"),
+        "{}",
+        again.stderr
+    );
+
+    let deploy = app.deploy(&[]);
+    assert_eq!(deploy.code, Some(0), "{}", deploy.stderr);
+    let report = deploy.json();
+    let revisions: Vec<String> = ["web", "devops"]
+        .iter()
+        .map(|s| {
+            report["revisions"][format!("{}-stg-{s}", app.name)]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(app.service_task_definitions().await, revisions);
+    assert!(deploy.stderr.contains("migrate: done"), "{}", deploy.stderr);
 }

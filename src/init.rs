@@ -1,0 +1,327 @@
+//! `berth init`: a commented `berth.toml` for an app that already runs on ECS, read from its
+//! services and their task definitions. It writes one new file and changes nothing in AWS.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::arn;
+use crate::aws::{self, failed};
+use crate::error::Error;
+use crate::flags::Flags;
+use crate::report::Reporter;
+use crate::schedules;
+use crate::services;
+use crate::taskdef;
+
+/// What `berth init` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct Written {
+    pub path: PathBuf,
+    pub repository: String,
+    pub containers: Vec<String>,
+    /// The scheduled targets found in the cluster that run one of the services' families.
+    pub schedules: Vec<String>,
+}
+
+/// One container of a service's task definition.
+struct Container {
+    service: String,
+    family: String,
+    name: String,
+    image: String,
+}
+
+pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Error> {
+    let path = flags
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("berth.toml"));
+    let usage = |problem: String, hint: &str| Error::Mismatch {
+        problem,
+        hint: hint.to_owned(),
+    };
+    if path.exists() {
+        return Err(usage(
+            format!(
+                "`{}` exists; `berth init` never overwrites it",
+                path.display()
+            ),
+            "move it away first, or pass `--config PATH` to write another file",
+        ));
+    }
+    let init = &flags.init;
+    let env = flags.env.clone().unwrap_or_else(|| "stg".to_owned());
+    let region = flags
+        .region
+        .clone()
+        .or_else(|| flags.aws_region.clone())
+        .ok_or_else(|| {
+            usage(
+                "no region to read the services in".to_owned(),
+                "pass `--region`, or set `AWS_REGION`",
+            )
+        })?;
+    let config = aws::sdk_config_for(&region, flags.profile.as_deref(), 3600).await?;
+    let ecs = aws::ecs_client(&config);
+    let ecr = aws::ecr_client(&config);
+    reporter.info(&format!(
+        "reading {} in cluster `{}` ({region})",
+        crate::text::code_list(&init.services),
+        init.cluster
+    ));
+    let found = services::describe(&ecs, &init.cluster, &init.services)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &region))?;
+    let mut containers = Vec::new();
+    for service in &init.services {
+        let revision = found[service].task_definition().unwrap_or_default();
+        let described = taskdef::describe(&ecs, revision).await?;
+        for container in described.definition["containerDefinitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            containers.push(Container {
+                service: service.clone(),
+                family: described.family().to_owned(),
+                name: container["name"].as_str().unwrap_or_default().to_owned(),
+                image: container["image"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+
+    // The app's repository: the ECR repository most of the containers run an image of.
+    let repositories = repository_uris(&ecr).await?;
+    let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
+    for container in &containers {
+        if let Some((name, _)) = repositories
+            .iter()
+            .find(|(_, uri)| of_repository(&container.image, uri))
+        {
+            *runs.entry(name.as_str()).or_default() += 1;
+        }
+    }
+    let Some((repository, _)) = runs.iter().max_by_key(|(_, count)| **count) else {
+        return Err(usage(
+            format!(
+                "no container of {} runs an image of this account's ECR repositories in {region}",
+                crate::text::code_list(&init.services)
+            ),
+            "berth deploys images it pushes to ECR: create the repository, or check `--region` and the services",
+        ));
+    };
+    let repository = (*repository).to_owned();
+    let uri = &repositories[&repository];
+    let mut ours: Vec<String> = Vec::new();
+    for container in containers.iter().filter(|c| of_repository(&c.image, uri)) {
+        if !ours.contains(&container.name) {
+            ours.push(container.name.clone());
+        }
+    }
+    let others: Vec<&Container> = containers
+        .iter()
+        .filter(|c| !of_repository(&c.image, uri))
+        .collect();
+
+    let cluster_arn = found
+        .values()
+        .find_map(|service| service.cluster_arn())
+        .unwrap_or(&init.cluster)
+        .to_owned();
+    let events = aws::events_client(&config);
+    let scheduler = aws::scheduler_client(&config);
+    let clients = schedules::Clients {
+        events: &events,
+        scheduler: &scheduler,
+    };
+    let families: Vec<&str> = containers.iter().map(|c| c.family.as_str()).collect();
+    let scheduled = match schedules::find(&clients, &cluster_arn, None).await {
+        Ok(found) => found
+            .into_iter()
+            .filter(|s| families.contains(&arn::family(&s.task_definition)))
+            .map(|s| {
+                let target = if s.target.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (target `{}`)", s.target)
+                };
+                format!(
+                    "{}{target} runs `{}`",
+                    s.name,
+                    arn::short(&s.task_definition)
+                )
+            })
+            .collect(),
+        Err(error) => {
+            reporter.info(&format!(
+                "warning: scheduled tasks were not looked for: {}",
+                crate::text::with_causes(&error)
+            ));
+            Vec::new()
+        }
+    };
+
+    let text = berth_toml(&Draft {
+        env: &env,
+        region: &region,
+        cluster: &init.cluster,
+        services: &init.services,
+        repository: &repository,
+        containers: &ours,
+        others: &others,
+        scheduled: &scheduled,
+    });
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|error| {
+            usage(
+                format!("cannot write `{}`: {error}", path.display()),
+                "pass `--config PATH` to write it elsewhere",
+            )
+        })?;
+    file.write_all(text.as_bytes()).map_err(|error| {
+        usage(
+            format!("cannot write `{}`: {error}", path.display()),
+            "check the folder's permissions",
+        )
+    })?;
+    Ok(Written {
+        path,
+        repository,
+        containers: ours,
+        schedules: scheduled,
+    })
+}
+
+/// Repository name → its URI, for every ECR repository of the account in the region.
+async fn repository_uris(ecr: &aws_sdk_ecr::Client) -> Result<BTreeMap<String, String>, Error> {
+    let mut uris = BTreeMap::new();
+    let mut next = None;
+    loop {
+        let page = ecr
+            .describe_repositories()
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| failed("listing the ECR repositories", e))?;
+        for repository in page.repositories() {
+            if let (Some(name), Some(uri)) =
+                (repository.repository_name(), repository.repository_uri())
+            {
+                uris.insert(name.to_owned(), uri.to_owned());
+            }
+        }
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            return Ok(uris);
+        }
+    }
+}
+
+/// Whether `image` (`uri:tag` or `uri@sha256:…`) is of the repository at `uri`.
+fn of_repository(image: &str, uri: &str) -> bool {
+    image
+        .strip_prefix(uri)
+        .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
+}
+
+/// What the file is written from.
+struct Draft<'a> {
+    env: &'a str,
+    region: &'a str,
+    cluster: &'a str,
+    services: &'a [String],
+    repository: &'a str,
+    containers: &'a [String],
+    others: &'a [&'a Container],
+    scheduled: &'a [String],
+}
+
+/// The file: every value TOML-quoted, every choice explained.
+fn berth_toml(draft: &Draft<'_>) -> String {
+    let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
+    let list = |items: &[String]| {
+        format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|i| quote(i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!(
+        "# berth settings, written by `berth init` from {} in cluster `{}`.",
+        crate::text::code_list(draft.services),
+        draft.cluster
+    ));
+    line(
+        "# Top-level keys are defaults for every environment; an `[env.NAME]` table overrides"
+            .into(),
+    );
+    line("# them. docs/configuration.md lists every key.".into());
+    line(String::new());
+    line("# The ECR repository berth pushes the app's image to.".into());
+    line(format!("repository = {}", quote(draft.repository)));
+    line("# The containers that take each new image; every other container keeps its own.".into());
+    line(format!("containers = {}", list(draft.containers)));
+    for other in draft.others {
+        line(format!(
+            "#   `{}` of `{}` runs `{}` and keeps it",
+            other.name, other.service, other.image
+        ));
+    }
+    line(String::new());
+    line("[migration]".into());
+    line(format!(
+        "# A one-off task of `{}`'s family (the first service) runs this command in the container",
+        draft.services[0]
+    ));
+    line(
+        "# below, with the service's network settings, after each rollout (`migrate = \"before\"`"
+            .into(),
+    );
+    line("# runs it first, `\"skip\"` never).".into());
+    line(format!(
+        "container = {}",
+        quote(draft.containers.first().map_or("app", String::as_str))
+    ));
+    line(format!(
+        "command = {}",
+        list(&["bin/rails".to_owned(), "db:migrate".to_owned()])
+    ));
+    line(String::new());
+    line(format!("[env.{}]", draft.env));
+    line(format!("region = {}", quote(draft.region)));
+    line(format!("cluster = {}", quote(draft.cluster)));
+    line("# In order; the first is the web service.".into());
+    line(format!("services = {}", list(draft.services)));
+    line("# The branch this environment deploys from; a deploy from another is refused.".into());
+    line(format!(
+        "# branch = {}",
+        quote(if draft.env == "prd" {
+            "master"
+        } else {
+            "develop"
+        })
+    ));
+    if draft.scheduled.is_empty() {
+        line("# No scheduled task in the cluster runs these families.".into());
+    } else {
+        line("# Scheduled tasks that follow each deploy (found by default; `schedules = []` stops it):".into());
+        for scheduled in draft.scheduled {
+            line(format!("#   {scheduled}"));
+        }
+    }
+    out
+}

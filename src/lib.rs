@@ -20,6 +20,7 @@
 pub mod arn;
 pub mod aws;
 pub mod build;
+pub mod cleanup;
 pub mod cli;
 pub mod context;
 pub mod current;

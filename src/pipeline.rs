@@ -7,7 +7,7 @@
 //! the deploy id (attach, or skip when it succeeded). Nothing depends on a local file, so a rerun
 //! on a fresh machine carries on where the last run stopped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecs::Client as Ecs;
@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::arn;
 use crate::aws;
+use crate::cleanup;
 use crate::current;
 use crate::ecr::{self, Image, Repository};
 use crate::error::Error;
@@ -53,6 +54,9 @@ pub struct Report {
     /// Scheduled targets moved to the deploy's revisions, each with the one it ran before.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<MovedTarget>,
+    /// Revisions deregistered (`keep_revisions`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
     pub steps: Vec<StepRecord>,
     /// What went wrong without failing the deploy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -77,6 +81,7 @@ pub enum Step {
     Rollout,
     Migrate,
     Schedules,
+    Cleanup,
 }
 
 impl Step {
@@ -88,6 +93,7 @@ impl Step {
             Self::Rollout => "rollout",
             Self::Migrate => "migrate",
             Self::Schedules => "schedules",
+            Self::Cleanup => "cleanup",
         }
     }
 }
@@ -302,6 +308,7 @@ async fn run(
         files: &files,
         config: &config,
         lock,
+        store: &store,
         current: &current,
     };
     tokio::select! {
@@ -340,6 +347,8 @@ struct Context<'a> {
     files: &'a BTreeMap<String, Described>,
     config: &'a aws_config::SdkConfig,
     lock: &'a Lock,
+    /// Where the lock and the deploy records live.
+    store: &'a state::Store,
     /// What the deploy starts from, read under the lock.
     current: &'a current::Current,
 }
@@ -359,6 +368,7 @@ async fn locked(
         config,
         lock,
         current,
+        ..
     } = *cx;
     let reporter = steps.reporter;
     let ecs = aws::ecs_client(config);
@@ -498,6 +508,17 @@ async fn locked(
     }
     report.schedules =
         follow_schedules(cx, &report.revisions, record, steps, &mut report.warnings).await?;
+    if let Some(keep) = settings.keep_revisions {
+        report.deregistered = clean_up(
+            cx,
+            keep,
+            &report.revisions,
+            record,
+            steps,
+            &mut report.warnings,
+        )
+        .await?;
+    }
     // The environment tag names what is deployed: it moves once the deploy has landed, and a
     // failure to move it does not undo that.
     if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image) {
@@ -588,6 +609,99 @@ async fn follow_schedules(
     schedules::move_all(&clients, &survey, lock, reporter).await?;
     steps.done(format!("{} target(s) moved", survey.to_move.len()));
     Ok(moved)
+}
+
+/// `keep_revisions`: deregisters each deployed family's ACTIVE revisions beyond the newest `keep`
+/// that nothing uses (a service's deployment, a scheduled target, the newest `keep` deploys'
+/// records). The record lists them before the first goes; a rerun finds them gone.
+async fn clean_up(
+    cx: &Context<'_>,
+    keep: usize,
+    revisions: &BTreeMap<String, String>,
+    record: &mut Record,
+    steps: &mut Steps<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<String>, Error> {
+    let Context {
+        settings,
+        config,
+        lock,
+        store,
+        ..
+    } = *cx;
+    let reporter = steps.reporter;
+    let ecs = aws::ecs_client(config);
+    let mut in_use: BTreeSet<(String, u64)> = revisions.values().map(|r| cleanup::key(r)).collect();
+    let services = crate::services::describe(&ecs, &settings.cluster, &settings.services).await?;
+    for service in services.values() {
+        let running = service
+            .deployments()
+            .iter()
+            .filter_map(|d| d.task_definition());
+        in_use.extend(running.chain(service.task_definition()).map(cleanup::key));
+    }
+    // Every scheduled target in the cluster, whatever `schedules` says: what one runs must stay.
+    let events = aws::events_client(config);
+    let scheduler = aws::scheduler_client(config);
+    let clients = schedules::Clients {
+        events: &events,
+        scheduler: &scheduler,
+    };
+    let cluster_arn = services
+        .values()
+        .find_map(|service| service.cluster_arn())
+        .unwrap_or(&settings.cluster);
+    match schedules::find(&clients, cluster_arn, None).await {
+        Ok(found) => in_use.extend(found.iter().map(|t| cleanup::key(&t.task_definition))),
+        Err(error @ Error::AccessDenied { .. }) => {
+            let warning = format!(
+                "no revision was deregistered: berth must see the scheduled targets to know what they run, and {}",
+                with_causes(&error)
+            );
+            reporter.info(&format!("warning: {warning}"));
+            warnings.push(warning);
+            return Ok(record.value.deregistered.clone());
+        }
+        Err(error) => return Err(error),
+    }
+    let file = lock.file().await;
+    for started in file.deploys.iter().rev().take(keep) {
+        if let Some(earlier) = state::record::read(store, &started.deploy_id).await? {
+            let named = earlier.revisions.values().chain(earlier.previous.values());
+            in_use.extend(named.map(|r| cleanup::key(r)));
+        }
+    }
+    let mut doomed = Vec::new();
+    for family in revisions.keys() {
+        let active = cleanup::active(&ecs, family).await?;
+        doomed.extend(cleanup::doomed(&active, keep, &in_use));
+    }
+    if doomed.is_empty() {
+        reporter.info(&format!(
+            "cleanup: no unused revision beyond the newest {keep} of each family"
+        ));
+        return Ok(record.value.deregistered.clone());
+    }
+    steps.start(Step::Cleanup);
+    let mut listed = record.value.deregistered.clone();
+    for revision in &doomed {
+        if !listed.contains(revision) {
+            listed.push(revision.clone());
+        }
+    }
+    if record.value.deregistered != listed {
+        let planned = listed.clone();
+        record.update(|r| r.deregistered = planned).await?;
+    }
+    for revision in &doomed {
+        lock.check()?;
+        cleanup::deregister(&ecs, revision).await?;
+    }
+    steps.done(format!(
+        "deregistered {}",
+        code_list(doomed.iter().map(|r| arn::short(r)))
+    ));
+    Ok(listed)
 }
 
 /// What is built: the release, its image tag and platform.

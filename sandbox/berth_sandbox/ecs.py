@@ -297,6 +297,31 @@ def _create_service_response(self):
     return result
 
 
+def _list_task_definitions_response(self) -> ActionResult:
+    """ListTaskDefinitions as ECS pages it: sorted by family, then revision (`sort`
+    ASC by default, DESC reverses), at most `maxResults` (1-100, default 100) per
+    page with a `nextToken` for the rest. moto answers every match in insertion
+    order, ignoring all three."""
+    status = self._get_param("status", "ACTIVE")
+    family = self._get_param("familyPrefix")
+    limit = self._get_param("maxResults") or 100
+    if not 1 <= int(limit) <= 100:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    found = [
+        definition
+        for revisions in self.ecs_backend.task_definitions.values()
+        for definition in revisions.values()
+        if definition.status == status and (family is None or definition.family == family)
+    ]
+    found.sort(key=lambda d: (d.family, d.revision), reverse=self._get_param("sort") == "DESC")
+    start = int(self._get_param("nextToken") or 0)
+    page = found[start : start + int(limit)]
+    result = {"taskDefinitionArns": [d.arn for d in page]}
+    if start + int(limit) < len(found):
+        result["nextToken"] = str(start + int(limit))
+    return ActionResult(result)
+
+
 def install(endpoints: Endpoints, tunables: Tunables) -> None:
     global AGENT, SCHEDULER
     AGENT = Agent(endpoints, tunables)
@@ -313,4 +338,5 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     ecs_responses.EC2ContainerServiceResponse.run_task = _run_task_response
     ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
     ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
+    ecs_responses.EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions_response
     assert ecs_models.Task is Task

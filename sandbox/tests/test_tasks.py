@@ -351,3 +351,19 @@ def test_failing_health_check_marks_a_standalone_task_unhealthy_and_it_keeps_run
     # Not part of a service: nothing replaces it, it runs on.
     time.sleep(2)
     assert ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"][0]["lastStatus"] == "RUNNING"
+
+
+def test_list_task_definitions_sorts_and_pages_as_ecs_does(ecs):
+    family = unique("paged")
+    arns = [
+        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        for _ in range(3)
+    ]
+    page = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=2)
+    assert page["taskDefinitionArns"] == [arns[2], arns[1]]
+    rest = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=2, nextToken=page["nextToken"])
+    assert rest["taskDefinitionArns"] == [arns[0]]
+    assert "nextToken" not in rest
+    assert ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"] == arns

@@ -66,6 +66,9 @@ pub struct Settings {
     /// The rules and schedules whose ECS targets follow the deploy (`rule/NAME`,
     /// `schedule/GROUP/NAME`); `None`: every one in the cluster that runs a deployed family.
     pub schedules: Option<Vec<String>>,
+    /// After a successful deploy, keep this many newest ACTIVE revisions of each deployed family
+    /// (and every one still in use); `None`: deregister nothing.
+    pub keep_revisions: Option<usize>,
 }
 
 /// When the database migration runs relative to the service rollout.

@@ -37,6 +37,7 @@ pub struct RawLayer<Envs = NotHere> {
     pub task_definitions: Option<BTreeMap<String, Spanned<String>>>,
     pub task_definition_vars: Option<Spanned<Vec<String>>>,
     pub schedules: Option<Spanned<Vec<String>>>,
+    pub keep_revisions: Option<Spanned<i64>>,
     pub env: Option<Envs>,
 }
 
@@ -127,6 +128,7 @@ impl<Envs> RawLayer<Envs> {
             task_definitions,
             task_definition_vars,
             schedules,
+            keep_revisions,
             env: _,
         } = self;
         RawLayer {
@@ -150,6 +152,7 @@ impl<Envs> RawLayer<Envs> {
             task_definitions: merge_maps(task_definitions, over.task_definitions),
             task_definition_vars: over.task_definition_vars.or(task_definition_vars),
             schedules: over.schedules.or(schedules),
+            keep_revisions: over.keep_revisions.or(keep_revisions),
             env: None,
         }
     }

@@ -230,3 +230,13 @@ fn listed_names_are_rules_or_schedules() {
         assert_eq!(parse_listed(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn keep_revisions_keeps_at_least_one() {
+    let text = "repository = \"app1\"\nregion = \"us-east-1\"\nkeep_revisions = 0\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
+    let error = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap_err();
+    assert!(error.to_string().contains("keep_revisions"), "{error}");
+    let text = text.replace("keep_revisions = 0", "keep_revisions = 3");
+    let settings = resolve(&text, Path::new("berth.toml"), &flags("x")).unwrap();
+    assert_eq!(settings.keep_revisions, Some(3));
+}

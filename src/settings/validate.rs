@@ -182,6 +182,20 @@ pub(super) fn validate(
             Some(names)
         }
     };
+    let keep_revisions = match layer.keep_revisions {
+        None => None,
+        Some(keep) => match usize::try_from(*keep.get_ref()) {
+            Ok(keep) if keep >= 1 => Some(keep),
+            _ => {
+                return Err(check.invalid(
+                    "keep_revisions",
+                    Some(keep.span()),
+                    format!("is {}, not a number of revisions to keep", keep.get_ref()),
+                    "keep at least 1 (berth never deregisters a revision in use either), or remove the key to keep them all",
+                ));
+            }
+        },
+    };
     let mut secrets = BTreeMap::new();
     for (name, value_from) in layer.secrets.unwrap_or_default() {
         if environment.contains_key(&name) {
@@ -220,6 +234,7 @@ pub(super) fn validate(
         task_definitions,
         task_definition_vars,
         schedules,
+        keep_revisions,
     })
 }
 

@@ -59,6 +59,9 @@ pub struct DeployRecord {
     /// written before the first is moved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<MovedTarget>,
+    /// Revisions this deploy deregistered (`keep_revisions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deregistered: Vec<String>,
 }
 
 /// One scheduled target that follows the deploy.

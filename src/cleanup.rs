@@ -1,7 +1,8 @@
 //! `keep_revisions`: after a successful deploy, the oldest ACTIVE revisions of each deployed
-//! family beyond the newest N are deregistered, never one still in use: by a service (any of its
-//! deployments), by a scheduled target, or by the records of the newest N deploys (what a
-//! rollback would go back to).
+//! family beyond the newest N are deregistered, never one still in use: by any service of the
+//! cluster (any of its deployments), by any scheduled target of the account, or by the records
+//! of the newest N deploys (what a rollback would go back to); and only revisions this
+//! environment's deploys registered.
 
 use std::collections::BTreeSet;
 
@@ -52,6 +53,30 @@ pub async fn active(ecs: &aws_sdk_ecs::Client, family: &str) -> Result<Vec<Strin
             // Newest first, whatever order the pages came in.
             revisions.sort_by_key(|revision| std::cmp::Reverse(arn::revision(revision)));
             return Ok(revisions);
+        }
+    }
+}
+
+/// Every service of the cluster, by name.
+pub async fn services_in(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    let mut next = None;
+    loop {
+        let page = ecs
+            .list_services()
+            .cluster(cluster)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| failed(format!("listing the services of `{cluster}`"), e))?;
+        names.extend(
+            page.service_arns()
+                .iter()
+                .map(|arn| arn::short(arn).to_owned()),
+        );
+        next = page.next_token().map(str::to_owned);
+        if next.is_none() {
+            return Ok(names);
         }
     }
 }

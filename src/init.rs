@@ -125,6 +125,20 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
         .iter()
         .filter(|c| !of_repository(&c.image, uri))
         .collect();
+    // `containers` must name containers every family has; when they differ (web's `app`,
+    // devops' `worker`), berth's default (every container of the repository) fits each.
+    let everywhere = init.services.iter().all(|service| {
+        ours.iter().all(|name| {
+            containers
+                .iter()
+                .any(|c| &c.service == service && &c.name == name)
+        })
+    });
+    let migration_family = containers
+        .iter()
+        .find(|c| c.service == init.services[0])
+        .map(|c| c.family.clone())
+        .unwrap_or_default();
 
     let cluster_arn = found
         .values()
@@ -138,7 +152,7 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
         scheduler: &scheduler,
     };
     let families: Vec<&str> = containers.iter().map(|c| c.family.as_str()).collect();
-    let scheduled = match schedules::find(&clients, &cluster_arn, None).await {
+    let scheduled = match schedules::find(&clients, Some(&cluster_arn), None).await {
         Ok(found) => found
             .into_iter()
             .filter(|s| families.contains(&arn::family(&s.task_definition)))
@@ -171,9 +185,18 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
         services: &init.services,
         repository: &repository,
         containers: &ours,
+        everywhere,
         others: &others,
+        migration_family: &migration_family,
         scheduled: &scheduled,
     });
+    // What berth writes, berth reads.
+    if let Err(error) = toml::from_str::<toml::Table>(&text) {
+        return Err(usage(
+            format!("the berth.toml berth would write does not parse: {error}"),
+            "this is a bug; please report it with the command you ran",
+        ));
+    }
     let mut file = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -238,7 +261,10 @@ struct Draft<'a> {
     services: &'a [String],
     repository: &'a str,
     containers: &'a [String],
+    /// Every service's family has all of `containers`.
+    everywhere: bool,
     others: &'a [&'a Container],
+    migration_family: &'a str,
     scheduled: &'a [String],
 }
 
@@ -274,7 +300,14 @@ fn berth_toml(draft: &Draft<'_>) -> String {
     line("# The ECR repository berth pushes the app's image to.".into());
     line(format!("repository = {}", quote(draft.repository)));
     line("# The containers that take each new image; every other container keeps its own.".into());
-    line(format!("containers = {}", list(draft.containers)));
+    if draft.everywhere {
+        line(format!("containers = {}", list(draft.containers)));
+    } else {
+        line(format!(
+            "# Unset: every container running this repository's image, here {} (not every service has all of them).",
+            crate::text::code_list(draft.containers)
+        ));
+    }
     for other in draft.others {
         line(format!(
             "#   `{}` of `{}` runs `{}` and keeps it",
@@ -293,6 +326,10 @@ fn berth_toml(draft: &Draft<'_>) -> String {
     );
     line("# runs it first, `\"skip\"` never).".into());
     line(format!(
+        "# family = {}   # the default: the first service's family",
+        quote(draft.migration_family)
+    ));
+    line(format!(
         "container = {}",
         quote(draft.containers.first().map_or("app", String::as_str))
     ));
@@ -301,7 +338,19 @@ fn berth_toml(draft: &Draft<'_>) -> String {
         list(&["bin/rails".to_owned(), "db:migrate".to_owned()])
     ));
     line(String::new());
-    line(format!("[env.{}]", draft.env));
+    // A bare TOML key when it can be one (`stg`), quoted otherwise.
+    let bare = draft
+        .env
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    line(format!(
+        "[env.{}]",
+        if bare {
+            draft.env.to_owned()
+        } else {
+            quote(draft.env)
+        }
+    ));
     line(format!("region = {}", quote(draft.region)));
     line(format!("cluster = {}", quote(draft.cluster)));
     line("# In order; the first is the web service.".into());

@@ -506,19 +506,6 @@ async fn locked(
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
         report.migration = Some(migration(&ecs, &logs, settings, plan, record, steps).await?);
     }
-    report.schedules =
-        follow_schedules(cx, &report.revisions, record, steps, &mut report.warnings).await?;
-    if let Some(keep) = settings.keep_revisions {
-        report.deregistered = clean_up(
-            cx,
-            keep,
-            &report.revisions,
-            record,
-            steps,
-            &mut report.warnings,
-        )
-        .await?;
-    }
     // The environment tag names what is deployed: it moves once the deploy has landed, and a
     // failure to move it does not undo that.
     if let (Some(tag), Some(image)) = (&settings.env_tag, &report.image) {
@@ -529,6 +516,31 @@ async fn locked(
                 let warning = format!(
                     "the deploy landed, but tag `{tag}` was not moved to {}: {}",
                     image.digest,
+                    with_causes(&error)
+                );
+                reporter.info(&format!("warning: {warning}"));
+                report.warnings.push(warning);
+            }
+        }
+    }
+    report.schedules =
+        follow_schedules(cx, &report.revisions, record, steps, &mut report.warnings).await?;
+    if let Some(keep) = settings.keep_revisions {
+        // Housekeeping: the deploy has landed whatever happens here.
+        match clean_up(
+            cx,
+            keep,
+            &report.revisions,
+            record,
+            steps,
+            &mut report.warnings,
+        )
+        .await
+        {
+            Ok(deregistered) => report.deregistered = deregistered,
+            Err(error) => {
+                let warning = format!(
+                    "the deploy landed, but old revisions were not deregistered: {}",
                     with_causes(&error)
                 );
                 reporter.info(&format!("warning: {warning}"));
@@ -632,7 +644,9 @@ async fn clean_up(
     let reporter = steps.reporter;
     let ecs = aws::ecs_client(config);
     let mut in_use: BTreeSet<(String, u64)> = revisions.values().map(|r| cleanup::key(r)).collect();
-    let services = crate::services::describe(&ecs, &settings.cluster, &settings.services).await?;
+    // Every service of the cluster, berth's or not, with every deployment it has.
+    let names = cleanup::services_in(&ecs, &settings.cluster).await?;
+    let services = crate::services::describe(&ecs, &settings.cluster, &names).await?;
     for service in services.values() {
         let running = service
             .deployments()
@@ -640,18 +654,15 @@ async fn clean_up(
             .filter_map(|d| d.task_definition());
         in_use.extend(running.chain(service.task_definition()).map(cleanup::key));
     }
-    // Every scheduled target in the cluster, whatever `schedules` says: what one runs must stay.
+    // Every scheduled ECS target of the account, on every bus and in every cluster, whatever
+    // `schedules` says: what one runs must stay.
     let events = aws::events_client(config);
     let scheduler = aws::scheduler_client(config);
     let clients = schedules::Clients {
         events: &events,
         scheduler: &scheduler,
     };
-    let cluster_arn = services
-        .values()
-        .find_map(|service| service.cluster_arn())
-        .unwrap_or(&settings.cluster);
-    match schedules::find(&clients, cluster_arn, None).await {
+    match schedules::find(&clients, None, None).await {
         Ok(found) => in_use.extend(found.iter().map(|t| cleanup::key(&t.task_definition))),
         Err(error @ Error::AccessDenied { .. }) => {
             let warning = format!(
@@ -664,17 +675,37 @@ async fn clean_up(
         }
         Err(error) => return Err(error),
     }
+    // What the newest deploys of the environment would roll back to.
     let file = lock.file().await;
     for started in file.deploys.iter().rev().take(keep) {
-        if let Some(earlier) = state::record::read(store, &started.deploy_id).await? {
-            let named = earlier.revisions.values().chain(earlier.previous.values());
-            in_use.extend(named.map(|r| cleanup::key(r)));
-        }
+        let Some(earlier) = state::record::read(store, &started.deploy_id).await? else {
+            let warning = format!(
+                "no revision was deregistered: the record of deploy `{}` is missing, so what it would roll back to is unknown",
+                started.deploy_id
+            );
+            reporter.info(&format!("warning: {warning}"));
+            warnings.push(warning);
+            return Ok(record.value.deregistered.clone());
+        };
+        let named = earlier.revisions.values().chain(earlier.previous.values());
+        in_use.extend(named.map(|r| cleanup::key(r)));
     }
+    // Only revisions this environment's deploys registered: another environment's, or one
+    // made by hand, are not this deploy's to remove.
+    let mine = format!("{}-", settings.env);
     let mut doomed = Vec::new();
     for family in revisions.keys() {
         let active = cleanup::active(&ecs, family).await?;
-        doomed.extend(cleanup::doomed(&active, keep, &in_use));
+        for revision in cleanup::doomed(&active, keep, &in_use) {
+            let described = taskdef::describe(&ecs, &revision).await?;
+            let ours = described
+                .tags
+                .get(taskdef::DEPLOY_ID_TAG)
+                .is_some_and(|id| id.starts_with(&mine));
+            if ours {
+                doomed.push(revision);
+            }
+        }
     }
     if doomed.is_empty() {
         reporter.info(&format!(

@@ -259,10 +259,12 @@ pub async fn plan(
                 .unwrap_or_default(),
         }
     });
+    // Scheduled targets berth could not look at may need moving: not "nothing to deploy".
     let changes = digest.is_none()
         || !register::all_registered(&families)
         || services.iter().any(|s| s.from != s.to)
-        || !targets.is_empty();
+        || !targets.is_empty()
+        || !warnings.is_empty();
     Ok(Plan {
         env: settings.env.clone(),
         deploy_id: release.deploy_id,
@@ -327,13 +329,13 @@ fn walk(path: &str, now: Option<&Value>, next: Option<&Value>, changes: &mut Vec
             }
         }
         _ => {
-            let secret = path.contains(".secrets[");
+            let secret = path.contains(".secrets[") || path.ends_with(".valueFrom");
             let show = |value: Option<&Value>| {
                 value.map(|value| {
-                    if secret {
-                        Value::String("(secret reference)".to_owned())
+                    if secret && !value.is_object() {
+                        Value::String(HIDDEN.to_owned())
                     } else {
-                        value.clone()
+                        hide_secrets(value)
                     }
                 })
             };
@@ -343,6 +345,29 @@ fn walk(path: &str, now: Option<&Value>, next: Option<&Value>, changes: &mut Vec
                 to: show(next),
             });
         }
+    }
+}
+
+const HIDDEN: &str = "(secret reference)";
+
+/// `value` with every secret's `valueFrom` hidden, however deep (a whole container added, a
+/// first secret).
+fn hide_secrets(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| {
+                    let shown = if key == "valueFrom" {
+                        Value::String(HIDDEN.to_owned())
+                    } else {
+                        hide_secrets(item)
+                    };
+                    (key.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(hide_secrets).collect()),
+        other => other.clone(),
     }
 }
 
@@ -503,5 +528,25 @@ mod tests {
             ]
         );
         assert!(diff(now.as_object().unwrap(), now.as_object().unwrap()).is_empty());
+
+        // The first secret of a container, and a whole container added: no `valueFrom` shows.
+        let mut first = now.clone();
+        first["containerDefinitions"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("secrets");
+        let mut added = next.clone();
+        added["containerDefinitions"].as_array_mut().unwrap().push(
+            json!({"name": "worker", "secrets": [{"name": "KEY", "valueFrom": "arn:sm:key"}]}),
+        );
+        for (before, after) in [(&first, &next), (&now, &added)] {
+            let shown = serde_json::to_string(&diff(
+                before.as_object().unwrap(),
+                after.as_object().unwrap(),
+            ))
+            .unwrap();
+            assert!(!shown.contains("arn:"), "{shown}");
+            assert!(shown.contains("(secret reference)"), "{shown}");
+        }
     }
 }

@@ -95,7 +95,7 @@ pub async fn survey(
     reporter: &dyn Reporter,
     warnings: &mut Vec<String>,
 ) -> Result<Survey, Error> {
-    let found = match find(clients, cluster_arn, listed).await {
+    let found = match find(clients, Some(cluster_arn), listed).await {
         Ok(found) => found,
         Err(error @ Error::AccessDenied { .. }) if listed.is_none() => {
             let warning = format!(
@@ -172,11 +172,13 @@ pub struct Clients<'a> {
     pub scheduler: &'a aws_sdk_scheduler::Client,
 }
 
-/// Every ECS target in `cluster_arn` of the rules and schedules `listed` names, or of all the
-/// account's when `listed` is `None`.
+/// The ECS targets of the rules and schedules `listed` names, or else of every rule (on every
+/// event bus) whose targets name `cluster` and every schedule (in every group) whose target is
+/// an ECS task, in any cluster: a schedule is found by the family it runs. `cluster` `None`:
+/// every rule's ECS targets too, in any cluster (what `keep_revisions` must not break).
 pub async fn find(
     clients: &Clients<'_>,
-    cluster_arn: &str,
+    cluster: Option<&str>,
     listed: Option<&[String]>,
 ) -> Result<Vec<Scheduled>, Error> {
     let (rules, schedules) = match listed {
@@ -193,47 +195,97 @@ pub async fn find(
             (rules, schedules)
         }
         None => tokio::try_join!(
-            rules_in(clients.events, cluster_arn),
-            schedules_in(clients.scheduler, cluster_arn)
+            rules_in(clients.events, cluster),
+            ecs_schedules(clients.scheduler)
         )?,
     };
     let mut found = Vec::new();
     for (bus, rule) in rules {
-        found.extend(rule_targets(clients.events, bus.as_deref(), &rule, cluster_arn).await?);
+        found.extend(rule_targets(clients.events, bus.as_deref(), &rule, cluster).await?);
     }
     for (group, name) in schedules {
-        found.extend(schedule_target(clients.scheduler, &group, &name, cluster_arn).await?);
+        found.extend(schedule_target(clients.scheduler, &group, &name).await?);
     }
     Ok(found)
 }
 
-/// The default bus's rules with a target in the cluster.
+/// The rules of every event bus with a target in `cluster` (every rule for `None`); the default
+/// bus's as `None`.
 async fn rules_in(
     events: &aws_sdk_eventbridge::Client,
-    cluster_arn: &str,
+    cluster: Option<&str>,
 ) -> Result<Vec<(Option<String>, String)>, Error> {
-    let mut rules = Vec::new();
+    let mut buses = Vec::new();
     let mut next = None;
     loop {
         let page = events
-            .list_rule_names_by_target()
-            .target_arn(cluster_arn)
+            .list_event_buses()
             .set_next_token(next)
             .send()
             .await
-            .map_err(|e| failed("listing the EventBridge rules that target the cluster", e))?;
-        rules.extend(page.rule_names().iter().map(|name| (None, name.clone())));
+            .map_err(|e| failed("listing the EventBridge event buses", e))?;
+        buses.extend(
+            page.event_buses()
+                .iter()
+                .filter_map(|bus| bus.name())
+                .map(str::to_owned),
+        );
         next = page.next_token().map(str::to_owned);
         if next.is_none() {
-            return Ok(rules);
+            break;
         }
     }
+    let mut rules = Vec::new();
+    for bus in buses {
+        let named = (bus != "default").then(|| bus.clone());
+        let mut next = None;
+        loop {
+            let (names, token) = match cluster {
+                Some(cluster) => {
+                    let page = events
+                        .list_rule_names_by_target()
+                        .target_arn(cluster)
+                        .event_bus_name(&bus)
+                        .set_next_token(next)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            failed("listing the EventBridge rules that target the cluster", e)
+                        })?;
+                    (
+                        page.rule_names().to_vec(),
+                        page.next_token().map(str::to_owned),
+                    )
+                }
+                None => {
+                    let page = events
+                        .list_rules()
+                        .event_bus_name(&bus)
+                        .set_next_token(next)
+                        .send()
+                        .await
+                        .map_err(|e| failed("listing the EventBridge rules", e))?;
+                    let names = page
+                        .rules()
+                        .iter()
+                        .filter_map(|r| r.name())
+                        .map(str::to_owned);
+                    (names.collect(), page.next_token().map(str::to_owned))
+                }
+            };
+            rules.extend(names.into_iter().map(|name| (named.clone(), name)));
+            next = token;
+            if next.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(rules)
 }
 
-/// Schedules of every group whose target is the cluster.
-async fn schedules_in(
+/// Schedules of every group whose target is an ECS task, in any cluster.
+async fn ecs_schedules(
     scheduler: &aws_sdk_scheduler::Client,
-    cluster_arn: &str,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut schedules = Vec::new();
     let mut next = None;
@@ -245,10 +297,10 @@ async fn schedules_in(
             .await
             .map_err(|e| failed("listing the EventBridge Scheduler schedules", e))?;
         for summary in page.schedules() {
-            let aims_here = summary
-                .target()
-                .is_some_and(|target| target.arn() == cluster_arn);
-            if let (true, Some(name)) = (aims_here, summary.name()) {
+            let ecs = summary.target().is_some_and(|target| {
+                target.arn().contains(":ecs:") && target.arn().contains(":cluster/")
+            });
+            if let (true, Some(name)) = (ecs, summary.name()) {
                 let group = summary.group_name().unwrap_or("default").to_owned();
                 schedules.push((group, name.to_owned()));
             }
@@ -260,12 +312,12 @@ async fn schedules_in(
     }
 }
 
-/// The ECS targets of one rule that run in the cluster, as AWS returns them.
+/// The ECS targets of one rule (those in `cluster`, when given), as AWS returns them.
 async fn rule_targets(
     events: &aws_sdk_eventbridge::Client,
     bus: Option<&str>,
     rule: &str,
-    cluster_arn: &str,
+    cluster: Option<&str>,
 ) -> Result<Vec<Scheduled>, Error> {
     let name = match bus {
         Some(bus) => format!("rule/{bus}/{rule}"),
@@ -293,7 +345,7 @@ async fn rule_targets(
             ) else {
                 continue;
             };
-            if target["Arn"] != cluster_arn {
+            if cluster.is_some_and(|cluster| target["Arn"] != cluster) {
                 continue;
             }
             let mut document = document.clone();
@@ -325,19 +377,29 @@ async fn schedule_target(
     scheduler: &aws_sdk_scheduler::Client,
     group: &str,
     schedule: &str,
-    cluster_arn: &str,
 ) -> Result<Option<Scheduled>, Error> {
     let name = format!("schedule/{group}/{schedule}");
     let captured = CaptureBody::default();
-    scheduler
+    let read = scheduler
         .get_schedule()
         .name(schedule)
         .group_name(group)
         .customize()
         .interceptor(captured.clone())
         .send()
-        .await
-        .map_err(|e| failed(format!("reading `{name}`"), e))?;
+        .await;
+    match read {
+        Ok(_) => {}
+        // Deleted since it was listed: nothing to move.
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(failed(format!("reading `{name}`"), error)),
+    }
     let Value::Object(mut document) = captured.json(&format!("`{name}`"))? else {
         return Ok(None);
     };
@@ -345,14 +407,20 @@ async fn schedule_target(
         .get("Target")
         .and_then(|target| target["EcsParameters"]["TaskDefinitionArn"].as_str())
         .map(str::to_owned);
-    let aims_here = document
-        .get("Target")
-        .is_some_and(|target| target["Arn"] == cluster_arn);
-    let (true, Some(task_definition)) = (aims_here, task_definition) else {
+    let Some(task_definition) = task_definition else {
         return Ok(None);
     };
     for field in SCHEDULE_READ_ONLY {
         document.remove(field);
+    }
+    // UpdateSchedule refuses a start date more than five minutes past, and a schedule that has
+    // started needs none: it runs on as it did.
+    let started = document
+        .get("StartDate")
+        .and_then(Value::as_f64)
+        .is_some_and(|start| start < crate::state::now() as f64);
+    if started {
+        document.remove("StartDate");
     }
     // A field AWS leaves out is one it does not have; `null` says the same.
     document.retain(|_, value| !value.is_null());

@@ -24,6 +24,7 @@ const STEPS: &[&str] = &[
     "rollout",
     "migrate",
     "schedules",
+    "cleanup",
 ];
 
 /// `src/`'s modules, top to bottom (the layers `src/lib.rs` describes). A new module takes its

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from moto.core.responses import ActionResult
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
-from moto.ecs.exceptions import ECSException, InvalidParameterException
+from moto.ecs.exceptions import EcsClientException, ECSException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
 from .agent import Agent, resource_requirements
@@ -133,10 +133,39 @@ def _run_task(
 _moto_run_task_response = ecs_responses.EC2ContainerServiceResponse.run_task
 
 
+def _runnable(self) -> None:
+    """ECS runs no new task of an INACTIVE revision, and a family named without
+    a revision means its latest ACTIVE one; moto runs any revision, and takes
+    the highest even when it is INACTIVE
+    (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/deregister-task-definition-v2.html)."""
+    named = self._get_param("taskDefinition") or ""
+    last = named.split("/")[-1]
+    family, _, revision = last.partition(":")
+    revisions = self.ecs_backend.task_definitions.get(family, {})
+    if revision:
+        definition = revisions.get(int(revision)) if revision.isdigit() else None
+        if definition is not None and definition.status == "INACTIVE":
+            raise EcsClientException("TaskDefinition is inactive")
+        return
+    active = [d for d in revisions.values() if d.status == "ACTIVE"]
+    if not active:
+        if revisions:
+            raise EcsClientException("TaskDefinition is inactive")
+        return
+    latest = max(active, key=lambda d: d.revision).arn
+    if self.automated_parameter_parsing:
+        self.params["taskDefinition"] = latest
+    else:
+        body = json.loads(self.body)
+        body["taskDefinition"] = latest
+        self.body = json.dumps(body)
+
+
 def _run_task_response(self):
     """RunTask with its client token (every AWS SDK sends one): a retry with
     the same token and parameters in the same cluster returns the original
     tasks and starts none; other parameters are a conflict."""
+    _runnable(self)
     token = self._get_param("clientToken")
     if not token:
         return _moto_run_task_response(self)

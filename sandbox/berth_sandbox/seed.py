@@ -321,6 +321,10 @@ def seed(
             FlexibleTimeWindow={"Mode": "FLEXIBLE", "MaximumWindowInMinutes": 10},
             Description="hourly report",
             State="ENABLED",
+            StartDate=int(time.time()) + 86400,
+            EndDate=int(time.time()) + 365 * 86400,
+            ActionAfterCompletion="NONE",
+            KmsKeyArn=f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/0b1e2a7c-0000-4000-8000-9d4f35e61000",
             Target={
                 "Arn": cluster_arn,
                 "RoleArn": role_arns["events"],
@@ -340,6 +344,7 @@ def seed(
                 },
                 "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","runner","Report.hourly"]}]}',
                 "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3},
+                "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{app}-dead-letters"},
             },
         )
         summary["clusters"][cluster] = {

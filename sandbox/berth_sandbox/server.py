@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs, s3, sts, triggers
+from . import ecr, ecs, s3, schedules, sts, triggers
 from .agent import LOCK
 from .config import Endpoints, Tunables
 from .dockertls import DockerTLSFront
@@ -445,6 +445,7 @@ def serve() -> None:
     ecr.install(endpoints, registry)
     s3.install()
     sts.install()
+    schedules.install()
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
     app.docker_tls = docker_tls
     server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import botocore.exceptions
 import pytest
 from conftest import wait_for
 
@@ -96,3 +97,25 @@ def test_firing_the_rule_and_the_schedule_runs_their_tasks(sandbox, seeded, ecs)
 
     with pytest.raises(Exception, match="400"):
         sandbox.admin("POST", "fire", {"nothing": "here"})
+
+
+def test_update_schedule_replaces_the_whole_schedule_as_aws_does(sandbox, seeded):
+    scheduler = sandbox.client("scheduler")
+    name = seeded["clusters"]["berth-stg"]["scheduler"]
+    schedule = scheduler.get_schedule(Name=name)
+    assert schedule["ActionAfterCompletion"] == "NONE"
+    update = {
+        "Name": name,
+        "ScheduleExpression": schedule["ScheduleExpression"],
+        "FlexibleTimeWindow": schedule["FlexibleTimeWindow"],
+        "Target": schedule["Target"],
+    }
+    old = schedule["CreationDate"].timestamp() - 3600
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        scheduler.update_schedule(**update, StartDate=old)
+    assert caught.value.response["Error"]["Code"] == "ValidationException"
+    scheduler.update_schedule(**update, State="DISABLED", ActionAfterCompletion="DELETE")
+    scheduler.update_schedule(**update)  # every field left out takes its default
+    after = scheduler.get_schedule(Name=name)
+    assert (after["State"], after["ActionAfterCompletion"]) == ("ENABLED", "NONE")
+    assert "Description" not in after or after["Description"] is None

@@ -367,3 +367,20 @@ def test_list_task_definitions_sorts_and_pages_as_ecs_does(ecs):
     assert rest["taskDefinitionArns"] == [arns[0]]
     assert "nextToken" not in rest
     assert ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"] == arns
+
+
+def test_an_inactive_revision_runs_no_new_task(ecs, cluster):
+    family = unique("retired")
+    arns = [
+        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        for _ in range(2)
+    ]
+    ecs.deregister_task_definition(taskDefinition=arns[1])
+    with pytest.raises(ClientError) as caught:
+        ecs.run_task(cluster=cluster, taskDefinition=arns[1])
+    assert caught.value.response["Error"]["Code"] == "ClientException"
+    # The family alone means its latest ACTIVE revision.
+    [task] = ecs.run_task(cluster=cluster, taskDefinition=family)["tasks"]
+    assert task["taskDefinitionArn"] == arns[0]

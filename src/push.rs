@@ -38,6 +38,31 @@ pub enum PushError {
     },
 }
 
+impl PushError {
+    /// A refusal worth another push a moment later: the registry lost a race between two pushes
+    /// of the same layers (a blob one upload committed while the other linked it), or answered
+    /// with a server error. A push is content-addressed, so pushing again is safe.
+    pub fn is_transient(&self) -> bool {
+        const TRANSIENT: [&str; 8] = [
+            "blob unknown",
+            "digest invalid",
+            "blob upload unknown",
+            "500 internal server error",
+            "502 bad gateway",
+            "503 service unavailable",
+            "504 gateway timeout",
+            "connection reset",
+        ];
+        match self {
+            Self::Rejected { message, .. } => {
+                let message = message.to_lowercase();
+                TRANSIENT.iter().any(|known| message.contains(known))
+            }
+            Self::Docker { .. } => false,
+        }
+    }
+}
+
 /// Pushes the local image `repository:tag` (for example `127.0.0.1:5055/berth-example` and
 /// `abc123`) to its registry.
 pub async fn push_image(
@@ -137,6 +162,29 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The registry's race between two pushes of the same layers, and server errors, are worth
+    /// another push; a refusal of the credentials or of the image is not.
+    #[test]
+    fn a_lost_race_in_the_registry_is_pushed_again() {
+        let rejected = |message: &str| PushError::Rejected {
+            reference: "repo:tag".to_owned(),
+            message: message.to_owned(),
+        };
+        for transient in [
+            "errors:\ndigest invalid\nmanifest blob unknown: blob unknown to registry",
+            "received unexpected HTTP status: 503 Service Unavailable",
+        ] {
+            assert!(rejected(transient).is_transient(), "{transient}");
+        }
+        for lasting in [
+            "denied: Your authorization token has expired. Reauthenticate and try again.",
+            "tag invalid: The image tag 'x' already exists in the 'repo' repository and cannot be overwritten because the repository is immutable.",
+            "An image does not exist locally with the tag: repo",
+        ] {
+            assert!(!rejected(lasting).is_transient(), "{lasting}");
+        }
+    }
 
     fn status(text: &str) -> PushImageInfo {
         PushImageInfo {

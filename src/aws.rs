@@ -358,14 +358,6 @@ pub fn tagging_client(config: &SdkConfig) -> aws_sdk_resourcegroupstagging::Clie
     aws_sdk_resourcegroupstagging::Client::new(config)
 }
 
-pub fn events_client(config: &SdkConfig) -> aws_sdk_eventbridge::Client {
-    aws_sdk_eventbridge::Client::new(config)
-}
-
-pub fn scheduler_client(config: &SdkConfig) -> aws_sdk_scheduler::Client {
-    aws_sdk_scheduler::Client::new(config)
-}
-
 /// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
 /// environment errors (exit 4); a call the credentials may not make is [`Error::AccessDenied`]
 /// (exit 1), naming the IAM action when AWS does; anything else fails the deploy. The message

@@ -140,19 +140,10 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
         .map(|c| c.family.clone())
         .unwrap_or_default();
 
-    let cluster_arn = found
-        .values()
-        .find_map(|service| service.cluster_arn())
-        .unwrap_or(&init.cluster)
-        .to_owned();
-    let events = aws::events_client(&config);
-    let scheduler = aws::scheduler_client(&config);
-    let clients = schedules::Clients {
-        events: &events,
-        scheduler: &scheduler,
-    };
+    let cluster_arn = schedules::cluster_arn(found.values(), &init.cluster);
+    let clients = schedules::Clients::new(&config);
     let families: Vec<&str> = containers.iter().map(|c| c.family.as_str()).collect();
-    let scheduled = match schedules::find(&clients, Some(&cluster_arn), None).await {
+    let scheduled = match schedules::find(&clients, Some(cluster_arn), None).await {
         Ok(found) => found
             .into_iter()
             .filter(|s| families.contains(&arn::family(&s.task_definition)))

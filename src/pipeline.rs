@@ -23,7 +23,7 @@ use crate::flags::DeployOptions;
 use crate::migrate::{self, Migrated};
 use crate::register;
 use crate::release::Release;
-use crate::report::{Reporter, with_heartbeat};
+use crate::report::{Reporter, warn, with_heartbeat};
 use crate::rollout::{self, Rolled, Target};
 use crate::schedules;
 use crate::settings::{MigrateOrder, OnFailure, Settings};
@@ -196,10 +196,7 @@ impl Held {
         warnings: &mut Vec<String>,
         reporter: &dyn Reporter,
     ) {
-        let mut warn = |warning: String| {
-            reporter.info(&format!("warning: {warning}"));
-            warnings.push(warning);
-        };
+        let mut warn = |warning: String| warn(reporter, warnings, warning);
         if let Some(mut record) = self.record {
             let lost = matches!(result, Err(Error::LockLost { .. }));
             let state = match result {
@@ -518,8 +515,7 @@ async fn locked(
                     image.digest,
                     with_causes(&error)
                 );
-                reporter.info(&format!("warning: {warning}"));
-                report.warnings.push(warning);
+                warn(reporter, &mut report.warnings, warning);
             }
         }
     }
@@ -543,8 +539,7 @@ async fn locked(
                     "the deploy landed, but old revisions were not deregistered: {}",
                     with_causes(&error)
                 );
-                reporter.info(&format!("warning: {warning}"));
-                report.warnings.push(warning);
+                warn(reporter, &mut report.warnings, warning);
             }
         }
     }
@@ -575,29 +570,19 @@ async fn follow_schedules(
         ..
     } = *cx;
     let reporter = steps.reporter;
-    if settings.schedules.as_ref().is_some_and(Vec::is_empty) {
-        return Ok(record.value.schedules.clone());
-    }
-    let events = aws::events_client(config);
-    let scheduler = aws::scheduler_client(config);
-    let clients = schedules::Clients {
-        events: &events,
-        scheduler: &scheduler,
-    };
-    let cluster_arn = current
-        .services
-        .values()
-        .find_map(|service| service.cluster_arn())
-        .unwrap_or(&settings.cluster);
-    let survey = schedules::survey(
+    let clients = schedules::Clients::new(config);
+    let survey = schedules::survey_settings(
         &clients,
-        cluster_arn,
-        settings.schedules.as_deref(),
+        settings,
+        current.services.values(),
         revisions,
         reporter,
         warnings,
     )
     .await?;
+    let Some(survey) = survey else {
+        return Ok(record.value.schedules.clone());
+    };
     if survey.to_move.is_empty() {
         if survey.on_new == 0 {
             reporter.info("schedules: no rule or schedule in the cluster runs a deployed family");
@@ -613,12 +598,7 @@ async fn follow_schedules(
         return Ok(record.value.schedules.clone());
     }
     steps.start(Step::Schedules);
-    let moved = schedules::planned(&survey, &record.value.schedules);
-    if record.value.schedules != moved {
-        let planned = moved.clone();
-        record.update(|r| r.schedules = planned).await?;
-    }
-    schedules::move_all(&clients, &survey, lock, reporter).await?;
+    let moved = schedules::follow(&clients, &survey, record, lock, reporter).await?;
     steps.done(format!("{} target(s) moved", survey.to_move.len()));
     Ok(moved)
 }
@@ -656,21 +636,14 @@ async fn clean_up(
     }
     // Every scheduled ECS target of the account, on every bus and in every cluster, whatever
     // `schedules` says: what one runs must stay.
-    let events = aws::events_client(config);
-    let scheduler = aws::scheduler_client(config);
-    let clients = schedules::Clients {
-        events: &events,
-        scheduler: &scheduler,
-    };
-    match schedules::find(&clients, None, None).await {
+    match schedules::find(&schedules::Clients::new(config), None, None).await {
         Ok(found) => in_use.extend(found.iter().map(|t| cleanup::key(&t.task_definition))),
         Err(error @ Error::AccessDenied { .. }) => {
             let warning = format!(
                 "no revision was deregistered: berth must see the scheduled targets to know what they run, and {}",
                 with_causes(&error)
             );
-            reporter.info(&format!("warning: {warning}"));
-            warnings.push(warning);
+            warn(reporter, warnings, warning);
             return Ok(record.value.deregistered.clone());
         }
         Err(error) => return Err(error),
@@ -683,8 +656,7 @@ async fn clean_up(
                 "no revision was deregistered: the record of deploy `{}` is missing, so what it would roll back to is unknown",
                 started.deploy_id
             );
-            reporter.info(&format!("warning: {warning}"));
-            warnings.push(warning);
+            warn(reporter, warnings, warning);
             return Ok(record.value.deregistered.clone());
         };
         let named = earlier.revisions.values().chain(earlier.previous.values());

@@ -205,39 +205,25 @@ pub async fn plan(
         .collect();
 
     let mut warnings = Vec::new();
-    let mut targets = Vec::new();
-    if !settings.schedules.as_ref().is_some_and(Vec::is_empty) {
-        let events = aws::events_client(&config);
-        let scheduler = aws::scheduler_client(&config);
-        let clients = schedules::Clients {
-            events: &events,
-            scheduler: &scheduler,
-        };
-        let cluster_arn = current
-            .services
-            .values()
-            .find_map(|service| service.cluster_arn())
-            .unwrap_or(&settings.cluster);
-        let survey = schedules::survey(
-            &clients,
-            cluster_arn,
-            settings.schedules.as_deref(),
-            &to,
-            reporter,
-            &mut warnings,
-        )
-        .await?;
-        targets = survey
-            .to_move
-            .iter()
-            .map(|(scheduled, to)| PlannedTarget {
-                name: scheduled.name.clone(),
-                target: scheduled.target.clone(),
-                from: scheduled.task_definition.clone(),
-                to: to.clone(),
-            })
-            .collect();
-    }
+    let survey = schedules::survey_settings(
+        &schedules::Clients::new(&config),
+        settings,
+        current.services.values(),
+        &to,
+        reporter,
+        &mut warnings,
+    )
+    .await?;
+    let targets: Vec<PlannedTarget> = survey
+        .iter()
+        .flat_map(|survey| &survey.to_move)
+        .map(|(scheduled, to)| PlannedTarget {
+            name: scheduled.name.clone(),
+            target: scheduled.target.clone(),
+            from: scheduled.task_definition.clone(),
+            to: to.clone(),
+        })
+        .collect();
 
     let migration = (settings.migrate != MigrateOrder::Skip).then(|| {
         let web = &current.services[&settings.services[0]];
@@ -442,14 +428,9 @@ pub fn lines(plan: &Plan) -> Vec<String> {
         });
     }
     for target in &plan.schedules {
-        let id = if target.target.is_empty() {
-            String::new()
-        } else {
-            format!(" target `{}`", target.target)
-        };
         lines.push(format!(
-            "`{}`{id}: `{}` → `{}`",
-            target.name,
+            "{}: `{}` → `{}`",
+            schedules::label(&target.name, &target.target),
             arn::short(&target.from),
             arn::short(&target.to)
         ));

@@ -6,6 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::text::short_duration;
 
+/// A warning: told now, and kept for the command's record (`warnings`).
+pub fn warn(reporter: &dyn Reporter, warnings: &mut Vec<String>, warning: String) {
+    reporter.info(&format!("warning: {warning}"));
+    warnings.push(warning);
+}
+
 /// Progress of a command, for people. Results go to stdout elsewhere; this is for stderr.
 pub trait Reporter: Sync {
     fn step_started(&self, step: &str);

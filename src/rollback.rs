@@ -259,33 +259,18 @@ async fn run(
         why = lock.lost() => return Err(Error::LockLost { why }),
     }
     // The scheduled tasks go back with the services.
-    if !settings.schedules.as_ref().is_some_and(Vec::is_empty) {
-        let events = aws::events_client(&config);
-        let scheduler = aws::scheduler_client(&config);
-        let clients = schedules::Clients {
-            events: &events,
-            scheduler: &scheduler,
-        };
-        let cluster_arn = current
-            .values()
-            .find_map(|service| service.cluster_arn())
-            .unwrap_or(&settings.cluster);
-        let survey = schedules::survey(
-            &clients,
-            cluster_arn,
-            settings.schedules.as_deref(),
-            &target.revisions,
-            reporter,
-            &mut report.warnings,
-        )
-        .await?;
-        if !survey.to_move.is_empty() {
-            let moved = schedules::planned(&survey, &record.value.schedules);
-            let planned = moved.clone();
-            record.update(|r| r.schedules = planned).await?;
-            schedules::move_all(&clients, &survey, lock, reporter).await?;
-            report.schedules = moved;
-        }
+    let clients = schedules::Clients::new(&config);
+    let survey = schedules::survey_settings(
+        &clients,
+        settings,
+        current.values(),
+        &target.revisions,
+        reporter,
+        &mut report.warnings,
+    )
+    .await?;
+    if let Some(survey) = survey.filter(|survey| !survey.to_move.is_empty()) {
+        report.schedules = schedules::follow(&clients, &survey, record, lock, reporter).await?;
     }
     reporter.info(&format!(
         "rollback `{deploy_id}` finished: {}",

@@ -16,10 +16,10 @@ use serde_json::{Map, Value};
 use crate::arn;
 use crate::aws::failed;
 use crate::error::Error;
-use crate::report::Reporter;
-use crate::settings::{Listed, parse_listed};
-use crate::state::Lock;
+use crate::report::{Reporter, warn};
+use crate::settings::{Listed, Settings, parse_listed};
 use crate::state::record::MovedTarget;
+use crate::state::{Lock, Record};
 use crate::text::with_causes;
 use crate::wire::{CaptureBody, ReplaceBody};
 
@@ -84,11 +84,42 @@ pub struct Survey {
     pub to_move: Vec<(Scheduled, String)>,
 }
 
+/// The survey a deploy, a rollback or a plan makes of the targets `settings` asks for, in the
+/// cluster `services` run in; `None` when `schedules = []` turns scheduled tasks off.
+pub async fn survey_settings<'a>(
+    clients: &Clients,
+    settings: &'a Settings,
+    services: impl IntoIterator<Item = &'a aws_sdk_ecs::types::Service>,
+    revisions: &BTreeMap<String, String>,
+    reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Survey>, Error> {
+    if settings.schedules.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(None);
+    }
+    let cluster = cluster_arn(services, &settings.cluster);
+    let listed = settings.schedules.as_deref();
+    survey(clients, cluster, listed, revisions, reporter, warnings)
+        .await
+        .map(Some)
+}
+
+/// The cluster's ARN as its services name it (rules' targets name it so), else its name.
+pub fn cluster_arn<'a>(
+    services: impl IntoIterator<Item = &'a aws_sdk_ecs::types::Service>,
+    name: &'a str,
+) -> &'a str {
+    services
+        .into_iter()
+        .find_map(|service| service.cluster_arn())
+        .unwrap_or(name)
+}
+
 /// Finds the targets in `cluster_arn` (those `listed`, else every one) and decides each against
 /// `revisions` (family → revision). Looking unasked, a role that may not look gets a warning and
 /// an empty survey rather than a failure; named in `listed`, they must be found.
 pub async fn survey(
-    clients: &Clients<'_>,
+    clients: &Clients,
     cluster_arn: &str,
     listed: Option<&[String]>,
     revisions: &BTreeMap<String, String>,
@@ -102,8 +133,7 @@ pub async fn survey(
                 "scheduled tasks were not looked for: {}; grant it, or set `schedules = []` in berth.toml",
                 with_causes(&error)
             );
-            reporter.info(&format!("warning: {warning}"));
-            warnings.push(warning);
+            warn(reporter, warnings, warning);
             return Ok(Survey::default());
         }
         Err(error) => return Err(error),
@@ -121,7 +151,7 @@ pub async fn survey(
 
 /// The record's list of moved targets with this survey's added, each with the revision it ran
 /// before: written before the first moves, so a run cut off mid-way still knows.
-pub fn planned(survey: &Survey, before: &[MovedTarget]) -> Vec<MovedTarget> {
+fn planned(survey: &Survey, before: &[MovedTarget]) -> Vec<MovedTarget> {
     let mut moved = before.to_vec();
     for (scheduled, to) in &survey.to_move {
         match moved
@@ -141,35 +171,56 @@ pub fn planned(survey: &Survey, before: &[MovedTarget]) -> Vec<MovedTarget> {
     moved
 }
 
-/// Points every target of the survey at its revision, checking the lock before each.
-pub async fn move_all(
-    clients: &Clients<'_>,
+/// Moves the survey's targets under the lock: the record lists each with the revision it ran
+/// before, written before the first moves; then each is pointed at its revision. The record's
+/// list comes back.
+pub async fn follow(
+    clients: &Clients,
     survey: &Survey,
+    record: &mut Record,
     lock: &Lock,
     reporter: &dyn Reporter,
-) -> Result<(), Error> {
+) -> Result<Vec<MovedTarget>, Error> {
+    let moved = planned(survey, &record.value.schedules);
+    if record.value.schedules != moved {
+        let listed = moved.clone();
+        record.update(|r| r.schedules = listed).await?;
+    }
     for (scheduled, to) in &survey.to_move {
         lock.check()?;
         point(clients, scheduled, to).await?;
-        let target = if scheduled.target.is_empty() {
-            String::new()
-        } else {
-            format!(" target `{}`", scheduled.target)
-        };
         reporter.info(&format!(
-            "`{}`{target}: `{}` → `{}`",
-            scheduled.name,
+            "{}: `{}` → `{}`",
+            label(&scheduled.name, &scheduled.target),
             arn::short(&scheduled.task_definition),
             arn::short(to)
         ));
     }
-    Ok(())
+    Ok(moved)
+}
+
+/// `` `rule/nightly` target `cleanup` ``, or `` `schedule/default/hourly` `` (one target).
+pub fn label(name: &str, target: &str) -> String {
+    if target.is_empty() {
+        format!("`{name}`")
+    } else {
+        format!("`{name}` target `{target}`")
+    }
 }
 
 /// The AWS clients the scheduled targets live behind.
-pub struct Clients<'a> {
-    pub events: &'a aws_sdk_eventbridge::Client,
-    pub scheduler: &'a aws_sdk_scheduler::Client,
+pub struct Clients {
+    pub events: aws_sdk_eventbridge::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
+}
+
+impl Clients {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self {
+            events: aws_sdk_eventbridge::Client::new(config),
+            scheduler: aws_sdk_scheduler::Client::new(config),
+        }
+    }
 }
 
 /// The ECS targets of the rules and schedules `listed` names, or else of every rule (on every
@@ -177,7 +228,7 @@ pub struct Clients<'a> {
 /// an ECS task, in any cluster: a schedule is found by the family it runs. `cluster` `None`:
 /// every rule's ECS targets too, in any cluster (what `keep_revisions` must not break).
 pub async fn find(
-    clients: &Clients<'_>,
+    clients: &Clients,
     cluster: Option<&str>,
     listed: Option<&[String]>,
 ) -> Result<Vec<Scheduled>, Error> {
@@ -195,16 +246,16 @@ pub async fn find(
             (rules, schedules)
         }
         None => tokio::try_join!(
-            rules_in(clients.events, cluster),
-            ecs_schedules(clients.scheduler)
+            rules_in(&clients.events, cluster),
+            ecs_schedules(&clients.scheduler)
         )?,
     };
     let mut found = Vec::new();
     for (bus, rule) in rules {
-        found.extend(rule_targets(clients.events, bus.as_deref(), &rule, cluster).await?);
+        found.extend(rule_targets(&clients.events, bus.as_deref(), &rule, cluster).await?);
     }
     for (group, name) in schedules {
-        found.extend(schedule_target(clients.scheduler, &group, &name).await?);
+        found.extend(schedule_target(&clients.scheduler, &group, &name).await?);
     }
     Ok(found)
 }
@@ -436,11 +487,7 @@ async fn schedule_target(
 }
 
 /// Points one target at `revision`, every other field as it was read.
-pub async fn point(
-    clients: &Clients<'_>,
-    scheduled: &Scheduled,
-    revision: &str,
-) -> Result<(), Error> {
+pub async fn point(clients: &Clients, scheduled: &Scheduled, revision: &str) -> Result<(), Error> {
     let mut document = scheduled.document.clone();
     let private = |document: &mut Map<String, Value>, key: &str| {
         document

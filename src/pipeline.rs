@@ -707,9 +707,6 @@ async fn clean_up(
     Ok(listed)
 }
 
-/// Pushes of one image before its failure is the deploy's.
-const PUSH_ATTEMPTS: u32 = 3;
-
 /// What is built: the release, its image tag and platform.
 struct Build<'a> {
     release: &'a Release,
@@ -760,39 +757,14 @@ async fn image(
                 serveraddress: Some(login.host),
                 ..Default::default()
             };
-            // Two deploys of one commit (stg and prd together) push the same layers at once; a
-            // registry may lose that race. Pushing again is safe: the image is content-addressed.
-            let mut attempt = 1;
-            loop {
-                let pushed = with_heartbeat(
-                    crate::push::push_image(
-                        &docker,
-                        &repository.uri,
-                        tag,
-                        credentials.clone(),
-                        steps.reporter,
-                    ),
-                    steps.reporter,
-                    "push",
-                    heartbeat,
-                )
-                .await;
-                match pushed {
-                    Err(error) if error.is_transient() && attempt < PUSH_ATTEMPTS => {
-                        steps.reporter.info(&format!(
-                            "the registry refused the push ({}); pushing again ({} of {PUSH_ATTEMPTS})",
-                            with_causes(&error).replace('\n', " "),
-                            attempt + 1
-                        ));
-                        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-                        attempt += 1;
-                    }
-                    pushed => {
-                        pushed.map_err(image_failed("push"))?;
-                        break;
-                    }
-                }
-            }
+            with_heartbeat(
+                crate::push::push_image(&docker, &repository.uri, tag, credentials, steps.reporter),
+                steps.reporter,
+                "push",
+                heartbeat,
+            )
+            .await
+            .map_err(image_failed("push"))?;
             let digest = ecr::digest_of(ecr_client, repository, tag)
                 .await?
                 .ok_or_else(|| Error::Image {

@@ -63,9 +63,40 @@ impl PushError {
     }
 }
 
+/// Pushes of one image before its failure is the caller's.
+const PUSH_ATTEMPTS: u32 = 3;
+
 /// Pushes the local image `repository:tag` (for example `127.0.0.1:5055/berth-example` and
-/// `abc123`) to its registry.
+/// `abc123`) to its registry. Two deploys of one commit (stg and prd together) push the same
+/// layers at once, and a registry may lose that race: a refusal that [`PushError::is_transient`]
+/// calls so is pushed again, a second later, then two, up to 3 pushes in all. Pushing again is
+/// safe: the image is content-addressed.
 pub async fn push_image(
+    docker: &Docker,
+    repository: &str,
+    tag: &str,
+    credentials: DockerCredentials,
+    reporter: &dyn Reporter,
+) -> Result<PushedImage, PushError> {
+    let mut attempt = 1;
+    loop {
+        match push_once(docker, repository, tag, credentials.clone(), reporter).await {
+            Err(error) if error.is_transient() && attempt < PUSH_ATTEMPTS => {
+                reporter.info(&format!(
+                    "the registry refused the push ({}); pushing again ({} of {PUSH_ATTEMPTS})",
+                    crate::text::with_causes(&error).replace('\n', " "),
+                    attempt + 1
+                ));
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+            pushed => return pushed,
+        }
+    }
+}
+
+/// One push of `repository:tag`.
+async fn push_once(
     docker: &Docker,
     repository: &str,
     tag: &str,

@@ -264,6 +264,14 @@ def seed(
         }
     }
     summary = {"network": net, "image": image, "clusters": {}, "circleci_role": role_arns["circleci"]}
+    # A scheduled task's network, as EventBridge and Scheduler spell it (capitalised keys).
+    scheduled_network = {
+        "awsvpcConfiguration": {
+            "Subnets": net["subnets"],
+            "SecurityGroups": [net["security_group"]],
+            "AssignPublicIp": "DISABLED",
+        }
+    }
     for env in envs:
         cluster = cluster_name(app, env)
         cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
@@ -300,13 +308,7 @@ def seed(
                         "TaskDefinitionArn": web["taskDefinitionArn"],
                         "TaskCount": 1,
                         "LaunchType": "FARGATE",
-                        "NetworkConfiguration": {
-                            "awsvpcConfiguration": {
-                                "Subnets": net["subnets"],
-                                "SecurityGroups": [net["security_group"]],
-                                "AssignPublicIp": "DISABLED",
-                            }
-                        },
+                        "NetworkConfiguration": scheduled_network,
                     },
                     "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","db:migrate"]}]}',
                 }
@@ -333,13 +335,7 @@ def seed(
                     "TaskCount": 1,
                     "LaunchType": "FARGATE",
                     "PlatformVersion": "LATEST",
-                    "NetworkConfiguration": {
-                        "awsvpcConfiguration": {
-                            "Subnets": net["subnets"],
-                            "SecurityGroups": [net["security_group"]],
-                            "AssignPublicIp": "DISABLED",
-                        }
-                    },
+                    "NetworkConfiguration": scheduled_network,
                     "Tags": [{"job": "report"}],
                 },
                 "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","runner","Report.hourly"]}]}',

@@ -12,13 +12,15 @@
 //! Either way the context is sent as a tar stream from [`crate::context`], so `.dockerignore`
 //! works the same with both builders.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
+use bollard::auth::DockerCredentials;
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
+use serde::Serialize;
 
 use crate::context::{BuildContext, ContextError, ContextStats};
 use crate::error::Error;
@@ -45,6 +47,29 @@ pub struct BuildRequest {
     /// Full local reference, for example `127.0.0.1:5055/berth-example:abc123`.
     pub tag: String,
     pub builder: Builder,
+    /// Where cached layers may come from; `None` builds with the engine's local cache alone.
+    pub cache: Option<CacheSources>,
+}
+
+/// Images whose layers a build may reuse, and the registry credentials to read them.
+#[derive(Clone, Default)]
+pub struct CacheSources {
+    /// Image references (`repo@sha256:…` or `repo:tag`), in the order they are tried.
+    pub images: Vec<String>,
+    /// Registry host → credentials, for reading `images`. Never printed.
+    pub credentials: HashMap<String, DockerCredentials>,
+    /// Compressed size of each layer of `images`, by digest, as their manifests give it: what a
+    /// build that reads the layer pulls.
+    pub layer_sizes: HashMap<String, u64>,
+}
+
+impl std::fmt::Debug for CacheSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSources")
+            .field("images", &self.images)
+            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The image a build produced.
@@ -54,6 +79,26 @@ pub struct BuiltImage {
     pub id: String,
     /// What was sent as the build context.
     pub context: ContextStats,
+    /// Which Dockerfile steps came from the cache and which ran.
+    pub steps: StepCounts,
+    /// Cached layers read from the cache sources.
+    pub pulled: Pulled,
+    /// Stages (as BuildKit labels them) with a step that ran: their cache is new.
+    pub ran_stages: BTreeSet<String>,
+}
+
+/// Dockerfile steps (not `FROM`, not the builder's own work) by how they were done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StepCounts {
+    pub cached: u32,
+    pub run: u32,
+}
+
+/// Bytes read from a registry for the build's cache, and for how long.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pulled {
+    pub bytes: u64,
+    pub seconds: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +138,7 @@ pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), E
     let Some(target) = target else {
         return Ok(());
     };
-    let stages = stages(&text);
+    let stages = crate::dockerfile::Stages::parse(&text).names();
     if stages
         .iter()
         .any(|stage| stage.eq_ignore_ascii_case(target))
@@ -114,24 +159,6 @@ pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), E
             "fix `build.target` in berth.toml, or name the stage in the Dockerfile (`FROM … AS {target}`)"
         ),
     })
-}
-
-/// The named stages of a Dockerfile, in order: `FROM [--platform=…] image AS name`.
-fn stages(dockerfile: &str) -> Vec<String> {
-    dockerfile
-        .lines()
-        .filter_map(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                [from, .., as_, name]
-                    if from.eq_ignore_ascii_case("FROM") && as_.eq_ignore_ascii_case("AS") =>
-                {
-                    Some((*name).to_owned())
-                }
-                _ => None,
-            }
-        })
-        .collect()
 }
 
 /// Builds `request.tag` from `request.context`, reporting every output line.
@@ -162,20 +189,42 @@ pub async fn build_image(
         request.context.display(),
     ));
 
+    let (sources, pulled_first) = match (&request.cache, builder) {
+        (None, _) => (None, Pulled::default()),
+        // BuildKit reads each source's cache metadata first, and layers only as it needs them.
+        (Some(cache), Builder::BuildKit) => (Some(cache.clone()), Pulled::default()),
+        // The classic builder reuses only images the engine has: pull them first.
+        (Some(cache), _) => {
+            let (sources, pulled) = pull_sources(docker, cache, reporter).await;
+            (Some(sources), pulled)
+        }
+    };
     let (body, context_task) = context.stream();
-    let options = build_options(request, builder);
-    let stream = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
+    let options = build_options(request, builder, sources.as_ref());
+    let credentials = sources.map(|sources| sources.credentials);
+    let stream = docker.build_image(options, credentials, Some(bollard::body_try_stream(body)));
     let outcome = follow(stream, builder, &masker, reporter).await;
     // The request is over, so nothing reads the context any more: the writer ends.
     let context = context_task.finish().await;
 
     // A broken context explains a failed build better than the engine's complaint about it.
-    let (stats, id) = match (context, outcome) {
+    let (stats, output) = match (context, outcome) {
         (Err(ContextError::Closed), Err(error)) | (Ok(_), Err(error)) => return Err(error),
         (Err(error), _) => return Err(error.into()),
-        (Ok(stats), Ok(id)) => (stats, id),
+        (Ok(stats), Ok(output)) => (stats, output),
     };
-    let id = match id {
+    let steps = output.steps();
+    let layer_sizes = request
+        .cache
+        .as_ref()
+        .map(|cache| &cache.layer_sizes)
+        .cloned()
+        .unwrap_or_default();
+    let mut pulled = output.pulled(&layer_sizes);
+    pulled.bytes += pulled_first.bytes;
+    pulled.seconds += pulled_first.seconds;
+    let ran_stages = output.ran_stages();
+    let id = match output.image_id {
         Some(id) => id,
         // Older engines only say `Successfully built`; the tag tells.
         None => docker
@@ -193,11 +242,93 @@ pub async fn build_image(
         stats.files,
         human_bytes(stats.bytes)
     ));
-    Ok(BuiltImage { id, context: stats })
+    reporter.info(&format!(
+        "steps: {} cached, {} run{}",
+        steps.cached,
+        steps.run,
+        if request.cache.is_some() {
+            format!(
+                "; {} of cached layers pulled in {} s",
+                human_bytes(pulled.bytes),
+                pulled.seconds
+            )
+        } else {
+            String::new()
+        }
+    ));
+    Ok(BuiltImage {
+        id,
+        context: stats,
+        steps,
+        pulled,
+        ran_stages,
+    })
+}
+
+/// The classic builder's cache sources: each image pulled, or left out with a warning (a build
+/// without its cache is slower, not wrong). Returns the images the engine now has.
+async fn pull_sources(
+    docker: &Docker,
+    cache: &CacheSources,
+    reporter: &dyn Reporter,
+) -> (CacheSources, Pulled) {
+    let mut pulled = Pulled::default();
+    let mut images = Vec::new();
+    for image in &cache.images {
+        let started = std::time::Instant::now();
+        let host = image.split('/').next().unwrap_or_default();
+        let credentials = cache.credentials.get(host).cloned();
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = docker.create_image(Some(options), None, credentials);
+        let mut layers: HashMap<String, u64> = HashMap::new();
+        let mut failure = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let (Some(id), Some(total)) = (
+                        info.id,
+                        info.progress_detail.and_then(|detail| detail.total),
+                    ) && info.status.as_deref() == Some("Downloading")
+                    {
+                        layers.insert(id, u64::try_from(total).unwrap_or_default());
+                    }
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        let bytes: u64 = layers.values().sum();
+        let seconds = started.elapsed().as_secs();
+        match failure {
+            None => {
+                reporter.info(&format!(
+                    "cache from `{image}`: pulled {} in {seconds} s",
+                    human_bytes(bytes)
+                ));
+                pulled.bytes += bytes;
+                pulled.seconds += seconds;
+                images.push(image.clone());
+            }
+            Some(error) => reporter.info(&format!(
+                "warning: cache source `{image}` left out, its pull failed: {error}"
+            )),
+        }
+    }
+    (
+        CacheSources {
+            images,
+            ..cache.clone()
+        },
+        pulled,
+    )
 }
 
 /// `Auto` becomes what the engine can do.
-async fn resolve_builder(docker: &Docker, builder: Builder) -> Result<Builder, BuildError> {
+pub async fn resolve_builder(docker: &Docker, builder: Builder) -> Result<Builder, BuildError> {
     if builder != Builder::Auto {
         return Ok(builder);
     }
@@ -223,11 +354,23 @@ fn buildkit_available(os: &str, engine_version: &str) -> bool {
     os.eq_ignore_ascii_case("linux") && (major, minor) >= (18, 9)
 }
 
+/// Build arg that makes BuildKit write its cache metadata into the image (inline cache), so the
+/// next build can use the pushed image as a cache source.
+const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
+
 fn build_options(
     request: &BuildRequest,
     builder: Builder,
+    cache: Option<&CacheSources>,
 ) -> bollard::query_parameters::BuildImageOptions {
-    let args: HashMap<&String, &String> = request.args.iter().chain(&request.secret_args).collect();
+    let inline = String::from("1");
+    let inline_arg = INLINE_CACHE_ARG.to_owned();
+    let mut args: HashMap<&String, &String> =
+        request.args.iter().chain(&request.secret_args).collect();
+    if builder == Builder::BuildKit && request.cache.is_some() {
+        args.insert(&inline_arg, &inline);
+    }
+    let cache_from: Vec<String> = cache.map(|cache| cache.images.clone()).unwrap_or_default();
     let labels: HashMap<&String, &String> = request.labels.iter().collect();
     let dockerfile = request
         .dockerfile
@@ -244,6 +387,9 @@ fn build_options(
         .target(request.target.as_deref().unwrap_or_default())
         .buildargs(&args)
         .labels(&labels);
+    if !cache_from.is_empty() {
+        options = options.cachefrom(&cache_from);
+    }
     if builder == Builder::BuildKit {
         options = options
             .version(BuilderVersion::BuilderBuildKit)
@@ -270,7 +416,7 @@ async fn follow(
     builder: Builder,
     masker: &Masker,
     reporter: &dyn Reporter,
-) -> Result<Option<String>, BuildError> {
+) -> Result<Output, BuildError> {
     let mut output = Output::new(builder == Builder::BuildKit);
     let mut emit = |line: &str| reporter.output("build", &masker.mask(line));
     while let Some(item) = stream.next().await {
@@ -300,7 +446,7 @@ async fn follow(
         }
     }
     output.flush(&mut emit);
-    Ok(output.image_id)
+    Ok(output)
 }
 
 /// Turns the engine's build messages into lines, and remembers the step that is running.
@@ -311,8 +457,12 @@ struct Output {
     partial: String,
     /// The last `Step n/m : …` of the classic builder.
     step: Option<String>,
-    /// BuildKit vertices already reported, by digest.
+    /// BuildKit vertices already reported as running, by digest.
     started: HashSet<String>,
+    /// BuildKit vertices already reported as cached, by digest.
+    cached_shown: HashSet<String>,
+    /// Names of the BuildKit steps that ran.
+    ran: BTreeSet<String>,
     /// BuildKit vertex names by digest, for naming a failure.
     names: HashMap<String, String>,
     /// BuildKit: the first vertex that reported an error.
@@ -322,6 +472,28 @@ struct Output {
     /// BuildKit log text after the last newline, by vertex.
     log_partial: BTreeMap<String, String>,
     image_id: Option<String>,
+    /// Each Dockerfile step the builder named, and whether it came from the cache: the classic
+    /// builder's in order, BuildKit's by vertex digest.
+    steps: BTreeMap<String, Done>,
+    /// BuildKit: layers read from a registry, by digest: when the read began and ended.
+    layers: HashMap<String, Layer>,
+}
+
+/// How one Dockerfile step was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Cached,
+    Run,
+    /// `FROM`, or the builder's own work: neither cached nor run.
+    NotAStep,
+}
+
+/// A layer BuildKit read from a registry.
+#[derive(Debug, Default)]
+struct Layer {
+    /// Seconds since the Unix epoch, as BuildKit stamps them.
+    started: Option<f64>,
+    completed: Option<f64>,
 }
 
 impl Output {
@@ -368,8 +540,18 @@ impl Output {
         if line.trim().is_empty() {
             return;
         }
-        if !self.buildkit && line.starts_with("Step ") {
-            self.step = Some(line.to_owned());
+        if !self.buildkit {
+            if line.starts_with("Step ") {
+                self.step = Some(line.to_owned());
+                // Classic steps are keyed by their order; the engine numbers them.
+                let key = format!("{:06}", self.steps.len());
+                self.steps.insert(key, Done::of_classic(line));
+            } else if line.trim_start().starts_with("---> Using cache")
+                && let Some(done) = self.steps.values_mut().next_back()
+                && *done == Done::Run
+            {
+                *done = Done::Cached;
+            }
         }
         emit(line);
     }
@@ -383,13 +565,25 @@ impl Output {
             self.names
                 .entry(vertex.digest.clone())
                 .or_insert_with(|| vertex.name.clone());
-            let begun = vertex.started.is_some() || vertex.cached || vertex.completed.is_some();
-            if begun && self.started.insert(vertex.digest.clone()) {
-                if vertex.cached {
+            // A vertex may first look cached and then run after all (its result was not in the
+            // cache): a line says `(cached)` only once it completed so.
+            let finished = vertex.completed.is_some();
+            if vertex.cached && finished {
+                if self.cached_shown.insert(vertex.digest.clone()) {
                     emit(&format!("{} (cached)", vertex.name));
-                } else {
-                    emit(&vertex.name);
                 }
+            } else if !vertex.cached
+                && vertex.started.is_some()
+                && self.started.insert(vertex.digest.clone())
+            {
+                emit(&vertex.name);
+            }
+            if finished {
+                let done = Done::of_buildkit(&vertex.name, vertex.cached);
+                if done == Done::Run {
+                    self.ran.insert(vertex.name.clone());
+                }
+                self.steps.insert(vertex.digest.clone(), done);
             }
             if !vertex.error.is_empty() && self.failed.is_none() {
                 self.failed = Some(vertex.name);
@@ -411,6 +605,22 @@ impl Output {
                 "warning: {}",
                 String::from_utf8_lossy(&warning.short)
             ));
+        }
+        for vertex_status in &status.statuses {
+            // `pulling sha256:…`: a layer read from a registry (the engine gives no size).
+            if let Some(digest) = vertex_status.id.strip_prefix("pulling ") {
+                let layer = self.layers.entry(digest.to_owned()).or_default();
+                let started = vertex_status
+                    .started
+                    .as_ref()
+                    .map(|stamp| stamp.seconds as f64 + f64::from(stamp.nanos) / 1e9);
+                let completed = vertex_status
+                    .completed
+                    .as_ref()
+                    .map(|stamp| stamp.seconds as f64 + f64::from(stamp.nanos) / 1e9);
+                layer.started = layer.started.or(started);
+                layer.completed = completed.or(layer.completed);
+            }
         }
         for vertex_status in status.statuses {
             // Layer export and naming are worth one line each once done; byte counts are not.
@@ -435,6 +645,60 @@ impl Output {
         }
     }
 
+    fn steps(&self) -> StepCounts {
+        let mut counts = StepCounts::default();
+        for done in self.steps.values() {
+            match done {
+                Done::Cached => counts.cached += 1,
+                Done::Run => counts.run += 1,
+                Done::NotAStep => {}
+            }
+        }
+        counts
+    }
+
+    /// What BuildKit read from registries: the bytes (by the sizes the manifests give), and the
+    /// time from the first read's start to the last one's end.
+    fn pulled(&self, sizes: &HashMap<String, u64>) -> Pulled {
+        let bytes = self
+            .layers
+            .keys()
+            .filter_map(|digest| sizes.get(digest))
+            .sum();
+        let first = self
+            .layers
+            .values()
+            .filter_map(|layer| layer.started)
+            .reduce(f64::min);
+        let last = self
+            .layers
+            .values()
+            .filter_map(|layer| layer.completed)
+            .reduce(f64::max);
+        let seconds = match (first, last) {
+            (Some(first), Some(last)) if last > first => (last - first).round() as u64,
+            _ => 0,
+        };
+        Pulled { bytes, seconds }
+    }
+
+    /// Stage labels of the steps that ran (`deps` of `[deps 2/4] RUN …`; an unlabelled
+    /// single-stage step is `stage-0`).
+    fn ran_stages(&self) -> BTreeSet<String> {
+        self.ran
+            .iter()
+            .filter_map(|name| {
+                let label = name.strip_prefix('[')?.split_once(']')?.0;
+                let mut words = label.split_whitespace();
+                let first = words.next()?;
+                Some(match words.next() {
+                    Some(_) => first.to_owned(),
+                    None => "stage-0".to_owned(),
+                })
+            })
+            .collect()
+    }
+
     /// The step the build failed at, as the builder names it.
     fn failed_step(&self) -> Option<String> {
         if self.buildkit {
@@ -443,6 +707,42 @@ impl Output {
             self.step.clone()
         }
     }
+}
+
+impl Done {
+    /// `Step 3/7 : RUN …`: a step unless it is a `FROM`; run until `---> Using cache` says not.
+    fn of_classic(line: &str) -> Self {
+        let instruction = line.split_once(" : ").map_or("", |(_, rest)| rest);
+        if starts_with_word(instruction, "FROM") {
+            Self::NotAStep
+        } else {
+            Self::Run
+        }
+    }
+
+    /// `[deps 2/4] RUN …` is a Dockerfile step; `[internal] …`, `[deps 1/4] FROM …`, exporting
+    /// and cache import are the builder's own work.
+    fn of_buildkit(name: &str, cached: bool) -> Self {
+        let Some((label, instruction)) = name
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("] "))
+        else {
+            return Self::NotAStep;
+        };
+        if label == "internal" || starts_with_word(instruction, "FROM") {
+            Self::NotAStep
+        } else if cached {
+            Self::Cached
+        } else {
+            Self::Run
+        }
+    }
+}
+
+fn starts_with_word(text: &str, word: &str) -> bool {
+    text.split_whitespace()
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(word))
 }
 
 /// Replaces secret build arg values with `***`.
@@ -492,26 +792,6 @@ fn human_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stages_are_the_named_from_lines() {
-        let rows = [
-            ("one unnamed stage", "FROM base\nRUN true\n", vec![]),
-            (
-                "named stages, any case, with a platform",
-                "FROM --platform=$BUILDPLATFORM base AS deps\nfrom deps as Assets\nFROM base\n",
-                vec!["deps", "Assets"],
-            ),
-            (
-                "a comment is not a stage",
-                "# FROM x AS y\nFROM base\n",
-                vec![],
-            ),
-        ];
-        for (case, text, want) in rows {
-            assert_eq!(stages(text), want, "{case}");
-        }
-    }
 
     #[test]
     fn buildkit_is_available_on_linux_engines_from_18_09() {

@@ -8,23 +8,25 @@
 //! - the binary and [`output`], the terminal: the only code that knows indicatif or stdout;
 //! - [`pipeline`], which runs the steps in order and decides what to skip, beside [`plan`],
 //!   [`status`] and [`rollback`];
-//! - the steps: [`build`] and [`push`] (Docker), [`register`], [`rollout`], [`migrate`] (ECS),
+//! - the steps: [`build`], [`cache`] and [`push`] (Docker), [`register`], [`rollout`], [`migrate`] (ECS),
 //!   [`schedules`] (EventBridge);
 //!   a step never imports the pipeline, and keeps its decisions in pure functions
 //!   ([`rollout`]'s verdict, [`migrate`]'s decision, [`taskdef::next_revision`]);
 //! - what the steps share: [`current`] (the AWS state a deploy starts from), [`taskdef`],
-//!   [`services`], [`ecr`], [`logs`], [`release`], [`context`];
+//!   [`services`], [`ecr`], [`logs`], [`release`], [`context`], [`dockerfile`];
 //! - the edges and the words: [`aws`], [`docker`], [`settings`], [`error`], [`report`], [`text`],
 //!   [`arn`].
 
 pub mod arn;
 pub mod aws;
 pub mod build;
+pub mod cache;
 pub mod cleanup;
 pub mod cli;
 pub mod context;
 pub mod current;
 pub mod docker;
+pub mod dockerfile;
 pub mod dockerignore;
 pub mod ecr;
 pub mod env_vars;

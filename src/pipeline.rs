@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::arn;
 use crate::aws;
+use crate::cache::{self, BuildReport};
 use crate::cleanup;
 use crate::current;
 use crate::ecr::{self, Image, Repository};
@@ -44,6 +45,10 @@ pub struct Report {
     pub deploy_id: String,
     pub commit: String,
     pub image: Option<Image>,
+    /// How the image was built: its cache sources, steps cached and run, bytes pulled. `None`
+    /// when ECR had the image already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildReport>,
     /// Family → revision ARN.
     pub revisions: BTreeMap<String, String>,
     pub services: Vec<Rolled>,
@@ -387,21 +392,35 @@ async fn locked(
     let revisions: Vec<&Described> = families.values().map(|plan| plan.definition()).collect();
     let platform = taskdef::build_platform(settings.build.platform.as_deref(), &revisions)?;
     let tag = release.image_tag(&settings.build, &platform);
+    // The image the first service runs now: the build's first cache source.
+    let running = current.families.first().and_then(|(service, family)| {
+        let base = families.get(family)?.definition();
+        let container = taskdef::containers_in_repository(base, &current.repository.uri)
+            .into_iter()
+            .next()?;
+        let image = base.container(&container)?.get("image")?.as_str()?;
+        Some((image.to_owned(), service.clone()))
+    });
     let build = Build {
         release,
         tag: &tag,
         platform: &platform,
+        running: running
+            .as_ref()
+            .map(|(image, service)| (image.as_str(), service.as_str())),
     };
-    let image = self::image(
+    let (image, built) = self::image(
         &ecr_client,
         settings,
         &build,
         &current.repository,
         lock,
         steps,
+        &mut report.warnings,
     )
     .await?;
     report.image = Some(image.clone());
+    report.build = built;
     let reuse = register::all_registered(&families);
     if !reuse {
         steps.start(Step::Register);
@@ -707,11 +726,13 @@ async fn clean_up(
     Ok(listed)
 }
 
-/// What is built: the release, its image tag and platform.
+/// What is built: the release, its image tag and platform, and the image running now.
 struct Build<'a> {
     release: &'a Release,
     tag: &'a str,
     platform: &'a str,
+    /// The image the first service runs and that service, if the image is in our repository.
+    running: Option<(&'a str, &'a str)>,
 }
 
 /// Build and push, unless ECR already has the tag.
@@ -722,69 +743,187 @@ async fn image(
     repository: &Repository,
     lock: &Lock,
     steps: &mut Steps<'_>,
-) -> Result<Image, Error> {
+    warnings: &mut Vec<String>,
+) -> Result<(Image, Option<BuildReport>), Error> {
     let tag = build.tag;
     let found = ecr::digest_of(ecr_client, repository, tag).await?;
-    let digest = match found {
-        Some(digest) => {
-            let why = format!("`{}:{}` is in ECR", repository.name, short_tag(tag));
-            steps.skip(Step::Build, why.clone());
-            steps.skip(Step::Push, why);
-            digest
-        }
-        None => {
-            let docker = crate::docker::connect().await?;
-            steps.start(Step::Build);
-            let local = format!("{}:{tag}", repository.uri);
-            let request = build_request(settings, build, &local)?;
-            let heartbeat = settings.timeouts.heartbeat;
-            let built = with_heartbeat(
-                crate::build::build_image(&docker, &request, steps.reporter),
-                steps.reporter,
-                "build",
-                heartbeat,
-            )
-            .await
-            .map_err(image_failed("build"))?;
-            steps.done(format!("image {}", built.id));
-
-            steps.start(Step::Push);
-            lock.check()?;
-            let login = ecr::login(ecr_client, repository).await?;
-            let credentials = bollard::auth::DockerCredentials {
-                username: Some(login.username),
-                password: Some(login.password),
-                serveraddress: Some(login.host),
-                ..Default::default()
-            };
-            with_heartbeat(
-                crate::push::push_image(&docker, &repository.uri, tag, credentials, steps.reporter),
-                steps.reporter,
-                "push",
-                heartbeat,
-            )
-            .await
-            .map_err(image_failed("push"))?;
-            let digest = ecr::digest_of(ecr_client, repository, tag)
-                .await?
-                .ok_or_else(|| Error::Image {
-                    step: "push",
-                    source: format!(
-                        "the push ended but ECR has no tag `{}` in `{}`",
-                        tag, repository.name
-                    )
-                    .into(),
-                })?;
-            steps.done(format!("{}@{digest}", repository.name));
-            digest
-        }
-    };
-    Ok(Image {
+    let image = |digest: String| Image {
         repository: repository.name.clone(),
         tag: tag.to_owned(),
         uri: repository.pinned(&digest),
         digest,
-    })
+    };
+    if let Some(digest) = found {
+        let why = format!("`{}:{}` is in ECR", repository.name, short_tag(tag));
+        steps.skip(Step::Build, why.clone());
+        steps.skip(Step::Push, why);
+        return Ok((image(digest), None));
+    }
+    let reporter = steps.reporter;
+    let docker = crate::docker::connect().await?;
+    steps.start(Step::Build);
+    let local = format!("{}:{tag}", repository.uri);
+    let mut request = build_request(settings, build, &local)?;
+    request.builder = crate::build::resolve_builder(&docker, request.builder)
+        .await
+        .map_err(image_failed("build"))?;
+    let login = ecr::login(ecr_client, repository).await?;
+    let plan = if settings.build.cache {
+        let dockerfile =
+            fs_err::read_to_string(&settings.build.dockerfile).map_err(|error| Error::Image {
+                step: "build",
+                source: Box::new(error),
+            })?;
+        let plan = cache::plan(
+            ecr_client,
+            repository,
+            settings,
+            &dockerfile,
+            build.running,
+            &login,
+            request.builder == crate::settings::Builder::BuildKit,
+        )
+        .await?;
+        for line in cache::narrate(&plan) {
+            reporter.info(&line);
+        }
+        request.cache = Some(plan.sources.clone());
+        Some(plan)
+    } else {
+        reporter.info("cache: off (`[build] cache = false`)");
+        None
+    };
+    let heartbeat = settings.timeouts.heartbeat;
+    let built = with_heartbeat(
+        crate::build::build_image(&docker, &request, reporter),
+        reporter,
+        "build",
+        heartbeat,
+    )
+    .await
+    .map_err(image_failed("build"))?;
+    let mut report = BuildReport::new(plan.as_ref(), built.steps, built.pulled);
+    // The stage cache images, from the engine's cache of the build that just ended.
+    let mut stage_tags = Vec::new();
+    for stage in plan
+        .as_ref()
+        .map(|plan| cache::stale(plan, &built.ran_stages))
+        .unwrap_or_default()
+    {
+        reporter.info(&format!(
+            "cache image of stage `{}`: `{}:{}`",
+            stage.name, repository.name, stage.tag
+        ));
+        let stage_request = crate::build::BuildRequest {
+            target: Some(stage.name.clone()),
+            tag: format!("{}:{}", repository.uri, stage.tag),
+            ..request.clone()
+        };
+        let outcome = with_heartbeat(
+            crate::build::build_image(&docker, &stage_request, &Quiet(reporter)),
+            reporter,
+            "build",
+            heartbeat,
+        )
+        .await;
+        match outcome {
+            Ok(_) => stage_tags.push(stage.tag.clone()),
+            Err(error) => warn(
+                reporter,
+                warnings,
+                format!(
+                    "the cache image of stage `{}` was not built ({}); the next build on an empty engine runs its steps",
+                    stage.name,
+                    with_causes(&error)
+                ),
+            ),
+        }
+    }
+    steps.done(format!(
+        "image {} ({} steps cached, {} run)",
+        built.id, built.steps.cached, built.steps.run
+    ));
+
+    steps.start(Step::Push);
+    lock.check()?;
+    let credentials = cache::credentials(&login);
+    with_heartbeat(
+        crate::push::push_image(&docker, &repository.uri, tag, credentials.clone(), reporter),
+        reporter,
+        "push",
+        heartbeat,
+    )
+    .await
+    .map_err(image_failed("push"))?;
+    let digest = ecr::digest_of(ecr_client, repository, tag)
+        .await?
+        .ok_or_else(|| Error::Image {
+            step: "push",
+            source: format!(
+                "the push ended but ECR has no tag `{}` in `{}`",
+                tag, repository.name
+            )
+            .into(),
+        })?;
+    for stage_tag in stage_tags {
+        let pushed = with_heartbeat(
+            crate::push::push_image(
+                &docker,
+                &repository.uri,
+                &stage_tag,
+                credentials.clone(),
+                &Quiet(reporter),
+            ),
+            reporter,
+            "push",
+            heartbeat,
+        )
+        .await;
+        match pushed {
+            Ok(_) => {
+                reporter.info(&format!(
+                    "pushed cache image `{}:{stage_tag}`",
+                    repository.name
+                ));
+                report.cache_images.push(stage_tag);
+            }
+            Err(error) => warn(
+                reporter,
+                warnings,
+                format!(
+                    "the cache image `{}:{stage_tag}` was not pushed ({}); the next build on an empty engine runs its steps",
+                    repository.name,
+                    with_causes(&error)
+                ),
+            ),
+        }
+    }
+    steps.done(format!("{}@{digest}", repository.name));
+    Ok((image(digest), Some(report)))
+}
+
+/// A reporter that keeps the steps and heartbeats and drops every line: a cache image's build
+/// and push repeat the image's, and the pipeline says what they did in one line each.
+struct Quiet<'a>(&'a dyn Reporter);
+
+impl Reporter for Quiet<'_> {
+    fn step_started(&self, step: &str) {
+        self.0.step_started(step);
+    }
+    fn step_finished(&self, step: &str, elapsed: Duration) {
+        self.0.step_finished(step, elapsed);
+    }
+    fn step_skipped(&self, step: &str, why: &str) {
+        self.0.step_skipped(step, why);
+    }
+    fn info(&self, _line: &str) {}
+    fn output(&self, _source: &str, _line: &str) {}
+    fn status(&self, line: &str) {
+        self.0.status(line);
+    }
+    fn quiet_for(&self) -> Option<Duration> {
+        self.0.quiet_for()
+    }
 }
 
 /// The build as the Docker side needs it; secret build args are read from berth's environment.
@@ -826,6 +965,7 @@ fn build_request(
         )]),
         tag: local.to_owned(),
         builder: settings.build.builder,
+        cache: None,
     })
 }
 

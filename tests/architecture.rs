@@ -19,6 +19,7 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 /// The pipeline's steps: each is driven by `pipeline` and never drives it.
 const STEPS: &[&str] = &[
     "build",
+    "cache",
     "push",
     "register",
     "rollout",
@@ -46,6 +47,7 @@ const LAYERS: &[&[&str]] = &[
         "release",
         "context",
         "dockerignore",
+        "dockerfile",
         "state",
     ],
     // The edges and the words.

@@ -56,6 +56,7 @@ fn request(context: &Path, tag: &str, builder: Builder) -> BuildRequest {
         labels: BTreeMap::new(),
         tag: tag.to_owned(),
         builder,
+        cache: None,
     }
 }
 
@@ -316,11 +317,13 @@ async fn a_built_image_is_pushed_to_the_registry() {
     .await
     .unwrap();
 
-    let password = "not-printed-password";
+    // The registry takes ECR's login only, as ECR's does.
+    let login = ecr_login(&repository).await;
+    let password = login.password.clone();
     let credentials = bollard::auth::DockerCredentials {
-        username: Some("AWS".to_owned()),
-        password: Some(password.to_owned()),
-        serveraddress: Some(REGISTRY.to_owned()),
+        username: Some(login.username),
+        password: Some(login.password),
+        serveraddress: Some(login.host),
         ..Default::default()
     };
     let lines = Lines::default();
@@ -342,7 +345,7 @@ async fn a_built_image_is_pushed_to_the_registry() {
     );
     assert!(pushed.layers_pushed >= 1, "{lines:?}");
     assert!(
-        lines.iter().all(|line| !line.contains(password)),
+        lines.iter().all(|line| !line.contains(&password)),
         "{lines:?}"
     );
     assert!(
@@ -352,6 +355,19 @@ async fn a_built_image_is_pushed_to_the_registry() {
         "{lines:?}"
     );
     remove_image(&docker, &reference).await;
+}
+
+/// The sandbox ECR's registry login (`AWS_ENDPOINT_URL` points at the sandbox).
+async fn ecr_login(repository: &str) -> berth::ecr::RegistryLogin {
+    let config = berth::aws::sdk_config_for("us-east-1", None, 3600)
+        .await
+        .unwrap();
+    let ecr = aws_sdk_ecr::Client::new(&config);
+    let repository = berth::ecr::Repository {
+        name: repository.rsplit('/').next().unwrap().to_owned(),
+        uri: repository.to_owned(),
+    };
+    berth::ecr::login(&ecr, &repository).await.unwrap()
 }
 
 #[tokio::test]

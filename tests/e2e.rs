@@ -1264,3 +1264,111 @@ async fn old_unused_revisions_are_deregistered_beyond_keep_revisions() {
     assert_eq!(record["deregistered"], report["deregistered"]);
     assert!(last.stderr.contains("cleanup: done"), "{}", last.stderr);
 }
+
+/// A fresh CI machine has none of the app's images and no build cache. The build takes its
+/// cached steps from ECR: from the image the service runs, and from the cache image of the
+/// `assets` stage, which the image itself only copies from. It says what was cached and what
+/// ran, and `[build] cache = false` builds without.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
+    let app = App::new("cache", "migrate = \"skip\"\n");
+    // Gems of this test alone: no other test's build can leave their steps in the engine.
+    let lock = app.dir.path().join("Gemfile.lock");
+    let gems = fs_err::read_to_string(&lock).unwrap();
+    fs_err::write(&lock, format!("{gems}# {}\n", app.name)).unwrap();
+    app.commit("gems of this test");
+
+    let cold = app.deploy(&[]);
+    assert_eq!(cold.code, Some(0), "{}", cold.stderr);
+    let build = &cold.json()["build"];
+    assert_eq!(build["steps_cached"], 1, "only WORKDIR: {build}");
+    assert_eq!(build["cache_images"], json!(["berth-cache-stg-assets"]));
+    assert_eq!(app.counters().cache_pushes, 1);
+
+    // A one-line change, built on an empty engine.
+    let model = app.dir.path().join("app/models/user.rb");
+    let code = fs_err::read_to_string(&model).unwrap();
+    fs_err::write(&model, format!("{code}# one line\n")).unwrap();
+    app.commit("one line");
+    empty_engine(&app.name);
+    let warm = app.deploy(&[]);
+    assert_eq!(warm.code, Some(0), "{}", warm.stderr);
+    let build = &warm.json()["build"];
+    let cache_from = build["cache_from"].as_array().unwrap();
+    assert_eq!(
+        cache_from[0],
+        cold.json()["image"]["uri"],
+        "first the image `web` runs: {build}"
+    );
+    assert!(
+        cache_from[1]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("127.0.0.1:5055/{}@sha256:", app.name)),
+        "then the stage cache image: {build}"
+    );
+    // Every step of `gems` and `assets` and the COPY of the gems came from the cache; the
+    // changed code, the COPY of the assets after it and the last RUN ran.
+    assert_eq!(build["steps_cached"], 6, "{build}");
+    assert_eq!(build["steps_run"], 3, "{build}");
+    assert!(build["pulled_bytes"].as_u64().unwrap() > 0, "{build}");
+    for step in ["[gems 2/2] RUN", "[assets 2/2] RUN"] {
+        assert!(
+            warm.stderr
+                .lines()
+                .any(|line| line.contains(step) && line.ends_with("(cached)")),
+            "{step} cached:\n{}",
+            warm.stderr
+        );
+    }
+    assert!(
+        warm.stderr.contains("build: done") && warm.stderr.contains("6 cached, 3 run"),
+        "{}",
+        warm.stderr
+    );
+    // `assets` did not change: its cache image stays as it is.
+    assert_eq!(build.get("cache_images"), None, "{build}");
+    assert_eq!(app.counters().cache_pushes, 1);
+
+    app.edit_config(|config| config.replace("[build]\n", "[build]\ncache = false\n"));
+    fs_err::write(&model, format!("{code}# another line\n")).unwrap();
+    app.commit("no cache");
+    empty_engine(&app.name);
+    let off = app.deploy(&[]);
+    assert_eq!(off.code, Some(0), "{}", off.stderr);
+    let build = &off.json()["build"];
+    assert_eq!(build["cache_from"], json!([]), "{build}");
+    assert!(
+        off.stderr
+            .lines()
+            .any(|line| line.contains("[gems 2/2] RUN") && !line.ends_with("(cached)")),
+        "the gems ran again:\n{}",
+        off.stderr
+    );
+    assert!(off.stderr.contains("cache: off"), "{}", off.stderr);
+}
+
+/// Removes the app's images and the engine's build cache, as on a fresh CI machine. The
+/// sandbox's base images stay: nothing can be pulled from outside here.
+fn empty_engine(app: &str) {
+    let listed = std::process::Command::new("docker")
+        .args(["image", "ls", "-q", "--filter"])
+        .arg(format!("reference=127.0.0.1:5055/{app}"))
+        .output()
+        .unwrap();
+    let ids: Vec<String> = text(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    // An image a running task uses stays (its layers then need no pull); the rest go.
+    for id in ids {
+        let _ = std::process::Command::new("docker")
+            .args(["image", "rm", "-f", &id])
+            .output();
+    }
+    let pruned = std::process::Command::new("docker")
+        .args(["builder", "prune", "-af"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+}

@@ -281,6 +281,18 @@ const CASES: &[Case] = &[
         expect: &["configuration file `deploy/berth.toml` not found"],
     },
     Case {
+        name: "a cache source that is not an image reference",
+        file: Some(
+            "repository = \"app\"\n[build]\ncache_from = [\"Registry.example.com/App:v1\"]\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:3:14: `build.cache_from` names `Registry.example.com/App:v1`, which is not an image reference",
+            "hint: name each image as `registry/repository:tag`",
+        ],
+    },
+    Case {
         name: "a [registry] map, which berth no longer has",
         file: Some(
             "repository = \"app\"\n[registry]\nmap = { \"a.example\" = \"127.0.0.1:5055\" }\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",

@@ -53,7 +53,7 @@ from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 
 from . import containers
-from .config import ACCOUNT_ID, BASE_IMAGE, STAND_IN_IMAGES, Endpoints, Tunables
+from .config import ACCOUNT_ID, BASE_IMAGE, REGISTRY_AUTH_CONFIG, STAND_IN_IMAGES, Endpoints, Tunables
 
 log = logging.getLogger("berth_sandbox.agent")
 
@@ -381,7 +381,8 @@ class Agent:
         local = self.registry_ref(image)
         if local:
             try:
-                self.docker.api.pull(local, platform=platform)
+                # With the execution role's ECR login, as ECS's agent pulls.
+                self.docker.api.pull(local, platform=platform, auth_config=REGISTRY_AUTH_CONFIG)
             except docker.errors.APIError as err:
                 raise pull_error(image, container, platform, err) from err
             self.check_platform(container, local, platform)

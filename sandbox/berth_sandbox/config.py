@@ -12,6 +12,13 @@ SANDBOX_DIR = Path(__file__).resolve().parent.parent
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
+# ECR's registry login: GetAuthorizationToken's token decodes to `AWS:<password>`
+# (moto's password for the account). The registry takes nothing else, as ECR's
+# does not: every push and pull, the sandbox's own included, logs in.
+REGISTRY_USER = "AWS"
+REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
+REGISTRY_AUTH = (REGISTRY_USER, REGISTRY_PASSWORD)
+REGISTRY_AUTH_CONFIG = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
 BASE_IMAGE = "berth-sandbox/base:latest"
 # Images that are not ours get local stand-ins under their real names, which
 # the agent uses because the engine already has them (as ECS does with a

@@ -21,7 +21,7 @@ import requests
 from moto.ecr import responses as ecr_responses
 from moto.ecr.models import Image, Repository, ecr_backends
 
-from .config import ACCOUNT_ID, REGION, Endpoints
+from .config import ACCOUNT_ID, REGION, REGISTRY_AUTH, Endpoints
 
 log = logging.getLogger("berth_sandbox.ecr")
 
@@ -89,6 +89,7 @@ def after(operation: str, body: bytes, registry) -> None:
         data=data["imageManifest"].encode(),
         # The sandbox's own writes are not pushes: the counter skips this user agent.
         headers={"Content-Type": media_type, "User-Agent": SANDBOX_AGENT},
+        auth=REGISTRY_AUTH,
         timeout=10,
     )
     if response.status_code >= 300:
@@ -101,7 +102,7 @@ def sync(name: str, registry) -> None:
     if repository is None:
         return  # ECR says RepositoryNotFound; the registry's copy does not matter
     try:
-        listing = requests.get(f"{registry.url}/v2/{name}/tags/list", timeout=10)
+        listing = requests.get(f"{registry.url}/v2/{name}/tags/list", auth=REGISTRY_AUTH, timeout=10)
     except requests.RequestException as err:
         log.warning("registry unreachable: %s", err)
         return
@@ -111,6 +112,7 @@ def sync(name: str, registry) -> None:
         manifest = requests.get(
             f"{registry.url}/v2/{name}/manifests/{tag}",
             headers={"Accept": MANIFEST_TYPES},
+            auth=REGISTRY_AUTH,
             timeout=10,
         )
         if manifest.status_code != 200:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker
 
-from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
+from .config import ACCOUNT_ID, REGION, REGISTRY_AUTH_CONFIG, SANDBOX_DIR, Endpoints
 
 APP = "berth-example"
 EXAMPLE_DIR = SANDBOX_DIR.parent / "examples" / "rails-app"
@@ -48,7 +48,9 @@ def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR) -> str
         buildargs={"BERTH_GIT_SHA": "initial"},
         rm=True,
     )
-    for line in engine.api.push(repository_uri, tag="initial", stream=True, decode=True):
+    for line in engine.api.push(
+        repository_uri, tag="initial", stream=True, decode=True, auth_config=REGISTRY_AUTH_CONFIG
+    ):
         if "error" in line:
             raise RuntimeError(f"push of {repository_uri}:initial failed: {line['error']}")
     return f"{repository_uri}:initial"

@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 
 from . import ecr, ecs, s3, schedules, sts, triggers
 from .agent import LOCK
-from .config import Endpoints, Tunables
+from .config import REGISTRY_AUTH, REGISTRY_PASSWORD, REGISTRY_USER, Endpoints, Tunables
 from .dockertls import DockerTLSFront
 from .faults import Faults
 
@@ -332,7 +332,8 @@ class SandboxApp:
             self.faults.reset_counters()
             return 200, {"reset": True}
         if route == "registry-events" and method == "POST":
-            # The registry's push notifications: one count per manifest pushed.
+            # The registry's push notifications: one count per manifest pushed, and
+            # one per manifest pushed by tag under the repository and the tag.
             for event in data.get("events", []):
                 target = event.get("target", {})
                 agent = event.get("request", {}).get("useragent", "")
@@ -342,6 +343,8 @@ class SandboxApp:
                     and agent != ecr.SANDBOX_AGENT
                 ):
                     self.faults.count(f"registry:push:{target.get('repository')}")
+                    if target.get("tag"):
+                        self.faults.count(f"registry:push:{target.get('repository')}:{target['tag']}")
             return 200, {}
         if route == "fire" and method == "POST":
             return 200, triggers.fire(self.endpoints, data)
@@ -362,6 +365,7 @@ class Registry:
         self.storage = endpoints.state_dir / "registry"
         self.config = endpoints.state_dir / "registry.yml"
         self.pidfile = endpoints.state_dir / "registry.pid"
+        self.htpasswd = endpoints.state_dir / "registry.htpasswd"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -369,7 +373,11 @@ class Registry:
         return f"http://{self.endpoints.registry_addr}"
 
     def start(self) -> None:
+        import bcrypt
+
         self.storage.mkdir(parents=True, exist_ok=True)
+        hashed = bcrypt.hashpw(REGISTRY_PASSWORD.encode(), bcrypt.gensalt(rounds=6, prefix=b"2a"))
+        self.htpasswd.write_text(f"{REGISTRY_USER}:{hashed.decode()}\n")
         self.config.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
@@ -377,6 +385,8 @@ class Registry:
             f"  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.endpoints.registry_addr}\n"
+            # ECR's login and nothing else (see config.REGISTRY_AUTH).
+            f"auth:\n  htpasswd:\n    realm: ecr\n    path: {self.htpasswd}\n"
             "notifications:\n  endpoints:\n    - name: sandbox\n"
             f"      url: {self.endpoints.endpoint_url}/_sandbox/registry-events\n"
             "      timeout: 2s\n      threshold: 5\n      backoff: 1s\n"
@@ -401,7 +411,7 @@ class Registry:
         import requests
 
         try:
-            return requests.get(f"{self.url}/v2/", timeout=1).status_code == 200
+            return requests.get(f"{self.url}/v2/", auth=REGISTRY_AUTH, timeout=1).status_code == 200
         except requests.RequestException:
             return False
 

@@ -78,6 +78,15 @@ def engine():
     return docker.from_env()
 
 
+def login(ecr) -> dict:
+    """The registry login a client gets from ECR's GetAuthorizationToken."""
+    import base64
+
+    [data] = ecr.get_authorization_token()["authorizationData"]
+    username, password = base64.b64decode(data["authorizationToken"]).decode().split(":", 1)
+    return {"username": username, "password": password}
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

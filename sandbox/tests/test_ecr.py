@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import json
 
+import docker.errors
 import requests
-from conftest import BASE_IMAGE, unique, wait_for
+from conftest import BASE_IMAGE, login, unique, wait_for
 
 
-def push(engine, registry: str, repository: str, tag: str) -> str:
-    """Push the base image and return the digest the daemon reported."""
+def push(engine, ecr, registry: str, repository: str, tag: str) -> str:
+    """Push the base image, logged in with ECR's token, and return the digest
+    the daemon reported."""
     image = engine.images.get(BASE_IMAGE)
     image.tag(f"{registry}/{repository}", tag=tag)
     digest = None
-    for line in engine.api.push(f"{registry}/{repository}", tag=tag, stream=True, decode=True):
+    auth = login(ecr)
+    for line in engine.api.push(f"{registry}/{repository}", tag=tag, stream=True, decode=True, auth_config=auth):
         assert "error" not in line, line
         digest = (line.get("aux") or {}).get("Digest", digest)
     assert digest, "the daemon reported no digest"
@@ -25,7 +28,7 @@ def push(engine, registry: str, repository: str, tag: str) -> str:
 def test_docker_push_shows_up_in_describe_images(sandbox, ecr, engine):
     name = unique("app")
     ecr.create_repository(repositoryName=name)
-    digest = push(engine, sandbox.registry, name, "abc123")
+    digest = push(engine, ecr, sandbox.registry, name, "abc123")
 
     [image] = ecr.describe_images(repositoryName=name)["imageDetails"]
     assert image["imageDigest"] == digest
@@ -42,6 +45,7 @@ def test_docker_push_shows_up_in_describe_images(sandbox, ecr, engine):
     manifest = requests.get(
         f"http://{sandbox.registry}/v2/{name}/manifests/abc123",
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        auth=tuple(login(ecr).values()),
         timeout=10,
     )
     assert manifest.headers["Docker-Content-Digest"] == digest
@@ -53,7 +57,7 @@ def test_docker_push_shows_up_in_describe_images(sandbox, ecr, engine):
 def test_put_image_moves_a_tag_in_the_registry_too(sandbox, ecr, engine):
     name = unique("app")
     ecr.create_repository(repositoryName=name)
-    digest = push(engine, sandbox.registry, name, "abc123")
+    digest = push(engine, ecr, sandbox.registry, name, "abc123")
     manifest = ecr.batch_get_image(repositoryName=name, imageIds=[{"imageTag": "abc123"}])["images"][0]
     ecr.put_image(repositoryName=name, imageManifest=manifest["imageManifest"], imageTag="stg-latest")
 
@@ -62,9 +66,35 @@ def test_put_image_moves_a_tag_in_the_registry_too(sandbox, ecr, engine):
     head = requests.head(
         f"http://{sandbox.registry}/v2/{name}/manifests/stg-latest",
         headers={"Accept": json.loads(manifest["imageManifest"])["mediaType"]},
+        auth=tuple(login(ecr).values()),
         timeout=10,
     )
     assert head.headers["Docker-Content-Digest"] == digest
+
+
+def test_the_registry_takes_only_ecrs_login(sandbox, ecr, engine):
+    """ECR's registry answers nobody without GetAuthorizationToken's login:
+    not a pull, not a push, not the API root."""
+    name = unique("app")
+    uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
+    root = f"http://{sandbox.registry}/v2/"
+    assert requests.get(root, timeout=10).status_code == 401
+    assert requests.get(root, auth=("AWS", "not-the-token"), timeout=10).status_code == 401
+    assert requests.get(root, auth=tuple(login(ecr).values()), timeout=10).status_code == 200
+
+    engine.images.get(BASE_IMAGE).tag(uri, tag="anonymous")
+    lines = list(engine.api.push(uri, tag="anonymous", stream=True, decode=True, auth_config={}))
+    assert any("error" in line for line in lines), lines
+    assert ecr.describe_images(repositoryName=name)["imageDetails"] == []
+
+    push(engine, ecr, sandbox.registry, name, "v1")
+    engine.api.remove_image(f"{uri}:v1")
+    try:
+        engine.api.pull(uri, tag="v1", auth_config={"username": "AWS", "password": "wrong"})
+    except docker.errors.APIError as err:
+        assert "401" in str(err) or "unauthorized" in str(err).lower() or "no basic auth" in str(err), err
+    else:
+        raise AssertionError("a pull with a wrong password must be refused")
 
 
 def test_unknown_repository_is_not_found(ecr):
@@ -100,7 +130,7 @@ def test_ecs_task_pulls_our_image_by_its_repository_uri(sandbox, ecr, ecs, engin
 
     name = unique("app")
     uri = ecr.create_repository(repositoryName=name)["repository"]["repositoryUri"]
-    digest = push(engine, sandbox.registry, name, "v1")
+    digest = push(engine, ecr, sandbox.registry, name, "v1")
     engine.api.remove_image(f"{uri}:v1")  # the agent pulls it from the registry
     ecs.register_task_definition(
         family="pull", memory="512", containerDefinitions=[container_def("app", ["true"], image=f"{uri}@{digest}")]
@@ -118,7 +148,7 @@ def test_ecs_task_pulls_our_image_by_ecr_s_real_host_name(sandbox, ecr, ecs, eng
 
     name = unique("app")
     ecr.create_repository(repositoryName=name)
-    digest = push(engine, sandbox.registry, name, "v1")
+    digest = push(engine, ecr, sandbox.registry, name, "v1")
     image = f"{sandbox.ecr_host}/{name}@{digest}"
     ecs.register_task_definition(
         family="pull", memory="512", containerDefinitions=[container_def("app", ["true"], image=image)]

@@ -10,7 +10,7 @@ import json
 import tarfile
 
 import pytest
-from conftest import container_def, stopped, unique
+from conftest import container_def, login, stopped, unique
 
 from berth_sandbox.images import rootfs_tar
 
@@ -58,7 +58,7 @@ def pushed(ecr, engine):
     for architecture in ("amd64", "arm64"):
         name = f"{uri}:{architecture}"
         load_image(engine, name, architecture)
-        for line in engine.api.push(uri, tag=architecture, stream=True, decode=True):
+        for line in engine.api.push(uri, tag=architecture, stream=True, decode=True, auth_config=login(ecr)):
             assert "error" not in line, line
         engine.api.remove_image(name)  # the agent pulls it from the registry
         images[architecture] = name

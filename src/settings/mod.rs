@@ -119,6 +119,11 @@ pub struct BuildSettings {
     /// Build args whose values come from berth's environment and are never shown.
     pub secret_args: Vec<String>,
     pub builder: Builder,
+    /// Build with the environment's previous image as a cache source, and write cache metadata
+    /// into the image (`[build] cache`, default on).
+    pub cache: bool,
+    /// More cache sources, tried after berth's own (`[build] cache_from`).
+    pub cache_from: Vec<String>,
 }
 
 impl BuildSettings {

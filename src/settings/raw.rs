@@ -51,6 +51,8 @@ pub struct RawBuild {
     pub args: Option<BTreeMap<String, String>>,
     pub secret_args: Option<Spanned<Vec<String>>>,
     pub builder: Option<Spanned<String>>,
+    pub cache: Option<bool>,
+    pub cache_from: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -168,6 +170,8 @@ impl RawBuild {
             args,
             secret_args,
             builder,
+            cache,
+            cache_from,
         } = self;
         Self {
             context: over.context.or(context),
@@ -177,6 +181,8 @@ impl RawBuild {
             args: merge_maps(args, over.args),
             secret_args: over.secret_args.or(secret_args),
             builder: over.builder.or(builder),
+            cache: over.cache.or(cache),
+            cache_from: over.cache_from.or(cache_from),
         }
     }
 }

@@ -427,6 +427,23 @@ impl Check<'_> {
             })
             .transpose()?
             .unwrap_or_default();
+        let cache_from = build
+            .cache_from
+            .map(|images| {
+                let span = images.span();
+                let images = images.into_inner();
+                match images.iter().find(|image| !is_image_reference(image)) {
+                    Some(image) => Err(self.invalid(
+                        "build.cache_from",
+                        Some(span),
+                        format!("names `{image}`, which is not an image reference"),
+                        "name each image as `registry/repository:tag` or `registry/repository@sha256:…`",
+                    )),
+                    None => Ok(images),
+                }
+            })
+            .transpose()?
+            .unwrap_or_default();
         let context = tidy(&config_folder.join(build.context.as_deref().unwrap_or(".")));
         let dockerfile = tidy(&context.join(build.dockerfile.as_deref().unwrap_or("Dockerfile")));
         Ok(BuildSettings {
@@ -437,6 +454,8 @@ impl Check<'_> {
             args,
             secret_args,
             builder,
+            cache: build.cache.unwrap_or(true),
+            cache_from,
         })
     }
 
@@ -678,6 +697,50 @@ fn tidy(path: &Path) -> PathBuf {
     path.components().collect()
 }
 
+/// `repository[:tag]` or `repository@sha256:…`, with an optional registry host: lower-case path
+/// components, no spaces, at most one tag or digest.
+fn is_image_reference(image: &str) -> bool {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, digest)) => (name, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest
+        && !(digest
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|byte| byte.is_ascii_hexdigit())))
+    {
+        return false;
+    }
+    // A tag follows the last `:` after the last `/` (a `:` before it is a registry port).
+    let (path, tag) = match name.rsplit_once(':') {
+        Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
+        _ => (name, None),
+    };
+    let tag_ok = tag.is_none_or(|tag| {
+        !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
+    });
+    let mut parts = path.split('/').peekable();
+    let host_ok = match parts.peek() {
+        Some(first) if path.contains('/') && (first.contains('.') || first.contains(':')) => {
+            let host = parts.next().unwrap_or_default();
+            host.bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b".-:".contains(&byte))
+        }
+        _ => true,
+    };
+    let path_ok = parts.all(|part| {
+        !part.is_empty()
+            && part.bytes().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"._-".contains(&byte)
+            })
+    });
+    tag_ok && host_ok && path_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -781,6 +844,30 @@ mod tests {
             "linux/arm64/v8/x",
         ] {
             assert!(!is_valid_platform(bad), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn image_references_have_a_path_and_at_most_a_tag_or_digest() {
+        let digest = format!("sha256:{}", "a".repeat(64));
+        for good in [
+            "app".to_owned(),
+            "app:v1".to_owned(),
+            "127.0.0.1:5055/app:berth-cache-stg-assets".to_owned(),
+            "123.dkr.ecr.us-east-1.amazonaws.com/team/app".to_owned(),
+            format!("registry.example.com/app@{digest}"),
+        ] {
+            assert!(is_image_reference(&good), "{good} should be valid");
+        }
+        for bad in [
+            "",
+            "App:v1",
+            "app:",
+            "app:v 1",
+            "app@sha256:abc",
+            "registry.example.com//app",
+        ] {
+            assert!(!is_image_reference(bad), "{bad} should be invalid");
         }
     }
 }

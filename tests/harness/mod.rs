@@ -299,12 +299,21 @@ impl App {
             None,
         );
         let all = admin(&port, "GET", "/_sandbox/counters", None);
-        let pushes = all[format!("registry:push:{}", self.name)]
-            .as_u64()
-            .unwrap_or(0);
+        // Pushes by tag: the deploys' images, and berth's stage cache images apart.
+        let by_tag = format!("registry:push:{}:", self.name);
+        let (mut pushes, mut cache_pushes) = (0, 0);
+        for (key, count) in all.as_object().into_iter().flatten() {
+            let count = count.as_u64().unwrap_or(0);
+            match key.strip_prefix(&by_tag) {
+                Some(tag) if tag.starts_with(berth::cache::TAG_PREFIX) => cache_pushes += count,
+                Some(_) => pushes += count,
+                None => {}
+            }
+        }
         Counters {
             calls: mine,
             pushes,
+            cache_pushes,
         }
     }
 
@@ -611,7 +620,10 @@ impl Run {
 
 pub struct Counters {
     pub calls: Value,
+    /// Manifests pushed by tag to the app's repository, berth's cache images left out.
     pub pushes: u64,
+    /// Manifests pushed to the app's repository as `berth-cache-…` tags.
+    pub cache_pushes: u64,
 }
 
 impl Counters {

@@ -1,0 +1,5 @@
+class User < ApplicationRecord
+  validates :name, presence: true
+end
+# change
+# again

@@ -1,0 +1,270 @@
+//! What berth reads from a Dockerfile: its stages, what each is built `FROM`, and which stages
+//! it copies files from. Enough to check `build.target` and to tell which stages the image's own
+//! cache metadata leaves out.
+//!
+//! BuildKit's inline cache (the only cache export the Engine API offers) records the layers of
+//! the image it writes: the target stage and the stages it is built `FROM`. A stage the target
+//! only copies from (`COPY --from=assets …`) is not in it, so on an empty engine it rebuilds
+//! whenever a step after that `COPY` changes. [`Stages::outside_image`] names those stages, so
+//! berth can keep a cache image of each.
+
+/// One `FROM` of a Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// `AS name`, if given, as written.
+    pub name: Option<String>,
+    /// The earlier stage this one is built `FROM`, by index.
+    pub parent: Option<usize>,
+    /// Earlier stages this one copies from (`COPY --from=`), by index.
+    pub copies_from: Vec<usize>,
+}
+
+/// The stages of a Dockerfile, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stages(pub Vec<Stage>);
+
+impl Stages {
+    pub fn parse(dockerfile: &str) -> Self {
+        let mut stages: Vec<Stage> = Vec::new();
+        for line in instructions(dockerfile) {
+            let mut words = line.split_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            let words: Vec<&str> = words.collect();
+            if keyword.eq_ignore_ascii_case("FROM") {
+                let words: Vec<&str> = words
+                    .into_iter()
+                    .filter(|word| !word.starts_with("--"))
+                    .collect();
+                let name = match words.as_slice() {
+                    [_, as_, name] if as_.eq_ignore_ascii_case("AS") => Some((*name).to_owned()),
+                    _ => None,
+                };
+                let parent = words.first().and_then(|base| find(&stages, base));
+                stages.push(Stage {
+                    name,
+                    parent,
+                    copies_from: Vec::new(),
+                });
+            } else if keyword.eq_ignore_ascii_case("COPY")
+                && let Some(source) = words.iter().find_map(|word| word.strip_prefix("--from="))
+                && let Some(index) = find(&stages, source)
+                && let Some(stage) = stages.last_mut()
+                && !stage.copies_from.contains(&index)
+            {
+                stage.copies_from.push(index);
+            }
+        }
+        Self(stages)
+    }
+
+    /// The named stages, in order.
+    pub fn names(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|stage| stage.name.clone())
+            .collect()
+    }
+
+    /// The stage a build of `target` ends at: the named one, else the last.
+    fn index_of(&self, target: Option<&str>) -> Option<usize> {
+        match target {
+            Some(target) => find(&self.0, target),
+            None => self.0.len().checked_sub(1),
+        }
+    }
+
+    /// `index` and the stages it is built `FROM`, nearest first.
+    fn lineage(&self, index: usize) -> Vec<usize> {
+        let mut lineage = vec![index];
+        while let Some(parent) = lineage.last().and_then(|&last| self.0[last].parent) {
+            lineage.push(parent);
+        }
+        lineage
+    }
+
+    /// Stages a build of `target` needs whose layers are not in the image it writes, leaving out
+    /// any that another of them is built `FROM` (its layers are in that one's image). These are
+    /// the stages an inline cache alone would rebuild.
+    pub fn outside_image(&self, target: Option<&str>) -> Vec<usize> {
+        let Some(target) = self.index_of(target) else {
+            return Vec::new();
+        };
+        let in_image = self.lineage(target);
+        // Every stage the build needs: the lineage of the target, then of what it copies from.
+        let mut needed = Vec::new();
+        let mut queue = vec![target];
+        while let Some(index) = queue.pop() {
+            for stage in self.lineage(index) {
+                if !needed.contains(&stage) {
+                    needed.push(stage);
+                    queue.extend(&self.0[stage].copies_from);
+                }
+            }
+        }
+        let outside: Vec<usize> = needed
+            .into_iter()
+            .filter(|index| !in_image.contains(index))
+            .collect();
+        let mut leaves: Vec<usize> = outside
+            .iter()
+            .copied()
+            .filter(|&index| {
+                !outside
+                    .iter()
+                    .any(|&other| other != index && self.lineage(other).contains(&index))
+            })
+            .collect();
+        leaves.sort_unstable();
+        leaves
+    }
+
+    /// The stage at `index` and those it is built `FROM`, by name (`stage-N` when unnamed, as
+    /// BuildKit names them in its output).
+    pub fn lineage_names(&self, index: usize) -> Vec<String> {
+        self.lineage(index)
+            .into_iter()
+            .map(|stage| self.label(stage))
+            .collect()
+    }
+
+    pub fn label(&self, index: usize) -> String {
+        self.0[index]
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{index}"))
+    }
+}
+
+/// A stage by name (any case) or by index, as `FROM` and `COPY --from=` name them.
+fn find(stages: &[Stage], reference: &str) -> Option<usize> {
+    stages
+        .iter()
+        .position(|stage| {
+            stage
+                .name
+                .as_deref()
+                .is_some_and(|name| name.eq_ignore_ascii_case(reference))
+        })
+        .or_else(|| {
+            reference
+                .parse::<usize>()
+                .ok()
+                .filter(|&index| index < stages.len())
+        })
+}
+
+/// The Dockerfile's instructions: comments dropped, `\` continuations joined.
+fn instructions(dockerfile: &str) -> Vec<String> {
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') && current.is_empty() || trimmed.is_empty() {
+            continue;
+        }
+        match trimmed.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        instructions.push(current);
+    }
+    instructions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RAILS: &str = "\
+FROM base:1 AS base
+WORKDIR /app
+
+FROM base AS gems
+COPY Gemfile ./
+RUN bundle install
+
+# The assets need the gems.
+FROM gems AS assets
+COPY app/assets ./app/assets
+RUN rails assets:precompile
+
+FROM base AS release
+COPY --from=gems /usr/local/bundle /usr/local/bundle
+COPY . .
+COPY --from=assets \\
+     /app/public/assets ./public/assets
+";
+
+    #[test]
+    fn stages_have_their_parent_and_what_they_copy_from() {
+        let stages = Stages::parse(RAILS);
+        assert_eq!(stages.names(), ["base", "gems", "assets", "release"]);
+        assert_eq!(
+            stages.0[3],
+            Stage {
+                name: Some("release".to_owned()),
+                parent: Some(0),
+                copies_from: vec![1, 2],
+            }
+        );
+        assert_eq!(stages.0[2].parent, Some(1));
+        assert_eq!(stages.0[0].parent, None);
+    }
+
+    #[test]
+    fn the_stages_outside_the_image_are_the_copied_ones_not_built_from_by_another() {
+        let rows: [(&str, &str, Option<&str>, Vec<&str>); 6] = [
+            (
+                "gems is inside assets' image",
+                RAILS,
+                Some("release"),
+                vec!["assets"],
+            ),
+            ("the last stage by default", RAILS, None, vec!["assets"]),
+            (
+                "a target built from the copied stage needs no other",
+                RAILS,
+                Some("assets"),
+                vec![],
+            ),
+            ("a single stage", "FROM base\nRUN make\n", None, vec![]),
+            (
+                "copied by index and from an image that is not a stage",
+                "FROM base\nRUN make\nFROM base AS final\nCOPY --from=0 /out /out\nCOPY --from=busybox /bin/sh /bin/sh\n",
+                None,
+                vec!["stage-0"],
+            ),
+            (
+                "two copied stages, each its own lineage",
+                "FROM a AS one\nFROM a AS two\nFROM a\nCOPY --from=one / /\nCOPY --from=two / /\n",
+                None,
+                vec!["one", "two"],
+            ),
+        ];
+        for (case, text, target, want) in rows {
+            let stages = Stages::parse(text);
+            let got: Vec<String> = stages
+                .outside_image(target)
+                .into_iter()
+                .map(|index| stages.label(index))
+                .collect();
+            assert_eq!(got, want, "{case}");
+        }
+    }
+
+    #[test]
+    fn lineage_names_run_from_the_stage_to_its_root() {
+        let stages = Stages::parse(RAILS);
+        assert_eq!(stages.lineage_names(2), ["assets", "gems", "base"]);
+    }
+}

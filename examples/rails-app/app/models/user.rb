@@ -1,5 +1,3 @@
 class User < ApplicationRecord
   validates :name, presence: true
 end
-# change
-# again

@@ -791,6 +791,8 @@ fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use bollard::moby::buildkit::v1::{StatusResponse, Vertex, VertexStatus};
+
     use super::*;
 
     #[test]
@@ -839,6 +841,114 @@ mod tests {
             output.failed_step().as_deref(),
             Some("Step 2/2 : RUN exit 3")
         );
+    }
+
+    fn vertex(name: &str, cached: bool, started: bool, completed: bool) -> StatusResponse {
+        let mut vertex = Vertex {
+            digest: format!("sha256:{name}"),
+            name: name.to_owned(),
+            cached,
+            ..Vertex::default()
+        };
+        if started {
+            vertex.started = Some(Default::default());
+        }
+        if completed {
+            vertex.completed = Some(Default::default());
+        }
+        StatusResponse {
+            vertexes: vec![vertex],
+            ..StatusResponse::default()
+        }
+    }
+
+    fn pulling(digest: &str, from: i64, to: i64) -> StatusResponse {
+        let mut status = VertexStatus {
+            id: format!("pulling {digest}"),
+            ..VertexStatus::default()
+        };
+        status.started = Some(Default::default());
+        status.completed = Some(Default::default());
+        status.started.as_mut().unwrap().seconds = from;
+        status.completed.as_mut().unwrap().seconds = to;
+        StatusResponse {
+            statuses: vec![status],
+            ..StatusResponse::default()
+        }
+    }
+
+    #[test]
+    fn buildkit_steps_count_as_they_finished_and_pulls_by_the_manifests_sizes() {
+        let mut output = Output::new(true);
+        let mut lines = Vec::new();
+        let mut emit = |line: &str| lines.push(line.to_owned());
+        let updates = [
+            vertex(
+                "[internal] load build definition from Dockerfile",
+                false,
+                true,
+                true,
+            ),
+            vertex("[base 1/2] FROM docker.io/library/base", false, true, true),
+            // Looks cached, then runs after all: its layers were in no cache source.
+            vertex("[gems 2/2] RUN bundle install", true, true, false),
+            vertex("[gems 2/2] RUN bundle install", false, true, false),
+            pulling("sha256:aaa", 100, 102),
+            vertex("[gems 2/2] RUN bundle install", false, true, true),
+            vertex("[release 1/4] COPY --from=gems /b /b", true, true, false),
+            pulling("sha256:bbb", 101, 104),
+            vertex("[release 1/4] COPY --from=gems /b /b", true, true, true),
+            vertex("[2/3] RUN make", false, true, true),
+        ];
+        for update in updates {
+            output.buildkit_status(update, &mut emit);
+        }
+        assert_eq!(
+            lines,
+            [
+                "[internal] load build definition from Dockerfile",
+                "[base 1/2] FROM docker.io/library/base",
+                "[gems 2/2] RUN bundle install",
+                "pulling sha256:aaa",
+                "pulling sha256:bbb",
+                "[release 1/4] COPY --from=gems /b /b (cached)",
+                "[2/3] RUN make",
+            ]
+        );
+        assert_eq!(output.steps(), StepCounts { cached: 1, run: 2 });
+        assert_eq!(
+            output.ran_stages(),
+            BTreeSet::from(["gems".to_owned(), "stage-0".to_owned()])
+        );
+        let sizes = HashMap::from([
+            ("sha256:aaa".to_owned(), 1000),
+            ("sha256:bbb".to_owned(), 24),
+            ("sha256:unread".to_owned(), 5),
+        ]);
+        assert_eq!(
+            output.pulled(&sizes),
+            Pulled {
+                bytes: 1024,
+                seconds: 4
+            }
+        );
+    }
+
+    #[test]
+    fn classic_steps_are_cached_when_the_engine_says_using_cache() {
+        let mut output = Output::new(false);
+        let mut emit = |_: &str| {};
+        output.take(
+            stream(
+                "Step 1/4 : FROM base\n ---> 1fb4\nStep 2/4 : WORKDIR /app\n ---> Using cache\n",
+            ),
+            &mut emit,
+        );
+        output.take(
+            stream("Step 3/4 : COPY . .\n ---> 5e0d\nStep 4/4 : RUN make\n ---> Running in 0123\n"),
+            &mut emit,
+        );
+        assert_eq!(output.steps(), StepCounts { cached: 1, run: 2 });
     }
 
     #[test]

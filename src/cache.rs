@@ -127,10 +127,19 @@ pub async fn plan(
     }
 
     let stages = Stages::parse(dockerfile);
-    for index in stages.outside_image(settings.build.target.as_deref()) {
-        let label = stages.label(index);
+    let target = settings.build.target.as_deref();
+    let in_image = stages
+        .index_of(target)
+        .map(|index| stages.lineage_names(index))
+        .unwrap_or_default();
+    for index in stages.outside_image(target) {
         let Some(name) = stages.0[index].name.clone().filter(|_| stage_images) else {
-            plan.uncovered.push(label);
+            // Without its own cache image the stage rebuilds, and so do those it is built from.
+            for label in stages.lineage_names(index) {
+                if !in_image.contains(&label) && !plan.uncovered.contains(&label) {
+                    plan.uncovered.push(label);
+                }
+            }
             continue;
         };
         let tag = stage_tag(&settings.env, &name);
@@ -192,12 +201,22 @@ pub fn narrate(plan: &Plan) -> Vec<String> {
     }
     if !plan.uncovered.is_empty() {
         lines.push(format!(
-            "cache: stages {} are in no cache image and rebuild on an empty engine when a later step changes{}",
-            code_list(&plan.uncovered),
-            if plan.uncovered.iter().all(|s| s.starts_with("stage-")) {
-                " (name them: `FROM … AS name`)"
+            "cache: no cache image covers {} {}, so {} on an empty engine{}",
+            if plan.uncovered.len() == 1 {
+                "stage"
             } else {
-                " (BuildKit keeps a cache image of each named stage)"
+                "stages"
+            },
+            code_list(&plan.uncovered),
+            if plan.uncovered.len() == 1 {
+                "it rebuilds"
+            } else {
+                "they rebuild"
+            },
+            if plan.uncovered.iter().all(|s| s.starts_with("stage-")) {
+                " (name it: `FROM … AS name`)"
+            } else {
+                " (BuildKit keeps a cache image of each named stage: `builder = \"auto\"`)"
             }
         ));
     }

@@ -68,7 +68,7 @@ impl Stages {
     }
 
     /// The stage a build of `target` ends at: the named one, else the last.
-    fn index_of(&self, target: Option<&str>) -> Option<usize> {
+    pub fn index_of(&self, target: Option<&str>) -> Option<usize> {
         match target {
             Some(target) => find(&self.0, target),
             None => self.0.len().checked_sub(1),

@@ -18,6 +18,7 @@
 #      on an empty engine, `docker pull` of the last image and `docker build --cache-from` it
 #      (the classic builder: this engine has no buildx).
 # Almost all of the time is the engine's, so the debug binary measures the same as a release one.
+# It empties the engine's whole build cache (`docker builder prune -af`) before each run.
 set -euo pipefail
 
 profile="${1:-debug}"
@@ -61,10 +62,22 @@ commit() { git -c user.name=bench -c user.email=bench@example.com commit -qam "$
 change() { echo "# $1" >> app/models/user.rb; commit "$1"; }
 
 "$py" - "$app" <<'PY'
-import sys, boto3
+import sys, time, boto3
 ecs = boto3.client("ecs", region_name="us-east-1")
+cluster = f"{sys.argv[1]}-stg"
 for service in ("web", "devops"):
-    ecs.update_service(cluster=f"{sys.argv[1]}-stg", service=service, desiredCount=0)
+    ecs.update_service(cluster=cluster, service=service, desiredCount=0)
+deadline = time.monotonic() + 120
+def live():  # tasks whose containers may still hold the images
+    stopping = ecs.list_tasks(cluster=cluster, desiredStatus="STOPPED")["taskArns"]
+    described = ecs.describe_tasks(cluster=cluster, tasks=stopping)["tasks"] if stopping else []
+    return ecs.list_tasks(cluster=cluster)["taskArns"] + [
+        task["taskArn"] for task in described if task["lastStatus"] != "STOPPED"
+    ]
+while live():
+    if time.monotonic() > deadline:
+        sys.exit(f"the tasks of {cluster} did not stop")
+    time.sleep(1)
 PY
 
 # The app's images and the engine's whole build cache; the base images stay.
@@ -110,7 +123,7 @@ empty_engine
 deploy "warm, cache = false"
 
 # The Docker CLI's way, in the same repository: a cold build and push, then --cache-from.
-"$py" - "$registry" <<'PY' | docker login -u AWS --password-stdin "$registry" >/dev/null 2>&1
+"$py" - "$registry" <<'PY' | docker login -u AWS --password-stdin "$registry" >/dev/null
 import base64, sys, boto3
 token = boto3.client("ecr", region_name="us-east-1").get_authorization_token()
 print(base64.b64decode(token["authorizationData"][0]["authorizationToken"]).decode().split(":", 1)[1])
@@ -142,8 +155,11 @@ docker_run() {  # label tag [cache image]
         pulled="$(layer_bytes "${from##*:}")"
     fi
     started="$(date +%s.%N)"
-    DOCKER_BUILDKIT=0 docker build "${args[@]}" ${from:+--cache-from "$from"} -t "$registry/$app:$tag" . \
-        > "$work/$tag.log" 2>&1
+    if ! DOCKER_BUILDKIT=0 docker build "${args[@]}" ${from:+--cache-from "$from"} \
+        -t "$registry/$app:$tag" . > "$work/$tag.log" 2>&1; then
+        tail -30 "$work/$tag.log" >&2
+        exit 1
+    fi
     ended="$(date +%s.%N)"
     local build_seconds
     build_seconds="$(python3 -c "print(round($ended - $started + $pull_seconds, 1))")"

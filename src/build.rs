@@ -49,25 +49,28 @@ pub struct BuildRequest {
     pub builder: Builder,
     /// Where cached layers may come from; `None` builds with the engine's local cache alone.
     pub cache: Option<CacheSources>,
+    /// For the images the build reads: base images and cache sources in those registries.
+    pub credentials: Credentials,
 }
 
-/// Images whose layers a build may reuse, and the registry credentials to read them.
-#[derive(Clone, Default)]
+/// Images whose layers a build may reuse.
+#[derive(Debug, Clone, Default)]
 pub struct CacheSources {
     /// Image references (`repo@sha256:…` or `repo:tag`), in the order they are tried.
     pub images: Vec<String>,
-    /// Registry host → credentials, for reading `images`. Never printed.
-    pub credentials: HashMap<String, DockerCredentials>,
     /// Compressed size of each layer of `images`, by digest, as their manifests give it: what a
     /// build that reads the layer pulls.
     pub layer_sizes: HashMap<String, u64>,
 }
 
-impl std::fmt::Debug for CacheSources {
+/// Registry host → credentials. Never printed: `Debug` shows the hosts only.
+#[derive(Clone, Default)]
+pub struct Credentials(pub HashMap<String, DockerCredentials>);
+
+impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheSources")
-            .field("images", &self.images)
-            .field("credentials", &self.credentials.keys().collect::<Vec<_>>())
+        f.debug_tuple("Credentials")
+            .field(&self.0.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -195,13 +198,14 @@ pub async fn build_image(
         (Some(cache), Builder::BuildKit) => (Some(cache.clone()), Pulled::default()),
         // The classic builder reuses only images the engine has: pull them first.
         (Some(cache), _) => {
-            let (sources, pulled) = pull_sources(docker, cache, reporter).await;
+            let (sources, pulled) =
+                pull_sources(docker, cache, &request.credentials, reporter).await;
             (Some(sources), pulled)
         }
     };
     let (body, context_task) = context.stream();
     let options = build_options(request, builder, sources.as_ref());
-    let credentials = sources.map(|sources| sources.credentials);
+    let credentials = Some(request.credentials.0.clone()).filter(|map| !map.is_empty());
     let stream = docker.build_image(options, credentials, Some(bollard::body_try_stream(body)));
     let outcome = follow(stream, builder, &masker, reporter).await;
     // The request is over, so nothing reads the context any more: the writer ends.
@@ -270,6 +274,7 @@ pub async fn build_image(
 async fn pull_sources(
     docker: &Docker,
     cache: &CacheSources,
+    credentials: &Credentials,
     reporter: &dyn Reporter,
 ) -> (CacheSources, Pulled) {
     let mut pulled = Pulled::default();
@@ -277,7 +282,7 @@ async fn pull_sources(
     for image in &cache.images {
         let started = std::time::Instant::now();
         let host = image.split('/').next().unwrap_or_default();
-        let credentials = cache.credentials.get(host).cloned();
+        let credentials = credentials.0.get(host).cloned();
         let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
             .from_image(image)
             .build();
@@ -541,7 +546,7 @@ impl Output {
             return;
         }
         if !self.buildkit {
-            if line.starts_with("Step ") {
+            if is_classic_step(line) {
                 self.step = Some(line.to_owned());
                 // Classic steps are keyed by their order; the engine numbers them.
                 let key = format!("{:06}", self.steps.len());
@@ -578,7 +583,8 @@ impl Output {
             {
                 emit(&vertex.name);
             }
-            if finished {
+            // A step that ended in an error (or was cancelled) neither ran to its end nor hit.
+            if finished && vertex.error.is_empty() {
                 let done = Done::of_buildkit(&vertex.name, vertex.cached);
                 if done == Done::Run {
                     self.ran.insert(vertex.name.clone());
@@ -729,7 +735,9 @@ impl Done {
         else {
             return Self::NotAStep;
         };
-        if label == "internal" || starts_with_word(instruction, "FROM") {
+        // `[stage N/M]` or `[N/M]`; anything else in brackets is the builder's.
+        let numbered = label.split_whitespace().last().is_some_and(is_step_number);
+        if !numbered || starts_with_word(instruction, "FROM") {
             Self::NotAStep
         } else if cached {
             Self::Cached
@@ -737,6 +745,24 @@ impl Done {
             Self::Run
         }
     }
+}
+
+/// `Step 3/7 : RUN …`, as the classic builder starts a step (not a line a `RUN` printed that
+/// happens to begin with "Step ").
+fn is_classic_step(line: &str) -> bool {
+    line.strip_prefix("Step ")
+        .and_then(|rest| rest.split_once(" : "))
+        .is_some_and(|(numbers, _)| is_step_number(numbers))
+}
+
+/// `3/7`.
+fn is_step_number(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(n, m)| {
+        !n.is_empty()
+            && !m.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && m.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 fn starts_with_word(text: &str, word: &str) -> bool {

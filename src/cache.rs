@@ -34,7 +34,7 @@ use crate::text::code_list;
 /// Every cache image's tag starts so; such an image is never a deploy's image.
 pub const TAG_PREFIX: &str = "berth-cache-";
 
-/// The tag of `stage`'s cache image for `env`.
+/// The tag of `stage`'s cache image for `env` (which [`is_tag`] checks before it is used).
 pub fn stage_tag(env: &str, stage: &str) -> String {
     format!("{TAG_PREFIX}{env}-{}", stage.to_ascii_lowercase())
 }
@@ -42,7 +42,7 @@ pub fn stage_tag(env: &str, stage: &str) -> String {
 /// A stage kept as its own cache image.
 #[derive(Debug, Clone)]
 pub struct CacheStage {
-    /// The stage's name in the Dockerfile (its build target).
+    /// The stage's name, in lower case as BuildKit takes it (its build target).
     pub name: String,
     /// It and the stages it is built `FROM`, as BuildKit labels them.
     pub lineage: Vec<String>,
@@ -59,9 +59,10 @@ pub struct Plan {
     /// Where each source came from, for the narration and the record.
     pub described: Vec<String>,
     pub stages: Vec<CacheStage>,
-    /// Stages no cache covers (unnamed ones cannot be built alone), which rebuild on an empty
-    /// engine whenever a step after them changes.
-    pub uncovered: Vec<String>,
+    /// Lines for the build step: the stages that get no cache image, and why.
+    pub notes: Vec<String>,
+    /// What ECR would not answer: a source left out.
+    pub warnings: Vec<String>,
 }
 
 /// The build's cache in `--output json`.
@@ -95,29 +96,57 @@ impl BuildReport {
 }
 
 /// Finds the cache sources of a build of `dockerfile` for `settings.env`. `running` is the image
-/// the first service runs now, if it is ours; `stage_images` is false for the classic builder,
-/// which reuses no stage image's cache metadata.
+/// the first service runs now, if it is in our repository; `stage_images` is false for the
+/// classic builder, which reuses no stage image's cache metadata. Never fails: what ECR would
+/// not answer becomes a warning in [`Plan::warnings`] and one source fewer.
 pub async fn plan(
     ecr_client: &Client,
     repository: &Repository,
     settings: &Settings,
     dockerfile: &str,
     running: Option<(&str, &str)>,
-    login: &RegistryLogin,
     stage_images: bool,
-) -> Result<Plan, Error> {
+) -> Plan {
     let mut plan = Plan::default();
-    if let Some((image, service)) = running {
-        plan.sources.images.push(image.to_owned());
+    let mut warnings = Vec::new();
+    let running = match running {
+        Some((image, service)) => match in_repository(ecr_client, repository, image).await {
+            Ok(Some(pinned)) => Some((pinned, service)),
+            Ok(None) => None,
+            Err(error) => {
+                warnings.push(left_out(&format!("`{}`", short(image)), &error));
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some((pinned, service)) = running {
         plan.described
-            .push(format!("`{}` (the image `{service}` runs)", short(image)));
-    } else if let Some(tag) = &settings.env_tag
-        && let Some(digest) = ecr::digest_of(ecr_client, repository, tag).await?
-    {
+            .push(format!("`{}` (the image `{service}` runs)", short(&pinned)));
+        plan.sources.images.push(pinned);
+    } else if let Some(digest) = match &settings.env_tag {
+        Some(tag) => ecr::digest_of(ecr_client, repository, tag)
+            .await
+            .unwrap_or_else(|error| {
+                warnings.push(left_out(&format!("`env_tag` `{tag}`"), &error));
+                None
+            }),
+        None => None,
+    } {
         plan.sources.images.push(repository.pinned(&digest));
-        plan.described
-            .push(format!("`{}:{tag}` (`env_tag`)", repository.name));
-    } else if let Some(digest) = newest_image(ecr_client, repository).await? {
+        plan.described.push(format!(
+            "`{}:{}` (`env_tag`)",
+            repository.name,
+            settings.env_tag.as_deref().unwrap_or_default()
+        ));
+    } else if let Some(digest) =
+        newest_image(ecr_client, repository)
+            .await
+            .unwrap_or_else(|error| {
+                warnings.push(left_out("the repository's newest image", &error));
+                None
+            })
+    {
         plan.sources.images.push(repository.pinned(&digest));
         plan.described.push(format!(
             "`{}` (the newest image of `{}`)",
@@ -133,27 +162,45 @@ pub async fn plan(
         .map(|index| stages.lineage_names(index))
         .unwrap_or_default();
     for index in stages.outside_image(target) {
-        let Some(name) = stages.0[index].name.clone().filter(|_| stage_images) else {
-            // Without its own cache image the stage rebuilds, and so do those it is built from.
-            for label in stages.lineage_names(index) {
-                if !in_image.contains(&label) && !plan.uncovered.contains(&label) {
-                    plan.uncovered.push(label);
+        let label = stages.label(index);
+        let tag = stage_tag(&settings.env, &label);
+        let why_not = no_cache_image(
+            &stages,
+            index,
+            &tag,
+            &settings.build.secret_args,
+            stage_images,
+        );
+        if let Some(why_not) = why_not {
+            let rebuilt: Vec<String> = stages
+                .lineage_names(index)
+                .into_iter()
+                .filter(|label| !in_image.contains(label))
+                .collect();
+            plan.notes.push(format!(
+                "cache: no cache image of stage `{label}` ({why_not}): {} on an empty engine",
+                match rebuilt.as_slice() {
+                    [one] => format!("`{one}` rebuilds"),
+                    many => format!("{} rebuild", code_list(many)),
                 }
-            }
+            ));
             continue;
-        };
-        let tag = stage_tag(&settings.env, &name);
-        let exists = match ecr::digest_of(ecr_client, repository, &tag).await? {
-            Some(digest) => {
+        }
+        let exists = match ecr::digest_of(ecr_client, repository, &tag).await {
+            Ok(Some(digest)) => {
                 plan.sources.images.push(repository.pinned(&digest));
                 plan.described
-                    .push(format!("`{}:{tag}` (stage `{name}`)", repository.name));
+                    .push(format!("`{}:{tag}` (stage `{label}`)", repository.name));
                 true
             }
-            None => false,
+            Ok(None) => false,
+            Err(error) => {
+                warnings.push(left_out(&format!("`{tag}`"), &error));
+                false
+            }
         };
         plan.stages.push(CacheStage {
-            name,
+            name: label,
             lineage: stages.lineage_names(index),
             tag,
             exists,
@@ -167,9 +214,92 @@ pub async fn plan(
                 .push(format!("`{image}` (`build.cache_from`)"));
         }
     }
-    plan.sources.credentials = HashMap::from([(login.host.clone(), credentials(login))]);
     plan.sources.layer_sizes = layer_sizes(ecr_client, repository, &plan.sources.images).await;
-    Ok(plan)
+    plan.warnings = warnings;
+    plan
+}
+
+/// Why the stage at `index` gets no cache image of its own, if it does not.
+fn no_cache_image(
+    stages: &Stages,
+    index: usize,
+    tag: &str,
+    secret_args: &[String],
+    stage_images: bool,
+) -> Option<String> {
+    let secret = stages
+        .lineage_args(index)
+        .into_iter()
+        .find(|arg| secret_args.iter().any(|secret| secret == arg));
+    if !stage_images {
+        Some("the classic builder keeps no cache of it".to_owned())
+    } else if stages.0[index].name.is_none() {
+        Some("it has no name to build it by (`FROM … AS name`)".to_owned())
+    } else if let Some(secret) = secret {
+        // Its image would carry the value in its history, in ECR for anyone who can pull.
+        Some(format!(
+            "it declares the secret build arg `{secret}`, whose value its image would carry"
+        ))
+    } else if !is_tag(tag) {
+        Some(format!("`{tag}` is not a Docker tag"))
+    } else {
+        None
+    }
+}
+
+fn left_out(what: &str, error: &Error) -> String {
+    format!(
+        "the build's cache leaves out {what}: {}",
+        crate::text::with_causes(error)
+    )
+}
+
+/// `image` pinned by digest, if it is in our repository and ECR still has it.
+async fn in_repository(
+    ecr_client: &Client,
+    repository: &Repository,
+    image: &str,
+) -> Result<Option<String>, Error> {
+    if let Some(digest) = image.strip_prefix(&format!("{}@", repository.uri)) {
+        let described = ecr_client
+            .describe_images()
+            .repository_name(&repository.name)
+            .image_ids(ImageIdentifier::builder().image_digest(digest).build())
+            .send()
+            .await;
+        return match described {
+            Ok(_) => Ok(Some(image.to_owned())),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_image_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(failed(
+                format!(
+                    "looking up image `{digest}` in ECR repository `{}`",
+                    repository.name
+                ),
+                error,
+            )),
+        };
+    }
+    match image.strip_prefix(&format!("{}:", repository.uri)) {
+        Some(tag) => Ok(ecr::digest_of(ecr_client, repository, tag)
+            .await?
+            .map(|digest| repository.pinned(&digest))),
+        None => Ok(None),
+    }
+}
+
+/// Docker's tag rule: at most 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+fn is_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
 }
 
 /// The stage images to build and push after the image: those not in ECR yet, and those with a
@@ -191,35 +321,14 @@ pub fn credentials(login: &RegistryLogin) -> DockerCredentials {
     }
 }
 
-/// A line for the build step: where its cache comes from.
+/// Lines for the build step: where its cache comes from, and what no cache covers.
 pub fn narrate(plan: &Plan) -> Vec<String> {
-    let mut lines = Vec::new();
-    if plan.described.is_empty() {
-        lines.push("cache: no earlier image to take cached layers from".to_owned());
+    let mut lines = vec![if plan.described.is_empty() {
+        "cache: no earlier image to take cached layers from".to_owned()
     } else {
-        lines.push(format!("cache from {}", plan.described.join(", ")));
-    }
-    if !plan.uncovered.is_empty() {
-        lines.push(format!(
-            "cache: no cache image covers {} {}, so {} on an empty engine{}",
-            if plan.uncovered.len() == 1 {
-                "stage"
-            } else {
-                "stages"
-            },
-            code_list(&plan.uncovered),
-            if plan.uncovered.len() == 1 {
-                "it rebuilds"
-            } else {
-                "they rebuild"
-            },
-            if plan.uncovered.iter().all(|s| s.starts_with("stage-")) {
-                " (name it: `FROM … AS name`)"
-            } else {
-                " (BuildKit keeps a cache image of each named stage: `builder = \"auto\"`)"
-            }
-        ));
-    }
+        format!("cache from {}", plan.described.join(", "))
+    }];
+    lines.extend(plan.notes.iter().cloned());
     lines
 }
 
@@ -350,6 +459,67 @@ mod tests {
             let got: Vec<&str> = stale(&plan, &ran).iter().map(|s| s.name.as_str()).collect();
             assert_eq!(got, want, "{case}");
         }
+    }
+
+    #[test]
+    fn a_stage_gets_no_cache_image_without_buildkit_a_name_a_tag_or_with_a_secret() {
+        let stages = Stages::parse(
+            "FROM base AS gems\nARG BUNDLE_TOKEN\nRUN bundle\nFROM gems AS assets\nRUN assets\n\
+             FROM base\nRUN make\nFROM base AS release\nCOPY --from=assets / /\nCOPY --from=2 / /\n",
+        );
+        let secret = ["BUNDLE_TOKEN".to_owned()];
+        let why = |index, tag, secrets: &[String], buildkit| {
+            no_cache_image(&stages, index, tag, secrets, buildkit)
+        };
+        assert_eq!(why(1, "berth-cache-stg-assets", &[], true), None);
+        assert_eq!(
+            why(1, "berth-cache-stg-assets", &[], false).as_deref(),
+            Some("the classic builder keeps no cache of it")
+        );
+        assert_eq!(
+            why(2, "berth-cache-stg-stage-2", &[], true).as_deref(),
+            Some("it has no name to build it by (`FROM … AS name`)")
+        );
+        assert_eq!(
+            why(1, "berth-cache-stg-assets", &secret, true).as_deref(),
+            Some(
+                "it declares the secret build arg `BUNDLE_TOKEN`, whose value its image would carry"
+            ),
+            "a secret declared in the stage it is built from"
+        );
+        assert_eq!(
+            why(1, "berth-cache-eu west-assets", &[], true).as_deref(),
+            Some("`berth-cache-eu west-assets` is not a Docker tag")
+        );
+        assert!(!is_tag(&"a".repeat(129)));
+        assert!(!is_tag("-a"));
+    }
+
+    #[test]
+    fn the_narration_names_each_source_and_what_no_cache_covers() {
+        let empty = Plan::default();
+        assert_eq!(
+            narrate(&empty),
+            ["cache: no earlier image to take cached layers from"]
+        );
+        let plan = Plan {
+            described: vec![
+                "`app@sha256:0123` (the image `web` runs)".to_owned(),
+                "`x:y` (`build.cache_from`)".to_owned(),
+            ],
+            notes: vec![
+                "cache: no cache image of stage `assets` (…): `assets` rebuilds on an empty engine"
+                    .to_owned(),
+            ],
+            ..Plan::default()
+        };
+        assert_eq!(
+            narrate(&plan),
+            [
+                "cache from `app@sha256:0123` (the image `web` runs), `x:y` (`build.cache_from`)",
+                "cache: no cache image of stage `assets` (…): `assets` rebuilds on an empty engine",
+            ]
+        );
     }
 
     #[test]

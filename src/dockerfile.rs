@@ -15,8 +15,10 @@ pub struct Stage {
     pub name: Option<String>,
     /// The earlier stage this one is built `FROM`, by index.
     pub parent: Option<usize>,
-    /// Earlier stages this one copies from (`COPY --from=`), by index.
+    /// Stages this one copies from (`COPY --from=`), by index.
     pub copies_from: Vec<usize>,
+    /// The build args it declares (`ARG NAME`).
+    pub args: Vec<String>,
 }
 
 /// The stages of a Dockerfile, in order.
@@ -25,7 +27,11 @@ pub struct Stages(pub Vec<Stage>);
 
 impl Stages {
     pub fn parse(dockerfile: &str) -> Self {
+        // First the stages and what they name, then the names resolved: a stage may copy from
+        // one further down, as BuildKit allows.
         let mut stages: Vec<Stage> = Vec::new();
+        let mut bases: Vec<Option<String>> = Vec::new();
+        let mut copies: Vec<Vec<String>> = Vec::new();
         for line in instructions(dockerfile) {
             let mut words = line.split_whitespace();
             let Some(keyword) = words.next() else {
@@ -41,20 +47,56 @@ impl Stages {
                     [_, as_, name] if as_.eq_ignore_ascii_case("AS") => Some((*name).to_owned()),
                     _ => None,
                 };
-                let parent = words.first().and_then(|base| find(&stages, base));
+                bases.push(words.first().map(|base| (*base).to_owned()));
+                copies.push(Vec::new());
                 stages.push(Stage {
                     name,
-                    parent,
+                    parent: None,
                     copies_from: Vec::new(),
+                    args: Vec::new(),
                 });
-            } else if keyword.eq_ignore_ascii_case("COPY")
-                && let Some(source) = words.iter().find_map(|word| word.strip_prefix("--from="))
-                && let Some(index) = find(&stages, source)
-                && let Some(stage) = stages.last_mut()
-                && !stage.copies_from.contains(&index)
-            {
-                stage.copies_from.push(index);
+            } else if let Some(stage) = stages.last_mut() {
+                if keyword.eq_ignore_ascii_case("COPY")
+                    && let Some(source) = words.iter().find_map(|word| word.strip_prefix("--from="))
+                    && let Some(copied) = copies.last_mut()
+                {
+                    copied.push(source.to_owned());
+                } else if keyword.eq_ignore_ascii_case("ARG") {
+                    stage.args.extend(
+                        words
+                            .iter()
+                            .map(|word| word.split('=').next().unwrap_or_default().to_owned()),
+                    );
+                }
             }
+        }
+        // `FROM` names an earlier stage only; a later name is an image.
+        let parents: Vec<Option<usize>> = bases
+            .iter()
+            .enumerate()
+            .map(|(index, base)| {
+                base.as_deref()
+                    .and_then(|base| find(&stages[..index], base))
+            })
+            .collect();
+        let copied: Vec<Vec<usize>> = copies
+            .iter()
+            .enumerate()
+            .map(|(index, sources)| {
+                let mut found: Vec<usize> = Vec::new();
+                for source in sources {
+                    if let Some(stage) = find(&stages, source).filter(|&stage| stage != index)
+                        && !found.contains(&stage)
+                    {
+                        found.push(stage);
+                    }
+                }
+                found
+            })
+            .collect();
+        for ((stage, parent), copies_from) in stages.iter_mut().zip(parents).zip(copied) {
+            stage.parent = parent;
+            stage.copies_from = copies_from;
         }
         Self(stages)
     }
@@ -129,11 +171,20 @@ impl Stages {
             .collect()
     }
 
+    /// BuildKit's name for a stage: its name in lower case, `stage-N` when it has none.
     pub fn label(&self, index: usize) -> String {
         self.0[index]
             .name
-            .clone()
-            .unwrap_or_else(|| format!("stage-{index}"))
+            .as_deref()
+            .map_or_else(|| format!("stage-{index}"), str::to_ascii_lowercase)
+    }
+
+    /// The build args declared in the stage at `index` and in those it is built `FROM`.
+    pub fn lineage_args(&self, index: usize) -> Vec<&str> {
+        self.lineage(index)
+            .into_iter()
+            .flat_map(|stage| self.0[stage].args.iter().map(String::as_str))
+            .collect()
     }
 }
 
@@ -155,13 +206,26 @@ fn find(stages: &[Stage], reference: &str) -> Option<usize> {
         })
 }
 
-/// The Dockerfile's instructions: comments dropped, `\` continuations joined.
+/// The Dockerfile's instructions: comments dropped (also inside a continuation, as Docker drops
+/// them), `\` continuations joined, heredoc bodies (`RUN <<EOF` … `EOF`) left out.
 fn instructions(dockerfile: &str) -> Vec<String> {
     let mut instructions = Vec::new();
     let mut current = String::new();
+    let mut heredocs: Vec<(String, bool)> = Vec::new();
     for line in dockerfile.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('#') && current.is_empty() || trimmed.is_empty() {
+        if let Some((word, strip)) = heredocs.first() {
+            let body = if *strip {
+                line.trim_start_matches('\t')
+            } else {
+                line
+            };
+            if body == word {
+                heredocs.remove(0);
+            }
+            continue;
+        }
+        if trimmed.starts_with('#') || trimmed.is_empty() {
             continue;
         }
         match trimmed.strip_suffix('\\') {
@@ -171,6 +235,7 @@ fn instructions(dockerfile: &str) -> Vec<String> {
             }
             None => {
                 current.push_str(trimmed);
+                heredocs = heredoc_words(&current);
                 instructions.push(std::mem::take(&mut current));
             }
         }
@@ -179,6 +244,27 @@ fn instructions(dockerfile: &str) -> Vec<String> {
         instructions.push(current);
     }
     instructions
+}
+
+/// The heredocs an instruction opens: `<<EOF`, `<<-EOF` (tabs stripped from the end line),
+/// `<<"EOF"`, `<<'EOF'`; each with whether tabs are stripped.
+fn heredoc_words(instruction: &str) -> Vec<(String, bool)> {
+    instruction
+        .split("<<")
+        .skip(1)
+        .filter_map(|rest| {
+            let (strip, rest) = match rest.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, rest),
+            };
+            let word: String = rest
+                .trim_start_matches(['"', '\''])
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!word.is_empty()).then_some((word, strip))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -215,6 +301,7 @@ COPY --from=assets \\
                 name: Some("release".to_owned()),
                 parent: Some(0),
                 copies_from: vec![1, 2],
+                args: vec![],
             }
         );
         assert_eq!(stages.0[2].parent, Some(1));
@@ -260,6 +347,30 @@ COPY --from=assets \\
                 .collect();
             assert_eq!(got, want, "{case}");
         }
+    }
+
+    #[test]
+    fn heredocs_comments_in_continuations_and_later_stages_are_read_as_buildkit_reads_them() {
+        let text = "\
+FROM base AS Tools
+ARG TOKEN
+ARG A=1 B
+RUN <<EOF
+from app import x
+FROM nothing AS fake
+EOF
+FROM base AS release
+COPY --from=assets \\
+# a comment inside the continuation
+     /a /a
+FROM base AS assets
+";
+        let stages = Stages::parse(text);
+        assert_eq!(stages.names(), ["Tools", "release", "assets"]);
+        assert_eq!(stages.0[1].copies_from, [2], "a stage further down");
+        assert_eq!(stages.0[0].args, ["TOKEN", "A", "B"]);
+        assert_eq!(stages.label(0), "tools", "BuildKit's labels are lower case");
+        assert_eq!(stages.lineage_args(0), ["TOKEN", "A", "B"]);
     }
 
     #[test]

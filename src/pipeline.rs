@@ -393,7 +393,11 @@ async fn locked(
     let platform = taskdef::build_platform(settings.build.platform.as_deref(), &revisions)?;
     let tag = release.image_tag(&settings.build, &platform);
     // The image the first service runs now: the build's first cache source.
+    // (A task-definition file names a placeholder, not what runs: then no running image.)
     let running = current.families.first().and_then(|(service, family)| {
+        if files.contains_key(service) {
+            return None;
+        }
         let base = families.get(family)?.definition();
         let container = taskdef::containers_in_repository(base, &current.repository.uri)
             .into_iter()
@@ -767,7 +771,11 @@ async fn image(
     request.builder = crate::build::resolve_builder(&docker, request.builder)
         .await
         .map_err(image_failed("build"))?;
+    // ECR's login goes with every build: for a base image in the repository's registry, and
+    // for the cache sources there.
     let login = ecr::login(ecr_client, repository).await?;
+    request.credentials =
+        crate::build::Credentials([(login.host.clone(), cache::credentials(&login))].into());
     let plan = if settings.build.cache {
         let dockerfile =
             fs_err::read_to_string(&settings.build.dockerfile).map_err(|error| Error::Image {
@@ -780,10 +788,12 @@ async fn image(
             settings,
             &dockerfile,
             build.running,
-            &login,
             request.builder == crate::settings::Builder::BuildKit,
         )
-        .await?;
+        .await;
+        for warning in &plan.warnings {
+            warn(reporter, warnings, warning.clone());
+        }
         for line in cache::narrate(&plan) {
             reporter.info(&line);
         }
@@ -866,6 +876,7 @@ async fn image(
             .into(),
         })?;
     for stage_tag in stage_tags {
+        lock.check()?;
         let pushed = with_heartbeat(
             crate::push::push_image(
                 &docker,
@@ -966,6 +977,7 @@ fn build_request(
         tag: local.to_owned(),
         builder: settings.build.builder,
         cache: None,
+        credentials: Default::default(),
     })
 }
 

@@ -57,6 +57,7 @@ fn request(context: &Path, tag: &str, builder: Builder) -> BuildRequest {
         tag: tag.to_owned(),
         builder,
         cache: None,
+        credentials: Default::default(),
     }
 }
 

@@ -1271,7 +1271,7 @@ async fn old_unused_revisions_are_deregistered_beyond_keep_revisions() {
 /// ran, and `[build] cache = false` builds without.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
-    let app = App::new("cache", "migrate = \"skip\"\n");
+    let app = App::with_build("cache", "migrate = \"skip\"\n", "cache = true\n");
     // Gems of this test alone: no other test's build can leave their steps in the engine.
     let lock = app.dir.path().join("Gemfile.lock");
     let gems = fs_err::read_to_string(&lock).unwrap();
@@ -1335,7 +1335,7 @@ async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
     assert_eq!(build.get("cache_images"), None, "{build}");
     assert_eq!(app.counters().cache_pushes, 1);
 
-    app.edit_config(|config| config.replace("[build]\n", "[build]\ncache = false\n"));
+    app.edit_config(|config| config.replace("cache = true", "cache = false"));
     fs_err::write(&model, format!("{code}# another line\n")).unwrap();
     app.commit("no cache");
     empty_engine(&app.name);

@@ -261,29 +261,9 @@ async fn in_repository(
     image: &str,
 ) -> Result<Option<String>, Error> {
     if let Some(digest) = image.strip_prefix(&format!("{}@", repository.uri)) {
-        let described = ecr_client
-            .describe_images()
-            .repository_name(&repository.name)
-            .image_ids(ImageIdentifier::builder().image_digest(digest).build())
-            .send()
-            .await;
-        return match described {
-            Ok(_) => Ok(Some(image.to_owned())),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_image_not_found_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(error) => Err(failed(
-                format!(
-                    "looking up image `{digest}` in ECR repository `{}`",
-                    repository.name
-                ),
-                error,
-            )),
-        };
+        return Ok(ecr::has_digest(ecr_client, repository, digest)
+            .await?
+            .map(|digest| repository.pinned(&digest)));
     }
     match image.strip_prefix(&format!("{}:", repository.uri)) {
         Some(tag) => Ok(ecr::digest_of(ecr_client, repository, tag)

@@ -114,10 +114,31 @@ pub async fn digest_of(
     repo: &Repository,
     tag: &str,
 ) -> Result<Option<String>, Error> {
+    let id = ImageIdentifier::builder().image_tag(tag).build();
+    find(ecr, repo, id, &format!("tag `{tag}`")).await
+}
+
+/// `digest` itself, if ECR still has that image in `repo`.
+pub async fn has_digest(
+    ecr: &Client,
+    repo: &Repository,
+    digest: &str,
+) -> Result<Option<String>, Error> {
+    let id = ImageIdentifier::builder().image_digest(digest).build();
+    find(ecr, repo, id, &format!("image `{digest}`")).await
+}
+
+/// The digest of the image `id` names, if ECR has it; `what` names it in an error.
+async fn find(
+    ecr: &Client,
+    repo: &Repository,
+    id: ImageIdentifier,
+    what: &str,
+) -> Result<Option<String>, Error> {
     let described = ecr
         .describe_images()
         .repository_name(&repo.name)
-        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .image_ids(id)
         .send()
         .await;
     match described {
@@ -134,7 +155,7 @@ pub async fn digest_of(
             Ok(None)
         }
         Err(error) => Err(failed(
-            format!("looking up tag `{tag}` in ECR repository `{}`", repo.name),
+            format!("looking up {what} in ECR repository `{}`", repo.name),
             error,
         )),
     }

@@ -141,13 +141,20 @@ def cmd_stop(endpoints: Endpoints, args) -> int:
 
     from .containers import instance_containers, remove_instance_containers
 
-    engine = docker.from_env()
-    seen = set(instance_containers(engine, endpoints))
+    try:
+        engine = docker.from_env()
+    except docker.errors.DockerException as err:
+        # Without an engine there are no task containers to remove; the
+        # server and the registry still stop.
+        print(f"sandbox: the Docker daemon does not answer ({err}); stopping the rest", file=sys.stderr)
+        engine = None
+    seen = set(instance_containers(engine, endpoints)) if engine else set()
     registry = registry_pid(endpoints)
     server = end_server(endpoints)
     end_registry(endpoints, registry)
-    seen |= set(remove_instance_containers(engine, endpoints))
-    left = instance_containers(engine, endpoints)
+    if engine:
+        seen |= set(remove_instance_containers(engine, endpoints))
+    left = instance_containers(engine, endpoints) if engine else []
     removed = len(seen - set(left))
     if not server and registry is None and not seen:
         print("sandbox: not running", file=sys.stderr)

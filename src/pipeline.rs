@@ -385,7 +385,12 @@ async fn locked(
         release,
         current,
         files,
-        &record.value.revisions,
+        // Only a rerun can find revisions an earlier run registered.
+        if record.value.runs > 1 {
+            register::Registered::Recorded(&record.value.revisions)
+        } else {
+            register::Registered::Nothing
+        },
     )
     .await?;
 

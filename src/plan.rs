@@ -112,7 +112,8 @@ pub async fn plan(
         &release,
         &current,
         &files,
-        &BTreeMap::new(),
+        // No record read here: a rerun's revision is found by its deploy-id tag.
+        register::Registered::Recorded(&BTreeMap::new()),
     )
     .await?;
     let definitions: Vec<&Described> = families.values().map(FamilyPlan::definition).collect();

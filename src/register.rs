@@ -1,8 +1,9 @@
 //! Register: one new task-definition revision per family this deploy touches, pinned to the
 //! image by digest, or this deploy's own revision when an earlier run registered it.
 //!
-//! Everything is found and checked first ([`plan`]): this deploy's revision by its deploy-id tag
-//! (the newest revisions, then the Resource Groups Tagging API), else the base to make it from,
+//! Everything is found and checked first ([`plan`]): on a rerun, this deploy's revision from its
+//! record or by its deploy-id tag (the newest revisions, then the Resource Groups Tagging API),
+//! else the base to make it from,
 //! the containers that take the image, the migration container. Only then does anything change.
 
 use std::collections::BTreeMap;
@@ -56,6 +57,15 @@ impl FamilyPlan {
     }
 }
 
+/// Where this deploy's own revisions may already be.
+pub(crate) enum Registered<'a> {
+    /// The first run of this deploy: nothing is registered for it yet, so no search.
+    Nothing,
+    /// The deploy record's family → revision; a family it does not name is searched for by tag
+    /// (an earlier run may have registered it and died before recording it).
+    Recorded(&'a BTreeMap<String, String>),
+}
+
 /// Finds or plans each family's revision and checks the settings against it (our containers,
 /// the migration container) while nothing is changed yet.
 pub(crate) async fn plan(
@@ -65,7 +75,7 @@ pub(crate) async fn plan(
     release: &Release,
     current: &Current,
     files: &BTreeMap<String, Described>,
-    recorded: &BTreeMap<String, String>,
+    registered: Registered<'_>,
 ) -> Result<BTreeMap<String, FamilyPlan>, Error> {
     let mut bases = BTreeMap::new();
     for (service, family) in &current.families {
@@ -86,13 +96,21 @@ pub(crate) async fn plan(
             .or_insert_with(|| Base::Arn(current.migration_family.clone()));
     }
     // Families are looked up side by side: a deploy waits for the slowest, not for the sum.
+    let registered = &registered;
     let lookups = bases.into_iter().map(|(family, base)| async move {
-        // The deploy record names the revision an earlier run registered: no search needed.
-        if let Some(arn) = recorded.get(&family) {
-            let described = taskdef::describe(ecs, arn).await?;
-            return Ok((family, FamilyPlan::Registered(described)));
-        }
-        let (found, newest) = find_revision(ecs, tagging, &family, &release.deploy_id).await?;
+        let (found, newest) = match registered {
+            // A first run reads only the base: in steady state a search would describe the
+            // family's newest ten revisions on every deploy.
+            Registered::Nothing => (None, Vec::new()),
+            // The deploy record names the revision an earlier run registered: no search needed.
+            Registered::Recorded(recorded) => match recorded.get(&family) {
+                Some(arn) => {
+                    let described = taskdef::describe(ecs, arn).await?;
+                    return Ok((family, FamilyPlan::Registered(described)));
+                }
+                None => find_revision(ecs, tagging, &family, &release.deploy_id).await?,
+            },
+        };
         let plan = match found {
             Some(existing) => FamilyPlan::Registered(existing),
             None => {

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -20,6 +21,10 @@ use crate::report::{Reporter, warn};
 use crate::settings::{Listed, Settings, parse_listed};
 use crate::state::record::MovedTarget;
 use crate::state::{Lock, Record};
+
+/// `GetSchedule` calls in flight at once while schedules are surveyed: well under the Scheduler
+/// API's request rate, so a survey is not throttled.
+const SCHEDULES_READ_AT_ONCE: usize = 8;
 use crate::text::with_causes;
 use crate::wire::{CaptureBody, ReplaceBody};
 
@@ -254,9 +259,16 @@ pub async fn find(
     for (bus, rule) in rules {
         found.extend(rule_targets(&clients.events, bus.as_deref(), &rule, cluster).await?);
     }
-    for (group, name) in schedules {
-        found.extend(schedule_target(&clients.scheduler, &group, &name).await?);
-    }
+    // Every ECS schedule of the account is read (a schedule is found by the family it runs), a
+    // few at a time: one after another, an account's many schedules would add seconds.
+    let read: Vec<Option<Scheduled>> = futures_util::stream::iter(schedules)
+        .map(
+            |(group, name)| async move { schedule_target(&clients.scheduler, &group, &name).await },
+        )
+        .buffered(SCHEDULES_READ_AT_ONCE)
+        .try_collect()
+        .await?;
+    found.extend(read.into_iter().flatten());
     Ok(found)
 }
 

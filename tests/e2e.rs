@@ -492,6 +492,60 @@ async fn sigterm_ends_a_deploy_as_ctrl_c_does() {
     assert_eq!(app.record(deploy_id).await["state"], "succeeded");
 }
 
+/// Ctrl-C while the migration runs: berth stops waiting at once, frees the lock and leaves the
+/// task running (stopping a migration half-way is worse than letting it finish); the same
+/// command then attaches to that task, and the migration runs once.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_during_the_migration_leaves_it_running_and_the_rerun_attaches() {
+    let app = App::new("intmig", "");
+    fs_err::write(
+        app.dir
+            .path()
+            .join("db/migrate/20260301000000_backfill_emails.sh"),
+        "echo \"-- backfilling users.email\"\nsleep 8\necho \"-- backfilled\"\n",
+    )
+    .unwrap();
+    app.commit("a migration that takes a while");
+    let run = app.interrupt(&[], &[], &|line| line.contains("migrate | "), "INT");
+    assert_eq!(run.code, Some(130), "exit 130: {}", run.stderr);
+    assert!(
+        run.stderr.contains("rerun the same command"),
+        "says how to resume: {}",
+        run.stderr
+    );
+    let deploy_id = run.json()["deploy_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.lock().await["holder"], Value::Null, "the lock is free");
+    let tasks = app.tasks_started_by(&deploy_id).await;
+    assert_eq!(tasks.len(), 1, "one migration task");
+    let described = app
+        .ecs()
+        .await
+        .describe_tasks()
+        .cluster(app.cluster())
+        .tasks(&tasks[0])
+        .send()
+        .await
+        .unwrap();
+    let task = &described.tasks()[0];
+    assert_eq!(
+        task.desired_status(),
+        Some("RUNNING"),
+        "berth left the migration running: {task:?}"
+    );
+
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert!(rerun.stderr.contains(": attaching"), "{}", rerun.stderr);
+    assert_eq!(
+        app.tasks_started_by(&deploy_id).await,
+        tasks,
+        "the rerun judged the same task and started none"
+    );
+    let record = app.record(&deploy_id).await;
+    assert_eq!(record["state"], "succeeded");
+    assert_eq!(record["migration"][0]["outcome"], "succeeded", "{record}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_env_tag_that_cannot_be_moved_is_a_warning_and_the_deploy_succeeds() {
     let app = App::new("envtag", "env_tag = \"stg-latest\"\nmigrate = \"skip\"\n");

@@ -1407,6 +1407,111 @@ async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
     assert!(off.stderr.contains("cache: off"), "{}", off.stderr);
 }
 
+/// The classic builder reuses only images the engine has: berth pulls the image `web` ran, with
+/// ECR's login (the sandbox's registry refuses an anonymous pull), reports what the pull took,
+/// and names the stages that rebuild, since that builder keeps no stage image. (Here those are
+/// all the steps that could hit: the final stage copies from both.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_classic_builder_pulls_its_cache_source_with_ecrs_login() {
+    let app = App::with_build(
+        "classic",
+        "migrate = \"skip\"\n",
+        "cache = true\nbuilder = \"classic\"\n",
+    );
+    let cold = app.deploy(&[]);
+    assert_eq!(cold.code, Some(0), "{}", cold.stderr);
+    assert!(
+        cold.stderr.contains(
+            "cache: no cache image of stage `assets` (the classic builder keeps no cache of it): \
+             `assets`, `gems` rebuild on an empty engine"
+        ),
+        "{}",
+        cold.stderr
+    );
+    assert_eq!(cold.json()["build"].get("cache_images"), None);
+    assert_eq!(app.counters().cache_pushes, 0, "no stage image");
+
+    // No task may hold the image, so that removing it leaves the engine without it.
+    let ecs = app.ecs().await;
+    for service in ["web", "devops"] {
+        ecs.update_service()
+            .cluster(app.cluster())
+            .service(service)
+            .desired_count(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let stopped_by = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        // Every task, stopping ones included, until each has stopped.
+        let mut arns = Vec::new();
+        for status in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
+            let listed = ecs
+                .list_tasks()
+                .cluster(app.cluster())
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            arns.extend(listed.task_arns().iter().cloned());
+        }
+        let live: Vec<String> = if arns.is_empty() {
+            Vec::new()
+        } else {
+            ecs.describe_tasks()
+                .cluster(app.cluster())
+                .set_tasks(Some(arns))
+                .send()
+                .await
+                .unwrap()
+                .tasks()
+                .iter()
+                .filter(|task| task.last_status() != Some("STOPPED"))
+                .filter_map(|task| task.task_arn().map(str::to_owned))
+                .collect()
+        };
+        if live.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < stopped_by,
+            "tasks still running: {live:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let model = app.dir.path().join("app/models/user.rb");
+    let code = fs_err::read_to_string(&model).unwrap();
+    fs_err::write(&model, format!("{code}# one line\n")).unwrap();
+    app.commit("one line");
+    empty_engine(&app.name);
+    let ran = cold.json()["image"]["uri"].as_str().unwrap().to_owned();
+    let inspected = std::process::Command::new("docker")
+        .args(["image", "inspect", &ran])
+        .output()
+        .unwrap();
+    assert!(
+        !inspected.status.success(),
+        "the engine no longer has `{ran}`"
+    );
+
+    let warm = app.deploy(&[]);
+    assert_eq!(warm.code, Some(0), "{}", warm.stderr);
+    let build = &warm.json()["build"];
+    assert_eq!(build["cache_from"][0], ran.as_str(), "{build}");
+    assert!(
+        warm.stderr
+            .contains(&format!("cache from `{ran}`: pulled ")),
+        "{}",
+        warm.stderr
+    );
+    assert!(!warm.stderr.contains("left out"), "{}", warm.stderr);
+    assert!(build["pulled_bytes"].as_u64().unwrap() > 0, "{build}");
+}
+
 /// Removes the app's images and the engine's build cache, as on a fresh CI machine. The
 /// sandbox's base images stay: nothing can be pulled from outside here.
 fn empty_engine(app: &str) {

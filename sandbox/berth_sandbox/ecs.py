@@ -6,6 +6,8 @@ drives their deployments. `install` applies the patches and creates both.
 What moto 5.2.5 lacks and this module adds:
 - RunTask without `memoryReservation` (moto answers 500), and without
   container instances for the EC2 launch type;
+- DescribeTaskDefinition of a family without a revision: its latest ACTIVE
+  revision, not the highest one whatever its status;
 - RunTask honouring `clientToken` per cluster: the same token with the same
   parameters returns the original tasks, with other parameters it fails with
   ConflictException
@@ -33,7 +35,12 @@ from dataclasses import dataclass
 from moto.core.responses import ActionResult
 from moto.ecs import models as ecs_models
 from moto.ecs import responses as ecs_responses
-from moto.ecs.exceptions import EcsClientException, ECSException, InvalidParameterException
+from moto.ecs.exceptions import (
+    EcsClientException,
+    ECSException,
+    InvalidParameterException,
+    TaskDefinitionNotFoundException,
+)
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
 from .agent import Agent, resource_requirements
@@ -131,6 +138,22 @@ def _run_task(
 
 
 _moto_run_task_response = ecs_responses.EC2ContainerServiceResponse.run_task
+_moto_describe_task_definition = EC2ContainerServiceBackend.describe_task_definition
+
+
+def _describe_task_definition(self: EC2ContainerServiceBackend, task_definition_str: str):
+    """A family named without a revision is its latest ACTIVE revision, and a
+    family with none is not found
+    (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTaskDefinition.html);
+    moto takes the highest revision even when it is INACTIVE. A revision
+    named outright is described whatever its status, as in ECS."""
+    name = task_definition_str.split("/")[-1]
+    if ":" in name:
+        return _moto_describe_task_definition(self, task_definition_str)
+    active = [d for d in self.task_definitions.get(name, {}).values() if d.status == "ACTIVE"]
+    if not active:
+        raise TaskDefinitionNotFoundException()
+    return max(active, key=lambda d: d.revision)
 
 
 def _runnable(self) -> None:
@@ -360,6 +383,7 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     Task.advance = lambda self: None
     EC2ContainerServiceBackend._calculate_task_resource_requirements = staticmethod(resource_requirements)
     EC2ContainerServiceBackend.run_task = _run_task
+    EC2ContainerServiceBackend.describe_task_definition = _describe_task_definition
     EC2ContainerServiceBackend.list_tasks = _list_tasks
     EC2ContainerServiceBackend.stop_task = _stop_task
     EC2ContainerServiceBackend.update_service = _update_service

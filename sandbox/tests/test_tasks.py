@@ -384,3 +384,24 @@ def test_an_inactive_revision_runs_no_new_task(ecs, cluster):
     # The family alone means its latest ACTIVE revision.
     [task] = ecs.run_task(cluster=cluster, taskDefinition=family)["tasks"]
     assert task["taskDefinitionArn"] == arns[0]
+
+
+def test_a_family_alone_describes_its_latest_active_revision(ecs):
+    family = unique("described")
+    arns = [
+        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        for _ in range(3)
+    ]
+    ecs.deregister_task_definition(taskDefinition=arns[2])
+    assert ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]["taskDefinitionArn"] == arns[1]
+    # Named outright, an INACTIVE revision is still described.
+    inactive = ecs.describe_task_definition(taskDefinition=arns[2])["taskDefinition"]
+    assert inactive["status"] == "INACTIVE"
+    # A family with no ACTIVE revision left is not found.
+    for arn in arns[:2]:
+        ecs.deregister_task_definition(taskDefinition=arn)
+    with pytest.raises(ClientError) as caught:
+        ecs.describe_task_definition(taskDefinition=family)
+    assert caught.value.response["Error"]["Code"] == "ClientException"

@@ -21,12 +21,12 @@ use crate::report::{Reporter, warn};
 use crate::settings::{Listed, Settings, parse_listed};
 use crate::state::record::MovedTarget;
 use crate::state::{Lock, Record};
+use crate::text::with_causes;
+use crate::wire::{CaptureBody, ReplaceBody};
 
 /// `GetSchedule` calls in flight at once while schedules are surveyed: well under the Scheduler
 /// API's request rate, so a survey is not throttled.
 const SCHEDULES_READ_AT_ONCE: usize = 8;
-use crate::text::with_causes;
-use crate::wire::{CaptureBody, ReplaceBody};
 
 /// Where a scheduled task is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,7 +26,7 @@ use crate::context::{BuildContext, ContextError, ContextStats};
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::Builder;
-use crate::text::code_list;
+use crate::text::{code_list, with_causes};
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
 #[derive(Debug, Clone)]
@@ -212,11 +212,23 @@ pub async fn build_image(
     let context = context_task.finish().await;
 
     // A broken context explains a failed build better than the engine's complaint about it.
-    let (stats, output) = match (context, outcome) {
+    let (stats, mut output) = match (context, outcome) {
         (Err(ContextError::Closed), Err(error)) | (Ok(_), Err(error)) => return Err(error),
         (Err(error), _) => return Err(error.into()),
         (Ok(stats), Ok(output)) => (stats, output),
     };
+    // The engine's output can end mid-message (seen after BuildKit had tagged the image, as its
+    // session closed). Once this build said it tagged the image, the image is there.
+    if let Some(error) = output.cut_short.take() {
+        if !output.tagged.contains(&request.tag) {
+            return Err(BuildError::Docker(error));
+        }
+        reporter.info(&format!(
+            "warning: the engine's build output ended early ({}) after it had tagged `{}`: going on with that image",
+            with_causes(&error),
+            request.tag
+        ));
+    }
     let steps = output.steps();
     let layer_sizes = request
         .cache
@@ -444,9 +456,11 @@ async fn follow(
                     message: masker.mask(message.trim()),
                 });
             }
+            // The connection, not the build: the caller decides whether the image was made.
             Err(error) => {
                 output.flush(&mut emit);
-                return Err(BuildError::Docker(error));
+                output.cut_short = Some(error);
+                return Ok(output);
             }
         }
     }
@@ -477,6 +491,10 @@ struct Output {
     /// BuildKit log text after the last newline, by vertex.
     log_partial: BTreeMap<String, String>,
     image_id: Option<String>,
+    /// Images the engine said it tagged (`Successfully tagged …`, BuildKit's `naming to …`).
+    tagged: BTreeSet<String>,
+    /// The output ended with an error of the connection rather than of the build.
+    cut_short: Option<bollard::errors::Error>,
     /// Each Dockerfile step the builder named, and whether it came from the cache: the classic
     /// builder's in order, BuildKit's by vertex digest.
     steps: BTreeMap<String, Done>,
@@ -544,6 +562,9 @@ impl Output {
     fn line(&mut self, line: &str, emit: &mut impl FnMut(&str)) {
         if line.trim().is_empty() {
             return;
+        }
+        if let Some(name) = line.trim().strip_prefix("Successfully tagged ") {
+            self.tagged.insert(name.trim().to_owned());
         }
         if !self.buildkit {
             if is_classic_step(line) {
@@ -629,6 +650,11 @@ impl Output {
             }
         }
         for vertex_status in status.statuses {
+            if vertex_status.completed.is_some()
+                && let Some(name) = vertex_status.id.strip_prefix("naming to ")
+            {
+                self.tagged.insert(name.trim().to_owned());
+            }
             // Layer export and naming are worth one line each once done; byte counts are not.
             if vertex_status.completed.is_some()
                 && vertex_status.total == 0
@@ -843,6 +869,80 @@ mod tests {
             stream: Some(text.to_owned()),
             ..BuildInfo::default()
         }
+    }
+
+    struct Silent;
+
+    impl Reporter for Silent {
+        fn step_started(&self, _: &str) {}
+        fn step_finished(&self, _: &str, _: std::time::Duration) {}
+        fn step_skipped(&self, _: &str, _: &str) {}
+        fn info(&self, _: &str) {}
+    }
+
+    /// Output that ends with an error of the connection is handed back with the error, and
+    /// with what the engine said it tagged: the build decides by the tag.
+    #[tokio::test]
+    async fn output_cut_short_keeps_the_error_and_what_was_tagged() {
+        let cut = || {
+            Err(bollard::errors::Error::IOError {
+                err: std::io::Error::other("bytes remaining on stream"),
+            })
+        };
+        for (builder, tagged) in [
+            (Builder::BuildKit, "Successfully tagged reg/app:abc\n"),
+            (
+                Builder::Classic,
+                "Successfully built 1fb4\nSuccessfully tagged reg/app:abc\n",
+            ),
+        ] {
+            let items = vec![Ok(stream(tagged)), cut()];
+            let output = follow(
+                futures_util::stream::iter(items),
+                builder,
+                &Masker::new(&[]),
+                &Silent,
+            )
+            .await
+            .unwrap();
+            assert!(output.cut_short.is_some());
+            assert!(output.tagged.contains("reg/app:abc"), "{:?}", output.tagged);
+        }
+        // Cut before any tag: nothing tagged, so the build fails with the error.
+        let items = vec![Ok(stream("Step 1/2 : FROM base\n")), cut()];
+        let output = follow(
+            futures_util::stream::iter(items),
+            Builder::Classic,
+            &Masker::new(&[]),
+            &Silent,
+        )
+        .await
+        .unwrap();
+        assert!(output.cut_short.is_some());
+        assert!(output.tagged.is_empty());
+        // BuildKit's `naming to` counts once it completed.
+        let mut output = Output::new(true);
+        let mut naming = VertexStatus {
+            id: "naming to reg/app:def".to_owned(),
+            ..VertexStatus::default()
+        };
+        output.buildkit_status(
+            StatusResponse {
+                statuses: vec![naming.clone()],
+                ..StatusResponse::default()
+            },
+            &mut |_| {},
+        );
+        assert!(output.tagged.is_empty());
+        naming.completed = Some(Default::default());
+        output.buildkit_status(
+            StatusResponse {
+                statuses: vec![naming],
+                ..StatusResponse::default()
+            },
+            &mut |_| {},
+        );
+        assert!(output.tagged.contains("reg/app:def"));
     }
 
     #[test]

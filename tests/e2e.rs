@@ -1488,7 +1488,8 @@ async fn the_classic_builder_pulls_its_cache_source_with_ecrs_login() {
     let code = fs_err::read_to_string(&model).unwrap();
     fs_err::write(&model, format!("{code}# one line\n")).unwrap();
     app.commit("one line");
-    empty_engine(&app.name);
+    // Not BuildKit's cache: pruning it would cut other tests' builds short.
+    remove_images(&app.name);
     let ran = cold.json()["image"]["uri"].as_str().unwrap().to_owned();
     let inspected = std::process::Command::new("docker")
         .args(["image", "inspect", &ran])
@@ -1516,6 +1517,16 @@ async fn the_classic_builder_pulls_its_cache_source_with_ecrs_login() {
 /// Removes the app's images and the engine's build cache, as on a fresh CI machine. The
 /// sandbox's base images stay: nothing can be pulled from outside here.
 fn empty_engine(app: &str) {
+    remove_images(app);
+    let pruned = std::process::Command::new("docker")
+        .args(["builder", "prune", "-af"])
+        .output()
+        .unwrap();
+    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+}
+
+/// Removes the app's images (the classic builder's cache is in them, and in their parents).
+fn remove_images(app: &str) {
     let listed = std::process::Command::new("docker")
         .args(["image", "ls", "-q", "--filter"])
         .arg(format!("reference=127.0.0.1:5055/{app}"))
@@ -1531,9 +1542,4 @@ fn empty_engine(app: &str) {
             .args(["image", "rm", "-f", &id])
             .output();
     }
-    let pruned = std::process::Command::new("docker")
-        .args(["builder", "prune", "-af"])
-        .output()
-        .unwrap();
-    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
 }

@@ -28,7 +28,7 @@ use crate::build::{CacheSources, Pulled, StepCounts};
 use crate::dockerfile::Stages;
 use crate::ecr::{self, RegistryLogin, Repository};
 use crate::error::Error;
-use crate::settings::Settings;
+use crate::settings::{Settings, is_tag};
 use crate::text::code_list;
 
 /// Every cache image's tag starts so; such an image is never a deploy's image.
@@ -260,26 +260,14 @@ async fn in_repository(
     repository: &Repository,
     image: &str,
 ) -> Result<Option<String>, Error> {
-    if let Some(digest) = image.strip_prefix(&format!("{}@", repository.uri)) {
-        return Ok(ecr::has_digest(ecr_client, repository, digest)
-            .await?
-            .map(|digest| repository.pinned(&digest)));
-    }
-    match image.strip_prefix(&format!("{}:", repository.uri)) {
-        Some(tag) => Ok(ecr::digest_of(ecr_client, repository, tag)
-            .await?
-            .map(|digest| repository.pinned(&digest))),
-        None => Ok(None),
-    }
-}
-
-/// Docker's tag rule: at most 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
-fn is_tag(tag: &str) -> bool {
-    tag.len() <= 128
-        && !tag.starts_with(['.', '-'])
-        && tag
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
+    let found = if let Some(digest) = image.strip_prefix(&format!("{}@", repository.uri)) {
+        ecr::has_digest(ecr_client, repository, digest).await?
+    } else if let Some(tag) = image.strip_prefix(&format!("{}:", repository.uri)) {
+        ecr::digest_of(ecr_client, repository, tag).await?
+    } else {
+        None
+    };
+    Ok(found.map(|digest| repository.pinned(&digest)))
 }
 
 /// The stage images to build and push after the image: those not in ECR yet, and those with a

@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::error::{ConfigError, Place};
 use crate::flags::Flags;
 use raw::RawFile;
+pub use validate::is_tag;
 
 /// File read when neither `--config` nor `BERTH_CONFIG` names one.
 pub const DEFAULT_CONFIG: &str = "berth.toml";

@@ -336,17 +336,7 @@ impl Check<'_> {
     }
 
     fn image_tag(&self, tag: Spanned<String>) -> Result<String, ConfigError> {
-        let valid = tag.get_ref().len() <= 128
-            && tag
-                .get_ref()
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && tag
-                .get_ref()
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if valid {
+        if is_tag(tag.get_ref()) {
             Ok(tag.into_inner())
         } else {
             Err(self.invalid(
@@ -697,6 +687,18 @@ fn tidy(path: &Path) -> PathBuf {
     path.components().collect()
 }
 
+/// Docker's tag rule: 1 to 128 of `[A-Za-z0-9_.-]`, the first a letter, digit or `_`.
+pub fn is_tag(tag: &str) -> bool {
+    tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric() || byte == b'_')
+        && tag
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
+}
+
 /// `repository[:tag]` or `repository@sha256:…`, with an optional registry host: lower-case path
 /// components, no spaces, at most one tag or digest.
 fn is_image_reference(image: &str) -> bool {
@@ -716,13 +718,7 @@ fn is_image_reference(image: &str) -> bool {
         Some((path, tag)) if !tag.contains('/') => (path, Some(tag)),
         _ => (name, None),
     };
-    let tag_ok = tag.is_none_or(|tag| {
-        !tag.is_empty()
-            && tag.len() <= 128
-            && tag
-                .bytes()
-                .all(|byte| byte.is_ascii_alphanumeric() || b"_.-".contains(&byte))
-    });
+    let tag_ok = tag.is_none_or(is_tag);
     let mut parts = path.split('/').peekable();
     let host_ok = match parts.peek() {
         Some(first) if path.contains('/') && (first.contains('.') || first.contains(':')) => {

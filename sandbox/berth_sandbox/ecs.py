@@ -150,10 +150,16 @@ def _describe_task_definition(self: EC2ContainerServiceBackend, task_definition_
     name = task_definition_str.split("/")[-1]
     if ":" in name:
         return _moto_describe_task_definition(self, task_definition_str)
-    active = [d for d in self.task_definitions.get(name, {}).values() if d.status == "ACTIVE"]
-    if not active:
+    latest = latest_active(self.task_definitions.get(name, {}))
+    if latest is None:
         raise TaskDefinitionNotFoundException()
-    return max(active, key=lambda d: d.revision)
+    return latest
+
+
+def latest_active(revisions: dict):
+    """A family's latest ACTIVE revision (what ECS means by the family alone), if any."""
+    active = [d for d in revisions.values() if d.status == "ACTIVE"]
+    return max(active, key=lambda d: d.revision) if active else None
 
 
 def _runnable(self) -> None:
@@ -170,12 +176,12 @@ def _runnable(self) -> None:
         if definition is not None and definition.status == "INACTIVE":
             raise EcsClientException("TaskDefinition is inactive")
         return
-    active = [d for d in revisions.values() if d.status == "ACTIVE"]
-    if not active:
+    active = latest_active(revisions)
+    if active is None:
         if revisions:
             raise EcsClientException("TaskDefinition is inactive")
         return
-    latest = max(active, key=lambda d: d.revision).arn
+    latest = active.arn
     if self.automated_parameter_parsing:
         self.params["taskDefinition"] = latest
     else:

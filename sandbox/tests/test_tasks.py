@@ -355,12 +355,7 @@ def test_failing_health_check_marks_a_standalone_task_unhealthy_and_it_keeps_run
 
 def test_list_task_definitions_sorts_and_pages_as_ecs_does(ecs):
     family = unique("paged")
-    arns = [
-        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
-            "taskDefinition"
-        ]["taskDefinitionArn"]
-        for _ in range(3)
-    ]
+    arns = register_revisions(ecs, family, 3)
     page = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=2)
     assert page["taskDefinitionArns"] == [arns[2], arns[1]]
     rest = ecs.list_task_definitions(familyPrefix=family, sort="DESC", maxResults=2, nextToken=page["nextToken"])
@@ -371,12 +366,7 @@ def test_list_task_definitions_sorts_and_pages_as_ecs_does(ecs):
 
 def test_an_inactive_revision_runs_no_new_task(ecs, cluster):
     family = unique("retired")
-    arns = [
-        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
-            "taskDefinition"
-        ]["taskDefinitionArn"]
-        for _ in range(2)
-    ]
+    arns = register_revisions(ecs, family, 2)
     ecs.deregister_task_definition(taskDefinition=arns[1])
     with pytest.raises(ClientError) as caught:
         ecs.run_task(cluster=cluster, taskDefinition=arns[1])
@@ -388,12 +378,7 @@ def test_an_inactive_revision_runs_no_new_task(ecs, cluster):
 
 def test_a_family_alone_describes_its_latest_active_revision(ecs):
     family = unique("described")
-    arns = [
-        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
-            "taskDefinition"
-        ]["taskDefinitionArn"]
-        for _ in range(3)
-    ]
+    arns = register_revisions(ecs, family, 3)
     ecs.deregister_task_definition(taskDefinition=arns[2])
     assert ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]["taskDefinitionArn"] == arns[1]
     # Named outright, an INACTIVE revision is still described.
@@ -405,3 +390,13 @@ def test_a_family_alone_describes_its_latest_active_revision(ecs):
     with pytest.raises(ClientError) as caught:
         ecs.describe_task_definition(taskDefinition=family)
     assert caught.value.response["Error"]["Code"] == "ClientException"
+
+
+def register_revisions(ecs, family: str, count: int) -> list[str]:
+    """`count` revisions of `family`, oldest first, by ARN."""
+    return [
+        ecs.register_task_definition(family=family, containerDefinitions=[container_def("app", memory=64)])[
+            "taskDefinition"
+        ]["taskDefinitionArn"]
+        for _ in range(count)
+    ]

@@ -1433,57 +1433,7 @@ async fn the_classic_builder_pulls_its_cache_source_with_ecrs_login() {
     assert_eq!(app.counters().cache_pushes, 0, "no stage image");
 
     // No task may hold the image, so that removing it leaves the engine without it.
-    let ecs = app.ecs().await;
-    for service in ["web", "devops"] {
-        ecs.update_service()
-            .cluster(app.cluster())
-            .service(service)
-            .desired_count(0)
-            .send()
-            .await
-            .unwrap();
-    }
-    let stopped_by = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        // Every task, stopping ones included, until each has stopped.
-        let mut arns = Vec::new();
-        for status in [
-            aws_sdk_ecs::types::DesiredStatus::Running,
-            aws_sdk_ecs::types::DesiredStatus::Stopped,
-        ] {
-            let listed = ecs
-                .list_tasks()
-                .cluster(app.cluster())
-                .desired_status(status)
-                .send()
-                .await
-                .unwrap();
-            arns.extend(listed.task_arns().iter().cloned());
-        }
-        let live: Vec<String> = if arns.is_empty() {
-            Vec::new()
-        } else {
-            ecs.describe_tasks()
-                .cluster(app.cluster())
-                .set_tasks(Some(arns))
-                .send()
-                .await
-                .unwrap()
-                .tasks()
-                .iter()
-                .filter(|task| task.last_status() != Some("STOPPED"))
-                .filter_map(|task| task.task_arn().map(str::to_owned))
-                .collect()
-        };
-        if live.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < stopped_by,
-            "tasks still running: {live:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    app.stop_services().await;
     let model = app.dir.path().join("app/models/user.rb");
     let code = fs_err::read_to_string(&model).unwrap();
     fs_err::write(&model, format!("{code}# one line\n")).unwrap();

@@ -557,8 +557,8 @@ impl App {
         )
     }
 
-    /// Every task ECS knows (running or stopped) that `deploy_id` started, by ARN.
-    pub async fn tasks_started_by(&self, deploy_id: &str) -> Vec<String> {
+    /// Every task ECS knows in the cluster, running or stopped, described.
+    pub async fn tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
         let ecs = self.ecs().await;
         let mut arns = std::collections::BTreeSet::new();
         for status in [
@@ -577,19 +577,54 @@ impl App {
         if arns.is_empty() {
             return Vec::new();
         }
-        let described = ecs
-            .describe_tasks()
+        ecs.describe_tasks()
             .cluster(self.cluster())
             .set_tasks(Some(arns.into_iter().collect()))
             .send()
             .await
-            .unwrap();
-        described
+            .unwrap()
             .tasks()
+            .to_vec()
+    }
+
+    /// Every task ECS knows (running or stopped) that `deploy_id` started, by ARN.
+    pub async fn tasks_started_by(&self, deploy_id: &str) -> Vec<String> {
+        self.tasks()
+            .await
             .iter()
             .filter(|t| t.started_by() == Some(deploy_id))
             .filter_map(|t| t.task_arn().map(str::to_owned))
             .collect()
+    }
+
+    /// Scales `web` and `devops` to 0 and waits (up to 90 s) until every task has stopped, so
+    /// that no container holds an image.
+    pub async fn stop_services(&self) {
+        let ecs = self.ecs().await;
+        for service in ["web", "devops"] {
+            ecs.update_service()
+                .cluster(self.cluster())
+                .service(service)
+                .desired_count(0)
+                .send()
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let live: Vec<String> = self
+                .tasks()
+                .await
+                .iter()
+                .filter(|task| task.last_status() != Some("STOPPED"))
+                .filter_map(|task| task.task_arn().map(str::to_owned))
+                .collect();
+            if live.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "tasks still running: {live:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     pub async fn service_task_definitions(&self) -> Vec<String> {

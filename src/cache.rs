@@ -20,13 +20,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{ImageIdentifier, TagStatus};
-use bollard::auth::DockerCredentials;
 use serde::Serialize;
 
 use crate::aws::failed;
 use crate::build::{CacheSources, Pulled, StepCounts};
 use crate::dockerfile::Stages;
-use crate::ecr::{self, RegistryLogin, Repository};
+use crate::ecr::{self, Repository};
 use crate::error::Error;
 use crate::settings::{Settings, is_tag};
 use crate::text::code_list;
@@ -277,16 +276,6 @@ pub fn stale<'a>(plan: &'a Plan, ran_stages: &BTreeSet<String>) -> Vec<&'a Cache
         .iter()
         .filter(|stage| !stage.exists || stage.lineage.iter().any(|s| ran_stages.contains(s)))
         .collect()
-}
-
-/// Registry credentials for the engine, from ECR's login.
-pub fn credentials(login: &RegistryLogin) -> DockerCredentials {
-    DockerCredentials {
-        username: Some(login.username.clone()),
-        password: Some(login.password.clone()),
-        serveraddress: Some(login.host.clone()),
-        ..Default::default()
-    }
 }
 
 /// Lines for the build step: where its cache comes from, and what no cache covers.

@@ -47,6 +47,18 @@ pub struct RegistryLogin {
     pub host: String,
 }
 
+impl RegistryLogin {
+    /// The login as the engine takes it, for a push, a pull or a build.
+    pub fn docker_credentials(&self) -> bollard::auth::DockerCredentials {
+        bollard::auth::DockerCredentials {
+            username: Some(self.username.clone()),
+            password: Some(self.password.clone()),
+            serveraddress: Some(self.host.clone()),
+            ..Default::default()
+        }
+    }
+}
+
 impl std::fmt::Debug for RegistryLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegistryLogin")

@@ -780,7 +780,7 @@ async fn image(
     // for the cache sources there.
     let login = ecr::login(ecr_client, repository).await?;
     request.credentials =
-        crate::build::Credentials([(login.host.clone(), cache::credentials(&login))].into());
+        crate::build::Credentials([(login.host.clone(), login.docker_credentials())].into());
     let plan = if settings.build.cache {
         let dockerfile =
             fs_err::read_to_string(&settings.build.dockerfile).map_err(|error| Error::Image {
@@ -861,7 +861,7 @@ async fn image(
 
     steps.start(Step::Push);
     lock.check()?;
-    let credentials = cache::credentials(&login);
+    let credentials = login.docker_credentials();
     with_heartbeat(
         crate::push::push_image(&docker, &repository.uri, tag, credentials.clone(), reporter),
         reporter,

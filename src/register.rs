@@ -3,8 +3,8 @@
 //!
 //! Everything is found and checked first ([`plan`]): on a rerun, this deploy's revision from its
 //! record or by its deploy-id tag (the newest revisions, then the Resource Groups Tagging API),
-//! else the base to make it from,
-//! the containers that take the image, the migration container. Only then does anything change.
+//! else the base to make it from, the containers that take the image, the migration container.
+//! Only then does anything change.
 
 use std::collections::BTreeMap;
 

@@ -107,13 +107,13 @@ pub async fn plan(
     stage_images: bool,
 ) -> Plan {
     let mut plan = Plan::default();
-    let mut warnings = Vec::new();
     let running = match running {
         Some((image, service)) => match in_repository(ecr_client, repository, image).await {
             Ok(Some(pinned)) => Some((pinned, service)),
             Ok(None) => None,
             Err(error) => {
-                warnings.push(left_out(&format!("`{}`", short(image)), &error));
+                plan.warnings
+                    .push(left_out(&format!("`{}`", short(image)), &error));
                 None
             }
         },
@@ -127,7 +127,8 @@ pub async fn plan(
         Some(tag) => ecr::digest_of(ecr_client, repository, tag)
             .await
             .unwrap_or_else(|error| {
-                warnings.push(left_out(&format!("`env_tag` `{tag}`"), &error));
+                plan.warnings
+                    .push(left_out(&format!("`env_tag` `{tag}`"), &error));
                 None
             }),
         None => None,
@@ -142,7 +143,8 @@ pub async fn plan(
         newest_image(ecr_client, repository)
             .await
             .unwrap_or_else(|error| {
-                warnings.push(left_out("the repository's newest image", &error));
+                plan.warnings
+                    .push(left_out("the repository's newest image", &error));
                 None
             })
     {
@@ -194,7 +196,7 @@ pub async fn plan(
             }
             Ok(None) => false,
             Err(error) => {
-                warnings.push(left_out(&format!("`{tag}`"), &error));
+                plan.warnings.push(left_out(&format!("`{tag}`"), &error));
                 false
             }
         };
@@ -214,7 +216,6 @@ pub async fn plan(
         }
     }
     plan.sources.layer_sizes = layer_sizes(ecr_client, repository, &plan.sources.images).await;
-    plan.warnings = warnings;
     plan
 }
 

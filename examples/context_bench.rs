@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use berth::build::{BuildRequest, build_image};
 use berth::report::Reporter;
 use berth::settings::Builder;
+use berth::steps::image::build::{BuildRequest, build_image};
 
 /// Build output on stderr, as it comes.
 struct Stderr;

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ecs::types::Service;
 
-use crate::arn;
-use crate::ecr::{self, Repository};
+use crate::aws::arn;
+use crate::aws::ecr::{self, Repository};
+use crate::aws::services;
 use crate::error::Error;
-use crate::services;
 use crate::settings::Settings;
 use crate::taskdef::Described;
 

@@ -1,13 +1,16 @@
-//! The shape of `src/`, read from its source: dependencies between modules point one way.
+//! The shape of `src/`, read from its source: dependencies between rooms point one way.
 //!
-//! A module is a file `src/NAME.rs` or a folder `src/NAME/`; the crate root is `lib`. A module
-//! depends on another when its code (tests and macro arguments included; comments, strings and
-//! doc text not) names a path to it: `crate::other`, `crate::{other, …}`, `super::other` where
-//! `super` is the crate root, and in the root `other::` or `self::other`. Files are read with
-//! `proc-macro2`'s tokenizer, so comments and literals never count and `use` groups may span
-//! lines. The rules are the house style's: no cycle, no step importing the pipeline, no module
-//! importing the terminal module `output` (the binary alone uses it), and every module in a layer
-//! that depends only on its own layer and those below.
+//! A room is a top-level file `src/NAME.rs` or folder `src/NAME/`, except in the folders of
+//! [`GROUPS`], where each file or folder is a room of its own (`commands::deploy`,
+//! `steps::rollout`, and `commands`/`steps` for the folder's `mod.rs`); the crate root is `lib`.
+//! A room depends on another when its code (tests and macro arguments included; comments,
+//! strings and doc text not) names a path into it: `crate::a::b`, `crate::{a, b::{c}}`,
+//! `super::…`, `self::…`, or a child module by its name. Files are read with `proc-macro2`'s
+//! tokenizer, so comments and literals never count and `use` groups may span lines. The rules
+//! are the house style's: no cycle; commands above steps above the edges, and a step never
+//! importing a command; no room but the binary's importing the terminal (`output`); a decision
+//! file (`decide.rs`) that names no SDK client, no Docker and no output; and every room in a
+//! layer that depends only on its own layer and those below.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,50 +19,50 @@ use std::path::Path;
 
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 
-/// The pipeline's steps: each is driven by `pipeline` and never drives it.
-const STEPS: &[&str] = &[
-    "build",
-    "cache",
-    "push",
-    "register",
-    "rollout",
-    "migrate",
-    "schedules",
-    "cleanup",
+/// The folders whose files and folders are rooms of their own.
+const GROUPS: &[&str] = &["commands", "steps"];
+
+/// One room per command.
+const COMMANDS: &[&str] = &[
+    "commands",
+    "commands::deploy",
+    "commands::plan",
+    "commands::status",
+    "commands::rollback",
+    "commands::init",
+    "commands::unlock",
 ];
 
-/// `src/`'s modules, top to bottom (the layers `src/lib.rs` describes). A new module takes its
-/// place here.
+/// The pipeline's steps: each is driven by a command and never drives one.
+const STEPS: &[&str] = &[
+    "steps::image",
+    "steps::register",
+    "steps::rollout",
+    "steps::migrate",
+    "steps::schedules",
+    "steps::cleanup",
+];
+
+/// `src/`'s rooms, top to bottom (the map in `src/lib.rs`). A new room takes its place here.
 const LAYERS: &[&[&str]] = &[
     // The terminal and what it prints.
-    &["output", "summary"],
+    &["output"],
     // The library's entry and the command line.
     &["lib", "cli"],
-    &["pipeline", "status", "rollback", "plan", "init"],
+    COMMANDS,
     STEPS,
     // What the steps share.
-    &[
-        "current",
-        "taskdef",
-        "services",
-        "ecr",
-        "logs",
-        "release",
-        "context",
-        "dockerignore",
-        "dockerfile",
-        "state",
-    ],
+    &["steps", "current", "taskdef", "release", "state"],
     // The edges and the words.
     &[
-        "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text", "arn", "wire",
+        "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text",
     ],
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
 #[test]
-fn no_module_depends_on_itself_through_others() {
+fn no_room_depends_on_itself_through_others() {
     let graph = graph();
     let cycles = cycles(&graph);
     assert!(
@@ -69,15 +72,16 @@ fn no_module_depends_on_itself_through_others() {
 }
 
 #[test]
-fn steps_never_import_the_pipeline() {
+fn steps_never_import_a_command() {
     let graph = graph();
     for step in STEPS {
         let uses = graph
             .get(*step)
-            .unwrap_or_else(|| panic!("no module `{step}` in src/"));
+            .unwrap_or_else(|| panic!("no room `{step}` in src/"));
+        let commands: Vec<&String> = uses.iter().filter(|u| u.starts_with("commands")).collect();
         assert!(
-            !uses.contains("pipeline"),
-            "`{step}` imports `pipeline`, which drives it: move the shared types below both"
+            commands.is_empty(),
+            "`{step}` imports {commands:?}, which drive it: move the shared types below both"
         );
     }
 }
@@ -97,18 +101,18 @@ fn only_the_binary_knows_the_terminal() {
 }
 
 #[test]
-fn every_module_depends_only_on_its_layer_and_those_below() {
-    let layer_of = |module: &str| LAYERS.iter().position(|layer| layer.contains(&module));
+fn every_room_depends_only_on_its_layer_and_those_below() {
+    let layer_of = |room: &str| LAYERS.iter().position(|layer| layer.contains(&room));
     let graph = graph();
-    for (module, uses) in &graph {
-        let Some(layer) = layer_of(module) else {
-            panic!("`{module}` is in no layer: add it to LAYERS in tests/architecture.rs")
+    for (room, uses) in &graph {
+        let Some(layer) = layer_of(room) else {
+            panic!("`{room}` is in no layer: add it to LAYERS in tests/architecture.rs")
         };
         for used in uses {
             let below = layer_of(used).unwrap_or_else(|| panic!("`{used}` is in no layer"));
             assert!(
                 below >= layer,
-                "`{module}` (layer {layer}) imports `{used}` (layer {below}), which is above it"
+                "`{room}` (layer {layer}) imports `{used}` (layer {below}), which is above it"
             );
         }
     }
@@ -132,27 +136,54 @@ fn the_reader_finds_cycles() {
         cycles(&edges(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
         [vec!["a", "b", "c", "a"]]
     );
-    let names: BTreeSet<String> = [
-        "error", "arn", "text", "output", "pipeline", "ecr", "report", "aws",
+}
+
+#[test]
+fn the_reader_finds_the_rooms_a_file_names() {
+    let path = |p: &str| p.split("::").map(str::to_owned).collect::<Vec<_>>();
+    let modules: BTreeSet<Vec<String>> = [
+        "error",
+        "text",
+        "output",
+        "report",
+        "aws",
+        "aws::ecr",
+        "commands",
+        "commands::deploy",
+        "steps",
+        "steps::image",
+        "steps::image::build",
+        "steps::rollout",
+        "steps::rollout::decide",
     ]
-    .map(str::to_owned)
+    .map(path)
     .into();
-    let read = |source: &str, depth: usize| {
+    let read = |source: &str, here: &str| {
         let tokens: TokenStream = source.parse().unwrap();
+        let here = if here.is_empty() {
+            Vec::new()
+        } else {
+            path(here)
+        };
         let mut found = BTreeSet::new();
-        references(tokens, depth, &names, &mut found);
-        found.into_iter().collect::<Vec<_>>()
+        references(tokens, &here, &modules, &mut found);
+        found
+            .iter()
+            .map(|p| room_of(p, &modules))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
     };
     let file = r##"
         use crate::error::Error; // crate::output
-        /// [`crate::pipeline`] /* crate::report */
+        /// [`crate::commands::deploy`] /* crate::report */
         use crate::{
-            arn,
             text::{code_list, short_duration},
-            ecr::{self, Image},
+            aws::{self, ecr::Image},
+            steps::image::build::{BuildRequest},
         };
         const URL: &str = "unix:///run/x.sock"; let y = crate::aws::failed;
-        let s = r#"crate::pipeline"#; let c = '{';
+        let s = r#"crate::commands::deploy"#; let c = '{';
         let x = crate::Outcome::Config;
         pub(crate) fn f() {}
         mod tests {
@@ -161,129 +192,145 @@ fn the_reader_finds_cycles() {
         }
     "##;
     assert_eq!(
-        read(file, 1),
-        ["arn", "aws", "ecr", "error", "lib", "report", "text"]
+        read(file, "steps::rollout"),
+        [
+            "aws",
+            "error",
+            "lib",
+            "steps",
+            "steps::image",
+            "steps::rollout",
+            "text"
+        ],
+        "`super` from an inline module of `steps::rollout` is `steps::rollout`, `super::super` is `steps`"
     );
     assert_eq!(
         read(
-            "use super::pipeline::Report; fn f() { super::super::output::x(); }",
-            1
+            "use super::decide::{Verdict}; fn f() { super::super::image::build::x(); }",
+            "steps::rollout::decide"
         ),
-        ["pipeline"],
-        "in a file below src/, `super` is the root"
-    );
-    assert_eq!(
-        read("use super::super::output::x; use super::text;", 2),
-        ["output"],
-        "in a folder's file, `super::super` is the root"
+        ["steps::image", "steps::rollout"],
+        "`super` from a child module is its parent"
     );
     assert_eq!(
         read(
-            "pub use error::Error; pub mod arn; fn f() { self::text::x(); crate::aws::y(); a::text::z(); }",
-            0
+            "fn f() { decide::judge(); self::decide::x(); }",
+            "steps::rollout"
+        ),
+        ["steps::rollout"],
+        "a child module named by its name is in its parent's room"
+    );
+    assert_eq!(
+        read(
+            "pub use error::Error; pub mod text; fn f() { self::text::x(); crate::aws::y(); a::text::z(); }",
+            ""
         ),
         ["aws", "error", "text"],
         "in the root, a module's own name starts a path"
     );
 }
 
-/// Module → the modules it names.
+/// Room → the rooms it names.
 fn graph() -> Graph {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files: BTreeMap<String, Vec<(TokenStream, usize)>> = BTreeMap::new();
-    for entry in fs_err::read_dir(&src).unwrap() {
-        let path = entry.unwrap().path();
-        let rust = path.extension().is_some_and(|ext| ext == "rs");
-        if !(rust || path.is_dir()) {
-            continue;
-        }
-        let module = path.file_stem().unwrap().to_string_lossy().into_owned();
-        if module == "main" {
-            continue; // the binary, outside the library
-        }
-        let depth = usize::from(module != "lib");
-        files
-            .entry(module)
-            .or_default()
-            .extend(sources(&path, depth));
+    let mut files = Vec::new();
+    sources(&src, &[], &mut files);
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|(module, _)| module.clone()).collect();
+    let mut graph = Graph::new();
+    for (module, tokens) in files {
+        let room = room(&module);
+        let mut paths = BTreeSet::new();
+        references(tokens, &module, &modules, &mut paths);
+        let uses = graph.entry(room.clone()).or_default();
+        uses.extend(
+            paths
+                .iter()
+                .map(|path| room_of(path, &modules))
+                .filter(|used| *used != room),
+        );
     }
-    let names: BTreeSet<String> = files.keys().cloned().collect();
-    files
-        .into_iter()
-        .map(|(module, sources)| {
-            let mut uses = BTreeSet::new();
-            for (tokens, depth) in sources {
-                references(tokens, depth, &names, &mut uses);
-            }
-            uses.remove(&module);
-            (module, uses)
-        })
-        .collect()
+    graph
 }
 
-/// The tokens of a `.rs` file, or of every `.rs` file under a folder, each with its depth below
-/// the crate root: 1 for `src/x.rs` and `src/x/mod.rs`, 2 for `src/x/y.rs`.
-fn sources(path: &Path, depth: usize) -> Vec<(TokenStream, usize)> {
-    if path.is_dir() {
-        fs_err::read_dir(path)
-            .unwrap()
-            .flat_map(|entry| sources(&entry.unwrap().path(), depth + 1))
-            .collect()
-    } else if path.extension().is_some_and(|ext| ext == "rs") {
-        let depth = if path.file_name().is_some_and(|name| name == "mod.rs") {
-            depth - 1
-        } else {
-            depth
-        };
-        let text = fs_err::read_to_string(path).unwrap();
+/// The room a module is in: a folder of [`GROUPS`] holds a room per child, any other top-level
+/// file or folder is one room, and the crate root is `lib`.
+fn room(module: &[String]) -> String {
+    match module {
+        [] => "lib".to_owned(),
+        [group, child, ..] if GROUPS.contains(&group.as_str()) => format!("{group}::{child}"),
+        [top, ..] => top.clone(),
+    }
+}
+
+/// The room of the module a path leads into: its longest prefix that is a module (`lib` for an
+/// item of the crate root, such as `crate::Outcome`).
+fn room_of(path: &[String], modules: &BTreeSet<Vec<String>>) -> String {
+    let module = (0..=path.len())
+        .rev()
+        .map(|len| &path[..len])
+        .find(|prefix| modules.contains(*prefix))
+        .unwrap_or(&[]);
+    room(module)
+}
+
+/// Every `.rs` file under `dir` with its module path: `src/lib.rs` is `[]`, `src/x.rs` and
+/// `src/x/mod.rs` are `[x]`, `src/x/y.rs` is `[x, y]`. The binary's `main.rs` is left out.
+fn sources(dir: &Path, at: &[String], files: &mut Vec<(Vec<String>, TokenStream)>) {
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mut module = at.to_vec();
+        if path.is_dir() {
+            module.push(stem);
+            sources(&path, &module, files);
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "rs") || (at.is_empty() && stem == "main") {
+            continue;
+        }
+        if !(stem == "mod" || (at.is_empty() && stem == "lib")) {
+            module.push(stem);
+        }
+        let text = fs_err::read_to_string(&path).unwrap();
         let tokens = text
             .parse()
             .unwrap_or_else(|error| panic!("{}: {error:?}", path.display()));
-        vec![(tokens, depth)]
-    } else {
-        Vec::new()
+        files.push((module, tokens));
     }
 }
 
-/// Adds to `found` the modules that the paths in `tokens` name. `depth` is how far below the
-/// crate root the code is: that many `super`s lead to the root. Items of the root
-/// (`crate::Outcome`) count as `lib`.
+/// Adds to `found` the absolute paths that the paths in `tokens` name, code in module `here`:
+/// `crate::a::b`, `super::…` and `self::…` from `here`, and `a::…` where `a` is a child module
+/// of `here`. An inline module (`mod tests { … }`) is one level deeper.
 fn references(
     tokens: TokenStream,
-    depth: usize,
-    modules: &BTreeSet<String>,
-    found: &mut BTreeSet<String>,
+    here: &[String],
+    modules: &BTreeSet<Vec<String>>,
+    found: &mut BTreeSet<Vec<String>>,
 ) {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
     let ident = |at: usize| match tokens.get(at) {
         Some(TokenTree::Ident(ident)) => Some(ident.to_string()),
         _ => None,
     };
-    let path_sep = |at: usize| {
-        matches!(
-            (tokens.get(at), tokens.get(at + 1)),
-            (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
-                if a.as_char() == ':' && b.as_char() == ':' && a.spacing() == Spacing::Joint
-        )
-    };
+    let path_sep = |at: usize| is_path_sep(&tokens, at);
     let mut at = 0;
     while at < tokens.len() {
-        // An inline module (`mod tests { … }`) is one level deeper.
         if ident(at).as_deref() == Some("mod")
-            && ident(at + 1).is_some()
+            && let Some(name) = ident(at + 1)
             && let Some(TokenTree::Group(group)) = tokens.get(at + 2)
             && group.delimiter() == Delimiter::Brace
         {
-            references(group.stream(), depth + 1, modules, found);
+            let inner = [here, &[name]].concat();
+            references(group.stream(), &inner, modules, found);
             at += 3;
             continue;
         }
         let starts_path = at < 2 || !path_sep(at - 2);
-        let word = ident(at);
-        if starts_path && let Some(word) = word {
-            // How many segments lead to the crate root, if this path starts there.
-            let root = match word.as_str() {
-                "crate" => Some(1),
+        if starts_path && let Some(word) = ident(at) {
+            // Where the path starts, and how many tokens lead there.
+            let start = match word.as_str() {
+                "crate" => Some((Vec::new(), 1)),
                 "super" => {
                     let mut supers = 1;
                     while path_sep(at + 3 * supers - 2)
@@ -291,49 +338,77 @@ fn references(
                     {
                         supers += 1;
                     }
-                    (supers == depth).then_some(supers)
+                    (supers <= here.len())
+                        .then(|| (here[..here.len() - supers].to_vec(), 3 * supers - 2))
                 }
-                "self" if depth == 0 => Some(1),
-                name if depth == 0 && modules.contains(name) && path_sep(at + 1) => Some(0),
+                "self" => Some((here.to_vec(), 1)),
+                name if path_sep(at + 1)
+                    && modules.contains(&[here, &[name.to_owned()]].concat()) =>
+                {
+                    Some((here.to_vec(), 0))
+                }
                 _ => None,
             };
-            if let Some(segments) = root {
-                let next = at + 3 * segments;
-                if segments == 0 {
-                    found.insert(word);
-                } else if path_sep(next - 2) {
-                    root_item(tokens.get(next), modules, found);
+            if let Some((base, skip)) = start {
+                let rest = if skip == 0 { at } else { at + skip + 2 };
+                if skip == 0 || path_sep(at + skip) {
+                    at = tail(&tokens, rest, base, found);
+                } else {
+                    at += skip.max(1);
                 }
-                at = next.max(at + 1);
                 continue;
             }
         }
         if let Some(TokenTree::Group(group)) = tokens.get(at) {
-            references(group.stream(), depth, modules, found);
+            references(group.stream(), here, modules, found);
         }
         at += 1;
     }
 }
 
-/// What follows `crate::`: a module, an item of the root, or a `{…}` group of either.
-fn root_item(token: Option<&TokenTree>, modules: &BTreeSet<String>, found: &mut BTreeSet<String>) {
-    match token {
-        Some(TokenTree::Ident(ident)) => {
-            let name = ident.to_string();
-            if modules.contains(&name) {
-                found.insert(name);
-            } else if name != "self" {
-                found.insert("lib".to_owned());
+fn is_path_sep(tokens: &[TokenTree], at: usize) -> bool {
+    matches!(
+        (tokens.get(at), tokens.get(at + 1)),
+        (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b)))
+            if a.as_char() == ':' && b.as_char() == ':' && a.spacing() == Spacing::Joint
+    )
+}
+
+/// Reads the rest of a path from `at` (`a::b::c`, or a `{…}` group of such paths) onto `base`,
+/// adds each whole path to `found`, and returns where the path ends.
+fn tail(
+    tokens: &[TokenTree],
+    mut at: usize,
+    mut path: Vec<String>,
+    found: &mut BTreeSet<Vec<String>>,
+) -> usize {
+    loop {
+        match tokens.get(at) {
+            Some(TokenTree::Ident(ident)) => {
+                let name = ident.to_string();
+                if name != "self" {
+                    path.push(name);
+                }
+                at += 1;
             }
-        }
-        Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Brace => {
-            let items: Vec<TokenTree> = group.stream().into_iter().collect();
-            for item in items.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ',')) {
-                root_item(item.first(), modules, found);
+            Some(TokenTree::Group(group)) if group.delimiter() == Delimiter::Brace => {
+                let items: Vec<TokenTree> = group.stream().into_iter().collect();
+                for item in items.split(|t| matches!(t, TokenTree::Punct(p) if p.as_char() == ','))
+                {
+                    tail(item, 0, path.clone(), found);
+                }
+                return at + 1;
             }
+            _ => break,
         }
-        _ => {}
+        if is_path_sep(tokens, at) {
+            at += 2;
+        } else {
+            break;
+        }
     }
+    found.insert(path);
+    at
 }
 
 /// Every cycle found by a depth-first walk, each as a path that ends where it starts.

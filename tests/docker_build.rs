@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use berth::build::{BuildError, BuildRequest, build_image};
-use berth::context::ContextError;
 use berth::report::Reporter;
 use berth::settings::Builder;
+use berth::steps::image::build::{BuildError, BuildRequest, build_image};
+use berth::steps::image::context::ContextError;
 use bollard::Docker;
 use futures_util::TryStreamExt;
 
@@ -328,9 +328,10 @@ async fn a_built_image_is_pushed_to_the_registry() {
         ..Default::default()
     };
     let lines = Lines::default();
-    let pushed = berth::push::push_image(&docker, &repository, &tag, credentials, &lines)
-        .await
-        .unwrap();
+    let pushed =
+        berth::steps::image::push::push_image(&docker, &repository, &tag, credentials, &lines)
+            .await
+            .unwrap();
     let lines = lines.all();
     assert!(
         pushed
@@ -359,23 +360,23 @@ async fn a_built_image_is_pushed_to_the_registry() {
 }
 
 /// The sandbox ECR's registry login (`AWS_ENDPOINT_URL` points at the sandbox).
-async fn ecr_login(repository: &str) -> berth::ecr::RegistryLogin {
+async fn ecr_login(repository: &str) -> berth::aws::ecr::RegistryLogin {
     let config = berth::aws::sdk_config_for("us-east-1", None, 3600)
         .await
         .unwrap();
     let ecr = aws_sdk_ecr::Client::new(&config);
-    let repository = berth::ecr::Repository {
+    let repository = berth::aws::ecr::Repository {
         name: repository.rsplit('/').next().unwrap().to_owned(),
         uri: repository.to_owned(),
     };
-    berth::ecr::login(&ecr, &repository).await.unwrap()
+    berth::aws::ecr::login(&ecr, &repository).await.unwrap()
 }
 
 #[tokio::test]
 async fn pushing_a_missing_image_names_it() {
     let docker = berth::docker::connect().await.unwrap();
     let repository = format!("{REGISTRY}/berth-build-test");
-    let error = berth::push::push_image(
+    let error = berth::steps::image::push::push_image(
         &docker,
         &repository,
         "never-built",

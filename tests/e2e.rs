@@ -876,7 +876,7 @@ async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
 /// A rule's targets as EventBridge returns them (raw JSON).
 async fn rule_targets(app: &App, rule: &str) -> Value {
     let events = aws_sdk_eventbridge::Client::new(&app.sdk_config().await);
-    let captured = berth::wire::CaptureBody::default();
+    let captured = berth::aws::wire::CaptureBody::default();
     events
         .list_targets_by_rule()
         .rule(rule)
@@ -891,7 +891,7 @@ async fn rule_targets(app: &App, rule: &str) -> Value {
 /// A schedule as EventBridge Scheduler returns it (raw JSON).
 async fn schedule_document(app: &App, name: &str) -> Value {
     let scheduler = aws_sdk_scheduler::Client::new(&app.sdk_config().await);
-    let captured = berth::wire::CaptureBody::default();
+    let captured = berth::aws::wire::CaptureBody::default();
     scheduler
         .get_schedule()
         .name(name)

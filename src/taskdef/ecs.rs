@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 
 use super::{Described, tags_of};
 use crate::aws::failed;
+use crate::aws::wire::{CaptureBody, ReplaceBody};
 use crate::error::Error;
-use crate::wire::{CaptureBody, ReplaceBody};
 
 /// `DescribeTaskDefinition` with tags, as raw JSON.
 pub async fn describe(ecs: &Client, task_definition: &str) -> Result<Described, Error> {

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 pub use ecs::{describe, register};
 pub use file::from_file;
 
-use crate::arn;
+use crate::aws::arn;
 use crate::error::Error;
 
 /// Fields `DescribeTaskDefinition` returns that `RegisterTaskDefinition` does not take.

@@ -313,7 +313,9 @@ impl App {
         for (key, count) in all.as_object().into_iter().flatten() {
             let count = count.as_u64().unwrap_or(0);
             match key.strip_prefix(&by_tag) {
-                Some(tag) if tag.starts_with(berth::cache::TAG_PREFIX) => cache_pushes += count,
+                Some(tag) if tag.starts_with(berth::steps::image::cache::TAG_PREFIX) => {
+                    cache_pushes += count
+                }
                 Some(_) => pushes += count,
                 None => {}
             }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::arn;
+use crate::aws::arn;
 use crate::aws::failed;
 use crate::error::Error;
 

@@ -13,25 +13,25 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::Client as Ecs;
 use serde::Serialize;
 
-use crate::arn;
 use crate::aws;
-use crate::cache::{self, BuildReport};
-use crate::cleanup;
+use crate::aws::arn;
+use crate::aws::ecr::{self, Image, Repository};
 use crate::current;
-use crate::ecr::{self, Image, Repository};
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::migrate::{self, Migrated};
-use crate::register;
 use crate::release::Release;
 use crate::report::{Reporter, warn, with_heartbeat};
-use crate::rollout::{self, Rolled, Target};
-use crate::schedules;
 use crate::settings::{MigrateOrder, OnFailure, Settings};
 use crate::state::record::{
     DeployRecord, MovedTarget, RecordedImage, RolloutOutcome, RunState, ServiceRollout,
 };
 use crate::state::{self, Lock, Record, lock};
+use crate::steps::cleanup;
+use crate::steps::image::cache::{self, BuildReport};
+use crate::steps::migrate::{self, Migrated};
+use crate::steps::register;
+use crate::steps::rollout::{self, Rolled, Target};
+use crate::steps::schedules;
 use crate::taskdef::{self, Described};
 use crate::text::{code_list, with_causes};
 
@@ -248,7 +248,10 @@ async fn run(
     let reporter = steps.reporter;
     let (files, inputs) = task_definition_files(settings)?;
     let release = Release::discover(settings, options, &inputs)?;
-    crate::build::check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
+    crate::steps::image::build::check_dockerfile(
+        &settings.build.dockerfile,
+        settings.build.target.as_deref(),
+    )?;
     reporter.info(&format!(
         "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
         release.deploy_id,
@@ -654,7 +657,7 @@ async fn clean_up(
     let mut in_use: BTreeSet<(String, u64)> = revisions.values().map(|r| cleanup::key(r)).collect();
     // Every service of the cluster, berth's or not, with every deployment it has.
     let names = cleanup::services_in(&ecs, &settings.cluster).await?;
-    let services = crate::services::describe(&ecs, &settings.cluster, &names).await?;
+    let services = crate::aws::services::describe(&ecs, &settings.cluster, &names).await?;
     for service in services.values() {
         let running = service
             .deployments()
@@ -773,14 +776,15 @@ async fn image(
     steps.start(Step::Build);
     let local = format!("{}:{tag}", repository.uri);
     let mut request = build_request(settings, build, &local)?;
-    request.builder = crate::build::resolve_builder(&docker, request.builder)
+    request.builder = crate::steps::image::build::resolve_builder(&docker, request.builder)
         .await
         .map_err(image_failed("build"))?;
     // ECR's login goes with every build: for a base image in the repository's registry, and
     // for the cache sources there.
     let login = ecr::login(ecr_client, repository).await?;
-    request.credentials =
-        crate::build::Credentials([(login.host.clone(), login.docker_credentials())].into());
+    request.credentials = crate::steps::image::build::Credentials(
+        [(login.host.clone(), login.docker_credentials())].into(),
+    );
     let plan = if settings.build.cache {
         let dockerfile =
             fs_err::read_to_string(&settings.build.dockerfile).map_err(|error| Error::Image {
@@ -810,7 +814,7 @@ async fn image(
     };
     let heartbeat = settings.timeouts.heartbeat;
     let built = with_heartbeat(
-        crate::build::build_image(&docker, &request, reporter),
+        crate::steps::image::build::build_image(&docker, &request, reporter),
         reporter,
         "build",
         heartbeat,
@@ -829,13 +833,13 @@ async fn image(
             "cache image of stage `{}`: `{}:{}`",
             stage.name, repository.name, stage.tag
         ));
-        let stage_request = crate::build::BuildRequest {
+        let stage_request = crate::steps::image::build::BuildRequest {
             target: Some(stage.name.clone()),
             tag: format!("{}:{}", repository.uri, stage.tag),
             ..request.clone()
         };
         let outcome = with_heartbeat(
-            crate::build::build_image(&docker, &stage_request, &Quiet(reporter)),
+            crate::steps::image::build::build_image(&docker, &stage_request, &Quiet(reporter)),
             reporter,
             "build",
             heartbeat,
@@ -863,7 +867,13 @@ async fn image(
     lock.check()?;
     let credentials = login.docker_credentials();
     with_heartbeat(
-        crate::push::push_image(&docker, &repository.uri, tag, credentials.clone(), reporter),
+        crate::steps::image::push::push_image(
+            &docker,
+            &repository.uri,
+            tag,
+            credentials.clone(),
+            reporter,
+        ),
         reporter,
         "push",
         heartbeat,
@@ -883,7 +893,7 @@ async fn image(
     for stage_tag in stage_tags {
         lock.check()?;
         let pushed = with_heartbeat(
-            crate::push::push_image(
+            crate::steps::image::push::push_image(
                 &docker,
                 &repository.uri,
                 &stage_tag,
@@ -947,7 +957,7 @@ fn build_request(
     settings: &Settings,
     build: &Build<'_>,
     local: &str,
-) -> Result<crate::build::BuildRequest, Error> {
+) -> Result<crate::steps::image::build::BuildRequest, Error> {
     let release = build.release;
     let mut secret_args = BTreeMap::new();
     for name in &settings.build.secret_args {
@@ -962,7 +972,7 @@ fn build_request(
         .dockerfile_in_context()
         .unwrap_or(&settings.build.dockerfile)
         .to_path_buf();
-    Ok(crate::build::BuildRequest {
+    Ok(crate::steps::image::build::BuildRequest {
         context: settings.build.context.clone(),
         dockerfile,
         target: settings.build.target.clone(),

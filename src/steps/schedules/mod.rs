@@ -14,15 +14,15 @@ use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::arn;
+use crate::aws::arn;
 use crate::aws::failed;
+use crate::aws::wire::{CaptureBody, ReplaceBody};
 use crate::error::Error;
 use crate::report::{Reporter, warn};
 use crate::settings::{Listed, Settings, parse_listed};
 use crate::state::record::MovedTarget;
 use crate::state::{Lock, Record};
 use crate::text::with_causes;
-use crate::wire::{CaptureBody, ReplaceBody};
 
 /// `GetSchedule` calls in flight at once while schedules are surveyed: well under the Scheduler
 /// API's request rate, so a survey is not throttled.

@@ -9,7 +9,7 @@
 //! against 39 s without it, so about 30 s extra, and it works against the local engine 20.10
 //! (API 1.41): vertices, logs and failing steps come back as decoded `StatusResponse`s.
 //!
-//! Either way the context is sent as a tar stream from [`crate::context`], so `.dockerignore`
+//! Either way the context is sent as a tar stream from [`crate::steps::image::context`], so `.dockerignore`
 //! works the same with both builders.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -22,10 +22,10 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::context::{BuildContext, ContextError, ContextStats};
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::Builder;
+use crate::steps::image::context::{BuildContext, ContextError, ContextStats};
 use crate::text::{code_list, with_causes};
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
@@ -141,7 +141,7 @@ pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), E
     let Some(target) = target else {
         return Ok(());
     };
-    let stages = crate::dockerfile::Stages::parse(&text).names();
+    let stages = crate::steps::image::dockerfile::Stages::parse(&text).names();
     if stages
         .iter()
         .any(|stage| stage.eq_ignore_ascii_case(target))

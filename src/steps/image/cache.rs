@@ -22,12 +22,12 @@ use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{ImageIdentifier, TagStatus};
 use serde::Serialize;
 
+use crate::aws::ecr::{self, Repository};
 use crate::aws::failed;
-use crate::build::{CacheSources, Pulled, StepCounts};
-use crate::dockerfile::Stages;
-use crate::ecr::{self, Repository};
 use crate::error::Error;
 use crate::settings::{Settings, is_tag};
+use crate::steps::image::build::{CacheSources, Pulled, StepCounts};
+use crate::steps::image::dockerfile::Stages;
 use crate::text::code_list;
 
 /// Every cache image's tag starts so; such an image is never a deploy's image.

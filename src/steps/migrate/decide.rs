@@ -6,7 +6,7 @@
 
 use aws_sdk_ecs::types::{CapacityProviderStrategyItem, LaunchType, Service, Task};
 
-use crate::arn;
+use crate::aws::arn;
 use crate::settings::CapacityProvider;
 use crate::state::record::{Attempt, AttemptOutcome};
 use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};

@@ -12,10 +12,10 @@ use aws_sdk_ecs::Client as Ecs;
 use aws_sdk_ecs::types::{SortOrder, TaskDefinitionStatus};
 use futures_util::future::try_join_all;
 
-use crate::arn;
 use crate::aws;
+use crate::aws::arn;
+use crate::aws::ecr::{Image, Repository};
 use crate::current::Current;
-use crate::ecr::{Image, Repository};
 use crate::error::Error;
 use crate::release::Release;
 use crate::report::Reporter;

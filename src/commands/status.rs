@@ -8,10 +8,10 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use crate::arn;
 use crate::aws;
+use crate::aws::arn;
+use crate::aws::services;
 use crate::error::Error;
-use crate::services;
 use crate::settings::Settings;
 use crate::state::lock::{self, LockFile};
 use crate::state::record::{self, AttemptOutcome, DeployRecord};

@@ -7,20 +7,20 @@ use std::collections::BTreeMap;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use crate::arn;
 use crate::aws;
+use crate::aws::arn;
+use crate::aws::services;
+use crate::commands::deploy::{Held, note_rollouts};
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::pipeline::{Held, note_rollouts};
 use crate::report::Reporter;
-use crate::rollout::{self, Rolled, Target};
-use crate::schedules;
-use crate::services;
 use crate::settings::Settings;
 use crate::state::record::{
     DeployRecord, Kind, MovedTarget, Record, RolloutOutcome, RunState, ServiceRollout,
 };
 use crate::state::{self, Store, lock};
+use crate::steps::rollout::{self, Rolled, Target};
+use crate::steps::schedules;
 use crate::taskdef;
 use crate::text::code_list;
 
@@ -146,7 +146,7 @@ async fn run(
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
     let file = lock.file().await;
     let (records, current) = tokio::try_join!(
-        crate::status::recent(&store, &file, SEARCHED),
+        crate::commands::status::recent(&store, &file, SEARCHED),
         services::describe(&ecs, &settings.cluster, &settings.services),
     )?;
     let running: BTreeMap<String, String> = current

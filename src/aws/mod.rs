@@ -1,5 +1,10 @@
 //! The one place that configures the AWS SDK.
 
+pub mod arn;
+pub mod ecr;
+pub mod services;
+pub mod wire;
+
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;

@@ -9,7 +9,7 @@
 //!   `<Dockerfile>.dockerignore` next to the Dockerfile (for example
 //!   `docker/app.Dockerfile.dockerignore`), which the classic builder does not know;
 //!   `.gitignore` plays no part;
-//! - its rules are Docker's (see [`crate::dockerignore`]); an excluded folder is not walked unless
+//! - its rules are Docker's (see [`crate::steps::image::dockerignore`]); an excluded folder is not walked unless
 //!   a `!` rule could re-include something inside it;
 //! - the Dockerfile and `.dockerignore` are sent even when a rule excludes them;
 //! - symlinks are sent as symlinks, never followed; sockets and devices are left out;
@@ -24,7 +24,7 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::dockerignore::{IgnoreRules, PatternError};
+use crate::steps::image::dockerignore::{IgnoreRules, PatternError};
 
 /// Size of one chunk of the tar stream handed to the engine.
 const CHUNK_SIZE: usize = 64 * 1024;

@@ -7,18 +7,18 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::arn;
 use crate::aws;
+use crate::aws::arn;
+use crate::aws::ecr;
+use crate::commands::deploy::task_definition_files;
 use crate::current;
-use crate::ecr;
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::pipeline::task_definition_files;
-use crate::register::{self, FamilyPlan};
 use crate::release::Release;
 use crate::report::Reporter;
-use crate::schedules;
 use crate::settings::{MigrateOrder, Settings};
+use crate::steps::register::{self, FamilyPlan};
+use crate::steps::schedules;
 use crate::taskdef::{self, Changes, Described};
 
 /// What a deploy would do.

@@ -13,11 +13,11 @@ use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service, Task};
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
-use crate::arn;
+use crate::aws::arn;
 use crate::aws::failed;
+use crate::aws::services;
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
-use crate::services;
 use crate::settings::Settings;
 use crate::text::{short_duration, with_causes};
 

@@ -9,19 +9,20 @@
 //! attaches to it.
 
 mod decide;
+pub mod logs;
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{ContainerOverride, PropagateTags, Service, Tag, Task, TaskOverride};
 use serde::Serialize;
 
-use crate::arn;
+use crate::aws::arn;
 use crate::aws::failed;
 use crate::error::Error;
-use crate::logs::{LogStream, Tail};
 use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
 use crate::state::record::{Attempt, AttemptOutcome};
 use crate::state::{Lock, Record};
+use crate::steps::migrate::logs::{LogStream, Tail};
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 use crate::text::short_duration;
 pub use decide::ExitCodes;

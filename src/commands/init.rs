@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::arn;
+use crate::aws::arn;
+use crate::aws::services;
 use crate::aws::{self, failed};
 use crate::error::Error;
 use crate::flags::Flags;
 use crate::report::Reporter;
-use crate::schedules;
-use crate::services;
+use crate::steps::schedules;
 use crate::taskdef;
 
 /// What `berth init` wrote.

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use crate::arn;
+use crate::aws::arn;
 use crate::aws::failed;
 use crate::error::Error;
 use crate::report::Reporter;

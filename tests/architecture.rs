@@ -35,6 +35,7 @@ const COMMANDS: &[&str] = &[
 
 /// The pipeline's steps: each is driven by a command and never drives one.
 const STEPS: &[&str] = &[
+    "steps::prepare",
     "steps::image",
     "steps::register",
     "steps::rollout",

@@ -10,16 +10,14 @@ use serde_json::{Map, Value};
 use crate::aws;
 use crate::aws::arn;
 use crate::aws::ecr;
-use crate::commands::deploy::task_definition_files;
-use crate::current;
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::release::Release;
 use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
-use crate::steps::register::{self, FamilyPlan};
+use crate::steps::prepare::{self, Prepared};
+use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::steps::schedules;
-use crate::taskdef::{self, Changes, Described};
+use crate::taskdef::{self, Changes};
 
 /// What a deploy would do.
 #[derive(Debug, Clone, Serialize)]
@@ -96,29 +94,25 @@ pub async fn plan(
     options: DeployOptions,
     reporter: &dyn Reporter,
 ) -> Result<Plan, Error> {
-    let (files, inputs) = task_definition_files(settings)?;
-    let release = Release::discover(settings, options, &inputs)?;
+    // The deploy's own preparation, in its order: what a deploy would refuse before its first
+    // write, a plan refuses the same way.
+    let local = prepare::local(settings, options)?;
     let config = aws::sdk_config(settings).await?;
     let ecs = aws::ecs_client(&config);
     let ecr_client = aws::ecr_client(&config);
     let tagging = aws::tagging_client(&config);
-    let current = current::read(&ecs, &ecr_client, settings, &files)
-        .await
-        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let families = register::plan(
+    let current = prepare::current(&ecs, &ecr_client, settings, &local).await?;
+    let Prepared { families, tag, .. } = prepare::families(
         &ecs,
         &tagging,
         settings,
-        &release,
+        &local,
         &current,
-        &files,
         // No record read here: a rerun's revision is found by its deploy-id tag.
-        register::Registered::Recorded(&BTreeMap::new()),
+        Registered::Recorded(&BTreeMap::new()),
     )
     .await?;
-    let definitions: Vec<&Described> = families.values().map(FamilyPlan::definition).collect();
-    let platform = taskdef::build_platform(settings.build.platform.as_deref(), &definitions)?;
-    let tag = release.image_tag(&settings.build, &platform);
+    let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
     let image = match &digest {
         Some(digest) => format!("{}@{digest}", current.repository.uri),

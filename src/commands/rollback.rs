@@ -10,15 +10,16 @@ use serde::Serialize;
 use crate::aws;
 use crate::aws::arn;
 use crate::aws::services;
-use crate::commands::deploy::{Held, note_rollouts};
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
 use crate::settings::Settings;
+use crate::state::Held;
 use crate::state::record::{
     DeployRecord, Kind, MovedTarget, Record, RolloutOutcome, RunState, ServiceRollout,
 };
 use crate::state::{self, Store, lock};
+use crate::steps::rollout::step::note_rollouts;
 use crate::steps::rollout::{self, Rolled, Target};
 use crate::steps::schedules;
 use crate::taskdef;

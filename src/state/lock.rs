@@ -351,6 +351,11 @@ impl Lock {
     }
 
     /// The lock file as this run last wrote it: the journal of deploys, without reading S3 again.
+    /// Where the lock and the deploy records live.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub async fn file(&self) -> LockFile {
         self.held.lock().await.file.clone()
     }

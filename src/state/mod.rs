@@ -9,6 +9,7 @@
 //!
 //! Objects live under `<prefix>/<env>/` of one bucket: `lock.json`, and `deploys/<id>.json`.
 
+mod held;
 pub mod lock;
 pub mod record;
 
@@ -28,6 +29,7 @@ use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::Settings;
 
+pub use held::Held;
 pub use lock::Lock;
 pub use record::Record;
 

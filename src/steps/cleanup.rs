@@ -4,11 +4,20 @@
 //! of the newest N deploys (what a rollback would go back to); and only revisions this
 //! environment's deploys registered.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_config::SdkConfig;
 
 use crate::aws::arn;
 use crate::aws::failed;
+use crate::aws::{self, services};
 use crate::error::Error;
+use crate::settings::Settings;
+use crate::state::{self, Lock, Record};
+use crate::steps::schedules;
+use crate::steps::{Ledger, Step};
+use crate::taskdef;
+use crate::text::{code_list, with_causes};
 
 /// Which of `active` (one family's ACTIVE revisions, newest first) to deregister: those beyond
 /// the newest `keep` that nothing in `in_use` names. `in_use` holds `(family, revision)` pairs,
@@ -88,6 +97,104 @@ pub async fn deregister(ecs: &aws_sdk_ecs::Client, revision: &str) -> Result<(),
         .await
         .map_err(|e| failed(format!("deregistering `{}`", arn::short(revision)), e))?;
     Ok(())
+}
+
+/// `keep_revisions`: deregisters each deployed family's ACTIVE revisions beyond the newest `keep`
+/// that nothing uses (a service's deployment, a scheduled target, the newest `keep` deploys'
+/// records). The record lists them before the first goes; a rerun finds them gone.
+pub async fn run(
+    config: &SdkConfig,
+    settings: &Settings,
+    keep: usize,
+    revisions: &BTreeMap<String, String>,
+    record: &mut Record,
+    lock: &Lock,
+    ledger: &mut Ledger<'_>,
+) -> Result<Vec<String>, Error> {
+    let reporter = ledger.reporter;
+    let ecs = aws::ecs_client(config);
+    let mut in_use: BTreeSet<(String, u64)> = revisions.values().map(|r| key(r)).collect();
+    // Every service of the cluster, berth's or not, with every deployment it has.
+    let names = services_in(&ecs, &settings.cluster).await?;
+    let services = services::describe(&ecs, &settings.cluster, &names).await?;
+    for service in services.values() {
+        let running = service
+            .deployments()
+            .iter()
+            .filter_map(|d| d.task_definition());
+        in_use.extend(running.chain(service.task_definition()).map(key));
+    }
+    // Every scheduled ECS target of the account, on every bus and in every cluster, whatever
+    // `schedules` says: what one runs must stay.
+    match schedules::find(&schedules::Clients::new(config), None, None).await {
+        Ok(found) => in_use.extend(found.iter().map(|t| key(&t.task_definition))),
+        Err(error @ Error::AccessDenied { .. }) => {
+            let warning = format!(
+                "no revision was deregistered: berth must see the scheduled targets to know what they run, and {}",
+                with_causes(&error)
+            );
+            ledger.warn(warning);
+            return Ok(record.value.deregistered.clone());
+        }
+        Err(error) => return Err(error),
+    }
+    // What the newest deploys of the environment would roll back to.
+    let file = lock.file().await;
+    for started in file.deploys.iter().rev().take(keep) {
+        let Some(earlier) = state::record::read(lock.store(), &started.deploy_id).await? else {
+            let warning = format!(
+                "no revision was deregistered: the record of deploy `{}` is missing, so what it would roll back to is unknown",
+                started.deploy_id
+            );
+            ledger.warn(warning);
+            return Ok(record.value.deregistered.clone());
+        };
+        let named = earlier.revisions.values().chain(earlier.previous.values());
+        in_use.extend(named.map(|r| key(r)));
+    }
+    // Only revisions this environment's deploys registered: another environment's, or one
+    // made by hand, are not this deploy's to remove.
+    let mine = format!("{}-", settings.env);
+    let mut going = Vec::new();
+    for family in revisions.keys() {
+        let active = active(&ecs, family).await?;
+        for revision in doomed(&active, keep, &in_use) {
+            let described = taskdef::describe(&ecs, &revision).await?;
+            let ours = described
+                .tags
+                .get(taskdef::DEPLOY_ID_TAG)
+                .is_some_and(|id| id.starts_with(&mine));
+            if ours {
+                going.push(revision);
+            }
+        }
+    }
+    if going.is_empty() {
+        reporter.info(&format!(
+            "cleanup: no unused revision beyond the newest {keep} of each family"
+        ));
+        return Ok(record.value.deregistered.clone());
+    }
+    ledger.start(Step::Cleanup);
+    let mut listed = record.value.deregistered.clone();
+    for revision in &going {
+        if !listed.contains(revision) {
+            listed.push(revision.clone());
+        }
+    }
+    if record.value.deregistered != listed {
+        let planned = listed.clone();
+        record.update(|r| r.deregistered = planned).await?;
+    }
+    for revision in &going {
+        lock.check()?;
+        deregister(&ecs, revision).await?;
+    }
+    ledger.done(format!(
+        "deregistered {}",
+        code_list(going.iter().map(|r| arn::short(r)))
+    ));
+    Ok(listed)
 }
 
 #[cfg(test)]

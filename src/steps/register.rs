@@ -37,7 +37,7 @@ pub(crate) enum Base {
 
 /// A family this deploy needs a revision of: this deploy's revision when it exists, else the
 /// base to make it from and the containers that take the image.
-pub(crate) enum FamilyPlan {
+pub enum FamilyPlan {
     Registered(Described),
     New {
         base: Described,
@@ -47,7 +47,7 @@ pub(crate) enum FamilyPlan {
 
 impl FamilyPlan {
     /// This deploy's revision, or the one it will be made from: the same containers and platform.
-    pub(crate) fn definition(&self) -> &Described {
+    pub fn definition(&self) -> &Described {
         match self {
             Self::Registered(described)
             | Self::New {
@@ -58,7 +58,7 @@ impl FamilyPlan {
 }
 
 /// Where this deploy's own revisions may already be.
-pub(crate) enum Registered<'a> {
+pub enum Registered<'a> {
     /// The first run of this deploy: nothing is registered for it yet, so no search.
     Nothing,
     /// The deploy record's family → revision; a family it does not name is searched for by tag

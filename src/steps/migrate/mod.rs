@@ -10,6 +10,7 @@
 
 mod decide;
 pub mod logs;
+pub mod step;
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{ContainerOverride, PropagateTags, Service, Tag, Task, TaskOverride};

@@ -5,6 +5,8 @@
 //! rollback). `wait_until_services_stable` is not used: after a rollback the service is stable
 //! again, on the old revision, and the waiter reports success.
 
+pub mod step;
+
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 

@@ -8,6 +8,8 @@
 //! expression, time zone, window and state all stay as they were, including fields this build
 //! of berth does not know.
 
+pub mod step;
+
 use std::collections::BTreeMap;
 
 use futures_util::{StreamExt, TryStreamExt};

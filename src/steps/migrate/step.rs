@@ -1,0 +1,32 @@
+//! The migration as the deploy runs it: reported to the ledger, "already done" when this
+//! deploy's migration task succeeded before.
+
+use aws_sdk_ecs::Client as Ecs;
+
+use crate::aws::arn;
+use crate::error::Error;
+use crate::settings::Settings;
+use crate::state::Record;
+use crate::steps::migrate::{self, Migrated};
+use crate::steps::{Ledger, Step};
+
+pub async fn run(
+    ecs: &Ecs,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    plan: &migrate::Plan<'_>,
+    record: &mut Record,
+    ledger: &mut Ledger<'_>,
+) -> Result<Migrated, Error> {
+    ledger.start(Step::Migrate);
+    let migrated = migrate::run(ecs, logs, settings, plan, record, ledger.reporter).await?;
+    if migrated.already {
+        ledger.already_done(format!(
+            "migration task `{}` of this deploy succeeded",
+            arn::short(&migrated.task_arn)
+        ));
+    } else {
+        ledger.done(format!("task {} exited 0", arn::short(&migrated.task_arn)));
+    }
+    Ok(migrated)
+}

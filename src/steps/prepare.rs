@@ -1,0 +1,118 @@
+//! What a deploy checks and reads before its first write. `berth deploy` and `berth plan` both
+//! run it, in the same order, so a plan refuses exactly what a deploy would refuse before
+//! touching anything; a plan then stops, where a deploy takes the lock and goes on.
+//!
+//! 1. [`local`]: the checks that need no AWS and no Docker: the task-definition files, the
+//!    release (commit, branch, deploy id), the Dockerfile and its build target.
+//! 2. [`current`]: the services, the repository and the families, read from AWS.
+//! 3. [`families`]: each family's revision, found or planned and checked against the settings,
+//!    the platform the image is built for, and the image tag.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_ecs::Client as Ecs;
+
+use crate::aws;
+use crate::current::{self, Current};
+use crate::error::Error;
+use crate::flags::DeployOptions;
+use crate::release::Release;
+use crate::settings::Settings;
+use crate::steps::image::build::check_dockerfile;
+use crate::steps::register::{self, FamilyPlan, Registered};
+use crate::taskdef::{self, Described};
+
+/// What the local checks found: the task-definition files and the release.
+#[derive(Debug)]
+pub struct Local {
+    /// Service → its task-definition file, read and checked.
+    pub files: BTreeMap<String, Described>,
+    pub release: Release,
+}
+
+/// The task-definition files (their contents are an input of the deploy id), the release, and
+/// the Dockerfile with its build target. Nothing here reads AWS or Docker.
+pub fn local(settings: &Settings, options: DeployOptions) -> Result<Local, Error> {
+    let files: BTreeMap<String, Described> = settings
+        .task_definitions
+        .iter()
+        .map(|(service, path)| {
+            let file = taskdef::from_file(path, &settings.task_definition_vars)?;
+            Ok((service.clone(), file))
+        })
+        .collect::<Result<_, Error>>()?;
+    let inputs = files
+        .values()
+        .map(|d| serde_json::Value::Object(d.definition.clone()).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let release = Release::discover(settings, options, &inputs)?;
+    check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
+    Ok(Local { files, release })
+}
+
+/// What the deploy starts from in AWS; an unknown region is named as such.
+pub async fn current(
+    ecs: &Ecs,
+    ecr_client: &aws_sdk_ecr::Client,
+    settings: &Settings,
+    local: &Local,
+) -> Result<Current, Error> {
+    current::read(ecs, ecr_client, settings, &local.files)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))
+}
+
+/// Each family's revision, the platform and the image tag.
+pub struct Prepared {
+    /// Family → this deploy's revision when registered already, else the one it is made from.
+    pub families: BTreeMap<String, FamilyPlan>,
+    pub platform: String,
+    pub tag: String,
+    /// The image the first service runs now and that service: the build's first cache source.
+    /// `None` when that service's revision comes from a file (a placeholder, not what runs) or
+    /// runs no image of our repository.
+    pub running: Option<(String, String)>,
+}
+
+/// Finds or plans each family's revision (`registered` says where this deploy's own may be),
+/// and from them the platform and the image tag.
+pub async fn families(
+    ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    settings: &Settings,
+    local: &Local,
+    current: &Current,
+    registered: Registered<'_>,
+) -> Result<Prepared, Error> {
+    let families = register::plan(
+        ecs,
+        tagging,
+        settings,
+        &local.release,
+        current,
+        &local.files,
+        registered,
+    )
+    .await?;
+    let definitions: Vec<&Described> = families.values().map(FamilyPlan::definition).collect();
+    let platform = taskdef::build_platform(settings.build.platform.as_deref(), &definitions)?;
+    let tag = local.release.image_tag(&settings.build, &platform);
+    let running = current.families.first().and_then(|(service, family)| {
+        if local.files.contains_key(service) {
+            return None;
+        }
+        let base = families.get(family)?.definition();
+        let container = taskdef::containers_in_repository(base, &current.repository.uri)
+            .into_iter()
+            .next()?;
+        let image = base.container(&container)?.get("image")?.as_str()?;
+        Some((image.to_owned(), service.clone()))
+    });
+    Ok(Prepared {
+        families,
+        platform,
+        tag,
+        running,
+    })
+}

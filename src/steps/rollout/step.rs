@@ -1,0 +1,144 @@
+//! The rollout as the deploy runs it: the record learns each service's previous revision before
+//! `UpdateService`, and each deployment and outcome after; `on_failure = "rollback"` moves every
+//! service back, waited on like a rollout.
+
+use aws_sdk_ecs::Client as Ecs;
+
+use crate::aws::arn;
+use crate::current::Current;
+use crate::error::Error;
+use crate::report::Reporter;
+use crate::settings::Settings;
+use crate::state::record::{DeployRecord, RolloutOutcome, RunState, ServiceRollout};
+use crate::state::{Lock, Record};
+use crate::steps::rollout::{self, Rolled, Target};
+use crate::steps::{Ledger, Step};
+use crate::text::code_list;
+
+/// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
+/// The record has each service's previous revision and rollout before `UpdateService` is called,
+/// and each outcome after.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    ecs: &Ecs,
+    settings: &Settings,
+    current: &Current,
+    targets: &[Target],
+    lock: &Lock,
+    record: &mut Record,
+    ledger: &mut Ledger<'_>,
+    rolled: &mut Vec<Rolled>,
+) -> Result<(), Error> {
+    ledger.start(Step::Rollout);
+    record
+        .update(|r| {
+            for target in targets {
+                let runs = current.services[&target.service]
+                    .task_definition()
+                    .unwrap_or_default();
+                // A rerun finds the service on this deploy's revision: the first run's view stands.
+                if runs != target.task_definition {
+                    r.previous
+                        .entry(target.service.clone())
+                        .or_insert_with(|| runs.to_owned());
+                }
+                r.services
+                    .entry(target.service.clone())
+                    .or_insert_with(|| ServiceRollout {
+                        revision: target.task_definition.clone(),
+                        deployment_id: None,
+                        outcome: RolloutOutcome::Starting,
+                    });
+            }
+        })
+        .await?;
+    lock.check()?;
+    let (started, history) = rollout::start(ecs, settings, targets, ledger.reporter).await?;
+    *rolled = started;
+    record.update(|r| note_rollouts(r, rolled)).await?;
+    let waited = rollout::wait(ecs, settings, rolled, history, ledger.reporter).await;
+    record.update(|r| note_rollouts(r, rolled)).await?;
+    waited?;
+    if rolled.iter().all(|r| r.already) {
+        ledger.already_done("services already on this deploy's revisions");
+    } else {
+        ledger.done(
+            rolled
+                .iter()
+                .map(|r| format!("{} {}", r.service, r.deployment_id))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+    }
+    Ok(())
+}
+
+/// Each service's deployment and rollout state, as the rollout knows them now.
+pub fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
+    for rolled in rolled {
+        let outcome = match rolled.rollout_state.as_str() {
+            "COMPLETED" => RolloutOutcome::Completed,
+            "FAILED" => RolloutOutcome::Failed,
+            _ => RolloutOutcome::InProgress,
+        };
+        record.services.insert(
+            rolled.service.clone(),
+            ServiceRollout {
+                revision: rolled.task_definition.clone(),
+                deployment_id: Some(rolled.deployment_id.clone()),
+                outcome,
+            },
+        );
+    }
+}
+
+/// `on_failure = "rollback"`: a service's rollout failed, so every service this deploy moved
+/// goes back to the revision it ran before, waited on like a rollout: one commit per environment.
+pub async fn roll_back(
+    ecs: &Ecs,
+    settings: &Settings,
+    lock: &Lock,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+    rolled_back: &mut Vec<Rolled>,
+) -> Result<(), Error> {
+    let back: Vec<Target> = settings
+        .services
+        .iter()
+        .filter_map(|service| {
+            record.value.previous.get(service).map(|revision| Target {
+                service: service.clone(),
+                task_definition: revision.clone(),
+            })
+        })
+        .collect();
+    if back.is_empty() {
+        return Ok(());
+    }
+    reporter.info(&format!(
+        "rolling {} back to the revisions they ran before this deploy (`on_failure = \"rollback\"`)",
+        code_list(back.iter().map(|t| &t.service))
+    ));
+    lock.check()?;
+    let (started, history) = rollout::start(ecs, settings, &back, reporter).await?;
+    *rolled_back = started;
+    rollout::wait(ecs, settings, rolled_back, history, reporter).await?;
+    record
+        .update(|r| {
+            for target in &back {
+                if let Some(service) = r.services.get_mut(&target.service) {
+                    service.outcome = RolloutOutcome::RolledBack;
+                }
+            }
+            r.state = RunState::RolledBack;
+        })
+        .await?;
+    reporter.info(&format!(
+        "rolled back: {}",
+        back.iter()
+            .map(|t| format!("`{}` on `{}`", t.service, arn::short(&t.task_definition)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(())
+}

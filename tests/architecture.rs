@@ -60,7 +60,88 @@ const LAYERS: &[&[&str]] = &[
     ],
 ];
 
+/// The files that decide, pure: the I/O around them asks AWS what is there, hands the answers in,
+/// and acts on what comes back. Each has its table test beside it. Every `decide.rs` is here.
+const DECISIONS: &[&str] = &[
+    "commands/plan/diff.rs",
+    "commands/rollback/decide.rs",
+    "state/lock/decide.rs",
+    "steps/cleanup/decide.rs",
+    "steps/image/cache/decide.rs",
+    "steps/migrate/decide.rs",
+    "steps/rollout/decide.rs",
+    "steps/schedules/decide.rs",
+    "taskdef/mod.rs",
+];
+
+/// Words a decision file never holds: no waiting, no SDK client or call, no Docker, no terminal.
+const IMPURE: &[&str] = &[
+    "async",
+    "await",
+    "Client",
+    "send",
+    "aws_config",
+    "bollard",
+    "docker",
+    "output",
+    "tokio",
+];
+
 type Graph = BTreeMap<String, BTreeSet<String>>;
+
+#[test]
+fn decision_files_are_pure_and_each_has_its_tests() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for file in DECISIONS {
+        let text = fs_err::read_to_string(src.join(file)).unwrap();
+        let tokens: TokenStream = text.parse().unwrap();
+        let mut words = BTreeSet::new();
+        idents(tokens, &mut words);
+        let impure: Vec<&&str> = IMPURE.iter().filter(|w| words.contains(**w)).collect();
+        assert!(
+            impure.is_empty(),
+            "`src/{file}` decides, yet names {impure:?}: move the I/O to the module around it"
+        );
+        assert!(
+            text.contains("#[cfg(test)]"),
+            "`src/{file}` decides without a test beside it"
+        );
+    }
+    let mut found = Vec::new();
+    named_decide(&src, &src, &mut found);
+    for file in found {
+        assert!(
+            DECISIONS.contains(&file.as_str()),
+            "`src/{file}` is not in DECISIONS in tests/architecture.rs"
+        );
+    }
+}
+
+/// Every identifier in `tokens`, groups included.
+fn idents(tokens: TokenStream, words: &mut BTreeSet<String>) {
+    for token in tokens {
+        match token {
+            TokenTree::Ident(ident) => {
+                words.insert(ident.to_string());
+            }
+            TokenTree::Group(group) => idents(group.stream(), words),
+            _ => {}
+        }
+    }
+}
+
+/// The `decide.rs` files under `dir`, relative to `src`.
+fn named_decide(src: &Path, dir: &Path, found: &mut Vec<String>) {
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            named_decide(src, &path, found);
+        } else if path.file_name().is_some_and(|name| name == "decide.rs") {
+            let relative = path.strip_prefix(src).unwrap();
+            found.push(relative.to_string_lossy().into_owned());
+        }
+    }
+}
 
 #[test]
 fn no_room_depends_on_itself_through_others() {

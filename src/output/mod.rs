@@ -2,6 +2,8 @@
 //! The core calls a [`Reporter`]; only this module knows where the words go.
 
 mod config;
+mod plan;
+mod status;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
@@ -155,7 +157,7 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
     let mut stdout = std::io::stdout().lock();
     let written = match (format, outcome) {
         (OutputFormat::Text, Outcome::Deploy { .. } | Outcome::Rollback { .. }) => Ok(()),
-        (OutputFormat::Text, Outcome::Status { status }) => crate::commands::status::lines(status)
+        (OutputFormat::Text, Outcome::Status { status }) => status::lines(status)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
         (OutputFormat::Text, Outcome::Unlock { env, released }) => match released {
@@ -175,17 +177,15 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
             &mut stdout,
             &with_error(serde_json::to_value(report), failure.as_ref()),
         ),
-        (OutputFormat::Text, Outcome::Config { settings }) => {
-            crate::output::config::lines(settings)
-                .iter()
-                .try_for_each(|line| writeln!(stdout, "{line}"))
-        }
+        (OutputFormat::Text, Outcome::Config { settings }) => config::lines(settings)
+            .iter()
+            .try_for_each(|line| writeln!(stdout, "{line}")),
         (OutputFormat::Json, Outcome::Deploy { report, failure }) => json(
             &mut stdout,
             &with_error(serde_json::to_value(report), failure.as_ref()),
         ),
         (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
-        (OutputFormat::Text, Outcome::Plan { plan }) => crate::commands::plan::lines(plan)
+        (OutputFormat::Text, Outcome::Plan { plan }) => plan::lines(plan)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
         (OutputFormat::Json, Outcome::Plan { plan }) => json(&mut stdout, plan),

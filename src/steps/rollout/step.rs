@@ -11,7 +11,7 @@ use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::state::record::{DeployRecord, RolloutOutcome, RunState, ServiceRollout};
 use crate::state::{Lock, Record};
-use crate::steps::rollout::{self, Rolled, Target};
+use crate::steps::rollout::{self, Rolled, RolloutState, Target};
 use crate::steps::{Ledger, Step};
 use crate::text::code_list;
 
@@ -76,10 +76,10 @@ pub async fn run(
 /// Each service's deployment and rollout state, as the rollout knows them now.
 pub fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
     for rolled in rolled {
-        let outcome = match rolled.rollout_state.as_str() {
-            "COMPLETED" => RolloutOutcome::Completed,
-            "FAILED" => RolloutOutcome::Failed,
-            _ => RolloutOutcome::InProgress,
+        let outcome = match rolled.rollout_state {
+            RolloutState::Completed => RolloutOutcome::Completed,
+            RolloutState::Failed => RolloutOutcome::Failed,
+            RolloutState::InProgress | RolloutState::Unknown => RolloutOutcome::InProgress,
         };
         record.services.insert(
             rolled.service.clone(),

@@ -16,7 +16,9 @@
 //! Nothing here fails a deploy: a cache that cannot be read or written makes a slower build,
 //! and says so.
 
-use std::collections::{BTreeSet, HashMap};
+mod decide;
+
+use std::collections::HashMap;
 
 use aws_sdk_ecr::Client;
 use aws_sdk_ecr::types::{ImageIdentifier, TagStatus};
@@ -29,6 +31,7 @@ use crate::settings::{Settings, is_tag};
 use crate::steps::image::build::{CacheSources, Pulled, StepCounts};
 use crate::steps::image::dockerfile::Stages;
 use crate::text::code_list;
+pub use decide::stale;
 
 /// Every cache image's tag starts so; such an image is never a deploy's image.
 pub const TAG_PREFIX: &str = "berth-cache-";
@@ -270,15 +273,6 @@ async fn in_repository(
     Ok(found.map(|digest| repository.pinned(&digest)))
 }
 
-/// The stage images to build and push after the image: those not in ECR yet, and those with a
-/// step that ran (their cache is new).
-pub fn stale<'a>(plan: &'a Plan, ran_stages: &BTreeSet<String>) -> Vec<&'a CacheStage> {
-    plan.stages
-        .iter()
-        .filter(|stage| !stage.exists || stage.lineage.iter().any(|s| ran_stages.contains(s)))
-        .collect()
-}
-
 /// Lines for the build step: where its cache comes from, and what no cache covers.
 pub fn narrate(plan: &Plan) -> Vec<String> {
     let mut lines = vec![if plan.described.is_empty() {
@@ -376,46 +370,15 @@ fn short(image: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn stage(name: &str, lineage: &[&str], exists: bool) -> CacheStage {
+    pub(super) fn stage(name: &str, lineage: &[&str], exists: bool) -> CacheStage {
         CacheStage {
             name: name.to_owned(),
             lineage: lineage.iter().map(|s| (*s).to_owned()).collect(),
             tag: stage_tag("stg", name),
             exists,
-        }
-    }
-
-    #[test]
-    fn a_stage_image_is_rebuilt_when_missing_or_when_a_step_of_its_lineage_ran() {
-        let plan = Plan {
-            stages: vec![
-                stage("assets", &["assets", "gems", "base"], true),
-                stage("docs", &["docs", "base"], false),
-                stage("tools", &["tools"], true),
-            ],
-            ..Plan::default()
-        };
-        let rows: [(&str, &[&str], &[&str]); 4] = [
-            ("nothing ran: only the missing one", &[], &["docs"]),
-            ("the final stage ran", &["release"], &["docs"]),
-            (
-                "a gems step ran: assets is built from gems",
-                &["gems"],
-                &["assets", "docs"],
-            ),
-            (
-                "base ran: every stage built from it",
-                &["base"],
-                &["assets", "docs"],
-            ),
-        ];
-        for (case, ran, want) in rows {
-            let ran: BTreeSet<String> = ran.iter().map(|s| (*s).to_owned()).collect();
-            let got: Vec<&str> = stale(&plan, &ran).iter().map(|s| s.name.as_str()).collect();
-            assert_eq!(got, want, "{case}");
         }
     }
 

@@ -4,6 +4,8 @@
 //! of the newest N deploys (what a rollback would go back to); and only revisions this
 //! environment's deploys registered.
 
+mod decide;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_config::SdkConfig;
@@ -18,23 +20,7 @@ use crate::steps::schedules;
 use crate::steps::{Ledger, Step};
 use crate::taskdef;
 use crate::text::{code_list, with_causes};
-
-/// Which of `active` (one family's ACTIVE revisions, newest first) to deregister: those beyond
-/// the newest `keep` that nothing in `in_use` names. `in_use` holds `(family, revision)` pairs,
-/// so `family:7` and a full ARN name the same revision.
-pub fn doomed(active: &[String], keep: usize, in_use: &BTreeSet<(String, u64)>) -> Vec<String> {
-    active
-        .iter()
-        .skip(keep)
-        .filter(|revision| !in_use.contains(&key(revision)))
-        .cloned()
-        .collect()
-}
-
-/// `(family, revision)` of a task-definition ARN or `family:N`.
-pub fn key(revision: &str) -> (String, u64) {
-    (arn::family(revision).to_owned(), arn::revision(revision))
-}
+pub use decide::{doomed, key};
 
 /// One family's ACTIVE revisions, newest first.
 pub async fn active(ecs: &aws_sdk_ecs::Client, family: &str) -> Result<Vec<String>, Error> {
@@ -195,22 +181,4 @@ pub async fn run(
         code_list(going.iter().map(|r| arn::short(r)))
     ));
     Ok(listed)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::{doomed, key};
-
-    #[test]
-    fn only_old_revisions_nothing_uses_go() {
-        let arn = |n: u64| format!("arn:aws:ecs:us-east-1:1:task-definition/web:{n}");
-        let active: Vec<String> = (1..=6).rev().map(arn).collect();
-        let in_use: BTreeSet<(String, u64)> = [key("web:2"), key(&arn(5))].into();
-        // Keep 6 and 5; 4, 3 and 1 go; 2 is in use (a scheduled target names it short).
-        assert_eq!(doomed(&active, 2, &in_use), [arn(4), arn(3), arn(1)]);
-        assert_eq!(doomed(&active, 10, &in_use), Vec::<String>::new());
-        assert_eq!(doomed(&active, 1, &BTreeSet::new()).len(), 5);
-    }
 }

@@ -1,0 +1,256 @@
+//! `berth plan`: what `berth deploy` would do, read from ECR and ECS and changing nothing. The
+//! same reads as a deploy (the release, the services, each family's revision to come), then
+//! each family's next revision as a diff against the one running now, only the keys that change.
+
+mod diff;
+
+pub use diff::Change;
+use diff::diff;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::aws;
+use crate::aws::ecr;
+use crate::error::Error;
+use crate::flags::DeployOptions;
+use crate::report::Reporter;
+use crate::settings::{MigrateOrder, Settings};
+use crate::steps::prepare::{self, Prepared};
+use crate::steps::register::{self, FamilyPlan, Registered};
+use crate::steps::schedules;
+use crate::taskdef::{self, Changes};
+
+/// What a deploy would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub env: String,
+    pub deploy_id: String,
+    pub commit: String,
+    pub image: PlannedImage,
+    pub families: Vec<PlannedFamily>,
+    pub services: Vec<PlannedService>,
+    /// Scheduled targets that would move (`to` is `family:new` for a revision not registered yet).
+    pub schedules: Vec<PlannedTarget>,
+    pub migration: Option<PlannedMigration>,
+    /// Whether the deploy would change anything; without a change `berth plan` exits with 6.
+    pub changes: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedImage {
+    pub tag: String,
+    /// Its digest when ECR has the tag: no build, no push.
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFamily {
+    pub family: String,
+    /// The revision running now (or the file's base).
+    pub from: String,
+    /// This deploy's revision when it is registered already; `None`: a new one would be.
+    pub registered: Option<String>,
+    /// What the new revision changes, key by key.
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedService {
+    pub service: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedTarget {
+    pub name: String,
+    pub target: String,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMigration {
+    pub order: MigrateOrder,
+    pub family: String,
+    pub container: String,
+    pub command: Vec<String>,
+    pub cluster: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
+}
+
+pub async fn plan(
+    settings: &Settings,
+    options: DeployOptions,
+    reporter: &dyn Reporter,
+) -> Result<Plan, Error> {
+    // The deploy's own preparation, in its order: what a deploy would refuse before its first
+    // write, a plan refuses the same way.
+    let local = prepare::local(settings, options)?;
+    let config = aws::sdk_config(settings).await?;
+    let ecs = aws::ecs_client(&config);
+    let ecr_client = aws::ecr_client(&config);
+    let tagging = aws::tagging_client(&config);
+    let current = prepare::current(&ecs, &ecr_client, settings, &local).await?;
+    let Prepared { families, tag, .. } = prepare::families(
+        &ecs,
+        &tagging,
+        settings,
+        &local,
+        &current,
+        // No record read here: a rerun's revision is found by its deploy-id tag.
+        Registered::Recorded(&BTreeMap::new()),
+    )
+    .await?;
+    let release = local.release;
+    let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
+    let image = match &digest {
+        Some(digest) => format!("{}@{digest}", current.repository.uri),
+        None => format!("{}:{tag}", current.repository.uri),
+    };
+
+    // What each family runs now: its first service's revision (the migration family alone: its
+    // latest).
+    let running: BTreeMap<&str, &str> = current
+        .families
+        .iter()
+        .map(|(service, family)| {
+            let revision = current.services[service]
+                .task_definition()
+                .unwrap_or_default();
+            (family.as_str(), revision)
+        })
+        .rev()
+        .collect();
+    let mut planned = Vec::new();
+    let mut to = BTreeMap::new();
+    for (family, plan) in &families {
+        match plan {
+            FamilyPlan::Registered(described) => {
+                to.insert(family.clone(), described.arn.clone());
+                planned.push(PlannedFamily {
+                    family: family.clone(),
+                    from: running
+                        .get(family.as_str())
+                        .map_or_else(|| described.arn.clone(), |revision| (*revision).to_owned()),
+                    registered: Some(described.arn.clone()),
+                    changes: Vec::new(),
+                });
+            }
+            FamilyPlan::New { base, containers } => {
+                to.insert(family.clone(), format!("{family}:new"));
+                let now = match running.get(family.as_str()) {
+                    Some(revision) if *revision != base.arn => {
+                        taskdef::describe(&ecs, revision).await?
+                    }
+                    _ => base.clone(),
+                };
+                let next = taskdef::next_revision(
+                    base,
+                    &Changes {
+                        containers,
+                        image: &image,
+                        set_environment: &settings.environment,
+                        remove_environment: &settings.remove_environment,
+                        set_secrets: &settings.secrets,
+                        tags: BTreeMap::new(),
+                    },
+                );
+                let unchanged = taskdef::next_revision(
+                    &now,
+                    &Changes {
+                        containers: &[],
+                        image: "",
+                        set_environment: &BTreeMap::new(),
+                        remove_environment: &[],
+                        set_secrets: &BTreeMap::new(),
+                        tags: BTreeMap::new(),
+                    },
+                );
+                planned.push(PlannedFamily {
+                    family: family.clone(),
+                    from: now.arn.clone(),
+                    registered: None,
+                    changes: diff(&unchanged, &next),
+                });
+            }
+        }
+    }
+    let services: Vec<PlannedService> = current
+        .families
+        .iter()
+        .map(|(service, family)| PlannedService {
+            service: service.clone(),
+            from: current.services[service]
+                .task_definition()
+                .unwrap_or_default()
+                .to_owned(),
+            to: to.get(family).cloned().unwrap_or_default(),
+        })
+        .collect();
+
+    let mut warnings = Vec::new();
+    let survey = schedules::survey_settings(
+        &schedules::Clients::new(&config),
+        settings,
+        current.services.values(),
+        &to,
+        reporter,
+        &mut warnings,
+    )
+    .await?;
+    let targets: Vec<PlannedTarget> = survey
+        .iter()
+        .flat_map(|survey| &survey.to_move)
+        .map(|(scheduled, to)| PlannedTarget {
+            name: scheduled.name.clone(),
+            target: scheduled.target.clone(),
+            from: scheduled.task_definition.clone(),
+            to: to.clone(),
+        })
+        .collect();
+
+    let migration = (settings.migrate != MigrateOrder::Skip).then(|| {
+        let web = &current.services[&settings.services[0]];
+        let awsvpc = web
+            .network_configuration()
+            .and_then(|network| network.awsvpc_configuration());
+        PlannedMigration {
+            order: settings.migrate,
+            family: to
+                .get(&current.migration_family)
+                .cloned()
+                .unwrap_or_else(|| current.migration_family.clone()),
+            container: settings.migration.container.clone(),
+            command: settings.migration.command.clone(),
+            cluster: settings.cluster.clone(),
+            subnets: awsvpc.map(|v| v.subnets().to_vec()).unwrap_or_default(),
+            security_groups: awsvpc
+                .map(|v| v.security_groups().to_vec())
+                .unwrap_or_default(),
+        }
+    });
+    // Scheduled targets berth could not look at may need moving: not "nothing to deploy".
+    let changes = digest.is_none()
+        || !register::all_registered(&families)
+        || services.iter().any(|s| s.from != s.to)
+        || !targets.is_empty()
+        || !warnings.is_empty();
+    Ok(Plan {
+        env: settings.env.clone(),
+        deploy_id: release.deploy_id,
+        commit: release.commit,
+        image: PlannedImage { tag, digest },
+        families: planned,
+        services,
+        schedules: targets,
+        migration,
+        changes,
+        warnings,
+    })
+}

@@ -26,7 +26,7 @@ use crate::steps::image::{self, cache::BuildReport};
 use crate::steps::migrate::{self, Migrated};
 use crate::steps::prepare::{self, Local};
 use crate::steps::register::{self, Registered};
-use crate::steps::rollout::{Rolled, Target, step as rollout};
+use crate::steps::rollout::{Cluster, Rolled, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, StepRecord, cleanup};
 use crate::taskdef::Described;
@@ -358,7 +358,14 @@ async fn roll_out_and_migrate(
     }
     let services = &mut report.services;
     let rolled = rollout::run(
-        ecs, settings, current, &targets, lock, record, ledger, services,
+        ecs,
+        Cluster::of(settings),
+        current,
+        &targets,
+        lock,
+        record,
+        ledger,
+        services,
     );
     if let Err(error) = rolled.await {
         let rollout_failed = matches!(

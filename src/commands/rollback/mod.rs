@@ -22,7 +22,7 @@ use crate::state::record::{
 };
 use crate::state::{self, Store, lock};
 use crate::steps::rollout::step::note_rollouts;
-use crate::steps::rollout::{self, Rolled, Target};
+use crate::steps::rollout::{self, Cluster, Rolled, Target};
 use crate::steps::schedules;
 use crate::taskdef;
 use crate::text::code_list;
@@ -202,9 +202,17 @@ async fn run(
     ));
     let rolled = async {
         lock.check()?;
-        let (started, history) = rollout::start(&ecs, settings, &targets, reporter).await?;
+        let (started, history) =
+            rollout::start(&ecs, Cluster::of(settings), &targets, reporter).await?;
         report.services = started;
-        let waited = rollout::wait(&ecs, settings, &mut report.services, history, reporter).await;
+        let waited = rollout::wait(
+            &ecs,
+            Cluster::of(settings),
+            &mut report.services,
+            history,
+            reporter,
+        )
+        .await;
         record
             .update(|r| note_rollouts(r, &report.services))
             .await?;

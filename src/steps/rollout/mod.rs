@@ -20,10 +20,26 @@ use crate::aws::failed;
 use crate::aws::services;
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
-use crate::settings::Settings;
+use crate::settings::{Settings, Timeouts};
 use crate::text::{short_duration, with_causes};
 pub use decide::RolloutState;
 use decide::{SHOW_UP_GRACE, Start, how_to_start, poll, where_each_ends};
+
+/// What the rollout needs of the settings: the cluster, and how long and how often to look.
+#[derive(Debug, Clone, Copy)]
+pub struct Cluster<'a> {
+    pub name: &'a str,
+    pub timeouts: &'a Timeouts,
+}
+
+impl<'a> Cluster<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Self {
+            name: &settings.cluster,
+            timeouts: &settings.timeouts,
+        }
+    }
+}
 
 /// A service and the revision it must run.
 #[derive(Debug, Clone)]
@@ -66,12 +82,12 @@ pub type History = HashSet<String>;
 /// deployment to wait on for each, and the services' events from before.
 pub async fn start(
     ecs: &Client,
-    settings: &Settings,
+    cluster: Cluster<'_>,
     targets: &[Target],
     reporter: &dyn Reporter,
 ) -> Result<(Vec<Rolled>, History), Error> {
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
-    let current = services::describe(ecs, &settings.cluster, &names).await?;
+    let current = services::describe(ecs, cluster.name, &names).await?;
     let history: History = current
         .values()
         .flat_map(|service| service.events())
@@ -105,7 +121,7 @@ pub async fn start(
             tracing::info!(service = %target.service, "calling UpdateService");
             let output = ecs
                 .update_service()
-                .cluster(&settings.cluster)
+                .cluster(cluster.name)
                 .service(&target.service)
                 .task_definition(&target.task_definition)
                 .force_new_deployment(force)
@@ -141,17 +157,17 @@ pub async fn start(
 /// Waits until every deployment completed, one failed, or the timeout passed.
 pub async fn wait(
     ecs: &Client,
-    settings: &Settings,
+    cluster: Cluster<'_>,
     rolled: &mut [Rolled],
     mut seen_events: History,
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
-    let watch = Watch::new(settings.timeouts.heartbeat);
+    let watch = Watch::new(cluster.timeouts.heartbeat);
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
     loop {
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
-        let services = match services::describe(ecs, &settings.cluster, &names).await {
+        let services = match services::describe(ecs, cluster.name, &names).await {
             Ok(services) => services,
             // Throttled or unanswered even after the SDK's retries: look again at the next poll.
             Err(error) if crate::aws::is_transient(&error) => {
@@ -162,8 +178,8 @@ pub async fn wait(
                         with_causes(&error)
                     ),
                 );
-                settings.timeouts.pause(watch.elapsed()).await;
-                if watch.elapsed() < settings.timeouts.rollout {
+                cluster.timeouts.pause(watch.elapsed()).await;
+                if watch.elapsed() < cluster.timeouts.rollout {
                     continue;
                 }
                 return Err(error);
@@ -197,7 +213,7 @@ pub async fn wait(
         if !seen.failed.is_empty() {
             for (index, _) in &seen.failed {
                 let rolled = &rolled[*index];
-                explain(ecs, settings, &services[&rolled.service], rolled, reporter).await;
+                explain(ecs, cluster, &services[&rolled.service], rolled, reporter).await;
             }
             if rolled.len() > 1 {
                 for line in where_each_ends(rolled) {
@@ -224,29 +240,29 @@ pub async fn wait(
             reporter.info(&format!("rollout finished: {state}"));
             return Ok(());
         }
-        if watch.elapsed() >= settings.timeouts.rollout {
+        if watch.elapsed() >= cluster.timeouts.rollout {
             for rolled in rolled
                 .iter()
                 .filter(|r| r.rollout_state != RolloutState::Completed)
             {
-                show_tasks(ecs, settings, rolled, DesiredStatus::Running, reporter).await;
+                show_tasks(ecs, cluster, rolled, DesiredStatus::Running, reporter).await;
             }
             return Err(Error::RolloutTimeout {
-                timeout: short_duration(settings.timeouts.rollout),
+                timeout: short_duration(cluster.timeouts.rollout),
                 state: format!(
                     "{state}; the deployments go on in ECS, nothing was rolled back by berth"
                 ),
             });
         }
         watch.beat(reporter, &state);
-        settings.timeouts.pause(watch.elapsed()).await;
+        cluster.timeouts.pause(watch.elapsed()).await;
     }
 }
 
 /// After a failure: the service's recent events and why the new revision's tasks stopped.
 async fn explain(
     ecs: &Client,
-    settings: &Settings,
+    cluster: Cluster<'_>,
     service: &Service,
     rolled: &Rolled,
     reporter: &dyn Reporter,
@@ -255,21 +271,21 @@ async fn explain(
     for event in service.events().iter().take(10).rev() {
         reporter.info(&format!("  {}", event.message().unwrap_or_default()));
     }
-    show_tasks(ecs, settings, rolled, DesiredStatus::Stopped, reporter).await;
+    show_tasks(ecs, cluster, rolled, DesiredStatus::Stopped, reporter).await;
 }
 
 /// Up to five tasks of our revision, running or stopped, with their health and exit codes. Best
 /// effort: this only explains a failure that is already reported.
 async fn show_tasks(
     ecs: &Client,
-    settings: &Settings,
+    cluster: Cluster<'_>,
     rolled: &Rolled,
     status: DesiredStatus,
     reporter: &dyn Reporter,
 ) {
     let Ok(listed) = ecs
         .list_tasks()
-        .cluster(&settings.cluster)
+        .cluster(cluster.name)
         .service_name(&rolled.service)
         .desired_status(status.clone())
         .send()
@@ -282,7 +298,7 @@ async fn show_tasks(
     }
     let Ok(described) = ecs
         .describe_tasks()
-        .cluster(&settings.cluster)
+        .cluster(cluster.name)
         .set_tasks(Some(listed.task_arns().to_vec()))
         .send()
         .await

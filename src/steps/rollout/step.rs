@@ -11,7 +11,7 @@ use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::state::record::{DeployRecord, RolloutOutcome, RunState, ServiceRollout};
 use crate::state::{Lock, Record};
-use crate::steps::rollout::{self, Rolled, RolloutState, Target};
+use crate::steps::rollout::{self, Cluster, Rolled, RolloutState, Target};
 use crate::steps::{Ledger, Step};
 use crate::text::code_list;
 
@@ -21,7 +21,7 @@ use crate::text::code_list;
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     ecs: &Ecs,
-    settings: &Settings,
+    cluster: Cluster<'_>,
     current: &Current,
     targets: &[Target],
     lock: &Lock,
@@ -53,10 +53,10 @@ pub async fn run(
         })
         .await?;
     lock.check()?;
-    let (started, history) = rollout::start(ecs, settings, targets, ledger.reporter).await?;
+    let (started, history) = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
     *rolled = started;
     record.update(|r| note_rollouts(r, rolled)).await?;
-    let waited = rollout::wait(ecs, settings, rolled, history, ledger.reporter).await;
+    let waited = rollout::wait(ecs, cluster, rolled, history, ledger.reporter).await;
     record.update(|r| note_rollouts(r, rolled)).await?;
     waited?;
     if rolled.iter().all(|r| r.already) {
@@ -120,9 +120,9 @@ pub async fn roll_back(
         code_list(back.iter().map(|t| &t.service))
     ));
     lock.check()?;
-    let (started, history) = rollout::start(ecs, settings, &back, reporter).await?;
+    let (started, history) = rollout::start(ecs, Cluster::of(settings), &back, reporter).await?;
     *rolled_back = started;
-    rollout::wait(ecs, settings, rolled_back, history, reporter).await?;
+    rollout::wait(ecs, Cluster::of(settings), rolled_back, history, reporter).await?;
     record
         .update(|r| {
             for target in &back {

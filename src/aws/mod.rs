@@ -24,6 +24,26 @@ const MAX_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Every item of a listing whose API has no SDK paginator (EventBridge's, and answers read as
+/// raw JSON): `page(token)` fetches one page, its items and the next token; pages are read until
+/// a page has no next token.
+pub async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, Error>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>), Error>>,
+{
+    let mut items = Vec::new();
+    let mut next = None;
+    loop {
+        let (found, token) = page(next).await?;
+        items.extend(found);
+        match token {
+            Some(token) => next = Some(token),
+            None => return Ok(items),
+        }
+    }
+}
+
 /// SDK configuration for the deploy's region and profile. Credentials come from the default chain
 /// (environment, profile, SSO, web identity, container and instance roles), or from CircleCI's
 /// OIDC token when [`circleci_oidc`] finds one to trade; `AWS_ENDPOINT_URL` and its per-service

@@ -214,15 +214,10 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
 
 /// Repository name → its URI, for every ECR repository of the account in the region.
 async fn repository_uris(ecr: &aws_sdk_ecr::Client) -> Result<BTreeMap<String, String>, Error> {
+    let mut pages = ecr.describe_repositories().into_paginator().send();
     let mut uris = BTreeMap::new();
-    let mut next = None;
-    loop {
-        let page = ecr
-            .describe_repositories()
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| failed("listing the ECR repositories", e))?;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed("listing the ECR repositories", e))?;
         for repository in page.repositories() {
             if let (Some(name), Some(uri)) =
                 (repository.repository_name(), repository.repository_uri())
@@ -230,11 +225,8 @@ async fn repository_uris(ecr: &aws_sdk_ecr::Client) -> Result<BTreeMap<String, S
                 uris.insert(name.to_owned(), uri.to_owned());
             }
         }
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            return Ok(uris);
-        }
     }
+    Ok(uris)
 }
 
 /// Whether `image` (`uri:tag` or `uri@sha256:…`) is of the repository at `uri`.

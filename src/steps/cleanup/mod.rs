@@ -24,18 +24,16 @@ pub use decide::{doomed, key};
 
 /// One family's ACTIVE revisions, newest first.
 pub async fn active(ecs: &aws_sdk_ecs::Client, family: &str) -> Result<Vec<String>, Error> {
+    let mut pages = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .sort(aws_sdk_ecs::types::SortOrder::Desc)
+        .into_paginator()
+        .send();
     let mut revisions = Vec::new();
-    let mut next = None;
-    loop {
-        let page = ecs
-            .list_task_definitions()
-            .family_prefix(family)
-            .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
-            .sort(aws_sdk_ecs::types::SortOrder::Desc)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| failed(format!("listing the revisions of `{family}`"), e))?;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed(format!("listing the revisions of `{family}`"), e))?;
         // The prefix matches longer families too (`web` and `web-worker`).
         revisions.extend(
             page.task_definition_arns()
@@ -43,37 +41,25 @@ pub async fn active(ecs: &aws_sdk_ecs::Client, family: &str) -> Result<Vec<Strin
                 .filter(|arn| arn::family(arn) == family)
                 .cloned(),
         );
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            // Newest first, whatever order the pages came in.
-            revisions.sort_by_key(|revision| std::cmp::Reverse(arn::revision(revision)));
-            return Ok(revisions);
-        }
     }
+    // Newest first, whatever order the pages came in.
+    revisions.sort_by_key(|revision| std::cmp::Reverse(arn::revision(revision)));
+    Ok(revisions)
 }
 
 /// Every service of the cluster, by name.
 pub async fn services_in(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, Error> {
+    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
     let mut names = Vec::new();
-    let mut next = None;
-    loop {
-        let page = ecs
-            .list_services()
-            .cluster(cluster)
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| failed(format!("listing the services of `{cluster}`"), e))?;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed(format!("listing the services of `{cluster}`"), e))?;
         names.extend(
             page.service_arns()
                 .iter()
                 .map(|arn| arn::short(arn).to_owned()),
         );
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            return Ok(names);
-        }
     }
+    Ok(names)
 }
 
 pub async fn deregister(ecs: &aws_sdk_ecs::Client, revision: &str) -> Result<(), Error> {

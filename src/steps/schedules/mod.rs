@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::aws::arn;
-use crate::aws::failed;
 use crate::aws::wire::{CaptureBody, ReplaceBody};
+use crate::aws::{all_pages, failed};
 use crate::error::Error;
 use crate::report::{Reporter, warn};
 use crate::settings::{Listed, Settings, parse_listed};
@@ -233,70 +233,60 @@ async fn rules_in(
     events: &aws_sdk_eventbridge::Client,
     cluster: Option<&str>,
 ) -> Result<Vec<(Option<String>, String)>, Error> {
-    let mut buses = Vec::new();
-    let mut next = None;
-    loop {
+    let buses = all_pages(|next| async move {
         let page = events
             .list_event_buses()
             .set_next_token(next)
             .send()
             .await
             .map_err(|e| failed("listing the EventBridge event buses", e))?;
-        buses.extend(
-            page.event_buses()
-                .iter()
-                .filter_map(|bus| bus.name())
-                .map(str::to_owned),
-        );
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            break;
-        }
-    }
+        let names = page.event_buses().iter().filter_map(|bus| bus.name());
+        Ok((
+            names.map(str::to_owned).collect(),
+            page.next_token().map(str::to_owned),
+        ))
+    })
+    .await?;
     let mut rules = Vec::new();
     for bus in buses {
         let named = (bus != "default").then(|| bus.clone());
-        let mut next = None;
-        loop {
-            let (names, token) = match cluster {
+        let bus = bus.as_str();
+        let names = all_pages(|next| async move {
+            match cluster {
                 Some(cluster) => {
                     let page = events
                         .list_rule_names_by_target()
                         .target_arn(cluster)
-                        .event_bus_name(&bus)
+                        .event_bus_name(bus)
                         .set_next_token(next)
                         .send()
                         .await
                         .map_err(|e| {
                             failed("listing the EventBridge rules that target the cluster", e)
                         })?;
-                    (
+                    Ok((
                         page.rule_names().to_vec(),
                         page.next_token().map(str::to_owned),
-                    )
+                    ))
                 }
                 None => {
                     let page = events
                         .list_rules()
-                        .event_bus_name(&bus)
+                        .event_bus_name(bus)
                         .set_next_token(next)
                         .send()
                         .await
                         .map_err(|e| failed("listing the EventBridge rules", e))?;
-                    let names = page
-                        .rules()
-                        .iter()
-                        .filter_map(|r| r.name())
-                        .map(str::to_owned);
-                    (names.collect(), page.next_token().map(str::to_owned))
+                    let names = page.rules().iter().filter_map(|r| r.name());
+                    Ok((
+                        names.map(str::to_owned).collect(),
+                        page.next_token().map(str::to_owned),
+                    ))
                 }
-            };
-            rules.extend(names.into_iter().map(|name| (named.clone(), name)));
-            next = token;
-            if next.is_none() {
-                break;
             }
-        }
+        })
+        .await?;
+        rules.extend(names.into_iter().map(|name| (named.clone(), name)));
     }
     Ok(rules)
 }
@@ -305,15 +295,10 @@ async fn rules_in(
 async fn ecs_schedules(
     scheduler: &aws_sdk_scheduler::Client,
 ) -> Result<Vec<(String, String)>, Error> {
+    let mut pages = scheduler.list_schedules().into_paginator().send();
     let mut schedules = Vec::new();
-    let mut next = None;
-    loop {
-        let page = scheduler
-            .list_schedules()
-            .set_next_token(next)
-            .send()
-            .await
-            .map_err(|e| failed("listing the EventBridge Scheduler schedules", e))?;
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failed("listing the EventBridge Scheduler schedules", e))?;
         for summary in page.schedules() {
             let ecs = summary.target().is_some_and(|target| {
                 target.arn().contains(":ecs:") && target.arn().contains(":cluster/")
@@ -323,11 +308,8 @@ async fn ecs_schedules(
                 schedules.push((group, name.to_owned()));
             }
         }
-        next = page.next_token().map(str::to_owned);
-        if next.is_none() {
-            return Ok(schedules);
-        }
     }
+    Ok(schedules)
 }
 
 /// The ECS targets of one rule (those in `cluster`, when given), as AWS returns them.
@@ -341,9 +323,8 @@ async fn rule_targets(
         Some(bus) => format!("rule/{bus}/{rule}"),
         None => format!("rule/{rule}"),
     };
-    let mut found = Vec::new();
-    let mut next = None;
-    loop {
+    let name = name.as_str();
+    all_pages(|next| async move {
         let captured = CaptureBody::default();
         events
             .list_targets_by_rule()
@@ -356,6 +337,7 @@ async fn rule_targets(
             .await
             .map_err(|e| failed(format!("reading the targets of `{name}`"), e))?;
         let page = captured.json(&format!("the targets of `{name}`"))?;
+        let mut found = Vec::new();
         for target in page["Targets"].as_array().into_iter().flatten() {
             let (Some(document), Some(task_definition)) = (
                 target.as_object(),
@@ -373,17 +355,15 @@ async fn rule_targets(
             document.insert("berth:rule".into(), Value::String(rule.to_owned()));
             found.push(Scheduled {
                 kind: Kind::Rule,
-                name: name.clone(),
+                name: name.to_owned(),
                 target: target["Id"].as_str().unwrap_or_default().to_owned(),
                 task_definition: task_definition.to_owned(),
                 document,
             });
         }
-        next = page["NextToken"].as_str().map(str::to_owned);
-        if next.is_none() {
-            return Ok(found);
-        }
-    }
+        Ok((found, page["NextToken"].as_str().map(str::to_owned)))
+    })
+    .await
 }
 
 /// Fields of `GetSchedule`'s answer that `UpdateSchedule` does not take (the name goes in the

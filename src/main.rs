@@ -8,15 +8,15 @@ fn main() -> ExitCode {
     let flags = berth::cli::parse();
     output::init_logging();
 
-    let reporter = output::reporter();
+    let console = output::console();
     let result = tokio::runtime::Runtime::new()
         .map_err(Error::Runtime)
         .and_then(|runtime| {
-            // Ctrl-C or SIGTERM ends a deploy with its record written (exit 130); see `pipeline::deploy`.
-            runtime.block_on(berth::run(&flags, reporter.as_ref()))
+            // Ctrl-C or SIGTERM ends a deploy with its record written (exit 130); see `commands::deploy`.
+            runtime.block_on(berth::run(&flags, console.as_ref(), console.as_ref()))
         });
     // The live view ends before the result and any error are written.
-    drop(reporter);
+    drop(console);
     let result = result.and_then(|outcome| {
         output::write_result(flags.output, &outcome)?;
         outcome.into_result()

@@ -1,4 +1,5 @@
-//! How the core tells people what it is doing: the [`Reporter`] trait, and the narration of waits
+//! How the core tells people what it is doing: the [`Reporter`] trait, the [`Prompt`] it asks
+//! through, and the narration of waits
 //! and silent steps (the heartbeat that keeps CI from killing a quiet job). Nothing here knows
 //! a terminal: the output module implements the trait for plain lines and for a live view.
 
@@ -31,7 +32,19 @@ pub trait Reporter: Sync {
     fn quiet_for(&self) -> Option<Duration> {
         None
     }
-    /// Asks a person a yes/no question; `None` when nobody can answer (not a terminal, CI).
+}
+
+/// Questions for the person at the terminal, apart from the progress: only `berth unlock` asks.
+pub trait Prompt: Sync {
+    /// Asks a yes/no question; `None` when nobody can answer (not a terminal, CI).
+    fn confirm(&self, question: &str) -> Option<bool>;
+}
+
+/// Nobody to ask: every question goes unanswered.
+#[derive(Debug, Default)]
+pub struct NoPrompt;
+
+impl Prompt for NoPrompt {
     fn confirm(&self, _question: &str) -> Option<bool> {
         None
     }

@@ -48,7 +48,11 @@ pub enum Outcome {
 }
 
 /// Runs one berth command. Settings are resolved and checked before anything else happens.
-pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outcome, Error> {
+pub async fn run(
+    flags: &Flags,
+    reporter: &dyn report::Reporter,
+    prompt: &dyn report::Prompt,
+) -> Result<Outcome, Error> {
     match flags.command {
         Command::Config => Ok(Outcome::Config {
             settings: Box::new(settings::load(flags)?),
@@ -86,7 +90,7 @@ pub async fn run(flags: &Flags, reporter: &dyn report::Reporter) -> Result<Outco
         }
         Command::Unlock => {
             let settings = settings::load(flags)?;
-            let unlocked = unlock::unlock(&settings, flags.yes, reporter).await?;
+            let unlocked = unlock::unlock(&settings, flags.yes, prompt).await?;
             Ok(Outcome::Unlock {
                 env: unlocked.env,
                 released: unlocked.released,

@@ -2,7 +2,7 @@
 
 use crate::aws;
 use crate::error::Error;
-use crate::report::Reporter;
+use crate::report::Prompt;
 use crate::settings::Settings;
 use crate::state::{self, lock::Holder};
 use crate::text;
@@ -18,7 +18,7 @@ pub struct Unlocked {
 pub async fn unlock(
     settings: &Settings,
     yes: bool,
-    reporter: &dyn Reporter,
+    prompt: &dyn Prompt,
 ) -> Result<Unlocked, Error> {
     let config = aws::sdk_config(settings).await?;
     let none = || Unlocked {
@@ -47,7 +47,7 @@ pub async fn unlock(
         }
     );
     if !yes {
-        match reporter.confirm(&question) {
+        match prompt.confirm(&question) {
             Some(true) => {}
             Some(false) => {
                 return Err(Error::Mismatch {

@@ -1,204 +1,75 @@
-//! The terminal: progress on stderr through a [`Reporter`], results on stdout, logs on stderr.
-//! The core calls a [`Reporter`]; only this module knows where the words go.
+//! The terminal: progress on stderr through a [`Console`] ([`reporters`]), results on stdout
+//! (text or JSON), logs on stderr. The core calls a `Reporter` and a `Prompt`; only this module
+//! knows where the words go.
 
 mod config;
 mod plan;
+mod reporters;
 mod status;
 
 use std::io::{IsTerminal, Write};
-use std::time::{Duration, Instant, SystemTime};
 
 use crate::Outcome;
 use crate::env_vars;
 use crate::error::Error;
 use crate::flags::OutputFormat;
-use crate::report::Reporter;
-use crate::text::short_duration;
+pub use reporters::{Console, PlainReporter, TerminalReporter, console};
 
-/// One plain line per event on stderr, prefixed with the UTC wall-clock time (`12:04:05`) so a CI
-/// log lines up with AWS events. Used when stderr is not a terminal or `CI` is set.
-#[derive(Debug)]
-pub struct PlainReporter {
-    last_line: std::sync::Mutex<Instant>,
-}
-
-impl Default for PlainReporter {
-    fn default() -> Self {
-        Self {
-            last_line: std::sync::Mutex::new(Instant::now()),
-        }
-    }
-}
-
-impl PlainReporter {
-    fn line(&self, text: &str) {
-        if let Ok(mut last) = self.last_line.lock() {
-            *last = Instant::now();
-        }
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        // `2024-05-01T12:04:05Z`: keep the time of day.
-        let time = now.get(11..19).unwrap_or(&now);
-        // Progress is best effort: a closed stderr must not fail the deploy.
-        let _ = writeln!(std::io::stderr().lock(), "{time} {text}");
-    }
-}
-
-impl Reporter for PlainReporter {
-    fn step_started(&self, step: &str) {
-        self.line(&format!("{step}: started"));
-    }
-
-    fn step_finished(&self, step: &str, elapsed: Duration) {
-        self.line(&format!("{step}: done in {}", short_duration(elapsed)));
-    }
-
-    fn step_skipped(&self, step: &str, why: &str) {
-        self.line(&format!("{step}: already done ({why})"));
-    }
-
-    fn info(&self, line: &str) {
-        self.line(line);
-    }
-
-    fn quiet_for(&self) -> Option<Duration> {
-        self.last_line.lock().ok().map(|last| last.elapsed())
-    }
-
-    fn confirm(&self, question: &str) -> Option<bool> {
-        ask(question)
-    }
-}
-
-/// Asks on stderr and reads the answer from stdin, when a person can answer: stdin is a terminal
-/// and this is not CI.
-fn ask(question: &str) -> Option<bool> {
-    if is_ci() || !std::io::stdin().is_terminal() {
-        return None;
-    }
-    let _ = write!(std::io::stderr().lock(), "{question} [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).ok()?;
-    Some(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
-}
-
-fn is_ci() -> bool {
-    env_vars::var(env_vars::CI).is_some_and(|v| v != "false")
-}
-
-/// A live view for a person at a terminal: a spinner with the current step and its state, and
-/// the step's lines printed above it.
-pub struct TerminalReporter {
-    bar: indicatif::ProgressBar,
-}
-
-impl Default for TerminalReporter {
-    fn default() -> Self {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        Self { bar }
-    }
-}
-
-impl Reporter for TerminalReporter {
-    fn step_started(&self, step: &str) {
-        self.bar.reset_elapsed();
-        self.bar.set_prefix(step.to_owned());
-        self.bar.set_message("");
-        self.bar.enable_steady_tick(Duration::from_millis(120));
-    }
-
-    fn step_finished(&self, step: &str, elapsed: Duration) {
-        self.bar.disable_steady_tick();
-        self.bar
-            .println(format!("✓ {step} ({})", short_duration(elapsed)));
-        self.bar.set_prefix("");
-        self.bar.set_message("");
-    }
-
-    fn step_skipped(&self, step: &str, why: &str) {
-        self.bar.println(format!("- {step}: already done ({why})"));
-    }
-
-    fn info(&self, line: &str) {
-        self.bar.println(line);
-    }
-
-    fn status(&self, line: &str) {
-        self.bar.set_message(line.to_owned());
-    }
-
-    fn confirm(&self, question: &str) -> Option<bool> {
-        self.bar.suspend(|| ask(question))
-    }
-}
-
-impl Drop for TerminalReporter {
-    fn drop(&mut self) {
-        self.bar.finish_and_clear();
-    }
-}
-
-/// The reporter for this process: a live view on a terminal, plain lines under CI (CircleCI runs
-/// steps under a pseudo-terminal and sets `CI=true`) or when stderr is not a terminal.
-pub fn reporter() -> Box<dyn Reporter> {
-    if is_ci() || !std::io::stderr().is_terminal() {
-        Box::new(PlainReporter::default())
-    } else {
-        Box::new(TerminalReporter::default())
-    }
-}
-
-/// Writes the result of a command to stdout: nothing in text mode (the progress on stderr says it
-/// all), one JSON object in JSON mode.
+/// Writes the result of a command to stdout: as lines of text, or as one JSON object.
 pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
-    let written = match (format, outcome) {
-        (OutputFormat::Text, Outcome::Deploy { .. } | Outcome::Rollback { .. }) => Ok(()),
-        (OutputFormat::Text, Outcome::Status { status }) => status::lines(status)
+    let written = match format {
+        OutputFormat::Text => text(outcome)
             .iter()
             .try_for_each(|line| writeln!(stdout, "{line}")),
-        (OutputFormat::Text, Outcome::Unlock { env, released }) => match released {
-            Some(holder) => writeln!(
-                stdout,
+        OutputFormat::Json => write_record(&mut stdout, outcome),
+    };
+    written.or_else(ignore_broken_pipe).map_err(Error::Stdout)
+}
+
+/// The result for a person. A deploy and a rollback print nothing: the progress on stderr said
+/// it all.
+fn text(outcome: &Outcome) -> Vec<String> {
+    match outcome {
+        Outcome::Deploy { .. } | Outcome::Rollback { .. } => Vec::new(),
+        Outcome::Status { status } => status::lines(status),
+        Outcome::Config { settings } => config::lines(settings),
+        Outcome::Plan { plan } => plan::lines(plan),
+        Outcome::Unlock { env, released } => vec![match released {
+            Some(holder) => format!(
                 "released the lock of `{env}`, held by {}",
                 holder.describe(crate::state::now())
             ),
-            None => writeln!(stdout, "`{env}` was not locked"),
-        },
-        (OutputFormat::Json, Outcome::Status { status }) => json(&mut stdout, status),
-        (OutputFormat::Json, Outcome::Unlock { env, released }) => json(
-            &mut stdout,
-            &serde_json::json!({"env": env, "released": released}),
-        ),
-        (OutputFormat::Json, Outcome::Rollback { report, failure }) => json(
-            &mut stdout,
-            &with_error(serde_json::to_value(report), failure.as_ref()),
-        ),
-        (OutputFormat::Text, Outcome::Config { settings }) => config::lines(settings)
-            .iter()
-            .try_for_each(|line| writeln!(stdout, "{line}")),
-        (OutputFormat::Json, Outcome::Deploy { report, failure }) => json(
-            &mut stdout,
-            &with_error(serde_json::to_value(report), failure.as_ref()),
-        ),
-        (OutputFormat::Json, Outcome::Config { settings }) => json(&mut stdout, settings),
-        (OutputFormat::Text, Outcome::Plan { plan }) => plan::lines(plan)
-            .iter()
-            .try_for_each(|line| writeln!(stdout, "{line}")),
-        (OutputFormat::Json, Outcome::Plan { plan }) => json(&mut stdout, plan),
-        (OutputFormat::Text, Outcome::Init { written }) => writeln!(
-            stdout,
+            None => format!("`{env}` was not locked"),
+        }],
+        Outcome::Init { written } => vec![format!(
             "wrote `{}`: repository `{}`, containers {}; read it, then `berth deploy`",
             written.path.display(),
             written.repository,
             crate::text::code_list(&written.containers)
-        ),
-        (OutputFormat::Json, Outcome::Init { written }) => json(&mut stdout, written),
-    };
-    written.or_else(ignore_broken_pipe).map_err(Error::Stdout)
+        )],
+    }
+}
+
+/// The result for a program: the command's record as one JSON object, with how it failed
+/// under `error`.
+fn write_record(out: &mut impl Write, outcome: &Outcome) -> std::io::Result<()> {
+    use serde_json::to_value;
+    match outcome {
+        Outcome::Deploy { report, failure } => {
+            json(out, &with_error(to_value(report), failure.as_ref()))
+        }
+        Outcome::Rollback { report, failure } => {
+            json(out, &with_error(to_value(report), failure.as_ref()))
+        }
+        Outcome::Status { status } => json(out, status),
+        Outcome::Config { settings } => json(out, settings),
+        Outcome::Plan { plan } => json(out, plan),
+        Outcome::Init { written } => json(out, written),
+        Outcome::Unlock { env, released } => {
+            json(out, &serde_json::json!({"env": env, "released": released}))
+        }
+    }
 }
 
 /// A command's record with how it failed, if it did, under `error`.

@@ -4,7 +4,10 @@
 //! Precedence, highest first: flag, `BERTH_*` variable, `[env.NAME]` table, top level of
 //! `berth.toml`, built-in default. `AWS_REGION` is the last resort for `region`.
 
+mod check;
+mod names;
 mod raw;
+mod tables;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -15,8 +18,8 @@ use serde::Serialize;
 
 use crate::error::{ConfigError, Place};
 use crate::flags::Flags;
+pub use names::is_tag;
 use raw::RawFile;
-pub use validate::is_tag;
 
 /// File read when neither `--config` nor `BERTH_CONFIG` names one.
 pub const DEFAULT_CONFIG: &str = "berth.toml";

@@ -1,7 +1,6 @@
 //! A deploy end to end, its rerun, and a revision built from a task-definition file.
 
 use std::path::Path;
-use std::time::Duration;
 
 use aws_sdk_ecs::types::ContainerDefinition;
 
@@ -146,7 +145,7 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
             .contains("add_column \"users\", \"email\"")
     );
 
-    // A rerun of the completed deploy finds everything done, changes nothing, and is quick.
+    // A rerun of the completed deploy finds everything done and changes nothing.
     let counted = app.counters();
     let rerun = app.deploy_with(&[], &[("BUNDLE_TOKEN", SECRET)]);
     assert_eq!(rerun.code, Some(0));
@@ -154,11 +153,6 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     rerun.assert_skipped(&["build", "push", "register", "rollout", "migrate"]);
     again.assert_none_since(&counted, CHANGES);
     assert_eq!(rerun.json()["revisions"], report["revisions"]);
-    assert!(
-        rerun.elapsed < Duration::from_secs(2),
-        "rerun took {:?}",
-        rerun.elapsed
-    );
 
     // Ten newer revisions later (other deploys, a console edit), a rerun still finds this
     // deploy's revision, named by the deploy record: no search, no tagging API.

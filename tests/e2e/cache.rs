@@ -15,7 +15,10 @@ async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
     let lock = app.dir.path().join("Gemfile.lock");
     let gems = fs_err::read_to_string(&lock).unwrap();
     fs_err::write(&lock, format!("{gems}# {}\n", app.name)).unwrap();
+    mark_runs(&app);
     app.commit("gems of this test");
+    // The base stage's records, which every test's build shares, are in here: they stay.
+    let others = build_cache();
 
     let cold = app.deploy(&[]);
     assert_eq!(cold.code, Some(0), "{}", cold.stderr);
@@ -34,7 +37,7 @@ async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
     let code = fs_err::read_to_string(&model).unwrap();
     fs_err::write(&model, format!("{code}# one line\n")).unwrap();
     app.commit("one line");
-    empty_engine(&app.name);
+    empty_engine(&app.name, &others);
     let warm = app.deploy(&[]);
     assert_eq!(warm.code, Some(0), "{}", warm.stderr);
     let build = &warm.json()["build"];
@@ -77,7 +80,7 @@ async fn a_build_on_an_empty_engine_takes_its_cache_from_ecr() {
     app.edit_config(|config| config.replace("cache = true", "cache = false"));
     fs_err::write(&model, format!("{code}# another line\n")).unwrap();
     app.commit("no cache");
-    empty_engine(&app.name);
+    empty_engine(&app.name, &others);
     let off = app.deploy(&[]);
     assert_eq!(off.code, Some(0), "{}", off.stderr);
     let build = &off.json()["build"];
@@ -150,15 +153,137 @@ async fn the_classic_builder_pulls_its_cache_source_with_ecrs_login() {
     assert!(build["pulled_bytes"].as_u64().unwrap() > 0, "{build}");
 }
 
-/// Removes the app's images and the engine's build cache, as on a fresh CI machine. The
-/// sandbox's base images stay: nothing can be pulled from outside here.
-fn empty_engine(app: &str) {
+/// Removes the app's images and its build cache, as on a fresh CI machine. Only this app's
+/// records go: other tests build beside it, and their cache is theirs. The sandbox's base images
+/// stay: nothing can be pulled from outside here.
+fn empty_engine(app: &str, others: &BuildCache) {
     remove_images(app);
-    let pruned = std::process::Command::new("docker")
-        .args(["builder", "prune", "-af"])
+    loop {
+        let cache = build_cache();
+        let ours = cache.of(app, others);
+        if ours.is_empty() {
+            return;
+        }
+        // Deepest first: a record goes only once nothing is built on it.
+        for id in &ours {
+            let pruned = std::process::Command::new("docker")
+                .args(["builder", "prune", "-af", "--filter"])
+                .arg(format!("id={id}"))
+                .output()
+                .unwrap();
+            assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+        }
+        let left = build_cache().of(app, others);
+        println!(
+            "--- build cache of `{app}`: {} record(s) pruned, {} left",
+            ours.len().saturating_sub(left.len()),
+            left.len()
+        );
+        if left.len() == ours.len() {
+            // What is left is held: by a build under way, or as the parent of another's step.
+            let named: Vec<&String> = left.iter().filter(|id| cache.names(id, app)).collect();
+            assert!(
+                named.is_empty(),
+                "the engine keeps `{app}`'s steps {named:?}"
+            );
+            return;
+        }
+    }
+}
+
+/// Appends the app's name to each `RUN` of its Dockerfile, as a shell comment: BuildKit's cache
+/// records of those steps carry it in their descriptions, and so can be told from other tests'.
+fn mark_runs(app: &App) {
+    let path = app.dir.path().join("Dockerfile");
+    let mut run = false;
+    let mut marked = String::new();
+    for line in fs_err::read_to_string(&path).unwrap().lines() {
+        run = run || line.starts_with("RUN ");
+        marked.push_str(line);
+        if run && !line.ends_with('\\') {
+            marked.push_str(&format!(" # {}", app.name));
+            run = false;
+        }
+        marked.push('\n');
+    }
+    fs_err::write(&path, marked).unwrap();
+}
+
+/// The engine's build cache records: each one's parent and description, by id.
+struct BuildCache(std::collections::BTreeMap<String, (String, String)>);
+
+fn build_cache() -> BuildCache {
+    let listed = std::process::Command::new("docker")
+        .args(["system", "df", "-v", "--format", "{{json .BuildCache}}"])
         .output()
         .unwrap();
-    assert!(pruned.status.success(), "{}", text(&pruned.stderr));
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let records: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let field = |record: &Value, key: &str| record[key].as_str().unwrap_or_default().to_owned();
+    BuildCache(
+        records
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    field(r, "ID"),
+                    (field(r, "Parent"), field(r, "Description")),
+                )
+            })
+            .collect(),
+    )
+}
+
+impl BuildCache {
+    /// The record `id` names `app`: one of its marked `RUN`s, or a layer pulled from its
+    /// repository.
+    fn names(&self, id: &str, app: &str) -> bool {
+        self.0.get(id).is_some_and(|(_, said)| said.contains(app))
+    }
+
+    /// The records of `app`'s steps, deepest first: those that name it, what was built on them, and
+    /// what they were built on but the base stage's, which were in the engine before (`others`).
+    fn of(&self, app: &str, others: &BuildCache) -> Vec<String> {
+        let mut ours: Vec<String> = self
+            .0
+            .keys()
+            .filter(|id| self.names(id, app))
+            .cloned()
+            .collect();
+        // Down from each: what was built on it.
+        let mut at = 0;
+        while at < ours.len() {
+            let children: Vec<String> = (self.0.iter())
+                .filter(|(id, (parent, _))| *parent == ours[at] && !ours.contains(id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            ours.extend(children);
+            at += 1;
+        }
+        // Up from each: what it was built on, as far as the base stage's records (others build on
+        // those too, so never down from them).
+        for at in 0..ours.len() {
+            let mut id = ours[at].clone();
+            while let Some((parent, _)) = self.0.get(&id) {
+                if !self.0.contains_key(parent) || others.0.contains_key(parent) {
+                    break;
+                }
+                if !ours.contains(parent) {
+                    ours.push(parent.clone());
+                }
+                id = parent.clone();
+            }
+        }
+        // Deepest first, so that each round prunes a record before its parent.
+        let depth = |id: &String| {
+            std::iter::successors(Some(id), |id| self.0.get(*id).map(|(p, _)| p))
+                .take_while(|id| self.0.contains_key(*id))
+                .count()
+        };
+        ours.sort_by_key(|id| std::cmp::Reverse(depth(id)));
+        ours
+    }
 }
 
 /// Removes the app's images (the classic builder's cache is in them, and in their parents).

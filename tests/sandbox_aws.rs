@@ -11,7 +11,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver};
 use berth::flags::Flags;
 use berth::settings::{self, Settings};
-use common::eventually_async;
+use common::stopped_task;
 
 fn sandbox_settings(cluster: &str) -> Settings {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
@@ -94,24 +94,13 @@ async fn ecs_task_exit_code_comes_back_through_the_sdk() {
         .unwrap();
     let arn = run.tasks()[0].task_arn().unwrap().to_owned();
 
-    let task = eventually_async(
+    let task = stopped_task(
+        &ecs,
+        &cluster,
+        &arn,
         Duration::from_secs(60),
         Duration::from_millis(200),
-        async || {
-            let described = ecs
-                .describe_tasks()
-                .cluster(&cluster)
-                .tasks(&arn)
-                .send()
-                .await
-                .unwrap();
-            let task = described.tasks()[0].clone();
-            if task.last_status() == Some("STOPPED") {
-                Ok(task)
-            } else {
-                Err("task never stopped".to_owned())
-            }
-        },
+        "task never stopped",
     )
     .await;
     assert_eq!(

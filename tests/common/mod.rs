@@ -63,6 +63,34 @@ pub async fn eventually_async<T>(
     }
 }
 
+/// ECS's description of task `arn` in `cluster` once it has stopped, read every `every`; fails
+/// the test with `failure` when it has not within `within`.
+pub async fn stopped_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    arn: &str,
+    within: Duration,
+    every: Duration,
+    failure: &str,
+) -> aws_sdk_ecs::types::Task {
+    eventually_async(within, every, async || {
+        let described = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(arn)
+            .send()
+            .await
+            .unwrap();
+        let task = described.tasks()[0].clone();
+        if task.last_status() == Some("STOPPED") {
+            Ok(task)
+        } else {
+            Err(failure.to_owned())
+        }
+    })
+    .await
+}
+
 pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::common::eventually_async;
+use crate::harness::common::stopped_task;
 use crate::harness::*;
 
 /// A rule's targets as EventBridge returns them (raw JSON).
@@ -109,24 +109,13 @@ async fn scheduled_tasks_follow_the_deploy() {
         let task = &fired["tasks"][0];
         assert_eq!(task["taskDefinitionArn"], new.as_str(), "{fire}");
         let arn = task["taskArn"].as_str().unwrap();
-        let stopped = eventually_async(
+        let stopped = stopped_task(
+            &ecs,
+            &app.cluster(),
+            arn,
             Duration::from_secs(90),
             Duration::from_millis(500),
-            async || {
-                let described = ecs
-                    .describe_tasks()
-                    .cluster(app.cluster())
-                    .tasks(arn)
-                    .send()
-                    .await
-                    .unwrap();
-                let task = described.tasks()[0].clone();
-                if task.last_status() == Some("STOPPED") {
-                    Ok(task)
-                } else {
-                    Err(format!("{fire} did not stop"))
-                }
-            },
+            &format!("{fire} did not stop"),
         )
         .await;
         let app_container = stopped

@@ -11,7 +11,9 @@ mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
+use harness::common::eventually;
 use harness::{App, ROOT, admin, text};
 use serde_json::{Value, json};
 
@@ -80,18 +82,17 @@ impl ReleaseServer {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Made first, so that a server that never answers is stopped with it.
         let mut server = Self {
             child,
             url: String::new(),
         };
-        for _ in 0..100 {
-            if let Ok(port) = fs_err::read_to_string(&port_file) {
-                server.url = format!("http://127.0.0.1:{port}");
-                return server;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!("the release server did not start");
+        let port = eventually(Duration::from_secs(5), Duration::from_millis(50), || {
+            fs_err::read_to_string(&port_file)
+                .map_err(|_| "the release server did not start".to_owned())
+        });
+        server.url = format!("http://127.0.0.1:{port}");
+        server
     }
 }
 

@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_ecs::types::{ContainerDefinition, LogConfiguration, LogDriver};
 use berth::flags::Flags;
 use berth::settings::{self, Settings};
+use common::stopped_task;
 
 fn sandbox_settings(cluster: &str) -> Settings {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
@@ -91,25 +94,15 @@ async fn ecs_task_exit_code_comes_back_through_the_sdk() {
         .unwrap();
     let arn = run.tasks()[0].task_arn().unwrap().to_owned();
 
-    let began = Instant::now();
-    let task = loop {
-        let described = ecs
-            .describe_tasks()
-            .cluster(&cluster)
-            .tasks(&arn)
-            .send()
-            .await
-            .unwrap();
-        let task = described.tasks()[0].clone();
-        if task.last_status() == Some("STOPPED") {
-            break task;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "task never stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let task = stopped_task(
+        &ecs,
+        &cluster,
+        &arn,
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        "task never stopped",
+    )
+    .await;
     assert_eq!(
         task.stop_code().map(|c| c.as_str()),
         Some("EssentialContainerExited")

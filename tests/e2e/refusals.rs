@@ -1,0 +1,105 @@
+//! Deploys refused before anything changes: an unknown cluster or region, another branch.
+
+use crate::harness::*;
+
+/// A cluster or a region that does not exist is a settings error (exit 2) naming it, found
+/// before anything is built or changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_cluster_or_region_is_a_settings_error_naming_it() {
+    let app = App::new("where", "");
+    let before = app.service_task_definitions().await;
+    app.edit_config(|config| {
+        config.replace(
+            &format!("cluster = \"{}-stg\"", app.name),
+            "cluster = \"no-such-cluster\"",
+        )
+    });
+    let run = app.rerun_without(&[], CHANGES);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: cluster `no-such-cluster` not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("hint: check `cluster`"));
+
+    let run = app.rerun_without(&["--region", "xx-nowhere-9"], CHANGES);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error: region `xx-nowhere-9` is not an AWS region berth knows"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("build: started"));
+    assert_eq!(app.service_task_definitions().await, before);
+}
+
+/// `branch` in berth.toml: a deploy from another branch, or from a detached checkout without
+/// `CIRCLE_BRANCH`, is refused (exit 2) before any AWS call; `CIRCLE_BRANCH` names CircleCI's
+/// branch (its checkout is detached); `--any-branch` deploys anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_deploys_from_its_branch_only() {
+    let app = App::new("branch", "migrate = \"skip\"\n");
+    app.edit_config(|config| config.replace("[env.stg]\n", "[env.stg]\nbranch = \"develop\"\n"));
+    let before = app.service_task_definitions().await;
+    let counted = app.counters();
+    let refused = |run: &Run, said: &str| {
+        assert_eq!(run.code, Some(2), "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "error: `stg` deploys from branch `develop`, {said}"
+            )),
+            "{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .contains("hint: deploy a commit of `develop`, or pass `--any-branch`"),
+            "{}",
+            run.stderr
+        );
+    };
+    refused(&app.deploy(&[]), "not from `main` (the checkout's branch)");
+    refused(
+        &app.deploy_with(&[], &[("CIRCLE_BRANCH", "feature/x")]),
+        "not from `feature/x` (`CIRCLE_BRANCH`)",
+    );
+    app.git(&["checkout", "-q", "--detach"]);
+    refused(
+        &app.deploy(&[]),
+        "and the checkout is on no branch (detached, and no `CIRCLE_BRANCH`)",
+    );
+    // `CIRCLE_SHA1` must be the commit checked out: the image is tagged with it.
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let mislabeled = app.deploy_with(&[], &[("CIRCLE_BRANCH", "develop"), ("CIRCLE_SHA1", other)]);
+    assert_eq!(mislabeled.code, Some(2), "{}", mislabeled.stderr);
+    assert!(
+        mislabeled.stderr.contains(&format!(
+            "error: `CIRCLE_SHA1` is `{other}`, but the checkout at"
+        )),
+        "{}",
+        mislabeled.stderr
+    );
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "sts:GetCallerIdentity",
+            "s3:PutObject",
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+        ],
+    );
+    assert_eq!(app.service_task_definitions().await, before);
+
+    // CircleCI: a detached checkout of `develop`.
+    let ci = app.deploy_with(&[], &[("CIRCLE_BRANCH", "develop")]);
+    assert_eq!(ci.code, Some(0), "{}", ci.stderr);
+    assert_ne!(app.service_task_definitions().await, before);
+    // Another branch with `--any-branch`: the same deploy, found done.
+    app.git(&["checkout", "-q", "-b", "hotfix"]);
+    let anyway = app.deploy(&["--any-branch"]);
+    assert_eq!(anyway.code, Some(0), "{}", anyway.stderr);
+    anyway.assert_skipped(&["build", "push", "register", "rollout"]);
+}

@@ -1,0 +1,212 @@
+//! Reads of the app's AWS state in the sandbox: services, tasks, task definitions and berth's
+//! state objects.
+
+use std::time::Duration;
+
+use aws_sdk_ecs::types::{ContainerDefinition, TaskDefinition};
+use serde_json::Value;
+
+use super::App;
+use super::common::eventually_async;
+
+/// The state bucket berth makes in the sandbox's account (`berth-state-<account>-<region>`).
+pub const STATE_BUCKET: &str = "berth-state-123456789012-us-east-1";
+
+impl App {
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::for_tests())
+            .load()
+            .await
+    }
+
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk_config().await)
+    }
+
+    /// `web` and `devops`, as ECS describes them now.
+    pub async fn services(&self) -> Vec<aws_sdk_ecs::types::Service> {
+        let out = self
+            .ecs()
+            .await
+            .describe_services()
+            .cluster(self.cluster())
+            .services("web")
+            .services("devops")
+            .send()
+            .await
+            .unwrap();
+        out.services().to_vec()
+    }
+
+    async fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::new(&self.sdk_config().await)
+    }
+
+    /// An object of berth's state for `env`, as JSON; `None` when there is none.
+    pub async fn state_object(&self, env: &str, key: &str) -> Option<Value> {
+        let got = self
+            .s3()
+            .await
+            .get_object()
+            .bucket(STATE_BUCKET)
+            .key(format!("{}/{env}/{key}", self.name))
+            .send()
+            .await
+            .ok()?;
+        let bytes = got.body.collect().await.unwrap().into_bytes();
+        Some(serde_json::from_slice(&bytes).unwrap())
+    }
+
+    /// `stg`'s lock file.
+    pub async fn lock(&self) -> Value {
+        self.state_object("stg", "lock.json")
+            .await
+            .expect("no lock file")
+    }
+
+    /// The record of a deploy to `stg`.
+    pub async fn record(&self, deploy_id: &str) -> Value {
+        self.state_object("stg", &format!("deploys/{deploy_id}.json"))
+            .await
+            .unwrap_or_else(|| panic!("no record of `{deploy_id}`"))
+    }
+
+    /// Revisions of `family` tagged with `deploy_id` (ACTIVE or not).
+    pub async fn revisions_of_deploy(&self, family: &str, deploy_id: &str) -> Vec<String> {
+        let ecs = self.ecs().await;
+        let mut found = Vec::new();
+        for status in [
+            aws_sdk_ecs::types::TaskDefinitionStatus::Active,
+            aws_sdk_ecs::types::TaskDefinitionStatus::Inactive,
+        ] {
+            let listed = ecs
+                .list_task_definitions()
+                .family_prefix(family)
+                .status(status)
+                .send()
+                .await
+                .unwrap();
+            for arn in listed.task_definition_arns() {
+                let described = ecs
+                    .describe_task_definition()
+                    .task_definition(arn)
+                    .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+                    .send()
+                    .await
+                    .unwrap();
+                if described
+                    .tags()
+                    .iter()
+                    .any(|t| t.key() == Some("berth:deploy-id") && t.value() == Some(deploy_id))
+                {
+                    found.push(arn.clone());
+                }
+            }
+        }
+        found
+    }
+
+    /// Every task ECS knows in the cluster, running or stopped, described.
+    pub async fn tasks(&self) -> Vec<aws_sdk_ecs::types::Task> {
+        let ecs = self.ecs().await;
+        let mut arns = std::collections::BTreeSet::new();
+        for status in [
+            aws_sdk_ecs::types::DesiredStatus::Running,
+            aws_sdk_ecs::types::DesiredStatus::Stopped,
+        ] {
+            let listed = ecs
+                .list_tasks()
+                .cluster(self.cluster())
+                .desired_status(status)
+                .send()
+                .await
+                .unwrap();
+            arns.extend(listed.task_arns().iter().cloned());
+        }
+        if arns.is_empty() {
+            return Vec::new();
+        }
+        ecs.describe_tasks()
+            .cluster(self.cluster())
+            .set_tasks(Some(arns.into_iter().collect()))
+            .send()
+            .await
+            .unwrap()
+            .tasks()
+            .to_vec()
+    }
+
+    /// Every task ECS knows (running or stopped) that `deploy_id` started, by ARN.
+    pub async fn tasks_started_by(&self, deploy_id: &str) -> Vec<String> {
+        self.tasks()
+            .await
+            .iter()
+            .filter(|t| t.started_by() == Some(deploy_id))
+            .filter_map(|t| t.task_arn().map(str::to_owned))
+            .collect()
+    }
+
+    /// Scales `web` and `devops` to 0 and waits (up to 90 s) until every task has stopped, so
+    /// that no container holds an image.
+    pub async fn stop_services(&self) {
+        let ecs = self.ecs().await;
+        for service in ["web", "devops"] {
+            ecs.update_service()
+                .cluster(self.cluster())
+                .service(service)
+                .desired_count(0)
+                .send()
+                .await
+                .unwrap();
+        }
+        eventually_async(
+            Duration::from_secs(90),
+            Duration::from_millis(500),
+            async || {
+                let live: Vec<String> = self
+                    .tasks()
+                    .await
+                    .iter()
+                    .filter(|task| task.last_status() != Some("STOPPED"))
+                    .filter_map(|task| task.task_arn().map(str::to_owned))
+                    .collect();
+                if live.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("tasks still running: {live:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    pub async fn service_task_definitions(&self) -> Vec<String> {
+        self.services()
+            .await
+            .iter()
+            .map(|s| s.task_definition().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub fn container<'a>(definition: &'a TaskDefinition, name: &str) -> &'a ContainerDefinition {
+    definition
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(name))
+        .unwrap_or_else(|| panic!("{:?} has no container `{name}`", definition.family()))
+}
+
+pub async fn task_definition(ecs: &aws_sdk_ecs::Client, arn: &str) -> TaskDefinition {
+    ecs.describe_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .clone()
+}

@@ -1,4 +1,7 @@
-//! `berth plan`: what a deploy would do, with nothing changed.
+//! `berth plan`: what a deploy would do, with nothing changed, refused where a deploy would be
+//! refused and agreeing with the deploy that follows.
+
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
@@ -111,4 +114,133 @@ async fn plan_shows_what_a_deploy_would_do_and_changes_nothing() {
     let code = app.run("plan", &[], &[]);
     assert_eq!(code.code, Some(0), "{}", code.stderr);
     assert_eq!(code.json()["image"]["digest"], Value::Null);
+}
+
+/// A plan is the deploy's own preparation stopping before the first write. What a deploy refuses
+/// before touching anything (a missing Dockerfile, a build target the Dockerfile lacks), a plan
+/// refuses the same way: exit 2, the same error and hint, no AWS call at all. And what a plan
+/// predicts (the image tag, the deploy id, each service's move, the scheduled targets, the
+/// migration's family) is what the deploy that follows does.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_refuses_what_deploy_refuses_and_predicts_what_it_does() {
+    let app = App::new("plan-agrees", "");
+    let refusal = |run: &Run| -> Vec<String> {
+        run.stderr
+            .lines()
+            .filter(|line| line.starts_with("error:") || line.starts_with("hint:"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let dockerfile = app.dir.path().join("Dockerfile");
+    let original = fs_err::read_to_string(&dockerfile).unwrap();
+    let counted = app.counters();
+
+    fs_err::remove_file(&dockerfile).unwrap();
+    app.commit("no Dockerfile");
+    let plan = app.run("plan", &[], &[]);
+    let deploy = app.deploy(&[]);
+    assert_eq!(plan.code, Some(2), "{}", plan.stderr);
+    assert_eq!(deploy.code, Some(2), "{}", deploy.stderr);
+    assert_eq!(refusal(&plan), refusal(&deploy));
+    assert!(
+        plan.stderr.contains("Dockerfile `") && plan.stderr.contains("not found"),
+        "{}",
+        plan.stderr
+    );
+
+    fs_err::write(&dockerfile, &original).unwrap();
+    app.edit_config(|config| config.replace("target = \"release\"", "target = \"nope\""));
+    let plan = app.run("plan", &[], &[]);
+    let deploy = app.deploy(&[]);
+    assert_eq!(plan.code, Some(2), "{}", plan.stderr);
+    assert_eq!(deploy.code, Some(2), "{}", deploy.stderr);
+    assert_eq!(refusal(&plan), refusal(&deploy));
+    assert!(
+        plan.stderr
+            .contains("`build.target` `nope` is not a stage of"),
+        "{}",
+        plan.stderr
+    );
+    // Refused before any AWS call: nothing read, nothing written, no record in S3.
+    assert_eq!(app.counters().since(&counted), BTreeMap::new());
+
+    app.edit_config(|config| config.replace("target = \"nope\"", "target = \"release\""));
+    let planned = app.run("plan", &[], &[]);
+    assert_eq!(planned.code, Some(0), "{}", planned.stderr);
+    let plan = planned.json();
+    let deployed = app.deploy(&[]);
+    assert_eq!(deployed.code, Some(0), "{}", deployed.stderr);
+    let report = deployed.json();
+    assert_eq!(report["deploy_id"], plan["deploy_id"]);
+    assert_eq!(report["commit"], plan["commit"]);
+    assert_eq!(
+        report["image"]["tag"], plan["image"]["tag"],
+        "{plan}\n{report}"
+    );
+    assert_eq!(
+        plan["image"]["digest"],
+        Value::Null,
+        "ECR had no such image: built"
+    );
+    assert_eq!(report["steps"][0]["step"], "build");
+    assert_eq!(report["steps"][0]["status"], "done");
+    // Each service moves where the plan said: from the revision it ran, to the family's new one.
+    let revisions = report["revisions"].as_object().unwrap();
+    let services = plan["services"].as_array().unwrap();
+    assert_eq!(services.len(), report["services"].as_array().unwrap().len());
+    for planned in services {
+        let to = planned["to"].as_str().unwrap();
+        let family = to.strip_suffix(":new").unwrap_or_else(|| panic!("{plan}"));
+        let rolled = report["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == planned["service"])
+            .unwrap_or_else(|| panic!("{report}"));
+        assert_eq!(rolled["task_definition"], revisions[family], "{report}");
+        assert_ne!(rolled["task_definition"], planned["from"], "{report}");
+    }
+    // The planned families, and only they, got a revision.
+    let families: Vec<&str> = plan["families"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["family"].as_str().unwrap())
+        .collect();
+    let registered: Vec<&str> = revisions.keys().map(String::as_str).collect();
+    assert_eq!(families, registered);
+    // The scheduled targets: the ones the plan named, from the revision it named.
+    let targets = |list: &Value| -> Vec<(String, String, String)> {
+        let mut found: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let text = |key: &str| t[key].as_str().unwrap_or_default().to_owned();
+                (text("name"), text("target"), text("from"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(targets(&plan["schedules"]), targets(&report["schedules"]));
+    assert!(!targets(&plan["schedules"]).is_empty(), "{plan}");
+    for moved in report["schedules"].as_array().unwrap() {
+        let family = moved["to"].as_str().unwrap();
+        assert!(revisions.values().any(|r| r == family), "{report}");
+    }
+    // The migration ran in the family the plan named.
+    let migration_family = plan["migration"]["family"].as_str().unwrap();
+    let migration_family = migration_family.strip_suffix(":new").unwrap();
+    assert!(revisions.contains_key(migration_family), "{plan}");
+    assert_eq!(report["migration"]["exit_codes"]["app"], 0, "{report}");
+
+    // After the deploy, a plan names what now runs and predicts no change.
+    let after = app.run("plan", &[], &[]);
+    assert_eq!(after.code, Some(6), "{}", after.stderr);
+    let after = after.json();
+    for service in after["services"].as_array().unwrap() {
+        assert_eq!(service["from"], service["to"], "{after}");
+    }
+    assert_eq!(after["image"]["digest"], report["image"]["digest"]);
 }

@@ -15,7 +15,7 @@ use crate::report;
 use crate::settings;
 use crate::state;
 
-/// What a command produced, for [`output::write_result`].
+/// What a command produced, for [`crate::output::write_result`].
 #[derive(Debug)]
 pub enum Outcome {
     /// A deploy that ran: its record, and how it failed if it did. Settings errors, found before

@@ -1,4 +1,4 @@
-//! The terminal: progress on stderr through a [`Console`] ([`reporters`]), results on stdout
+//! The terminal: progress on stderr through a [`Console`] (`reporters.rs`), results on stdout
 //! (text or JSON), logs on stderr. The core calls a `Reporter` and a `Prompt`; only this module
 //! knows where the words go.
 

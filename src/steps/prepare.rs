@@ -2,10 +2,10 @@
 //! run it, in the same order, so a plan refuses exactly what a deploy would refuse before
 //! touching anything; a plan then stops, where a deploy takes the lock and goes on.
 //!
-//! 1. [`local`]: the checks that need no AWS and no Docker: the task-definition files, the
+//! 1. [`local()`]: the checks that need no AWS and no Docker: the task-definition files, the
 //!    release (commit, branch, deploy id), the Dockerfile and its build target.
-//! 2. [`current`]: the services, the repository and the families, read from AWS.
-//! 3. [`families`]: each family's revision, found or planned and checked against the settings,
+//! 2. [`current()`]: the services, the repository and the families, read from AWS.
+//! 3. [`families()`]: each family's revision, found or planned and checked against the settings,
 //!    the platform the image is built for, and the image tag.
 
 use std::collections::BTreeMap;

@@ -70,7 +70,7 @@ pub struct Want {
     pub commit: String,
     /// Refuse when a newer deploy started since this one (not for rollbacks, which are new).
     pub check_stale: bool,
-    /// Journal the deploy as started when the lock is taken; otherwise [`Lock::journal`] does,
+    /// Journal the deploy as started when the lock is taken; otherwise [`super::Lock::journal`] does,
     /// once the run knows it will change something.
     pub journal: bool,
     /// `--force`: take a stale deploy on anyway.

@@ -2,8 +2,10 @@
 //! file and, when the value came from the file, its line and column.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
 use std::time::Duration;
+use toml::Spanned;
 
 use super::check::Check;
 use super::names::{is_valid_repository_name, looks_like_region, tidy};
@@ -32,49 +34,8 @@ pub(super) fn validate(
     flags: &Flags,
 ) -> Result<Settings, ConfigError> {
     let check = Check { source, env };
-
-    let repository = check.required(layer.repository, "repository", "the ECR repository name")?;
-    if !is_valid_repository_name(repository.get_ref()) {
-        return Err(check.invalid(
-            "repository",
-            Some(repository.span()),
-            format!("is `{}`, not a valid ECR repository name", repository.get_ref()),
-            "use 2 to 256 characters: lowercase letters, digits and `.`, `_`, `-` between them, `/` between path parts",
-        ));
-    }
-
-    let region = match (&flags.region, layer.region, &flags.aws_region) {
-        (Some(region), _, _) => region.clone(),
-        (None, Some(region), _) => check.non_empty(region, "region")?,
-        (None, None, Some(region)) => region.clone(),
-        (None, None, None) => {
-            return Err(ConfigError::Missing {
-                file: source.file.clone(),
-                key: format!("env.{env}.region"),
-                hint: format!(
-                    "set `region` in `[env.{env}]` or at the top level of berth.toml, pass `--region`, or set `{}`",
-                    crate::env_vars::AWS_REGION
-                ),
-            });
-        }
-    };
-    if region.is_empty() {
-        return Err(check.invalid(
-            "region",
-            None,
-            "is empty",
-            "pass a region such as `us-east-1`",
-        ));
-    }
-    if !looks_like_region(&region) {
-        return Err(check.invalid(
-            "region",
-            None,
-            format!("is `{region}`, which is not an AWS region name"),
-            "use a region such as `us-east-1` or `eu-west-2` (`aws ec2 describe-regions` lists them)",
-        ));
-    }
-
+    let repository = check.repository(layer.repository)?;
+    let region = check.region(layer.region, flags)?;
     let cluster = check.required(layer.cluster, "cluster", "the ECS cluster name")?;
     let cluster = check.non_empty(cluster, "cluster")?;
     let services = check.required(layer.services, "services", "the ECS services to update")?;
@@ -110,101 +71,14 @@ pub(super) fn validate(
         .map(|value| check.on_failure(value))
         .transpose()?
         .unwrap_or(OnFailure::Rollback);
-
-    let environment = layer.environment.unwrap_or_default();
-    let remove_environment = layer
-        .remove_environment
-        .map(|names| check.name_list(names, "remove_environment"))
-        .transpose()?
-        .unwrap_or_default();
-    if let Some(name) = remove_environment
-        .iter()
-        .find(|name| environment.contains_key(*name))
-    {
-        return Err(check.invalid(
-            "remove_environment",
-            None,
-            format!("removes `{name}`, which `environment` sets"),
-            "keep the variable in only one of `environment` and `remove_environment`",
-        ));
-    }
-    let mut task_definitions = BTreeMap::new();
-    for (service, file) in layer.task_definitions.unwrap_or_default() {
-        if !services.contains(&service) {
-            return Err(check.invalid(
-                &format!("task_definitions.{service}"),
-                Some(file.span()),
-                format!("names `{service}`, which is not in `services`"),
-                "key each file by the service it is for, one of `services`",
-            ));
-        }
-        let file = check.non_empty(file, &format!("task_definitions.{service}"))?;
-        task_definitions.insert(service, tidy(&config_folder.join(file)));
-    }
-    let task_definition_vars = match layer.task_definition_vars {
-        None => Vec::new(),
-        Some(vars) => {
-            let span = vars.span();
-            let vars = check.name_list(vars, "task_definition_vars")?;
-            if let Some(name) = vars.iter().find(|name| name.starts_with("AWS_")) {
-                return Err(check.invalid(
-                    "task_definition_vars",
-                    Some(span),
-                    format!("lists `{name}`: `AWS_*` variables are never put in task definitions"),
-                    "give the task an IAM role (`taskRoleArn`) instead of credentials, and name other values without the `AWS_` prefix",
-                ));
-            }
-            vars
-        }
-    };
-    // `schedules = []` turns the scheduled targets off; a list names them; unset finds them.
-    let schedules = match layer.schedules {
-        None => None,
-        Some(list) if list.get_ref().is_empty() => Some(Vec::new()),
-        Some(list) => {
-            let span = list.span();
-            let names = check.name_list(list, "schedules")?;
-            if let Some(bad) = names
-                .iter()
-                .find(|name| super::parse_listed(name).is_none())
-            {
-                return Err(check.invalid(
-                    "schedules",
-                    Some(span),
-                    format!("lists `{bad}`, which names no rule or schedule"),
-                    "write `rule/NAME` (the default event bus), `rule/BUS/NAME` or `schedule/GROUP/NAME`; `schedules = []` moves none",
-                ));
-            }
-            Some(names)
-        }
-    };
-    let keep_revisions = match layer.keep_revisions {
-        None => None,
-        Some(keep) => match usize::try_from(*keep.get_ref()) {
-            Ok(keep) if keep >= 1 => Some(keep),
-            _ => {
-                return Err(check.invalid(
-                    "keep_revisions",
-                    Some(keep.span()),
-                    format!("is {}, not a number of revisions to keep", keep.get_ref()),
-                    "keep at least 1 (berth never deregisters a revision in use either), or remove the key to keep them all",
-                ));
-            }
-        },
-    };
-    let mut secrets = BTreeMap::new();
-    for (name, value_from) in layer.secrets.unwrap_or_default() {
-        if environment.contains_key(&name) {
-            return Err(check.invalid(
-                &format!("secrets.{name}"),
-                Some(value_from.span()),
-                "is also set in `environment`",
-                "a variable comes either from `environment` or from `secrets`, not both",
-            ));
-        }
-        let value_from = check.non_empty(value_from, &format!("secrets.{name}"))?;
-        secrets.insert(name, value_from);
-    }
+    let (environment, remove_environment) =
+        check.environment(layer.environment, layer.remove_environment)?;
+    let task_definitions =
+        check.task_definitions(layer.task_definitions, &services, config_folder)?;
+    let task_definition_vars = check.task_definition_vars(layer.task_definition_vars)?;
+    let schedules = check.schedules(layer.schedules)?;
+    let keep_revisions = check.keep_revisions(layer.keep_revisions)?;
+    let secrets = check.secrets(layer.secrets, &environment)?;
 
     Ok(Settings {
         config: config.to_owned(),
@@ -232,4 +106,191 @@ pub(super) fn validate(
         schedules,
         keep_revisions,
     })
+}
+
+impl Check<'_> {
+    fn repository(
+        &self,
+        repository: Option<Spanned<String>>,
+    ) -> Result<Spanned<String>, ConfigError> {
+        let repository = self.required(repository, "repository", "the ECR repository name")?;
+        if !is_valid_repository_name(repository.get_ref()) {
+            return Err(self.invalid(
+                "repository",
+                Some(repository.span()),
+                format!("is `{}`, not a valid ECR repository name", repository.get_ref()),
+                "use 2 to 256 characters: lowercase letters, digits and `.`, `_`, `-` between them, `/` between path parts",
+            ));
+        }
+        Ok(repository)
+    }
+
+    /// `--region`, else berth.toml's, else `AWS_REGION`.
+    fn region(
+        &self,
+        region: Option<Spanned<String>>,
+        flags: &Flags,
+    ) -> Result<String, ConfigError> {
+        let env = self.env;
+        let region = match (&flags.region, region, &flags.aws_region) {
+            (Some(region), _, _) => region.clone(),
+            (None, Some(region), _) => self.non_empty(region, "region")?,
+            (None, None, Some(region)) => region.clone(),
+            (None, None, None) => {
+                return Err(ConfigError::Missing {
+                    file: self.source.file.clone(),
+                    key: format!("env.{env}.region"),
+                    hint: format!(
+                        "set `region` in `[env.{env}]` or at the top level of berth.toml, pass `--region`, or set `{}`",
+                        crate::env_vars::AWS_REGION
+                    ),
+                });
+            }
+        };
+        if region.is_empty() {
+            return Err(self.invalid(
+                "region",
+                None,
+                "is empty",
+                "pass a region such as `us-east-1`",
+            ));
+        }
+        if !looks_like_region(&region) {
+            return Err(self.invalid(
+                "region",
+                None,
+                format!("is `{region}`, which is not an AWS region name"),
+                "use a region such as `us-east-1` or `eu-west-2` (`aws ec2 describe-regions` lists them)",
+            ));
+        }
+        Ok(region)
+    }
+
+    /// `environment` and `remove_environment`: a variable in one of them only.
+    fn environment(
+        &self,
+        environment: Option<BTreeMap<String, String>>,
+        remove: Option<Spanned<Vec<String>>>,
+    ) -> Result<(BTreeMap<String, String>, Vec<String>), ConfigError> {
+        let environment = environment.unwrap_or_default();
+        let remove = remove
+            .map(|names| self.name_list(names, "remove_environment"))
+            .transpose()?
+            .unwrap_or_default();
+        if let Some(name) = remove.iter().find(|name| environment.contains_key(*name)) {
+            return Err(self.invalid(
+                "remove_environment",
+                None,
+                format!("removes `{name}`, which `environment` sets"),
+                "keep the variable in only one of `environment` and `remove_environment`",
+            ));
+        }
+        Ok((environment, remove))
+    }
+
+    /// `secrets`: variable → `valueFrom`, none of them also in `environment`.
+    fn secrets(
+        &self,
+        secrets: Option<BTreeMap<String, Spanned<String>>>,
+        environment: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut checked = BTreeMap::new();
+        for (name, value_from) in secrets.unwrap_or_default() {
+            if environment.contains_key(&name) {
+                return Err(self.invalid(
+                    &format!("secrets.{name}"),
+                    Some(value_from.span()),
+                    "is also set in `environment`",
+                    "a variable comes either from `environment` or from `secrets`, not both",
+                ));
+            }
+            let value_from = self.non_empty(value_from, &format!("secrets.{name}"))?;
+            checked.insert(name, value_from);
+        }
+        Ok(checked)
+    }
+
+    /// Service → task-definition file, each keyed by one of `services`, relative to berth.toml.
+    fn task_definitions(
+        &self,
+        files: Option<BTreeMap<String, Spanned<String>>>,
+        services: &[String],
+        config_folder: &Path,
+    ) -> Result<BTreeMap<String, PathBuf>, ConfigError> {
+        let mut task_definitions = BTreeMap::new();
+        for (service, file) in files.unwrap_or_default() {
+            if !services.contains(&service) {
+                return Err(self.invalid(
+                    &format!("task_definitions.{service}"),
+                    Some(file.span()),
+                    format!("names `{service}`, which is not in `services`"),
+                    "key each file by the service it is for, one of `services`",
+                ));
+            }
+            let file = self.non_empty(file, &format!("task_definitions.{service}"))?;
+            task_definitions.insert(service, tidy(&config_folder.join(file)));
+        }
+        Ok(task_definitions)
+    }
+
+    fn task_definition_vars(
+        &self,
+        vars: Option<Spanned<Vec<String>>>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Some(vars) = vars else {
+            return Ok(Vec::new());
+        };
+        let span = vars.span();
+        let vars = self.name_list(vars, "task_definition_vars")?;
+        if let Some(name) = vars.iter().find(|name| name.starts_with("AWS_")) {
+            return Err(self.invalid(
+                "task_definition_vars",
+                Some(span),
+                format!("lists `{name}`: `AWS_*` variables are never put in task definitions"),
+                "give the task an IAM role (`taskRoleArn`) instead of credentials, and name other values without the `AWS_` prefix",
+            ));
+        }
+        Ok(vars)
+    }
+
+    /// `schedules = []` turns the scheduled targets off; a list names them; unset finds them.
+    fn schedules(
+        &self,
+        list: Option<Spanned<Vec<String>>>,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let list = match list {
+            None => return Ok(None),
+            Some(list) if list.get_ref().is_empty() => return Ok(Some(Vec::new())),
+            Some(list) => list,
+        };
+        let span = list.span();
+        let names = self.name_list(list, "schedules")?;
+        if let Some(bad) = names
+            .iter()
+            .find(|name| super::parse_listed(name).is_none())
+        {
+            return Err(self.invalid(
+                "schedules",
+                Some(span),
+                format!("lists `{bad}`, which names no rule or schedule"),
+                "write `rule/NAME` (the default event bus), `rule/BUS/NAME` or `schedule/GROUP/NAME`; `schedules = []` moves none",
+            ));
+        }
+        Ok(Some(names))
+    }
+
+    fn keep_revisions(&self, keep: Option<Spanned<i64>>) -> Result<Option<usize>, ConfigError> {
+        let Some(keep) = keep else {
+            return Ok(None);
+        };
+        match usize::try_from(*keep.get_ref()) {
+            Ok(count) if count >= 1 => Ok(Some(count)),
+            _ => Err(self.invalid(
+                "keep_revisions",
+                Some(keep.span()),
+                format!("is {}, not a number of revisions to keep", keep.get_ref()),
+                "keep at least 1 (berth never deregisters a revision in use either), or remove the key to keep them all",
+            )),
+        }
+    }
 }

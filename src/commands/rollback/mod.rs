@@ -86,17 +86,7 @@ async fn run(
     };
     let deploy_id = rollback_id(&settings.env, state::now());
     report.deploy_id.clone_from(&deploy_id);
-    let want = lock::Want {
-        who: lock::who(),
-        run: lock::run_id(),
-        command: "rollback",
-        deploy_id: deploy_id.clone(),
-        commit: String::new(),
-        check_stale: false,
-        // Journaled once it is sure to change something: a refused rollback leaves no trace.
-        journal: false,
-        force: false,
-    };
+    let want = want(deploy_id.clone());
     let lock: &lock::Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
@@ -107,17 +97,75 @@ async fn run(
     )?;
     let running: BTreeMap<String, String> = current
         .iter()
-        .map(|(name, service)| {
-            (
-                name.clone(),
-                service.task_definition().unwrap_or_default().to_owned(),
-            )
-        })
+        .map(|(name, service)| (name.clone(), revision_of(service)))
         .collect();
     let target = pick(&records, &running, to)
         .map_err(|problem| nothing_to_roll_back_to(settings, &problem))?;
     report.to = Some(target.deploy_id.clone());
     report.commit = Some(target.commit.clone());
+    let targets = targets_of(settings, target, reporter);
+    // Every revision must still be usable before anything changes.
+    check_usable(&ecs, &targets, &target.deploy_id).await?;
+
+    lock.journal(&want).await?;
+    let fresh = fresh_record(&deploy_id, settings, target, &running, &targets);
+    let (record, _) = Record::open(&store, fresh, &want.run).await?;
+    let record = held.record.insert(record);
+    reporter.info(&format!(
+        "rollback `{deploy_id}`: {} back to deploy `{}` (commit {}); the database is not touched",
+        code_list(targets.iter().map(|t| &t.service)),
+        target.deploy_id,
+        crate::text::short_sha(&target.commit)
+    ));
+    let rolled = roll_back(&ecs, settings, &targets, lock, record, reporter, report);
+    tokio::select! {
+        result = rolled => result?,
+        why = lock.lost() => return Err(Error::LockLost { why }),
+    }
+    // The scheduled tasks go back with the services.
+    let clients = schedules::Clients::new(&config);
+    let survey = schedules::survey_settings(
+        &clients,
+        settings,
+        current.values(),
+        &target.revisions,
+        reporter,
+        &mut report.warnings,
+    )
+    .await?;
+    if let Some(survey) = survey.filter(|survey| !survey.to_move.is_empty()) {
+        report.schedules = schedules::follow(&clients, &survey, record, lock, reporter).await?;
+    }
+    let on = targets
+        .iter()
+        .map(|t| format!("`{}` on `{}`", t.service, arn::short(&t.task_definition)));
+    let on = on.collect::<Vec<_>>().join(", ");
+    reporter.info(&format!("rollback `{deploy_id}` finished: {on}"));
+    Ok(())
+}
+
+/// The lock a rollback asks for. A rollback is new, so never stale; it is journaled once it is
+/// sure to change something, so a refused rollback leaves no trace.
+fn want(deploy_id: String) -> lock::Want {
+    lock::Want {
+        who: lock::who(),
+        run: lock::run_id(),
+        command: "rollback",
+        deploy_id,
+        commit: String::new(),
+        check_stale: false,
+        journal: false,
+        force: false,
+    }
+}
+
+fn revision_of(service: &aws_sdk_ecs::types::Service) -> String {
+    service.task_definition().unwrap_or_default().to_owned()
+}
+
+/// The services the deploy gone back to deployed, each with its revision then; the others stay
+/// as they are, and are named.
+fn targets_of(settings: &Settings, target: &DeployRecord, reporter: &dyn Reporter) -> Vec<Target> {
     let targets: Vec<Target> = settings
         .services
         .iter()
@@ -140,32 +188,49 @@ async fn run(
             code_list(skipped)
         ));
     }
-    // Every revision must still be usable before anything changes; they are looked at side by side.
+    targets
+}
+
+/// Every revision to go back to is still ACTIVE: a deregistered one cannot run again. They are
+/// looked at side by side.
+async fn check_usable(
+    ecs: &aws_sdk_ecs::Client,
+    targets: &[Target],
+    to: &str,
+) -> Result<(), Error> {
     let described = try_join_all(
         targets
             .iter()
-            .map(|target| taskdef::describe(&ecs, &target.task_definition)),
+            .map(|target| taskdef::describe(ecs, &target.task_definition)),
     )
     .await?;
-    if let Some((target, _)) = targets
+    match targets
         .iter()
         .zip(&described)
         .find(|(_, described)| described.status() == Some("INACTIVE"))
     {
-        return Err(Error::Mismatch {
+        Some((target, _)) => Err(Error::Mismatch {
             problem: format!(
-                "revision `{}` of deploy `{}` is INACTIVE (deregistered): `{}` cannot go back to it",
+                "revision `{}` of deploy `{to}` is INACTIVE (deregistered): `{}` cannot go back to it",
                 arn::short(&target.task_definition),
-                report.to.as_deref().unwrap_or_default(),
                 target.service
             ),
             hint: "pick another deploy with `--to DEPLOY_ID` (`berth status` lists them), or deploy the old commit anew".to_owned(),
-        });
+        }),
+        None => Ok(()),
     }
+}
 
-    lock.journal(&want).await?;
-    let fresh = DeployRecord {
-        deploy_id: deploy_id.clone(),
+/// The rollback's record: what it goes back to, and what each service ran before.
+fn fresh_record(
+    deploy_id: &str,
+    settings: &Settings,
+    target: &DeployRecord,
+    running: &BTreeMap<String, String>,
+    targets: &[Target],
+) -> DeployRecord {
+    DeployRecord {
+        deploy_id: deploy_id.to_owned(),
         kind: Kind::Rollback,
         env: settings.env.clone(),
         commit: target.commit.clone(),
@@ -191,60 +256,35 @@ async fn run(
             })
             .collect(),
         ..DeployRecord::default()
-    };
-    let (record, _) = Record::open(&store, fresh, &want.run).await?;
-    let record = held.record.insert(record);
-    reporter.info(&format!(
-        "rollback `{deploy_id}`: {} back to deploy `{}` (commit {}); the database is not touched",
-        code_list(targets.iter().map(|t| &t.service)),
-        target.deploy_id,
-        crate::text::short_sha(&target.commit)
-    ));
-    let rolled = async {
-        lock.check()?;
-        let (started, history) =
-            rollout::start(&ecs, Cluster::of(settings), &targets, reporter).await?;
-        report.services = started;
-        let waited = rollout::wait(
-            &ecs,
-            Cluster::of(settings),
-            &mut report.services,
-            history,
-            reporter,
-        )
-        .await;
-        record
-            .update(|r| note_rollouts(r, &report.services))
-            .await?;
-        waited
-    };
-    tokio::select! {
-        result = rolled => result?,
-        why = lock.lost() => return Err(Error::LockLost { why }),
     }
-    // The scheduled tasks go back with the services.
-    let clients = schedules::Clients::new(&config);
-    let survey = schedules::survey_settings(
-        &clients,
-        settings,
-        current.values(),
-        &target.revisions,
+}
+
+/// The services onto the revisions gone back to, waited on like a rollout; the record learns
+/// each deployment and how it ended.
+async fn roll_back(
+    ecs: &aws_sdk_ecs::Client,
+    settings: &Settings,
+    targets: &[Target],
+    lock: &lock::Lock,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+    report: &mut Report,
+) -> Result<(), Error> {
+    lock.check()?;
+    let (started, history) = rollout::start(ecs, Cluster::of(settings), targets, reporter).await?;
+    report.services = started;
+    let waited = rollout::wait(
+        ecs,
+        Cluster::of(settings),
+        &mut report.services,
+        history,
         reporter,
-        &mut report.warnings,
     )
-    .await?;
-    if let Some(survey) = survey.filter(|survey| !survey.to_move.is_empty()) {
-        report.schedules = schedules::follow(&clients, &survey, record, lock, reporter).await?;
-    }
-    reporter.info(&format!(
-        "rollback `{deploy_id}` finished: {}",
-        targets
-            .iter()
-            .map(|t| format!("`{}` on `{}`", t.service, arn::short(&t.task_definition)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    Ok(())
+    .await;
+    record
+        .update(|r| note_rollouts(r, &report.services))
+        .await?;
+    waited
 }
 
 fn nothing_to_roll_back_to(settings: &Settings, problem: &str) -> Error {

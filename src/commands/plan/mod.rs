@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::aws;
 use crate::aws::ecr;
+use crate::current::Current;
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
@@ -114,6 +115,62 @@ pub async fn plan(
         None => format!("{}:{tag}", current.repository.uri),
     };
 
+    let (planned, to) = planned_families(&ecs, settings, &current, &families, &image).await?;
+    let services: Vec<PlannedService> = current
+        .families
+        .iter()
+        .map(|(service, family)| PlannedService {
+            service: service.clone(),
+            from: revision_of(&current.services[service]),
+            to: to.get(family).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    let survey = schedules::survey_settings(
+        &schedules::Clients::new(&config),
+        settings,
+        current.services.values(),
+        &to,
+        reporter,
+        &mut warnings,
+    )
+    .await?;
+    let targets: Vec<PlannedTarget> = survey
+        .iter()
+        .flat_map(|survey| &survey.to_move)
+        .map(PlannedTarget::from)
+        .collect();
+    let migration = planned_migration(settings, &current, &to);
+    // Scheduled targets berth could not look at may need moving: not "nothing to deploy".
+    let changes = digest.is_none()
+        || !register::all_registered(&families)
+        || services.iter().any(|s| s.from != s.to)
+        || !targets.is_empty()
+        || !warnings.is_empty();
+    Ok(Plan {
+        env: settings.env.clone(),
+        deploy_id: release.deploy_id,
+        commit: release.commit,
+        image: PlannedImage { tag, digest },
+        families: planned,
+        services,
+        schedules: targets,
+        migration,
+        changes,
+        warnings,
+    })
+}
+
+/// Each family's revision to come: this deploy's when registered already, else a new one, shown
+/// as its changes against the revision running now. With it, family → the revision a deploy
+/// would run (`family:new` for one not registered yet).
+async fn planned_families(
+    ecs: &aws_sdk_ecs::Client,
+    settings: &Settings,
+    current: &Current,
+    families: &BTreeMap<String, FamilyPlan>,
+    image: &str,
+) -> Result<(Vec<PlannedFamily>, BTreeMap<String, String>), Error> {
     // What each family runs now: its first service's revision (the migration family alone: its
     // latest).
     let running: BTreeMap<&str, &str> = current
@@ -129,7 +186,7 @@ pub async fn plan(
         .collect();
     let mut planned = Vec::new();
     let mut to = BTreeMap::new();
-    for (family, plan) in &families {
+    for (family, plan) in families {
         match plan {
             FamilyPlan::Registered(described) => {
                 to.insert(family.clone(), described.arn.clone());
@@ -146,7 +203,7 @@ pub async fn plan(
                 to.insert(family.clone(), format!("{family}:new"));
                 let now = match running.get(family.as_str()) {
                     Some(revision) if *revision != base.arn => {
-                        taskdef::describe(&ecs, revision).await?
+                        taskdef::describe(ecs, revision).await?
                     }
                     _ => base.clone(),
                 };
@@ -154,7 +211,7 @@ pub async fn plan(
                     base,
                     &Changes {
                         containers,
-                        image: &image,
+                        image,
                         set_environment: &settings.environment,
                         remove_environment: &settings.remove_environment,
                         set_secrets: &settings.secrets,
@@ -181,41 +238,31 @@ pub async fn plan(
             }
         }
     }
-    let services: Vec<PlannedService> = current
-        .families
-        .iter()
-        .map(|(service, family)| PlannedService {
-            service: service.clone(),
-            from: current.services[service]
-                .task_definition()
-                .unwrap_or_default()
-                .to_owned(),
-            to: to.get(family).cloned().unwrap_or_default(),
-        })
-        .collect();
+    Ok((planned, to))
+}
 
-    let mut warnings = Vec::new();
-    let survey = schedules::survey_settings(
-        &schedules::Clients::new(&config),
-        settings,
-        current.services.values(),
-        &to,
-        reporter,
-        &mut warnings,
-    )
-    .await?;
-    let targets: Vec<PlannedTarget> = survey
-        .iter()
-        .flat_map(|survey| &survey.to_move)
-        .map(|(scheduled, to)| PlannedTarget {
+fn revision_of(service: &aws_sdk_ecs::types::Service) -> String {
+    service.task_definition().unwrap_or_default().to_owned()
+}
+
+impl From<&(schedules::Scheduled, String)> for PlannedTarget {
+    fn from((scheduled, to): &(schedules::Scheduled, String)) -> Self {
+        Self {
             name: scheduled.name.clone(),
             target: scheduled.target.clone(),
             from: scheduled.task_definition.clone(),
             to: to.clone(),
-        })
-        .collect();
+        }
+    }
+}
 
-    let migration = (settings.migrate != MigrateOrder::Skip).then(|| {
+/// The migration a deploy would run, with the web service's network settings.
+fn planned_migration(
+    settings: &Settings,
+    current: &Current,
+    to: &BTreeMap<String, String>,
+) -> Option<PlannedMigration> {
+    (settings.migrate != MigrateOrder::Skip).then(|| {
         let web = &current.services[&settings.services[0]];
         let awsvpc = web
             .network_configuration()
@@ -234,23 +281,5 @@ pub async fn plan(
                 .map(|v| v.security_groups().to_vec())
                 .unwrap_or_default(),
         }
-    });
-    // Scheduled targets berth could not look at may need moving: not "nothing to deploy".
-    let changes = digest.is_none()
-        || !register::all_registered(&families)
-        || services.iter().any(|s| s.from != s.to)
-        || !targets.is_empty()
-        || !warnings.is_empty();
-    Ok(Plan {
-        env: settings.env.clone(),
-        deploy_id: release.deploy_id,
-        commit: release.commit,
-        image: PlannedImage { tag, digest },
-        families: planned,
-        services,
-        schedules: targets,
-        migration,
-        changes,
-        warnings,
     })
 }

@@ -336,11 +336,47 @@ async fn follow(
     let container = &settings.migration.container;
     let mut stream = LogStream::new("migrate", plan.revision, container, task_arn);
     let mut tail = Tail::new(TAIL);
+    let task = wait_for_stop(
+        ecs,
+        logs,
+        settings,
+        task_arn,
+        &mut stream,
+        &mut tail,
+        reporter,
+    )
+    .await?;
+    match conclude(ecs, settings, plan, &task, record, reporter).await? {
+        Ok(exit_codes) => {
+            for line in stopped_by_ecs(plan.revision, container, &task) {
+                reporter.info(&line);
+            }
+            Ok(Migrated {
+                task_arn: task_arn.to_owned(),
+                exit_codes,
+                already: false,
+            })
+        }
+        Err(summary) => Err(migration_failed(task_arn, &task, &tail, &summary, reporter)),
+    }
+}
+
+/// Follows the task until it stopped, its log lines streamed as they come; a task still running
+/// at `timeouts.migration` is left running.
+async fn wait_for_stop(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    task_arn: &str,
+    stream: &mut LogStream,
+    tail: &mut Tail,
+    reporter: &dyn Reporter,
+) -> Result<Task, Error> {
     let watch = Watch::new(settings.timeouts.heartbeat);
-    let task = loop {
+    loop {
         let looked = async {
             let task = describe_task(ecs, settings, task_arn).await?;
-            stream.read(logs, &mut tail, reporter).await?;
+            stream.read(logs, tail, reporter).await?;
             Ok::<_, Error>(task)
         };
         let task = match looked.await {
@@ -371,11 +407,11 @@ async fn follow(
         if task.last_status() == Some("STOPPED") {
             // Lines can reach CloudWatch after the task stopped: read until they stop coming.
             for _ in 0..3 {
-                if !stream.read(logs, &mut tail, reporter).await? {
+                if !stream.read(logs, tail, reporter).await? {
                     break;
                 }
             }
-            break task;
+            return Ok(task);
         }
         if watch.elapsed() >= settings.timeouts.migration {
             return Err(Error::MigrationFailed {
@@ -398,37 +434,33 @@ async fn follow(
             ),
         );
         settings.timeouts.pause(watch.elapsed()).await;
+    }
+}
+
+/// The error of a migration that failed: its last log lines shown, and where to look for why.
+fn migration_failed(
+    task_arn: &str,
+    task: &Task,
+    tail: &Tail,
+    summary: &str,
+    reporter: &dyn Reporter,
+) -> Error {
+    if !tail.is_empty() {
+        reporter.info("last log lines:");
+        for line in tail.lines() {
+            reporter.output("migrate", line);
+        }
+    }
+    let why = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
+        "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)"
+    } else if tail.is_empty() {
+        "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
+    } else {
+        "the log lines above say why"
     };
-    match conclude(ecs, settings, plan, &task, record, reporter).await? {
-        Ok(exit_codes) => {
-            for line in stopped_by_ecs(plan.revision, container, &task) {
-                reporter.info(&line);
-            }
-            Ok(Migrated {
-                task_arn: task_arn.to_owned(),
-                exit_codes,
-                already: false,
-            })
-        }
-        Err(summary) => {
-            if !tail.is_empty() {
-                reporter.info("last log lines:");
-                for line in tail.lines() {
-                    reporter.output("migrate", line);
-                }
-            }
-            let why = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
-                "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)"
-            } else if tail.is_empty() {
-                "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
-            } else {
-                "the log lines above say why"
-            };
-            Err(Error::MigrationFailed {
-                summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
-                hint: format!("{why}; fix it and rerun with `--retry-migration`"),
-            })
-        }
+    Error::MigrationFailed {
+        summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
+        hint: format!("{why}; fix it and rerun with `--retry-migration`"),
     }
 }
 

@@ -102,41 +102,8 @@ pub async fn run(
                     arn::short(&failed)
                 ));
             }
-            if claim {
-                // The claim comes first: whatever happens between here and the task's ARN being
-                // recorded, a rerun resumes this attempt with its token instead of starting
-                // another.
-                record
-                    .update(|r| {
-                        r.migration.push(Attempt {
-                            number,
-                            client_token: token.clone(),
-                            claimed_at: crate::state::now(),
-                            task_arn: None,
-                            outcome: AttemptOutcome::Claimed,
-                            exit_codes: None,
-                            summary: None,
-                        });
-                    })
-                    .await?;
-                mirror(ecs, plan, None, "started", reporter).await;
-            } else {
-                reporter.info(&format!(
-                    "resuming migration attempt {number}, claimed by an earlier run: ECS starts no second task for its token"
-                ));
-            }
-            plan.lock.check()?;
-            let task_arn = start(ecs, settings, plan, &token, record, reporter).await?;
-            record
-                .update(|r| {
-                    if let Some(attempt) = r.migration.last_mut() {
-                        attempt.task_arn = Some(task_arn.clone());
-                        attempt.outcome = AttemptOutcome::Started;
-                    }
-                })
-                .await?;
-            mirror(ecs, plan, Some(&task_arn), "started", reporter).await;
-            task_arn
+            let attempt = (number, token, claim);
+            start_attempt(ecs, settings, plan, attempt, record, reporter).await?
         }
         Decision::Refuse { summary, hint } => {
             return Err(Error::MigrationFailed { summary, hint });
@@ -174,6 +141,52 @@ async fn look(
     // How it ended is in the record now, where the decision reads it.
     let _ = conclude(ecs, settings, plan, &task, record, reporter).await?;
     Ok(Seen::NotAsked)
+}
+
+/// Starts attempt `number` with its `token`: claimed in the record first (`claim`), or resumed
+/// as an earlier run claimed it; the task's ARN recorded once ECS names it.
+async fn start_attempt(
+    ecs: &Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    (number, token, claim): (u32, String, bool),
+    record: &mut Record,
+    reporter: &dyn Reporter,
+) -> Result<String, Error> {
+    if claim {
+        // The claim comes first: whatever happens between here and the task's ARN being
+        // recorded, a rerun resumes this attempt with its token instead of starting another.
+        record
+            .update(|r| {
+                r.migration.push(Attempt {
+                    number,
+                    client_token: token.clone(),
+                    claimed_at: crate::state::now(),
+                    task_arn: None,
+                    outcome: AttemptOutcome::Claimed,
+                    exit_codes: None,
+                    summary: None,
+                });
+            })
+            .await?;
+        mirror(ecs, plan, None, "started", reporter).await;
+    } else {
+        reporter.info(&format!(
+            "resuming migration attempt {number}, claimed by an earlier run: ECS starts no second task for its token"
+        ));
+    }
+    plan.lock.check()?;
+    let task_arn = start(ecs, settings, plan, &token, record, reporter).await?;
+    record
+        .update(|r| {
+            if let Some(attempt) = r.migration.last_mut() {
+                attempt.task_arn = Some(task_arn.clone());
+                attempt.outcome = AttemptOutcome::Started;
+            }
+        })
+        .await?;
+    mirror(ecs, plan, Some(&task_arn), "started", reporter).await;
+    Ok(task_arn)
 }
 
 async fn start(

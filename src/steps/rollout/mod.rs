@@ -8,7 +8,7 @@
 mod decide;
 pub mod step;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service, Task};
@@ -192,18 +192,7 @@ pub async fn wait(
             }
             Err(other) => return Err(other),
         };
-        for service in services.values() {
-            let mut fresh: Vec<_> = service
-                .events()
-                .iter()
-                .filter(|e| e.id().is_some_and(|id| seen_events.insert(id.to_owned())))
-                .collect();
-            fresh.reverse(); // ECS lists events newest first
-            for event in fresh {
-                reporter.info(&format!("event: {}", event.message().unwrap_or_default()));
-            }
-        }
-
+        tell_new_events(services.values(), &mut seen_events, reporter);
         let seen = poll(
             &services,
             rolled,
@@ -211,28 +200,7 @@ pub async fn wait(
             watch.elapsed() >= SHOW_UP_GRACE,
         );
         if !seen.failed.is_empty() {
-            for (index, _) in &seen.failed {
-                let rolled = &rolled[*index];
-                explain(ecs, cluster, &services[&rolled.service], rolled, reporter).await;
-            }
-            if rolled.len() > 1 {
-                for line in where_each_ends(rolled) {
-                    reporter.info(&line);
-                }
-            }
-            let service = seen
-                .failed
-                .iter()
-                .map(|(index, _)| format!("`{}`", rolled[*index].service))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let reason = seen
-                .failed
-                .into_iter()
-                .map(|(_, reason)| reason)
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(Error::RolloutFailed { service, reason });
+            return Err(failure(ecs, cluster, &services, rolled, seen.failed, reporter).await);
         }
         let (states, done) = (seen.states, seen.done);
         let state = states.join(", ");
@@ -257,6 +225,57 @@ pub async fn wait(
         watch.beat(reporter, &state);
         cluster.timeouts.pause(watch.elapsed()).await;
     }
+}
+
+/// The services' events not told yet, oldest first.
+fn tell_new_events<'a>(
+    services: impl Iterator<Item = &'a Service>,
+    seen_events: &mut History,
+    reporter: &dyn Reporter,
+) {
+    for service in services {
+        let mut fresh: Vec<_> = service
+            .events()
+            .iter()
+            .filter(|e| e.id().is_some_and(|id| seen_events.insert(id.to_owned())))
+            .collect();
+        fresh.reverse(); // ECS lists events newest first
+        for event in fresh {
+            reporter.info(&format!("event: {}", event.message().unwrap_or_default()));
+        }
+    }
+}
+
+/// The rollouts that failed, explained (events, stopped tasks, where each service ends), as one
+/// error naming them all.
+async fn failure(
+    ecs: &Client,
+    cluster: Cluster<'_>,
+    services: &BTreeMap<String, Service>,
+    rolled: &[Rolled],
+    failed: Vec<(usize, String)>,
+    reporter: &dyn Reporter,
+) -> Error {
+    for (index, _) in &failed {
+        let rolled = &rolled[*index];
+        explain(ecs, cluster, &services[&rolled.service], rolled, reporter).await;
+    }
+    if rolled.len() > 1 {
+        for line in where_each_ends(rolled) {
+            reporter.info(&line);
+        }
+    }
+    let service = failed
+        .iter()
+        .map(|(index, _)| format!("`{}`", rolled[*index].service))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reason = failed
+        .into_iter()
+        .map(|(_, reason)| reason)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Error::RolloutFailed { service, reason }
 }
 
 /// After a failure: the service's recent events and why the new revision's tasks stopped.

@@ -25,7 +25,7 @@ use crate::state::{self, Held, Lock, Record, lock};
 use crate::steps::image::{self, cache::BuildReport};
 use crate::steps::migrate::{self, Migrated};
 use crate::steps::prepare::{self, Local};
-use crate::steps::register::{self, Registered};
+use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::steps::rollout::{Cluster, Rolled, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, StepRecord, cleanup};
@@ -268,18 +268,35 @@ async fn image_and_revisions(
     .await?;
     report.image = Some(image.clone());
     report.build = built;
-    let reuse = register::all_registered(&prepared.families);
+    let revisions = register(cx, &image, prepared.families, ledger).await?;
+    report.revisions = revisions
+        .iter()
+        .map(|(family, described)| (family.clone(), described.arn.clone()))
+        .collect();
+    record_revisions(record, &report.revisions, &image).await?;
+    Ok(revisions)
+}
+
+/// Registers the planned revisions pinned to the image, or finds them registered by an earlier
+/// run of this deploy.
+async fn register(
+    cx: &Context<'_>,
+    image: &Image,
+    families: BTreeMap<String, FamilyPlan>,
+    ledger: &mut Ledger<'_>,
+) -> Result<BTreeMap<String, Described>, Error> {
+    let reuse = register::all_registered(&families);
     if !reuse {
         ledger.start(Step::Register);
-        lock.check()?;
+        cx.lock.check()?;
     }
     let revisions = register::register(
-        &clients.ecs,
-        &clients.tagging,
-        &local.release,
-        &image,
-        settings,
-        prepared.families,
+        &cx.clients.ecs,
+        &cx.clients.tagging,
+        &cx.local.release,
+        image,
+        cx.settings,
+        families,
         ledger.reporter,
     )
     .await?;
@@ -292,19 +309,22 @@ async fn image_and_revisions(
     } else {
         ledger.done(names.join(", "));
     }
-    report.revisions = revisions
-        .iter()
-        .map(|(family, described)| (family.clone(), described.arn.clone()))
-        .collect();
-    // The image is recorded with the revisions pinned to it: until they are registered, the tag
-    // in ECR is what a rerun goes by.
+    Ok(revisions)
+}
+
+/// The image is recorded with the revisions pinned to it: until they are registered, the tag in
+/// ECR is what a rerun goes by.
+async fn record_revisions(
+    record: &mut Record,
+    revisions: &BTreeMap<String, String>,
+    image: &Image,
+) -> Result<(), Error> {
     let recorded = RecordedImage {
         tag: image.tag.clone(),
         digest: image.digest.clone(),
     };
-    if record.value.revisions != report.revisions || record.value.image.as_ref() != Some(&recorded)
-    {
-        let registered = report.revisions.clone();
+    if record.value.revisions != *revisions || record.value.image.as_ref() != Some(&recorded) {
+        let registered = revisions.clone();
         record
             .update(|r| {
                 r.revisions = registered;
@@ -312,7 +332,7 @@ async fn image_and_revisions(
             })
             .await?;
     }
-    Ok(revisions)
+    Ok(())
 }
 
 /// The services onto the new revisions and the migration, in the order `migrate` says; a failed

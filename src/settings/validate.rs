@@ -44,17 +44,7 @@ pub(super) fn validate(
         .containers
         .map(|containers| check.name_list(containers, "containers"))
         .transpose()?;
-    let migrate = layer
-        .migrate
-        .map(|migrate| check.migrate_order(migrate))
-        .transpose()?
-        .unwrap_or(MigrateOrder::After);
-    let migrate = match flags.overrides.migrate {
-        Some(Migrate::Before) => MigrateOrder::Before,
-        Some(Migrate::After) => MigrateOrder::After,
-        Some(Migrate::Skip) => MigrateOrder::Skip,
-        None => migrate,
-    };
+    let migrate = check.migrate(layer.migrate, flags)?;
 
     let config_folder = config.parent().unwrap_or(Path::new(""));
     let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
@@ -109,6 +99,24 @@ pub(super) fn validate(
 }
 
 impl Check<'_> {
+    /// `--migrate`, else berth.toml's `migrate` (checked either way), else after the rollout.
+    fn migrate(
+        &self,
+        migrate: Option<Spanned<String>>,
+        flags: &Flags,
+    ) -> Result<MigrateOrder, ConfigError> {
+        let migrate = migrate
+            .map(|migrate| self.migrate_order(migrate))
+            .transpose()?
+            .unwrap_or(MigrateOrder::After);
+        Ok(match flags.overrides.migrate {
+            Some(Migrate::Before) => MigrateOrder::Before,
+            Some(Migrate::After) => MigrateOrder::After,
+            Some(Migrate::Skip) => MigrateOrder::Skip,
+            None => migrate,
+        })
+    }
+
     fn repository(
         &self,
         repository: Option<Spanned<String>>,

@@ -71,24 +71,22 @@ pub async fn deregister(ecs: &aws_sdk_ecs::Client, revision: &str) -> Result<(),
     Ok(())
 }
 
-/// `keep_revisions`: deregisters each deployed family's ACTIVE revisions beyond the newest `keep`
-/// that nothing uses (a service's deployment, a scheduled target, the newest `keep` deploys'
-/// records). The record lists them before the first goes; a rerun finds them gone.
-pub async fn run(
+/// Every revision something uses: the deploy's own, any deployment of any service of the
+/// cluster, any scheduled ECS target of the account, and what the newest `keep` deploys' records
+/// name (a rollback's targets), as `(family, revision)`. `Err`: a warning, when berth cannot
+/// know what is in use, so it deregisters nothing.
+async fn in_use(
     config: &SdkConfig,
-    settings: &Settings,
+    cluster: &str,
     keep: usize,
     revisions: &BTreeMap<String, String>,
-    record: &mut Record,
     lock: &Lock,
-    ledger: &mut Ledger<'_>,
-) -> Result<Vec<String>, Error> {
-    let reporter = ledger.reporter;
+) -> Result<Result<BTreeSet<(String, u64)>, String>, Error> {
     let ecs = aws::ecs_client(config);
     let mut in_use: BTreeSet<(String, u64)> = revisions.values().map(|r| key(r)).collect();
     // Every service of the cluster, berth's or not, with every deployment it has.
-    let names = services_in(&ecs, &settings.cluster).await?;
-    let services = services::describe(&ecs, &settings.cluster, &names).await?;
+    let names = services_in(&ecs, cluster).await?;
+    let services = services::describe(&ecs, cluster, &names).await?;
     for service in services.values() {
         let running = service
             .deployments()
@@ -105,8 +103,7 @@ pub async fn run(
                 "no revision was deregistered: berth must see the scheduled targets to know what they run, and {}",
                 with_causes(&error)
             );
-            ledger.warn(warning);
-            return Ok(record.value.deregistered.clone());
+            return Ok(Err(warning));
         }
         Err(error) => return Err(error),
     }
@@ -118,12 +115,35 @@ pub async fn run(
                 "no revision was deregistered: the record of deploy `{}` is missing, so what it would roll back to is unknown",
                 started.deploy_id
             );
-            ledger.warn(warning);
-            return Ok(record.value.deregistered.clone());
+            return Ok(Err(warning));
         };
         let named = earlier.revisions.values().chain(earlier.previous.values());
         in_use.extend(named.map(|r| key(r)));
     }
+    Ok(Ok(in_use))
+}
+
+/// `keep_revisions`: deregisters each deployed family's ACTIVE revisions beyond the newest `keep`
+/// that nothing uses (a service's deployment, a scheduled target, the newest `keep` deploys'
+/// records). The record lists them before the first goes; a rerun finds them gone.
+pub async fn run(
+    config: &SdkConfig,
+    settings: &Settings,
+    keep: usize,
+    revisions: &BTreeMap<String, String>,
+    record: &mut Record,
+    lock: &Lock,
+    ledger: &mut Ledger<'_>,
+) -> Result<Vec<String>, Error> {
+    let reporter = ledger.reporter;
+    let ecs = aws::ecs_client(config);
+    let in_use = match in_use(config, &settings.cluster, keep, revisions, lock).await? {
+        Ok(in_use) => in_use,
+        Err(warning) => {
+            ledger.warn(warning);
+            return Ok(record.value.deregistered.clone());
+        }
+    };
     // Only revisions this environment's deploys registered: another environment's, or one
     // made by hand, are not this deploy's to remove.
     let mine = format!("{}-", settings.env);

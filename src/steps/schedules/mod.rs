@@ -183,93 +183,114 @@ impl Clients {
 /// Points one target at `revision`, every other field as it was read.
 pub async fn point(clients: &Clients, scheduled: &Scheduled, revision: &str) -> Result<(), Error> {
     let mut document = scheduled.document.clone();
-    let private = |document: &mut Map<String, Value>, key: &str| {
-        document
-            .remove(key)
-            .and_then(|value| value.as_str().map(str::to_owned))
-    };
     match scheduled.kind {
         Kind::Rule => {
             let bus = private(&mut document, "berth:bus");
             let rule = private(&mut document, "berth:rule").unwrap_or_default();
             document["EcsParameters"]["TaskDefinitionArn"] = Value::String(revision.to_owned());
-            let mut body = Map::new();
-            body.insert("Rule".into(), Value::String(rule.clone()));
-            if let Some(bus) = &bus {
-                body.insert("EventBusName".into(), Value::String(bus.clone()));
-            }
-            body.insert(
-                "Targets".into(),
-                Value::Array(vec![Value::Object(document)]),
-            );
-            // The typed request only has to pass the SDK's checks; the body replaces it.
-            let placeholder = aws_sdk_eventbridge::types::Target::builder()
-                .id(&scheduled.target)
-                .arn("placeholder")
-                .build()
-                .map_err(|e| Error::Mismatch {
-                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
-                    hint: "this is a bug".to_owned(),
-                })?;
-            let answer = clients
-                .events
-                .put_targets()
-                .rule(&rule)
-                .targets(placeholder)
-                .customize()
-                .interceptor(ReplaceBody::json(&Value::Object(body)))
-                .send()
-                .await
-                .map_err(|e| failed(format!("updating the target of `{}`", scheduled.name), e))?;
-            if let Some(entry) = answer.failed_entries().first() {
-                return Err(Error::Aws {
-                    action: format!(
-                        "updating target `{}` of `{}`",
-                        scheduled.target, scheduled.name
-                    ),
-                    environment: false,
-                    transient: false,
-                    source: format!(
-                        "{}: {}",
-                        entry.error_code().unwrap_or("error"),
-                        entry.error_message().unwrap_or("no message")
-                    )
-                    .into(),
-                });
-            }
+            point_rule(clients, scheduled, bus.as_deref(), &rule, document).await
         }
         Kind::Schedule => {
             let name = private(&mut document, "berth:name").unwrap_or_default();
             document["Target"]["EcsParameters"]["TaskDefinitionArn"] =
                 Value::String(revision.to_owned());
-            let placeholder = aws_sdk_scheduler::types::Target::builder()
-                .arn("placeholder")
-                .role_arn("placeholder")
-                .build()
-                .map_err(|e| Error::Mismatch {
-                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
-                    hint: "this is a bug".to_owned(),
-                })?;
-            let window = aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
-                .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
-                .build()
-                .map_err(|e| Error::Mismatch {
-                    problem: format!("cannot build the request for `{}`: {e}", scheduled.name),
-                    hint: "this is a bug".to_owned(),
-                })?;
-            clients
-                .scheduler
-                .update_schedule()
-                .name(&name)
-                .schedule_expression("placeholder")
-                .target(placeholder)
-                .flexible_time_window(window)
-                .customize()
-                .interceptor(ReplaceBody::json(&Value::Object(document)))
-                .send()
-                .await
-                .map_err(|e| failed(format!("updating `{}`", scheduled.name), e))?;
+            point_schedule(clients, scheduled, &name, document).await
         }
     }
+}
+
+/// Takes berth's own note `key` out of a target's document.
+fn private(document: &mut Map<String, Value>, key: &str) -> Option<String> {
+    document
+        .remove(key)
+        .and_then(|value| value.as_str().map(str::to_owned))
+}
+
+/// `PutTargets` of the rule's one target, its document as read with the revision changed.
+async fn point_rule(
+    clients: &Clients,
+    scheduled: &Scheduled,
+    bus: Option<&str>,
+    rule: &str,
+    target: Map<String, Value>,
+) -> Result<(), Error> {
+    let mut body = Map::new();
+    body.insert("Rule".into(), Value::String(rule.to_owned()));
+    if let Some(bus) = bus {
+        body.insert("EventBusName".into(), Value::String(bus.to_owned()));
+    }
+    body.insert("Targets".into(), Value::Array(vec![Value::Object(target)]));
+    // The typed request only has to pass the SDK's checks; the body replaces it.
+    let placeholder = aws_sdk_eventbridge::types::Target::builder()
+        .id(&scheduled.target)
+        .arn("placeholder")
+        .build()
+        .map_err(|e| unbuildable(scheduled, &e))?;
+    let answer = clients
+        .events
+        .put_targets()
+        .rule(rule)
+        .targets(placeholder)
+        .customize()
+        .interceptor(ReplaceBody::json(&Value::Object(body)))
+        .send()
+        .await
+        .map_err(|e| failed(format!("updating the target of `{}`", scheduled.name), e))?;
+    match answer.failed_entries().first() {
+        Some(entry) => Err(Error::Aws {
+            action: format!(
+                "updating target `{}` of `{}`",
+                scheduled.target, scheduled.name
+            ),
+            environment: false,
+            transient: false,
+            source: format!(
+                "{}: {}",
+                entry.error_code().unwrap_or("error"),
+                entry.error_message().unwrap_or("no message")
+            )
+            .into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `UpdateSchedule` with the schedule's document as read, the revision changed.
+async fn point_schedule(
+    clients: &Clients,
+    scheduled: &Scheduled,
+    name: &str,
+    document: Map<String, Value>,
+) -> Result<(), Error> {
+    // The typed request only has to pass the SDK's checks; the body replaces it.
+    let placeholder = aws_sdk_scheduler::types::Target::builder()
+        .arn("placeholder")
+        .role_arn("placeholder")
+        .build()
+        .map_err(|e| unbuildable(scheduled, &e))?;
+    let window = aws_sdk_scheduler::types::FlexibleTimeWindow::builder()
+        .mode(aws_sdk_scheduler::types::FlexibleTimeWindowMode::Off)
+        .build()
+        .map_err(|e| unbuildable(scheduled, &e))?;
+    clients
+        .scheduler
+        .update_schedule()
+        .name(name)
+        .schedule_expression("placeholder")
+        .target(placeholder)
+        .flexible_time_window(window)
+        .customize()
+        .interceptor(ReplaceBody::json(&Value::Object(document)))
+        .send()
+        .await
+        .map_err(|e| failed(format!("updating `{}`", scheduled.name), e))?;
     Ok(())
+}
+
+/// The SDK would not build the placeholder of a typed request: a bug of berth's.
+fn unbuildable(scheduled: &Scheduled, error: &dyn std::fmt::Display) -> Error {
+    Error::Mismatch {
+        problem: format!("cannot build the request for `{}`: {error}", scheduled.name),
+        hint: "this is a bug".to_owned(),
+    }
 }

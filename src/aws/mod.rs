@@ -400,35 +400,7 @@ where
     // Credentials are resolved on the first call: none anywhere is one clear line (exit 4), not
     // the SDK's dump of every provider's failure.
     if let Some(missing) = credentials_error(&error) {
-        let source = std::error::Error::source(missing);
-        if let Some(unanswered) = source.and_then(|source| source.downcast_ref::<OidcUnreachable>())
-        {
-            return Error::Aws {
-                action: format!(
-                    "assuming role `{}` with CircleCI's OIDC token",
-                    unanswered.role_arn
-                ),
-                environment: true,
-                transient: true,
-                source: unanswered.detail.clone().into(),
-            };
-        }
-        if let Some(refused) = source.and_then(|source| source.downcast_ref::<OidcRefused>()) {
-            return Error::OidcRefused {
-                role_arn: refused.role_arn.clone(),
-                token_var: refused.token_var,
-                detail: refused.detail.clone(),
-            };
-        }
-        tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(missing), "no credentials");
-        return Error::NoCredentials {
-            detail: match missing {
-                CredentialsError::CredentialsNotLoaded(_) => {
-                    "none of the sources had any".to_owned()
-                }
-                other => other.to_string(),
-            },
-        };
+        return no_credentials(missing);
     }
     let code = match &error {
         SdkError::ServiceError(service) => service.err().code(),
@@ -466,22 +438,7 @@ where
         ),
         _ => false,
     };
-    let message = match &error {
-        // AWS's own words, without the SDK's dump of the raw response.
-        SdkError::ServiceError(service) => {
-            let meta = service.err().meta();
-            let mut message = format!(
-                "{}: {}",
-                meta.code().unwrap_or("error"),
-                meta.message().unwrap_or("no message")
-            );
-            if let Some(id) = meta.extra("aws_request_id") {
-                message.push_str(&format!(" (request id {id})"));
-            }
-            message
-        }
-        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
-    };
+    let message = aws_words(&error);
     if matches!(
         code,
         Some("AccessDeniedException" | "AccessDenied" | "UnauthorizedOperation")
@@ -497,6 +454,61 @@ where
         environment,
         transient,
         source: message.into(),
+    }
+}
+
+/// No credentials: CircleCI's OIDC token unanswered or refused, or no source had any.
+fn no_credentials(missing: &CredentialsError) -> Error {
+    let source = std::error::Error::source(missing);
+    if let Some(unanswered) = source.and_then(|source| source.downcast_ref::<OidcUnreachable>()) {
+        return Error::Aws {
+            action: format!(
+                "assuming role `{}` with CircleCI's OIDC token",
+                unanswered.role_arn
+            ),
+            environment: true,
+            transient: true,
+            source: unanswered.detail.clone().into(),
+        };
+    }
+    if let Some(refused) = source.and_then(|source| source.downcast_ref::<OidcRefused>()) {
+        return Error::OidcRefused {
+            role_arn: refused.role_arn.clone(),
+            token_var: refused.token_var,
+            detail: refused.detail.clone(),
+        };
+    }
+    tracing::debug!(error = %aws_smithy_types::error::display::DisplayErrorContext(missing), "no credentials");
+    Error::NoCredentials {
+        detail: match missing {
+            CredentialsError::CredentialsNotLoaded(_) => "none of the sources had any".to_owned(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// AWS's own words for a failed call: the code, the message and the request id of an answer,
+/// without the SDK's dump of the raw response; the whole cause chain of any other failure.
+fn aws_words<E, R>(error: &aws_smithy_runtime_api::client::result::SdkError<E, R>) -> String
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    use aws_smithy_runtime_api::client::result::SdkError;
+    match error {
+        SdkError::ServiceError(service) => {
+            let meta = service.err().meta();
+            let mut message = format!(
+                "{}: {}",
+                meta.code().unwrap_or("error"),
+                meta.message().unwrap_or("no message")
+            );
+            if let Some(id) = meta.extra("aws_request_id") {
+                message.push_str(&format!(" (request id {id})"));
+            }
+            message
+        }
+        other => aws_smithy_types::error::display::DisplayErrorContext(other).to_string(),
     }
 }
 

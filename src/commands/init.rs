@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use aws_sdk_ecs::types::Service;
 use serde::Serialize;
 
 use crate::aws::arn;
@@ -35,23 +36,7 @@ struct Container {
 }
 
 pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Error> {
-    let path = flags
-        .config
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("berth.toml"));
-    let usage = |problem: String, hint: &str| Error::Mismatch {
-        problem,
-        hint: hint.to_owned(),
-    };
-    if path.exists() {
-        return Err(usage(
-            format!(
-                "`{}` exists; `berth init` never overwrites it",
-                path.display()
-            ),
-            "move it away first, or pass `--config PATH` to write another file",
-        ));
-    }
+    let path = new_path(flags)?;
     let init = &flags.init;
     let env = flags.env.clone().unwrap_or_else(|| "stg".to_owned());
     let region = flags
@@ -75,10 +60,83 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
     let found = services::describe(&ecs, &init.cluster, &init.services)
         .await
         .map_err(|error| aws::blame_unknown_region(error, &region))?;
+    let containers = read_containers(&ecs, &init.services, &found).await?;
+    let repositories = repository_uris(&ecr).await?;
+    let Some((repository, uri)) = app_repository(&repositories, &containers) else {
+        return Err(usage(
+            format!(
+                "no container of {} runs an image of this account's ECR repositories in {region}",
+                crate::text::code_list(&init.services)
+            ),
+            "berth deploys images it pushes to ECR: create the repository, or check `--region` and the services",
+        ));
+    };
+    let (ours, others) = split(&containers, uri);
+    let migration_family = containers
+        .iter()
+        .find(|c| c.service == init.services[0])
+        .map(|c| c.family.clone())
+        .unwrap_or_default();
+    let families: Vec<&str> = containers.iter().map(|c| c.family.as_str()).collect();
+    let cluster_arn = schedules::cluster_arn(found.values(), &init.cluster);
+    let scheduled = scheduled(&config, cluster_arn, &families, reporter).await;
+    let text = berth_toml(&Draft {
+        env: &env,
+        region: &region,
+        cluster: &init.cluster,
+        services: &init.services,
+        repository,
+        containers: &ours,
+        everywhere: everywhere(&init.services, &ours, &containers),
+        others: &others,
+        migration_family: &migration_family,
+        scheduled: &scheduled,
+    });
+    write_new(&path, &text)?;
+    Ok(Written {
+        path,
+        repository: repository.to_owned(),
+        containers: ours,
+        schedules: scheduled,
+    })
+}
+
+/// A usage error: `berth init` stops before writing anything.
+fn usage(problem: String, hint: &str) -> Error {
+    Error::Mismatch {
+        problem,
+        hint: hint.to_owned(),
+    }
+}
+
+/// The path to write, refused when a file is there already.
+fn new_path(flags: &Flags) -> Result<PathBuf, Error> {
+    let path = flags
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("berth.toml"));
+    if path.exists() {
+        return Err(usage(
+            format!(
+                "`{}` exists; `berth init` never overwrites it",
+                path.display()
+            ),
+            "move it away first, or pass `--config PATH` to write another file",
+        ));
+    }
+    Ok(path)
+}
+
+/// Every container of each service's task definition, services in the order given.
+async fn read_containers(
+    ecs: &aws_sdk_ecs::Client,
+    services: &[String],
+    found: &BTreeMap<String, Service>,
+) -> Result<Vec<Container>, Error> {
     let mut containers = Vec::new();
-    for service in &init.services {
+    for service in services {
         let revision = found[service].task_definition().unwrap_or_default();
-        let described = taskdef::describe(&ecs, revision).await?;
+        let described = taskdef::describe(ecs, revision).await?;
         for container in described.definition["containerDefinitions"]
             .as_array()
             .into_iter()
@@ -92,11 +150,16 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
             });
         }
     }
+    Ok(containers)
+}
 
-    // The app's repository: the ECR repository most of the containers run an image of.
-    let repositories = repository_uris(&ecr).await?;
+/// The app's repository and its URI: the ECR repository most of the containers run an image of.
+fn app_repository<'a>(
+    repositories: &'a BTreeMap<String, String>,
+    containers: &[Container],
+) -> Option<(&'a str, &'a str)> {
     let mut runs: BTreeMap<&str, usize> = BTreeMap::new();
-    for container in &containers {
+    for container in containers {
         if let Some((name, _)) = repositories
             .iter()
             .find(|(_, uri)| of_repository(&container.image, uri))
@@ -104,46 +167,49 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
             *runs.entry(name.as_str()).or_default() += 1;
         }
     }
-    let Some((repository, _)) = runs.iter().max_by_key(|(_, count)| **count) else {
-        return Err(usage(
-            format!(
-                "no container of {} runs an image of this account's ECR repositories in {region}",
-                crate::text::code_list(&init.services)
-            ),
-            "berth deploys images it pushes to ECR: create the repository, or check `--region` and the services",
-        ));
-    };
-    let repository = (*repository).to_owned();
-    let uri = &repositories[&repository];
+    let (repository, _) = runs.into_iter().max_by_key(|(_, count)| *count)?;
+    Some((repository, repositories[repository].as_str()))
+}
+
+/// The names of the containers that run the repository at `uri` (each once), and the containers
+/// that run something else.
+fn split<'a>(containers: &'a [Container], uri: &str) -> (Vec<String>, Vec<&'a Container>) {
     let mut ours: Vec<String> = Vec::new();
     for container in containers.iter().filter(|c| of_repository(&c.image, uri)) {
         if !ours.contains(&container.name) {
             ours.push(container.name.clone());
         }
     }
-    let others: Vec<&Container> = containers
+    let others = containers
         .iter()
         .filter(|c| !of_repository(&c.image, uri))
         .collect();
-    // `containers` must name containers every family has; when they differ (web's `app`,
-    // devops' `worker`), berth's default (every container of the repository) fits each.
-    let everywhere = init.services.iter().all(|service| {
+    (ours, others)
+}
+
+/// Whether every service's family has all of `ours`. `containers` must name containers every
+/// family has; when they differ (web's `app`, devops' `worker`), berth's default (every container
+/// of the repository) fits each.
+fn everywhere(services: &[String], ours: &[String], containers: &[Container]) -> bool {
+    services.iter().all(|service| {
         ours.iter().all(|name| {
             containers
                 .iter()
                 .any(|c| &c.service == service && &c.name == name)
         })
-    });
-    let migration_family = containers
-        .iter()
-        .find(|c| c.service == init.services[0])
-        .map(|c| c.family.clone())
-        .unwrap_or_default();
+    })
+}
 
-    let cluster_arn = schedules::cluster_arn(found.values(), &init.cluster);
-    let clients = schedules::Clients::new(&config);
-    let families: Vec<&str> = containers.iter().map(|c| c.family.as_str()).collect();
-    let scheduled = match schedules::find(&clients, Some(cluster_arn), None).await {
+/// The scheduled targets in the cluster that run one of `families`, one line each; a warning and
+/// none when they cannot be looked for.
+async fn scheduled(
+    config: &aws_config::SdkConfig,
+    cluster_arn: &str,
+    families: &[&str],
+    reporter: &dyn Reporter,
+) -> Vec<String> {
+    let clients = schedules::Clients::new(config);
+    match schedules::find(&clients, Some(cluster_arn), None).await {
         Ok(found) => found
             .into_iter()
             .filter(|s| families.contains(&arn::family(&s.task_definition)))
@@ -167,22 +233,13 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
             ));
             Vec::new()
         }
-    };
+    }
+}
 
-    let text = berth_toml(&Draft {
-        env: &env,
-        region: &region,
-        cluster: &init.cluster,
-        services: &init.services,
-        repository: &repository,
-        containers: &ours,
-        everywhere,
-        others: &others,
-        migration_family: &migration_family,
-        scheduled: &scheduled,
-    });
-    // What berth writes, berth reads.
-    if let Err(error) = toml::from_str::<toml::Table>(&text) {
+/// Writes `text` to `path`, a file that must not exist yet, once it parses: what berth writes,
+/// berth reads.
+fn write_new(path: &Path, text: &str) -> Result<(), Error> {
+    if let Err(error) = toml::from_str::<toml::Table>(text) {
         return Err(usage(
             format!("the berth.toml berth would write does not parse: {error}"),
             "this is a bug; please report it with the command you ran",
@@ -191,7 +248,7 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
     let mut file = fs_err::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&path)
+        .open(path)
         .map_err(|error| {
             usage(
                 format!("cannot write `{}`: {error}", path.display()),
@@ -203,12 +260,6 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
             format!("cannot write `{}`: {error}", path.display()),
             "check the folder's permissions",
         )
-    })?;
-    Ok(Written {
-        path,
-        repository,
-        containers: ours,
-        schedules: scheduled,
     })
 }
 
@@ -253,107 +304,127 @@ struct Draft<'a> {
 
 /// The file: every value TOML-quoted, every choice explained.
 fn berth_toml(draft: &Draft<'_>) -> String {
-    let quote = |text: &str| toml::Value::String(text.to_owned()).to_string();
-    let list = |items: &[String]| {
+    let sections = [
+        header(draft),
+        image(draft),
+        migration(draft),
+        environment(draft),
+    ];
+    sections
+        .join(&String::new())
+        .into_iter()
+        .map(|line| line + "\n")
+        .collect()
+}
+
+/// `text` as a TOML string.
+fn quote(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// `items` as a TOML list of strings, on one line.
+fn list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| quote(item)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Where the file comes from and how it is read.
+fn header(draft: &Draft<'_>) -> Vec<String> {
+    vec![
         format!(
-            "[{}]",
-            items
-                .iter()
-                .map(|i| quote(i))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    let mut out = String::new();
-    let mut line = |text: String| {
-        out.push_str(&text);
-        out.push('\n');
-    };
-    line(format!(
-        "# berth settings, written by `berth init` from {} in cluster `{}`.",
-        crate::text::code_list(draft.services),
-        draft.cluster
-    ));
-    line(
+            "# berth settings, written by `berth init` from {} in cluster `{}`.",
+            crate::text::code_list(draft.services),
+            draft.cluster
+        ),
         "# Top-level keys are defaults for every environment; an `[env.NAME]` table overrides"
-            .into(),
-    );
-    line("# them. docs/configuration.md lists every key.".into());
-    line(String::new());
-    line("# The ECR repository berth pushes the app's image to.".into());
-    line(format!("repository = {}", quote(draft.repository)));
-    line("# The containers that take each new image; every other container keeps its own.".into());
-    if draft.everywhere {
-        line(format!("containers = {}", list(draft.containers)));
+            .to_owned(),
+        "# them. docs/configuration.md lists every key.".to_owned(),
+    ]
+}
+
+/// The repository and the containers that take its image; the others, commented, keep theirs.
+fn image(draft: &Draft<'_>) -> Vec<String> {
+    let containers = if draft.everywhere {
+        format!("containers = {}", list(draft.containers))
     } else {
-        line(format!(
+        format!(
             "# Unset: every container running this repository's image, here {} (not every service has all of them).",
             crate::text::code_list(draft.containers)
-        ));
-    }
-    for other in draft.others {
-        line(format!(
+        )
+    };
+    let mut lines = vec![
+        "# The ECR repository berth pushes the app's image to.".to_owned(),
+        format!("repository = {}", quote(draft.repository)),
+        "# The containers that take each new image; every other container keeps its own."
+            .to_owned(),
+        containers,
+    ];
+    lines.extend(draft.others.iter().map(|other| {
+        format!(
             "#   `{}` of `{}` runs `{}` and keeps it",
             other.name, other.service, other.image
-        ));
-    }
-    line(String::new());
-    line("[migration]".into());
-    line(format!(
-        "# A one-off task of `{}`'s family (the first service) runs this command in the container",
-        draft.services[0]
-    ));
-    line(
+        )
+    }));
+    lines
+}
+
+/// The `[migration]` table: the first service's family runs `bin/rails db:migrate`.
+fn migration(draft: &Draft<'_>) -> Vec<String> {
+    vec![
+        "[migration]".to_owned(),
+        format!(
+            "# A one-off task of `{}`'s family (the first service) runs this command in the container",
+            draft.services[0]
+        ),
         "# below, with the service's network settings, after each rollout (`migrate = \"before\"`"
-            .into(),
-    );
-    line("# runs it first, `\"skip\"` never).".into());
-    line(format!(
-        "# family = {}   # the default: the first service's family",
-        quote(draft.migration_family)
-    ));
-    line(format!(
-        "container = {}",
-        quote(draft.containers.first().map_or("app", String::as_str))
-    ));
-    line(format!(
-        "command = {}",
-        list(&["bin/rails".to_owned(), "db:migrate".to_owned()])
-    ));
-    line(String::new());
+            .to_owned(),
+        "# runs it first, `\"skip\"` never).".to_owned(),
+        format!(
+            "# family = {}   # the default: the first service's family",
+            quote(draft.migration_family)
+        ),
+        format!(
+            "container = {}",
+            quote(draft.containers.first().map_or("app", String::as_str))
+        ),
+        format!(
+            "command = {}",
+            list(&["bin/rails".to_owned(), "db:migrate".to_owned()])
+        ),
+    ]
+}
+
+/// The `[env.NAME]` table: where the services run, the branch, and the scheduled tasks found.
+fn environment(draft: &Draft<'_>) -> Vec<String> {
     // A bare TOML key when it can be one (`stg`), quoted otherwise.
     let bare = draft
         .env
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    line(format!(
-        "[env.{}]",
-        if bare {
-            draft.env.to_owned()
-        } else {
-            quote(draft.env)
-        }
-    ));
-    line(format!("region = {}", quote(draft.region)));
-    line(format!("cluster = {}", quote(draft.cluster)));
-    line("# In order; the first is the web service.".into());
-    line(format!("services = {}", list(draft.services)));
-    line("# The branch this environment deploys from; a deploy from another is refused.".into());
-    line(format!(
-        "# branch = {}",
-        quote(if draft.env == "prd" {
-            "master"
-        } else {
-            "develop"
-        })
-    ));
-    if draft.scheduled.is_empty() {
-        line("# No scheduled task in the cluster runs these families.".into());
+    let name = if bare {
+        draft.env.to_owned()
     } else {
-        line("# Scheduled tasks that follow each deploy (found by default; `schedules = []` stops it):".into());
-        for scheduled in draft.scheduled {
-            line(format!("#   {scheduled}"));
-        }
+        quote(draft.env)
+    };
+    let branch = if draft.env == "prd" {
+        "master"
+    } else {
+        "develop"
+    };
+    let mut lines = vec![
+        format!("[env.{name}]"),
+        format!("region = {}", quote(draft.region)),
+        format!("cluster = {}", quote(draft.cluster)),
+        "# In order; the first is the web service.".to_owned(),
+        format!("services = {}", list(draft.services)),
+        "# The branch this environment deploys from; a deploy from another is refused.".to_owned(),
+        format!("# branch = {}", quote(branch)),
+    ];
+    if draft.scheduled.is_empty() {
+        lines.push("# No scheduled task in the cluster runs these families.".to_owned());
+    } else {
+        lines.push("# Scheduled tasks that follow each deploy (found by default; `schedules = []` stops it):".to_owned());
+        lines.extend(draft.scheduled.iter().map(|s| format!("#   {s}")));
     }
-    out
+    lines
 }

@@ -2,8 +2,9 @@
 //! commit (from the revision's tags), its tasks and deployments, the newest deploys from the
 //! records, a migration in flight, and who holds the lock. Reads only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_ecs::types::Service;
 use futures_util::future::try_join_all;
 use serde::Serialize;
 
@@ -75,60 +76,12 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         Store::find(&config, settings),
     )
     .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    // Each revision once, however many services run it.
-    let running: std::collections::BTreeSet<&str> = services
-        .values()
-        .filter_map(|service| service.task_definition())
-        .collect();
-    let revisions =
-        try_join_all(running.into_iter().map(|arn| taskdef::describe(&ecs, arn))).await?;
-    let revisions: BTreeMap<String, taskdef::Described> = revisions
-        .into_iter()
-        .map(|described| (described.arn.clone(), described))
-        .collect();
+    let revisions = revisions(&ecs, &services).await?;
     let services = settings
         .services
         .iter()
         .filter_map(|name| services.get(name).map(|service| (name, service)))
-        .map(|(name, service)| {
-            let revision = service.task_definition().unwrap_or_default();
-            let described = revisions.get(revision);
-            ServiceStatus {
-                service: name.clone(),
-                revision: revision.to_owned(),
-                deploy_id: described.and_then(|d| d.tags.get(DEPLOY_ID_TAG).cloned()),
-                commit: described.and_then(|d| d.tags.get(GIT_SHA_TAG).cloned()),
-                images: described
-                    .map(|d| {
-                        d.containers()
-                            .iter()
-                            .filter_map(|c| {
-                                Some((
-                                    c.get("name")?.as_str()?.to_owned(),
-                                    c.get("image")?.as_str()?.to_owned(),
-                                ))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                running: service.running_count(),
-                desired: service.desired_count(),
-                pending: service.pending_count(),
-                deployments: service
-                    .deployments()
-                    .iter()
-                    .map(|d| DeploymentStatus {
-                        id: d.id().unwrap_or_default().to_owned(),
-                        status: d.status().unwrap_or_default().to_owned(),
-                        rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
-                        revision: d.task_definition().unwrap_or_default().to_owned(),
-                        running: d.running_count(),
-                        desired: d.desired_count(),
-                        failed_tasks: d.failed_tasks(),
-                    })
-                    .collect(),
-            }
-        })
+        .map(|(name, service)| service_status(name, service, &revisions))
         .collect();
     let mut status = Status {
         env: settings.env.clone(),
@@ -139,18 +92,88 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         deploys: Vec::new(),
         migration_in_flight: None,
     };
-    let Some(store) = store else {
-        return Ok(status);
-    };
+    if let Some(store) = store {
+        read_state(&store, &mut status).await?;
+    }
+    Ok(status)
+}
+
+/// The task definitions the services run, by ARN: each revision described once, however many
+/// services run it.
+async fn revisions(
+    ecs: &aws_sdk_ecs::Client,
+    services: &BTreeMap<String, Service>,
+) -> Result<BTreeMap<String, taskdef::Described>, Error> {
+    let running: BTreeSet<&str> = services
+        .values()
+        .filter_map(|service| service.task_definition())
+        .collect();
+    let revisions =
+        try_join_all(running.into_iter().map(|arn| taskdef::describe(ecs, arn))).await?;
+    Ok(revisions
+        .into_iter()
+        .map(|described| (described.arn.clone(), described))
+        .collect())
+}
+
+/// One service as ECS describes it, with the deploy and commit its revision is tagged with.
+fn service_status(
+    name: &str,
+    service: &Service,
+    revisions: &BTreeMap<String, taskdef::Described>,
+) -> ServiceStatus {
+    let revision = service.task_definition().unwrap_or_default();
+    let described = revisions.get(revision);
+    ServiceStatus {
+        service: name.to_owned(),
+        revision: revision.to_owned(),
+        deploy_id: described.and_then(|d| d.tags.get(DEPLOY_ID_TAG).cloned()),
+        commit: described.and_then(|d| d.tags.get(GIT_SHA_TAG).cloned()),
+        images: described.map(images).unwrap_or_default(),
+        running: service.running_count(),
+        desired: service.desired_count(),
+        pending: service.pending_count(),
+        deployments: service
+            .deployments()
+            .iter()
+            .map(|d| DeploymentStatus {
+                id: d.id().unwrap_or_default().to_owned(),
+                status: d.status().unwrap_or_default().to_owned(),
+                rollout_state: d.rollout_state().map(|s| s.as_str().to_owned()),
+                revision: d.task_definition().unwrap_or_default().to_owned(),
+                running: d.running_count(),
+                desired: d.desired_count(),
+                failed_tasks: d.failed_tasks(),
+            })
+            .collect(),
+    }
+}
+
+/// Container name → image, for the containers of a revision.
+fn images(described: &taskdef::Described) -> BTreeMap<String, String> {
+    described
+        .containers()
+        .iter()
+        .filter_map(|c| {
+            Some((
+                c.get("name")?.as_str()?.to_owned(),
+                c.get("image")?.as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// What the state bucket tells: the lock's holder, the newest deploys and a migration in flight.
+async fn read_state(store: &Store, status: &mut Status) -> Result<(), Error> {
     status.state = Some(store.url(""));
-    let file = lock::read(&store).await?;
+    let file = lock::read(store).await?;
     let now = state::now();
     status.lock = file.holder.clone().map(|holder| LockStatus {
         held_seconds: now.saturating_sub(holder.since),
         lease_left_seconds: holder.expires.saturating_sub(now),
         holder,
     });
-    status.deploys = recent(&store, &file, RECENT).await?;
+    status.deploys = recent(store, &file, RECENT).await?;
     status.migration_in_flight = status.deploys.first().and_then(|newest| {
         newest
             .migration
@@ -158,7 +181,7 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
             .filter(|a| matches!(a.outcome, AttemptOutcome::Claimed | AttemptOutcome::Started))
             .cloned()
     });
-    Ok(status)
+    Ok(())
 }
 
 /// The records of the newest `count` deploys of the journal, newest first.

@@ -1,169 +1,184 @@
 //! `berth config`: the resolved settings of one environment, read from berth.toml, the `BERTH_*`
 //! variables and the flags, without touching AWS or Docker.
 
-use crate::settings::{MigrateOrder, Settings};
+use crate::settings::{BuildSettings, MigrateOrder, OnFailure, Settings, StateSettings, Timeouts};
+use crate::text::code_list;
+
+/// One line of the text: its label and its value.
+type Row = (&'static str, String);
 
 /// The resolved settings, one line per aspect, values in backticks. Environment values are not
 /// shown, only their names.
 pub fn lines(settings: &Settings) -> Vec<String> {
-    let names = |names: &[String]| crate::text::code_list(names);
-    let mut lines = vec![format!(
+    let header = format!(
         "plan for environment `{}` from `{}`",
         settings.env,
         settings.config.display()
-    )];
-    let mut add = |label: &str, value: String| lines.push(format!("  {label:<13} {value}"));
+    );
+    let rows = [
+        target(settings),
+        build(&settings.build),
+        environment(settings),
+        run(settings),
+    ];
+    std::iter::once(header)
+        .chain(
+            rows.into_iter()
+                .flatten()
+                .map(|(label, value)| format!("  {label:<13} {value}")),
+        )
+        .collect()
+}
 
+/// Where the deploy goes: branch, account, cluster, services and the image's repository.
+fn target(settings: &Settings) -> Vec<Row> {
+    let mut rows = Vec::new();
     if let Some(branch) = &settings.branch {
-        add("branch", format!("`{branch}`"));
+        rows.push(("branch", format!("`{branch}`")));
     }
-    add("region", format!("`{}`", settings.region));
-    add(
-        "profile",
-        settings.profile.as_ref().map_or_else(
-            || "default credential chain".to_owned(),
-            |profile| format!("`{profile}`"),
+    let profile = settings.profile.as_ref().map_or_else(
+        || "default credential chain".to_owned(),
+        |profile| format!("`{profile}`"),
+    );
+    let created = if settings.create_repository {
+        " (created if missing)"
+    } else {
+        ""
+    };
+    let containers = match &settings.containers {
+        Some(containers) => code_list(containers),
+        None => format!(
+            "every container whose image is in `{}`",
+            settings.repository
         ),
-    );
-    add("cluster", format!("`{}`", settings.cluster));
-    add("services", names(&settings.services));
-    add(
-        "repository",
-        format!(
-            "`{}`{}",
-            settings.repository,
-            if settings.create_repository {
-                " (created if missing)"
-            } else {
-                ""
-            }
-        ),
-    );
-    add(
-        "containers",
-        match &settings.containers {
-            Some(containers) => names(containers),
-            None => format!(
-                "every container whose image is in `{}`",
-                settings.repository
-            ),
-        },
-    );
+    };
+    rows.extend([
+        ("region", format!("`{}`", settings.region)),
+        ("profile", profile),
+        ("cluster", format!("`{}`", settings.cluster)),
+        ("services", code_list(&settings.services)),
+        ("repository", format!("`{}`{created}", settings.repository)),
+        ("containers", containers),
+    ]);
+    rows
+}
 
-    let build = &settings.build;
-    add(
+/// How the image is built, with the names (never the values) of its secret args.
+fn build(build: &BuildSettings) -> Vec<Row> {
+    let target = build
+        .target
+        .as_ref()
+        .map_or_else(String::new, |target| format!(", target `{target}`"));
+    let platform = build.platform.as_ref().map_or_else(
+        || "the task definitions' `runtimePlatform`".to_owned(),
+        |platform| format!("`{platform}`"),
+    );
+    let mut rows = vec![(
         "build",
         format!(
-            "`{}` with `{}`{} for {}",
+            "`{}` with `{}`{target} for {platform}",
             build.context.display(),
             build.dockerfile.display(),
-            build
-                .target
-                .as_ref()
-                .map_or_else(String::new, |target| format!(", target `{target}`")),
-            build.platform.as_ref().map_or_else(
-                || "the task definitions' `runtimePlatform`".to_owned(),
-                |platform| format!("`{platform}`")
-            )
         ),
-    );
+    )];
     if !build.args.is_empty() {
         let args: Vec<String> = build.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        add("build args", args.join(" "));
+        rows.push(("build args", args.join(" ")));
     }
     if !build.secret_args.is_empty() {
-        add(
+        let names = code_list(&build.secret_args);
+        rows.push((
             "secret args",
-            format!(
-                "{} (values from the environment)",
-                names(&build.secret_args)
-            ),
-        );
+            format!("{names} (values from the environment)"),
+        ));
     }
+    rows
+}
 
-    if !settings.environment.is_empty() {
-        let set: Vec<String> = settings.environment.keys().cloned().collect();
-        add("set env", names(&set));
-    }
-    if !settings.remove_environment.is_empty() {
-        add("remove env", names(&settings.remove_environment));
-    }
-    if !settings.secrets.is_empty() {
-        let secrets: Vec<String> = settings.secrets.keys().cloned().collect();
-        add("secrets", names(&secrets));
-    }
+/// The names of the container variables set, removed and taken from secrets; a line each, when
+/// there are any.
+fn environment(settings: &Settings) -> Vec<Row> {
+    [
+        ("set env", code_list(settings.environment.keys())),
+        ("remove env", code_list(&settings.remove_environment)),
+        ("secrets", code_list(settings.secrets.keys())),
+    ]
+    .into_iter()
+    .filter(|(_, names)| !names.is_empty())
+    .collect()
+}
 
+/// How the deploy runs: migration, timeouts, state, what a failure does and the optional extras.
+fn run(settings: &Settings) -> Vec<Row> {
+    let on_failure = match settings.on_failure {
+        OnFailure::Rollback => "services that moved roll back",
+        OnFailure::Leave => "services stay where they are",
+    };
+    let mut rows = vec![
+        ("migration", migration(settings)),
+        ("timeouts", timeouts(&settings.timeouts)),
+        ("state", state(&settings.state, &settings.env)),
+        ("on failure", on_failure.to_owned()),
+    ];
+    for (service, file) in &settings.task_definitions {
+        rows.push(("task def", format!("`{service}` from `{}`", file.display())));
+    }
+    if let Some(tag) = &settings.env_tag {
+        rows.push(("env tag", format!("`{tag}`")));
+    }
+    rows
+}
+
+/// The migration's command, container, family and order, or that it is skipped.
+fn migration(settings: &Settings) -> String {
+    let when = match settings.migrate {
+        MigrateOrder::After => "after the rollout",
+        MigrateOrder::Before => "before the rollout",
+        MigrateOrder::Skip => return "skipped".to_owned(),
+    };
     let migration = &settings.migration;
     let family = migration.family.as_ref().map_or_else(
         || {
             format!(
                 "the task family of {}",
-                names(settings.services.get(..1).unwrap_or_default())
+                code_list(settings.services.get(..1).unwrap_or_default())
             )
         },
         |family| format!("task family `{family}`"),
     );
-    let when = match settings.migrate {
-        MigrateOrder::After => "after the rollout",
-        MigrateOrder::Before => "before the rollout",
-        MigrateOrder::Skip => "",
-    };
-    add(
-        "migration",
-        if settings.migrate == MigrateOrder::Skip {
-            "skipped".to_owned()
+    format!(
+        "`{}` in container `{}` of {family}, {when}",
+        migration.command.join(" "),
+        migration.container
+    )
+}
+
+fn timeouts(timeouts: &Timeouts) -> String {
+    format!(
+        "rollout {}, migration {}, {}",
+        humantime::format_duration(timeouts.rollout),
+        humantime::format_duration(timeouts.migration),
+        timeouts.poll.map_or_else(
+            || "poll every 1s, backing off to 5s".to_owned(),
+            |poll| format!("poll every {}", humantime::format_duration(poll))
+        )
+    )
+}
+
+/// Where the lock and records of `env` live, and how long the lock holds.
+fn state(state: &StateSettings, env: &str) -> String {
+    format!(
+        "`s3://{}/{}/{env}/` (lock lease {}{})",
+        state
+            .bucket
+            .as_deref()
+            .unwrap_or("berth-state-<account>-<region>"),
+        state.prefix,
+        humantime::format_duration(state.lease),
+        if state.bucket.is_none() && state.create {
+            ", bucket created on first use"
         } else {
-            format!(
-                "`{}` in container `{}` of {family}, {when}",
-                migration.command.join(" "),
-                migration.container
-            )
-        },
-    );
-    let timeouts = &settings.timeouts;
-    add(
-        "timeouts",
-        format!(
-            "rollout {}, migration {}, {}",
-            humantime::format_duration(timeouts.rollout),
-            humantime::format_duration(timeouts.migration),
-            timeouts.poll.map_or_else(
-                || "poll every 1s, backing off to 5s".to_owned(),
-                |poll| format!("poll every {}", humantime::format_duration(poll))
-            )
-        ),
-    );
-    let state = &settings.state;
-    add(
-        "state",
-        format!(
-            "`s3://{}/{}/{}/` (lock lease {}{})",
-            state
-                .bucket
-                .as_deref()
-                .unwrap_or("berth-state-<account>-<region>"),
-            state.prefix,
-            settings.env,
-            humantime::format_duration(state.lease),
-            if state.bucket.is_none() && state.create {
-                ", bucket created on first use"
-            } else {
-                ""
-            }
-        ),
-    );
-    add(
-        "on failure",
-        match settings.on_failure {
-            crate::settings::OnFailure::Rollback => "services that moved roll back".to_owned(),
-            crate::settings::OnFailure::Leave => "services stay where they are".to_owned(),
-        },
-    );
-    for (service, file) in &settings.task_definitions {
-        add("task def", format!("`{service}` from `{}`", file.display()));
-    }
-    if let Some(tag) = &settings.env_tag {
-        add("env tag", format!("`{tag}`"));
-    }
-    lines
+            ""
+        }
+    )
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::aws::arn;
-use crate::commands::plan::Plan;
+use crate::commands::plan::{Change, Plan, PlannedFamily, PlannedMigration, PlannedService};
 use crate::settings::MigrateOrder;
 use crate::steps::schedules;
 
@@ -23,82 +23,92 @@ pub fn lines(plan: &Plan) -> Vec<String> {
         ),
         None => format!("image: `{}` would be built and pushed", plan.image.tag),
     });
-    for family in &plan.families {
-        match &family.registered {
-            Some(revision) => lines.push(format!(
-                "`{}`: this deploy's revision `{}` is registered",
-                family.family,
-                arn::short(revision)
-            )),
-            None => {
-                lines.push(format!(
-                    "`{}`: a new revision from `{}`",
-                    family.family,
-                    arn::short(&family.from)
-                ));
-                for change in &family.changes {
-                    let show = |value: &Option<Value>| {
-                        value.as_ref().map_or_else(String::new, |v| match v {
-                            Value::String(text) => text.clone(),
-                            other => other.to_string(),
-                        })
-                    };
-                    lines.push(match (&change.from, &change.to) {
-                        (None, _) => format!("  + {}: {}", change.path, show(&change.to)),
-                        (_, None) => format!("  - {}: {}", change.path, show(&change.from)),
-                        _ => format!(
-                            "  ~ {}: {} → {}",
-                            change.path,
-                            show(&change.from),
-                            show(&change.to)
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    for service in &plan.services {
-        lines.push(if service.from == service.to {
-            format!(
-                "service `{}`: stays on `{}`",
-                service.service,
-                arn::short(&service.from)
-            )
-        } else {
-            format!(
-                "service `{}`: `{}` → `{}`",
-                service.service,
-                arn::short(&service.from),
-                arn::short(&service.to)
-            )
-        });
-    }
-    for target in &plan.schedules {
-        lines.push(format!(
+    lines.extend(plan.families.iter().flat_map(family));
+    lines.extend(plan.services.iter().map(service));
+    lines.extend(plan.schedules.iter().map(|target| {
+        format!(
             "{}: `{}` → `{}`",
             schedules::label(&target.name, &target.target),
             arn::short(&target.from),
             arn::short(&target.to)
-        ));
-    }
-    if let Some(migration) = &plan.migration {
-        let order = match migration.order {
-            MigrateOrder::Before => "before the rollout",
-            _ => "after the rollout",
-        };
-        lines.push(format!(
-            "migration: `{}` in container `{}` of `{}`, {order}, in cluster `{}` (subnets {})",
-            migration.command.join(" "),
-            migration.container,
-            arn::short(&migration.family),
-            migration.cluster,
-            crate::text::code_list(&migration.subnets)
-        ));
-    }
+        )
+    }));
+    lines.extend(plan.migration.iter().map(migration));
     lines.push(if plan.changes {
         "a deploy would change the environment".to_owned()
     } else {
         "nothing to deploy: everything is as this deploy would leave it".to_owned()
     });
     lines
+}
+
+/// A family's revision this deploy registered, or the new revision's changes, one line per key.
+fn family(family: &PlannedFamily) -> Vec<String> {
+    if let Some(revision) = &family.registered {
+        return vec![format!(
+            "`{}`: this deploy's revision `{}` is registered",
+            family.family,
+            arn::short(revision)
+        )];
+    }
+    let header = format!(
+        "`{}`: a new revision from `{}`",
+        family.family,
+        arn::short(&family.from)
+    );
+    std::iter::once(header)
+        .chain(family.changes.iter().map(change))
+        .collect()
+}
+
+/// One key of a revision: added (`+`), removed (`-`) or changed (`~`).
+fn change(change: &Change) -> String {
+    let show = |value: &Option<Value>| {
+        value.as_ref().map_or_else(String::new, |v| match v {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        })
+    };
+    match (&change.from, &change.to) {
+        (None, _) => format!("  + {}: {}", change.path, show(&change.to)),
+        (_, None) => format!("  - {}: {}", change.path, show(&change.from)),
+        _ => format!(
+            "  ~ {}: {} → {}",
+            change.path,
+            show(&change.from),
+            show(&change.to)
+        ),
+    }
+}
+
+fn service(service: &PlannedService) -> String {
+    if service.from == service.to {
+        format!(
+            "service `{}`: stays on `{}`",
+            service.service,
+            arn::short(&service.from)
+        )
+    } else {
+        format!(
+            "service `{}`: `{}` → `{}`",
+            service.service,
+            arn::short(&service.from),
+            arn::short(&service.to)
+        )
+    }
+}
+
+fn migration(migration: &PlannedMigration) -> String {
+    let order = match migration.order {
+        MigrateOrder::Before => "before the rollout",
+        _ => "after the rollout",
+    };
+    format!(
+        "migration: `{}` in container `{}` of `{}`, {order}, in cluster `{}` (subnets {})",
+        migration.command.join(" "),
+        migration.container,
+        arn::short(&migration.family),
+        migration.cluster,
+        crate::text::code_list(&migration.subnets)
+    )
 }

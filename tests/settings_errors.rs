@@ -403,7 +403,7 @@ fn valid_settings_print_the_plan_and_exit_0() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let stdout = stdout(&output);
     for expected in [
-        "plan for environment `stg`",
+        "settings of environment `stg`",
         "`us-east-1`",
         "`berth-stg`",
         "`web`, `devops`",

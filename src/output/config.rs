@@ -11,7 +11,7 @@ type Row = (&'static str, String);
 /// shown, only their names.
 pub fn lines(settings: &Settings) -> Vec<String> {
     let header = format!(
-        "plan for environment `{}` from `{}`",
+        "settings of environment `{}` from `{}`",
         settings.env,
         settings.config.display()
     );

@@ -110,6 +110,36 @@ pub async fn plan(
     stage_images: bool,
 ) -> Plan {
     let mut plan = Plan::default();
+    image_source(ecr_client, repository, settings, running, &mut plan).await;
+    stage_sources(
+        ecr_client,
+        repository,
+        settings,
+        dockerfile,
+        stage_images,
+        &mut plan,
+    )
+    .await;
+    for image in &settings.build.cache_from {
+        if !plan.sources.images.contains(image) {
+            plan.sources.images.push(image.clone());
+            plan.described
+                .push(format!("`{image}` (`build.cache_from`)"));
+        }
+    }
+    plan.sources.layer_sizes = layer_sizes(ecr_client, repository, &plan.sources.images).await;
+    plan
+}
+
+/// The first source: the image the first service runs, else the `env_tag`'s, else the
+/// repository's newest image.
+async fn image_source(
+    ecr_client: &Client,
+    repository: &Repository,
+    settings: &Settings,
+    running: Option<(&str, &str)>,
+    plan: &mut Plan,
+) {
     let running = match running {
         Some((image, service)) => match in_repository(ecr_client, repository, image).await {
             Ok(Some(pinned)) => Some((pinned, service)),
@@ -158,7 +188,18 @@ pub async fn plan(
             repository.name
         ));
     }
+}
 
+/// A cache image per stage the image leaves out, where one can be kept; a note for each that
+/// cannot, naming what rebuilds on an empty engine.
+async fn stage_sources(
+    ecr_client: &Client,
+    repository: &Repository,
+    settings: &Settings,
+    dockerfile: &str,
+    stage_images: bool,
+    plan: &mut Plan,
+) {
     let stages = Stages::parse(dockerfile);
     let target = settings.build.target.as_deref();
     let in_image = stages
@@ -210,16 +251,6 @@ pub async fn plan(
             exists,
         });
     }
-
-    for image in &settings.build.cache_from {
-        if !plan.sources.images.contains(image) {
-            plan.sources.images.push(image.clone());
-            plan.described
-                .push(format!("`{image}` (`build.cache_from`)"));
-        }
-    }
-    plan.sources.layer_sizes = layer_sizes(ecr_client, repository, &plan.sources.images).await;
-    plan
 }
 
 /// Why the stage at `index` gets no cache image of its own, if it does not.

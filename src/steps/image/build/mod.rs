@@ -181,19 +181,7 @@ pub async fn build_image(
     )?;
     let masker = Masker::new(request.secret_args.values());
 
-    let ignore = context.ignore_file().map_or_else(
-        || "no ignore file".to_owned(),
-        |path| format!("ignore rules from `{}`", path.display()),
-    );
-    reporter.info(&format!(
-        "building `{}` with the {} builder from `{}` ({ignore})",
-        request.tag,
-        match builder {
-            Builder::BuildKit => "BuildKit",
-            _ => "classic",
-        },
-        request.context.display(),
-    ));
+    reporter.info(&building(request, builder, &context));
 
     let (sources, pulled_first) = match (&request.cache, builder) {
         (None, _) => (None, Pulled::default()),
@@ -220,18 +208,7 @@ pub async fn build_image(
         (Err(error), _) => return Err(error.into()),
         (Ok(stats), Ok(output)) => (stats, output),
     };
-    // The engine's output can end mid-message (seen after BuildKit had tagged the image, as its
-    // session closed). Once this build said it tagged the image, the image is there.
-    if let Some(error) = output.cut_short.take() {
-        if !output.tagged.contains(&request.tag) {
-            return Err(BuildError::Docker(error));
-        }
-        reporter.info(&format!(
-            "warning: the engine's build output ended early ({}) after it had tagged `{}`: going on with that image",
-            with_causes(&error),
-            request.tag
-        ));
-    }
+    accept_cut_short(&mut output, &request.tag, reporter)?;
     let steps = output.steps();
     let layer_sizes = request
         .cache
@@ -243,17 +220,9 @@ pub async fn build_image(
     pulled.bytes += pulled_first.bytes;
     pulled.seconds += pulled_first.seconds;
     let ran_stages = output.ran_stages();
-    let id = match output.image_id {
+    let id = match output.image_id.take() {
         Some(id) => id,
-        // Older engines only say `Successfully built`; the tag tells.
-        None => docker
-            .inspect_image(&request.tag)
-            .await
-            .map_err(BuildError::Docker)?
-            .id
-            .ok_or_else(|| BuildError::NoImage {
-                tag: request.tag.clone(),
-            })?,
+        None => image_id(docker, &request.tag).await?,
     };
     reporter.info(&format!(
         "built `{}` ({id}) from {} files, {} of context",
@@ -261,20 +230,7 @@ pub async fn build_image(
         stats.files,
         human_bytes(stats.bytes)
     ));
-    reporter.info(&format!(
-        "steps: {} cached, {} run{}",
-        steps.cached,
-        steps.run,
-        if request.cache.is_some() {
-            format!(
-                "; {} of cached layers pulled in {} s",
-                human_bytes(pulled.bytes),
-                pulled.seconds
-            )
-        } else {
-            String::new()
-        }
-    ));
+    reporter.info(&steps_line(&steps, request.cache.as_ref().map(|_| &pulled)));
     Ok(BuiltImage {
         id,
         context: stats,
@@ -282,6 +238,67 @@ pub async fn build_image(
         pulled,
         ran_stages,
     })
+}
+
+/// `steps: 6 cached, 3 run; 261 MiB of cached layers pulled in 1 s` (the pull with a cache).
+fn steps_line(steps: &StepCounts, pulled: Option<&Pulled>) -> String {
+    let pulled = pulled.map_or_else(String::new, |pulled| {
+        format!(
+            "; {} of cached layers pulled in {} s",
+            human_bytes(pulled.bytes),
+            pulled.seconds
+        )
+    });
+    format!("steps: {} cached, {} run{pulled}", steps.cached, steps.run)
+}
+
+/// `building … with the … builder from … (ignore rules from …)`.
+fn building(request: &BuildRequest, builder: Builder, context: &BuildContext) -> String {
+    let ignore = context.ignore_file().map_or_else(
+        || "no ignore file".to_owned(),
+        |path| format!("ignore rules from `{}`", path.display()),
+    );
+    format!(
+        "building `{}` with the {} builder from `{}` ({ignore})",
+        request.tag,
+        match builder {
+            Builder::BuildKit => "BuildKit",
+            _ => "classic",
+        },
+        request.context.display(),
+    )
+}
+
+/// The engine's output can end mid-message (seen after BuildKit had tagged the image, as its
+/// session closed). Once this build said it tagged the image, the image is there: a warning;
+/// before, the build failed.
+fn accept_cut_short(
+    output: &mut Output,
+    tag: &str,
+    reporter: &dyn Reporter,
+) -> Result<(), BuildError> {
+    if let Some(error) = output.cut_short.take() {
+        if !output.tagged.contains(tag) {
+            return Err(BuildError::Docker(error));
+        }
+        reporter.info(&format!(
+            "warning: the engine's build output ended early ({}) after it had tagged `{tag}`: going on with that image",
+            with_causes(&error),
+        ));
+    }
+    Ok(())
+}
+
+/// The image's id by its tag: older engines only say `Successfully built`.
+async fn image_id(docker: &Docker, tag: &str) -> Result<String, BuildError> {
+    docker
+        .inspect_image(tag)
+        .await
+        .map_err(BuildError::Docker)?
+        .id
+        .ok_or_else(|| BuildError::NoImage {
+            tag: tag.to_owned(),
+        })
 }
 
 /// The classic builder's cache sources: each image pulled, or left out with a warning (a build

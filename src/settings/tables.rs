@@ -17,6 +17,26 @@ use super::{BuildSettings, Builder, CapacityProvider, MigrationSettings, StateSe
 use crate::error::ConfigError;
 
 impl Check<'_> {
+    /// `build.builder`: `auto`, `classic` or `buildkit`.
+    fn builder(&self, builder: Option<Spanned<String>>) -> Result<Builder, ConfigError> {
+        Ok(match builder {
+            None => Builder::Auto,
+            Some(builder) => match builder.get_ref().as_str() {
+                "auto" => Builder::Auto,
+                "classic" => Builder::Classic,
+                "buildkit" => Builder::BuildKit,
+                other => {
+                    return Err(self.invalid(
+                        "build.builder",
+                        Some(builder.span()),
+                        format!("is `{other}`"),
+                        "use `auto` (BuildKit when the engine has it), `classic` or `buildkit`",
+                    ));
+                }
+            },
+        })
+    }
+
     pub(super) fn build(
         &self,
         build: RawBuild,
@@ -37,22 +57,7 @@ impl Check<'_> {
                 ));
             }
         };
-        let builder = match build.builder {
-            None => Builder::Auto,
-            Some(builder) => match builder.get_ref().as_str() {
-                "auto" => Builder::Auto,
-                "classic" => Builder::Classic,
-                "buildkit" => Builder::BuildKit,
-                other => {
-                    return Err(self.invalid(
-                        "build.builder",
-                        Some(builder.span()),
-                        format!("is `{other}`"),
-                        "use `auto` (BuildKit when the engine has it), `classic` or `buildkit`",
-                    ));
-                }
-            },
-        };
+        let builder = self.builder(build.builder)?;
         let args = build.args.unwrap_or_default();
         let secret_args = build
             .secret_args

@@ -355,6 +355,11 @@ async fn create_bucket(s3: &S3, bucket: &str, region: &str) -> Result<(), Error>
             });
         }
     }
+    set_up_bucket(s3, bucket).await
+}
+
+/// A new state bucket's settings: versioning on, no public access, encryption at rest.
+async fn set_up_bucket(s3: &S3, bucket: &str) -> Result<(), Error> {
     let setup = format!("setting up state bucket `{bucket}`");
     s3.put_bucket_versioning()
         .bucket(bucket)

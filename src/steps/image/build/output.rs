@@ -127,7 +127,24 @@ impl Output {
         status: bollard::moby::buildkit::v1::StatusResponse,
         emit: &mut impl FnMut(&str),
     ) {
-        for vertex in status.vertexes {
+        self.vertices(status.vertexes, emit);
+        self.logs(status.logs, emit);
+        for warning in status.warnings {
+            emit(&format!(
+                "warning: {}",
+                String::from_utf8_lossy(&warning.short)
+            ));
+        }
+        self.statuses(status.statuses, emit);
+    }
+
+    /// Each step as it starts, or once it completed from the cache; which ran, and which failed.
+    fn vertices(
+        &mut self,
+        vertexes: Vec<bollard::moby::buildkit::v1::Vertex>,
+        emit: &mut impl FnMut(&str),
+    ) {
+        for vertex in vertexes {
             self.names
                 .entry(vertex.digest.clone())
                 .or_insert_with(|| vertex.name.clone());
@@ -156,7 +173,15 @@ impl Output {
                 self.failed = Some(vertex.name);
             }
         }
-        for log in status.logs {
+    }
+
+    /// The steps' output, line by line.
+    fn logs(
+        &mut self,
+        logs: Vec<bollard::moby::buildkit::v1::VertexLog>,
+        emit: &mut impl FnMut(&str),
+    ) {
+        for log in logs {
             let partial = self.log_partial.entry(log.vertex).or_default();
             partial.push_str(&String::from_utf8_lossy(&log.msg));
             while let Some(end) = partial.find('\n') {
@@ -167,13 +192,15 @@ impl Output {
                 }
             }
         }
-        for warning in status.warnings {
-            emit(&format!(
-                "warning: {}",
-                String::from_utf8_lossy(&warning.short)
-            ));
-        }
-        for vertex_status in &status.statuses {
+    }
+
+    /// Layers pulled (when each read began and ended), images named, exports done.
+    fn statuses(
+        &mut self,
+        statuses: Vec<bollard::moby::buildkit::v1::VertexStatus>,
+        emit: &mut impl FnMut(&str),
+    ) {
+        for vertex_status in &statuses {
             // `pulling sha256:…`: a layer read from a registry (the engine gives no size).
             if let Some(digest) = vertex_status.id.strip_prefix("pulling ") {
                 let layer = self.layers.entry(digest.to_owned()).or_default();
@@ -189,7 +216,7 @@ impl Output {
                 layer.completed = completed.or(layer.completed);
             }
         }
-        for vertex_status in status.statuses {
+        for vertex_status in statuses {
             if vertex_status.completed.is_some()
                 && let Some(name) = vertex_status.id.strip_prefix("naming to ")
             {

@@ -87,7 +87,101 @@ const IMPURE: &[&str] = &[
     "tokio",
 ];
 
+/// A file of `src/` holds at most this many lines of code (blank lines, comments and its
+/// `#[cfg(test)]` part left out); a function at most `FUNCTION_BUDGET` lines, `fn` to `}`.
+const FILE_BUDGET: usize = 450;
+const FUNCTION_BUDGET: usize = 80;
+
 type Graph = BTreeMap<String, BTreeSet<String>>;
+
+#[test]
+fn files_and_functions_stay_within_their_budgets() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut over = Vec::new();
+    for path in files {
+        let name = path.strip_prefix(&src).unwrap().display().to_string();
+        let text = fs_err::read_to_string(&path).unwrap();
+        let (code, functions) = measure(&text);
+        if code > FILE_BUDGET {
+            over.push(format!("{name}: {code} lines of code"));
+        }
+        for (function, lines) in functions {
+            if lines > FUNCTION_BUDGET {
+                over.push(format!("{name}: `{function}` is {lines} lines"));
+            }
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "over budget ({FILE_BUDGET} lines a file, {FUNCTION_BUDGET} a function): {over:#?}"
+    );
+}
+
+#[test]
+fn the_budget_counts_code_and_functions_as_written() {
+    let text = "//! doc\n\nuse x;\n\nfn short() {\n    // why\n    a();\n}\n\npub async fn long(\n    x: u8,\n) {\n    if x {\n    }\n}\n#[cfg(test)]\nmod tests {\n    fn t() {}\n}\n";
+    let (code, functions) = measure(text);
+    assert_eq!(code, 10);
+    assert_eq!(
+        functions,
+        [("short".to_owned(), 4), ("long".to_owned(), 6)],
+        "a function counts from `fn` to the closing brace at its indentation; the test part is left out"
+    );
+}
+
+/// Every `.rs` file under `dir` but the test files (`tests.rs`).
+fn rust_files(dir: &Path, files: &mut Vec<std::path::PathBuf>) {
+    for entry in fs_err::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, files);
+        } else if path.extension().is_some_and(|ext| ext == "rs")
+            && path.file_name().is_some_and(|name| name != "tests.rs")
+        {
+            files.push(path);
+        }
+    }
+}
+
+/// A file's lines of code before its `#[cfg(test)]` part, and each function's length in lines.
+fn measure(text: &str) -> (usize, Vec<(String, usize)>) {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .collect();
+    let code = lines
+        .iter()
+        .filter(|line| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with("//")
+        })
+        .count();
+    let mut functions = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let indent = line.len() - line.trim_start().len();
+        let words: Vec<&str> = line.trim_start().split([' ', '(', '<']).collect();
+        let Some(fn_at) = words.iter().position(|word| *word == "fn") else {
+            continue;
+        };
+        let before_fn = &words[..fn_at];
+        let is_item = before_fn.iter().all(|word| {
+            matches!(*word, "pub" | "async" | "const" | "unsafe" | "extern")
+                || word.starts_with("pub(")
+                || word.ends_with(')')
+                || word.is_empty()
+        });
+        if !is_item || line.trim_end().ends_with(';') {
+            continue;
+        }
+        let close = format!("{}}}", " ".repeat(indent));
+        if let Some(end) = lines[at..].iter().position(|l| l.trim_end() == close) {
+            functions.push((words[fn_at + 1].to_owned(), end + 1));
+        }
+    }
+    (code, functions)
+}
 
 #[test]
 fn decision_files_are_pure_and_each_has_its_tests() {

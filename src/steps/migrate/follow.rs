@@ -1,0 +1,156 @@
+//! Following the migration task: its log lines streamed live until it stops, then the verdict
+//! from its containers' exit codes.
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::types::Task;
+
+use super::decide::stopped_by_ecs;
+use super::logs::{LogStream, Tail};
+use super::{Migrated, Plan, TAIL, conclude, describe_task};
+use crate::aws::arn;
+use crate::error::Error;
+use crate::report::{Reporter, Watch};
+use crate::settings::Settings;
+use crate::state::Record;
+use crate::text::short_duration;
+
+/// Streams the task's log lines until it stops, then judges it.
+pub(super) async fn follow(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    plan: &Plan<'_>,
+    task_arn: &str,
+    record: &mut Record,
+    reporter: &dyn Reporter,
+) -> Result<Migrated, Error> {
+    let container = &settings.migration.container;
+    let mut stream = LogStream::new("migrate", plan.revision, container, task_arn);
+    let mut tail = Tail::new(TAIL);
+    let task = wait_for_stop(
+        ecs,
+        logs,
+        settings,
+        task_arn,
+        &mut stream,
+        &mut tail,
+        reporter,
+    )
+    .await?;
+    match conclude(ecs, settings, plan, &task, record, reporter).await? {
+        Ok(exit_codes) => {
+            for line in stopped_by_ecs(plan.revision, container, &task) {
+                reporter.info(&line);
+            }
+            Ok(Migrated {
+                task_arn: task_arn.to_owned(),
+                exit_codes,
+                already: false,
+            })
+        }
+        Err(summary) => Err(migration_failed(task_arn, &task, &tail, &summary, reporter)),
+    }
+}
+
+/// Follows the task until it stopped, its log lines streamed as they come; a task still running
+/// at `timeouts.migration` is left running.
+async fn wait_for_stop(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    settings: &Settings,
+    task_arn: &str,
+    stream: &mut LogStream,
+    tail: &mut Tail,
+    reporter: &dyn Reporter,
+) -> Result<Task, Error> {
+    let watch = Watch::new(settings.timeouts.heartbeat);
+    loop {
+        let looked = async {
+            let task = describe_task(ecs, settings, task_arn).await?;
+            stream.read(logs, tail, reporter).await?;
+            Ok::<_, Error>(task)
+        };
+        let task = match looked.await {
+            Ok(Some(task)) => task,
+            Ok(None) => {
+                return Err(Error::MigrationFailed {
+                    summary: format!("migration task `{}` is gone", arn::short(task_arn)),
+                    hint: "ECS no longer knows the task; rerun the same command: the deploy record decides what happens next".to_owned(),
+                });
+            }
+            // Throttled or unanswered even after the SDK's retries: look again at the next poll.
+            Err(error)
+                if crate::aws::is_transient(&error)
+                    && watch.elapsed() < settings.timeouts.migration =>
+            {
+                watch.beat(
+                    reporter,
+                    &format!(
+                        "AWS did not answer ({}); looking again",
+                        crate::text::with_causes(&error)
+                    ),
+                );
+                settings.timeouts.pause(watch.elapsed()).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        if task.last_status() == Some("STOPPED") {
+            // Lines can reach CloudWatch after the task stopped: read until they stop coming.
+            for _ in 0..3 {
+                if !stream.read(logs, tail, reporter).await? {
+                    break;
+                }
+            }
+            return Ok(task);
+        }
+        if watch.elapsed() >= settings.timeouts.migration {
+            return Err(Error::MigrationFailed {
+                summary: format!(
+                    "migration task `{}` is still {} after {}; it was left running",
+                    arn::short(task_arn),
+                    task.last_status().unwrap_or("running"),
+                    short_duration(settings.timeouts.migration)
+                ),
+                hint: "rerun the same command to attach to it again, or raise `timeouts.migration`"
+                    .to_owned(),
+            });
+        }
+        watch.beat(
+            reporter,
+            &format!(
+                "migration task `{}`: {}",
+                arn::short(task_arn),
+                task.last_status().unwrap_or("PROVISIONING")
+            ),
+        );
+        settings.timeouts.pause(watch.elapsed()).await;
+    }
+}
+
+/// The error of a migration that failed: its last log lines shown, and where to look for why.
+fn migration_failed(
+    task_arn: &str,
+    task: &Task,
+    tail: &Tail,
+    summary: &str,
+    reporter: &dyn Reporter,
+) -> Error {
+    if !tail.is_empty() {
+        reporter.info("last log lines:");
+        for line in tail.lines() {
+            reporter.output("migrate", line);
+        }
+    }
+    let why = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
+        "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)"
+    } else if tail.is_empty() {
+        "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
+    } else {
+        "the log lines above say why"
+    };
+    Error::MigrationFailed {
+        summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
+        hint: format!("{why}; fix it and rerun with `--retry-migration`"),
+    }
+}

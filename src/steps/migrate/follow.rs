@@ -6,11 +6,10 @@ use aws_sdk_ecs::types::Task;
 
 use super::decide::stopped_by_ecs;
 use super::logs::{LogStream, Tail};
-use super::{Migrated, Plan, TAIL, conclude, describe_task};
+use super::{Migrated, Plan, Setup, TAIL, conclude, describe_task};
 use crate::aws::arn;
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
-use crate::settings::Settings;
 use crate::state::Record;
 use crate::text::short_duration;
 
@@ -18,26 +17,17 @@ use crate::text::short_duration;
 pub(super) async fn follow(
     ecs: &Client,
     logs: &aws_sdk_cloudwatchlogs::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     task_arn: &str,
     record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
-    let container = &settings.migration.container;
+    let container = &setup.migration.container;
     let mut stream = LogStream::new("migrate", plan.revision, container, task_arn);
     let mut tail = Tail::new(TAIL);
-    let task = wait_for_stop(
-        ecs,
-        logs,
-        settings,
-        task_arn,
-        &mut stream,
-        &mut tail,
-        reporter,
-    )
-    .await?;
-    match conclude(ecs, settings, plan, &task, record, reporter).await? {
+    let task = wait_for_stop(ecs, logs, setup, task_arn, &mut stream, &mut tail, reporter).await?;
+    match conclude(ecs, setup, plan, &task, record, reporter).await? {
         Ok(exit_codes) => {
             for line in stopped_by_ecs(plan.revision, container, &task) {
                 reporter.info(&line);
@@ -57,16 +47,16 @@ pub(super) async fn follow(
 async fn wait_for_stop(
     ecs: &Client,
     logs: &aws_sdk_cloudwatchlogs::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     task_arn: &str,
     stream: &mut LogStream,
     tail: &mut Tail,
     reporter: &dyn Reporter,
 ) -> Result<Task, Error> {
-    let watch = Watch::new(settings.timeouts.heartbeat);
+    let watch = Watch::new(setup.timeouts.heartbeat);
     loop {
         let looked = async {
-            let task = describe_task(ecs, settings, task_arn).await?;
+            let task = describe_task(ecs, setup, task_arn).await?;
             stream.read(logs, tail, reporter).await?;
             Ok::<_, Error>(task)
         };
@@ -81,7 +71,7 @@ async fn wait_for_stop(
             // Throttled or unanswered even after the SDK's retries: look again at the next poll.
             Err(error)
                 if crate::aws::is_transient(&error)
-                    && watch.elapsed() < settings.timeouts.migration =>
+                    && watch.elapsed() < setup.timeouts.migration =>
             {
                 watch.beat(
                     reporter,
@@ -90,7 +80,7 @@ async fn wait_for_stop(
                         crate::text::with_causes(&error)
                     ),
                 );
-                settings.timeouts.pause(watch.elapsed()).await;
+                setup.timeouts.pause(watch.elapsed()).await;
                 continue;
             }
             Err(error) => return Err(error),
@@ -104,13 +94,13 @@ async fn wait_for_stop(
             }
             return Ok(task);
         }
-        if watch.elapsed() >= settings.timeouts.migration {
+        if watch.elapsed() >= setup.timeouts.migration {
             return Err(Error::MigrationFailed {
                 summary: format!(
                     "migration task `{}` is still {} after {}; it was left running",
                     arn::short(task_arn),
                     task.last_status().unwrap_or("running"),
-                    short_duration(settings.timeouts.migration)
+                    short_duration(setup.timeouts.migration)
                 ),
                 hint: "rerun the same command to attach to it again, or raise `timeouts.migration`"
                     .to_owned(),
@@ -124,7 +114,7 @@ async fn wait_for_stop(
                 task.last_status().unwrap_or("PROVISIONING")
             ),
         );
-        settings.timeouts.pause(watch.elapsed()).await;
+        setup.timeouts.pause(watch.elapsed()).await;
     }
 }
 

@@ -22,7 +22,7 @@ use crate::aws::arn;
 use crate::aws::failed;
 use crate::error::Error;
 use crate::report::Reporter;
-use crate::settings::Settings;
+use crate::settings::{MigrationSettings, Settings, Timeouts};
 use crate::state::record::AttemptOutcome;
 use crate::state::{Lock, Record};
 use crate::taskdef::{self, Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
@@ -41,6 +41,25 @@ pub struct Migrated {
     pub already: bool,
 }
 
+/// What the migration needs of the settings: the cluster, the migration's container, command
+/// and capacity, and how long and how often to look.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub cluster: &'a str,
+    pub migration: &'a MigrationSettings,
+    pub timeouts: &'a Timeouts,
+}
+
+impl<'a> Setup<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Self {
+            cluster: &settings.cluster,
+            migration: &settings.migration,
+            timeouts: &settings.timeouts,
+        }
+    }
+}
+
 /// Everything the migration task needs, decided before it starts.
 pub struct Plan<'a> {
     pub revision: &'a Described,
@@ -55,13 +74,13 @@ pub struct Plan<'a> {
 pub async fn run(
     ecs: &Client,
     logs: &aws_sdk_cloudwatchlogs::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
-    taskdef::check_migration_container(plan.revision, &settings.migration.container)?;
-    let seen = look(ecs, settings, plan, record, reporter).await?;
+    taskdef::check_migration_container(plan.revision, &setup.migration.container)?;
+    let seen = look(ecs, setup, plan, record, reporter).await?;
     let situation = Situation {
         attempts: &record.value.migration,
         seen,
@@ -100,20 +119,20 @@ pub async fn run(
                 ));
             }
             let attempt = (number, token, claim);
-            start::start_attempt(ecs, settings, plan, attempt, record, reporter).await?
+            start::start_attempt(ecs, setup, plan, attempt, record, reporter).await?
         }
         Decision::Refuse { summary, hint } => {
             return Err(Error::MigrationFailed { summary, hint });
         }
     };
-    follow::follow(ecs, logs, settings, plan, &task, record, reporter).await
+    follow::follow(ecs, logs, setup, plan, &task, record, reporter).await
 }
 
 /// What ECS says of the latest attempt's task when the record does not know how it ended; a
 /// task found stopped is judged and its outcome recorded.
 async fn look(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     record: &mut Record,
     reporter: &dyn Reporter,
@@ -127,7 +146,7 @@ async fn look(
     else {
         return Ok(Seen::NotAsked);
     };
-    let Some(task) = describe_task(ecs, settings, &task_arn).await? else {
+    let Some(task) = describe_task(ecs, setup, &task_arn).await? else {
         return Ok(Seen::Forgotten);
     };
     if task.last_status() != Some("STOPPED") {
@@ -136,7 +155,7 @@ async fn look(
         ));
     }
     // How it ended is in the record now, where the decision reads it.
-    let _ = conclude(ecs, settings, plan, &task, record, reporter).await?;
+    let _ = conclude(ecs, setup, plan, &task, record, reporter).await?;
     Ok(Seen::NotAsked)
 }
 
@@ -144,13 +163,13 @@ async fn look(
 /// which decides, and on the revision's tags, which mirror it.
 async fn conclude(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     task: &Task,
     record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Result<ExitCodes, String>, Error> {
-    let judged = verdict(plan.revision, &settings.migration.container, task);
+    let judged = verdict(plan.revision, &setup.migration.container, task);
     let task_arn = task.task_arn().unwrap_or_default();
     let exit_codes = exit_codes(task);
     record
@@ -211,12 +230,12 @@ async fn mirror(
 /// The task as ECS describes it, or `None` once ECS has forgotten it.
 async fn describe_task(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     task_arn: &str,
 ) -> Result<Option<Task>, Error> {
     let output = ecs
         .describe_tasks()
-        .cluster(&settings.cluster)
+        .cluster(setup.cluster)
         .tasks(task_arn)
         .send()
         .await

@@ -5,12 +5,11 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{ContainerOverride, PropagateTags, Tag, TaskOverride};
 
 use super::decide::{Capacity, capacity};
-use super::{Plan, mirror};
+use super::{Plan, Setup, mirror};
 use crate::aws::arn;
 use crate::aws::failed;
 use crate::error::Error;
 use crate::report::Reporter;
-use crate::settings::Settings;
 use crate::state::Record;
 use crate::state::record::{Attempt, AttemptOutcome};
 use crate::taskdef;
@@ -19,7 +18,7 @@ use crate::taskdef;
 /// as an earlier run claimed it; the task's ARN recorded once ECS names it.
 pub(super) async fn start_attempt(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     (number, token, claim): (u32, String, bool),
     record: &mut Record,
@@ -48,7 +47,7 @@ pub(super) async fn start_attempt(
         ));
     }
     plan.lock.check()?;
-    let task_arn = start(ecs, settings, plan, &token, record, reporter).await?;
+    let task_arn = start(ecs, setup, plan, &token, record, reporter).await?;
     record
         .update(|r| {
             if let Some(attempt) = r.migration.last_mut() {
@@ -63,13 +62,13 @@ pub(super) async fn start_attempt(
 
 async fn start(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     token: &str,
     record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<String, Error> {
-    let output = match run_task(ecs, settings, plan, token).send().await {
+    let output = match run_task(ecs, setup, plan, token).send().await {
         Ok(output) => output,
         // Same token, other parameters: a task was started for this attempt before, with other
         // settings (the web service's network configuration changed since). The attempt is over:
@@ -102,7 +101,7 @@ async fn start(
     reporter.info(&format!(
         "migration task `{}` started: `{}`",
         arn::short(&arn),
-        settings.migration.command.join(" ")
+        setup.migration.command.join(" ")
     ));
     Ok(arn)
 }
@@ -112,7 +111,7 @@ async fn start(
 /// token.
 fn run_task(
     ecs: &Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &Plan<'_>,
     token: &str,
 ) -> aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder {
@@ -120,7 +119,7 @@ fn run_task(
     let request = ecs
         .run_task()
         .client_token(token)
-        .cluster(&settings.cluster)
+        .cluster(setup.cluster)
         .task_definition(&plan.revision.arn)
         .count(1)
         .started_by(plan.deploy_id)
@@ -135,18 +134,15 @@ fn run_task(
             TaskOverride::builder()
                 .container_overrides(
                     ContainerOverride::builder()
-                        .name(&settings.migration.container)
-                        .set_command(Some(settings.migration.command.clone()))
+                        .name(&setup.migration.container)
+                        .set_command(Some(setup.migration.command.clone()))
                         .build(),
                 )
                 .build(),
         )
         .set_network_configuration(web.network_configuration().cloned())
         .set_platform_version(web.platform_version().map(str::to_owned));
-    match capacity(
-        web,
-        settings.migration.capacity_provider_strategy.as_deref(),
-    ) {
+    match capacity(web, setup.migration.capacity_provider_strategy.as_deref()) {
         Capacity::Strategy(strategy) => request.set_capacity_provider_strategy(Some(strategy)),
         Capacity::LaunchType(launch_type) => request.launch_type(launch_type),
         Capacity::ClusterDefault => request,

@@ -5,21 +5,20 @@ use aws_sdk_ecs::Client as Ecs;
 
 use crate::aws::arn;
 use crate::error::Error;
-use crate::settings::Settings;
 use crate::state::Record;
-use crate::steps::migrate::{self, Migrated};
+use crate::steps::migrate::{self, Migrated, Setup};
 use crate::steps::{Ledger, Step};
 
 pub async fn run(
     ecs: &Ecs,
     logs: &aws_sdk_cloudwatchlogs::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     plan: &migrate::Plan<'_>,
     record: &mut Record,
     ledger: &mut Ledger<'_>,
 ) -> Result<Migrated, Error> {
     ledger.start(Step::Migrate);
-    let migrated = migrate::run(ecs, logs, settings, plan, record, ledger.reporter).await?;
+    let migrated = migrate::run(ecs, logs, setup, plan, record, ledger.reporter).await?;
     if migrated.already {
         ledger.already_done(format!(
             "migration task `{}` of this deploy succeeded",

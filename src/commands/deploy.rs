@@ -23,7 +23,7 @@ use crate::settings::{MigrateOrder, OnFailure, Settings};
 use crate::state::record::{DeployRecord, MovedTarget, RecordedImage};
 use crate::state::{self, Held, Lock, Record, lock};
 use crate::steps::image::{self, cache::BuildReport};
-use crate::steps::migrate::{self, Migrated, Setup};
+use crate::steps::migrate::{self, Migrated};
 use crate::steps::prepare::{self, Local};
 use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::steps::rollout::{Cluster, Rolled, Target, step as rollout};
@@ -259,7 +259,7 @@ async fn image_and_revisions(
     };
     let (image, built) = image::run(
         &clients.ecr,
-        settings,
+        image::Setup::of(settings),
         &build,
         &current.repository,
         lock,
@@ -373,8 +373,15 @@ async fn roll_out_and_migrate(
         });
     let (ecs, logs) = (&clients.ecs, &clients.logs);
     if let (MigrateOrder::Before, Some(plan)) = (settings.migrate, &plan) {
-        let migrated =
-            migrate::step::run(ecs, logs, Setup::of(settings), plan, record, ledger).await?;
+        let migrated = migrate::step::run(
+            ecs,
+            logs,
+            migrate::Setup::of(settings),
+            plan,
+            record,
+            ledger,
+        )
+        .await?;
         report.migration = Some(migrated);
     }
     let services = &mut report.services;
@@ -409,8 +416,15 @@ async fn roll_out_and_migrate(
         return Err(error);
     }
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
-        let migrated =
-            migrate::step::run(ecs, logs, Setup::of(settings), plan, record, ledger).await?;
+        let migrated = migrate::step::run(
+            ecs,
+            logs,
+            migrate::Setup::of(settings),
+            plan,
+            record,
+            ledger,
+        )
+        .await?;
         report.migration = Some(migrated);
     }
     Ok(())

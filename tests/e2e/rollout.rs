@@ -1,12 +1,12 @@
 //! The rollout: a crashing image with and without a circuit breaker, a failed deployment left in
 //! place, and a service with another deployment controller.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use crate::harness::*;
 
+/// A crashing image: the rollout fails, named with ECS's events and the stopped tasks' exit
+/// codes. How soon after ECS berth says so is a figure of `benches/failure_latency.sh`.
 #[tokio::test(flavor = "multi_thread")]
-async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
+async fn a_crashing_image_is_reported_as_rolled_back() {
     let app = App::new("crash", "[environment]\nCRASH_ON_BOOT = \"1\"\n");
     let before = app.service_task_definitions().await;
     let run = app.deploy(&[]);
@@ -23,32 +23,6 @@ async fn crashing_image_is_reported_as_rolled_back_within_seconds() {
     assert!(
         run.stderr.contains("app exit 1"),
         "no exit codes of the stopped tasks"
-    );
-
-    // berth noticed within 10 s of the sandbox marking the deployment failed.
-    let ecs = app.ecs().await;
-    let web = ecs
-        .describe_services()
-        .cluster(app.cluster())
-        .services("web")
-        .send()
-        .await
-        .unwrap();
-    let failed_at = web.services()[0]
-        .events()
-        .iter()
-        .find(|e| {
-            e.message()
-                .unwrap_or_default()
-                .contains("deployment failed")
-        })
-        .and_then(|e| e.created_at())
-        .unwrap();
-    let failed_at = UNIX_EPOCH + Duration::from_secs_f64(failed_at.as_secs_f64());
-    let lag = run.ended.duration_since(failed_at).unwrap_or_default();
-    assert!(
-        lag < Duration::from_secs(10),
-        "berth reported the failure {lag:?} after ECS"
     );
 
     // The rerun rebuilds nothing and registers nothing; it tries the rollout again, honestly.

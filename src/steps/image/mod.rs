@@ -19,7 +19,7 @@ use crate::aws::ecr::{self, Image, Repository};
 use crate::error::Error;
 use crate::release::Release;
 use crate::report::{Reporter, with_heartbeat};
-use crate::settings::{Builder, Settings};
+use crate::settings::{BuildSettings, Builder, Settings};
 use crate::state::Lock;
 use crate::steps::{Ledger, Step};
 use crate::text::with_causes;
@@ -28,6 +28,27 @@ use cache::BuildReport;
 
 /// Build arg berth always passes: the commit being deployed.
 pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
+
+/// What the image step needs of the settings: the build's own, the environment (its stage cache
+/// images are its own, its `env_tag` a cache source) and how often to show it is alive.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub build: &'a BuildSettings,
+    pub env: &'a str,
+    pub env_tag: Option<&'a str>,
+    pub heartbeat: Duration,
+}
+
+impl<'a> Setup<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Self {
+            build: &settings.build,
+            env: &settings.env,
+            env_tag: settings.env_tag.as_deref(),
+            heartbeat: settings.timeouts.heartbeat,
+        }
+    }
+}
 
 /// What is built: the release, its image tag and platform, and the image running now.
 pub struct Build<'a> {
@@ -50,7 +71,7 @@ struct Engine<'a> {
 /// built when it was.
 pub async fn run(
     ecr_client: &aws_sdk_ecr::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     build: &Build<'_>,
     repository: &Repository,
     lock: &Lock,
@@ -73,12 +94,12 @@ pub async fn run(
     let engine = Engine {
         docker: crate::docker::connect().await?,
         repository,
-        heartbeat: settings.timeouts.heartbeat,
+        heartbeat: setup.heartbeat,
         reporter,
     };
     ledger.start(Step::Build);
     let local = format!("{}:{tag}", repository.uri);
-    let mut request = build_request(settings, build, &local)?;
+    let mut request = build_request(setup, build, &local)?;
     request.builder = build::resolve_builder(&engine.docker, request.builder)
         .await
         .map_err(image_failed("build"))?;
@@ -86,7 +107,7 @@ pub async fn run(
     // for the cache sources there.
     let login = ecr::login(ecr_client, repository).await?;
     request.credentials = Credentials([(login.host.clone(), login.docker_credentials())].into());
-    let plan = cache_plan(ecr_client, settings, build, &request, &engine, ledger).await?;
+    let plan = cache_plan(ecr_client, setup, build, &request, &engine, ledger).await?;
     request.cache = plan.as_ref().map(|plan| plan.sources.clone());
     let built = with_heartbeat(
         build_image(&engine.docker, &request, reporter),
@@ -118,23 +139,23 @@ pub async fn run(
 /// The build's cache sources in ECR (`[build] cache`), narrated; `None` when the cache is off.
 async fn cache_plan(
     ecr_client: &aws_sdk_ecr::Client,
-    settings: &Settings,
+    setup: Setup<'_>,
     build: &Build<'_>,
     request: &BuildRequest,
     engine: &Engine<'_>,
     ledger: &mut Ledger<'_>,
 ) -> Result<Option<cache::Plan>, Error> {
     let reporter = engine.reporter;
-    if !settings.build.cache {
+    if !setup.build.cache {
         reporter.info("cache: off (`[build] cache = false`)");
         return Ok(None);
     }
     let dockerfile =
-        fs_err::read_to_string(&settings.build.dockerfile).map_err(image_failed("build"))?;
+        fs_err::read_to_string(&setup.build.dockerfile).map_err(image_failed("build"))?;
     let plan = cache::plan(
         ecr_client,
         engine.repository,
-        settings,
+        setup,
         &dockerfile,
         build.running,
         request.builder == Builder::BuildKit,
@@ -291,34 +312,30 @@ impl Reporter for Quiet<'_> {
 }
 
 /// The build as the Docker side needs it; secret build args are read from berth's environment.
-fn build_request(
-    settings: &Settings,
-    build: &Build<'_>,
-    local: &str,
-) -> Result<BuildRequest, Error> {
+fn build_request(setup: Setup<'_>, build: &Build<'_>, local: &str) -> Result<BuildRequest, Error> {
     let release = build.release;
     let mut secret_args = BTreeMap::new();
-    for name in &settings.build.secret_args {
+    for name in &setup.build.secret_args {
         let value = std::env::var(name).map_err(|_| Error::Mismatch {
             problem: format!("secret build arg `{name}` is not set in berth's environment"),
             hint: format!("export `{name}` (in CircleCI: a project or context variable)"),
         })?;
         secret_args.insert(name.clone(), value);
     }
-    let dockerfile = settings
+    let dockerfile = setup
         .build
         .dockerfile_in_context()
-        .unwrap_or(&settings.build.dockerfile)
+        .unwrap_or(&setup.build.dockerfile)
         .to_path_buf();
     Ok(BuildRequest {
-        context: settings.build.context.clone(),
+        context: setup.build.context.clone(),
         dockerfile,
-        target: settings.build.target.clone(),
+        target: setup.build.target.clone(),
         platform: build.platform.to_owned(),
         args: {
             // The commit, for Dockerfiles that bake their version in (`ARG BERTH_GIT_SHA`).
             let mut args = BTreeMap::from([(BUILD_ARG_GIT_SHA.to_owned(), release.commit.clone())]);
-            args.extend(settings.build.args.clone());
+            args.extend(setup.build.args.clone());
             args
         },
         secret_args,
@@ -328,7 +345,7 @@ fn build_request(
             release.commit.clone(),
         )]),
         tag: local.to_owned(),
-        builder: settings.build.builder,
+        builder: setup.build.builder,
         cache: None,
         credentials: Default::default(),
     })

@@ -27,7 +27,8 @@ use serde::Serialize;
 use crate::aws::ecr::{self, Repository};
 use crate::aws::failed;
 use crate::error::Error;
-use crate::settings::{Settings, is_tag};
+use crate::settings::is_tag;
+use crate::steps::image::Setup;
 use crate::steps::image::build::{CacheSources, Pulled, StepCounts};
 use crate::steps::image::dockerfile::Stages;
 use crate::text::code_list;
@@ -97,30 +98,30 @@ impl BuildReport {
     }
 }
 
-/// Finds the cache sources of a build of `dockerfile` for `settings.env`. `running` is the image
+/// Finds the cache sources of a build of `dockerfile` for the environment `setup.env`. `running` is the image
 /// the first service runs now, if it is in our repository; `stage_images` is false for the
 /// classic builder, which reuses no stage image's cache metadata. Never fails: what ECR would
 /// not answer becomes a warning in [`Plan::warnings`] and one source fewer.
 pub async fn plan(
     ecr_client: &Client,
     repository: &Repository,
-    settings: &Settings,
+    setup: Setup<'_>,
     dockerfile: &str,
     running: Option<(&str, &str)>,
     stage_images: bool,
 ) -> Plan {
     let mut plan = Plan::default();
-    image_source(ecr_client, repository, settings, running, &mut plan).await;
+    image_source(ecr_client, repository, setup, running, &mut plan).await;
     stage_sources(
         ecr_client,
         repository,
-        settings,
+        setup,
         dockerfile,
         stage_images,
         &mut plan,
     )
     .await;
-    for image in &settings.build.cache_from {
+    for image in &setup.build.cache_from {
         if !plan.sources.images.contains(image) {
             plan.sources.images.push(image.clone());
             plan.described
@@ -136,7 +137,7 @@ pub async fn plan(
 async fn image_source(
     ecr_client: &Client,
     repository: &Repository,
-    settings: &Settings,
+    setup: Setup<'_>,
     running: Option<(&str, &str)>,
     plan: &mut Plan,
 ) {
@@ -156,7 +157,7 @@ async fn image_source(
         plan.described
             .push(format!("`{}` (the image `{service}` runs)", short(&pinned)));
         plan.sources.images.push(pinned);
-    } else if let Some(digest) = match &settings.env_tag {
+    } else if let Some(digest) = match setup.env_tag {
         Some(tag) => ecr::digest_of(ecr_client, repository, tag)
             .await
             .unwrap_or_else(|error| {
@@ -170,7 +171,7 @@ async fn image_source(
         plan.described.push(format!(
             "`{}:{}` (`env_tag`)",
             repository.name,
-            settings.env_tag.as_deref().unwrap_or_default()
+            setup.env_tag.unwrap_or_default()
         ));
     } else if let Some(digest) =
         newest_image(ecr_client, repository)
@@ -195,27 +196,21 @@ async fn image_source(
 async fn stage_sources(
     ecr_client: &Client,
     repository: &Repository,
-    settings: &Settings,
+    setup: Setup<'_>,
     dockerfile: &str,
     stage_images: bool,
     plan: &mut Plan,
 ) {
     let stages = Stages::parse(dockerfile);
-    let target = settings.build.target.as_deref();
+    let target = setup.build.target.as_deref();
     let in_image = stages
         .index_of(target)
         .map(|index| stages.lineage_names(index))
         .unwrap_or_default();
     for index in stages.outside_image(target) {
         let label = stages.label(index);
-        let tag = stage_tag(&settings.env, &label);
-        let why_not = no_cache_image(
-            &stages,
-            index,
-            &tag,
-            &settings.build.secret_args,
-            stage_images,
-        );
+        let tag = stage_tag(setup.env, &label);
+        let why_not = no_cache_image(&stages, index, &tag, &setup.build.secret_args, stage_images);
         if let Some(why_not) = why_not {
             let rebuilt: Vec<String> = stages
                 .lineage_names(index)

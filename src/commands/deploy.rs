@@ -470,9 +470,9 @@ async fn after_landing(
         ledger,
     )
     .await?;
-    if let Some(keep) = settings.keep_revisions {
+    if let Some(setup) = cleanup::Setup::of(settings) {
         let revisions = &report.revisions;
-        match cleanup::run(config, settings, keep, revisions, record, lock, ledger).await {
+        match cleanup::run(config, setup, revisions, record, lock, ledger).await {
             Ok(deregistered) => report.deregistered = deregistered,
             Err(error) => ledger.warn(format!(
                 "the deploy landed, but old revisions were not deregistered: {}",

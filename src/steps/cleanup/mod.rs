@@ -71,6 +71,26 @@ pub async fn deregister(ecs: &aws_sdk_ecs::Client, revision: &str) -> Result<(),
     Ok(())
 }
 
+/// What the cleanup needs of the settings: the cluster, the environment (only its own revisions
+/// go) and how many of each family's newest revisions stay.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub cluster: &'a str,
+    pub env: &'a str,
+    pub keep: usize,
+}
+
+impl<'a> Setup<'a> {
+    /// `None` without `keep_revisions`: nothing is deregistered.
+    pub fn of(settings: &'a Settings) -> Option<Self> {
+        Some(Self {
+            cluster: &settings.cluster,
+            env: &settings.env,
+            keep: settings.keep_revisions?,
+        })
+    }
+}
+
 /// Every revision something uses: the deploy's own, any deployment of any service of the
 /// cluster, any scheduled ECS target of the account, and what the newest `keep` deploys' records
 /// name (a rollback's targets), as `(family, revision)`. `Err`: a warning, when berth cannot
@@ -128,8 +148,7 @@ async fn in_use(
 /// records). The record lists them before the first goes; a rerun finds them gone.
 pub async fn run(
     config: &SdkConfig,
-    settings: &Settings,
-    keep: usize,
+    setup: Setup<'_>,
     revisions: &BTreeMap<String, String>,
     record: &mut Record,
     lock: &Lock,
@@ -137,7 +156,8 @@ pub async fn run(
 ) -> Result<Vec<String>, Error> {
     let reporter = ledger.reporter;
     let ecs = aws::ecs_client(config);
-    let in_use = match in_use(config, &settings.cluster, keep, revisions, lock).await? {
+    let Setup { cluster, env, keep } = setup;
+    let in_use = match in_use(config, cluster, keep, revisions, lock).await? {
         Ok(in_use) => in_use,
         Err(warning) => {
             ledger.warn(warning);
@@ -146,7 +166,7 @@ pub async fn run(
     };
     // Only revisions this environment's deploys registered: another environment's, or one
     // made by hand, are not this deploy's to remove.
-    let mine = format!("{}-", settings.env);
+    let mine = format!("{env}-");
     let mut going = Vec::new();
     for family in revisions.keys() {
         let active = active(&ecs, family).await?;

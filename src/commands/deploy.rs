@@ -111,7 +111,7 @@ async fn run(
     let config = aws::sdk_config(settings).await?;
 
     // One deploy per environment: everything below runs under the lock.
-    let store = state::Store::open(&config, settings, reporter)
+    let store = state::Store::open(&config, state::Place::of(settings), reporter)
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     let want = lock::Want {

@@ -73,7 +73,7 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
     let ecs = aws::ecs_client(&config);
     let (services, store) = tokio::try_join!(
         services::describe(&ecs, &settings.cluster, &settings.services),
-        Store::find(&config, settings),
+        Store::find(&config, state::Place::of(settings)),
     )
     .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     let revisions = revisions(&ecs, &services).await?;

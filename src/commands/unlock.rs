@@ -25,7 +25,7 @@ pub async fn unlock(
         env: settings.env.clone(),
         released: None,
     };
-    let Some(store) = state::Store::find(&config, settings).await? else {
+    let Some(store) = state::Store::find(&config, state::Place::of(settings)).await? else {
         return Ok(none());
     };
     let file = state::lock::read(&store).await?;

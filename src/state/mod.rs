@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use crate::aws::{self, failed};
 use crate::error::Error;
 use crate::report::Reporter;
-use crate::settings::Settings;
+use crate::settings::{Settings, StateSettings};
 
 pub use held::Held;
 pub use lock::Lock;
@@ -58,22 +58,40 @@ pub enum Put {
     Lost,
 }
 
+/// Where an environment's state lives: its `[state]` settings, its region and its name.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub state: &'a StateSettings,
+    pub region: &'a str,
+    pub env: &'a str,
+}
+
+impl<'a> Place<'a> {
+    pub fn of(settings: &'a Settings) -> Self {
+        Self {
+            state: &settings.state,
+            region: &settings.region,
+            env: &settings.env,
+        }
+    }
+}
+
 impl Store {
     /// The environment's store: the bucket of `[state] bucket`, else `berth-state-<account>-
     /// <region>`, created on first use unless `[state] create = false`.
     pub async fn open(
         config: &SdkConfig,
-        settings: &Settings,
+        place: Place<'_>,
         reporter: &dyn Reporter,
     ) -> Result<Self, Error> {
-        let store = Self::locate(config, settings).await?;
-        ensure_bucket(&store.s3, &store.bucket, settings, reporter).await?;
+        let store = Self::locate(config, place).await?;
+        ensure_bucket(&store.s3, &store.bucket, place, reporter).await?;
         Ok(store)
     }
 
     /// The environment's store as it is, for reading: `None` when its bucket does not exist.
-    pub async fn find(config: &SdkConfig, settings: &Settings) -> Result<Option<Self>, Error> {
-        let store = Self::locate(config, settings).await?;
+    pub async fn find(config: &SdkConfig, place: Place<'_>) -> Result<Option<Self>, Error> {
+        let store = Self::locate(config, place).await?;
         match store.s3.head_bucket().bucket(&store.bucket).send().await {
             Ok(_) => Ok(Some(store)),
             Err(error) if is_not_found(&error) => Ok(None),
@@ -85,9 +103,9 @@ impl Store {
     }
 
     /// Where the store is, without looking at it.
-    async fn locate(config: &SdkConfig, settings: &Settings) -> Result<Self, Error> {
+    async fn locate(config: &SdkConfig, place: Place<'_>) -> Result<Self, Error> {
         let s3 = aws::s3_client(config);
-        let bucket = match &settings.state.bucket {
+        let bucket = match &place.state.bucket {
             Some(bucket) => bucket.clone(),
             None => {
                 let identity = aws::sts_client(config)
@@ -95,10 +113,10 @@ impl Store {
                     .send()
                     .await
                     .map_err(|e| failed("finding the AWS account (`sts:GetCallerIdentity`)", e))?;
-                default_bucket(identity.account().unwrap_or_default(), &settings.region)
+                default_bucket(identity.account().unwrap_or_default(), place.region)
             }
         };
-        Ok(Self::new(s3, bucket, &settings.state.prefix, &settings.env))
+        Ok(Self::new(s3, bucket, &place.state.prefix, place.env))
     }
 
     pub fn new(s3: S3, bucket: String, prefix: &str, env: &str) -> Self {
@@ -287,7 +305,7 @@ pub fn default_bucket(account: &str, region: &str) -> String {
 async fn ensure_bucket(
     s3: &S3,
     bucket: &str,
-    settings: &Settings,
+    place: Place<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
     let head = s3.head_bucket().bucket(bucket).send().await;
@@ -308,7 +326,7 @@ async fn ensure_bucket(
             None => return Ok(()),
         });
     }
-    if !settings.state.create {
+    if !place.state.create {
         return Err(Error::Mismatch {
             problem: format!(
                 "state bucket `{bucket}` does not exist, and `[state] create = false`"
@@ -317,7 +335,7 @@ async fn ensure_bucket(
                 .to_owned(),
         });
     }
-    create_bucket(s3, bucket, &settings.region).await?;
+    create_bucket(s3, bucket, place.region).await?;
     reporter.info(&format!(
         "created state bucket `{bucket}` (versioned, private, encrypted): berth keeps each environment's lock and deploy records there"
     ));

@@ -75,7 +75,7 @@ async fn run(
 ) -> Result<(), Error> {
     let config = aws::sdk_config(settings).await?;
     let ecs = aws::ecs_client(&config);
-    let Some(store) = Store::find(&config, settings)
+    let Some(store) = Store::find(&config, state::Place::of(settings))
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))?
     else {

@@ -372,62 +372,55 @@ async fn roll_out_and_migrate(
             lock,
         });
     let (ecs, logs) = (&clients.ecs, &clients.logs);
+    let setup = migrate::Setup::of(settings);
     if let (MigrateOrder::Before, Some(plan)) = (settings.migrate, &plan) {
-        let migrated = migrate::step::run(
-            ecs,
-            logs,
-            migrate::Setup::of(settings),
-            plan,
-            record,
-            ledger,
-        )
-        .await?;
+        let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await?;
         report.migration = Some(migrated);
     }
     let services = &mut report.services;
+    let cluster = Cluster::of(settings);
     let rolled = rollout::run(
-        ecs,
-        Cluster::of(settings),
-        current,
-        &targets,
-        lock,
-        record,
-        ledger,
-        services,
+        ecs, cluster, current, &targets, lock, record, ledger, services,
     );
     if let Err(error) = rolled.await {
-        let rollout_failed = matches!(
-            error,
-            Error::RolloutFailed { .. } | Error::RolloutTimeout { .. }
-        );
-        if rollout_failed && settings.on_failure == OnFailure::Rollback {
-            let back = &mut report.rolled_back;
-            rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back)
-                .await
-                .map_err(|rollback| Error::RolloutFailed {
-                    service: "the environment".to_owned(),
-                    reason: format!(
-                        "{}; rolling the services back failed too: {}",
-                        with_causes(&error),
-                        with_causes(&rollback)
-                    ),
-                })?;
-        }
-        return Err(error);
+        return Err(after_failed_rollout(cx, error, report, ledger, record).await);
     }
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
-        let migrated = migrate::step::run(
-            ecs,
-            logs,
-            migrate::Setup::of(settings),
-            plan,
-            record,
-            ledger,
-        )
-        .await?;
+        let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await?;
         report.migration = Some(migrated);
     }
     Ok(())
+}
+
+/// `on_failure = "rollback"`: after a failed rollout (not any other error), every service this
+/// deploy moved goes back; the error says when that failed too.
+async fn after_failed_rollout(
+    cx: &Context<'_>,
+    error: Error,
+    report: &mut Report,
+    ledger: &mut Ledger<'_>,
+    record: &mut Record,
+) -> Error {
+    let rollout_failed = matches!(
+        error,
+        Error::RolloutFailed { .. } | Error::RolloutTimeout { .. }
+    );
+    if !rollout_failed || cx.settings.on_failure != OnFailure::Rollback {
+        return error;
+    }
+    let back = &mut report.rolled_back;
+    let (ecs, settings, lock) = (&cx.clients.ecs, cx.settings, cx.lock);
+    match rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await {
+        Ok(()) => error,
+        Err(rollback) => Error::RolloutFailed {
+            service: "the environment".to_owned(),
+            reason: format!(
+                "{}; rolling the services back failed too: {}",
+                with_causes(&error),
+                with_causes(&rollback)
+            ),
+        },
+    }
 }
 
 /// What follows a landed deploy: the environment tag, the scheduled targets, and the cleanup of

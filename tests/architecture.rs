@@ -31,6 +31,7 @@ const COMMANDS: &[&str] = &[
     "commands::rollback",
     "commands::init",
     "commands::unlock",
+    "commands::config",
 ];
 
 /// The pipeline's steps: each is driven by a command and never drives one.

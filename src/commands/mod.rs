@@ -1,7 +1,8 @@
 //! One file per command: [`deploy`], [`plan`], [`status`], [`rollback`], [`init`], [`unlock`],
-//! and `berth config`, which only loads the settings. A command turns flags into validated
-//! settings, runs, and hands back an [`Outcome`]; the binary writes it and picks the exit code.
+//! [`config`]. A command turns flags into validated settings, runs, and hands back an
+//! [`Outcome`]; the binary writes it and picks the exit code.
 
+pub mod config;
 pub mod deploy;
 pub mod init;
 pub mod plan;
@@ -55,7 +56,7 @@ pub async fn run(
 ) -> Result<Outcome, Error> {
     match flags.command {
         Command::Config => Ok(Outcome::Config {
-            settings: Box::new(settings::load(flags)?),
+            settings: Box::new(config::config(flags)?),
         }),
         Command::Deploy => {
             let settings = settings::load(flags)?;

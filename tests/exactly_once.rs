@@ -408,6 +408,34 @@ async fn status_rollback_stale_reruns_and_unlock() {
     assert_eq!(status["deploys"][0]["kind"], "rollback");
     assert_eq!(status["deploys"][0]["state"], "succeeded");
 
+    // A second rollback goes further back, never forward to the deploy the first one undid:
+    // with nothing older than the first deploy it is refused (exit 2), and nothing moves.
+    let counted = app.counters();
+    let again = app.run("rollback", &[], &[]);
+    assert_eq!(again.code, Some(2), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("no successful deploy older than the one running now"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(app.service_task_definitions().await, first_revisions);
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+            "events:PutTargets",
+            "scheduler:UpdateSchedule",
+        ],
+    );
+    assert_eq!(
+        app.run("status", &[], &[]).json()["deploys"],
+        status["deploys"]
+    );
+
     // A holder killed outright: `status` names it, `unlock` asks (and refuses without a
     // terminal unless `--yes`), then frees it.
     let killed = newer.interrupt(

@@ -160,7 +160,7 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 /// Where the settings come from, and where the result goes.
 #[derive(Debug, clap::Args)]
 struct SettingsArgs {
-    /// Environment to deploy: a `[env.NAME]` table of berth.toml
+    /// The environment: a `[env.NAME]` table of berth.toml
     #[arg(long, value_name = "NAME", env = env_vars::BERTH_ENV)]
     env: Option<String>,
 

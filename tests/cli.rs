@@ -76,15 +76,23 @@ fn cli_reference_matches_the_help() {
          Generated from `berth --help` by `tests/cli.rs`; \
          `BERTH_UPDATE_DOCS=1 cargo test --test cli` rewrites it.\n",
     );
-    for command in [
-        &[][..],
-        &["deploy"],
-        &["status"],
-        &["rollback"],
-        &["unlock"],
-        &["config"],
-    ] {
-        let mut args = command.to_vec();
+    // Every command `berth --help` lists, in its order: a new command cannot be left out.
+    let top = berth(dir.path(), &["--help"], &[("COLUMNS", "100")]);
+    let listed: Vec<String> = stdout(&top)
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| !line.trim().is_empty())
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect();
+    assert!(listed.len() >= 7, "{listed:?}");
+    let commands: Vec<Vec<&str>> = std::iter::once(Vec::new())
+        .chain(listed.iter().map(|name| vec![name.as_str()]))
+        .collect();
+    for command in &commands {
+        let mut args = command.clone();
         args.push("--help");
         let output = berth(dir.path(), &args, &[("COLUMNS", "100")]);
         assert!(output.status.success(), "{}", stderr(&output));

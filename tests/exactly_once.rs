@@ -411,6 +411,7 @@ async fn status_rollback_stale_reruns_and_unlock() {
     // A second rollback goes further back, never forward to the deploy the first one undid:
     // with nothing older than the first deploy it is refused (exit 2), and nothing moves.
     let counted = app.counters();
+    let lock_before = app.lock().await;
     let again = app.run("rollback", &[], &[]);
     assert_eq!(again.code, Some(2), "{}", again.stderr);
     assert!(

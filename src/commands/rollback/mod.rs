@@ -84,28 +84,30 @@ async fn run(
             "berth has no deploy records for it (no state bucket)",
         ));
     };
+    // Chosen and checked before the lock: a refused rollback writes nothing, S3 included.
+    let seen = lock::read(&store).await?;
+    let mut choice = choose(&ecs, &store, &seen, settings, to).await?;
     let deploy_id = rollback_id(&settings.env, state::now());
     report.deploy_id.clone_from(&deploy_id);
     let want = want(deploy_id.clone());
     let lock: &lock::Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    let file = lock.file().await;
-    let (records, current) = tokio::try_join!(
-        crate::commands::status::recent(&store, &file, SEARCHED),
-        services::describe(&ecs, &settings.cluster, &settings.services),
-    )?;
-    let running: BTreeMap<String, String> = current
-        .iter()
-        .map(|(name, service)| (name.clone(), revision_of(service)))
-        .collect();
-    let target = pick(&records, &running, to)
-        .map_err(|problem| nothing_to_roll_back_to(settings, &problem))?;
+    // A deploy or rollback that ran meanwhile changes what runs: choose again.
+    if lock.file().await.deploys != seen.deploys {
+        choice = choose(&ecs, &store, &lock.file().await, settings, to).await?;
+    }
+    let Choice {
+        records,
+        current,
+        running,
+        target,
+        targets,
+    } = choice;
+    let target = &records[target];
     report.to = Some(target.deploy_id.clone());
     report.commit = Some(target.commit.clone());
-    let targets = targets_of(settings, target, reporter);
-    // Every revision must still be usable before anything changes.
-    check_usable(&ecs, &targets, &target.deploy_id).await?;
+    left_as_they_are(settings, target, reporter);
 
     lock.journal(&want).await?;
     let fresh = fresh_record(&deploy_id, settings, target, &running, &targets);
@@ -163,10 +165,55 @@ fn revision_of(service: &aws_sdk_ecs::types::Service) -> String {
     service.task_definition().unwrap_or_default().to_owned()
 }
 
-/// The services the deploy gone back to deployed, each with its revision then; the others stay
-/// as they are, and are named.
-fn targets_of(settings: &Settings, target: &DeployRecord, reporter: &dyn Reporter) -> Vec<Target> {
-    let targets: Vec<Target> = settings
+/// The deploy to go back to, and what runs now.
+struct Choice {
+    /// The environment's newest deploy records, newest first.
+    records: Vec<DeployRecord>,
+    current: BTreeMap<String, aws_sdk_ecs::types::Service>,
+    /// Service → the revision it runs now.
+    running: BTreeMap<String, String>,
+    /// Where in `records` the deploy to go back to is.
+    target: usize,
+    targets: Vec<Target>,
+}
+
+/// Reads the deploys `file` journals and the services, picks the deploy to go back to, and checks
+/// that every revision it names can still run. Reads only.
+async fn choose(
+    ecs: &aws_sdk_ecs::Client,
+    store: &Store,
+    file: &lock::LockFile,
+    settings: &Settings,
+    to: Option<&str>,
+) -> Result<Choice, Error> {
+    let (records, current) = tokio::try_join!(
+        crate::commands::status::recent(store, file, SEARCHED),
+        services::describe(ecs, &settings.cluster, &settings.services),
+    )?;
+    let running: BTreeMap<String, String> = current
+        .iter()
+        .map(|(name, service)| (name.clone(), revision_of(service)))
+        .collect();
+    let picked = pick(&records, &running, to)
+        .map_err(|problem| nothing_to_roll_back_to(settings, &problem))?;
+    let target = records
+        .iter()
+        .position(|record| record.deploy_id == picked.deploy_id)
+        .unwrap_or_default();
+    let targets = targets_of(settings, &records[target]);
+    check_usable(ecs, &targets, &records[target].deploy_id).await?;
+    Ok(Choice {
+        records,
+        current,
+        running,
+        target,
+        targets,
+    })
+}
+
+/// The services the deploy gone back to deployed, each with its revision then.
+fn targets_of(settings: &Settings, target: &DeployRecord) -> Vec<Target> {
+    settings
         .services
         .iter()
         .filter_map(|service| {
@@ -175,7 +222,11 @@ fn targets_of(settings: &Settings, target: &DeployRecord, reporter: &dyn Reporte
                 task_definition: rollout.revision.clone(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Names the services the deploy gone back to did not deploy: they stay as they are.
+fn left_as_they_are(settings: &Settings, target: &DeployRecord, reporter: &dyn Reporter) {
     let skipped: Vec<&String> = settings
         .services
         .iter()
@@ -188,7 +239,6 @@ fn targets_of(settings: &Settings, target: &DeployRecord, reporter: &dyn Reporte
             code_list(skipped)
         ));
     }
-    targets
 }
 
 /// Every revision to go back to is still ACTIVE: a deregistered one cannot run again. They are

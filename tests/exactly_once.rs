@@ -436,6 +436,7 @@ async fn status_rollback_stale_reruns_and_unlock() {
         app.run("status", &[], &[]).json()["deploys"],
         status["deploys"]
     );
+    assert_eq!(app.lock().await, lock_before, "the refusal took no lock");
 
     // A holder killed outright: `status` names it, `unlock` asks (and refuses without a
     // terminal unless `--yes`), then frees it.

@@ -1,205 +1,29 @@
-//! A deploy, from settings to a running service: build → push → register → roll out → migrate
-//! (or migrate before the rollout, with `migrate = "before"`).
-//!
-//! Every step first looks in AWS for the result it would produce and reports "already done"
-//! instead of redoing it: the tag in ECR (no build, no push), a revision tagged with the deploy
-//! id (no new revision), the service on that revision (only wait), a migration task started by
-//! the deploy id (attach, or skip when it succeeded). Nothing depends on a local file, so a rerun
-//! on a fresh machine carries on where the last run stopped.
+//! The deploy under the environment's lock, in its phases: the image and the revisions, the
+//! rollout and the migration (and what follows a failed rollout), then what follows a landed
+//! deploy.
 
 use std::collections::BTreeMap;
 
-use aws_config::SdkConfig;
-use serde::Serialize;
-
-use crate::aws;
+use super::{Context, Report};
 use crate::aws::arn;
 use crate::aws::ecr::{self, Image};
-use crate::current::Current;
 use crate::error::Error;
-use crate::flags::DeployOptions;
-use crate::report::Reporter;
-use crate::settings::{MigrateOrder, OnFailure, Settings};
-use crate::state::record::{DeployRecord, MovedTarget, RecordedImage};
-use crate::state::{self, Held, Lock, Record, lock};
-use crate::steps::image::{self, cache::BuildReport};
-use crate::steps::migrate::{self, Migrated};
-use crate::steps::prepare::{self, Local};
+use crate::settings::{MigrateOrder, OnFailure};
+use crate::state::Record;
+use crate::state::record::RecordedImage;
+use crate::steps::image;
+use crate::steps::migrate;
+use crate::steps::prepare;
 use crate::steps::register::{self, FamilyPlan, Registered};
-use crate::steps::rollout::{Cluster, Rolled, Target, step as rollout};
+use crate::steps::rollout::{Cluster, Target, step as rollout};
 use crate::steps::schedules;
-use crate::steps::{Ledger, Step, StepRecord, cleanup};
+use crate::steps::{Ledger, Step, cleanup};
 use crate::taskdef::Described;
 use crate::text::{code_list, with_causes};
 
-/// What a deploy did, step by step: the record `--output json` prints, also when it failed.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    pub env: String,
-    pub deploy_id: String,
-    pub commit: String,
-    pub image: Option<Image>,
-    /// How the image was built: its cache sources, steps cached and run, bytes pulled. `None`
-    /// when ECR had the image already.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub build: Option<BuildReport>,
-    /// Family → revision ARN.
-    pub revisions: BTreeMap<String, String>,
-    pub services: Vec<Rolled>,
-    /// Services moved back after another's rollout failed (`on_failure = "rollback"`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rolled_back: Vec<Rolled>,
-    pub migration: Option<Migrated>,
-    /// Scheduled targets moved to the deploy's revisions, each with the one it ran before.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub schedules: Vec<MovedTarget>,
-    /// Revisions deregistered (`keep_revisions`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub deregistered: Vec<String>,
-    pub steps: Vec<StepRecord>,
-    /// What went wrong without failing the deploy.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-}
-
-/// Runs the deploy. The report says what was done up to the end, or up to the failure.
-/// `interrupted` resolves when the user asks to stop (Ctrl-C, SIGTERM): the deploy then ends with
-/// [`Error::Interrupted`], its record written and the lock released, and nothing in AWS is
-/// stopped.
-pub async fn deploy(
-    settings: &Settings,
-    options: DeployOptions,
-    reporter: &dyn Reporter,
-    interrupted: impl std::future::Future<Output = ()>,
-) -> (Report, Result<(), Error>) {
-    let mut report = Report {
-        env: settings.env.clone(),
-        ..Report::default()
-    };
-    let mut ledger = Ledger::new(reporter);
-    let mut held = Held::default();
-    let result = tokio::select! {
-        result = run(settings, options, &mut report, &mut ledger, &mut held) => result,
-        () = interrupted => Err(Error::Interrupted),
-    };
-    (report.steps, report.warnings) = ledger.finish(result.as_ref().err());
-    held.finish(&result, &mut report.warnings, reporter).await;
-    (report, result)
-}
-
-/// The preparation, then the lock, then the deploy proper under it.
-async fn run(
-    settings: &Settings,
-    options: DeployOptions,
-    report: &mut Report,
-    ledger: &mut Ledger<'_>,
-    held: &mut Held,
-) -> Result<(), Error> {
-    let reporter = ledger.reporter;
-    let local = prepare::local(settings, options)?;
-    let release = &local.release;
-    reporter.info(&format!(
-        "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
-        release.deploy_id,
-        &release.commit[..release.commit.len().min(12)],
-        settings.env,
-        settings.cluster,
-        code_list(&settings.services)
-    ));
-    report.deploy_id = release.deploy_id.clone();
-    report.commit = release.commit.clone();
-    let config = aws::sdk_config(settings).await?;
-
-    // One deploy per environment: everything below runs under the lock.
-    let store = state::Store::open(&config, state::Place::of(settings), reporter)
-        .await
-        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let want = lock::Want {
-        who: lock::who(),
-        run: lock::run_id(),
-        command: "deploy",
-        deploy_id: release.deploy_id.clone(),
-        commit: release.commit.clone(),
-        check_stale: true,
-        journal: true,
-        force: options.force,
-    };
-    let lock: &Lock = held
-        .lock
-        .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    let fresh = DeployRecord {
-        deploy_id: release.deploy_id.clone(),
-        env: settings.env.clone(),
-        commit: release.commit.clone(),
-        ..DeployRecord::default()
-    };
-    let clients = Clients::new(&config);
-    // The record and the first look at the services do not wait on each other. Both run to
-    // their end: a record opened is held (and gets how the run ended) even when the look at the
-    // services failed.
-    let (opened, current) = tokio::join!(
-        Record::open(&store, fresh, &want.run),
-        prepare::current(&clients.ecs, &clients.ecr, settings, &local)
-    );
-    let (record, existed) = opened?;
-    if existed {
-        reporter.info(&format!(
-            "resuming deploy `{}` (run {}): its record says what is done",
-            release.deploy_id, record.value.runs
-        ));
-    }
-    let record = held.record.insert(record);
-    let current = current?;
-    let cx = Context {
-        settings,
-        options,
-        local: &local,
-        config: &config,
-        clients: &clients,
-        lock,
-        current: &current,
-    };
-    tokio::select! {
-        result = locked(&cx, report, ledger, record) => result,
-        why = lock.lost() => Err(Error::LockLost { why }),
-    }
-}
-
-/// The AWS clients a deploy uses.
-struct Clients {
-    ecs: aws_sdk_ecs::Client,
-    ecr: aws_sdk_ecr::Client,
-    logs: aws_sdk_cloudwatchlogs::Client,
-    tagging: aws_sdk_resourcegroupstagging::Client,
-}
-
-impl Clients {
-    fn new(config: &SdkConfig) -> Self {
-        Self {
-            ecs: aws::ecs_client(config),
-            ecr: aws::ecr_client(config),
-            logs: aws::logs_client(config),
-            tagging: aws::tagging_client(config),
-        }
-    }
-}
-
-/// What the deploy under the lock works from.
-struct Context<'a> {
-    settings: &'a Settings,
-    options: DeployOptions,
-    /// The task-definition files and the release.
-    local: &'a Local,
-    config: &'a SdkConfig,
-    clients: &'a Clients,
-    lock: &'a Lock,
-    /// What the deploy starts from, read under the lock.
-    current: &'a Current,
-}
-
 /// The deploy proper, under the environment's lock: the image and the revisions, the rollout
 /// and the migration, then what follows a landed deploy.
-async fn locked(
+pub(super) async fn locked(
     cx: &Context<'_>,
     report: &mut Report,
     ledger: &mut Ledger<'_>,

@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::settings::Settings;
-use crate::steps::image::build::check_dockerfile;
+use crate::steps::image::dockerfile::check_dockerfile;
 use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::taskdef::{self, Described};
 

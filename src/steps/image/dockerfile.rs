@@ -8,6 +8,11 @@
 //! whenever a step after that `COPY` changes. [`Stages::outside_image`] names those stages, so
 //! berth can keep a cache image of each.
 
+use std::path::Path;
+
+use crate::error::Error;
+use crate::text::code_list;
+
 /// One `FROM` of a Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
@@ -265,6 +270,44 @@ fn heredoc_words(instruction: &str) -> Vec<(String, bool)> {
             (!word.is_empty()).then_some((word, strip))
         })
         .collect()
+}
+
+/// Checks, before any AWS or Docker call, that the Dockerfile is there and has the `target`
+/// stage: a typo in berth.toml is a settings error, found with nothing changed.
+pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), Error> {
+    let text = fs_err::read_to_string(dockerfile).map_err(|error| Error::Mismatch {
+        problem: match error.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("Dockerfile `{}` not found", dockerfile.display())
+            }
+            _ => error.to_string(),
+        },
+        hint: "set `build.dockerfile` (relative to `build.context`) in berth.toml".to_owned(),
+    })?;
+    let Some(target) = target else {
+        return Ok(());
+    };
+    let stages = Stages::parse(&text).names();
+    if stages
+        .iter()
+        .any(|stage| stage.eq_ignore_ascii_case(target))
+    {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        problem: format!(
+            "`build.target` `{target}` is not a stage of `{}`; its stages: {}",
+            dockerfile.display(),
+            if stages.is_empty() {
+                "none named".to_owned()
+            } else {
+                code_list(&stages)
+            }
+        ),
+        hint: format!(
+            "fix `build.target` in berth.toml, or name the stage in the Dockerfile (`FROM … AS {target}`)"
+        ),
+    })
 }
 
 #[cfg(test)]

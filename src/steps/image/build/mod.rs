@@ -12,23 +12,24 @@
 //! Either way the context is sent as a tar stream from [`crate::steps::image::context`], so `.dockerignore`
 //! works the same with both builders.
 
+mod engine;
 mod output;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::models::BuildInfo;
-use bollard::query_parameters::{BuildImageOptionsBuilder, BuilderVersion};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::Builder;
 use crate::steps::image::context::{BuildContext, ContextError, ContextStats};
-use crate::text::{code_list, with_causes};
+use crate::text::with_causes;
+pub use engine::resolve_builder;
+use engine::{build_options, pull_sources};
 use output::{Masker, Output, human_bytes};
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
@@ -127,44 +128,6 @@ pub enum BuildError {
 
     #[error("the build of `{tag}` finished without an image id")]
     NoImage { tag: String },
-}
-
-/// Checks, before any AWS or Docker call, that the Dockerfile is there and has the `target`
-/// stage: a typo in berth.toml is a settings error, found with nothing changed.
-pub fn check_dockerfile(dockerfile: &Path, target: Option<&str>) -> Result<(), Error> {
-    let text = fs_err::read_to_string(dockerfile).map_err(|error| Error::Mismatch {
-        problem: match error.kind() {
-            std::io::ErrorKind::NotFound => {
-                format!("Dockerfile `{}` not found", dockerfile.display())
-            }
-            _ => error.to_string(),
-        },
-        hint: "set `build.dockerfile` (relative to `build.context`) in berth.toml".to_owned(),
-    })?;
-    let Some(target) = target else {
-        return Ok(());
-    };
-    let stages = crate::steps::image::dockerfile::Stages::parse(&text).names();
-    if stages
-        .iter()
-        .any(|stage| stage.eq_ignore_ascii_case(target))
-    {
-        return Ok(());
-    }
-    Err(Error::Mismatch {
-        problem: format!(
-            "`build.target` `{target}` is not a stage of `{}`; its stages: {}",
-            dockerfile.display(),
-            if stages.is_empty() {
-                "none named".to_owned()
-            } else {
-                code_list(&stages)
-            }
-        ),
-        hint: format!(
-            "fix `build.target` in berth.toml, or name the stage in the Dockerfile (`FROM … AS {target}`)"
-        ),
-    })
 }
 
 /// Builds `request.tag` from `request.context`, reporting every output line.
@@ -301,151 +264,6 @@ async fn image_id(docker: &Docker, tag: &str) -> Result<String, BuildError> {
         })
 }
 
-/// The classic builder's cache sources: each image pulled, or left out with a warning (a build
-/// without its cache is slower, not wrong). Returns the images the engine now has.
-async fn pull_sources(
-    docker: &Docker,
-    cache: &CacheSources,
-    credentials: &Credentials,
-    reporter: &dyn Reporter,
-) -> (CacheSources, Pulled) {
-    let mut pulled = Pulled::default();
-    let mut images = Vec::new();
-    for image in &cache.images {
-        let started = std::time::Instant::now();
-        let host = image.split('/').next().unwrap_or_default();
-        let credentials = credentials.0.get(host).cloned();
-        let options = bollard::query_parameters::CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        let mut stream = docker.create_image(Some(options), None, credentials);
-        let mut layers: HashMap<String, u64> = HashMap::new();
-        let mut failure = None;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(info) => {
-                    if let (Some(id), Some(total)) = (
-                        info.id,
-                        info.progress_detail.and_then(|detail| detail.total),
-                    ) && info.status.as_deref() == Some("Downloading")
-                    {
-                        layers.insert(id, u64::try_from(total).unwrap_or_default());
-                    }
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        let bytes: u64 = layers.values().sum();
-        let seconds = started.elapsed().as_secs();
-        match failure {
-            None => {
-                reporter.info(&format!(
-                    "cache from `{image}`: pulled {} in {seconds} s",
-                    human_bytes(bytes)
-                ));
-                pulled.bytes += bytes;
-                pulled.seconds += seconds;
-                images.push(image.clone());
-            }
-            Some(error) => reporter.info(&format!(
-                "warning: cache source `{image}` left out, its pull failed: {error}"
-            )),
-        }
-    }
-    (
-        CacheSources {
-            images,
-            ..cache.clone()
-        },
-        pulled,
-    )
-}
-
-/// `Auto` becomes what the engine can do.
-pub async fn resolve_builder(docker: &Docker, builder: Builder) -> Result<Builder, BuildError> {
-    if builder != Builder::Auto {
-        return Ok(builder);
-    }
-    let version = docker.version().await.map_err(BuildError::Docker)?;
-    let buildkit = buildkit_available(
-        version.os.as_deref().unwrap_or_default(),
-        version.version.as_deref().unwrap_or_default(),
-    );
-    Ok(if buildkit {
-        Builder::BuildKit
-    } else {
-        Builder::Classic
-    })
-}
-
-/// BuildKit ships in Linux engines from 18.09 on.
-fn buildkit_available(os: &str, engine_version: &str) -> bool {
-    let mut numbers = engine_version
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|part| part.parse::<u32>().unwrap_or(0));
-    let major = numbers.next().unwrap_or(0);
-    let minor = numbers.next().unwrap_or(0);
-    os.eq_ignore_ascii_case("linux") && (major, minor) >= (18, 9)
-}
-
-/// Build arg that makes BuildKit write its cache metadata into the image (inline cache), so the
-/// next build can use the pushed image as a cache source.
-const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
-
-fn build_options(
-    request: &BuildRequest,
-    builder: Builder,
-    cache: Option<&CacheSources>,
-) -> bollard::query_parameters::BuildImageOptions {
-    let inline = String::from("1");
-    let inline_arg = INLINE_CACHE_ARG.to_owned();
-    let mut args: HashMap<&String, &String> =
-        request.args.iter().chain(&request.secret_args).collect();
-    if builder == Builder::BuildKit && request.cache.is_some() {
-        args.insert(&inline_arg, &inline);
-    }
-    let cache_from: Vec<String> = cache.map(|cache| cache.images.clone()).unwrap_or_default();
-    let labels: HashMap<&String, &String> = request.labels.iter().collect();
-    let dockerfile = request
-        .dockerfile
-        .components()
-        .map(|part| part.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/");
-    let mut options = BuildImageOptionsBuilder::default()
-        .dockerfile(&dockerfile)
-        .t(&request.tag)
-        .rm(true)
-        .forcerm(true)
-        .platform(&request.platform)
-        .target(request.target.as_deref().unwrap_or_default())
-        .buildargs(&args)
-        .labels(&labels);
-    if !cache_from.is_empty() {
-        options = options.cachefrom(&cache_from);
-    }
-    if builder == Builder::BuildKit {
-        options = options
-            .version(BuilderVersion::BuilderBuildKit)
-            .session(&session_id());
-    } else {
-        options = options.version(BuilderVersion::BuilderV1);
-    }
-    options.build()
-}
-
-/// BuildKit wants a session id unique to the build.
-fn session_id() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!("berth-{}-{nanos}", std::process::id())
-}
-
 /// Reads the build's output to the end: reports it line by line and returns the image id if the
 /// engine sent one.
 async fn follow(
@@ -492,6 +310,7 @@ async fn follow(
 mod tests {
     use bollard::moby::buildkit::v1::{StatusResponse, Vertex, VertexStatus};
 
+    use super::engine::buildkit_available;
     use super::*;
 
     #[test]

@@ -18,6 +18,18 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// `DOCKER_TLS_VERIFY` is set, and agrees on an API version with it, so an unreachable engine
 /// fails here rather than halfway through a build.
 pub async fn connect() -> Result<Docker, Error> {
+    let (host, tls) = address()?;
+    connect_to(host, tls).await
+}
+
+/// Checks, without connecting, that the certificates `DOCKER_TLS_VERIFY` asks for are there: a
+/// deploy checks it before its first AWS call, so that it cannot fail on it halfway.
+pub fn check_tls() -> Result<(), Error> {
+    address().map(|_| ())
+}
+
+/// The engine's address, and its certificates when it is reached over TLS.
+fn address() -> Result<(String, Option<Certificates>), Error> {
     let host = env_vars::var(env_vars::DOCKER_HOST).unwrap_or_else(|| DEFAULT_HOST.to_owned());
     let tls = match env_vars::var(env_vars::DOCKER_TLS_VERIFY) {
         Some(_) if host.starts_with("tcp://") || host.starts_with("https://") => {
@@ -25,7 +37,7 @@ pub async fn connect() -> Result<Docker, Error> {
         }
         _ => None,
     };
-    connect_to(host, tls).await
+    Ok((host, tls))
 }
 
 /// The files `DOCKER_CERT_PATH` must hold, as the Docker CLI names them.

@@ -115,8 +115,33 @@ pub enum Error {
     #[error("the rollout of {service} failed: {reason}")]
     RolloutFailed { service: String, reason: String },
 
-    #[error("the rollout did not finish within {timeout}: {state}")]
-    RolloutTimeout { timeout: String, state: String },
+    /// `cause`: the health or stop reason of the newest failing task, when one was seen.
+    #[error("the rollout did not finish within {timeout}: {state}{}", .cause.as_ref().map(|c| format!("; {c}")).unwrap_or_default())]
+    RolloutTimeout {
+        timeout: String,
+        state: String,
+        cause: Option<String>,
+    },
+
+    /// A service's `UpdateService` failed: a failed rollout, though another service may have
+    /// moved.
+    #[error("{service} was not moved: its update failed")]
+    UpdateFailed {
+        service: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A failed rollout after which every service this deploy moved went back
+    /// (`on_failure = "rollback"`): `failure` says what failed, with its causes, `back` where
+    /// each service is now.
+    #[error("{failure}; rolled back: {back}")]
+    RolledBack {
+        failure: String,
+        back: String,
+        /// What to do about the failure itself.
+        hint: String,
+    },
 
     #[error("the migration failed: {summary}")]
     MigrationFailed { summary: String, hint: String },
@@ -172,7 +197,9 @@ impl Error {
             Self::AccessDenied { .. }
             | Self::Image { .. }
             | Self::RolloutFailed { .. }
-            | Self::RolloutTimeout { .. } => ExitStatus::DeployFailed,
+            | Self::RolloutTimeout { .. }
+            | Self::UpdateFailed { .. }
+            | Self::RolledBack { .. } => ExitStatus::DeployFailed,
             Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
             Self::Locked { .. } => ExitStatus::Locked,
             Self::StaleDeploy { .. } | Self::WrongBranch { .. } => ExitStatus::Usage,
@@ -214,8 +241,10 @@ impl Error {
             ),
             Self::Image { step: "build", .. } => "the build output above says why; fix it and rerun: nothing was pushed and nothing in AWS changed".to_owned(),
             Self::Image { .. } => "the cause above is the engine's or the registry's; rerun the same command: the image is rebuilt from the engine's cache and nothing in ECS changed yet".to_owned(),
-            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why; with `on_failure = \"rollback\"` (the default) the services this deploy moved are back on their earlier revisions, with `\"leave\"` they stay where they are; fix the cause and deploy again: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
-            Self::RolloutTimeout { .. } => "rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
+            Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why, and where each service is; fix the cause and deploy again: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
+            Self::RolloutTimeout { .. } => "the deployments go on in ECS (`on_failure = \"leave\"`): rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
+            Self::UpdateFailed { source, .. } => source.hint(),
+            Self::RolledBack { hint, .. } => format!("{hint}; the environment runs what it ran before this deploy, and a rerun of this deploy rolls it out again (docs/troubleshooting.md)"),
             Self::MigrationFailed { hint, .. } => hint.clone(),
             Self::Locked { env, lease_left, .. } => format!(
                 "wait for it to finish, or pass `--lock-wait 15m` to wait here; if the holder is gone for good its lease runs out within {lease_left}, or release it now with `berth unlock --env {env}`"
@@ -402,6 +431,16 @@ mod tests {
             Error::RolloutTimeout {
                 timeout: "30m".into(),
                 state: "IN_PROGRESS".into(),
+                cause: None,
+            },
+            Error::UpdateFailed {
+                service: "`web`".into(),
+                source: Box::new(Error::Interrupted),
+            },
+            Error::RolledBack {
+                failure: "the rollout of `web` failed".into(),
+                back: "`web` on `web:3`".into(),
+                hint: "the service events above say why".into(),
             },
         ];
         for error in errors {

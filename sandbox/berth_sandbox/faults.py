@@ -19,6 +19,9 @@ class FaultRule:
     the app id is the caller's `AWS_SDK_UA_APP_ID`, so one test's faults do not
     hit another's calls).
 
+    `body_contains`: match only calls whose request body holds this text (one
+    service's `UpdateService` among several: `"service":"web"`).
+
     `first`: fail only the first k matching calls; `probability`: fail each
     matching call with probability p (seeded, so runs repeat). With neither,
     every matching call is affected. `latency_ms` is added to every matching
@@ -28,6 +31,7 @@ class FaultRule:
     service: str = "*"
     operation: str = "*"
     app: str = "*"
+    body_contains: str | None = None
     error: str | None = None
     first: int | None = None
     probability: float | None = None
@@ -47,8 +51,13 @@ class FaultRule:
             raise ValueError("probability must be within [0, 1]")
         self._rng = random.Random(self.seed)
 
-    def matches(self, service: str, operation: str, app: str = "") -> bool:
-        return self.service in ("*", service) and self.operation in ("*", operation) and self.app in ("*", app)
+    def matches(self, service: str, operation: str, app: str = "", body: bytes = b"") -> bool:
+        return (
+            self.service in ("*", service)
+            and self.operation in ("*", operation)
+            and self.app in ("*", app)
+            and (self.body_contains is None or self.body_contains.encode() in body)
+        )
 
     def decide(self) -> bool:
         """Count one matching call; true when this call must fail."""
@@ -87,7 +96,7 @@ class Faults:
         self._counters: Counter[tuple[str, str]] = Counter()
 
     def add(self, spec: dict) -> FaultRule:
-        allowed = {"service", "operation", "app", "error", "first", "probability", "latency_ms", "seed"}
+        allowed = {"service", "operation", "app", "body_contains", "error", "first", "probability", "latency_ms", "seed"}
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
@@ -110,14 +119,14 @@ class Faults:
         with self._lock:
             self._counters[(app, key)] += 1
 
-    def judge(self, service: str, operation: str, app: str = "") -> Verdict:
+    def judge(self, service: str, operation: str, app: str = "", body: bytes = b"") -> Verdict:
         """Count the call and decide its fate. The first matching rule that
         fails the call wins; latencies of all matching rules add up."""
         verdict = Verdict()
         with self._lock:
             self._counters[(app, f"{service}:{operation}")] += 1
             for rule in self._rules:
-                if not rule.matches(service, operation, app):
+                if not rule.matches(service, operation, app, body):
                     continue
                 verdict.latency_ms += rule.latency_ms
                 if rule.decide() and verdict.error is None:

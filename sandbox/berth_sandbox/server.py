@@ -177,7 +177,7 @@ class SandboxApp:
         service = service_of(environ)
         if service == "unknown" and operation in UNSIGNED_STS:
             service = "sts"
-        verdict = self.faults.judge(service, operation, app_of(environ))
+        verdict = self.faults.judge(service, operation, app_of(environ), body)
         if verdict.latency_ms:
             time.sleep(verdict.latency_ms / 1000)
         if verdict.error == "drop":

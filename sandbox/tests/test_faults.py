@@ -127,6 +127,21 @@ def test_a_fault_aimed_at_one_app_spares_the_others(sandbox):
     assert (state["matched"], state["fired"]) == (1, 1)
 
 
+def test_a_fault_aimed_at_one_resource_spares_the_others(sandbox):
+    ecs = no_retries(sandbox, "ecs")
+    sandbox.admin(
+        "POST",
+        "faults",
+        {"service": "ecs", "operation": "DescribeClusters", "body_contains": '"one-cluster"', "error": "denied"},
+    )
+    ecs.describe_clusters(clusters=["another-cluster"])
+    with pytest.raises(botocore.exceptions.ClientError) as caught:
+        ecs.describe_clusters(clusters=["one-cluster"])
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    [state] = sandbox.admin("GET", "faults")
+    assert (state["matched"], state["fired"]) == (1, 1)
+
+
 # -- drop and lost: the request is, or is not, applied -------------------------
 
 DEFINITION = {"memory": "512", "containerDefinitions": [container_def("app", ["sleep", "30"])]}

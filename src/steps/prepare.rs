@@ -3,7 +3,8 @@
 //! touching anything; a plan then stops, where a deploy takes the lock and goes on.
 //!
 //! 1. [`local()`]: the checks that need no AWS and no Docker: the task-definition files, the
-//!    release (commit, branch, deploy id), the Dockerfile and its build target.
+//!    release (commit, branch, deploy id), the Dockerfile and its build target, the secret build
+//!    args and the engine's TLS certificates.
 //! 2. [`current()`]: the services, the repository and the families, read from AWS.
 //! 3. [`families()`]: each family's revision, found or planned and checked against the settings,
 //!    the platform the image is built for, and the image tag.
@@ -18,7 +19,7 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::settings::Settings;
-use crate::steps::image::dockerfile::check_dockerfile;
+use crate::steps::image::{self, dockerfile::check_dockerfile};
 use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::taskdef::{self, Described};
 
@@ -30,8 +31,9 @@ pub struct Local {
     pub release: Release,
 }
 
-/// The task-definition files (their contents are an input of the deploy id), the release, and
-/// the Dockerfile with its build target. Nothing here reads AWS or Docker.
+/// The task-definition files (their contents are an input of the deploy id), the release, the
+/// Dockerfile with its build target, the secret build args and the engine's TLS certificates.
+/// Nothing here reads AWS or Docker.
 pub fn local(settings: &Settings, options: DeployOptions) -> Result<Local, Error> {
     let files: BTreeMap<String, Described> = settings
         .task_definitions
@@ -48,6 +50,8 @@ pub fn local(settings: &Settings, options: DeployOptions) -> Result<Local, Error
         .join("\n");
     let release = Release::discover(settings, options, &inputs)?;
     check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
+    image::secret_args(&settings.build)?;
+    crate::docker::check_tls()?;
     Ok(Local { files, release })
 }
 

@@ -128,3 +128,49 @@ async fn an_essential_sidecar_that_ecs_kills_at_the_end_does_not_fail_the_migrat
         "the killed sidecar is reported"
     );
 }
+
+/// `migrate = "after"` (the default): the migration fails once both services run the new code.
+/// `on_failure = "rollback"` moves them back to the code from before; the error line says where
+/// the code is and what the schema is, the hint does not send a failing migration to
+/// `--retry-migration`, and the JSON and the record carry the migration's task and exit codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_that_fails_after_the_rollout_moves_the_code_back() {
+    let app = App::new("migafter", "[environment]\nMIGRATION_FAIL = \"1\"\n");
+    let before = app.service_task_definitions().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        error.starts_with("error: the migration failed: migration task `")
+            && error.contains("rolled back: `web` on ")
+            && error.contains("the schema is as the migration left it"),
+        "{error}"
+    );
+    assert!(
+        run.stderr.contains(
+            "hint: the log lines above say why; a failing migration needs a fix in a new commit"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(app.service_task_definitions().await, before, "code back");
+
+    let report = run.json();
+    let task = report["migration"]["task_arn"].as_str().unwrap();
+    assert_eq!(report["migration"]["outcome"], "failed", "{report}");
+    assert_eq!(report["migration"]["exit_codes"]["app"], 1, "{report}");
+    let ends: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["ends_on"].as_str().unwrap())
+        .collect();
+    assert_eq!(ends, before, "{report}");
+    let record = app.record(report["deploy_id"].as_str().unwrap()).await;
+    assert_eq!(record["state"], "rolled_back", "{record}");
+    assert_eq!(record["migration"][0]["task_arn"], task);
+}

@@ -103,3 +103,111 @@ async fn an_environment_deploys_from_its_branch_only() {
     assert_eq!(anyway.code, Some(0), "{}", anyway.stderr);
     anyway.assert_skipped(&["build", "push", "register", "rollout"]);
 }
+
+/// Every refusal ends before the first write: the exit code says "nothing was changed", and the
+/// environment (berth's state objects, revisions, services, tasks, images) is the same after as
+/// before. Each of these was found after the lock once, and left a failed deploy in the journal
+/// that made the next real run of the deploy "stale".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_deploy_writes_nothing_anywhere() {
+    let app = App::new("nowrite", "migrate = \"skip\"\n");
+    let landed = app.deploy(&[]);
+    assert_eq!(landed.code, Some(0), "{}", landed.stderr);
+    let config = fs_err::read_to_string(app.dir.path().join("berth.toml")).unwrap();
+    let cluster = format!("cluster = \"{}-stg\"", app.name);
+    let repository = format!("repository = \"{}\"", app.name);
+    let no_certs = tempfile::tempdir().unwrap();
+    let no_certs = no_certs.path().to_str().unwrap();
+    let tls = [
+        ("DOCKER_HOST", "tcp://127.0.0.1:9"),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", no_certs),
+    ];
+    // (case, change to berth.toml, variables, exit code, what the error says)
+    type Case<'a> = (
+        &'a str,
+        (&'a str, &'a str),
+        &'a [(&'a str, &'a str)],
+        i32,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        (
+            "an unknown cluster",
+            (&cluster, "cluster = \"no-such-cluster\""),
+            &[],
+            2,
+            "cluster `no-such-cluster` not found",
+        ),
+        (
+            "an unknown service",
+            ("\"devops\"]", "\"nightly\"]"),
+            &[],
+            2,
+            "`nightly`",
+        ),
+        (
+            "a missing repository",
+            (&repository, "repository = \"no-such-repository\""),
+            &[],
+            2,
+            "`no-such-repository`",
+        ),
+        (
+            "a container the task definitions lack",
+            ("containers = [\"app\"]", "containers = [\"application\"]"),
+            &[],
+            2,
+            "`application`",
+        ),
+        (
+            "a platform the task definitions do not run on",
+            ("[build]\n", "[build]\nplatform = \"linux/arm64\"\n"),
+            &[],
+            2,
+            "`build.platform` is `linux/arm64`",
+        ),
+        (
+            "an unset secret build arg",
+            ("[build]\n", "[build]\nsecret_args = [\"NOT_EXPORTED\"]\n"),
+            &[],
+            2,
+            "secret build arg `NOT_EXPORTED` is not set",
+        ),
+        (
+            "Docker over TLS without its certificates",
+            ("", ""),
+            &tls,
+            4,
+            "`DOCKER_TLS_VERIFY` is set, but",
+        ),
+    ];
+    let before = app.snapshot().await;
+    let counted = app.counters();
+    for (case, (from, to), vars, code, says) in cases {
+        fs_err::write(
+            app.dir.path().join("berth.toml"),
+            config.replacen(from, to, 1),
+        )
+        .unwrap();
+        // Uncommitted: the deploy that landed stays the newest of this commit.
+        let run = app.deploy_with(&["--allow-dirty"], vars);
+        assert_eq!(run.code, Some(*code), "{case}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{case}: {}", run.stderr);
+        assert_eq!(app.snapshot().await, before, "{case} changed something");
+    }
+    app.counters().assert_none_since(
+        &counted,
+        &[
+            "s3:PutObject",
+            "ecs:RegisterTaskDefinition",
+            "ecs:UpdateService",
+            "ecs:RunTask",
+        ],
+    );
+    // The deploy that landed is still the newest: its rerun finds everything done.
+    fs_err::write(app.dir.path().join("berth.toml"), &config).unwrap();
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    rerun.assert_skipped(&["build", "push", "register", "rollout"]);
+}

@@ -105,6 +105,7 @@ async fn a_crashing_image_without_a_circuit_breaker_fails_in_bounded_time() {
         "migrate = \"skip\"\n[environment]\nCRASH_ON_BOOT = \"1\"\n",
     );
     app.set_web_breaker(None).await;
+    let before = app.service_task_definitions().await;
     let run = app.deploy(&[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
@@ -135,7 +136,13 @@ async fn a_crashing_image_without_a_circuit_breaker_fails_in_bounded_time() {
         .unwrap()
         .clone();
     assert_eq!(web["rollout_state"], "FAILED");
-    assert_eq!(web["ends_on"], web["task_definition"], "ECS left it there");
+    // `on_failure = "rollback"`: where it is at the end is where it was before.
+    assert_eq!(
+        web["ends_on"].as_str(),
+        Some(before[0].as_str()),
+        "{record}"
+    );
+    assert_eq!(app.service_task_definitions().await, before);
 }
 
 /// A breaker without rollback leaves the FAILED deployment in place; the rerun of that deploy
@@ -169,4 +176,67 @@ async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
         "one new deployment, of web"
     );
     again.assert_none_since(&counted, &["ecs:RegisterTaskDefinition"]);
+}
+
+/// `ecs:UpdateService` denied for `web` only: `devops`'s update went out at the same moment, so
+/// the environment ran two commits. That is a failed rollout: `devops` goes back
+/// (`on_failure = "rollback"`), and the error line, the JSON and the record say where each
+/// service is. The rerun, once allowed, lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_denied_for_one_service_rolls_the_other_back() {
+    let app = App::new("denyweb", "migrate = \"skip\"\n");
+    let before = app.service_task_definitions().await;
+    app.fault(serde_json::json!({
+        "service": "ecs",
+        "operation": "UpdateService",
+        "body_contains": "\"service\":\"web\"",
+        "error": "denied",
+    }));
+    let run = app.deploy(&[]);
+    app.clear_faults();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        error.contains("`web` was not moved: its update failed")
+            && error.contains("ecs:UpdateService")
+            && error.contains("rolled back: `web` on ")
+            && error.contains("`devops` on "),
+        "{error}"
+    );
+    assert!(run.stderr.contains("hint: grant `ecs:UpdateService`"));
+    assert_eq!(app.service_task_definitions().await, before, "one commit");
+
+    let report = run.json();
+    let ends: Vec<(&str, &str)> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap(),
+                s["ends_on"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        [("web", before[0].as_str()), ("devops", before[1].as_str())],
+        "{report}"
+    );
+    assert_eq!(report["services"][0]["rollout_state"], "FAILED");
+    let record = app.record(report["deploy_id"].as_str().unwrap()).await;
+    assert_eq!(record["state"], "rolled_back", "{record}");
+    assert_eq!(record["services"]["devops"]["outcome"], "rolled_back");
+    assert_eq!(
+        record["services"]["web"]["deployment_id"],
+        serde_json::Value::Null
+    );
+
+    let rerun = app.deploy(&[]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    assert_ne!(app.service_task_definitions().await, before);
 }

@@ -183,6 +183,92 @@ impl App {
         .await;
     }
 
+    /// What a run may change, read whole: berth's state objects (key and ETag), the app's
+    /// revisions (ACTIVE and INACTIVE), its services' revisions and deployments, its tasks and
+    /// its images in ECR. Two equal snapshots: nothing was written in between.
+    pub async fn snapshot(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        let s3 = self.s3().await;
+        let objects = s3
+            .list_objects_v2()
+            .bucket(STATE_BUCKET)
+            .prefix(format!("{}/", self.name))
+            .send()
+            .await
+            .unwrap();
+        for object in objects.contents() {
+            seen.push(format!(
+                "s3 {} {}",
+                object.key().unwrap_or_default(),
+                object.e_tag().unwrap_or_default()
+            ));
+        }
+        let ecs = self.ecs().await;
+        let families = self.envs.iter().flat_map(|env| {
+            ["web", "devops"].map(|service| format!("{}-{env}-{service}", self.name))
+        });
+        for family in families {
+            for status in [
+                aws_sdk_ecs::types::TaskDefinitionStatus::Active,
+                aws_sdk_ecs::types::TaskDefinitionStatus::Inactive,
+            ] {
+                let listed = ecs
+                    .list_task_definitions()
+                    .family_prefix(&family)
+                    .status(status.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                for arn in listed.task_definition_arns() {
+                    seen.push(format!("revision {arn} {status}"));
+                }
+            }
+        }
+        for service in self.services().await {
+            seen.push(format!(
+                "service {} on {}",
+                service.service_name().unwrap_or_default(),
+                service.task_definition().unwrap_or_default()
+            ));
+            // The primary one: ECS drops the ones it drained on its own time.
+            for deployment in service
+                .deployments()
+                .iter()
+                .filter(|d| d.status() == Some("PRIMARY"))
+            {
+                seen.push(format!(
+                    "deployment {} of {}",
+                    deployment.id().unwrap_or_default(),
+                    deployment.task_definition().unwrap_or_default()
+                ));
+            }
+        }
+        // The services' own tasks come and go with ECS; a run's own (the migration) are kept.
+        for task in self.tasks().await.iter().filter(|task| {
+            !task
+                .group()
+                .is_some_and(|group| group.starts_with("service:"))
+        }) {
+            seen.push(format!(
+                "task {} desired {}",
+                task.task_arn().unwrap_or_default(),
+                task.desired_status().unwrap_or_default()
+            ));
+        }
+        let ecr = aws_sdk_ecr::Client::new(&self.sdk_config().await);
+        if let Ok(images) = ecr.list_images().repository_name(&self.name).send().await {
+            for image in images.image_ids() {
+                seen.push(format!(
+                    "image {} {}",
+                    image.image_tag().unwrap_or_default(),
+                    image.image_digest().unwrap_or_default()
+                ));
+            }
+        }
+        seen.sort();
+        seen
+    }
+
     pub async fn service_task_definitions(&self) -> Vec<String> {
         self.services()
             .await

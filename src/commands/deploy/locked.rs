@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use super::{Context, Report};
 use crate::aws::arn;
 use crate::aws::ecr::{self, Image};
+use crate::current::Current;
 use crate::error::Error;
 use crate::settings::{MigrateOrder, OnFailure};
 use crate::state::Record;
 use crate::state::record::RecordedImage;
 use crate::steps::image;
-use crate::steps::migrate;
-use crate::steps::prepare;
-use crate::steps::register::{self, FamilyPlan, Registered};
+use crate::steps::migrate::{self, Migrated};
+use crate::steps::prepare::Prepared;
+use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout::{Cluster, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, cleanup};
@@ -25,11 +26,12 @@ use crate::text::{code_list, with_causes};
 /// and the migration, then what follows a landed deploy.
 pub(super) async fn locked(
     cx: &Context<'_>,
+    prepared: Prepared,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
     record: &mut Record,
 ) -> Result<(), Error> {
-    let revisions = image_and_revisions(cx, report, ledger, record).await?;
+    let revisions = image_and_revisions(cx, prepared, report, ledger, record).await?;
     roll_out_and_migrate(cx, &revisions, report, ledger, record).await?;
     after_landing(cx, report, ledger, record).await?;
     let image = report.image.as_ref().map_or("", |image| image.uri.as_str());
@@ -41,10 +43,11 @@ pub(super) async fn locked(
     Ok(())
 }
 
-/// Every family's revision found or planned (and checked before anything changes), the image
-/// built and pushed unless ECR has it, and the revisions registered and recorded.
+/// The image built and pushed unless ECR has it, and the revisions (found or planned, and
+/// checked, before the lock) registered and recorded.
 async fn image_and_revisions(
     cx: &Context<'_>,
+    prepared: Prepared,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
     record: &mut Record,
@@ -57,21 +60,6 @@ async fn image_and_revisions(
         current,
         ..
     } = *cx;
-    // Only a rerun can find revisions an earlier run registered.
-    let registered = if record.value.runs > 1 {
-        Registered::Recorded(&record.value.revisions)
-    } else {
-        Registered::Nothing
-    };
-    let prepared = prepare::families(
-        &clients.ecs,
-        &clients.tagging,
-        settings,
-        local,
-        current,
-        registered,
-    )
-    .await?;
     let build = image::Build {
         release: &local.release,
         tag: &prepared.tag,
@@ -195,29 +183,148 @@ async fn roll_out_and_migrate(
             retry: options.retry_migration,
             lock,
         });
-    let (ecs, logs) = (&clients.ecs, &clients.logs);
-    let setup = migrate::Setup::of(settings);
     if let (MigrateOrder::Before, Some(plan)) = (settings.migrate, &plan) {
-        let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await?;
-        report.migration = Some(migrated);
+        migrate(cx, plan, report, ledger, record)
+            .await
+            .map_err(|error| before_rollout(error, current))?;
     }
     let services = &mut report.services;
     let cluster = Cluster::of(settings);
     let rolled = rollout::run(
-        ecs, cluster, current, &targets, lock, record, ledger, services,
+        &clients.ecs,
+        cluster,
+        current,
+        &targets,
+        lock,
+        record,
+        ledger,
+        services,
     );
     if let Err(error) = rolled.await {
         return Err(after_failed_rollout(cx, error, report, ledger, record).await);
     }
-    if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan) {
-        let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await?;
-        report.migration = Some(migrated);
+    if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan)
+        && let Err(error) = migrate(cx, plan, report, ledger, record).await
+    {
+        return Err(after_failed_migration(cx, error, report, ledger, record).await);
     }
     Ok(())
 }
 
-/// `on_failure = "rollback"`: after a failed rollout (not any other error), every service this
-/// deploy moved goes back; the error says when that failed too.
+/// The migration; the report gets its task and exit codes also when it failed.
+async fn migrate(
+    cx: &Context<'_>,
+    plan: &migrate::Plan<'_>,
+    report: &mut Report,
+    ledger: &mut Ledger<'_>,
+    record: &mut Record,
+) -> Result<(), Error> {
+    let (ecs, logs) = (&cx.clients.ecs, &cx.clients.logs);
+    let setup = migrate::Setup::of(cx.settings);
+    let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await;
+    report.migration = match &migrated {
+        Ok(migrated) => Some(migrated.clone()),
+        Err(_) => Migrated::latest(&record.value),
+    };
+    migrated.map(|_| ())
+}
+
+/// A migration that failed before the rollout: the error says that the services did not move.
+fn before_rollout(error: Error, current: &Current) -> Error {
+    match error {
+        Error::MigrationFailed { summary, hint } => Error::MigrationFailed {
+            summary: format!(
+                "{summary}; the services were not moved (they run {}); the schema is as the migration left it",
+                running(current)
+            ),
+            hint,
+        },
+        other => other,
+    }
+}
+
+/// A migration that failed after the rollout: the new code runs on the schema the migration left.
+/// `on_failure = "rollback"` moves the services back to the code from before; the error says
+/// where the code is either way.
+async fn after_failed_migration(
+    cx: &Context<'_>,
+    error: Error,
+    report: &mut Report,
+    ledger: &mut Ledger<'_>,
+    record: &mut Record,
+) -> Error {
+    let Error::MigrationFailed { summary, hint } = error else {
+        return error;
+    };
+    let ours = report
+        .services
+        .iter()
+        .map(|r| format!("`{}` on `{}`", r.service, arn::short(&r.task_definition)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let code = match cx.settings.on_failure {
+        OnFailure::Leave => format!(
+            "this deploy's code runs ({ours}), the scheduled tasks run the revisions from before (`on_failure = \"leave\"`)"
+        ),
+        OnFailure::Rollback => {
+            let back = &mut report.rolled_back;
+            let (ecs, settings, lock) = (&cx.clients.ecs, cx.settings, cx.lock);
+            match rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await {
+                Ok(()) if !report.rolled_back.is_empty() => {
+                    format!("rolled back: {}", went_back(report))
+                }
+                Ok(()) => format!("this deploy's code runs ({ours})"),
+                Err(rollback) => format!(
+                    "this deploy's code runs ({ours}): rolling the services back failed: {}",
+                    with_causes(&rollback)
+                ),
+            }
+        }
+    };
+    Error::MigrationFailed {
+        summary: format!("{summary}; {code}; the schema is as the migration left it"),
+        hint,
+    }
+}
+
+/// Each service's revision now, as the deploy found it.
+fn running(current: &Current) -> String {
+    current
+        .services
+        .iter()
+        .map(|(name, service)| {
+            format!(
+                "`{name}` on `{}`",
+                arn::short(service.task_definition().unwrap_or("?"))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// After a rollback: each service ends on the revision it went back to. Says which, as
+/// "`web` on `web:3`, `devops` on `devops:3`".
+fn went_back(report: &mut Report) -> String {
+    for gone_back in &report.rolled_back {
+        if let Some(rolled) = report
+            .services
+            .iter_mut()
+            .find(|r| r.service == gone_back.service)
+        {
+            rolled.ends_on = Some(gone_back.task_definition.clone());
+        }
+    }
+    report
+        .rolled_back
+        .iter()
+        .map(|r| format!("`{}` on `{}`", r.service, arn::short(&r.task_definition)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `on_failure = "rollback"`: after a failed rollout (a service's update, a deployment or a
+/// timeout; not any other error), every service this deploy moved goes back, and the error says
+/// where each is; it says when the rollback failed too.
 async fn after_failed_rollout(
     cx: &Context<'_>,
     error: Error,
@@ -227,23 +334,37 @@ async fn after_failed_rollout(
 ) -> Error {
     let rollout_failed = matches!(
         error,
-        Error::RolloutFailed { .. } | Error::RolloutTimeout { .. }
+        Error::RolloutFailed { .. } | Error::RolloutTimeout { .. } | Error::UpdateFailed { .. }
     );
     if !rollout_failed || cx.settings.on_failure != OnFailure::Rollback {
         return error;
     }
     let back = &mut report.rolled_back;
     let (ecs, settings, lock) = (&cx.clients.ecs, cx.settings, cx.lock);
-    match rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await {
-        Ok(()) => error,
-        Err(rollback) => Error::RolloutFailed {
+    if let Err(rollback) =
+        rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await
+    {
+        return Error::RolloutFailed {
             service: "the environment".to_owned(),
             reason: format!(
                 "{}; rolling the services back failed too: {}",
                 with_causes(&error),
                 with_causes(&rollback)
             ),
-        },
+        };
+    }
+    if report.rolled_back.is_empty() {
+        return error;
+    }
+    let back = went_back(report);
+    let hint = match &error {
+        Error::RolloutTimeout { .. } => "the cause is the newest failing task's (above); if the services only need longer to become healthy, raise `timeouts.rollout`".to_owned(),
+        other => other.hint(),
+    };
+    Error::RolledBack {
+        failure: with_causes(&error),
+        back,
+        hint,
     }
 }
 

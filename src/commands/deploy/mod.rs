@@ -21,11 +21,12 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
 use crate::settings::Settings;
-use crate::state::record::{DeployRecord, MovedTarget};
+use crate::state::record::{self, DeployRecord, MovedTarget};
 use crate::state::{self, Held, Lock, Record, lock};
 use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
-use crate::steps::prepare::{self, Local};
+use crate::steps::prepare::{self, Local, Prepared};
+use crate::steps::register::Registered;
 use crate::steps::rollout::Rolled;
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
@@ -85,7 +86,8 @@ pub async fn deploy(
     (report, result)
 }
 
-/// The preparation, then the lock, then the deploy proper under it.
+/// The preparation, then the lock, then the deploy proper under it. Everything a deploy checks
+/// runs before the lock: a refusal writes nothing, S3 included.
 async fn run(
     settings: &Settings,
     options: DeployOptions,
@@ -107,11 +109,18 @@ async fn run(
     report.deploy_id = release.deploy_id.clone();
     report.commit = release.commit.clone();
     let config = aws::sdk_config(settings).await?;
-
-    // One deploy per environment: everything below runs under the lock.
     let store = state::Store::open(&config, state::Place::of(settings), reporter)
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let clients = Clients::new(&config);
+    let (seen, prepared) = tokio::join!(
+        lock::read(&store),
+        prepare_in_aws(&store, &clients, settings, &local)
+    );
+    let seen = seen?.serial;
+    let (mut current, mut prepared) = prepared?;
+
+    // One deploy per environment: everything below runs under the lock.
     let want = lock::Want {
         who: lock::who(),
         run: lock::run_id(),
@@ -119,35 +128,19 @@ async fn run(
         deploy_id: release.deploy_id.clone(),
         commit: release.commit.clone(),
         check_stale: true,
-        journal: true,
+        // Journaled once the deploy is sure to go on.
+        journal: false,
         force: options.force,
     };
     let lock: &Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    let fresh = DeployRecord {
-        deploy_id: release.deploy_id.clone(),
-        env: settings.env.clone(),
-        commit: release.commit.clone(),
-        ..DeployRecord::default()
-    };
-    let clients = Clients::new(&config);
-    // The record and the first look at the services do not wait on each other. Both run to
-    // their end: a record opened is held (and gets how the run ended) even when the look at the
-    // services failed.
-    let (opened, current) = tokio::join!(
-        Record::open(&store, fresh, &want.run),
-        prepare::current(&clients.ecs, &clients.ecr, settings, &local)
-    );
-    let (record, existed) = opened?;
-    if existed {
-        reporter.info(&format!(
-            "resuming deploy `{}` (run {}): its record says what is done",
-            release.deploy_id, record.value.runs
-        ));
+    // The lock taken straight over the file read before the preparation: no other run held it
+    // in between, so what was read is what there is. Otherwise it is read again.
+    if lock.file().await.serial != seen + 1 {
+        (current, prepared) = prepare_in_aws(&store, &clients, settings, &local).await?;
     }
-    let record = held.record.insert(record);
-    let current = current?;
+    let record = started(lock, &want, settings, &mut held.record, reporter).await?;
     let cx = Context {
         settings,
         options,
@@ -158,9 +151,69 @@ async fn run(
         current: &current,
     };
     tokio::select! {
-        result = locked::locked(&cx, report, ledger, record) => result,
+        result = locked::locked(&cx, prepared, report, ledger, record) => result,
         why = lock.lost() => Err(Error::LockLost { why }),
     }
+}
+
+/// The deploy goes on: journaled as the newest on the environment, and its record opened (or
+/// resumed), `held` so that how the run ends is written to it.
+async fn started<'a>(
+    lock: &Lock,
+    want: &lock::Want,
+    settings: &Settings,
+    held: &'a mut Option<Record>,
+    reporter: &dyn Reporter,
+) -> Result<&'a mut Record, Error> {
+    let fresh = DeployRecord {
+        deploy_id: want.deploy_id.clone(),
+        env: settings.env.clone(),
+        commit: want.commit.clone(),
+        ..DeployRecord::default()
+    };
+    let (journaled, opened) = tokio::join!(
+        lock.journal(want),
+        Record::open(lock.store(), fresh, &want.run)
+    );
+    let opened = opened.map(|(record, existed)| (held.insert(record), existed));
+    journaled?;
+    let (record, existed) = opened?;
+    if existed {
+        reporter.info(&format!(
+            "resuming deploy `{}` (run {}): its record says what is done",
+            want.deploy_id, record.value.runs
+        ));
+    }
+    Ok(record)
+}
+
+/// What a deploy reads of AWS before its first write: the services, the repository and the
+/// families, then each family's revision (on a rerun, the ones its record names).
+async fn prepare_in_aws(
+    store: &state::Store,
+    clients: &Clients,
+    settings: &Settings,
+    local: &Local,
+) -> Result<(Current, Prepared), Error> {
+    let (earlier, current) = tokio::join!(
+        record::read(store, &local.release.deploy_id),
+        prepare::current(&clients.ecs, &clients.ecr, settings, local)
+    );
+    let (earlier, current) = (earlier?, current?);
+    let registered = match &earlier {
+        Some(record) => Registered::Recorded(&record.revisions),
+        None => Registered::Nothing,
+    };
+    let prepared = prepare::families(
+        &clients.ecs,
+        &clients.tagging,
+        settings,
+        local,
+        &current,
+        registered,
+    )
+    .await?;
+    Ok((current, prepared))
 }
 
 /// The AWS clients a deploy uses.

@@ -321,16 +321,16 @@ async fn roll_back(
     report: &mut Report,
 ) -> Result<(), Error> {
     lock.check()?;
-    let (started, history) = rollout::start(ecs, Cluster::of(settings), targets, reporter).await?;
-    report.services = started;
-    let waited = rollout::wait(
-        ecs,
-        Cluster::of(settings),
-        &mut report.services,
-        history,
-        reporter,
-    )
-    .await;
+    let started = rollout::start(ecs, Cluster::of(settings), targets, reporter).await?;
+    report.services = started.rolled;
+    let waited = match started.refused {
+        Some(refused) => Err(refused),
+        None => {
+            let cluster = Cluster::of(settings);
+            let history = started.history;
+            rollout::wait(ecs, cluster, &mut report.services, history, reporter).await
+        }
+    };
     record
         .update(|r| note_rollouts(r, &report.services))
         .await?;

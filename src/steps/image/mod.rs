@@ -311,17 +311,26 @@ impl Reporter for Quiet<'_> {
     }
 }
 
+/// The secret build args, read from berth's environment: each must be set. A deploy checks this
+/// before its first AWS call.
+pub fn secret_args(build: &BuildSettings) -> Result<BTreeMap<String, String>, Error> {
+    build
+        .secret_args
+        .iter()
+        .map(|name| {
+            let value = std::env::var(name).map_err(|_| Error::Mismatch {
+                problem: format!("secret build arg `{name}` is not set in berth's environment"),
+                hint: format!("export `{name}` (in CircleCI: a project or context variable)"),
+            })?;
+            Ok((name.clone(), value))
+        })
+        .collect()
+}
+
 /// The build as the Docker side needs it; secret build args are read from berth's environment.
 fn build_request(setup: Setup<'_>, build: &Build<'_>, local: &str) -> Result<BuildRequest, Error> {
     let release = build.release;
-    let mut secret_args = BTreeMap::new();
-    for name in &setup.build.secret_args {
-        let value = std::env::var(name).map_err(|_| Error::Mismatch {
-            problem: format!("secret build arg `{name}` is not set in berth's environment"),
-            hint: format!("export `{name}` (in CircleCI: a project or context variable)"),
-        })?;
-        secret_args.insert(name.clone(), value);
-    }
+    let secret_args = secret_args(setup.build)?;
     let dockerfile = setup
         .build
         .dockerfile_in_context()

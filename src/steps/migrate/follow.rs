@@ -11,6 +11,7 @@ use crate::aws::arn;
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
 use crate::state::Record;
+use crate::state::record::AttemptOutcome;
 use crate::text::short_duration;
 
 /// Streams the task's log lines until it stops, then judges it.
@@ -36,6 +37,7 @@ pub(super) async fn follow(
                 task_arn: task_arn.to_owned(),
                 exit_codes,
                 already: false,
+                outcome: AttemptOutcome::Succeeded,
             })
         }
         Err(summary) => Err(migration_failed(task_arn, &task, &tail, &summary, reporter)),
@@ -132,15 +134,30 @@ fn migration_failed(
             reporter.output("migrate", line);
         }
     }
-    let why = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
-        "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)"
-    } else if tail.is_empty() {
-        "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
+    let not_run = task
+        .containers()
+        .iter()
+        .find(|c| matches!(c.exit_code(), Some(126 | 127)));
+    let hint = if let Some(container) = not_run {
+        format!(
+            "the command could not be run in container `{}` (exit {}: not found or not executable): fix `migration.command` in berth.toml and deploy again; `--retry-migration` would run the same command",
+            container.name().unwrap_or("?"),
+            container.exit_code().unwrap_or_default()
+        )
+    } else if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
+        "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity); fix that and rerun with `--retry-migration`".to_owned()
     } else {
-        "the log lines above say why"
+        let why = if tail.is_empty() {
+            "the task wrote no log lines to CloudWatch; the exit codes above say how it ended"
+        } else {
+            "the log lines above say why"
+        };
+        format!(
+            "{why}; a failing migration needs a fix in a new commit, deployed; `--retry-migration` runs this deploy's migration again, for a failure that passes (a database that was unreachable)"
+        )
     };
     Error::MigrationFailed {
         summary: format!("migration task `{}` {summary}", arn::short(task_arn)),
-        hint: format!("{why}; fix it and rerun with `--retry-migration`"),
+        hint,
     }
 }

@@ -39,6 +39,25 @@ pub struct Migrated {
     pub exit_codes: ExitCodes,
     /// Done by an earlier run of this deploy.
     pub already: bool,
+    pub outcome: AttemptOutcome,
+}
+
+impl Migrated {
+    /// The latest attempt that has a task, as the record holds it: what a migration that did not
+    /// succeed reports.
+    pub fn latest(record: &crate::state::record::DeployRecord) -> Option<Self> {
+        let attempt = record
+            .migration
+            .iter()
+            .rev()
+            .find(|a| a.task_arn.is_some())?;
+        Some(Self {
+            task_arn: attempt.task_arn.clone()?,
+            exit_codes: attempt.exit_codes.clone().unwrap_or_default(),
+            already: false,
+            outcome: attempt.outcome,
+        })
+    }
 }
 
 /// What the migration needs of the settings: the cluster, the migration's container, command
@@ -97,6 +116,7 @@ pub async fn run(
                 task_arn,
                 exit_codes,
                 already: true,
+                outcome: AttemptOutcome::Succeeded,
             });
         }
         Decision::Attach { task_arn, status } => {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service, Task};
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::aws::arn;
@@ -79,13 +79,14 @@ impl Rolled {
 pub type History = HashSet<String>;
 
 /// Points each service at its revision (concurrently), unless it already runs it; returns the
-/// deployment to wait on for each, and the services' events from before.
+/// deployment to wait on for each, and the services' events from before. Every update is sent
+/// and answered before this returns, also when one fails: nothing is left in flight.
 pub async fn start(
     ecs: &Client,
     cluster: Cluster<'_>,
     targets: &[Target],
     reporter: &dyn Reporter,
-) -> Result<(Vec<Rolled>, History), Error> {
+) -> Result<Started, Error> {
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
     let current = services::describe(ecs, cluster.name, &names).await?;
     let history: History = current
@@ -93,65 +94,134 @@ pub async fn start(
         .flat_map(|service| service.events())
         .filter_map(|event| event.id().map(str::to_owned))
         .collect();
-    let starts = targets.iter().map(|target| {
-        let service = &current[&target.service];
-        async move {
-            let force = match how_to_start(service, target) {
-                Start::Wait(deployment) => {
-                    reporter.info(&format!(
-                        "`{}` already runs `{}`: waiting on deployment `{}`",
-                        target.service,
-                        arn::short(&target.task_definition),
-                        deployment.id().unwrap_or_default()
-                    ));
-                    return Ok::<_, Error>(Rolled::new(target, deployment, true));
-                }
-                Start::Again(deployment) => {
-                    reporter.info(&format!(
-                        "`{}`'s deployment `{}` of `{}` FAILED and ECS did not roll it back (the circuit breaker's rollback is off): starting a new deployment of it",
-                        target.service,
-                        deployment.id().unwrap_or_default(),
-                        arn::short(&target.task_definition)
-                    ));
-                    true
-                }
-                Start::Update => false,
-            };
-            // The moment the deploy changes a service: benches/lookup_latency.sh times it.
-            tracing::info!(service = %target.service, "calling UpdateService");
-            let output = ecs
-                .update_service()
-                .cluster(cluster.name)
-                .service(&target.service)
-                .task_definition(&target.task_definition)
-                .force_new_deployment(force)
-                .send()
-                .await
-                .map_err(|e| failed(format!("updating service `{}`", target.service), e))?;
-            let deployment = output
-                .service()
-                .into_iter()
-                .flat_map(|s| s.deployments())
-                .find(|d| {
-                    d.status() == Some("PRIMARY")
-                        && d.task_definition() == Some(target.task_definition.as_str())
-                })
-                .ok_or_else(|| Error::RolloutFailed {
-                    service: format!("`{}`", target.service),
-                    reason: "ECS accepted the update but shows no deployment of our revision"
-                        .to_owned(),
-                })?;
+    let starts = targets
+        .iter()
+        .map(|target| start_one(ecs, cluster, &current[&target.service], target, reporter));
+    let outcomes = join_all(starts).await;
+    let mut started = Started {
+        rolled: Vec::new(),
+        history,
+        refused: None,
+    };
+    let mut refused = Vec::new();
+    for (target, outcome) in targets.iter().zip(outcomes) {
+        match outcome {
+            Ok(rolled) => started.rolled.push(rolled),
+            Err(error) => refused.push((target, error)),
+        }
+    }
+    if !refused.is_empty() {
+        settle_refused(ecs, cluster, refused, &mut started).await;
+        started
+            .rolled
+            .sort_by_key(|r| names.iter().position(|name| *name == r.service));
+    }
+    Ok(started)
+}
+
+/// Points one service at its revision, unless it runs it already: the deployment to wait on.
+async fn start_one(
+    ecs: &Client,
+    cluster: Cluster<'_>,
+    service: &Service,
+    target: &Target,
+    reporter: &dyn Reporter,
+) -> Result<Rolled, Error> {
+    let force = match how_to_start(service, target) {
+        Start::Wait(deployment) => {
             reporter.info(&format!(
-                "`{}` → `{}`: deployment `{}` started",
+                "`{}` already runs `{}`: waiting on deployment `{}`",
                 target.service,
                 arn::short(&target.task_definition),
                 deployment.id().unwrap_or_default()
             ));
-            Ok(Rolled::new(target, deployment, false))
+            return Ok(Rolled::new(target, deployment, true));
         }
-    });
-    let rolled = try_join_all(starts).await?;
-    Ok((rolled, history))
+        Start::Again(deployment) => {
+            reporter.info(&format!(
+                "`{}`'s deployment `{}` of `{}` FAILED and ECS did not roll it back (the circuit breaker's rollback is off): starting a new deployment of it",
+                target.service,
+                deployment.id().unwrap_or_default(),
+                arn::short(&target.task_definition)
+            ));
+            true
+        }
+        Start::Update => false,
+    };
+    // The moment the deploy changes a service: benches/lookup_latency.sh times it.
+    tracing::info!(service = %target.service, "calling UpdateService");
+    let output = ecs
+        .update_service()
+        .cluster(cluster.name)
+        .service(&target.service)
+        .task_definition(&target.task_definition)
+        .force_new_deployment(force)
+        .send()
+        .await
+        .map_err(|e| failed(format!("updating service `{}`", target.service), e))?;
+    let deployment = output
+        .service()
+        .into_iter()
+        .flat_map(|s| s.deployments())
+        .find(|d| {
+            d.status() == Some("PRIMARY")
+                && d.task_definition() == Some(target.task_definition.as_str())
+        })
+        .ok_or_else(|| Error::RolloutFailed {
+            service: format!("`{}`", target.service),
+            reason: "ECS accepted the update but shows no deployment of our revision".to_owned(),
+        })?;
+    reporter.info(&format!(
+        "`{}` → `{}`: deployment `{}` started",
+        target.service,
+        arn::short(&target.task_definition),
+        deployment.id().unwrap_or_default()
+    ));
+    Ok(Rolled::new(target, deployment, false))
+}
+
+/// How the services' updates went.
+pub struct Started {
+    /// Each service's rollout: also of a service whose update failed, to say where it is.
+    pub rolled: Vec<Rolled>,
+    /// The services' events from before.
+    pub history: History,
+    /// The first update that failed and left its service where it was.
+    pub refused: Option<Error>,
+}
+
+/// An update that failed may still have landed (its answer lost): each such service is looked at
+/// again. One on our revision moved; one that is not stays, its rollout failed.
+async fn settle_refused(
+    ecs: &Client,
+    cluster: Cluster<'_>,
+    refused: Vec<(&Target, Error)>,
+    started: &mut Started,
+) {
+    let names: Vec<String> = refused.iter().map(|(t, _)| t.service.clone()).collect();
+    // Best effort: without an answer, each is taken to be where it was.
+    let now = services::describe(ecs, cluster.name, &names)
+        .await
+        .unwrap_or_default();
+    for (target, error) in refused {
+        let service = now.get(&target.service);
+        if let Some(Start::Wait(deployment)) = service.map(|s| how_to_start(s, target)) {
+            started.rolled.push(Rolled::new(target, deployment, false));
+            continue;
+        }
+        started.rolled.push(Rolled {
+            service: target.service.clone(),
+            task_definition: target.task_definition.clone(),
+            deployment_id: String::new(),
+            rollout_state: RolloutState::Failed,
+            already: false,
+            ends_on: service.and_then(|s| s.task_definition().map(str::to_owned)),
+        });
+        started.refused.get_or_insert(Error::UpdateFailed {
+            service: format!("`{}`", target.service),
+            source: Box::new(error),
+        });
+    }
 }
 
 /// Waits until every deployment completed, one failed, or the timeout passed.
@@ -209,17 +279,19 @@ pub async fn wait(
             return Ok(());
         }
         if watch.elapsed() >= cluster.timeouts.rollout {
+            let mut seen_tasks = Vec::new();
             for rolled in rolled
                 .iter()
                 .filter(|r| r.rollout_state != RolloutState::Completed)
             {
-                show_tasks(ecs, cluster, rolled, DesiredStatus::Running, reporter).await;
+                for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+                    seen_tasks.extend(show_tasks(ecs, cluster, rolled, status, reporter).await);
+                }
             }
             return Err(Error::RolloutTimeout {
                 timeout: short_duration(cluster.timeouts.rollout),
-                state: format!(
-                    "{state}; the deployments go on in ECS, nothing was rolled back by berth"
-                ),
+                state,
+                cause: newest_failing(&seen_tasks),
             });
         }
         watch.beat(reporter, &state);
@@ -293,15 +365,32 @@ async fn explain(
     show_tasks(ecs, cluster, rolled, DesiredStatus::Stopped, reporter).await;
 }
 
-/// Up to five tasks of our revision, running or stopped, with their health and exit codes. Best
-/// effort: this only explains a failure that is already reported.
+/// Why a rollout that timed out did not finish: the newest stopped task of our revision, else a
+/// running one that is not healthy, as its task line.
+fn newest_failing(tasks: &[Task]) -> Option<String> {
+    let stopped = tasks
+        .iter()
+        .filter(|t| t.stopped_at().is_some())
+        .max_by_key(|t| t.stopped_at().map(|at| (at.secs(), at.subsec_nanos())));
+    let unhealthy = || {
+        tasks
+            .iter()
+            .find(|t| t.health_status().is_some_and(|h| h.as_str() == "UNHEALTHY"))
+    };
+    stopped
+        .or_else(unhealthy)
+        .map(|task| format!("newest failing {}", task_line(task).trim_start()))
+}
+
+/// Up to five tasks of our revision, running or stopped, with their health and exit codes: those
+/// shown. Best effort: this only explains a failure that is already reported.
 async fn show_tasks(
     ecs: &Client,
     cluster: Cluster<'_>,
     rolled: &Rolled,
     status: DesiredStatus,
     reporter: &dyn Reporter,
-) {
+) -> Vec<Task> {
     let Ok(listed) = ecs
         .list_tasks()
         .cluster(cluster.name)
@@ -310,10 +399,10 @@ async fn show_tasks(
         .send()
         .await
     else {
-        return;
+        return Vec::new();
     };
     if listed.task_arns().is_empty() {
-        return;
+        return Vec::new();
     }
     let Ok(described) = ecs
         .describe_tasks()
@@ -322,13 +411,14 @@ async fn show_tasks(
         .send()
         .await
     else {
-        return;
+        return Vec::new();
     };
-    let ours: Vec<_> = described
+    let ours: Vec<Task> = described
         .tasks()
         .iter()
         .filter(|t| t.task_definition_arn() == Some(rolled.task_definition.as_str()))
         .take(5)
+        .cloned()
         .collect();
     if !ours.is_empty() {
         reporter.info(&format!(
@@ -340,9 +430,10 @@ async fn show_tasks(
             arn::short(&rolled.task_definition)
         ));
     }
-    for task in ours {
+    for task in &ours {
         reporter.info(&task_line(task));
     }
+    ours
 }
 
 /// `task 0123abcd: UNHEALTHY, RUNNING; app exit 1` or, stopped,

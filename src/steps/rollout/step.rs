@@ -53,10 +53,13 @@ pub async fn run(
         })
         .await?;
     lock.check()?;
-    let (started, history) = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
-    *rolled = started;
+    let started = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
+    *rolled = started.rolled;
     record.update(|r| note_rollouts(r, rolled)).await?;
-    let waited = rollout::wait(ecs, cluster, rolled, history, ledger.reporter).await;
+    if let Some(refused) = started.refused {
+        return Err(refused);
+    }
+    let waited = rollout::wait(ecs, cluster, rolled, started.history, ledger.reporter).await;
     record.update(|r| note_rollouts(r, rolled)).await?;
     waited?;
     if rolled.iter().all(|r| r.already) {
@@ -85,7 +88,8 @@ pub fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
             rolled.service.clone(),
             ServiceRollout {
                 revision: rolled.task_definition.clone(),
-                deployment_id: Some(rolled.deployment_id.clone()),
+                // None: its update failed, and it did not move.
+                deployment_id: Some(rolled.deployment_id.clone()).filter(|id| !id.is_empty()),
                 outcome,
             },
         );
@@ -120,9 +124,19 @@ pub async fn roll_back(
         code_list(back.iter().map(|t| &t.service))
     ));
     lock.check()?;
-    let (started, history) = rollout::start(ecs, Cluster::of(settings), &back, reporter).await?;
-    *rolled_back = started;
-    rollout::wait(ecs, Cluster::of(settings), rolled_back, history, reporter).await?;
+    let started = rollout::start(ecs, Cluster::of(settings), &back, reporter).await?;
+    *rolled_back = started.rolled;
+    if let Some(refused) = started.refused {
+        return Err(refused);
+    }
+    rollout::wait(
+        ecs,
+        Cluster::of(settings),
+        rolled_back,
+        started.history,
+        reporter,
+    )
+    .await?;
     record
         .update(|r| {
             for target in &back {

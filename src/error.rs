@@ -7,7 +7,7 @@ use std::fmt;
 /// | code | meaning |
 /// |------|---------|
 /// | 0    | success |
-/// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out, or an AWS call was denied |
+/// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out, an AWS call was denied, or the run lost the lock |
 /// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
 /// | 3    | migration failed |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
@@ -251,7 +251,7 @@ impl Error {
             ),
             Self::StaleDeploy { .. } => "deploy the newer commit instead, or pass `--force` to roll this older deploy out over it".to_owned(),
             Self::WrongBranch { wanted, .. } => format!("deploy a commit of `{wanted}`, or pass `--any-branch` to deploy this one anyway (`branch` in berth.toml names the environment's branch)"),
-            Self::LockLost { .. } => "another deploy took the lock after this one's lease ran out (was the machine paused, or S3 unreachable?); rerun the same command: finished steps are skipped".to_owned(),
+            Self::LockLost { .. } => "this run stopped before its next change; if another deploy ran since (above), the environment runs that one and a rerun of this deploy is refused as stale (deploy a newer commit, or `--force`); otherwise rerun the same command: finished steps are skipped".to_owned(),
         }
     }
 }

@@ -407,6 +407,18 @@ async fn status_rollback_stale_reruns_and_unlock() {
     let status = app.run("status", &[], &[]).json();
     assert_eq!(status["deploys"][0]["kind"], "rollback");
     assert_eq!(status["deploys"][0]["state"], "succeeded");
+    // The rollback is the newest deploy: a rerun of the one it undid is stale, and the error
+    // names the commit the rollback went back to.
+    let undone = newer.deploy(&[]);
+    assert_eq!(undone.code, Some(2), "{}", undone.stderr);
+    let first_commit = first.json()["commit"].as_str().unwrap()[..7].to_owned();
+    assert!(
+        undone
+            .stderr
+            .contains(&format!("of commit {first_commit} by")),
+        "{}",
+        undone.stderr
+    );
 
     // A second rollback goes further back, never forward to the deploy the first one undid:
     // with nothing older than the first deploy it is refused (exit 2), and nothing moves.

@@ -43,6 +43,8 @@ pub struct ServiceStatus {
     pub commit: Option<String>,
     /// The images of the revision's containers, by container.
     pub images: BTreeMap<String, String>,
+    /// Tasks of `revision` running and pending (its primary deployment's counts; during a
+    /// rollout the old revision's tasks are under `deployments`), and the service's desired count.
     pub running: i32,
     pub desired: i32,
     pub pending: i32,
@@ -124,15 +126,20 @@ fn service_status(
 ) -> ServiceStatus {
     let revision = service.task_definition().unwrap_or_default();
     let described = revisions.get(revision);
+    // During a rollout the old deployment's tasks run too: the counts are the revision's own.
+    let primary = service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY") && d.task_definition() == Some(revision));
     ServiceStatus {
         service: name.to_owned(),
         revision: revision.to_owned(),
         deploy_id: described.and_then(|d| d.tags.get(DEPLOY_ID_TAG).cloned()),
         commit: described.and_then(|d| d.tags.get(GIT_SHA_TAG).cloned()),
         images: described.map(images).unwrap_or_default(),
-        running: service.running_count(),
+        running: primary.map_or(service.running_count(), |d| d.running_count()),
         desired: service.desired_count(),
-        pending: service.pending_count(),
+        pending: primary.map_or(service.pending_count(), |d| d.pending_count()),
         deployments: service
             .deployments()
             .iter()
@@ -199,4 +206,41 @@ pub async fn recent(
         .collect();
     let records = try_join_all(ids.iter().map(|id| record::read(store, id))).await?;
     Ok(records.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{Deployment, Service};
+
+    use super::service_status;
+
+    /// Mid-rollout: the old deployment still runs 2 tasks, the new revision 1 of 2. The service's
+    /// own `runningCount` (3) counts both; the status counts the new revision's alone.
+    #[test]
+    fn a_revision_in_rollout_shows_its_own_running_tasks() {
+        let deployment = |id: &str, status: &str, revision: &str, running: i32| {
+            Deployment::builder()
+                .id(id)
+                .status(status)
+                .task_definition(revision)
+                .running_count(running)
+                .desired_count(2)
+                .pending_count(1)
+                .build()
+        };
+        let service = Service::builder()
+            .task_definition("arn:web:5")
+            .running_count(3)
+            .desired_count(2)
+            .pending_count(1)
+            .deployments(deployment("new", "PRIMARY", "arn:web:5", 1))
+            .deployments(deployment("old", "ACTIVE", "arn:web:4", 2))
+            .build();
+        let status = service_status("web", &service, &Default::default());
+        assert_eq!((status.running, status.desired), (1, 2));
+        assert_eq!(
+            status.deployments[1].running, 2,
+            "the old one, under deployments"
+        );
+    }
 }

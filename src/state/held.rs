@@ -33,19 +33,22 @@ impl Held {
                 Err(_) if record.value.state == RunState::RolledBack => RunState::RolledBack,
                 Err(_) => RunState::Failed,
             };
-            // A run that lost the lock leaves the record to the run that holds it.
-            if !lost
-                && let Err(error) = record
-                    .update(|r| {
-                        r.state = state;
-                        r.error = result.as_ref().err().map(|e| with_causes(e));
-                    })
-                    .await
-            {
-                warn(format!(
+            let state = if lost { RunState::Lost } else { state };
+            // The write is conditional: a run that lost the lock says so in its record unless
+            // another run of the deploy wrote the record since, which then is that run's.
+            let written = record
+                .update(|r| {
+                    r.state = state;
+                    r.error = result.as_ref().err().map(|e| with_causes(e));
+                })
+                .await;
+            match written {
+                Err(Error::LockLost { .. }) if lost => {}
+                Err(error) => warn(format!(
                     "the deploy record was not updated: {}",
                     with_causes(&error)
-                ));
+                )),
+                Ok(()) => {}
             }
         }
         if let Some(lock) = self.lock {

@@ -95,6 +95,9 @@ pub enum RunState {
     /// Failed, and the services that had moved went back (`on_failure = "rollback"`).
     RolledBack,
     Interrupted,
+    /// This run lost the environment's lock (its lease ran out) and stopped; another run may
+    /// have gone on since.
+    Lost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -178,7 +178,15 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
             .unwrap();
     }
     let counted = app.counters();
-    let late = app.deploy(&[]);
+    // A secret build arg is checked before anything, also when ECR has the image already.
+    let unset = app.deploy(&[]);
+    assert_eq!(unset.code, Some(2), "{}", unset.stderr);
+    assert!(
+        unset
+            .stderr
+            .contains("secret build arg `BUNDLE_TOKEN` is not set")
+    );
+    let late = app.deploy_with(&[], &[("BUNDLE_TOKEN", SECRET)]);
     assert_eq!(late.code, Some(0));
     let again = app.counters();
     again.assert_none_since(&counted, CHANGES);

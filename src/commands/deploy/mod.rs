@@ -128,8 +128,6 @@ async fn run(
         deploy_id: release.deploy_id.clone(),
         commit: release.commit.clone(),
         check_stale: true,
-        // Journaled once the deploy is sure to go on.
-        journal: false,
         force: options.force,
     };
     let lock: &Lock = held

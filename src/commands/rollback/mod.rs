@@ -89,7 +89,8 @@ async fn run(
     let mut choice = choose(&ecs, &store, &seen, settings, to).await?;
     let deploy_id = rollback_id(&settings.env, state::now());
     report.deploy_id.clone_from(&deploy_id);
-    let want = want(deploy_id.clone());
+    // The commit gone back to: the lock's holder and the journal name it.
+    let mut want = want(deploy_id.clone(), &choice.records[choice.target].commit);
     let lock: &lock::Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
@@ -109,10 +110,9 @@ async fn run(
     report.commit = Some(target.commit.clone());
     left_as_they_are(settings, target, reporter);
 
-    lock.journal(&want).await?;
+    want.commit.clone_from(&target.commit);
     let fresh = fresh_record(&deploy_id, settings, target, &running, &targets);
-    let (record, _) = Record::open(&store, fresh, &want.run).await?;
-    let record = held.record.insert(record);
+    let record = begin(lock, &want, fresh, &mut held.record).await?;
     reporter.info(&format!(
         "rollback `{deploy_id}`: {} back to deploy `{}` (commit {}); the database is not touched",
         code_list(targets.iter().map(|t| &t.service)),
@@ -146,17 +146,29 @@ async fn run(
     Ok(())
 }
 
+/// The rollback goes on: journaled as the newest on the environment, and its record written,
+/// `held` so that how the run ends is written to it.
+async fn begin<'a>(
+    lock: &lock::Lock,
+    want: &lock::Want,
+    fresh: DeployRecord,
+    held: &'a mut Option<Record>,
+) -> Result<&'a mut Record, Error> {
+    lock.journal(want).await?;
+    let (record, _) = Record::open(lock.store(), fresh, &want.run).await?;
+    Ok(held.insert(record))
+}
+
 /// The lock a rollback asks for. A rollback is new, so never stale; it is journaled once it is
 /// sure to change something, so a refused rollback leaves no trace.
-fn want(deploy_id: String) -> lock::Want {
+fn want(deploy_id: String, commit: &str) -> lock::Want {
     lock::Want {
         who: lock::who(),
         run: lock::run_id(),
         command: "rollback",
         deploy_id,
-        commit: String::new(),
+        commit: commit.to_owned(),
         check_stale: false,
-        journal: false,
         force: false,
     }
 }

@@ -70,9 +70,6 @@ pub struct Want {
     pub commit: String,
     /// Refuse when a newer deploy started since this one (not for rollbacks, which are new).
     pub check_stale: bool,
-    /// Journal the deploy as started when the lock is taken; otherwise [`super::Lock::journal`] does,
-    /// once the run knows it will change something.
-    pub journal: bool,
     /// `--force`: take a stale deploy on anyway.
     pub force: bool,
 }
@@ -102,7 +99,8 @@ pub fn judge(file: &LockFile, want: &Want, now: u64) -> Verdict {
 }
 
 impl LockFile {
-    /// This file with `want` holding it until `now + lease`, the deploy in the journal.
+    /// This file with `want` holding it until `now + lease`. The journal is untouched: the holder
+    /// journals its deploy once its checks passed ([`super::Lock::journal`]).
     pub(super) fn taken(&self, want: &Want, now: u64, lease: Duration) -> Self {
         let mut next = self.clone();
         next.serial += 1;
@@ -119,15 +117,14 @@ impl LockFile {
             since,
             expires: now + lease.as_secs().max(1),
         });
-        if want.journal {
-            next.journal(want, now);
-        }
         next
     }
 
-    /// Adds the deploy to the journal unless it is the newest entry already.
+    /// Adds the deploy to the journal unless it is the newest entry already. A deploy journaled
+    /// before (one forced on with `--force`) moves to the newest: it is listed once.
     pub(super) fn journal(&mut self, want: &Want, now: u64) {
         if self.deploys.last().map(|d| d.deploy_id.as_str()) != Some(want.deploy_id.as_str()) {
+            self.deploys.retain(|d| d.deploy_id != want.deploy_id);
             self.deploys.push(Started {
                 deploy_id: want.deploy_id.clone(),
                 commit: want.commit.clone(),
@@ -198,7 +195,6 @@ mod tests {
             deploy_id: deploy_id.to_owned(),
             commit: "abc1234def".to_owned(),
             check_stale: true,
-            journal: true,
             force: false,
         }
     }
@@ -322,26 +318,37 @@ mod tests {
     }
 
     #[test]
-    fn taking_journals_a_new_deploy_once_and_keeps_the_newest() {
+    fn the_journal_takes_a_new_deploy_once_and_keeps_the_newest() {
         let mut file = LockFile::default();
         for i in 0..(JOURNAL + 5) {
-            file = file.taken(&want("r", &format!("d{i}")), 1000, Duration::from_secs(60));
+            let want = want("r", &format!("d{i}"));
+            file = file.taken(&want, 1000, Duration::from_secs(60));
+            assert!(file.deploys.iter().all(|d| d.deploy_id != want.deploy_id));
+            file.journal(&want, 1000);
         }
         assert_eq!(file.deploys.len(), JOURNAL);
         assert_eq!(
             file.deploys[JOURNAL - 1].deploy_id,
             format!("d{}", JOURNAL + 4)
         );
-        let again = file.taken(
-            &want("r", &format!("d{}", JOURNAL + 4)),
-            1001,
-            Duration::from_secs(60),
-        );
+        let rerun = want("r", &format!("d{}", JOURNAL + 4));
+        let mut again = file.taken(&rerun, 1001, Duration::from_secs(60));
+        again.journal(&rerun, 1001);
         assert_eq!(again.deploys, file.deploys, "a rerun is not a new entry");
         assert_eq!(again.serial, file.serial + 1);
         assert_eq!(again.holder.map(|h| h.expires), Some(1061));
         let released = file.released();
         assert!(released.holder.is_none());
         assert_eq!(released.deploys, file.deploys);
+    }
+
+    #[test]
+    fn a_forced_deploy_is_journaled_once_as_the_newest() {
+        let mut file = LockFile::default();
+        for id in ["d1", "d2", "d1"] {
+            file.journal(&want("r", id), 1000);
+        }
+        let ids: Vec<&str> = file.deploys.iter().map(|d| d.deploy_id.as_str()).collect();
+        assert_eq!(ids, ["d2", "d1"]);
     }
 }

@@ -4,8 +4,9 @@
 //! `lock.json`, with the time its lease runs out. The holder renews the lease a third of the way
 //! through; a holder killed outright loses the lock when its lease runs out, and the next deploy
 //! takes it over. Releasing clears the holder. The same object keeps the journal of deploys
-//! started on the environment, written in the same conditional write that takes the lock, so
-//! "which deploy is the newest" never disagrees with who held the lock.
+//! started on the environment, written by the holder with a conditional write once its checks
+//! passed, so "which deploy is the newest" never disagrees with who held the lock, and a refused
+//! run is never in it.
 
 mod decide;
 
@@ -76,8 +77,21 @@ pub async fn acquire(
     wait: Duration,
     reporter: &dyn Reporter,
 ) -> Result<Lock, Error> {
-    let lease = settings.state.lease;
     let watch = Watch::new(settings.timeouts.heartbeat);
+    let taking = take(store, settings, want, wait, reporter, &watch);
+    watch.around(reporter, "waiting for the lock", taking).await
+}
+
+/// [`acquire`]'s tries, one per poll while the lock is held.
+async fn take(
+    store: &Store,
+    settings: &Settings,
+    want: &Want,
+    wait: Duration,
+    reporter: &dyn Reporter,
+    watch: &Watch,
+) -> Result<Lock, Error> {
+    let lease = settings.state.lease;
     let mut said_waiting = false;
     loop {
         let found = store.read::<LockFile>(KEY).await?;
@@ -200,7 +214,8 @@ impl Lock {
         self.held.lock().await.file.clone()
     }
 
-    /// Journals `want`'s deploy as the newest started on the environment (see [`Want::journal`]).
+    /// Journals `want`'s deploy as the newest started on the environment: once its checks passed,
+    /// so that a refused run is never the newest.
     pub async fn journal(&self, want: &Want) -> Result<(), Error> {
         let mut held = self.held.lock().await;
         loop {
@@ -229,9 +244,12 @@ impl Lock {
                         return Ok(());
                     }
                 }
-                Replaced::Theirs(_) => {
+                Replaced::Theirs(found) => {
                     return Err(Error::LockLost {
-                        why: "the lock changed hands while this run held it".to_owned(),
+                        why: found.map_or_else(
+                            || "the lock object was deleted".to_owned(),
+                            |file| taken_from_us(&file, &held.file),
+                        ),
                     });
                 }
             }
@@ -248,7 +266,7 @@ impl Lock {
         if now() + margin(self.lease) >= expires {
             return Err(Error::LockLost {
                 why: format!(
-                    "its lease runs out in {}s and could not be renewed (S3 did not answer)",
+                    "its lease runs out in {}s and was not renewed in time (was this run paused, or S3 slow to answer?)",
                     expires.saturating_sub(now())
                 ),
             });
@@ -271,6 +289,8 @@ impl Lock {
                 .await?
             {
                 Replaced::Written(_) => return Ok(true),
+                // Our own release, whose answer was lost: the file is as it wrote it.
+                Replaced::Theirs(Some(file)) if file == next => return Ok(true),
                 // A renewal that landed as it was stopped: release from there.
                 Replaced::Ours(stored) => {
                     held = Held {
@@ -332,13 +352,7 @@ async fn renew(renewal: Renewal) {
                 file: stored.value,
                 etag: stored.etag,
             })),
-            Ok(Ok(Replaced::Theirs(Some(file)))) => Err(match file.holder {
-                Some(holder) => format!(
-                    "{} took the lock over after this deploy's lease ran out",
-                    holder.describe(now())
-                ),
-                None => "the lock was released by someone else (`berth unlock`)".to_owned(),
-            }),
+            Ok(Ok(Replaced::Theirs(Some(file)))) => Err(taken_from_us(&file, &current.file)),
             Ok(Ok(Replaced::Theirs(None))) => Err("the lock object was deleted".to_owned()),
             Ok(Err(_)) | Err(_) => Ok(None),
         };
@@ -362,6 +376,28 @@ async fn renew(renewal: Renewal) {
                 return;
             }
         }
+    }
+}
+
+/// What happened to a lock this run held, from the file as it is now: who took it over after
+/// this run's lease ran out, or that it was freed since, and by what.
+fn taken_from_us(now_file: &LockFile, ours: &LockFile) -> String {
+    let ran_out = "this run's lease ran out (was it paused, or cut off from S3?)";
+    let newer = now_file
+        .deploys
+        .last()
+        .filter(|newest| ours.deploys.last() != Some(*newest));
+    match (&now_file.holder, newer) {
+        (Some(holder), _) => format!("{ran_out}, and {} holds it now", holder.describe(now())),
+        (None, Some(newer)) => format!(
+            "{ran_out}, and deploy `{}` of commit {} by {} took it over, ran, and released it",
+            newer.deploy_id,
+            crate::text::short_sha(&newer.commit),
+            newer.by
+        ),
+        (None, None) => format!(
+            "{ran_out}, or it was released with `berth unlock`; it is free now, and no other deploy started"
+        ),
     }
 }
 
@@ -401,4 +437,58 @@ pub async fn read(store: &Store) -> Result<LockFile, Error> {
         .await?
         .map(|stored| stored.value)
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Holder, LockFile, Started, taken_from_us};
+
+    fn started(deploy_id: &str) -> Started {
+        Started {
+            deploy_id: deploy_id.to_owned(),
+            commit: "abc1234def".to_owned(),
+            at: 1,
+            by: "ci".to_owned(),
+        }
+    }
+
+    /// A run paused past its lease finds the lock: held by another run, freed by another deploy
+    /// that ran, or freed with no deploy since. Each is told as it happened.
+    #[test]
+    fn a_lost_lock_is_told_as_it_happened() {
+        let ours = LockFile {
+            serial: 3,
+            holder: None,
+            deploys: vec![started("mine")],
+        };
+        let holder = Holder {
+            who: "ci-job-2".to_owned(),
+            run: "r2".to_owned(),
+            command: "deploy".to_owned(),
+            deploy_id: "theirs".to_owned(),
+            commit: "def5678abc".to_owned(),
+            since: 1,
+            expires: u64::MAX,
+        };
+        let held = LockFile {
+            serial: 5,
+            holder: Some(holder),
+            deploys: vec![started("mine"), started("theirs")],
+        };
+        assert!(taken_from_us(&held, &ours).contains("and ci-job-2 (deploy `theirs`"));
+        let after_them = LockFile {
+            holder: None,
+            ..held
+        };
+        let told = taken_from_us(&after_them, &ours);
+        assert!(
+            told.contains(
+                "deploy `theirs` of commit abc1234 by ci took it over, ran, and released it"
+            ),
+            "{told}"
+        );
+        assert!(!told.contains("unlock"), "{told}");
+        let freed = taken_from_us(&ours, &ours);
+        assert!(freed.contains("no other deploy started"), "{freed}");
+    }
 }

@@ -56,6 +56,24 @@ async fn wait_for_stop(
     reporter: &dyn Reporter,
 ) -> Result<Task, Error> {
     let watch = Watch::new(setup.timeouts.heartbeat);
+    let looking = look_until_stopped(ecs, logs, setup, task_arn, stream, tail, reporter, &watch);
+    watch
+        .around(reporter, "waiting on the migration", looking)
+        .await
+}
+
+/// [`wait_for_stop`]'s looks at the task and its logs, one per poll.
+#[allow(clippy::too_many_arguments)]
+async fn look_until_stopped(
+    ecs: &Client,
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    setup: Setup<'_>,
+    task_arn: &str,
+    stream: &mut LogStream,
+    tail: &mut Tail,
+    reporter: &dyn Reporter,
+    watch: &Watch,
+) -> Result<Task, Error> {
     loop {
         let looked = async {
             let task = describe_task(ecs, setup, task_arn).await?;

@@ -229,10 +229,25 @@ pub async fn wait(
     ecs: &Client,
     cluster: Cluster<'_>,
     rolled: &mut [Rolled],
-    mut seen_events: History,
+    seen_events: History,
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
     let watch = Watch::new(cluster.timeouts.heartbeat);
+    let looking = look_until_done(ecs, cluster, rolled, seen_events, reporter, &watch);
+    watch
+        .around(reporter, "waiting on the rollout", looking)
+        .await
+}
+
+/// [`wait`]'s looks at the services, one per poll.
+async fn look_until_done(
+    ecs: &Client,
+    cluster: Cluster<'_>,
+    rolled: &mut [Rolled],
+    mut seen_events: History,
+    reporter: &dyn Reporter,
+    watch: &Watch,
+) -> Result<(), Error> {
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
     loop {

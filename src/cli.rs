@@ -187,9 +187,32 @@ enum CliOutput {
     Json,
 }
 
-/// Parses the process arguments; on a usage error clap prints it and exits with code 2.
+/// Parses the process arguments. A usage error is printed as every error is, with a `hint:`
+/// line, and exits with code 2; `--help` and `--version` print and exit 0.
 pub fn parse() -> Flags {
-    Cli::parse().into_flags()
+    match Cli::try_parse() {
+        Ok(cli) => cli.into_flags(),
+        Err(error) if !error.use_stderr() => error.exit(),
+        Err(error) => {
+            eprint!("{}", usage_error(&error));
+            std::process::exit(crate::error::ExitStatus::Usage as i32)
+        }
+    }
+}
+
+/// Clap's message, its "For more information" line replaced by a hint.
+fn usage_error(error: &clap::Error) -> String {
+    let text = error.render().to_string();
+    let body: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("For more information"))
+        .collect();
+    let hint = if text.contains("<DURATION>") {
+        "a duration reads like `90s`, `15m` or `1h 30m`; `berth <command> --help` lists every flag"
+    } else {
+        "`berth --help` lists the commands, `berth <command> --help` every flag and its values"
+    };
+    format!("{}\nhint: {hint}\n", body.join("\n").trim_end())
 }
 
 impl Cli {

@@ -35,6 +35,14 @@ pub const AWS_RETRY_MODE: &str = "AWS_RETRY_MODE";
 /// itself.
 pub const AWS_PROFILE: &str = "AWS_PROFILE";
 
+/// Standard AWS variable: the AWS config file, instead of `~/.aws/config`. Read by the AWS SDK
+/// itself; named in the hint when `--profile` names no profile.
+pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
+
+/// Standard AWS variable: the AWS credentials file, instead of `~/.aws/credentials`. Read by the
+/// AWS SDK itself; named in the hint when `--profile` names no profile.
+pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
+
 /// Standard AWS variable: the role to assume with a web identity token. With CircleCI's OIDC
 /// token (`CIRCLE_OIDC_TOKEN_V2`, else `CIRCLE_OIDC_TOKEN`) and no `AWS_WEB_IDENTITY_TOKEN_FILE`,
 /// berth assumes it itself; with a token file, the AWS SDK does.

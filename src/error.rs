@@ -239,7 +239,7 @@ impl Error {
                 "grant {} to the role berth runs as; docs/configuration.md (AWS permissions) lists every action berth calls",
                 iam_action.as_ref().map_or_else(|| format!("the IAM action for {action}"), |a| format!("`{a}`"))
             ),
-            Self::Image { step: "build", .. } => "the build output above says why; fix it and rerun: nothing was pushed and nothing in AWS changed".to_owned(),
+            Self::Image { step: "build", .. } => "the build output above says why; fix it and deploy again: nothing was pushed and no service changed (the deploy's record in S3 says it failed)".to_owned(),
             Self::Image { .. } => "the cause above is the engine's or the registry's; rerun the same command: the image is rebuilt from the engine's cache and nothing in ECS changed yet".to_owned(),
             Self::RolloutFailed { .. } => "the service events and the stopped tasks above say why, and where each service is; fix the cause and deploy again: finished steps are skipped (docs/troubleshooting.md)".to_owned(),
             Self::RolloutTimeout { .. } => "the deployments go on in ECS (`on_failure = \"leave\"`): rerun the same command to wait again (nothing is redone), or raise `timeouts.rollout`".to_owned(),
@@ -264,6 +264,9 @@ pub enum ConfigError {
 
     #[error(transparent)]
     Read(std::io::Error),
+
+    #[error("configuration file `{path}` is not UTF-8 text")]
+    NotText { path: String },
 
     /// TOML syntax, unknown keys and wrong types, as reported by the TOML parser.
     #[error("{place}: {message}{snippet}")]
@@ -309,6 +312,7 @@ impl ConfigError {
                 crate::env_vars::BERTH_CONFIG
             ),
             Self::Read(_) => "check that the file is readable".to_owned(),
+            Self::NotText { .. } => "TOML files are UTF-8: save the file as UTF-8".to_owned(),
             Self::Syntax { .. } => {
                 "docs/configuration.md lists every key of berth.toml with its type".to_owned()
             }

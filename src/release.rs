@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::env_vars;
 use crate::error::Error;
 use crate::flags::DeployOptions;
-use crate::settings::{BuildSettings, Settings};
+use crate::settings::{BuildSettings, Builder, Settings};
 
 /// ECS allows 36 characters in `startedBy`; the deploy id must fit.
 const MAX_DEPLOY_ID: usize = 36;
@@ -227,7 +227,7 @@ fn build_shape(
     build: &BuildSettings,
     platform: Option<&str>,
 ) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::Map::from_iter([
+    let mut shape = serde_json::Map::from_iter([
         (
             "dockerfile".to_owned(),
             json!(build.dockerfile_in_context()),
@@ -236,7 +236,14 @@ fn build_shape(
         ("platform".to_owned(), json!(platform)),
         ("args".to_owned(), json!(build.args)),
         ("secret_args".to_owned(), json!(build.secret_args)),
-    ])
+    ]);
+    // The two builders put different files in the image (BuildKit reads
+    // `Dockerfile.dockerignore`, the classic builder does not): a builder chosen by name is part
+    // of the image's identity. `auto` is left out, so the tags of the default stay as they were.
+    if build.builder != Builder::Auto {
+        shape.insert("builder".to_owned(), json!(build.builder));
+    }
+    shape
 }
 
 /// The settings that change what a deploy produces, as canonical JSON. Timeouts and the profile
@@ -468,6 +475,16 @@ mod tests {
                 "a secret build arg's name",
                 tag("[build]\nsecret_args = [\"TOKEN\"]", "", "linux/amd64"),
                 false,
+            ),
+            (
+                "the builder by name",
+                tag("[build]\nbuilder = \"classic\"", "", "linux/amd64"),
+                false,
+            ),
+            (
+                "the builder left to the engine (`auto`)",
+                tag("[build]\nbuilder = \"auto\"", "", "linux/amd64"),
+                true,
             ),
             (
                 "the target",

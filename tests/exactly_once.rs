@@ -244,6 +244,129 @@ fn crash_and_rerun(index: usize, point: &CrashPoint) -> String {
     format!("{}: {}", point.name, what_the_rerun_did(&rerun))
 }
 
+/// Each write berth makes, denied by AWS (a permission the role lacks), one per copy of the app:
+/// the deploy fails, and the environment runs one commit after it: the services and the
+/// scheduled targets all on the revisions from before, or all on the deploy's. The JSON and the
+/// S3 record say which.
+#[test]
+fn a_denied_write_leaves_the_environment_on_one_commit() {
+    let web_only = "\"service\":\"web\"";
+    let rows: Vec<(&str, Value)> = vec![
+        (
+            "ecs:RegisterTaskDefinition",
+            json!({"service": "ecs", "operation": "RegisterTaskDefinition"}),
+        ),
+        (
+            "ecs:UpdateService of web",
+            json!({"service": "ecs", "operation": "UpdateService", "body_contains": web_only}),
+        ),
+        (
+            "ecs:RunTask",
+            json!({"service": "ecs", "operation": "RunTask"}),
+        ),
+        (
+            "events:PutTargets",
+            json!({"service": "events", "operation": "PutTargets"}),
+        ),
+        (
+            "scheduler:UpdateSchedule",
+            json!({"service": "scheduler", "operation": "UpdateSchedule"}),
+        ),
+        (
+            "s3:PutObject",
+            json!({"service": "s3", "operation": "PutObject"}),
+        ),
+    ];
+    let mut summary = Vec::new();
+    for batch in rows.chunks(3) {
+        let done: Vec<String> = std::thread::scope(|scope| {
+            let runs: Vec<_> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, (name, rule))| scope.spawn(move || denied(i, name, rule)))
+                .collect();
+            runs.into_iter().map(|run| run.join().unwrap()).collect()
+        });
+        summary.extend(done);
+    }
+    println!("denied writes: where each left the environment");
+    for line in &summary {
+        println!("  {line}");
+    }
+}
+
+fn denied(index: usize, name: &str, rule: &Value) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = App::new(&format!("deny{index}"), "");
+    let before = runtime.block_on(app.service_task_definitions());
+    let scheduled_before = runtime.block_on(app.scheduled_revisions());
+    let mut rule = rule.clone();
+    rule["error"] = json!("denied");
+    app.fault(rule);
+    let run = app.deploy(&[]);
+    app.clear_faults();
+    assert!(matches!(run.code, Some(1 | 3)), "{name}: {}", run.stderr);
+    let action = name.split(' ').next().unwrap();
+    assert!(
+        run.stderr.contains(&format!("`{action}`")),
+        "{name}: the action is named\n{}",
+        run.stderr
+    );
+    let report = run.json();
+    let ours: Vec<String> = report["revisions"]
+        .as_object()
+        .map(|r| r.values().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default();
+    let services = runtime.block_on(app.service_task_definitions());
+    let scheduled = runtime.block_on(app.scheduled_revisions());
+    let on_before = services == before && scheduled == scheduled_before;
+    let on_ours = !ours.is_empty()
+        && services
+            .iter()
+            .chain(&scheduled)
+            .all(|arn| ours.contains(arn));
+    assert!(
+        on_before || on_ours,
+        "{name}: two commits: services {services:?}, scheduled {scheduled:?}, the deploy's {ours:?}\n{}",
+        run.stderr
+    );
+    // The JSON says where each service ends.
+    for (i, service) in report["services"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            service["ends_on"].as_str(),
+            Some(services[i].as_str()),
+            "{name}: {report}"
+        );
+    }
+    let deploy_id = report["deploy_id"].as_str().unwrap();
+    let record = runtime.block_on(app.state_object("stg", &format!("deploys/{deploy_id}.json")));
+    let state = record
+        .as_ref()
+        .map(|r| r["state"].as_str().unwrap().to_owned());
+    match &state {
+        Some(state) if on_before && !report["services"].as_array().unwrap().is_empty() => {
+            assert_eq!(state, "rolled_back", "{name}");
+        }
+        Some(state) => assert_eq!(state, "failed", "{name}"),
+        None => assert!(on_before, "{name}: no record, yet something moved"),
+    }
+    let lock = runtime.block_on(app.lock_or_none());
+    assert!(lock["holder"].is_null(), "{name}: the lock is free: {lock}");
+    format!(
+        "{name}: exit {:?}, {}, record {}",
+        run.code,
+        if on_before {
+            "all on the revisions from before"
+        } else {
+            "all on the deploy's"
+        },
+        state.as_deref().unwrap_or("not written")
+    )
+}
+
 /// Two deploys of one environment started together: one proceeds, the other fails at once
 /// naming the holder (exit 5), or waits with `--lock-wait`; never a mixed environment, never two
 /// migrations.

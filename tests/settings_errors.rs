@@ -3,9 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod harness;
 
-use common::{berth, stderr, stdout};
+use harness::common::{berth, stderr, stdout};
+use harness::{admin, sandbox_env};
 
 /// A valid file; cases append to it or replace it.
 const VALID: &str = r#"
@@ -225,7 +226,7 @@ const CASES: &[Case] = &[
         file: Some("repository = \"app\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n"),
         args: &["deploy", "--env", "stg", "--region", "us_east_1"],
         vars: &[],
-        expect: &["`region` is `us_east_1`, which is not an AWS region name"],
+        expect: &["command line: `--region` is `us_east_1`, which is not an AWS region name"],
     },
     Case {
         name: "bad platform",
@@ -299,7 +300,48 @@ const CASES: &[Case] = &[
         ),
         args: STG,
         vars: &[],
-        expect: &["berth.toml:2:2:", "unknown field `registry`"],
+        expect: &[
+            "berth.toml:2:2:",
+            "`[registry]` was removed: berth pushes to the ECR registry of the account and `region` it deploys to",
+        ],
+    },
+    Case {
+        name: "an empty task_definition_vars, the documented default, is no error",
+        file: Some(
+            "repository = \"app\"\ntask_definition_vars = []\n[build]\ncontext = \"no-such-folder\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &["`build.context` `", "no-such-folder` is not a folder"],
+    },
+    Case {
+        name: "a value clap refuses",
+        file: None,
+        args: &["deploy", "--env", "stg", "--output", "xml"],
+        vars: &[],
+        expect: &[
+            "error: invalid value 'xml' for '--output <OUTPUT>'",
+            "hint: `berth --help` lists the commands",
+        ],
+    },
+    Case {
+        name: "a duration clap refuses",
+        file: None,
+        args: &["deploy", "--env", "stg", "--lock-wait", "soon"],
+        vars: &[],
+        expect: &["'--lock-wait <DURATION>'", "hint: a duration reads like `90s`"],
+    },
+    Case {
+        name: "a profile the AWS config files do not define",
+        file: Some(
+            "repository = \"app\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: &["status", "--env", "stg", "--profile", "nosuch"],
+        vars: &[
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+        expect: &["AWS profile `nosuch` (`--profile`) is not defined"],
     },
     Case {
         name: "variable both set and removed",
@@ -363,17 +405,56 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// The sandbox's count of every call that changes something (and of registry pushes), by
+/// operation, over all callers.
+fn writes(port: &str) -> std::collections::BTreeMap<String, u64> {
+    const WRITES: &[&str] = &[
+        "Put", "Create", "Register", "Deregister", "Update", "Run", "Start", "Stop", "Delete",
+        "Tag", "Untag", "push",
+    ];
+    admin(port, "GET", "/_sandbox/counters", None)
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(key, _)| {
+            let operation = key.split(':').nth(1).unwrap_or_default();
+            WRITES.iter().any(|verb| operation.starts_with(verb))
+        })
+        .map(|(key, count)| (key.clone(), count.as_u64().unwrap_or(0)))
+        .collect()
+}
+
+/// Exit code 2 means nothing was written anywhere: each case runs pointed at the sandbox, as a
+/// real run would reach AWS, and the sandbox counts no write of any kind (no test of this binary
+/// writes to it meanwhile).
 #[test]
 fn bad_settings_exit_2_with_key_file_and_hint() {
+    let sandbox = sandbox_env();
+    let port = &sandbox
+        .iter()
+        .find(|(key, _)| key == "BERTH_SANDBOX_PORT")
+        .unwrap()
+        .1;
     let mut failures = Vec::new();
     for case in CASES {
         let dir = tempfile::tempdir().unwrap();
         if let Some(file) = case.file {
             fs_err::write(dir.path().join("berth.toml"), file).unwrap();
         }
-        let output = berth(dir.path(), case.args, case.vars);
+        // The sandbox's endpoint and keys; the region is each case's own.
+        let mut vars: Vec<(&str, &str)> = sandbox
+            .iter()
+            .filter(|(key, _)| !key.ends_with("_REGION"))
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        vars.extend(case.vars);
+        let before = writes(port);
+        let output = berth(dir.path(), case.args, &vars);
         let stderr = stderr(&output);
         let mut problems = Vec::new();
+        if writes(port) != before {
+            problems.push("wrote to the sandbox".to_owned());
+        }
         if output.status.code() != Some(2) {
             problems.push(format!("exit code {:?}, expected 2", output.status.code()));
         }
@@ -567,4 +648,23 @@ fn no_aws_credentials_is_one_line_naming_the_sources() {
     );
     assert!(!text.contains("WARN"), "{text}");
     assert!(text.contains("hint: log in (`aws sso login`)"), "{text}");
+}
+
+/// A berth.toml saved in another encoding than UTF-8 is named as such, not as unreadable.
+#[test]
+fn a_berth_toml_that_is_not_utf8_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    // `[env.stg]` in UTF-16, as some editors save it.
+    let utf16: Vec<u8> = "\u{feff}[env.stg]\n"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    fs_err::write(dir.path().join("berth.toml"), utf16).unwrap();
+    let output = berth(dir.path(), &["config", "--env", "stg"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr(&output);
+    assert!(
+        stderr.starts_with("error: configuration file `berth.toml` is not UTF-8 text\nhint: "),
+        "{stderr}"
+    );
 }

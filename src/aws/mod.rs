@@ -9,6 +9,7 @@ pub mod wire;
 
 use std::time::Duration;
 
+use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -86,9 +87,14 @@ pub async fn sdk_config_for(
     };
     let mut main = loader();
     if let Some(profile) = profile {
-        main = main.profile_name(profile);
-    }
-    if let Some(oidc) = circleci_oidc(&env_vars::var)? {
+        // An explicit profile wins over keys in the environment, as with the AWS CLI, and one
+        // that is not defined is an error, not a fall back to the default chain.
+        let provider = ProfileFileCredentialsProvider::builder()
+            .profile_name(profile)
+            .build();
+        check_profile(profile).await?;
+        main = main.profile_name(profile).credentials_provider(provider);
+    } else if let Some(oidc) = circleci_oidc(&env_vars::var)? {
         // STS takes the token itself as the credential: its client needs none.
         let sts = aws_sdk_sts::Client::new(&loader().no_credentials().load().await);
         main = main.credentials_provider(OidcCredentials {
@@ -98,6 +104,30 @@ pub async fn sdk_config_for(
         });
     }
     Ok(main.load().await)
+}
+
+/// Refuses a profile (`--profile`) the AWS config files do not define, read as the SDK reads
+/// them. A file that cannot be read or parsed is left to the first AWS call to report.
+async fn check_profile(profile: &str) -> Result<(), Error> {
+    use aws_config::profile::profile_file::ProfileFiles;
+    use aws_types::os_shim_internal::{Env, Fs};
+    let files = ProfileFiles::default();
+    let Ok(set) = aws_config::profile::load(&Fs::real(), &Env::real(), &files, None).await else {
+        return Ok(());
+    };
+    if set.get_profile(profile).is_some() {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        problem: format!(
+            "AWS profile `{profile}` (`--profile`) is not defined in the AWS config files"
+        ),
+        hint: format!(
+            "`aws configure list-profiles` lists the profiles; `{}` and `{}` name other files than `~/.aws/config` and `~/.aws/credentials`",
+            env_vars::AWS_CONFIG_FILE,
+            env_vars::AWS_SHARED_CREDENTIALS_FILE
+        ),
+    })
 }
 
 pub fn ecs_client(config: &SdkConfig) -> aws_sdk_ecs::Client {

@@ -121,11 +121,42 @@ pub fn init_logging() {
         }
     }
     let colour = std::io::stderr().is_terminal() && env_vars::var(env_vars::NO_COLOR).is_none();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .init();
+        .with_ansi(colour);
+    // Without `BERTH_LOG`, only warnings come through (from where no reporter reaches, such as
+    // the credentials provider): they read like berth's own warning lines.
+    if env_vars::var(env_vars::BERTH_LOG).is_none() {
+        logs.event_format(WarningLines).init();
+    } else {
+        logs.init();
+    }
+}
+
+/// `12:04:05 warning: …`, as the plain progress writes its warnings.
+struct WarningLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for WarningLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            _ => "note",
+        };
+        write!(writer, "{} {level}: ", reporters::time_of_day())?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Targets whose debug and trace logs can carry secrets; never more verbose than `info`.
@@ -136,4 +167,50 @@ pub fn write_error(error: &Error) {
     let _ = std::io::stderr()
         .lock()
         .write_all(crate::error::render(error).as_bytes());
+}
+
+#[cfg(test)]
+mod warning_lines {
+    use std::sync::{Arc, Mutex};
+
+    /// A warning from where no reporter reaches (the credentials provider) reads like berth's
+    /// own: `12:04:05 warning: …`, without tracing's level, target or fields.
+    #[test]
+    fn a_logged_warning_reads_like_berths_own() {
+        let written = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(super::WarningLines)
+            .with_writer(move || Sink(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("role `r` allows sessions of less than 90 minutes");
+        });
+        let line = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        let (time, rest) = line.split_at(8);
+        assert!(
+            time.bytes().enumerate().all(|(i, b)| if i % 3 == 2 {
+                b == b':'
+            } else {
+                b.is_ascii_digit()
+            }),
+            "{line:?}"
+        );
+        assert_eq!(
+            rest,
+            " warning: role `r` allows sessions of less than 90 minutes\n"
+        );
+    }
+
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

@@ -28,12 +28,16 @@ impl PlainReporter {
         if let Ok(mut last) = self.last_line.lock() {
             *last = Instant::now();
         }
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        // `2024-05-01T12:04:05Z`: keep the time of day.
-        let time = now.get(11..19).unwrap_or(&now);
         // Progress is best effort: a closed stderr must not fail the deploy.
-        let _ = writeln!(std::io::stderr().lock(), "{time} {text}");
+        let _ = writeln!(std::io::stderr().lock(), "{} {text}", time_of_day());
     }
+}
+
+/// The UTC time of day, `12:04:05`, that starts every plain line.
+pub(super) fn time_of_day() -> String {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    // `2024-05-01T12:04:05Z`: keep the time of day.
+    now.get(11..19).unwrap_or(&now).to_owned()
 }
 
 impl Reporter for PlainReporter {

@@ -232,6 +232,10 @@ pub fn load(flags: &Flags) -> Result<Settings, ConfigError> {
             ConfigError::NotFound {
                 path: path.display().to_string(),
             }
+        } else if error.kind() == std::io::ErrorKind::InvalidData {
+            ConfigError::NotText {
+                path: path.display().to_string(),
+            }
         } else {
             ConfigError::Read(error)
         }
@@ -298,9 +302,16 @@ impl Source<'_> {
             }
             None => String::new(),
         };
+        let message = error.message().trim_end();
+        // A table berth once read and no longer does: say so, rather than "unknown field".
+        let message = if message.starts_with("unknown field `registry`") {
+            "`[registry]` was removed: berth pushes to the ECR registry of the account and `region` it deploys to, at ECR's own endpoint; remove the table".to_owned()
+        } else {
+            message.to_owned()
+        };
         ConfigError::Syntax {
             place,
-            message: error.message().trim_end().to_owned(),
+            message,
             snippet,
         }
     }

@@ -133,17 +133,25 @@ impl Check<'_> {
         Ok(repository)
     }
 
-    /// `--region`, else berth.toml's, else `AWS_REGION`.
+    /// `--region`, else berth.toml's, else `AWS_REGION`; a bad one is blamed on where it came
+    /// from.
     fn region(
         &self,
         region: Option<Spanned<String>>,
         flags: &Flags,
     ) -> Result<String, ConfigError> {
         let env = self.env;
-        let region = match (&flags.region, region, &flags.aws_region) {
-            (Some(region), _, _) => region.clone(),
-            (None, Some(region), _) => self.non_empty(region, "region")?,
-            (None, None, Some(region)) => region.clone(),
+        let (region, place, key) = match (&flags.region, region, &flags.aws_region) {
+            (Some(region), _, _) => (region.clone(), from_outside("command line"), "--region"),
+            (None, Some(region), _) => {
+                let place = self.source.place(Some(region.span()));
+                (self.non_empty(region, "region")?, place, "region")
+            }
+            (None, None, Some(region)) => (
+                region.clone(),
+                from_outside("environment"),
+                crate::env_vars::AWS_REGION,
+            ),
             (None, None, None) => {
                 return Err(ConfigError::Missing {
                     file: self.source.file.clone(),
@@ -155,18 +163,20 @@ impl Check<'_> {
                 });
             }
         };
+        let invalid = |problem: String, hint: &str| ConfigError::Invalid {
+            place: place.clone(),
+            key: key.to_owned(),
+            problem,
+            hint: hint.to_owned(),
+        };
         if region.is_empty() {
-            return Err(self.invalid(
-                "region",
-                None,
-                "is empty",
+            return Err(invalid(
+                "is empty".to_owned(),
                 "pass a region such as `us-east-1`",
             ));
         }
         if !looks_like_region(&region) {
-            return Err(self.invalid(
-                "region",
-                None,
+            return Err(invalid(
                 format!("is `{region}`, which is not an AWS region name"),
                 "use a region such as `us-east-1` or `eu-west-2` (`aws ec2 describe-regions` lists them)",
             ));
@@ -245,7 +255,8 @@ impl Check<'_> {
         &self,
         vars: Option<Spanned<Vec<String>>>,
     ) -> Result<Vec<String>, ConfigError> {
-        let Some(vars) = vars else {
+        // `[]`, the documented default, is the same as leaving the key out.
+        let Some(vars) = vars.filter(|vars| !vars.get_ref().is_empty()) else {
             return Ok(Vec::new());
         };
         let span = vars.span();
@@ -300,5 +311,13 @@ impl Check<'_> {
                 "keep at least 1 (berth never deregisters a revision in use either), or remove the key to keep them all",
             )),
         }
+    }
+}
+
+/// A value that came from outside the file: the command line or the environment.
+fn from_outside(what: &str) -> crate::error::Place {
+    crate::error::Place {
+        file: what.to_owned(),
+        position: None,
     }
 }

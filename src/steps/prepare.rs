@@ -6,8 +6,11 @@
 //!    release (commit, branch, deploy id), the Dockerfile and its build target, the secret build
 //!    args and the engine's TLS certificates.
 //! 2. [`current()`]: the services, the repository and the families, read from AWS.
-//! 3. [`families()`]: each family's revision, found or planned and checked against the settings,
-//!    the platform the image is built for, and the image tag.
+//! 3. [`families()`]: each family's revision, found or planned and checked against the settings
+//!    (on a rerun, the revisions its record names must still be ACTIVE), the platform the image
+//!    is built for, and the image tag.
+//!
+//! [`in_aws()`] runs 2 and 3 as both commands do.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::settings::Settings;
+use crate::state::{Store, record};
 use crate::steps::image::{self, dockerfile::check_dockerfile};
 use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::taskdef::{self, Described};
@@ -48,6 +52,16 @@ pub fn local(settings: &Settings, options: DeployOptions) -> Result<Local, Error
         .map(|d| serde_json::Value::Object(d.definition.clone()).to_string())
         .collect::<Vec<_>>()
         .join("\n");
+    let context = &settings.build.context;
+    if !context.is_dir() {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "`build.context` `{}` is not a folder",
+                context.display()
+            ),
+            hint: "set `build.context` in berth.toml to the folder the image is built from (relative to berth.toml; default: its own folder)".to_owned(),
+        });
+    }
     let release = Release::discover(settings, options, &inputs)?;
     check_dockerfile(&settings.build.dockerfile, settings.build.target.as_deref())?;
     image::secret_args(&settings.build)?;
@@ -65,6 +79,38 @@ pub async fn current(
     current::read(ecs, ecr_client, settings, &local.files)
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))
+}
+
+/// The clients the preparation reads AWS with.
+pub struct Readers<'a> {
+    pub ecs: &'a Ecs,
+    pub ecr: &'a aws_sdk_ecr::Client,
+    pub tagging: &'a aws_sdk_resourcegroupstagging::Client,
+}
+
+/// [`current()`], then [`families()`]: on a rerun, the revisions the deploy's record names
+/// (read from `store`, written nowhere) are checked to be there and ACTIVE.
+pub async fn in_aws(
+    aws: &Readers<'_>,
+    store: Option<&Store>,
+    settings: &Settings,
+    local: &Local,
+) -> Result<(Current, Prepared), Error> {
+    let deploy_id = &local.release.deploy_id;
+    let earlier = async {
+        match store {
+            Some(store) => record::read(store, deploy_id).await,
+            None => Ok(None),
+        }
+    };
+    let (earlier, current) = tokio::join!(earlier, current(aws.ecs, aws.ecr, settings, local));
+    let (earlier, current) = (earlier?, current?);
+    let registered = match &earlier {
+        Some(record) => Registered::Recorded(&record.revisions),
+        None => Registered::Nothing,
+    };
+    let prepared = families(aws.ecs, aws.tagging, settings, local, &current, registered).await?;
+    Ok((current, prepared))
 }
 
 /// Each family's revision, the platform and the image tag.

@@ -57,6 +57,21 @@ impl FamilyPlan {
     }
 }
 
+/// A revision an earlier run of this deploy registered must still be ACTIVE: ECS refuses to run
+/// a task of an INACTIVE one, and a scheduled target pointed at it fails every run.
+fn check_active(revision: &Described, deploy_id: &str) -> Result<(), Error> {
+    match revision.status() {
+        Some("ACTIVE") | None => Ok(()),
+        Some(status) => Err(Error::Mismatch {
+            problem: format!(
+                "revision `{}`, which deploy `{deploy_id}` registered, is {status} (deregistered since): ECS runs no task of it, and no service or scheduled target may be moved onto it",
+                arn::short(&revision.arn)
+            ),
+            hint: "deploy again with `--new`: a new deploy id registers new revisions (the image in ECR is reused); nothing was changed".to_owned(),
+        }),
+    }
+}
+
 /// Where this deploy's own revisions may already be.
 pub enum Registered<'a> {
     /// The first run of this deploy: nothing is registered for it yet, so no search.
@@ -106,6 +121,7 @@ pub(crate) async fn plan(
             Registered::Recorded(recorded) => match recorded.get(&family) {
                 Some(arn) => {
                     let described = taskdef::describe(ecs, arn).await?;
+                    check_active(&described, &release.deploy_id)?;
                     return Ok((family, FamilyPlan::Registered(described)));
                 }
                 None => find_revision(ecs, tagging, &family, &release.deploy_id).await?,

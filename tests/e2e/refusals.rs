@@ -211,3 +211,59 @@ async fn a_refused_deploy_writes_nothing_anywhere() {
     assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
     rerun.assert_skipped(&["build", "push", "register", "rollout"]);
 }
+
+/// A deploy killed after it registered its revisions, which someone then deregistered: its rerun
+/// (and its plan) stop before moving anything onto an INACTIVE revision, exit 2, naming the
+/// revision and `--new`; `--new` lands on fresh revisions, scheduled targets included.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
+    let app = App::new("inactive", "");
+    let killed = app.interrupt(&[], &[], &|l| l.contains("rollout: started"), "KILL");
+    assert_eq!(killed.code, None, "{}", killed.stderr);
+    let deploy_id = killed
+        .stderr
+        .lines()
+        .find_map(|l| l.split("deploy `").nth(1)?.split('`').next())
+        .unwrap()
+        .to_owned();
+    let record = app.record(&deploy_id).await;
+    let ecs = app.ecs().await;
+    let revisions: Vec<String> = record["revisions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|arn| arn.as_str().unwrap().to_owned())
+        .collect();
+    assert!(!revisions.is_empty(), "{record}");
+    for arn in &revisions {
+        ecs.deregister_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .unwrap();
+    }
+    // Refused before the lock, which the killed run still holds.
+    let before = app.snapshot().await;
+    for command in ["plan", "deploy"] {
+        let run = app.run(command, &[], &[]);
+        assert_eq!(run.code, Some(2), "{command}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("is INACTIVE (deregistered since)")
+                && run.stderr.contains("`--new`"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(app.snapshot().await, before, "nothing was written");
+
+    // The killed run's lease runs out (1 minute by default) before this one takes the lock.
+    let new = app.deploy(&["--new", "--lock-wait", "2m"]);
+    assert_eq!(new.code, Some(0), "{}", new.stderr);
+    let report = new.json();
+    for (_, arn) in report["revisions"].as_object().unwrap() {
+        assert!(!revisions.contains(&arn.as_str().unwrap().to_owned()));
+    }
+    for target in report["schedules"].as_array().unwrap() {
+        assert!(!revisions.contains(&target["to"].as_str().unwrap().to_owned()));
+    }
+}

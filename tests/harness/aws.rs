@@ -67,6 +67,13 @@ impl App {
             .expect("no lock file")
     }
 
+    /// `stg`'s lock file; `null` when there is none.
+    pub async fn lock_or_none(&self) -> Value {
+        self.state_object("stg", "lock.json")
+            .await
+            .unwrap_or(Value::Null)
+    }
+
     /// The record of a deploy to `stg`.
     pub async fn record(&self, deploy_id: &str) -> Value {
         self.state_object("stg", &format!("deploys/{deploy_id}.json"))
@@ -267,6 +274,38 @@ impl App {
         }
         seen.sort();
         seen
+    }
+
+    /// The revisions the seeded scheduled targets run: the nightly rule's target, then the
+    /// hourly schedule's.
+    pub async fn scheduled_revisions(&self) -> Vec<String> {
+        let config = self.sdk_config().await;
+        let events = aws_sdk_eventbridge::Client::new(&config);
+        let rule = events
+            .list_targets_by_rule()
+            .rule(format!("{}-stg-nightly", self.name))
+            .send()
+            .await
+            .unwrap();
+        let scheduler = aws_sdk_scheduler::Client::new(&config);
+        let schedule = scheduler
+            .get_schedule()
+            .name(format!("{}-stg-hourly", self.name))
+            .send()
+            .await
+            .unwrap();
+        let mut revisions: Vec<String> = rule
+            .targets()
+            .iter()
+            .filter_map(|t| Some(t.ecs_parameters()?.task_definition_arn().to_owned()))
+            .collect();
+        revisions.extend(
+            schedule
+                .target()
+                .and_then(|t| t.ecs_parameters())
+                .map(|p| p.task_definition_arn().to_owned()),
+        );
+        revisions
     }
 
     pub async fn service_task_definitions(&self) -> Vec<String> {

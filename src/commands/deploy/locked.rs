@@ -253,9 +253,15 @@ async fn after_failed_migration(
     ledger: &mut Ledger<'_>,
     record: &mut Record,
 ) -> Error {
-    let Error::MigrationFailed { summary, hint } = error else {
+    // A migration that could not start (`ecs:RunTask` denied) leaves the new code on the old
+    // schema as much as one that failed; an interrupt or a lost lock stops without a change.
+    let failed = matches!(
+        error,
+        Error::MigrationFailed { .. } | Error::AccessDenied { .. } | Error::Aws { .. }
+    );
+    if !failed {
         return error;
-    };
+    }
     let ours = report
         .services
         .iter()
@@ -281,9 +287,71 @@ async fn after_failed_migration(
             }
         }
     };
-    Error::MigrationFailed {
-        summary: format!("{summary}; {code}; the schema is as the migration left it"),
-        hint,
+    match error {
+        Error::MigrationFailed { summary, hint } => Error::MigrationFailed {
+            summary: format!("{summary}; {code}; the schema is as the migration left it"),
+            hint,
+        },
+        other if !report.rolled_back.is_empty() => Error::RolledBack {
+            failure: format!("the migration did not start: {}", with_causes(&other)),
+            back: went_back(report),
+            hint: other.hint(),
+        },
+        other => other,
+    }
+}
+
+/// A scheduled target that could not be moved (`events:PutTargets` denied, say) after the
+/// services and the migration landed: with `on_failure = "rollback"` the targets already moved
+/// and the services go back, so the environment runs one commit; the error says so.
+async fn after_failed_schedules(
+    cx: &Context<'_>,
+    error: Error,
+    report: &mut Report,
+    ledger: &mut Ledger<'_>,
+    record: &mut Record,
+) -> Error {
+    let failed = matches!(error, Error::AccessDenied { .. } | Error::Aws { .. });
+    if !failed || cx.settings.on_failure != OnFailure::Rollback {
+        return error;
+    }
+    let (settings, lock, reporter) = (cx.settings, cx.lock, ledger.reporter);
+    let clients = schedules::Clients::new(cx.config);
+    let cluster = schedules::cluster_arn(cx.current.services.values(), &settings.cluster);
+    let listed = settings.schedules.as_deref();
+    let moved = &record.value.schedules.clone();
+    let targets = schedules::move_back(&clients, cluster, listed, moved, lock, reporter).await;
+    let back = &mut report.rolled_back;
+    let services =
+        rollout::roll_back(&cx.clients.ecs, settings, lock, record, reporter, back).await;
+    match (targets, services) {
+        (Ok(targets), Ok(())) => {
+            let services = went_back(report);
+            let mut back: Vec<String> = Some(services)
+                .filter(|s| !s.is_empty())
+                .into_iter()
+                .collect();
+            back.extend(targets.iter().map(|t| {
+                format!(
+                    "{} on `{}`",
+                    schedules::label(&t.name, &t.target),
+                    arn::short(&t.to)
+                )
+            }));
+            Error::RolledBack {
+                failure: with_causes(&error),
+                back: back.join(", "),
+                hint: error.hint(),
+            }
+        }
+        (Err(again), _) | (_, Err(again)) => Error::RolloutFailed {
+            service: "the environment".to_owned(),
+            reason: format!(
+                "{}; moving the services and scheduled targets back failed too: {}",
+                with_causes(&error),
+                with_causes(&again)
+            ),
+        },
     }
 }
 
@@ -398,7 +466,7 @@ async fn after_landing(
             )),
         }
     }
-    report.schedules = schedules::step::run(
+    let moved = schedules::step::run(
         &schedules::Clients::new(config),
         settings,
         current.services.values(),
@@ -407,7 +475,14 @@ async fn after_landing(
         lock,
         ledger,
     )
-    .await?;
+    .await;
+    report.schedules = match moved {
+        Ok(moved) => moved,
+        Err(error) => {
+            report.schedules = record.value.schedules.clone();
+            return Err(after_failed_schedules(cx, error, report, ledger, record).await);
+        }
+    };
     if let Some(setup) = cleanup::Setup::of(settings) {
         let revisions = &report.revisions;
         match cleanup::run(config, setup, revisions, record, lock, ledger).await {

@@ -21,12 +21,11 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
 use crate::settings::Settings;
-use crate::state::record::{self, DeployRecord, MovedTarget};
+use crate::state::record::{DeployRecord, MovedTarget};
 use crate::state::{self, Held, Lock, Record, lock};
 use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
-use crate::steps::prepare::{self, Local, Prepared};
-use crate::steps::register::Registered;
+use crate::steps::prepare::{self, Local};
 use crate::steps::rollout::Rolled;
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
@@ -113,11 +112,12 @@ async fn run(
         .await
         .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     let clients = Clients::new(&config);
+    let readers = clients.aws();
     let (seen, prepared) = tokio::join!(
         lock::read(&store),
-        prepare_in_aws(&store, &clients, settings, &local)
+        prepare::in_aws(&readers, Some(&store), settings, &local)
     );
-    let seen = seen?.serial;
+    let seen = seen?;
     let (mut current, mut prepared) = prepared?;
 
     // One deploy per environment: everything below runs under the lock.
@@ -133,10 +133,12 @@ async fn run(
     let lock: &Lock = held
         .lock
         .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    // The lock taken straight over the file read before the preparation: no other run held it
-    // in between, so what was read is what there is. Otherwise it is read again.
-    if lock.file().await.serial != seen + 1 {
-        (current, prepared) = prepare_in_aws(&store, &clients, settings, &local).await?;
+    // The lock was free when the preparation read AWS, and is taken straight over that file: no
+    // other run held it since, so what was read is what there is. Otherwise (a holder, even one
+    // whose lease ran out, may have had a call in flight) it is read again.
+    let untouched = seen.holder.is_none() && lock.file().await.serial == seen.serial + 1;
+    if !untouched {
+        (current, prepared) = prepare::in_aws(&readers, Some(&store), settings, &local).await?;
     }
     let record = started(lock, &want, settings, &mut held.record, reporter).await?;
     let cx = Context {
@@ -185,35 +187,6 @@ async fn started<'a>(
     Ok(record)
 }
 
-/// What a deploy reads of AWS before its first write: the services, the repository and the
-/// families, then each family's revision (on a rerun, the ones its record names).
-async fn prepare_in_aws(
-    store: &state::Store,
-    clients: &Clients,
-    settings: &Settings,
-    local: &Local,
-) -> Result<(Current, Prepared), Error> {
-    let (earlier, current) = tokio::join!(
-        record::read(store, &local.release.deploy_id),
-        prepare::current(&clients.ecs, &clients.ecr, settings, local)
-    );
-    let (earlier, current) = (earlier?, current?);
-    let registered = match &earlier {
-        Some(record) => Registered::Recorded(&record.revisions),
-        None => Registered::Nothing,
-    };
-    let prepared = prepare::families(
-        &clients.ecs,
-        &clients.tagging,
-        settings,
-        local,
-        &current,
-        registered,
-    )
-    .await?;
-    Ok((current, prepared))
-}
-
 /// The AWS clients a deploy uses.
 struct Clients {
     ecs: aws_sdk_ecs::Client,
@@ -223,6 +196,15 @@ struct Clients {
 }
 
 impl Clients {
+    /// The clients the preparation reads with.
+    fn aws(&self) -> prepare::Readers<'_> {
+        prepare::Readers {
+            ecs: &self.ecs,
+            ecr: &self.ecr,
+            tagging: &self.tagging,
+        }
+    }
+
     fn new(config: &SdkConfig) -> Self {
         Self {
             ecs: aws::ecs_client(config),

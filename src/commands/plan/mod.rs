@@ -18,8 +18,9 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
+use crate::state;
 use crate::steps::prepare::{self, Prepared};
-use crate::steps::register::{self, FamilyPlan, Registered};
+use crate::steps::register::{self, FamilyPlan};
 use crate::steps::schedules;
 use crate::taskdef::{self, Changes};
 
@@ -97,17 +98,17 @@ pub async fn plan(
     let ecs = aws::ecs_client(&config);
     let ecr_client = aws::ecr_client(&config);
     let tagging = aws::tagging_client(&config);
-    let current = prepare::current(&ecs, &ecr_client, settings, &local).await?;
-    let Prepared { families, tag, .. } = prepare::families(
-        &ecs,
-        &tagging,
-        settings,
-        &local,
-        &current,
-        // No record read here: a rerun's revision is found by its deploy-id tag.
-        Registered::Recorded(&BTreeMap::new()),
-    )
-    .await?;
+    // The deploy's record, if any, is read (never written): a rerun's plan is the rerun's.
+    let store = state::Store::find(&config, state::Place::of(settings))
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let readers = prepare::Readers {
+        ecs: &ecs,
+        ecr: &ecr_client,
+        tagging: &tagging,
+    };
+    let (current, Prepared { families, tag, .. }) =
+        prepare::in_aws(&readers, store.as_ref(), settings, &local).await?;
     let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
     let image = match &digest {

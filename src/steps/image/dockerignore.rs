@@ -1,12 +1,17 @@
 //! `.dockerignore` with Docker's own rules, as its pattern matcher
 //! (moby/patternmatcher) applies them:
 //!
-//! - one pattern a line; blank lines and `#` comments are skipped; whitespace is trimmed;
+//! - one pattern a line; a line whose first character is `#` is a comment (`  # x`, with
+//!   spaces before the `#`, is not: it is the pattern `# x`, as Docker's reader has it); blank
+//!   lines are skipped; whitespace around a pattern is trimmed;
 //! - patterns are cleaned like paths and are relative to the context root (`/foo` is `foo`);
 //! - `*` matches within one path segment, `?` one character, `**` any number of segments
 //!   (zero included), `[...]` a character class, `\` escapes;
 //! - a pattern that matches a folder excludes everything beneath it;
-//! - `!` re-includes, even inside an excluded folder; the last matching pattern wins;
+//! - `!` re-includes, even inside an excluded folder and at any depth below it
+//!   (`logs` then `!logs/**/keep.log` sends `logs/a/b/keep.log`), as BuildKit, Docker's default
+//!   builder, does; berth sends the context itself, so the classic builder gets the same files;
+//!   the last matching pattern wins;
 //! - unlike `.gitignore`, a pattern without `/` does not match at every depth.
 
 use regex::Regex;
@@ -37,8 +42,18 @@ impl IgnoreRules {
     pub fn parse(text: &str) -> Result<Self, PatternError> {
         let mut patterns = Vec::new();
         for (index, raw) in text.lines().enumerate() {
+            // As moby's `ignorefile.ReadAll`: a UTF-8 byte-order mark goes, a comment is a `#`
+            // in the first column, then the line is trimmed.
+            let raw = if index == 0 {
+                raw.trim_start_matches('\u{feff}')
+            } else {
+                raw
+            };
+            if raw.starts_with('#') {
+                continue;
+            }
             let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if line.is_empty() {
                 continue;
             }
             let (exclusion, body) = match line.strip_prefix('!') {
@@ -215,9 +230,15 @@ mod tests {
         ("tmp\n!tmp/.keep", "tmp/cache.bin", true),
         ("vendor/**\n!vendor/keep/**", "vendor/keep/a/b.rb", false),
         ("log/*\n!log/.keep", "log/.keep", false),
+        ("logs\n!logs/**/keep.log", "logs/a/b/keep.log", false),
+        ("logs\n!logs/**/keep.log", "logs/keep.log", false),
+        ("logs\n!logs/**/keep.log", "logs/a/other.log", true),
         // comments, blank lines, whitespace
         ("# foo\n\n  bar  ", "bar", true),
         ("# foo", "# foo", false),
+        // a `#` after spaces does not start a comment: the pattern is `# foo`
+        ("  # foo", "# foo", true),
+        ("\u{feff}# foo\nbar", "bar", true),
         ("  ", "anything", false),
         // `..` is cleaned away like a path
         ("a/../b", "b", true),

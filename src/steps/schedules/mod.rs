@@ -156,6 +156,46 @@ pub async fn follow(
     Ok(moved)
 }
 
+/// Points each target the deploy moved (`moved`, as its record lists them) back at the revision
+/// it ran before, if it still runs the deploy's: `on_failure` after another target could not be
+/// moved. The targets moved back, `from` the deploy's revision `to` the earlier one.
+pub async fn move_back(
+    clients: &Clients,
+    cluster_arn: &str,
+    listed: Option<&[String]>,
+    moved: &[MovedTarget],
+    lock: &Lock,
+    reporter: &dyn Reporter,
+) -> Result<Vec<MovedTarget>, Error> {
+    let mut back = Vec::new();
+    if moved.is_empty() {
+        return Ok(back);
+    }
+    for scheduled in find(clients, Some(cluster_arn), listed).await? {
+        let Some(entry) = moved.iter().find(|m| {
+            m.name == scheduled.name
+                && m.target == scheduled.target
+                && m.to == scheduled.task_definition
+        }) else {
+            continue;
+        };
+        lock.check()?;
+        point(clients, &scheduled, &entry.from).await?;
+        reporter.info(&format!(
+            "{}: back to `{}`",
+            label(&scheduled.name, &scheduled.target),
+            arn::short(&entry.from)
+        ));
+        back.push(MovedTarget {
+            name: entry.name.clone(),
+            target: entry.target.clone(),
+            from: entry.to.clone(),
+            to: entry.from.clone(),
+        });
+    }
+    Ok(back)
+}
+
 /// `` `rule/nightly` target `cleanup` ``, or `` `schedule/default/hourly` `` (one target).
 pub fn label(name: &str, target: &str) -> String {
     if target.is_empty() {

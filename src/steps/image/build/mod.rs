@@ -120,7 +120,7 @@ pub enum BuildError {
 
     /// The engine refused the build before any instruction ran (bad Dockerfile, unknown target,
     /// bad platform).
-    #[error("the build failed: {message}")]
+    #[error("the engine refused it: {message}")]
     Failed { message: String },
 
     #[error("the Docker build request failed")]

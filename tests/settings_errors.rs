@@ -329,7 +329,10 @@ const CASES: &[Case] = &[
         file: None,
         args: &["deploy", "--env", "stg", "--lock-wait", "soon"],
         vars: &[],
-        expect: &["'--lock-wait <DURATION>'", "hint: a duration reads like `90s`"],
+        expect: &[
+            "'--lock-wait <DURATION>'",
+            "hint: a duration reads like `90s`",
+        ],
     },
     Case {
         name: "a profile the AWS config files do not define",
@@ -409,8 +412,18 @@ const CASES: &[Case] = &[
 /// operation, over all callers.
 fn writes(port: &str) -> std::collections::BTreeMap<String, u64> {
     const WRITES: &[&str] = &[
-        "Put", "Create", "Register", "Deregister", "Update", "Run", "Start", "Stop", "Delete",
-        "Tag", "Untag", "push",
+        "Put",
+        "Create",
+        "Register",
+        "Deregister",
+        "Update",
+        "Run",
+        "Start",
+        "Stop",
+        "Delete",
+        "Tag",
+        "Untag",
+        "push",
     ];
     admin(port, "GET", "/_sandbox/counters", None)
         .as_object()

@@ -757,3 +757,76 @@ async fn a_missing_state_bucket_that_may_not_be_created_changes_nothing() {
         ],
     );
 }
+
+/// A deploy paused (SIGSTOP) past its lease while another deploy takes the lock over, lands and
+/// releases it: resumed, the first makes no further change, says what happened (not "released
+/// with `berth unlock`", not "S3 did not answer"), ends its record `lost`, and is not listed as
+/// running.
+#[test]
+fn a_deploy_paused_past_its_lease_tells_what_happened_and_ends_lost() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let app = App::new("paused", &format!("migrate = \"skip\"\n{LEASE}"));
+    let newer = app.another_checkout("NOTES.md", "newer\n");
+    let meanwhile = std::sync::Mutex::new(None);
+    let signal = |name: &str, pid: u32| {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let paused = app.deploy_watching(&[], &[], &|l| l.ends_with("build: started"), None, &|pid| {
+        signal("STOP", pid);
+        // The lease (5 s) runs out; the newer deploy waits for it, then lands.
+        let run = newer.deploy(&["--lock-wait", "1m"]);
+        *meanwhile.lock().unwrap() = Some(run);
+        signal("CONT", pid);
+    });
+    let newer_run = meanwhile.lock().unwrap().take().unwrap();
+    assert_eq!(newer_run.code, Some(0), "{}", newer_run.stderr);
+    let newer_id = newer_run.json()["deploy_id"].as_str().unwrap().to_owned();
+    let landed = runtime.block_on(app.service_task_definitions());
+
+    assert_eq!(paused.code, Some(1), "{}", paused.stderr);
+    let error = paused
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        error.contains("this run lost the environment's lock: this run's lease ran out")
+            && error.contains(&format!("deploy `{newer_id}`"))
+            && error.contains("took it over, ran, and released it")
+            && !error.contains("unlock")
+            && !error.contains("did not answer"),
+        "{error}"
+    );
+    assert_eq!(
+        runtime.block_on(app.service_task_definitions()),
+        landed,
+        "the paused run changed nothing more"
+    );
+    let paused_id = paused.json()["deploy_id"].as_str().unwrap().to_owned();
+    let record = runtime.block_on(app.record(&paused_id));
+    assert_eq!(record["state"], "lost", "{record}");
+    let status = app.run("status", &[], &[]).json();
+    let listed: Vec<(&str, &str)> = status["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deploy_id"].as_str().unwrap(),
+                d["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(listed.contains(&(paused_id.as_str(), "lost")), "{listed:?}");
+    assert!(
+        !listed.iter().any(|(_, state)| *state == "running"),
+        "{listed:?}"
+    );
+}

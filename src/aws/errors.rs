@@ -78,6 +78,22 @@ pub fn blame_unknown_region(error: Error, region: &str) -> Error {
     }
 }
 
+/// S3 does not name the action it denies (`Access Denied`): the caller, who knows the call, does.
+pub fn denied_action(error: Error, iam: &str) -> Error {
+    match error {
+        Error::AccessDenied {
+            action,
+            iam_action: None,
+            source,
+        } => Error::AccessDenied {
+            action,
+            iam_action: Some(iam.to_owned()),
+            source,
+        },
+        other => other,
+    }
+}
+
 /// An AWS call that failed, as berth's error: unreachable AWS and refused credentials are
 /// environment errors (exit 4); a call the credentials may not make is [`Error::AccessDenied`]
 /// (exit 1), naming the IAM action when AWS does; anything else fails the deploy. The message

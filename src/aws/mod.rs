@@ -17,7 +17,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use crate::env_vars;
 use crate::error::Error;
 use crate::settings::Settings;
-pub use errors::{blame_unknown_region, failed, is_transient};
+pub use errors::{blame_unknown_region, denied_action, failed, is_transient};
 use oidc::OidcCredentials;
 pub use oidc::{CircleCiOidc, circleci_oidc, session_seconds};
 
@@ -109,9 +109,9 @@ pub async fn sdk_config_for(
 /// Refuses a profile (`--profile`) the AWS config files do not define, read as the SDK reads
 /// them. A file that cannot be read or parsed is left to the first AWS call to report.
 async fn check_profile(profile: &str) -> Result<(), Error> {
-    use aws_config::profile::profile_file::ProfileFiles;
+    use aws_runtime::env_config::file::EnvConfigFiles;
     use aws_types::os_shim_internal::{Env, Fs};
-    let files = ProfileFiles::default();
+    let files = EnvConfigFiles::default();
     let Ok(set) = aws_config::profile::load(&Fs::real(), &Env::real(), &files, None).await else {
         return Ok(());
     };

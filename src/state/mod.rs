@@ -24,7 +24,7 @@ use aws_sdk_s3::types::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::aws::{self, failed};
+use crate::aws::{self, denied_action, failed};
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::{Settings, StateSettings};
@@ -146,7 +146,10 @@ impl Store {
             Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None);
             }
-            Err(error) => return Err(failed(format!("reading `{}`", self.url(key)), error)),
+            Err(error) => {
+                let error = failed(format!("reading `{}`", self.url(key)), error);
+                return Err(denied_action(error, "s3:GetObject"));
+            }
         };
         let etag = output.e_tag().unwrap_or_default().to_owned();
         let bytes = output
@@ -222,7 +225,10 @@ impl Store {
         match request.send().await {
             Ok(output) => Ok(Put::Written(output.e_tag().unwrap_or_default().to_owned())),
             Err(error) if precondition_failed(&error) => Ok(Put::Lost),
-            Err(error) => Err(failed(format!("writing `{}`", self.url(key)), error)),
+            Err(error) => Err(denied_action(
+                failed(format!("writing `{}`", self.url(key)), error),
+                "s3:PutObject",
+            )),
         }
     }
 
@@ -238,7 +244,10 @@ impl Store {
             .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| failed(format!("listing `{}`", self.url(folder)), e))?;
+            let page = page.map_err(|e| {
+                let error = failed(format!("listing `{}`", self.url(folder)), e);
+                denied_action(error, "s3:ListBucket")
+            })?;
             keys.extend(
                 page.contents()
                     .iter()

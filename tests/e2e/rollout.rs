@@ -240,3 +240,39 @@ async fn an_update_denied_for_one_service_rolls_the_other_back() {
     assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
     assert_ne!(app.service_task_definitions().await, before);
 }
+
+/// A rollout that runs into `timeouts.rollout` with tasks that never turn healthy (the server
+/// listens on another port than its health check asks): the error line carries the cause, the
+/// newest failing task, and says what berth did: every service went back (`on_failure`), not
+/// "nothing was rolled back".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollout_timeout_names_its_cause_and_what_was_rolled_back() {
+    let app = App::new(
+        "timeout",
+        "migrate = \"skip\"\n[environment]\nPORT = \"3001\"\n",
+    );
+    let before = app.service_task_definitions().await;
+    let run = app.deploy(&["--rollout-timeout", "30s"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap();
+    assert!(
+        error.starts_with("error: the rollout did not finish within 30s: ")
+            && error.contains("newest failing task ")
+            && error.contains("rolled back: `web` on ")
+            && !error.contains("nothing was rolled back"),
+        "{error}"
+    );
+    assert!(
+        run.stderr
+            .contains("hint: the cause is the newest failing task's"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(app.service_task_definitions().await, before);
+    let record = app.record(run.json()["deploy_id"].as_str().unwrap()).await;
+    assert_eq!(record["state"], "rolled_back", "{record}");
+}

@@ -150,9 +150,15 @@ async fn run(
         lock,
         current: &current,
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = locked::locked(&cx, prepared, report, ledger, record) => result,
         why = lock.lost() => Err(Error::LockLost { why }),
+    };
+    match result {
+        Err(Error::LockLost { why }) => Err(Error::LockLost {
+            why: lock.tell_loss(why).await,
+        }),
+        other => other,
     }
 }
 

@@ -274,6 +274,19 @@ impl Lock {
         Ok(())
     }
 
+    /// Why this run lost the lock, told from the lock file as it is now (who holds it, which
+    /// deploy ran since) when S3 answers and the lock is another's; else `why` as it is. A run
+    /// resumed after a pause finds its lease run out before its renewal can look.
+    pub async fn tell_loss(&self, why: String) -> String {
+        let ours = self.held.lock().await.file.clone();
+        match self.store.read::<LockFile>(KEY).await {
+            Ok(Some(stored)) if !holds(&stored.value, &self.run) => {
+                taken_from_us(&stored.value, &ours)
+            }
+            _ => why,
+        }
+    }
+
     /// Releases the lock. `Ok(false)`: it was not ours any more.
     pub async fn release(mut self) -> Result<bool, Error> {
         self.renewal.abort();

@@ -456,26 +456,4 @@ mod tests {
             );
         }
     }
-
-    /// An engine that refuses a build is said once ("the build failed"), and the hint does not
-    /// claim that nothing was written: the deploy's record says the build failed.
-    #[test]
-    fn a_refused_build_is_told_once_and_its_record_named() {
-        let error = Error::Image {
-            step: "build",
-            source: Box::new(crate::steps::image::build::BuildError::Failed {
-                message: "failed to reach build target `nope`".into(),
-            }),
-        };
-        let rendered = render(&error);
-        assert_eq!(rendered.matches("build failed").count(), 1, "{rendered}");
-        assert!(
-            rendered.contains("caused by: the engine refused it: failed to reach build target"),
-            "{rendered}"
-        );
-        assert!(
-            rendered.contains("no service changed (the deploy's record in S3 says it failed)"),
-            "{rendered}"
-        );
-    }
 }

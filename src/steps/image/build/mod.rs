@@ -549,4 +549,26 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(1 << 30), "1.0 GiB");
     }
+
+    /// An engine that refuses a build is said once ("the build failed"), and the hint does not
+    /// claim that nothing was written: the deploy's record says the build failed.
+    #[test]
+    fn a_refused_build_is_told_once_and_its_record_named() {
+        let error = crate::error::Error::Image {
+            step: "build",
+            source: Box::new(BuildError::Failed {
+                message: "failed to reach build target `nope`".into(),
+            }),
+        };
+        let rendered = crate::error::render(&error);
+        assert_eq!(rendered.matches("build failed").count(), 1, "{rendered}");
+        assert!(
+            rendered.contains("caused by: the engine refused it: failed to reach build target"),
+            "{rendered}"
+        );
+        assert!(
+            rendered.contains("no service changed (the deploy's record in S3 says it failed)"),
+            "{rendered}"
+        );
+    }
 }

@@ -96,7 +96,17 @@ class Faults:
         self._counters: Counter[tuple[str, str]] = Counter()
 
     def add(self, spec: dict) -> FaultRule:
-        allowed = {"service", "operation", "app", "body_contains", "error", "first", "probability", "latency_ms", "seed"}
+        allowed = {
+            "service",
+            "operation",
+            "app",
+            "body_contains",
+            "error",
+            "first",
+            "probability",
+            "latency_ms",
+            "seed",
+        }
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")

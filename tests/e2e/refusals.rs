@@ -217,7 +217,8 @@ async fn a_refused_deploy_writes_nothing_anywhere() {
 /// revision and `--new`; `--new` lands on fresh revisions, scheduled targets included.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
-    let app = App::new("inactive", "");
+    // A short lease: `--new` takes the lock over from the killed run within seconds.
+    let app = App::new("inactive", "[state]\nlease = \"5s\"\n");
     let killed = app.interrupt(&[], &[], &|l| l.contains("rollout: started"), "KILL");
     assert_eq!(killed.code, None, "{}", killed.stderr);
     let deploy_id = killed
@@ -256,8 +257,8 @@ async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
     }
     assert_eq!(app.snapshot().await, before, "nothing was written");
 
-    // The killed run's lease runs out (1 minute by default) before this one takes the lock.
-    let new = app.deploy(&["--new", "--lock-wait", "2m"]);
+    // The killed run's lease runs out before this one takes the lock.
+    let new = app.deploy(&["--new", "--lock-wait", "1m"]);
     assert_eq!(new.code, Some(0), "{}", new.stderr);
     let report = new.json();
     for (_, arn) in report["revisions"].as_object().unwrap() {

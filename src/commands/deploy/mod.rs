@@ -8,6 +8,7 @@
 //! on a fresh machine carries on where the last run stopped.
 
 mod locked;
+mod on_failure;
 
 use std::collections::BTreeMap;
 

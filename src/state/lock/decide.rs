@@ -183,6 +183,28 @@ pub(super) fn margin(lease: Duration) -> u64 {
     (lease.as_secs() / 4).max(1)
 }
 
+/// What happened to a lock this run held, from the file as it is now: who took it over after
+/// this run's lease ran out, or that it was freed since, and by what.
+pub(super) fn taken_from_us(now_file: &LockFile, ours: &LockFile, now: u64) -> String {
+    let ran_out = "this run's lease ran out (was it paused, or cut off from S3?)";
+    let newer = now_file
+        .deploys
+        .last()
+        .filter(|newest| ours.deploys.last() != Some(*newest));
+    match (&now_file.holder, newer) {
+        (Some(holder), _) => format!("{ran_out}, and {} holds it now", holder.describe(now)),
+        (None, Some(newer)) => format!(
+            "{ran_out}, and deploy `{}` of commit {} by {} took it over, ran, and released it",
+            newer.deploy_id,
+            crate::text::short_sha(&newer.commit),
+            newer.by
+        ),
+        (None, None) => format!(
+            "{ran_out}, or it was released with `berth unlock`; it is free now, and no other deploy started"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +372,51 @@ mod tests {
         }
         let ids: Vec<&str> = file.deploys.iter().map(|d| d.deploy_id.as_str()).collect();
         assert_eq!(ids, ["d2", "d1"]);
+    }
+
+    /// A run paused past its lease finds the lock: held by another run, freed by another deploy
+    /// that ran, or freed with no deploy since. Each is told as it happened.
+    #[test]
+    fn a_lost_lock_is_told_as_it_happened() {
+        let ours = LockFile {
+            serial: 3,
+            holder: None,
+            deploys: vec![started("mine")],
+        };
+        let holder = Holder {
+            who: "ci-job-2".to_owned(),
+            run: "r2".to_owned(),
+            command: "deploy".to_owned(),
+            deploy_id: "theirs".to_owned(),
+            commit: "def5678abc".to_owned(),
+            since: 1,
+            expires: u64::MAX,
+        };
+        let held = LockFile {
+            serial: 5,
+            holder: Some(holder),
+            deploys: vec![
+                started("mine"),
+                Started {
+                    commit: "abc1234def".to_owned(),
+                    ..started("theirs")
+                },
+            ],
+        };
+        assert!(taken_from_us(&held, &ours, 1000).contains("and ci-job-2 (deploy `theirs`"));
+        let after_them = LockFile {
+            holder: None,
+            ..held
+        };
+        let told = taken_from_us(&after_them, &ours, 1000);
+        assert!(
+            told.contains(
+                "deploy `theirs` of commit abc1234 by ci took it over, ran, and released it"
+            ),
+            "{told}"
+        );
+        assert!(!told.contains("unlock"), "{told}");
+        let freed = taken_from_us(&ours, &ours, 1000);
+        assert!(freed.contains("no other deploy started"), "{freed}");
     }
 }

@@ -22,7 +22,7 @@ use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
 use crate::text::short_duration;
 pub use decide::{Holder, LockFile, Started, Verdict, Want, judge};
-use decide::{expiry, holds, margin};
+use decide::{expiry, holds, margin, taken_from_us};
 
 /// The lock's key under the environment's prefix.
 pub const KEY: &str = "lock.json";
@@ -248,7 +248,7 @@ impl Lock {
                     return Err(Error::LockLost {
                         why: found.map_or_else(
                             || "the lock object was deleted".to_owned(),
-                            |file| taken_from_us(&file, &held.file),
+                            |file| taken_from_us(&file, &held.file, now()),
                         ),
                     });
                 }
@@ -281,7 +281,7 @@ impl Lock {
         let ours = self.held.lock().await.file.clone();
         match self.store.read::<LockFile>(KEY).await {
             Ok(Some(stored)) if !holds(&stored.value, &self.run) => {
-                taken_from_us(&stored.value, &ours)
+                taken_from_us(&stored.value, &ours, now())
             }
             _ => why,
         }
@@ -365,7 +365,7 @@ async fn renew(renewal: Renewal) {
                 file: stored.value,
                 etag: stored.etag,
             })),
-            Ok(Ok(Replaced::Theirs(Some(file)))) => Err(taken_from_us(&file, &current.file)),
+            Ok(Ok(Replaced::Theirs(Some(file)))) => Err(taken_from_us(&file, &current.file, now())),
             Ok(Ok(Replaced::Theirs(None))) => Err("the lock object was deleted".to_owned()),
             Ok(Err(_)) | Err(_) => Ok(None),
         };
@@ -389,28 +389,6 @@ async fn renew(renewal: Renewal) {
                 return;
             }
         }
-    }
-}
-
-/// What happened to a lock this run held, from the file as it is now: who took it over after
-/// this run's lease ran out, or that it was freed since, and by what.
-fn taken_from_us(now_file: &LockFile, ours: &LockFile) -> String {
-    let ran_out = "this run's lease ran out (was it paused, or cut off from S3?)";
-    let newer = now_file
-        .deploys
-        .last()
-        .filter(|newest| ours.deploys.last() != Some(*newest));
-    match (&now_file.holder, newer) {
-        (Some(holder), _) => format!("{ran_out}, and {} holds it now", holder.describe(now())),
-        (None, Some(newer)) => format!(
-            "{ran_out}, and deploy `{}` of commit {} by {} took it over, ran, and released it",
-            newer.deploy_id,
-            crate::text::short_sha(&newer.commit),
-            newer.by
-        ),
-        (None, None) => format!(
-            "{ran_out}, or it was released with `berth unlock`; it is free now, and no other deploy started"
-        ),
     }
 }
 
@@ -450,58 +428,4 @@ pub async fn read(store: &Store) -> Result<LockFile, Error> {
         .await?
         .map(|stored| stored.value)
         .unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Holder, LockFile, Started, taken_from_us};
-
-    fn started(deploy_id: &str) -> Started {
-        Started {
-            deploy_id: deploy_id.to_owned(),
-            commit: "abc1234def".to_owned(),
-            at: 1,
-            by: "ci".to_owned(),
-        }
-    }
-
-    /// A run paused past its lease finds the lock: held by another run, freed by another deploy
-    /// that ran, or freed with no deploy since. Each is told as it happened.
-    #[test]
-    fn a_lost_lock_is_told_as_it_happened() {
-        let ours = LockFile {
-            serial: 3,
-            holder: None,
-            deploys: vec![started("mine")],
-        };
-        let holder = Holder {
-            who: "ci-job-2".to_owned(),
-            run: "r2".to_owned(),
-            command: "deploy".to_owned(),
-            deploy_id: "theirs".to_owned(),
-            commit: "def5678abc".to_owned(),
-            since: 1,
-            expires: u64::MAX,
-        };
-        let held = LockFile {
-            serial: 5,
-            holder: Some(holder),
-            deploys: vec![started("mine"), started("theirs")],
-        };
-        assert!(taken_from_us(&held, &ours).contains("and ci-job-2 (deploy `theirs`"));
-        let after_them = LockFile {
-            holder: None,
-            ..held
-        };
-        let told = taken_from_us(&after_them, &ours);
-        assert!(
-            told.contains(
-                "deploy `theirs` of commit abc1234 by ci took it over, ran, and released it"
-            ),
-            "{told}"
-        );
-        assert!(!told.contains("unlock"), "{told}");
-        let freed = taken_from_us(&ours, &ours);
-        assert!(freed.contains("no other deploy started"), "{freed}");
-    }
 }

@@ -797,11 +797,7 @@ fn a_deploy_paused_past_its_lease_tells_what_happened_and_ends_lost() {
     let landed = runtime.block_on(app.service_task_definitions());
 
     assert_eq!(paused.code, Some(1), "{}", paused.stderr);
-    let error = paused
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap();
+    let error = paused.error_line();
     assert!(
         error.contains("this run lost the environment's lock: this run's lease ran out")
             && error.contains(&format!("deploy `{newer_id}`"))

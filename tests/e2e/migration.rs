@@ -139,11 +139,7 @@ async fn a_migration_that_fails_after_the_rollout_moves_the_code_back() {
     let before = app.service_task_definitions().await;
     let run = app.deploy(&[]);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap();
+    let error = run.error_line();
     assert!(
         error.starts_with("error: the migration failed: migration task `")
             && error.contains("rolled back: `web` on ")

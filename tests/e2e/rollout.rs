@@ -195,11 +195,7 @@ async fn an_update_denied_for_one_service_rolls_the_other_back() {
     let run = app.deploy(&[]);
     app.clear_faults();
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap();
+    let error = run.error_line();
     assert!(
         error.contains("`web` was not moved: its update failed")
             && error.contains("ecs:UpdateService")
@@ -254,11 +250,7 @@ async fn a_rollout_timeout_names_its_cause_and_what_was_rolled_back() {
     let before = app.service_task_definitions().await;
     let run = app.deploy(&["--rollout-timeout", "30s"]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap();
+    let error = run.error_line();
     assert!(
         error.starts_with("error: the rollout did not finish within 30s: ")
             && error.contains("newest failing task ")

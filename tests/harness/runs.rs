@@ -194,6 +194,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// The `error: …` line of a run that failed.
+    pub fn error_line(&self) -> &str {
+        self.stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no `error:` line in:\n{}", self.stderr))
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))

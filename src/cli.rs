@@ -283,7 +283,7 @@ impl SettingsArgs {
             config: self.config,
             region: self.region,
             profile: self.profile,
-            aws_region: env_vars::var(env_vars::AWS_REGION),
+            aws_region: env_vars::aws_region(),
             deploy: DeployOptions::default(),
             overrides: Overrides::default(),
             init: InitOptions::default(),

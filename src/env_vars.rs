@@ -23,6 +23,10 @@ pub const AWS_ENDPOINT_URL: &str = "AWS_ENDPOINT_URL";
 /// Standard AWS variable: region used when neither `--region` nor `berth.toml` sets one.
 pub const AWS_REGION: &str = "AWS_REGION";
 
+/// The AWS CLI's region variable, read after `AWS_REGION` as the AWS CLI reads it (contexts
+/// made for the aws-cli orb often set only this one).
+pub const AWS_DEFAULT_REGION: &str = "AWS_DEFAULT_REGION";
+
 /// Standard AWS variable: attempts per AWS call, the first included (berth's default: 5). Read
 /// by the AWS SDK itself.
 pub const AWS_MAX_ATTEMPTS: &str = "AWS_MAX_ATTEMPTS";
@@ -43,9 +47,11 @@ pub const AWS_CONFIG_FILE: &str = "AWS_CONFIG_FILE";
 /// AWS SDK itself; named in the hint when `--profile` names no profile.
 pub const AWS_SHARED_CREDENTIALS_FILE: &str = "AWS_SHARED_CREDENTIALS_FILE";
 
-/// Standard AWS variable: the role to assume with a web identity token. With CircleCI's OIDC
-/// token (`CIRCLE_OIDC_TOKEN_V2`, else `CIRCLE_OIDC_TOKEN`) and no `AWS_WEB_IDENTITY_TOKEN_FILE`,
-/// berth assumes it itself; with a token file, the AWS SDK does.
+/// Standard AWS variable: the role to assume with a web identity token. With no
+/// `AWS_WEB_IDENTITY_TOKEN_FILE`, berth assumes it itself with CircleCI's OIDC token
+/// (`CIRCLE_OIDC_TOKEN_V2`, else `CIRCLE_OIDC_TOKEN`, else one minted by `circleci run oidc
+/// get`), again before each session expires; with neither a token nor `circleci`, berth exits 4
+/// rather than use other credentials. With a token file, the AWS SDK assumes it.
 pub const AWS_ROLE_ARN: &str = "AWS_ROLE_ARN";
 
 /// Standard AWS variable: a file holding a web identity token for `AWS_ROLE_ARN`. Read by the
@@ -62,6 +68,10 @@ pub const CIRCLE_OIDC_TOKEN_V2: &str = "CIRCLE_OIDC_TOKEN_V2";
 
 /// CircleCI's OIDC token for the job (version 1), used when `CIRCLE_OIDC_TOKEN_V2` is absent.
 pub const CIRCLE_OIDC_TOKEN: &str = "CIRCLE_OIDC_TOKEN";
+
+/// CircleCI's organization id: the audience of a token berth mints with `circleci run oidc
+/// get` when the job's own token does not name one.
+pub const CIRCLE_ORGANIZATION_ID: &str = "CIRCLE_ORGANIZATION_ID";
 
 /// CircleCI's job number: names the role session of a job that assumes `AWS_ROLE_ARN`.
 pub const CIRCLE_BUILD_NUM: &str = "CIRCLE_BUILD_NUM";
@@ -84,6 +94,14 @@ pub const NO_COLOR: &str = "NO_COLOR";
 
 /// The value of an environment variable, with unset, empty and non-UTF-8 values all read as
 /// absent.
+/// The region from the environment and the variable it came from: `AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`.
+pub fn aws_region() -> Option<(&'static str, String)> {
+    [AWS_REGION, AWS_DEFAULT_REGION]
+        .into_iter()
+        .find_map(|name| var(name).map(|value| (name, value)))
+}
+
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }

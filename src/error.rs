@@ -95,6 +95,10 @@ pub enum Error {
         detail: String,
     },
 
+    /// `AWS_ROLE_ARN` is set and no OIDC token can be had to assume it with.
+    #[error("no OIDC token to assume role `{role_arn}` (`AWS_ROLE_ARN`): {problem}")]
+    OidcToken { role_arn: String, problem: String },
+
     /// The credentials may not make an AWS call. `iam_action` is the one AWS named.
     #[error("{action} was refused: access denied")]
     AccessDenied {
@@ -183,6 +187,7 @@ impl Error {
             | Self::DockerTls { .. }
             | Self::NoCredentials { .. }
             | Self::OidcRefused { .. }
+            | Self::OidcToken { .. }
             | Self::Runtime(_)
             | Self::Stdout(_) => ExitStatus::Environment,
             Self::Interrupted => ExitStatus::Interrupted,
@@ -233,6 +238,10 @@ impl Error {
             Self::Git { hint, .. } | Self::Mismatch { hint, .. } => hint.clone(),
             Self::Aws { environment: true, .. } => "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
             Self::Aws { .. } => "the cause above is AWS's own message".to_owned(),
+            Self::OidcToken { .. } => format!(
+                "inside a CircleCI job, run it with a context (CircleCI gives the job `{}` then) or keep the CircleCI CLI on PATH (berth runs `circleci run oidc get`); elsewhere unset `AWS_ROLE_ARN` to use other credentials",
+                crate::env_vars::CIRCLE_OIDC_TOKEN_V2
+            ),
             Self::OidcRefused { .. } => "the role's trust policy must allow `sts:AssumeRoleWithWebIdentity` to the IAM OIDC provider `oidc.circleci.com/org/<organization id>` with the organization id as audience; the job must run with a context (CircleCI mints OIDC tokens only then)".to_owned(),
             Self::NoCredentials { .. } => "log in (`aws sso login`), set `AWS_PROFILE` or `--profile`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; in CircleCI, set `AWS_ROLE_ARN` and berth trades the job's OIDC token for it, or use a context with the keys".to_owned(),
             Self::AccessDenied { iam_action, action, .. } => format!(

@@ -18,8 +18,9 @@ pub struct Flags {
     pub region: Option<String>,
     /// `--profile`.
     pub profile: Option<String>,
-    /// `AWS_REGION`: the region when neither `--region` nor `berth.toml` sets one.
-    pub aws_region: Option<String>,
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION` (as the AWS CLI reads them), with the variable's
+    /// name: the region when neither `--region` nor `berth.toml` sets one.
+    pub aws_region: Option<(&'static str, String)>,
     /// What the deploy may do beyond the default.
     pub deploy: DeployOptions,
     /// `berth deploy` flags that win over berth.toml.

@@ -398,3 +398,153 @@ async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
         );
     }
 }
+
+/// The stand-in `circleci` (sandbox/bin) on a job shell's PATH, as the CLI is in a job: it mints
+/// tokens from the sandbox's issuer that last `ttl` seconds, and logs each call to `log`.
+fn with_circleci(shell: &mut Command, app: &App, ttl: u64, log: &Path) {
+    let bin = Path::new(ROOT).join("sandbox/bin");
+    shell
+        .env(
+            "PATH",
+            format!(
+                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                bin.display()
+            ),
+        )
+        .env("BERTH_SANDBOX_PORT", app.var("BERTH_SANDBOX_PORT"))
+        .env("BERTH_SANDBOX_OIDC_TTL", ttl.to_string())
+        .env("BERTH_SANDBOX_CIRCLECI_LOG", log);
+}
+
+/// A deploy longer than its role's sessions and the job's token: the role allows one hour (which
+/// the sandbox makes pass in 18 s), the job's token lasts 30 s, and the migration sleeps 45 s.
+/// berth learns the role's limit from STS's refusal, assumes the role again before each session
+/// expires, and mints a fresh token with `circleci run oidc get` once the job's has run out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_outlives_its_role_sessions_and_the_jobs_token() {
+    let app = App::new(
+        "long",
+        "[migration]\ncommand = [\"sh\", \"-c\", \"sleep 45 && exec bin/rails db:migrate\"]\n",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().to_path_buf();
+    fs_err::create_dir_all(home.join("tmp")).unwrap();
+    let role_arn = role(&app, "circleci");
+    admin(
+        &app.var("BERTH_SANDBOX_PORT"),
+        "POST",
+        "/_sandbox/sessions",
+        Some(&json!({"role": role_arn, "scale": 0.005})),
+    );
+    let token = oidc_token(&app, json!({"ttl": 30}));
+    let log = work.path().join("circleci.log");
+    let vars = [
+        ("AWS_ROLE_ARN", role_arn.clone()),
+        ("CIRCLE_OIDC_TOKEN_V2", token.clone()),
+        ("CIRCLE_BRANCH", "main".to_owned()),
+        ("BERTH_LOG", "berth=info".to_owned()),
+    ];
+    let before = app.counters();
+    let mut shell = job_shell(&app, &home, &vars);
+    with_circleci(&mut shell, &app, 30, &log);
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let out = shell
+        .args(["-c", &format!("{berth} deploy --env stg --migrate before")])
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    println!("{said}");
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let after = app.service_task_definitions().await;
+    assert!(after.iter().all(|arn| arn.ends_with(":2")), "{after:?}");
+
+    let calls = app.counters().since(&before);
+    let assumed = calls["sts:AssumeRoleWithWebIdentity"];
+    // 45 s of migration alone outlast two 18 s sessions; one more call was the refused ask.
+    assert!(assumed >= 4, "the role was assumed {assumed} times: {calls:?}");
+    // The job's token first; once it ran out, tokens minted by `circleci run oidc get`.
+    let job = said.find("with the OIDC token from `CIRCLE_OIDC_TOKEN_V2`");
+    let fresh = said.find("with the OIDC token from `circleci run oidc get`");
+    assert!(job.is_some() && fresh.is_some() && job < fresh, "{said}");
+    let minted = fs_err::read_to_string(&log).unwrap_or_default();
+    assert!(
+        minted.lines().any(|l| l.starts_with("run oidc get --claims")),
+        "no token was minted: {minted:?}"
+    );
+    // The limit was learnt once and said once, not as a warning.
+    assert_eq!(said.matches("allows sessions shorter than").count(), 1, "{said}");
+    assert!(!said.contains("WARN"), "{said}");
+    assert!(!said.contains(&token), "the OIDC token reached the output");
+}
+
+/// `AWS_ROLE_ARN` set and no way to a token (no token variable, no `circleci`): berth exits 4
+/// before any AWS call, names the variable and the fix, and does not fall back to the keys that
+/// are in the environment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_without_a_token_exits_4_and_never_falls_back_to_other_keys() {
+    let app = App::new("notoken", "");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().to_path_buf();
+    fs_err::create_dir_all(home.join("tmp")).unwrap();
+    let role_arn = role(&app, "circleci");
+    let vars = [
+        ("AWS_ROLE_ARN", role_arn.clone()),
+        ("AWS_ACCESS_KEY_ID", "AKIAOTHERACCOUNT0001".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "other-account-secret".to_owned()),
+        ("CIRCLE_BRANCH", "main".to_owned()),
+    ];
+    let before = app.counters();
+    let revisions = app.service_task_definitions().await;
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let out = job_shell(&app, &home, &vars)
+        .args(["-c", &format!("{berth} deploy --env stg")])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    println!("{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no OIDC token to assume role `{role_arn}` (`AWS_ROLE_ARN`): `CIRCLE_OIDC_TOKEN_V2` is not set and `circleci` is not on PATH"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: inside a CircleCI job"), "{stderr}");
+    assert!(!stderr.contains("other-account-secret"), "{stderr}");
+    // Not one AWS call: nothing read, nothing written, S3 included.
+    assert_eq!(app.counters().since(&before), Default::default());
+    assert_eq!(app.service_task_definitions().await, revisions);
+    assert_eq!(text(&out.stdout), "");
+}
+
+/// A job token that has already expired is not sent: berth mints a fresh one with `circleci run
+/// oidc get` (for the same audience) and goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_job_token_is_replaced_by_one_circleci_mints() {
+    let app = App::new("expired", "");
+    let work = tempfile::tempdir().unwrap();
+    let home = work.path().to_path_buf();
+    fs_err::create_dir_all(home.join("tmp")).unwrap();
+    let expired = oidc_token(&app, json!({"ttl": -60}));
+    let log = work.path().join("circleci.log");
+    let vars = [
+        ("AWS_ROLE_ARN", role(&app, "circleci")),
+        ("CIRCLE_OIDC_TOKEN_V2", expired),
+    ];
+    let mut shell = job_shell(&app, &home, &vars);
+    with_circleci(&mut shell, &app, 3600, &log);
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let out = shell
+        .args(["-c", &format!("{berth} status --env stg")])
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(text(&out.stdout).contains("web"), "{}", text(&out.stdout));
+    let minted = fs_err::read_to_string(&log).unwrap();
+    assert_eq!(
+        minted.lines().collect::<Vec<_>>(),
+        ["run oidc get --claims {\"aud\":\"7f6b2a3e-0c51-4d5e-9a9e-5a1b2c3d4e5f\"}"],
+        "one token minted, for the job token's audience"
+    );
+}

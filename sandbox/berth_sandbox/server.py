@@ -37,6 +37,8 @@ ERROR_SHAPES = {
     "throttle": (400, "ThrottlingException", "Rate exceeded"),
     "500": (500, "InternalFailure", "injected internal error"),
     "503": (503, "ServiceUnavailable", "injected service unavailable"),
+    # A call signed with session credentials past their `Expiration`.
+    "expired": (400, "ExpiredTokenException", "The security token included in the request is expired"),
     # A role without the permission: IAM's words, the action named.
     "denied": (
         400,
@@ -177,6 +179,8 @@ class SandboxApp:
         service = service_of(environ)
         if service == "unknown" and operation in UNSIGNED_STS:
             service = "sts"
+        if sts.expired(sts.access_key_of(environ)):
+            return self.error(environ, start_response, "expired", service, operation)
         verdict = self.faults.judge(service, operation, app_of(environ), body)
         if verdict.latency_ms:
             time.sleep(verdict.latency_ms / 1000)
@@ -227,7 +231,7 @@ class SandboxApp:
         message = message.format(action=f"{service}:{operation}")
         if service == "s3":
             return self.s3_error(start_response, kind)
-        if kind == "denied" and service in REST_JSON:
+        if kind in ("denied", "expired") and service in REST_JSON:
             status = REST_JSON[service]
         reason = {
             400: "Bad Request",
@@ -249,6 +253,8 @@ class SandboxApp:
                 code = "Throttling"
             if kind == "denied":
                 code = "AccessDenied"
+            if kind == "expired":
+                code = "ExpiredToken"
             payload = (
                 "<ErrorResponse><Error><Type>Sender</Type>"
                 f"<Code>{code}</Code><Message>{message}</Message></Error>"
@@ -266,8 +272,14 @@ class SandboxApp:
             "500": (500, "InternalError", "We encountered an internal error. Please try again."),
             "503": (503, "ServiceUnavailable", "Please reduce your request rate."),
             "denied": (403, "AccessDenied", "Access Denied"),
+            "expired": (400, "ExpiredToken", "The provided token has expired."),
         }[kind]
-        reason = {403: "Forbidden", 500: "Internal Server Error", 503: "Service Unavailable"}[status]
+        reason = {
+            400: "Bad Request",
+            403: "Forbidden",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }[status]
         request_id = uuid.uuid4().hex[:16].upper()
         payload = (
             '<?xml version="1.0" encoding="UTF-8"?>'
@@ -350,6 +362,8 @@ class SandboxApp:
             return 200, triggers.fire(self.endpoints, data)
         if route == "oidc/token" and method == "POST":
             return 200, sts.mint(data)
+        if route == "sessions" and method == "POST":
+            return 200, sts.scale(data)
         if route == "tasks":
             return 200, ecs.AGENT.describe()
         return 404, {"error": f"no such sandbox route: {method} /_sandbox/{route}"}

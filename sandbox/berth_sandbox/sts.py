@@ -19,13 +19,25 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_providers_create_oidc.
 - `DurationSeconds` is between 900 and the role's `MaxSessionDuration` (one
   hour unless raised), else `ValidationError`
   (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_update-role-settings.html).
+
+The credentials it gives expire at their `Expiration`: a call signed with them
+after that gets `ExpiredTokenException` ("The security token included in the
+request is expired"), as AWS answers
+(https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html). moto
+checks no credentials at all. So that a test can outlive a session without
+waiting an hour, a role's sessions can be made to pass faster
+(`POST /_sandbox/sessions {"role": ARN, "scale": 0.01}`: one hour of session
+lasts 36 real seconds); the `Expiration` STS answers is then the real one.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
 import time
+from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -38,6 +50,12 @@ from moto.sts.responses import TokenResponse
 # audience that organization id.
 ORGANIZATION = "7f6b2a3e-0c51-4d5e-9a9e-5a1b2c3d4e5f"
 ISSUER = f"https://oidc.circleci.com/org/{ORGANIZATION}"
+
+# Session credentials given out: access key id -> when they expire (epoch seconds).
+_SESSIONS: dict[str, float] = {}
+# Roles whose sessions pass faster: role ARN -> real seconds per session second.
+_SCALES: dict[str, float] = {}
+_SESSIONS_LOCK = threading.Lock()
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _moto_assume_role_with_web_identity = TokenResponse.assume_role_with_web_identity
@@ -155,7 +173,44 @@ def _assume_role_with_web_identity(self: TokenResponse):
         )
     if duration > int(getattr(role, "max_session_duration", 3600) or 3600):
         raise ValidationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
-    return _moto_assume_role_with_web_identity(self)
+    return _session(_moto_assume_role_with_web_identity(self), role_arn, duration)
+
+
+def _session(answer, role_arn: str, duration: int):
+    """Keeps the session's expiry, `duration` seconds of the role's (scaled)
+    time from now, and answers it as the credentials' `Expiration`."""
+    credentials = answer.result["Credentials"]
+    expires = time.time() + duration * _SCALES.get(role_arn, 1.0)
+    credentials.expiration = datetime.fromtimestamp(int(expires), UTC).replace(tzinfo=None)
+    with _SESSIONS_LOCK:
+        _SESSIONS[credentials.access_key_id] = int(expires)
+    return answer
+
+
+def scale(data: dict) -> dict:
+    """`{"role": ARN, "scale": S}`: the role's later sessions last S times as
+    long as asked (1 is AWS's)."""
+    factor = float(data["scale"])
+    if not 0 < factor <= 1:
+        raise ValueError("scale must be more than 0 and at most 1: sessions never last longer than asked")
+    _SCALES[str(data["role"])] = factor
+    return {"role": data["role"], "scale": factor}
+
+
+def expired(access_key: str) -> bool:
+    """Whether `access_key` is a session's whose credentials have expired."""
+    with _SESSIONS_LOCK:
+        expires = _SESSIONS.get(access_key)
+    return expires is not None and time.time() >= expires
+
+
+def access_key_of(environ: dict) -> str:
+    """The access key a request is signed with (SigV4 header or presigned query)."""
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if "Credential=" in auth:
+        return auth.split("Credential=", 1)[1].split("/", 1)[0]
+    found = re.search(r"X-Amz-Credential=([^%/&]+)", environ.get("QUERY_STRING", ""))
+    return found.group(1) if found else ""
 
 
 def install() -> None:

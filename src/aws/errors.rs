@@ -4,7 +4,7 @@
 
 use aws_credential_types::provider::error::CredentialsError;
 
-use super::oidc::{OidcRefused, OidcUnreachable};
+use super::oidc::{OidcNoToken, OidcRefused, OidcUnreachable};
 use crate::error::Error;
 
 /// A failure worth another look a moment later, once the SDK's own retries gave up: throttling,
@@ -180,6 +180,12 @@ fn no_credentials(missing: &CredentialsError) -> Error {
             environment: true,
             transient: true,
             source: unanswered.detail.clone().into(),
+        };
+    }
+    if let Some(none) = source.and_then(|source| source.downcast_ref::<OidcNoToken>()) {
+        return Error::OidcToken {
+            role_arn: none.role_arn.clone(),
+            problem: none.problem.clone(),
         };
     }
     if let Some(refused) = source.and_then(|source| source.downcast_ref::<OidcRefused>()) {

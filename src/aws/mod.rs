@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::settings::Settings;
 pub use errors::{blame_unknown_region, denied_action, failed, is_transient};
 use oidc::OidcCredentials;
-pub use oidc::{CircleCiOidc, circleci_oidc, session_seconds};
+pub use oidc::{CircleCiOidc, MINT_COMMAND, circleci_oidc, session_seconds};
 
 /// Attempts per AWS call, first try included; throttling and 5xx are retried with backoff.
 /// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, when set, win (read by the SDK).
@@ -97,11 +97,7 @@ pub async fn sdk_config_for(
     } else if let Some(oidc) = circleci_oidc(&env_vars::var)? {
         // STS takes the token itself as the credential: its client needs none.
         let sts = aws_sdk_sts::Client::new(&loader().no_credentials().load().await);
-        main = main.credentials_provider(OidcCredentials {
-            sts,
-            oidc,
-            seconds: session,
-        });
+        main = main.credentials_provider(OidcCredentials::new(sts, oidc, session));
     }
     Ok(main.load().await)
 }
@@ -192,7 +188,6 @@ mod tests {
                 Some(("CIRCLE_OIDC_TOKEN_V2", "berth")),
             ),
             (&[v2, v1], None),
-            (&[role], None),
             (&[role, v2, file], None),
         ];
         for (vars, expected) in cases {
@@ -205,7 +200,7 @@ mod tests {
             assert_eq!(
                 found
                     .as_ref()
-                    .map(|oidc| (oidc.token_var, oidc.session_name.as_str())),
+                    .map(|oidc| (oidc.token_source(), oidc.session_name.as_str())),
                 *expected,
                 "{vars:?}"
             );

@@ -42,11 +42,11 @@ pub async fn init(flags: &Flags, reporter: &dyn Reporter) -> Result<Written, Err
     let region = flags
         .region
         .clone()
-        .or_else(|| flags.aws_region.clone())
+        .or_else(|| flags.aws_region.clone().map(|(_, region)| region))
         .ok_or_else(|| {
             usage(
                 "no region to read the services in".to_owned(),
-                "pass `--region`, or set `AWS_REGION`",
+                "pass `--region`, or set `AWS_REGION` (or `AWS_DEFAULT_REGION`)",
             )
         })?;
     let config = aws::sdk_config_for(&region, flags.profile.as_deref(), 3600).await?;

@@ -105,16 +105,20 @@ fn defaults_fill_what_nobody_set() {
 #[test]
 fn region_flag_beats_file_and_aws_region_is_the_last_resort() {
     let mut flags = flags("prd");
-    flags.aws_region = Some("ap-south-1".to_owned());
+    flags.aws_region = Some(("AWS_REGION", "ap-south-1".to_owned()));
     assert_eq!(resolve_stg(&flags).region, "us-east-1");
     flags.region = Some("ca-central-1".to_owned());
     assert_eq!(resolve_stg(&flags).region, "ca-central-1");
 
     let without_region = "repository = \"app1\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
     let mut flags = super::tests::flags("x");
-    flags.aws_region = Some("ap-south-1".to_owned());
+    flags.aws_region = Some(("AWS_DEFAULT_REGION", "ap-south-1".to_owned()));
     let settings = resolve(without_region, Path::new("berth.toml"), &flags).unwrap();
     assert_eq!(settings.region, "ap-south-1");
+    // A bad one is blamed on the variable it came from.
+    flags.aws_region = Some(("AWS_DEFAULT_REGION", "Moon-1".to_owned()));
+    let error = resolve(without_region, Path::new("berth.toml"), &flags).unwrap_err();
+    assert!(error.to_string().contains("AWS_DEFAULT_REGION"), "{error}");
 }
 
 /// `--migrate`, `--rollout-timeout` and `--migration-timeout` win over berth.toml; the other

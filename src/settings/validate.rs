@@ -133,7 +133,7 @@ impl Check<'_> {
         Ok(repository)
     }
 
-    /// `--region`, else berth.toml's, else `AWS_REGION`; a bad one is blamed on where it came
+    /// `--region`, else berth.toml's, else `AWS_REGION`, else `AWS_DEFAULT_REGION`; a bad one is blamed on where it came
     /// from.
     fn region(
         &self,
@@ -147,18 +147,17 @@ impl Check<'_> {
                 let place = self.source.place(Some(region.span()));
                 (self.non_empty(region, "region")?, place, "region")
             }
-            (None, None, Some(region)) => (
-                region.clone(),
-                from_outside("environment"),
-                crate::env_vars::AWS_REGION,
-            ),
+            (None, None, Some((name, region))) => {
+                (region.clone(), from_outside("environment"), *name)
+            }
             (None, None, None) => {
                 return Err(ConfigError::Missing {
                     file: self.source.file.clone(),
                     key: format!("env.{env}.region"),
                     hint: format!(
-                        "set `region` in `[env.{env}]` or at the top level of berth.toml, pass `--region`, or set `{}`",
-                        crate::env_vars::AWS_REGION
+                        "set `region` in `[env.{env}]` or at the top level of berth.toml, pass `--region`, or set `{}` (or `{}`)",
+                        crate::env_vars::AWS_REGION,
+                        crate::env_vars::AWS_DEFAULT_REGION
                     ),
                 });
             }

@@ -11,7 +11,6 @@
 //! image: a `prd` deploy of a commit already deployed to `stg` skips the build and the push.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -22,6 +21,9 @@ use crate::env_vars;
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::settings::{BuildSettings, Builder, Settings};
+use worktree::git;
+
+mod worktree;
 
 /// ECS allows 36 characters in `startedBy`; the deploy id must fit.
 const MAX_DEPLOY_ID: usize = 36;
@@ -84,24 +86,15 @@ impl Release {
         if let Some(wanted) = &settings.branch {
             check_branch(&settings.env, wanted, on, options.any_branch)?;
         }
-        let dirty = !git(
-            folder,
-            &[
-                "status",
-                "--porcelain",
-                "--untracked-files=normal",
-                "--",
-                ".",
-            ],
-        )?
-        .trim()
-        .is_empty();
+        let changed = worktree::changes(folder)?;
+        let dirty = !changed.is_empty();
         let nonce = if dirty {
             if !options.allow_dirty {
                 return Err(Error::Git {
                     problem: format!(
-                        "the work tree at `{}` has uncommitted changes",
-                        folder.display()
+                        "the work tree at `{}` has uncommitted changes: {}",
+                        folder.display(),
+                        worktree::listed(&changed)
                     ),
                     hint: "commit them, or pass `--allow-dirty` to build them into an image tagged `<sha>-dirty-<time>`".to_owned(),
                 });
@@ -270,36 +263,6 @@ fn unix_time() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
-}
-
-fn git(folder: &Path, args: &[&str]) -> Result<String, Error> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(folder)
-        .args(args)
-        .output()
-        .map_err(|error| Error::Git {
-            problem: format!("cannot run `git`: {error}"),
-            hint: format!(
-                "install git, or set `{}` to the commit being deployed",
-                env_vars::CIRCLE_SHA1
-            ),
-        })?;
-    if !output.status.success() {
-        return Err(Error::Git {
-            problem: format!(
-                "`git {}` failed in `{}`: {}",
-                args.join(" "),
-                folder.display(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ),
-            hint: format!(
-                "run berth inside the app's git work tree, or set `{}`",
-                env_vars::CIRCLE_SHA1
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[cfg(test)]

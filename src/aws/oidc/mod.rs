@@ -1,4 +1,9 @@
-//! CircleCI's OIDC token traded for a role's credentials, for as long as the deploy may take.
+//! CircleCI's OIDC token traded for a role's credentials, for as long as the deploy takes: the
+//! role is assumed again, with a token valid at that time, before each session expires.
+
+mod token;
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
@@ -6,30 +11,43 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 
 use crate::env_vars;
 use crate::error::Error;
+use token::Tokens;
+pub use token::MINT_COMMAND;
 
-/// CircleCI's OIDC token and the role to trade it for, when berth must do the trade itself:
-/// `AWS_ROLE_ARN` set, `CIRCLE_OIDC_TOKEN_V2` (else `CIRCLE_OIDC_TOKEN`) present, and no
-/// `AWS_WEB_IDENTITY_TOKEN_FILE` (with one, the default chain trades that file's token).
+/// The role to assume with CircleCI's OIDC tokens, when berth must do it itself:
+/// `AWS_ROLE_ARN` set and no `AWS_WEB_IDENTITY_TOKEN_FILE` (with one, the default chain trades
+/// that file's token).
 pub struct CircleCiOidc {
     pub role_arn: String,
     pub session_name: String,
-    /// The variable the token came from.
-    pub token_var: &'static str,
-    token: String,
+    tokens: Tokens,
 }
 
+impl CircleCiOidc {
+    /// Where the first token comes from: a variable's name, or the command that mints one.
+    pub fn token_source(&self) -> &'static str {
+        self.tokens.source()
+    }
+}
+
+/// The role and its tokens when `AWS_ROLE_ARN` asks berth to assume it. A role with no way to a
+/// token (no `CIRCLE_OIDC_TOKEN_V2` or `CIRCLE_OIDC_TOKEN`, no `circleci` on PATH) is an error:
+/// falling back to other credentials could act in another account.
 pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<CircleCiOidc>, Error> {
-    let Some(role_arn) = var(env_vars::AWS_ROLE_ARN) else {
+    let Some(role_arn) = var(env_vars::AWS_ROLE_ARN).filter(|arn| !arn.is_empty()) else {
         return Ok(None);
     };
     if var(env_vars::AWS_WEB_IDENTITY_TOKEN_FILE).is_some() {
         return Ok(None);
     }
-    let Some((token_var, token)) = [env_vars::CIRCLE_OIDC_TOKEN_V2, env_vars::CIRCLE_OIDC_TOKEN]
-        .into_iter()
-        .find_map(|name| var(name).map(|token| (name, token)))
-    else {
-        return Ok(None);
+    let Some(tokens) = Tokens::find(var) else {
+        return Err(Error::OidcToken {
+            role_arn,
+            problem: format!(
+                "`{}` is not set and `circleci` is not on PATH",
+                env_vars::CIRCLE_OIDC_TOKEN_V2
+            ),
+        });
     };
     let session_name = match var(env_vars::AWS_ROLE_SESSION_NAME) {
         Some(name) => name,
@@ -57,8 +75,7 @@ pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Circ
     Ok(Some(CircleCiOidc {
         role_arn,
         session_name,
-        token_var,
-        token,
+        tokens,
     }))
 }
 
@@ -68,21 +85,23 @@ impl std::fmt::Debug for CircleCiOidc {
         f.debug_struct("CircleCiOidc")
             .field("role_arn", &self.role_arn)
             .field("session_name", &self.session_name)
-            .field("token_var", &self.token_var)
-            .finish_non_exhaustive()
+            .field("tokens", &self.tokens)
+            .finish()
     }
 }
 
-/// One hour: what every role allows, and the most the SDK's own web identity provider asks for.
+/// One hour: what every role allows (IAM's least `MaxSessionDuration`).
 const ONE_HOUR: i32 = 3600;
+
+/// The shortest session STS grants.
+const SHORTEST: i32 = 900;
 
 /// The longest session STS grants.
 const MAX_SESSION: i32 = 12 * 3600;
 
-/// How long the assumed role's session should last: long enough for a deploy that takes its
-/// whole rollout and migration timeouts and an hour besides (lock wait, build, push). CircleCI's
-/// token lives an hour from the job's start, so the credentials cannot be renewed with it later;
-/// they must outlast the deploy from the first call.
+/// How long the assumed role's session should last: the deploy's rollout and migration
+/// timeouts and an hour besides (lock wait, build, push). A role that allows less gets shorter
+/// sessions, and berth assumes it again before each one expires.
 pub fn session_seconds(timeouts: &crate::settings::Timeouts) -> i32 {
     let wanted = (timeouts.rollout + timeouts.migration).as_secs() + ONE_HOUR as u64;
     i32::try_from(wanted)
@@ -90,31 +109,56 @@ pub fn session_seconds(timeouts: &crate::settings::Timeouts) -> i32 {
         .clamp(ONE_HOUR, MAX_SESSION)
 }
 
-/// Credentials for `AWS_ROLE_ARN` from CircleCI's OIDC token, asked of STS once for the whole
-/// deploy. The token stays in memory; nothing is written to disk.
+/// The next shorter session to ask for after a role refused `seconds` as longer than its
+/// `MaxSessionDuration` (STS does not say the limit): one hour, then STS's least.
+fn shorter(seconds: i32) -> Option<i32> {
+    match seconds {
+        s if s > ONE_HOUR => Some(ONE_HOUR),
+        s if s > SHORTEST => Some(SHORTEST),
+        _ => None,
+    }
+}
+
+type AssumeError = aws_smithy_runtime_api::client::result::SdkError<
+    aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError,
+    aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+>;
+
+/// Credentials for `AWS_ROLE_ARN` from CircleCI's OIDC tokens. The SDK's identity cache asks
+/// again shortly before they expire; each time the role is assumed with a token valid then.
+/// Tokens stay in memory; nothing is written to disk.
 #[derive(Debug)]
 pub(super) struct OidcCredentials {
-    pub(super) sts: aws_sdk_sts::Client,
-    pub(super) oidc: CircleCiOidc,
-    pub(super) seconds: i32,
+    sts: aws_sdk_sts::Client,
+    oidc: CircleCiOidc,
+    /// The session length asked for: the wanted one until the role refuses it, then what it took.
+    seconds: AtomicI32,
+    said_shorter: AtomicBool,
 }
 
 impl OidcCredentials {
+    pub(super) fn new(sts: aws_sdk_sts::Client, oidc: CircleCiOidc, seconds: i32) -> Self {
+        Self {
+            sts,
+            oidc,
+            seconds: AtomicI32::new(seconds),
+            said_shorter: AtomicBool::new(false),
+        }
+    }
+
     async fn assume(
         &self,
+        token: &str,
         seconds: i32,
     ) -> Result<
         aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
-        aws_smithy_runtime_api::client::result::SdkError<
-            aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError,
-            aws_smithy_runtime_api::client::orchestrator::HttpResponse,
-        >,
+        AssumeError,
     > {
         self.sts
             .assume_role_with_web_identity()
             .role_arn(&self.oidc.role_arn)
             .role_session_name(&self.oidc.session_name)
-            .web_identity_token(&self.oidc.token)
+            .web_identity_token(token)
             .duration_seconds(seconds)
             .send()
             .await
@@ -124,27 +168,42 @@ impl OidcCredentials {
         use aws_smithy_runtime_api::client::result::SdkError;
         use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-        let mut answer = self.assume(self.seconds).await;
+        let token = self.oidc.tokens.token().await.map_err(|problem| {
+            CredentialsError::provider_error(OidcNoToken {
+                role_arn: self.oidc.role_arn.clone(),
+                problem,
+            })
+        })?;
+        let wanted = self.seconds.load(Ordering::Relaxed);
+        let mut seconds = wanted;
+        let mut answer = self.assume(&token.value, seconds).await;
         // A role allows sessions up to its MaxSessionDuration (one hour unless raised).
-        if let Err(SdkError::ServiceError(error)) = &answer
-            && self.seconds > ONE_HOUR
+        while let Err(SdkError::ServiceError(error)) = &answer
             && error.err().code() == Some("ValidationError")
             && error
                 .err()
                 .message()
                 .is_some_and(|m| m.contains("MaxSessionDuration"))
+            && let Some(next) = shorter(seconds)
         {
-            tracing::warn!(
-                "role `{}` allows sessions of less than {} minutes (its MaxSessionDuration): berth asks for one hour, and a deploy that runs longer fails when the credentials expire",
-                self.oidc.role_arn,
-                self.seconds / 60
-            );
-            answer = self.assume(ONE_HOUR).await;
+            seconds = next;
+            answer = self.assume(&token.value, seconds).await;
+        }
+        if answer.is_ok() && seconds != wanted {
+            self.seconds.store(seconds, Ordering::Relaxed);
+            if !self.said_shorter.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "role `{}` allows sessions shorter than {} minutes (its MaxSessionDuration): berth asks for {} minutes and assumes the role again before each session expires",
+                    self.oidc.role_arn,
+                    wanted / 60,
+                    seconds / 60
+                );
+            }
         }
         let output = answer.map_err(|error| match &error {
             SdkError::ServiceError(service) => CredentialsError::provider_error(OidcRefused {
                 role_arn: self.oidc.role_arn.clone(),
-                token_var: self.oidc.token_var,
+                token_var: token.source,
                 detail: format!(
                     "{}: {}",
                     service.err().code().unwrap_or("error"),
@@ -162,6 +221,12 @@ impl OidcCredentials {
             )
         })?;
         let expiry = std::time::SystemTime::try_from(*given.expiration()).ok();
+        tracing::info!(
+            "assumed role `{}` with the OIDC token from `{}` until {}",
+            self.oidc.role_arn,
+            token.source,
+            given.expiration()
+        );
         Ok(Credentials::new(
             given.access_key_id(),
             given.secret_access_key(),
@@ -179,6 +244,14 @@ impl ProvideCredentials for OidcCredentials {
     {
         future::ProvideCredentials::new(self.credentials())
     }
+}
+
+/// No token could be had for the role (`circleci run oidc get` failed, or there is none).
+#[derive(Debug, thiserror::Error)]
+#[error("no OIDC token for role `{role_arn}`: {problem}")]
+pub(super) struct OidcNoToken {
+    pub(super) role_arn: String,
+    pub(super) problem: String,
 }
 
 /// STS gave no answer (unreachable, timed out) to the trade of CircleCI's token.

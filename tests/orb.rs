@@ -461,18 +461,27 @@ async fn a_deploy_outlives_its_role_sessions_and_the_jobs_token() {
     let calls = app.counters().since(&before);
     let assumed = calls["sts:AssumeRoleWithWebIdentity"];
     // 45 s of migration alone outlast two 18 s sessions; one more call was the refused ask.
-    assert!(assumed >= 4, "the role was assumed {assumed} times: {calls:?}");
+    assert!(
+        assumed >= 4,
+        "the role was assumed {assumed} times: {calls:?}"
+    );
     // The job's token first; once it ran out, tokens minted by `circleci run oidc get`.
     let job = said.find("with the OIDC token from `CIRCLE_OIDC_TOKEN_V2`");
     let fresh = said.find("with the OIDC token from `circleci run oidc get`");
     assert!(job.is_some() && fresh.is_some() && job < fresh, "{said}");
     let minted = fs_err::read_to_string(&log).unwrap_or_default();
     assert!(
-        minted.lines().any(|l| l.starts_with("run oidc get --claims")),
+        minted
+            .lines()
+            .any(|l| l.starts_with("run oidc get --claims")),
         "no token was minted: {minted:?}"
     );
     // The limit was learnt once and said once, not as a warning.
-    assert_eq!(said.matches("allows sessions shorter than").count(), 1, "{said}");
+    assert_eq!(
+        said.matches("allows sessions shorter than").count(),
+        1,
+        "{said}"
+    );
     assert!(!said.contains("WARN"), "{said}");
     assert!(!said.contains(&token), "the OIDC token reached the output");
 }

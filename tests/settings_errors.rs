@@ -589,8 +589,34 @@ fn a_dirty_work_tree_is_refused_before_anything_happens() {
     let output = berth(dir.path(), STG, &unreachable);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
-    assert!(text.contains("has uncommitted changes"), "{text}");
+    assert!(
+        text.contains("has uncommitted changes: `Dockerfile`"),
+        "names the changed path: {text}"
+    );
     assert!(text.contains("--allow-dirty"), "{text}");
+
+    // Up to five paths are named, then how many more.
+    for n in 1..=6 {
+        fs_err::write(dir.path().join(format!("new-{n}.txt")), "").unwrap();
+    }
+    let text = stderr(&berth(dir.path(), STG, &unreachable));
+    assert!(text.contains("and 2 more"), "{text}");
+
+    // berth's own output (the orb's `record` file, here inside the work tree) is not a change:
+    // the refusal that follows is the next check's (no AWS endpoint), not a dirty tree.
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "clean"]);
+    let record = fs_err::File::create(dir.path().join("record.json")).unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    harness::common::scrub(command.current_dir(dir.path()).args(STG))
+        .args(["--output", "json"])
+        .env("NO_COLOR", "1")
+        .envs(unreachable)
+        .stdout(record.into_file());
+    let output = command.output().unwrap();
+    let text = stderr(&output);
+    assert!(!text.contains("uncommitted"), "{text}");
+    assert_eq!(output.status.code(), Some(4), "{text}");
 
     // Outside a git work tree, and without CIRCLE_SHA1, there is no commit to deploy.
     let bare = tempfile::tempdir().unwrap();

@@ -102,11 +102,11 @@ pub(super) fn listed(paths: &[String]) -> String {
 /// The file berth's stdout goes to, by device and inode, when it is a regular file.
 fn stdout_file() -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let fd = std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned().ok()?;
+    let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+        .try_clone_to_owned()
+        .ok()?;
     let metadata = std::fs::File::from(fd).metadata().ok()?;
-    metadata
-        .is_file()
-        .then(|| (metadata.dev(), metadata.ino()))
+    metadata.is_file().then(|| (metadata.dev(), metadata.ino()))
 }
 
 fn same_file(path: &Path, (dev, ino): &(u64, u64)) -> bool {
@@ -131,10 +131,7 @@ mod tests {
     #[test]
     fn an_error_names_five_paths_and_counts_the_rest() {
         let paths: Vec<String> = (1..=7).map(|n| format!("f{n}")).collect();
-        assert_eq!(
-            listed(&paths),
-            "`f1`, `f2`, `f3`, `f4`, `f5` and 2 more"
-        );
+        assert_eq!(listed(&paths), "`f1`, `f2`, `f3`, `f4`, `f5` and 2 more");
         assert_eq!(listed(&paths[..1]), "`f1`");
     }
 }

@@ -4,11 +4,13 @@ use std::path::Path;
 
 use crate::harness::*;
 
-/// CircleCI's remote Docker is a TLS endpoint: berth builds and pushes through the sandbox's TLS
-/// front, and without the certificates it stops before changing anything (exit 4).
+/// CircleCI's remote Docker is a TLS endpoint: berth builds with BuildKit (the default builder,
+/// whose gRPC session rides an upgraded connection) and pushes through the sandbox's TLS front,
+/// as after `setup_remote_docker`; without the certificates it stops before changing anything
+/// (exit 4).
 #[tokio::test(flavor = "multi_thread")]
-async fn builds_and_pushes_through_docker_over_tls() {
-    let app = App::new("tls", "migrate = \"skip\"\n");
+async fn builds_with_buildkit_and_pushes_through_docker_over_tls() {
+    let app = App::with_build("tls", "migrate = \"skip\"\n", "builder = \"buildkit\"\n");
     let host = app.var("BERTH_SANDBOX_DOCKER_TLS_HOST");
     let certs = app.var("BERTH_SANDBOX_DOCKER_CERT_PATH");
     // A deploy through the TLS front, with the certificates in `folder`.
@@ -69,6 +71,18 @@ async fn builds_and_pushes_through_docker_over_tls() {
     let run = over_tls(&certs);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stderr.contains("build: done"), "built over TLS");
+    // BuildKit's own progress (its vertices) came back through the TLS front.
+    assert!(
+        run.stderr.contains("with the BuildKit builder"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("build | [internal] load remote build context"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(app.counters().pushes, seeded.pushes + 1);
     assert_ne!(app.service_task_definitions().await, before);
 }

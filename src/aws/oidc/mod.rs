@@ -11,8 +11,8 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 
 use crate::env_vars;
 use crate::error::Error;
-use token::Tokens;
 pub use token::MINT_COMMAND;
+use token::Tokens;
 
 /// The role to assume with CircleCI's OIDC tokens, when berth must do it itself:
 /// `AWS_ROLE_ARN` set and no `AWS_WEB_IDENTITY_TOKEN_FILE` (with one, the default chain trades

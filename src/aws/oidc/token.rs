@@ -144,7 +144,9 @@ impl Tokens {
                 .arg("--claims")
                 .arg(serde_json::json!({ "aud": audience }).to_string());
         }
-        command.stdin(std::process::Stdio::null()).kill_on_drop(true);
+        command
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true);
         let out = tokio::time::timeout(MINT_TIMEOUT, command.output())
             .await
             .map_err(|_| format!("`{MINT_COMMAND}` did not answer within 30 s"))?
@@ -213,7 +215,12 @@ mod tests {
         let past = Some(Some(now - Duration::from_secs(5)));
         let rows = [
             ("valid for an hour", secs(3600), true, Pick::Given),
-            ("valid for an hour, no circleci", secs(3600), false, Pick::Given),
+            (
+                "valid for an hour, no circleci",
+                secs(3600),
+                false,
+                Pick::Given,
+            ),
             ("expires within 15 s", secs(10), true, Pick::Mint),
             ("valid for 30 s", secs(30), true, Pick::Given),
             ("expired", past, true, Pick::Mint),

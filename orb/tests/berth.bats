@@ -122,3 +122,47 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
   [ "$status" -eq 4 ]
   [[ "$output" == *"run the \`berth/install\` command first"* ]]
 }
+
+@test "env, region, profile, role_arn and record expand the job's variables with circleci env subst" {
+  export PATH="$BATS_TEST_DIRNAME/../../sandbox/bin:$PATH" # the stand-in CircleCI CLI
+  export PRD_ROLE='arn:aws:iam::210987654321:role/deploy' REGION_NAME=eu-west-1 ENV_NAME=prd
+  export ORB_STR_ROLE_ARN='${PRD_ROLE}' ORB_STR_REGION='$REGION_NAME' ORB_STR_ENV='${ENV_NAME}'
+  export ORB_STR_PROFILE='$(touch pwned)' ORB_STR_RECORD="$BATS_TEST_TMPDIR/\${ENV_NAME}.json"
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' deploy --env prd --region eu-west-1 --profile '$(touch pwned)' --output json)" ]
+  grep -qxF 'AWS_ROLE_ARN=arn:aws:iam::210987654321:role/deploy' "$BERTH_FAKE_LOG"
+  [ -s "$BATS_TEST_TMPDIR/prd.json" ]
+  [ ! -e pwned ] && [ ! -e "$BATS_TEST_TMPDIR/pwned" ]
+}
+
+@test "without the CircleCI CLI a value with \$ is passed as written, and the step says so" {
+  ORB_STR_ROLE_ARN='${PRD_ROLE}' run bash "$script"
+  [ "$status" -eq 0 ]
+  grep -qxF 'AWS_ROLE_ARN=${PRD_ROLE}' "$BERTH_FAKE_LOG"
+  [[ "$output" == *"\`circleci\` is not on PATH; \`\${PRD_ROLE}\` is passed as written"* ]]
+}
+
+@test "a record file inside the work tree is kept out of git's changes" {
+  repo="$BATS_TEST_TMPDIR/app"
+  mkdir -p "$repo"
+  git -C "$repo" init -q
+  git -C "$repo" -c user.name=t -c user.email=t@t commit -q --allow-empty -m app
+  ORB_STR_WORKING_DIRECTORY="$repo" ORB_STR_RECORD='out/deploy [1].json' run bash "$script"
+  [ "$status" -eq 0 ]
+  [ -s "$repo/out/deploy [1].json" ]
+  [ -z "$(git -C "$repo" status --porcelain --untracked-files=normal)" ]
+  # A second run adds no second line.
+  ORB_STR_WORKING_DIRECTORY="$repo" ORB_STR_RECORD='out/deploy [1].json' run bash "$script"
+  [ "$(grep -c 'deploy' "$repo/.git/info/exclude")" -eq 1 ]
+}
+
+@test "a shell without bash stops with the reason and exit 2" {
+  for sh in dash "busybox sh"; do
+    command -v "${sh%% *}" >/dev/null || continue
+    run $sh -e "$script"
+    [ "$status" -eq 2 ]
+    [[ "$output" == *"this step needs bash, which this image lacks"* ]]
+    [ ! -e "$BERTH_FAKE_LOG" ]
+  done
+}

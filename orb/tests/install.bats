@@ -119,3 +119,61 @@ downloads() {
   [[ "$output" == *"404"* ]]
   [ ! -e "$home/.berth/9.9.9/berth" ]
 }
+
+pins() { # the ORB_STR_PINNED a published orb of 0.1.0 carries, from the served assets
+  printf '0.1.0\n'
+  for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl aarch64-apple-darwin; do
+    printf '%s %s\n' "$target" "$(cut -d ' ' -f 1 "$releases/v0.1.0/berth-$target.sha256")"
+  done
+}
+
+@test "a published orb installs its own release by the pinned sha256, not the served one" {
+  export ORB_STR_PINNED="$(pins)"
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"installed berth 0.1.0 (x86_64-unknown-linux-musl), sha256 "*" (the orb's pinned sha256)"* ]]
+  [ "$(downloads)" -eq 1 ] # the binary only: its sha256 file is not trusted
+}
+
+@test "a pinned install refuses a served binary and its matching sha256 file that both changed" {
+  export ORB_STR_PINNED="$(pins)"
+  pinned="$(cut -d ' ' -f 1 "$releases/v0.1.0/berth-x86_64-unknown-linux-musl.sha256")"
+  echo 'echo tampered' >>"$releases/v0.1.0/berth-x86_64-unknown-linux-musl"
+  (cd "$releases/v0.1.0" && sha256sum berth-x86_64-unknown-linux-musl >berth-x86_64-unknown-linux-musl.sha256)
+  served="$(cut -d ' ' -f 1 "$releases/v0.1.0/berth-x86_64-unknown-linux-musl.sha256")"
+  run bash "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"expected $pinned (the orb's pinned sha256), downloaded $served; refusing to install"* ]]
+  [ ! -e "$home/.berth/0.1.0/berth" ]
+}
+
+@test "a pinned install refuses a cached binary that is not the pinned one, naming both digests" {
+  run bash "$script" # cached by an unpinned (dev) orb, as a shared project cache can be
+  echo 'echo poisoned' >>"$home/.berth/0.1.0/berth"
+  (cd "$home/.berth/0.1.0" && sha256sum berth | sed 's/ .*/  berth/' >berth.sha256)
+  export ORB_STR_PINNED="$(pins)"
+  pinned="$(sed -n 's/^x86_64-unknown-linux-musl //p' <<<"$ORB_STR_PINNED")"
+  cached="$(sha256sum "$home/.berth/0.1.0/berth" | cut -d ' ' -f 1)"
+  : >"$BASH_ENV"
+  run bash "$script"
+  [ "$status" -eq 1 ]
+  [[ "$output" == *"the orb pins sha256 $pinned, the cached file has $cached; refusing to run it"* ]]
+  [ ! -s "$BASH_ENV" ]
+}
+
+@test "pins apply to the orb's own version only; another version checks its release's file" {
+  mkdir -p "$releases/v0.2.0"
+  printf '#!/bin/sh\necho "berth 0.2.0"\n' >"$releases/v0.2.0/berth-x86_64-unknown-linux-musl"
+  (cd "$releases/v0.2.0" && sha256sum berth-x86_64-unknown-linux-musl >berth-x86_64-unknown-linux-musl.sha256)
+  export ORB_STR_PINNED="$(pins)"
+  ORB_STR_VERSION=0.2.0 run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"(berth-x86_64-unknown-linux-musl.sha256 of the release)"* ]]
+}
+
+@test "a shell without bash stops with the reason and exit 2" {
+  run dash -e "$script"
+  [ "$status" -eq 2 ]
+  [[ "$output" == *"this step needs bash, which this image lacks"* ]]
+  [ "$(downloads)" -eq 0 ]
+}

@@ -11,7 +11,12 @@ r"""Packs the orb's sources (`orb/src`, the orb development kit layout) into one
   `<<` as the start of a parameter. A directive anywhere else is an error, as
   it is for the CircleCI CLI.
 
-Usage: python pack.py [SRC] [OUT]   (defaults: orb/src, stdout)
+With `--pin DIST` (the release's publish), the `install` command's
+`ORB_STR_PINNED` becomes the orb's berth version and one `<target> <sha256>`
+line per `DIST/berth-<target>.sha256`: the published orb then installs only
+binaries with those digests, wherever they were downloaded or cached from.
+
+Usage: python pack.py [SRC] [OUT] [--pin DIST]   (defaults: orb/src, stdout)
 """
 
 from __future__ import annotations
@@ -113,14 +118,46 @@ def check_escapes(text: str) -> None:
                 )
 
 
+SHA256_FILE = re.compile(r"^([0-9a-f]{64})\s+\*?berth-([A-Za-z0-9_.-]+)$")
+
+
+def pin(orb: dict, dist: Path) -> None:
+    """Writes the release assets' sha256s into the `install` command's `ORB_STR_PINNED`."""
+    install = orb["commands"]["install"]
+    version = str(install["parameters"]["version"]["default"])
+    lines = []
+    for path in sorted(dist.glob("berth-*.sha256")):
+        match = SHA256_FILE.match(path.read_text().strip())
+        if match is None or path.name != f"berth-{match.group(2)}.sha256":
+            raise PackError(f"`{path}` is not `<sha256>  berth-<target>` for its own asset")
+        lines.append(f"{match.group(2)} {match.group(1)}")
+    if not lines:
+        raise PackError(f"`{dist}` holds no `berth-*.sha256` files to pin")
+    runs = [step["run"] for step in install["steps"] if isinstance(step, dict) and "run" in step]
+    if len(runs) != 1 or "ORB_STR_PINNED" not in (runs[0].get("environment") or {}):
+        raise PackError("the `install` command must have one run step with `ORB_STR_PINNED`")
+    runs[0]["environment"]["ORB_STR_PINNED"] = "\n".join([version, *lines]) + "\n"
+
+
 def main(argv: list[str]) -> int:
+    dist = None
+    if "--pin" in argv:
+        at = argv.index("--pin")
+        if at + 1 >= len(argv):
+            print("pack: --pin needs the folder of the release's sha256 files", file=sys.stderr)
+            return 2
+        dist = Path(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
     src = (
         Path(argv[1])
         if len(argv) > 1
         else Path(__file__).resolve().parent.parent / "src"
     )
     try:
-        text = dump(pack(src))
+        orb = pack(src)
+        if dist is not None:
+            pin(orb, dist)
+        text = dump(orb)
         check_escapes(text)
     except (PackError, yaml.YAMLError) as err:
         print(f"pack: {err}", file=sys.stderr)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs `berth deploy|status|rollback` with the orb command's parameters. Every value reaches
-# berth as one argument, as given: nothing here is split, globbed or evaluated.
+# berth as one argument: nothing here is split, globbed or evaluated. `env`, `region`,
+# `profile`, `role_arn` and `record` may name the job's variables (`${PRD_ROLE}`): they go
+# through `circleci env subst`, as in CircleCI's own orbs, which replaces `$VAR` and `${VAR}`
+# and runs nothing.
 #
 # Parameters (from the `deploy`, `status` and `rollback` commands; empty means unset):
 #   ORB_ENUM_SUBCOMMAND       deploy, status or rollback
@@ -22,7 +25,32 @@
 #   ORB_STR_TO                --to (rollback)
 #   ORB_STR_RECORD            a file for berth's JSON record (stdout with --output json)
 #   ORB_STR_EXTRA_ARGS        more arguments for berth, one per line
+
+# Read by any sh up to here: a shell without bash (Alpine's) stops with the reason, not with a
+# syntax error further down.
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "berth orb: this step needs bash, which this image lacks; install it (Alpine: \`apk add bash\`) or use the orb's \`docker\` or \`machine\` executor" >&2
+  exit 2
+fi
 set -euo pipefail
+
+# The job's variables in a value, as CircleCI's orbs expand them; without the CircleCI CLI (a
+# run outside CircleCI) the value is kept as written, and said so.
+subst() {
+  if [[ "$1" != *'$'* ]]; then
+    printf '%s' "$1"
+  elif command -v circleci >/dev/null 2>&1; then
+    printf '%s' "$1" | circleci env subst
+  else
+    echo "berth orb: \`circleci\` is not on PATH; \`$1\` is passed as written" >&2
+    printf '%s' "$1"
+  fi
+}
+ORB_STR_ENV="$(subst "${ORB_STR_ENV:-}")"
+ORB_STR_REGION="$(subst "${ORB_STR_REGION:-}")"
+ORB_STR_PROFILE="$(subst "${ORB_STR_PROFILE:-}")"
+ORB_STR_ROLE_ARN="$(subst "${ORB_STR_ROLE_ARN:-}")"
+ORB_STR_RECORD="$(subst "${ORB_STR_RECORD:-}")"
 
 # Paths as a shell would take them: a leading ~ is the home folder.
 home_path() { printf '%s' "${1/#\~/$HOME}"; }
@@ -90,12 +118,31 @@ if [[ -n "${ORB_STR_WORKING_DIRECTORY:-}" ]]; then
   cd "$ORB_STR_WORKING_DIRECTORY"
 fi
 
+# A record file inside a git work tree is listed in that repository's `info/exclude`, so that
+# no `git status` (berth's dirty-tree check among them) counts it as a change.
+hide_from_git() {
+  local folder top exclude relative entry
+  command -v git >/dev/null 2>&1 || return 0
+  folder="$(cd "$(dirname "$1")" && pwd -P)"
+  top="$(git -C "$folder" rev-parse --show-toplevel 2>/dev/null)" || return 0
+  exclude="$(git -C "$folder" rev-parse --git-path info/exclude)"
+  [[ "$exclude" == /* ]] || exclude="$folder/$exclude"
+  relative="${folder#"$top"}"
+  relative="${relative#/}"
+  entry="/${relative:+$relative/}$(basename "$1")"
+  entry="$(printf '%s' "$entry" | sed 's/[][*?\\]/\\&/g')"
+  mkdir -p "$(dirname "$exclude")"
+  grep -qxF -- "$entry" "$exclude" 2>/dev/null || printf '%s\n' "$entry" >>"$exclude"
+}
+
 if ! command -v berth >/dev/null 2>&1; then
   echo "berth orb: \`berth\` is not on PATH; run the \`berth/install\` command first" >&2
   exit 4
 fi
 if [[ -n "${ORB_STR_RECORD:-}" ]]; then
   mkdir -p "$(dirname "$ORB_STR_RECORD")"
+  : >"$ORB_STR_RECORD"
+  hide_from_git "$ORB_STR_RECORD"
   exec berth "${args[@]}" >"$ORB_STR_RECORD"
 fi
 exec berth "${args[@]}"

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs the berth release binary for this machine's OS and CPU, verified against the release's
-# sha256 file, into a folder per version that the orb caches.
+# Installs the berth release binary for this machine's OS and CPU into a folder per version that
+# the orb caches. The binary, downloaded or cached, must have the sha256 that the published orb
+# pins for its own release; another version (or a dev orb, which pins nothing) is checked
+# against the release's sha256 file.
 #
 # Parameters (from the `install` command):
 #   ORB_STR_VERSION       the berth version, e.g. 0.1.0 (no `v`)
 #   ORB_STR_DOWNLOAD_URL  where releases are: <url>/v<version>/berth-<target>{,.sha256}
 #   ORB_STR_INSTALL_DIR   the folder per version lives under it (default ~/.berth)
+#   ORB_STR_PINNED        written by the release's publish: the orb's version, then one
+#                         `<target> <sha256>` line per release asset; empty in a dev orb
+if [ -z "${BASH_VERSION:-}" ]; then
+  echo "berth/install: this step needs bash, which this image lacks; install it (Alpine: \`apk add bash\`) or use the orb's \`docker\` or \`machine\` executor" >&2
+  exit 2
+fi
 set -euo pipefail
 
 version="$ORB_STR_VERSION"
@@ -58,29 +66,53 @@ dir="$root/$version"
 binary="$dir/berth"
 asset="berth-$target"
 
-if [[ -x "$binary" && -f "$binary.sha256" && "$(sha256_of "$binary")" == "$(cut -d ' ' -f 1 "$binary.sha256")" ]]; then
+# The sha256 this orb pins for the asset: only for the orb's own release.
+pinned=""
+pins="${ORB_STR_PINNED:-}"
+if [[ -n "$pins" && "$(head -n 1 <<<"$pins")" == "$version" ]]; then
+  pinned="$(awk -v t="$target" '$1 == t { print $2 }' <<<"$pins")"
+  if [[ ! "$pinned" =~ ^[0-9a-f]{64}$ ]]; then
+    echo "berth/install: this orb pins no sha256 for $asset of berth $version; refusing to install" >&2
+    exit 1
+  fi
+fi
+
+if [[ -n "$pinned" && -x "$binary" ]]; then
+  actual="$(sha256_of "$binary")"
+  if [[ "$actual" != "$pinned" ]]; then
+    echo "berth/install: the cached $binary is not berth $version: the orb pins sha256 $pinned, the cached file has $actual; refusing to run it (clear the cache key \`berth-v1-…-$version\`)" >&2
+    exit 1
+  fi
+  echo "berth $version ($target) is cached in $dir, sha256 $actual as the orb pins"
+elif [[ -z "$pinned" && -x "$binary" && -f "$binary.sha256" && "$(sha256_of "$binary")" == "$(cut -d ' ' -f 1 "$binary.sha256")" ]]; then
   echo "berth $version ($target) is cached in $dir"
 else
   mkdir -p "$dir"
   work="$(mktemp -d "$dir/.download.XXXXXX")"
   trap 'rm -rf "$work"' EXIT
   echo "downloading berth $version for $target from $download_url/v$version/$asset"
-  fetch "$download_url/v$version/$asset.sha256" "$work/$asset.sha256"
+  if [[ -n "$pinned" ]]; then
+    expected="$pinned"
+    source="the orb's pinned sha256"
+  else
+    fetch "$download_url/v$version/$asset.sha256" "$work/$asset.sha256"
+    expected="$(cut -d ' ' -f 1 "$work/$asset.sha256")"
+    source="$asset.sha256 of the release"
+  fi
   fetch "$download_url/v$version/$asset" "$work/$asset"
-  expected="$(cut -d ' ' -f 1 "$work/$asset.sha256")"
   actual="$(sha256_of "$work/$asset")"
   if [[ ! "$expected" =~ ^[0-9a-f]{64}$ ]]; then
     echo "berth/install: $asset.sha256 of berth $version holds no sha256; refusing to install" >&2
     exit 1
   fi
   if [[ "$actual" != "$expected" ]]; then
-    echo "berth/install: checksum mismatch for $asset of berth $version: expected $expected, downloaded $actual; refusing to install" >&2
+    echo "berth/install: checksum mismatch for $asset of berth $version: expected $expected ($source), downloaded $actual; refusing to install" >&2
     exit 1
   fi
   chmod 0755 "$work/$asset"
   mv "$work/$asset" "$binary"
   echo "$expected  berth" >"$binary.sha256"
-  echo "installed berth $version ($target), sha256 $expected"
+  echo "installed berth $version ($target), sha256 $expected ($source)"
 fi
 
 if [[ -n "${BASH_ENV:-}" ]]; then

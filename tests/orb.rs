@@ -242,6 +242,7 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
         ("CIRCLE_BUILD_URL", build_url.to_owned()),
         ("CIRCLE_BUILD_NUM", "4242".to_owned()),
         ("CIRCLE_OIDC_TOKEN_V2", token.clone()),
+        ("DEPLOY_ROLE", role(&app, "circleci")),
     ];
     let install_dir = home.join(".berth");
     let install_dir = install_dir.to_string_lossy();
@@ -254,16 +255,16 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
             ("install_dir", &install_dir),
         ],
     );
-    let record = work.path().join("record/deploy.json");
-    let record_path = record.to_string_lossy();
-    let role_arn = role(&app, "circleci");
+    // A relative record path lands in the work tree, which berth's dirty check must not count;
+    // the role comes from the job's variable, as a migrated config names it.
+    let record = app.dir.path().join("out/deploy.json");
     let deploy = steps(
         &packed,
         "deploy",
         &[
             ("env", "stg"),
-            ("role_arn", &role_arn),
-            ("record", &record_path),
+            ("role_arn", "${DEPLOY_ROLE}"),
+            ("record", "out/deploy.json"),
             ("migrate", "before"),
             ("rollout_timeout", "3m"),
         ],
@@ -294,8 +295,11 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
     let bash_env_text = fs_err::read_to_string(&bash_env).unwrap();
     assert!(bash_env_text.contains(&format!("{install_dir}/{version}")));
 
-    let (code, said) = run_step(job_shell(&app, &home, &vars), &deploy[0]);
+    let mut shell = job_shell(&app, &home, &vars);
+    with_circleci(&mut shell, &app, 3600, &work.path().join("circleci.log"));
+    let (code, said) = run_step(shell, &deploy[0]);
     assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("uncommitted"), "{said}");
     let report: Value = serde_json::from_str(&fs_err::read_to_string(&record).unwrap()).unwrap();
     assert!(
         report["image"]["tag"]

@@ -111,7 +111,7 @@ fn stdout_file() -> Option<(u64, u64)> {
 
 fn same_file(path: &Path, (dev, ino): &(u64, u64)) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
+    fs_err::metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
 }
 
 #[cfg(test)]

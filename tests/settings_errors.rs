@@ -533,6 +533,45 @@ fn json_output_carries_the_resolved_settings() {
     assert_eq!(json["timeouts"]["rollout"], "30m");
 }
 
+/// With no region in the flags or the file, `AWS_REGION` and then `AWS_DEFAULT_REGION` (the AWS
+/// CLI's order); a bad one is blamed on the variable it came from.
+#[test]
+fn the_region_falls_back_to_aws_region_then_aws_default_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = "repository = \"app\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n";
+    fs_err::write(dir.path().join("berth.toml"), file).unwrap();
+    let region = |vars: &[(&str, &str)]| {
+        let output = berth(
+            dir.path(),
+            &["config", "--env", "stg", "--output", "json"],
+            vars,
+        );
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        (
+            output.status.code(),
+            json["region"].clone(),
+            stderr(&output),
+        )
+    };
+    let (code, found, _) = region(&[("AWS_DEFAULT_REGION", "eu-west-3")]);
+    assert_eq!((code, found), (Some(0), serde_json::json!("eu-west-3")));
+    let both = [
+        ("AWS_REGION", "ap-south-1"),
+        ("AWS_DEFAULT_REGION", "eu-west-3"),
+    ];
+    let (code, found, _) = region(&both);
+    assert_eq!((code, found), (Some(0), serde_json::json!("ap-south-1")));
+    let (code, _, said) = region(&[("AWS_DEFAULT_REGION", "Moon-1")]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(said.contains("AWS_DEFAULT_REGION"), "{said}");
+    let (code, _, said) = region(&[]);
+    assert_eq!(code, Some(2), "{said}");
+    assert!(
+        said.contains("`AWS_DEFAULT_REGION`"),
+        "the hint names both: {said}"
+    );
+}
+
 #[test]
 fn output_format_can_come_from_berth_output() {
     let dir = tempfile::tempdir().unwrap();

@@ -129,13 +129,21 @@ def pin(orb: dict, dist: Path) -> None:
     for path in sorted(dist.glob("berth-*.sha256")):
         match = SHA256_FILE.match(path.read_text().strip())
         if match is None or path.name != f"berth-{match.group(2)}.sha256":
-            raise PackError(f"`{path}` is not `<sha256>  berth-<target>` for its own asset")
+            raise PackError(
+                f"`{path}` is not `<sha256>  berth-<target>` for its own asset"
+            )
         lines.append(f"{match.group(2)} {match.group(1)}")
     if not lines:
         raise PackError(f"`{dist}` holds no `berth-*.sha256` files to pin")
-    runs = [step["run"] for step in install["steps"] if isinstance(step, dict) and "run" in step]
+    runs = [
+        step["run"]
+        for step in install["steps"]
+        if isinstance(step, dict) and "run" in step
+    ]
     if len(runs) != 1 or "ORB_STR_PINNED" not in (runs[0].get("environment") or {}):
-        raise PackError("the `install` command must have one run step with `ORB_STR_PINNED`")
+        raise PackError(
+            "the `install` command must have one run step with `ORB_STR_PINNED`"
+        )
     runs[0]["environment"]["ORB_STR_PINNED"] = "\n".join([version, *lines]) + "\n"
 
 
@@ -144,7 +152,10 @@ def main(argv: list[str]) -> int:
     if "--pin" in argv:
         at = argv.index("--pin")
         if at + 1 >= len(argv):
-            print("pack: --pin needs the folder of the release's sha256 files", file=sys.stderr)
+            print(
+                "pack: --pin needs the folder of the release's sha256 files",
+                file=sys.stderr,
+            )
             return 2
         dist = Path(argv[at + 1])
         argv = argv[:at] + argv[at + 2 :]

@@ -26,11 +26,12 @@ import yaml
 PARAMETER = re.compile(r"<<\s*parameters\.([a-z0-9_]+)\s*>>")
 
 
-def values_of(name: str, body: dict, given: dict[str, str]) -> dict[str, str]:
+def values_of(owner: str, body: dict, given: dict[str, str]) -> dict[str, str]:
+    """The value of each parameter of `owner` (a command or a job), given or default."""
     parameters = body.get("parameters") or {}
     unknown = set(given) - set(parameters)
     if unknown:
-        raise SystemExit(f"steps: `{name}` has no parameters {sorted(unknown)}")
+        raise SystemExit(f"steps: `{owner}` has no parameters {sorted(unknown)}")
     values = {}
     for name, spec in parameters.items():
         if name in given:
@@ -38,7 +39,7 @@ def values_of(name: str, body: dict, given: dict[str, str]) -> dict[str, str]:
         elif "default" in spec:
             value = spec["default"]
         else:
-            raise SystemExit(f"steps: `{command}` needs the parameter `{name}`")
+            raise SystemExit(f"steps: `{owner}` needs the parameter `{name}`")
         if spec.get("type") == "boolean":
             value = "1" if str(value).lower() in ("1", "true") else "0"
         if spec.get("type") == "enum" and str(value) not in [

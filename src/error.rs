@@ -242,6 +242,7 @@ impl Error {
                 "inside a CircleCI job, run it with a context (CircleCI gives the job `{}` then) or keep the CircleCI CLI on PATH (berth runs `circleci run oidc get`); elsewhere unset `AWS_ROLE_ARN` to use other credentials",
                 crate::env_vars::CIRCLE_OIDC_TOKEN_V2
             ),
+            Self::OidcRefused { detail, .. } if detail.starts_with("ExpiredTokenException") => "the token has expired (CircleCI's last one hour); keep the CircleCI CLI on PATH so that berth mints a fresh one with `circleci run oidc get`".to_owned(),
             Self::OidcRefused { .. } => "the role's trust policy must allow `sts:AssumeRoleWithWebIdentity` to the IAM OIDC provider `oidc.circleci.com/org/<organization id>` with the organization id as audience; the job must run with a context (CircleCI mints OIDC tokens only then)".to_owned(),
             Self::NoCredentials { .. } => "log in (`aws sso login`), set `AWS_PROFILE` or `--profile`, or export `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`; in CircleCI, set `AWS_ROLE_ARN` and berth trades the job's OIDC token for it, or use a context with the keys".to_owned(),
             Self::AccessDenied { iam_action, action, .. } => format!(

@@ -356,21 +356,25 @@ async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
     let home = work.path().to_path_buf();
     fs_err::create_dir_all(home.join("tmp")).unwrap();
     let berth = env!("CARGO_BIN_EXE_berth");
+    let trust = "hint: the role's trust policy";
     let cases = [
         // The execution role trusts ECS tasks, not CircleCI's OIDC provider.
-        (role(&app, "execution"), json!({}), "AccessDenied"),
+        (role(&app, "execution"), json!({}), "AccessDenied", trust),
+        // Expired, and no `circleci` on PATH to mint another.
         (
             role(&app, "circleci"),
             json!({"ttl": -60}),
             "ExpiredTokenException",
+            "hint: the token has expired (CircleCI's last one hour); keep the CircleCI CLI on PATH",
         ),
         (
             role(&app, "circleci"),
             json!({"audience": "another-organization"}),
             "Incorrect token audience",
+            trust,
         ),
     ];
-    for (role_arn, claims, reason) in cases {
+    for (role_arn, claims, reason, hint) in cases {
         let token = oidc_token(&app, claims);
         let vars = [
             ("AWS_ROLE_ARN", role_arn.clone()),
@@ -390,7 +394,7 @@ async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
             "{stderr}"
         );
         assert!(stderr.contains(reason), "{stderr}");
-        assert!(stderr.contains("hint: the role's trust policy"), "{stderr}");
+        assert!(stderr.contains(hint), "{stderr}");
         assert!(
             !stderr.contains(&token),
             "the OIDC token reached the output"

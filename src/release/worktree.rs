@@ -77,7 +77,8 @@ fn porcelain_paths(listing: &str) -> Vec<String> {
         let Some(path) = entry.get(3..).filter(|path| !path.is_empty()) else {
             continue;
         };
-        if entry.starts_with(['R', 'C']) {
+        // A rename or copy, staged (X) or in the work tree (Y), is followed by its old path.
+        if entry.get(..2).is_some_and(|xy| xy.contains(['R', 'C'])) {
             entries.next();
         }
         paths.push(path.to_owned());
@@ -120,10 +121,11 @@ mod tests {
 
     #[test]
     fn changed_paths_are_read_from_porcelain_status() {
-        let listing = " M src/app.rb\0?? new file.txt\0R  to.rb\0from.rb\0A  lib/a.rb\0";
+        let listing =
+            " M src/app.rb\0?? new file.txt\0R  to.rb\0from.rb\0A  lib/a.rb\0 R b.rb\0a.rb\0";
         assert_eq!(
             porcelain_paths(listing),
-            ["src/app.rb", "new file.txt", "to.rb", "lib/a.rb"]
+            ["src/app.rb", "new file.txt", "to.rb", "lib/a.rb", "b.rb"]
         );
         assert!(porcelain_paths("").is_empty());
     }

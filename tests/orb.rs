@@ -323,6 +323,20 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
     let migrated = said.find("migrate: done").expect("the migration ran");
     let rolled = said.find("rollout: started").expect("the rollout ran");
     assert!(migrated < rolled, "{said}");
+    // The record file was in the work tree when the image was built, and is not in the image.
+    let image = report["image"]["uri"].as_str().unwrap();
+    let listed = Command::new("docker")
+        .args(["run", "--rm", "--entrypoint", "ls", image, "-a", "/app", "/app/out"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let in_image = text(&listed.stdout);
+    assert!(in_image.contains("Gemfile"), "{in_image}");
+    // The folder the orb made for it is sent as any empty folder is; the file is not.
+    assert!(
+        !in_image.contains("deploy.json"),
+        "the record reached the image: {in_image}"
+    );
     // Credentials came from the OIDC token: there were no keys, and STS traded it.
     assert!(all_calls(&app, "sts:AssumeRoleWithWebIdentity") > assumed);
     // The environment's journal names the CircleCI job that started the deploy.

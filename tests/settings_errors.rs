@@ -645,7 +645,9 @@ fn a_dirty_work_tree_is_refused_before_anything_happens() {
     // the refusal that follows is the next check's (no AWS endpoint), not a dirty tree.
     git(dir.path(), &["add", "-A"]);
     git(dir.path(), &["commit", "-qm", "clean"]);
-    let record = fs_err::File::create(dir.path().join("record.json")).unwrap();
+    // In a new folder, which git lists alone (`out/`).
+    fs_err::create_dir_all(dir.path().join("out")).unwrap();
+    let record = fs_err::File::create(dir.path().join("out/record.json")).unwrap();
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
     harness::common::scrub(command.current_dir(dir.path()).args(STG))
         .args(["--output", "json"])
@@ -656,6 +658,15 @@ fn a_dirty_work_tree_is_refused_before_anything_happens() {
     let text = stderr(&output);
     assert!(!text.contains("uncommitted"), "{text}");
     assert_eq!(output.status.code(), Some(4), "{text}");
+    // Another file beside it is still a change, and named.
+    fs_err::write(dir.path().join("out/other.txt"), "").unwrap();
+    let record = fs_err::File::create(dir.path().join("out/record.json")).unwrap();
+    command.stdout(record.into_file());
+    let text = stderr(&command.output().unwrap());
+    assert!(
+        text.contains("has uncommitted changes: `out/other.txt`"),
+        "{text}"
+    );
 
     // Outside a git work tree, and without CIRCLE_SHA1, there is no commit to deploy.
     let bare = tempfile::tempdir().unwrap();

@@ -21,6 +21,7 @@ use crate::env_vars;
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::settings::{BuildSettings, Builder, Settings};
+pub use worktree::OwnOutput;
 use worktree::git;
 
 mod worktree;

@@ -45,27 +45,48 @@ fn git_raw(folder: &Path, args: &[&str]) -> Result<String, Error> {
 
 /// The paths under `folder` that differ from the commit (untracked ones included, ignored ones
 /// not), relative to the repository's root; berth's own output file is not a change: the orb's
-/// `record` sends berth's stdout to a file, which may be in the work tree.
+/// `record` sends berth's stdout to a file, which may be in the work tree (and is left out of
+/// the build context too, see [`OwnOutput`]).
 pub(super) fn changes(folder: &Path) -> Result<Vec<String>, Error> {
-    let listing = git_raw(
+    let listing = status(folder, "normal", ".")?;
+    let mut paths = porcelain_paths(&listing);
+    let Some(own) = OwnOutput::find() else {
+        return Ok(paths);
+    };
+    if paths.is_empty() {
+        return Ok(paths);
+    }
+    let root = PathBuf::from(git(folder, &["rev-parse", "--show-toplevel"])?);
+    let mut kept = Vec::new();
+    for path in paths.drain(..) {
+        // A new folder is listed alone (`out/`): when berth's output is in it, the rest of it
+        // is what changed.
+        if path.ends_with('/') {
+            let inside = porcelain_paths(&status(&root, "all", &path)?);
+            if inside.iter().any(|p| own.is(&root.join(p))) {
+                kept.extend(inside.into_iter().filter(|p| !own.is(&root.join(p))));
+            } else {
+                kept.push(path);
+            }
+        } else if !own.is(&root.join(&path)) {
+            kept.push(path);
+        }
+    }
+    Ok(kept)
+}
+
+fn status(folder: &Path, untracked: &str, path: &str) -> Result<String, Error> {
+    git_raw(
         folder,
         &[
             "status",
             "--porcelain",
             "-z",
-            "--untracked-files=normal",
+            &format!("--untracked-files={untracked}"),
             "--",
-            ".",
+            path,
         ],
-    )?;
-    let mut paths = porcelain_paths(&listing);
-    if let Some(own) = stdout_file()
-        && !paths.is_empty()
-    {
-        let root = PathBuf::from(git(folder, &["rev-parse", "--show-toplevel"])?);
-        paths.retain(|path| !same_file(&root.join(path), &own));
-    }
-    Ok(paths)
+    )
 }
 
 /// The paths of `git status --porcelain -z`: `XY path`, and for a rename or copy the old path
@@ -100,19 +121,37 @@ pub(super) fn listed(paths: &[String]) -> String {
     text
 }
 
-/// The file berth's stdout goes to, by device and inode, when it is a regular file.
-fn stdout_file() -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
-        .try_clone_to_owned()
-        .ok()?;
-    let metadata = std::fs::File::from(fd).metadata().ok()?;
-    metadata.is_file().then(|| (metadata.dev(), metadata.ino()))
+/// The file berth's stdout goes to, when it is a regular file (the orb's `record`, a `>`
+/// redirect): known by device and inode, so that neither the dirty-tree check nor the build
+/// context counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnOutput {
+    dev: u64,
+    ino: u64,
 }
 
-fn same_file(path: &Path, (dev, ino): &(u64, u64)) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    fs_err::metadata(path).is_ok_and(|m| m.dev() == *dev && m.ino() == *ino)
+impl OwnOutput {
+    pub fn find() -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let fd = std::os::fd::AsFd::as_fd(&std::io::stdout())
+            .try_clone_to_owned()
+            .ok()?;
+        let metadata = std::fs::File::from(fd).metadata().ok()?;
+        metadata.is_file().then(|| Self {
+            dev: metadata.dev(),
+            ino: metadata.ino(),
+        })
+    }
+
+    /// Whether `metadata` (of a file, links not followed) is this file's.
+    pub fn is_it(&self, metadata: &std::fs::Metadata) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        metadata.is_file() && metadata.dev() == self.dev && metadata.ino() == self.ino
+    }
+
+    fn is(&self, path: &Path) -> bool {
+        fs_err::symlink_metadata(path).is_ok_and(|m| self.is_it(&m))
+    }
 }
 
 #[cfg(test)]

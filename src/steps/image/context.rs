@@ -78,6 +78,9 @@ pub struct BuildContext {
     dockerfile: String,
     ignore_file: Option<PathBuf>,
     rules: IgnoreRules,
+    /// berth's own stdout file (the orb's `record`), never sent: the dirty-tree check does not
+    /// count it, so the image must not hold it either.
+    own_output: Option<crate::release::OwnOutput>,
 }
 
 impl BuildContext {
@@ -129,6 +132,7 @@ impl BuildContext {
             dockerfile: slash_path(dockerfile),
             ignore_file,
             rules,
+            own_output: crate::release::OwnOutput::find(),
         })
     }
 
@@ -205,7 +209,8 @@ impl BuildContext {
                     path: path.clone(),
                     source,
                 })?;
-            let excluded = self.rules.is_excluded(&relative) && !self.always_sent(&relative);
+            let excluded = (self.rules.is_excluded(&relative) && !self.always_sent(&relative))
+                || self.own_output.is_some_and(|own| own.is_it(&metadata));
             let kind = metadata.file_type();
 
             if kind.is_dir() {

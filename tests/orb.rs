@@ -141,16 +141,14 @@ fn role(app: &App, name: &str) -> String {
 }
 
 /// A CircleCI job's shell: only CircleCI's variables, the sandbox's endpoint and region, the
-/// remote Docker's TLS variables; no AWS keys.
+/// remote Docker's TLS variables; no AWS keys, and no CircleCI CLI unless a test adds the
+/// sandbox's stand-in ([`with_circleci`]).
 fn job_shell(app: &App, home: &Path, vars: &[(&str, String)]) -> Command {
     let mut shell = Command::new("bash");
     shell
         .env_clear()
         .current_dir(app.dir.path())
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
+        .env("PATH", harness::common::path_without_circleci())
         .env("HOME", home)
         .env("TMPDIR", home.join("tmp"))
         .env("CI", "true")
@@ -326,7 +324,16 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
     // The record file was in the work tree when the image was built, and is not in the image.
     let image = report["image"]["uri"].as_str().unwrap();
     let listed = Command::new("docker")
-        .args(["run", "--rm", "--entrypoint", "ls", image, "-a", "/app", "/app/out"])
+        .args([
+            "run",
+            "--rm",
+            "--entrypoint",
+            "ls",
+            image,
+            "-a",
+            "/app",
+            "/app/out",
+        ])
         .output()
         .unwrap();
     assert!(listed.status.success(), "{}", text(&listed.stderr));
@@ -429,8 +436,9 @@ fn with_circleci(shell: &mut Command, app: &App, ttl: u64, log: &Path) {
         .env(
             "PATH",
             format!(
-                "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                bin.display()
+                "{}:{}",
+                bin.display(),
+                harness::common::path_without_circleci()
             ),
         )
         .env("BERTH_SANDBOX_PORT", app.var("BERTH_SANDBOX_PORT"))

@@ -2,6 +2,24 @@
 # The script behind the `deploy`, `status` and `rollback` commands: every parameter reaches berth
 # as one argument, unchanged, with a fake `berth` that records its arguments and environment.
 
+# A PATH without the CircleCI CLI, as outside CircleCI, also when these tests run in a CircleCI
+# job (which has `circleci` on its PATH): a folder that holds it is replaced by links to the rest.
+setup_file() {
+  local folder farm entry path=""
+  for folder in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    if [ -e "$folder/circleci" ]; then
+      farm="$BATS_FILE_TMPDIR/path$folder"
+      mkdir -p "$farm"
+      for entry in "$folder"/*; do
+        [ "${entry##*/}" = circleci ] || ln -s "$entry" "$farm/"
+      done
+      folder="$farm"
+    fi
+    path="${path:+$path:}$folder"
+  done
+  export PATH_WITHOUT_CIRCLECI="$path"
+}
+
 setup() {
   script="$BATS_TEST_DIRNAME/../src/scripts/berth.sh"
   bin="$BATS_TEST_TMPDIR/bin"
@@ -19,7 +37,7 @@ echo '{"deploy_id":"stg-abc"}'
 exit "${BERTH_FAKE_EXIT:-0}"
 FAKE
   chmod +x "$bin/berth"
-  export PATH="$bin:$PATH"
+  export PATH="$bin:$PATH_WITHOUT_CIRCLECI"
   export BERTH_FAKE_LOG="$BATS_TEST_TMPDIR/berth.log"
   export ORB_ENUM_SUBCOMMAND=deploy ORB_STR_ENV=stg
   unset CIRCLE_SHA1 AWS_ROLE_ARN
@@ -27,7 +45,7 @@ FAKE
 
 args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
 
-@test "deploy passes values with spaces, =, commas, quotes and \$ through unchanged" {
+@test "without the CircleCI CLI, values with spaces, =, commas, quotes and \$ pass through unchanged" {
   export ORB_STR_ENV='stg west'
   export ORB_STR_CONFIG='conf/berth "blue",v=2.toml'
   export ORB_STR_LOCK_WAIT="15m'"
@@ -118,7 +136,7 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
 }
 
 @test "without berth on PATH the step says to install it" {
-  PATH=/usr/bin:/bin run bash "$script"
+  PATH="$PATH_WITHOUT_CIRCLECI" run bash "$script"
   [ "$status" -eq 4 ]
   [[ "$output" == *"run the \`berth/install\` command first"* ]]
 }

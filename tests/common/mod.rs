@@ -98,3 +98,36 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A `PATH` of the system's folders on which `circleci` is not found, as on a machine without
+/// the CircleCI CLI: a folder that holds it is replaced by a folder of links to everything else
+/// in it. The tests of a job without the CLI use it, also when the suite runs in a CircleCI job,
+/// which has `circleci` on its `PATH`.
+pub fn path_without_circleci() -> String {
+    static MADE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let program = "circleci";
+    let system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    let farms = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("path-without-{program}"));
+    MADE.get_or_init(|| {
+        std::env::split_paths(system)
+            .map(|folder| {
+                if !folder.join(program).exists() {
+                    return folder;
+                }
+                let farm = farms.join(folder.strip_prefix("/").unwrap_or(&folder));
+                let _ = fs_err::create_dir_all(&farm);
+                for entry in fs_err::read_dir(&folder).into_iter().flatten().flatten() {
+                    if entry.file_name() != program {
+                        // Already there from another test binary: fine.
+                        let _ =
+                            std::os::unix::fs::symlink(entry.path(), farm.join(entry.file_name()));
+                    }
+                }
+                farm
+            })
+            .map(|folder| folder.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    })
+    .clone()
+}

@@ -147,7 +147,7 @@ pins() { # the ORB_STR_PINNED a published orb of 0.1.0 carries, from the served 
   [ ! -e "$home/.berth/0.1.0/berth" ]
 }
 
-@test "a pinned install refuses a cached binary that is not the pinned one, naming both digests" {
+@test "a pinned install never runs a cached binary that is not the pinned one: it says so and downloads" {
   run bash "$script" # cached by an unpinned (dev) orb, as a shared project cache can be
   echo 'echo poisoned' >>"$home/.berth/0.1.0/berth"
   (cd "$home/.berth/0.1.0" && sha256sum berth | sed 's/ .*/  berth/' >berth.sha256)
@@ -156,9 +156,11 @@ pins() { # the ORB_STR_PINNED a published orb of 0.1.0 carries, from the served 
   cached="$(sha256sum "$home/.berth/0.1.0/berth" | cut -d ' ' -f 1)"
   : >"$BASH_ENV"
   run bash "$script"
-  [ "$status" -eq 1 ]
-  [[ "$output" == *"the orb pins sha256 $pinned, the cached file has $cached; refusing to run it"* ]]
-  [ ! -s "$BASH_ENV" ]
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"the orb pins sha256 $pinned, the cached file has $cached; not running it, downloading again"* ]]
+  [[ "$output" != *"poisoned"* ]]
+  [ "$(sha256sum "$home/.berth/0.1.0/berth" | cut -d ' ' -f 1)" = "$pinned" ]
+  [ "$(downloads)" -eq 3 ] # the dev install's two, then the binary alone
 }
 
 @test "pins apply to the orb's own version only; another version checks its release's file" {

@@ -77,13 +77,21 @@ if [[ -n "$pins" && "$(head -n 1 <<<"$pins")" == "$version" ]]; then
   fi
 fi
 
+cached_ok=""
 if [[ -n "$pinned" && -x "$binary" ]]; then
   actual="$(sha256_of "$binary")"
-  if [[ "$actual" != "$pinned" ]]; then
-    echo "berth/install: the cached $binary is not berth $version: the orb pins sha256 $pinned, the cached file has $actual; refusing to run it (clear the cache key \`berth-v1-…-$version\`)" >&2
-    exit 1
+  if [[ "$actual" == "$pinned" ]]; then
+    cached_ok=1
+  else
+    # A project's caches are shared and cannot be cleared one key at a time: the bad file is
+    # never run, and a download checked against the pin replaces it.
+    echo "berth/install: warning: the cached $binary is not berth $version: the orb pins sha256 $pinned, the cached file has $actual; not running it, downloading again" >&2
+    rm -f "$binary" "$binary.sha256"
   fi
-  echo "berth $version ($target) is cached in $dir, sha256 $actual as the orb pins"
+fi
+
+if [[ -n "$cached_ok" ]]; then
+  echo "berth $version ($target) is cached in $dir, sha256 $pinned as the orb pins"
 elif [[ -z "$pinned" && -x "$binary" && -f "$binary.sha256" && "$(sha256_of "$binary")" == "$(cut -d ' ' -f 1 "$binary.sha256")" ]]; then
   echo "berth $version ($target) is cached in $dir"
 else

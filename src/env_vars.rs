@@ -92,8 +92,6 @@ pub const DOCKER_CERT_PATH: &str = "DOCKER_CERT_PATH";
 /// Colourless output when set to anything non-empty (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
-/// The value of an environment variable, with unset, empty and non-UTF-8 values all read as
-/// absent.
 /// The region from the environment and the variable it came from: `AWS_REGION`, else
 /// `AWS_DEFAULT_REGION`.
 pub fn aws_region() -> Option<(&'static str, String)> {
@@ -102,6 +100,8 @@ pub fn aws_region() -> Option<(&'static str, String)> {
         .find_map(|name| var(name).map(|value| (name, value)))
 }
 
+/// The value of an environment variable, with unset, empty and non-UTF-8 values all read as
+/// absent.
 pub fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }

@@ -93,9 +93,6 @@ impl std::fmt::Debug for CircleCiOidc {
 /// One hour: what every role allows (IAM's least `MaxSessionDuration`).
 const ONE_HOUR: i32 = 3600;
 
-/// The shortest session STS grants.
-const SHORTEST: i32 = 900;
-
 /// The longest session STS grants.
 const MAX_SESSION: i32 = 12 * 3600;
 
@@ -110,13 +107,10 @@ pub fn session_seconds(timeouts: &crate::settings::Timeouts) -> i32 {
 }
 
 /// The next shorter session to ask for after a role refused `seconds` as longer than its
-/// `MaxSessionDuration` (STS does not say the limit): one hour, then STS's least.
+/// `MaxSessionDuration`: the whole hour below, down to one hour (every role allows that). STS
+/// does not say the limit, so it is found an hour at a time, once per run.
 fn shorter(seconds: i32) -> Option<i32> {
-    match seconds {
-        s if s > ONE_HOUR => Some(ONE_HOUR),
-        s if s > SHORTEST => Some(SHORTEST),
-        _ => None,
-    }
+    (seconds > ONE_HOUR).then(|| ((seconds - 1) / ONE_HOUR * ONE_HOUR).max(ONE_HOUR))
 }
 
 type AssumeError = aws_smithy_runtime_api::client::result::SdkError<
@@ -193,7 +187,7 @@ impl OidcCredentials {
             self.seconds.store(seconds, Ordering::Relaxed);
             if !self.said_shorter.swap(true, Ordering::Relaxed) {
                 tracing::info!(
-                    "role `{}` allows sessions shorter than {} minutes (its MaxSessionDuration): berth asks for {} minutes and assumes the role again before each session expires",
+                    "role `{}` allows sessions shorter than {} minutes (its MaxSessionDuration): berth asks for {} minutes and assumes the role again before each one expires",
                     self.oidc.role_arn,
                     wanted / 60,
                     seconds / 60
@@ -269,4 +263,23 @@ pub(super) struct OidcRefused {
     pub(super) role_arn: String,
     pub(super) token_var: &'static str,
     pub(super) detail: String,
+}
+
+#[cfg(test)]
+mod tests {
+    /// From the wanted length down an hour at a time to one hour, where every role says yes.
+    #[test]
+    fn a_refused_session_is_asked_again_an_hour_shorter() {
+        let rows = [
+            (3960, Some(3600)),
+            (7200, Some(3600)),
+            (7201, Some(7200)),
+            (12 * 3600, Some(11 * 3600)),
+            (3600, None),
+            (900, None),
+        ];
+        for (asked, next) in rows {
+            assert_eq!(super::shorter(asked), next, "{asked}");
+        }
+    }
 }

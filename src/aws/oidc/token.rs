@@ -11,8 +11,8 @@ use base64::Engine as _;
 /// How long a token must still be valid to be sent: STS checks `exp` when the call arrives.
 const MARGIN: Duration = Duration::from_secs(15);
 
-/// How long `circleci run oidc get` may take.
-const MINT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one `circleci run oidc get` may take.
+const MINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What mints a token inside a job.
 pub const MINT_COMMAND: &str = "circleci run oidc get";
@@ -96,8 +96,10 @@ impl Tokens {
     pub async fn token(&self) -> Result<Token, String> {
         let now = SystemTime::now();
         let minted = self.minted.lock().map(|m| m.clone()).unwrap_or_default();
+        // A minted token is used again only while it says it is valid.
         if let Some(value) = minted
-            && pick(Some(expiry(&value)), false, now) == Pick::Given
+            && let Some(exp) = expiry(&value)
+            && pick(Some(Some(exp)), false, now) == Pick::Given
         {
             return Ok(Token {
                 value,
@@ -135,7 +137,21 @@ impl Tokens {
         }
     }
 
+    /// A fresh token from `circleci run oidc get`, tried three times: a failure in the middle of
+    /// a rollout would fail the deploy.
     async fn mint(&self) -> Result<String, String> {
+        let mut failure = String::new();
+        for pause in [0, 1, 2] {
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+            match self.mint_once().await {
+                Ok(token) => return Ok(token),
+                Err(problem) => failure = problem,
+            }
+        }
+        Err(failure)
+    }
+
+    async fn mint_once(&self) -> Result<String, String> {
         let cli = self.cli.as_deref().ok_or("`circleci` is not on PATH")?;
         let mut command = tokio::process::Command::new(cli);
         command.args(["run", "oidc", "get"]);
@@ -149,7 +165,7 @@ impl Tokens {
             .kill_on_drop(true);
         let out = tokio::time::timeout(MINT_TIMEOUT, command.output())
             .await
-            .map_err(|_| format!("`{MINT_COMMAND}` did not answer within 30 s"))?
+            .map_err(|_| format!("`{MINT_COMMAND}` did not answer within 10 s"))?
             .map_err(|error| format!("`{MINT_COMMAND}` could not run: {error}"))?;
         let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() || token.is_empty() {

@@ -23,6 +23,11 @@ unset CIRCLE_TOKEN
 circleci orb validate "$orb"
 if [[ "${ORB_BOOL_PRODUCTION:-0}" == 1 || "${ORB_BOOL_PRODUCTION:-}" == true ]]; then
   tag="${CIRCLE_TAG:?a production publish runs on a vX.Y.Z tag}"
+  # A release orb pins its binaries' sha256s (orb/check with ORB_PIN): never publish one that does not.
+  if ! grep -Eq '^ +ORB_STR_PINNED: \|' "$orb"; then
+    echo "publish-orb: $orb pins no release binaries (ORB_STR_PINNED is empty); refusing a production publish" >&2
+    exit 2
+  fi
   circleci orb publish "$orb" "$name@${tag#v}"
 else
   circleci orb publish "$orb" "$name@dev:${CIRCLE_SHA1:?}"

@@ -14,7 +14,7 @@ kinds() { shape "$@" | "$PYTHON" -c 'import json,sys; print(" ".join(s["kind"] f
 field() { shape "${@:2}" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 @test "docker (the default): setup_remote_docker before berth, without layer caching" {
-  [ "$(field 'd["executor"]')" = docker ]
+  [ "$(field 'd["executor"]')" = "{'name': 'docker', 'resource_class': 'medium'}" ]
   [ "$(kinds)" = "checkout setup_remote_docker install run" ]
   [ "$(field 'd["steps"][1].get("args")')" = None ]
 }
@@ -25,7 +25,7 @@ field() { shape "${@:2}" | "$PYTHON" -c "import json,sys; d=json.load(sys.stdin)
 }
 
 @test "machine: no setup_remote_docker, which CircleCI rejects on a machine executor" {
-  [ "$(field 'd["executor"]' executor=machine)" = machine ]
+  [ "$(field 'd["executor"]' executor=machine resource_class=arm.large)" = "{'name': 'machine', 'resource_class': 'arm.large'}" ]
   [ "$(kinds executor=machine)" = "checkout install run" ]
 }
 

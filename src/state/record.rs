@@ -220,9 +220,14 @@ impl Record {
         }
     }
 
-    /// Changes the record and saves it.
+    /// Changes the record and saves it; a change that changes nothing writes nothing (a rerun
+    /// finds most of what it would note already noted).
     pub async fn update(&mut self, change: impl FnOnce(&mut DeployRecord)) -> Result<(), Error> {
+        let before = self.value.clone();
         change(&mut self.value);
+        if self.value == before {
+            return Ok(());
+        }
         self.save().await
     }
 

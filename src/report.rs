@@ -19,6 +19,13 @@ pub trait Reporter: Sync {
     fn step_finished(&self, step: &str, elapsed: Duration);
     /// The step's result is already in AWS; `why` says where.
     fn step_skipped(&self, step: &str, why: &str);
+    /// The step failed: told at once, before whatever follows the failure (a restore) runs.
+    fn step_failed(&self, step: &str, elapsed: Duration, why: &str) {
+        self.info(&format!(
+            "{step}: failed after {}: {why}",
+            crate::text::short_duration(elapsed)
+        ));
+    }
     fn info(&self, line: &str);
     /// One line of a process berth runs or watches (build output, migration logs).
     fn output(&self, source: &str, line: &str) {

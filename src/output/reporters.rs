@@ -121,6 +121,14 @@ impl Reporter for TerminalReporter {
         self.bar.println(format!("- {step}: already done ({why})"));
     }
 
+    fn step_failed(&self, step: &str, elapsed: Duration, why: &str) {
+        self.bar.disable_steady_tick();
+        self.bar
+            .println(format!("✗ {step} ({}): {why}", short_duration(elapsed)));
+        self.bar.set_prefix("");
+        self.bar.set_message("");
+    }
+
     fn info(&self, line: &str) {
         self.bar.println(line);
     }

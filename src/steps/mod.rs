@@ -23,7 +23,7 @@ use crate::report::{Reporter, warn};
 #[derive(Debug, Clone, Serialize)]
 pub struct StepRecord {
     pub step: &'static str,
-    /// `done` or `skipped`.
+    /// `done`, `skipped`, `failed` or `interrupted`.
     pub status: &'static str,
     pub seconds: f64,
     pub detail: String,
@@ -39,6 +39,8 @@ pub enum Step {
     Migrate,
     Schedules,
     Cleanup,
+    /// After a failure, `on_failure = "rollback"` putting the environment back as it was.
+    Restore,
 }
 
 impl Step {
@@ -51,6 +53,7 @@ impl Step {
             Self::Migrate => "migrate",
             Self::Schedules => "schedules",
             Self::Cleanup => "cleanup",
+            Self::Restore => "restore",
         }
     }
 }
@@ -91,6 +94,17 @@ impl<'a> Ledger<'a> {
             self.record(step, status, began.elapsed(), error.to_string());
         }
         (self.records, self.warnings)
+    }
+
+    /// The started step failed: its verdict is told now and recorded with the step's own time,
+    /// before anything that follows the failure (a restore) runs and is timed apart.
+    pub fn fail(&mut self, error: &Error) {
+        if let Some((step, began)) = self.current.take() {
+            let elapsed = began.elapsed();
+            let why = crate::text::with_causes(error);
+            self.reporter.step_failed(step.name(), elapsed, &why);
+            self.record(step, "failed", elapsed, error.to_string());
+        }
     }
 
     pub fn start(&mut self, step: Step) {

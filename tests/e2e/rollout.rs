@@ -224,6 +224,40 @@ async fn an_update_denied_for_one_service_rolls_the_other_back() {
         "{report}"
     );
     assert_eq!(report["services"][0]["rollout_state"], "FAILED");
+    // The verdict was told at once, before the restore, which is a step of its own and timed
+    // apart, in the output and in the JSON.
+    let verdict = run
+        .stderr
+        .find("rollout: failed after")
+        .expect("the verdict");
+    let restore = run.stderr.find("restore: started").expect("the restore");
+    assert!(verdict < restore, "{}", run.stderr);
+    assert!(
+        run.stderr[restore..].contains("restore: done in"),
+        "{}",
+        run.stderr
+    );
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .filter(|(step, _)| ["rollout", "restore"].contains(step))
+        .collect();
+    assert_eq!(
+        steps,
+        [("rollout", "failed"), ("restore", "done")],
+        "{report}"
+    );
+    let restored = &report["steps"].as_array().unwrap().last().unwrap();
+    assert!(restored["seconds"].as_f64().is_some(), "{report}");
+    assert!(
+        restored["detail"]
+            .as_str()
+            .unwrap()
+            .contains("`devops` back on "),
+        "{report}"
+    );
     let record = app.record(report["deploy_id"].as_str().unwrap()).await;
     assert_eq!(record["state"], "rolled_back", "{record}");
     assert_eq!(record["services"]["devops"]["outcome"], "rolled_back");

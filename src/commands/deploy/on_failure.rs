@@ -9,13 +9,20 @@ use crate::current::Current;
 use crate::error::Error;
 use crate::settings::OnFailure;
 use crate::state::Record;
-use crate::steps::Ledger;
 use crate::steps::rollout::step as rollout;
 use crate::steps::schedules;
+use crate::steps::{Ledger, Step};
 use crate::text::with_causes;
 
+/// The failed step's verdict, told at once; then the restore, a step of its own, so that its
+/// time is told and recorded apart from the failure's.
+fn restoring(ledger: &mut Ledger<'_>, failure: &Error) {
+    ledger.fail(failure);
+    ledger.start(Step::Restore);
+}
+
 /// Every service this deploy moved, back to the revision it ran before (`rolled_back` in the
-/// report).
+/// report). The restore step ends here when it went well; a failure ends it with the error.
 async fn roll_back(
     cx: &Context<'_>,
     report: &mut Report,
@@ -24,7 +31,22 @@ async fn roll_back(
 ) -> Result<(), Error> {
     let back = &mut report.rolled_back;
     let (ecs, settings, lock) = (&cx.clients.ecs, cx.settings, cx.lock);
-    rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await
+    rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await?;
+    ledger.done(if back.is_empty() {
+        "no service had moved".to_owned()
+    } else {
+        back.iter()
+            .map(|r| {
+                format!(
+                    "`{}` back on `{}`",
+                    r.service,
+                    arn::short(&r.task_definition)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    Ok(())
 }
 
 /// A migration that failed before the rollout: the error says that the services did not move.
@@ -70,16 +92,19 @@ pub(super) async fn after_failed_migration(
         OnFailure::Leave => format!(
             "this deploy's code runs ({ours}), the scheduled tasks run the revisions from before (`on_failure = \"leave\"`)"
         ),
-        OnFailure::Rollback => match roll_back(cx, report, ledger, record).await {
-            Ok(()) if !report.rolled_back.is_empty() => {
-                format!("rolled back: {}", went_back(report))
+        OnFailure::Rollback => {
+            restoring(ledger, &error);
+            match roll_back(cx, report, ledger, record).await {
+                Ok(()) if !report.rolled_back.is_empty() => {
+                    format!("rolled back: {}", went_back(report))
+                }
+                Ok(()) => format!("this deploy's code runs ({ours})"),
+                Err(rollback) => format!(
+                    "this deploy's code runs ({ours}): rolling the services back failed: {}",
+                    with_causes(&rollback)
+                ),
             }
-            Ok(()) => format!("this deploy's code runs ({ours})"),
-            Err(rollback) => format!(
-                "this deploy's code runs ({ours}): rolling the services back failed: {}",
-                with_causes(&rollback)
-            ),
-        },
+        }
     };
     match error {
         Error::MigrationFailed { summary, hint } => Error::MigrationFailed {
@@ -109,6 +134,7 @@ pub(super) async fn after_failed_schedules(
     if !failed || cx.settings.on_failure != OnFailure::Rollback {
         return error;
     }
+    restoring(ledger, &error);
     let (settings, lock, reporter) = (cx.settings, cx.lock, ledger.reporter);
     let clients = schedules::Clients::new(cx.config);
     let cluster = schedules::cluster_arn(cx.current.services.values(), &settings.cluster);
@@ -199,6 +225,7 @@ pub(super) async fn after_failed_rollout(
     if !rollout_failed || cx.settings.on_failure != OnFailure::Rollback {
         return error;
     }
+    restoring(ledger, &error);
     if let Err(rollback) = roll_back(cx, report, ledger, record).await {
         return Error::RolloutFailed {
             service: "the environment".to_owned(),

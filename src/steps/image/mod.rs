@@ -301,6 +301,9 @@ impl Reporter for Quiet<'_> {
     fn step_skipped(&self, step: &str, why: &str) {
         self.0.step_skipped(step, why);
     }
+    fn step_failed(&self, step: &str, elapsed: Duration, why: &str) {
+        self.0.step_failed(step, elapsed, why);
+    }
     fn info(&self, _line: &str) {}
     fn output(&self, _source: &str, _line: &str) {}
     fn status(&self, line: &str) {

@@ -200,6 +200,13 @@ fn all_calls(app: &App, operation: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A job's home folder, with the temp folder berth must leave empty.
+fn job_home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(home.path().join("tmp")).unwrap();
+    home
+}
+
 /// What berth left in its temp folder: the token stays in memory, so nothing.
 fn leftover_token_files(tmp: &Path) -> Vec<String> {
     fs_err::read_dir(tmp)
@@ -373,9 +380,8 @@ async fn the_packed_orb_installs_berth_and_deploys_as_a_circleci_job() {
 #[tokio::test(flavor = "multi_thread")]
 async fn berth_names_the_role_when_aws_refuses_the_circleci_token() {
     let app = App::new("oidc", "");
-    let work = tempfile::tempdir().unwrap();
+    let work = job_home();
     let home = work.path().to_path_buf();
-    fs_err::create_dir_all(home.join("tmp")).unwrap();
     let berth = env!("CARGO_BIN_EXE_berth");
     let trust = "hint: the role's trust policy";
     let cases = [
@@ -456,9 +462,8 @@ async fn a_deploy_outlives_its_role_sessions_and_the_jobs_token() {
         "long",
         "[migration]\ncommand = [\"sh\", \"-c\", \"sleep 45 && exec bin/rails db:migrate\"]\n",
     );
-    let work = tempfile::tempdir().unwrap();
+    let work = job_home();
     let home = work.path().to_path_buf();
-    fs_err::create_dir_all(home.join("tmp")).unwrap();
     let role_arn = role(&app, "circleci");
     admin(
         &app.var("BERTH_SANDBOX_PORT"),
@@ -522,9 +527,8 @@ async fn a_deploy_outlives_its_role_sessions_and_the_jobs_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_role_without_a_token_exits_4_and_never_falls_back_to_other_keys() {
     let app = App::new("notoken", "");
-    let work = tempfile::tempdir().unwrap();
+    let work = job_home();
     let home = work.path().to_path_buf();
-    fs_err::create_dir_all(home.join("tmp")).unwrap();
     let role_arn = role(&app, "circleci");
     let vars = [
         ("AWS_ROLE_ARN", role_arn.clone()),
@@ -561,9 +565,8 @@ async fn a_role_without_a_token_exits_4_and_never_falls_back_to_other_keys() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_job_token_is_replaced_by_one_circleci_mints() {
     let app = App::new("expired", "");
-    let work = tempfile::tempdir().unwrap();
+    let work = job_home();
     let home = work.path().to_path_buf();
-    fs_err::create_dir_all(home.join("tmp")).unwrap();
     let expired = oidc_token(&app, json!({"ttl": -60}));
     let log = work.path().join("circleci.log");
     let vars = [

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -233,12 +234,7 @@ class SandboxApp:
             return self.s3_error(start_response, kind)
         if kind in ("denied", "expired") and service in REST_JSON:
             status = REST_JSON[service]
-        reason = {
-            400: "Bad Request",
-            403: "Forbidden",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }[status]
+        reason = HTTPStatus(status).phrase
         request_id = str(uuid.uuid4())
         content_type = environ.get("CONTENT_TYPE", "")
         if content_type.startswith(JSON_CONTENT) or environ.get("HTTP_X_AMZ_TARGET") or service in REST_JSON:
@@ -274,12 +270,7 @@ class SandboxApp:
             "denied": (403, "AccessDenied", "Access Denied"),
             "expired": (400, "ExpiredToken", "The provided token has expired."),
         }[kind]
-        reason = {
-            400: "Bad Request",
-            403: "Forbidden",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }[status]
+        reason = HTTPStatus(status).phrase
         request_id = uuid.uuid4().hex[:16].upper()
         payload = (
             '<?xml version="1.0" encoding="UTF-8"?>'

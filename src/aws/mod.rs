@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::settings::Settings;
 pub use errors::{blame_unknown_region, denied_action, failed, is_transient};
 use oidc::OidcCredentials;
-pub use oidc::{CircleCiOidc, MINT_COMMAND, circleci_oidc, session_seconds};
+pub use oidc::{CircleCiOidc, circleci_oidc, session_seconds};
 
 /// Attempts per AWS call, first try included; throttling and 5xx are retried with backoff.
 /// `AWS_MAX_ATTEMPTS` and `AWS_RETRY_MODE`, when set, win (read by the SDK).

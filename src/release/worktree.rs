@@ -48,17 +48,13 @@ fn git_raw(folder: &Path, args: &[&str]) -> Result<String, Error> {
 /// `record` sends berth's stdout to a file, which may be in the work tree (and is left out of
 /// the build context too, see [`OwnOutput`]).
 pub(super) fn changes(folder: &Path) -> Result<Vec<String>, Error> {
-    let listing = status(folder, "normal", ".")?;
-    let mut paths = porcelain_paths(&listing);
-    let Some(own) = OwnOutput::find() else {
+    let paths = porcelain_paths(&status(folder, "normal", ".")?);
+    let Some(own) = OwnOutput::find().filter(|_| !paths.is_empty()) else {
         return Ok(paths);
     };
-    if paths.is_empty() {
-        return Ok(paths);
-    }
     let root = PathBuf::from(git(folder, &["rev-parse", "--show-toplevel"])?);
     let mut kept = Vec::new();
-    for path in paths.drain(..) {
+    for path in paths {
         // A new folder is listed alone (`out/`): when berth's output is in it, the rest of it
         // is what changed.
         if path.ends_with('/') {
@@ -109,12 +105,7 @@ fn porcelain_paths(listing: &str) -> Vec<String> {
 
 /// Up to five paths in backticks, and how many more.
 pub(super) fn listed(paths: &[String]) -> String {
-    let mut text = paths
-        .iter()
-        .take(NAMED)
-        .map(|path| format!("`{path}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut text = crate::text::code_list(paths.iter().take(NAMED));
     if paths.len() > NAMED {
         text.push_str(&format!(" and {} more", paths.len() - NAMED));
     }

@@ -77,24 +77,25 @@ if [[ -n "$pins" && "$(head -n 1 <<<"$pins")" == "$version" ]]; then
   fi
 fi
 
-cached_ok=""
-if [[ -n "$pinned" && -x "$binary" ]]; then
-  actual="$(sha256_of "$binary")"
-  if [[ "$actual" == "$pinned" ]]; then
-    cached_ok=1
-  else
-    # A project's caches are shared and cannot be cleared one key at a time: the bad file is
-    # never run, and a download checked against the pin replaces it.
-    echo "berth/install: warning: the cached $binary is not berth $version: the orb pins sha256 $pinned, the cached file has $actual; not running it, downloading again" >&2
-    rm -f "$binary" "$binary.sha256"
-  fi
+# A cached binary must hash to the pin, else to the sha256 saved beside it when it was installed.
+trusted="$pinned"
+if [[ -z "$trusted" && -f "$binary.sha256" ]]; then
+  trusted="$(cut -d ' ' -f 1 "$binary.sha256")"
+fi
+cached=""
+if [[ -x "$binary" && -n "$trusted" ]]; then
+  cached="$(sha256_of "$binary")"
 fi
 
-if [[ -n "$cached_ok" ]]; then
-  echo "berth $version ($target) is cached in $dir, sha256 $pinned as the orb pins"
-elif [[ -z "$pinned" && -x "$binary" && -f "$binary.sha256" && "$(sha256_of "$binary")" == "$(cut -d ' ' -f 1 "$binary.sha256")" ]]; then
-  echo "berth $version ($target) is cached in $dir"
+if [[ -n "$cached" && "$cached" == "$trusted" ]]; then
+  echo "berth $version ($target) is cached in $dir${pinned:+, sha256 $pinned as the orb pins}"
 else
+  if [[ -n "$pinned" && -n "$cached" ]]; then
+    # A project's caches are shared and cannot be cleared one key at a time: the bad file is
+    # never run, and a download checked against the pin replaces it.
+    echo "berth/install: warning: the cached $binary is not berth $version: the orb pins sha256 $pinned, the cached file has $cached; not running it, downloading again" >&2
+    rm -f "$binary" "$binary.sha256"
+  fi
   mkdir -p "$dir"
   work="$(mktemp -d "$dir/.download.XXXXXX")"
   trap 'rm -rf "$work"' EXIT

@@ -3,7 +3,7 @@
 
 mod token;
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
@@ -11,7 +11,6 @@ use aws_credential_types::provider::{ProvideCredentials, future};
 
 use crate::env_vars;
 use crate::error::Error;
-pub use token::MINT_COMMAND;
 use token::Tokens;
 
 /// The role to assume with CircleCI's OIDC tokens, when berth must do it itself:
@@ -43,10 +42,7 @@ pub fn circleci_oidc(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Circ
     let Some(tokens) = Tokens::find(var) else {
         return Err(Error::OidcToken {
             role_arn,
-            problem: format!(
-                "`{}` is not set and `circleci` is not on PATH",
-                env_vars::CIRCLE_OIDC_TOKEN_V2
-            ),
+            problem: token::none(),
         });
     };
     let session_name = match var(env_vars::AWS_ROLE_SESSION_NAME) {
@@ -125,9 +121,9 @@ type AssumeError = aws_smithy_runtime_api::client::result::SdkError<
 pub(super) struct OidcCredentials {
     sts: aws_sdk_sts::Client,
     oidc: CircleCiOidc,
-    /// The session length asked for: the wanted one until the role refuses it, then what it took.
+    /// The session length asked for: the wanted one until the role refuses it, then what it
+    /// took (so the role's limit is learnt, and said, once).
     seconds: AtomicI32,
-    said_shorter: AtomicBool,
 }
 
 impl OidcCredentials {
@@ -136,7 +132,6 @@ impl OidcCredentials {
             sts,
             oidc,
             seconds: AtomicI32::new(seconds),
-            said_shorter: AtomicBool::new(false),
         }
     }
 
@@ -185,14 +180,12 @@ impl OidcCredentials {
         }
         if answer.is_ok() && seconds != wanted {
             self.seconds.store(seconds, Ordering::Relaxed);
-            if !self.said_shorter.swap(true, Ordering::Relaxed) {
-                tracing::info!(
-                    "role `{}` allows sessions shorter than {} minutes (its MaxSessionDuration): berth asks for {} minutes and assumes the role again before each one expires",
-                    self.oidc.role_arn,
-                    wanted / 60,
-                    seconds / 60
-                );
-            }
+            tracing::info!(
+                "role `{}` allows sessions shorter than {} minutes (its MaxSessionDuration): berth asks for {} minutes and assumes the role again before each one expires",
+                self.oidc.role_arn,
+                wanted / 60,
+                seconds / 60
+            );
         }
         let output = answer.map_err(|error| match &error {
             SdkError::ServiceError(service) => CredentialsError::provider_error(OidcRefused {

@@ -15,7 +15,15 @@ const MARGIN: Duration = Duration::from_secs(15);
 const MINT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What mints a token inside a job.
-pub const MINT_COMMAND: &str = "circleci run oidc get";
+const MINT_COMMAND: &str = "circleci run oidc get";
+
+/// Why there is no token at all.
+pub fn none() -> String {
+    format!(
+        "`{}` is not set and `circleci` is not on PATH",
+        crate::env_vars::CIRCLE_OIDC_TOKEN_V2
+    )
+}
 
 /// The tokens of one run: the job's, and the ones minted since.
 pub struct Tokens {
@@ -65,7 +73,7 @@ impl Tokens {
         use crate::env_vars::{CIRCLE_OIDC_TOKEN, CIRCLE_OIDC_TOKEN_V2, CIRCLE_ORGANIZATION_ID};
         let given = [CIRCLE_OIDC_TOKEN_V2, CIRCLE_OIDC_TOKEN]
             .into_iter()
-            .find_map(|name| var(name).filter(|t| !t.is_empty()).map(|t| (name, t)));
+            .find_map(|name| var(name).map(|token| (name, token)));
         let cli = var("PATH").and_then(|path| on_path(&path, "circleci"));
         if given.is_none() && cli.is_none() {
             return None;
@@ -130,10 +138,7 @@ impl Tokens {
                     source: MINT_COMMAND,
                 })
             }
-            Pick::Nothing => Err(format!(
-                "no OIDC token: `{}` is not set and `circleci` is not on PATH",
-                crate::env_vars::CIRCLE_OIDC_TOKEN_V2
-            )),
+            Pick::Nothing => Err(none()),
         }
     }
 
@@ -165,7 +170,12 @@ impl Tokens {
             .kill_on_drop(true);
         let out = tokio::time::timeout(MINT_TIMEOUT, command.output())
             .await
-            .map_err(|_| format!("`{MINT_COMMAND}` did not answer within 10 s"))?
+            .map_err(|_| {
+                format!(
+                    "`{MINT_COMMAND}` did not answer within {} s",
+                    MINT_TIMEOUT.as_secs()
+                )
+            })?
             .map_err(|error| format!("`{MINT_COMMAND}` could not run: {error}"))?;
         let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !out.status.success() || token.is_empty() {

@@ -9,7 +9,7 @@ use crate::current::Current;
 use crate::error::Error;
 use crate::settings::OnFailure;
 use crate::state::Record;
-use crate::steps::rollout::step as rollout;
+use crate::steps::rollout::{Rolled, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step};
 use crate::text::with_causes;
@@ -35,18 +35,19 @@ async fn roll_back(
     ledger.done(if back.is_empty() {
         "no service had moved".to_owned()
     } else {
-        back.iter()
-            .map(|r| {
-                format!(
-                    "`{}` back on `{}`",
-                    r.service,
-                    arn::short(&r.task_definition)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        on_revisions(back, "back on")
     });
     Ok(())
+}
+
+/// "`web` on `web:4`, `devops` on `devops:4`": each service and its revision, `on` the words
+/// between.
+fn on_revisions(rolled: &[Rolled], on: &str) -> String {
+    rolled
+        .iter()
+        .map(|r| format!("`{}` {on} `{}`", r.service, arn::short(&r.task_definition)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A migration that failed before the rollout: the error says that the services did not move.
@@ -82,12 +83,7 @@ pub(super) async fn after_failed_migration(
     if !failed {
         return error;
     }
-    let ours = report
-        .services
-        .iter()
-        .map(|r| format!("`{}` on `{}`", r.service, arn::short(&r.task_definition)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let ours = on_revisions(&report.services, "on");
     let code = match cx.settings.on_failure {
         OnFailure::Leave => format!(
             "this deploy's code runs ({ours}), the scheduled tasks run the revisions from before (`on_failure = \"leave\"`)"
@@ -200,12 +196,7 @@ fn went_back(report: &mut Report) -> String {
             rolled.ends_on = Some(gone_back.task_definition.clone());
         }
     }
-    report
-        .rolled_back
-        .iter()
-        .map(|r| format!("`{}` on `{}`", r.service, arn::short(&r.task_definition)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    on_revisions(&report.rolled_back, "on")
 }
 
 /// `on_failure = "rollback"`: after a failed rollout (a service's update, a deployment or a

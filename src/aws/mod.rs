@@ -216,7 +216,7 @@ mod tests {
         let timeouts = |rollout: u64, migration: u64| crate::settings::Timeouts {
             rollout: std::time::Duration::from_secs(rollout * 60),
             migration: std::time::Duration::from_secs(migration * 60),
-            poll: None,
+            poll: std::time::Duration::from_secs(1),
             heartbeat: std::time::Duration::from_secs(30),
         };
         assert_eq!(session_seconds(&timeouts(30, 30)), 2 * 3600);

@@ -209,8 +209,8 @@ async fn scheduled(
     reporter: &dyn Reporter,
 ) -> Vec<String> {
     let clients = schedules::Clients::new(config);
-    match schedules::find(&clients, Some(cluster_arn), None).await {
-        Ok(found) => found
+    match schedules::find(&clients, Some(cluster_arn), None, &[]).await {
+        Ok((found, _)) => found
             .into_iter()
             .filter(|s| families.contains(&arn::family(&s.task_definition)))
             .map(|s| {

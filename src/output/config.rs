@@ -158,10 +158,7 @@ fn timeouts(timeouts: &Timeouts) -> String {
         "rollout {}, migration {}, {}",
         humantime::format_duration(timeouts.rollout),
         humantime::format_duration(timeouts.migration),
-        timeouts.poll.map_or_else(
-            || "poll every 1s, backing off to 5s".to_owned(),
-            |poll| format!("poll every {}", humantime::format_duration(poll))
-        )
+        format!("poll every {}", humantime::format_duration(timeouts.poll))
     )
 }
 

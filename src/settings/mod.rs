@@ -174,42 +174,24 @@ pub struct Timeouts {
     pub rollout: Duration,
     #[serde(serialize_with = "human_duration")]
     pub migration: Duration,
-    /// Interval between two looks at AWS while waiting; `None`: adaptive ([`Timeouts::poll_after`]).
-    #[serde(serialize_with = "human_poll")]
-    pub poll: Option<Duration>,
+    /// Interval between the starts of two looks at AWS while waiting (default 1 s): a rollout
+    /// that completes is noticed half a second later on average, for one `DescribeServices` a
+    /// second for all services together.
+    #[serde(serialize_with = "human_duration")]
+    pub poll: Duration,
     /// Longest silence while waiting: a status line at least this often (CI kills silent steps).
     #[serde(serialize_with = "human_duration")]
     pub heartbeat: Duration,
 }
 
 impl Timeouts {
-    /// How long to wait before the next look at a wait that began `elapsed` ago. Adaptive unless
-    /// `poll` is set: every second while the rollout or migration is young (a failure or a
-    /// finish is noticed within about a second), then backing off by a second a minute to one
-    /// look every 5 s from about 4 minutes on.
-    pub fn poll_after(&self, elapsed: Duration) -> Duration {
-        if let Some(poll) = self.poll {
-            return poll;
-        }
-        let young = Duration::from_secs(30);
-        let backed_off = elapsed.saturating_sub(young).as_secs_f64() / 60.0;
-        Duration::from_secs_f64((1.0 + backed_off).min(5.0))
-    }
-
-    /// Waits until the next look at a wait that began `elapsed` ago; never longer than a minute,
-    /// whatever `poll` says, so that a heartbeat is never late.
-    pub async fn pause(&self, elapsed: Duration) {
-        tokio::time::sleep(self.poll_after(elapsed).min(Duration::from_secs(60))).await;
-    }
-}
-
-fn human_poll<S: serde::Serializer>(
-    poll: &Option<Duration>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match poll {
-        Some(poll) => human_duration(poll, serializer),
-        None => serializer.serialize_str("adaptive"),
+    /// Waits until the next look, `poll` after the start of the one before (`looked`), so that
+    /// an answer's round trip does not stretch the interval; never longer than a minute from
+    /// now, whatever `poll` says, so that a heartbeat is never late.
+    pub async fn pause(&self, looked: tokio::time::Instant) {
+        let next = looked + self.poll;
+        let latest = tokio::time::Instant::now() + Duration::from_secs(60);
+        tokio::time::sleep_until(next.min(latest)).await;
     }
 }
 

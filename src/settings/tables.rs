@@ -2,7 +2,6 @@
 //! providers), `[state]` and `[timeouts]`.
 
 use std::path::Path;
-use std::time::Duration;
 
 use toml::Spanned;
 
@@ -10,7 +9,7 @@ use super::check::Check;
 use super::names::{is_image_reference, is_valid_bucket_name, is_valid_platform, tidy};
 use super::raw::{RawBuild, RawCapacityProvider, RawMigration, RawState, RawTimeouts};
 use super::validate::{
-    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_LEASE, DEFAULT_MIGRATION_COMMAND,
+    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_POLL, DEFAULT_LEASE, DEFAULT_MIGRATION_COMMAND,
     DEFAULT_MIGRATION_TIMEOUT, DEFAULT_ROLLOUT_TIMEOUT, MIN_LEASE,
 };
 use super::{BuildSettings, Builder, CapacityProvider, MigrationSettings, StateSettings, Timeouts};
@@ -255,10 +254,7 @@ impl Check<'_> {
                 "timeouts.migration",
                 DEFAULT_MIGRATION_TIMEOUT,
             )?,
-            poll: match timeouts.poll {
-                None => None,
-                poll @ Some(_) => Some(self.duration(poll, "timeouts.poll", Duration::ZERO)?),
-            },
+            poll: self.duration(timeouts.poll, "timeouts.poll", DEFAULT_POLL)?,
             heartbeat: self.duration(
                 timeouts.heartbeat,
                 "timeouts.heartbeat",

@@ -77,7 +77,7 @@ fn tables_merge_key_by_key() {
     );
     assert_eq!(settings.build.target.as_deref(), Some("release"));
     assert_eq!(settings.timeouts.rollout, Duration::from_secs(20 * 60));
-    assert_eq!(settings.timeouts.poll, Some(Duration::from_secs(1)));
+    assert_eq!(settings.timeouts.poll, Duration::from_secs(1));
     assert_eq!(settings.timeouts.migration, Duration::from_secs(30 * 60));
     assert_eq!(settings.environment["RAILS_LOG_LEVEL"], "debug");
     assert_eq!(settings.environment["TOP_ONLY"], "yes");
@@ -183,26 +183,13 @@ fn example_in_the_docs_is_valid_for_every_environment() {
     }
 }
 
-/// Without `timeouts.poll` the wait polls every second while young, then backs off to 5 s.
+/// Without `timeouts.poll` a wait looks every second, whatever its length: a long rollout's
+/// finish is noticed as soon as a short one's.
 #[test]
-fn the_default_poll_is_fast_while_young_then_backs_off() {
+fn the_default_poll_is_one_look_a_second() {
     let text = "repository = \"app1\"\nregion = \"us-east-1\"\n[env.x]\ncluster = \"c\"\nservices = [\"web\"]\n";
     let settings = resolve(text, Path::new("berth.toml"), &flags("x")).unwrap();
-    assert_eq!(settings.timeouts.poll, None);
-    let after = |secs: u64| settings.timeouts.poll_after(Duration::from_secs(secs));
-    assert_eq!(after(0), Duration::from_secs(1));
-    assert_eq!(after(30), Duration::from_secs(1));
-    assert_eq!(after(90), Duration::from_secs(2));
-    assert_eq!(after(270), Duration::from_secs(5));
-    assert_eq!(after(3600), Duration::from_secs(5));
-    let fixed = Timeouts {
-        poll: Some(Duration::from_millis(500)),
-        ..settings.timeouts.clone()
-    };
-    assert_eq!(
-        fixed.poll_after(Duration::from_secs(3600)),
-        Duration::from_millis(500)
-    );
+    assert_eq!(settings.timeouts.poll, Duration::from_secs(1));
 }
 
 #[test]

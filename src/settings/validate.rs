@@ -20,6 +20,8 @@ pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// CircleCI kills a step after 10 minutes without output; stay far below.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
+/// One look a second: a finish is noticed half a second later on average.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
 /// Long enough to ride out a slow S3 call or a short pause of the machine; short enough that a
 /// rerun after a crash waits little.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);

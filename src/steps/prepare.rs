@@ -109,7 +109,9 @@ pub async fn in_aws(
         Some(record) => Registered::Recorded(&record.revisions),
         None => Registered::Nothing,
     };
-    let prepared = families(aws.ecs, aws.tagging, settings, local, &current, registered).await?;
+    let mut prepared =
+        families(aws.ecs, aws.tagging, settings, local, &current, registered).await?;
+    prepared.earlier = earlier;
     Ok((current, prepared))
 }
 
@@ -123,6 +125,8 @@ pub struct Prepared {
     /// `None` when that service's revision comes from a file (a placeholder, not what runs) or
     /// runs no image of our repository.
     pub running: Option<(String, String)>,
+    /// The record an earlier run of this deploy wrote, as the preparation read it.
+    pub earlier: Option<record::DeployRecord>,
 }
 
 /// Finds or plans each family's revision (`registered` says where this deploy's own may be),
@@ -164,5 +168,6 @@ pub async fn families(
         platform,
         tag,
         running,
+        earlier: None,
     })
 }

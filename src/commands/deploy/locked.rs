@@ -34,8 +34,16 @@ pub(super) async fn locked(
     record: &mut Record,
 ) -> Result<(), Error> {
     let revisions = image_and_revisions(cx, prepared, report, ledger, record).await?;
+    // The scheduled targets are surveyed while the rollout is waited on, not after it.
+    let survey = schedules::step::start(
+        &schedules::Clients::new(cx.config),
+        cx.settings,
+        cx.current.services.values(),
+        &report.revisions,
+        &record.value.schedules,
+    );
     roll_out_and_migrate(cx, &revisions, report, ledger, record).await?;
-    after_landing(cx, report, ledger, record).await?;
+    after_landing(cx, survey, report, ledger, record).await?;
     let image = report.image.as_ref().map_or("", |image| image.uri.as_str());
     ledger.reporter.info(&format!(
         "deploy `{}` finished: {image} on {}",
@@ -235,6 +243,7 @@ async fn migrate(
 /// old revisions. The tag and the cleanup are housekeeping: their failures are warnings.
 async fn after_landing(
     cx: &Context<'_>,
+    survey: Option<schedules::step::Early>,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
     record: &mut Record,
@@ -261,16 +270,8 @@ async fn after_landing(
             )),
         }
     }
-    let moved = schedules::step::run(
-        &schedules::Clients::new(config),
-        settings,
-        current.services.values(),
-        &report.revisions,
-        record,
-        lock,
-        ledger,
-    )
-    .await;
+    let (cost, moved) = schedules::step::run(survey, record, lock, ledger).await;
+    report.survey = cost;
     report.schedules = match moved {
         Ok(moved) => moved,
         Err(error) => {

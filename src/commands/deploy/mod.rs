@@ -7,6 +7,7 @@
 //! the deploy id (attach, or skip when it succeeded). Nothing depends on a local file, so a rerun
 //! on a fresh machine carries on where the last run stopped.
 
+mod finished;
 mod locked;
 mod on_failure;
 
@@ -28,6 +29,7 @@ use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::{self, Local};
 use crate::steps::rollout::Rolled;
+use crate::steps::schedules::{self, Cost};
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
 
@@ -52,6 +54,10 @@ pub struct Report {
     /// Scheduled targets moved to the deploy's revisions, each with the one it ran before.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<MovedTarget>,
+    /// What finding the scheduled targets cost: rules and schedules read, seconds. `None` when
+    /// they were not looked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey: Option<Cost>,
     /// Revisions deregistered (`keep_revisions`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deregistered: Vec<String>,
@@ -120,6 +126,25 @@ async fn run(
     );
     let seen = seen?;
     let (mut current, mut prepared) = prepared?;
+    if let Some(earlier) = prepared.earlier.take()
+        && !options.retry_migration
+        && finished::by_the_record(&earlier, &seen, settings, &current, &prepared.tag)
+        && finished::in_aws(
+            &clients.ecr,
+            &schedules::Clients::new(&config),
+            settings,
+            &current,
+            &earlier,
+        )
+        .await?
+    {
+        finished::report(&current, &prepared, &earlier, report, ledger);
+        reporter.info(&format!(
+            "deploy `{}` finished before (its record says succeeded, and AWS agrees): nothing to do, no lock taken",
+            release.deploy_id
+        ));
+        return Ok(());
+    }
 
     // One deploy per environment: everything below runs under the lock.
     let want = lock::Want {

@@ -94,6 +94,7 @@ async fn take(
     let lease = settings.state.lease;
     let mut said_waiting = false;
     loop {
+        let looked = tokio::time::Instant::now();
         let found = store.read::<LockFile>(KEY).await?;
         let (file, etag) = match found {
             Some(stored) => (stored.value, Some(stored.etag)),
@@ -145,7 +146,7 @@ async fn take(
                     reporter,
                     &format!("waiting for the lock of `{}`", settings.env),
                 );
-                settings.timeouts.pause(watch.elapsed()).await;
+                settings.timeouts.pause(looked).await;
             }
             Verdict::Stale { newer } => {
                 return Err(Error::StaleDeploy {

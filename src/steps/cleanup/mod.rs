@@ -116,8 +116,8 @@ async fn in_use(
     }
     // Every scheduled ECS target of the account, on every bus and in every cluster, whatever
     // `schedules` says: what one runs must stay.
-    match schedules::find(&schedules::Clients::new(config), None, None).await {
-        Ok(found) => in_use.extend(found.iter().map(|t| key(&t.task_definition))),
+    match schedules::find(&schedules::Clients::new(config), None, None, &[]).await {
+        Ok((found, _)) => in_use.extend(found.iter().map(|t| key(&t.task_definition))),
         Err(error @ Error::AccessDenied { .. }) => {
             let warning = format!(
                 "no revision was deregistered: berth must see the scheduled targets to know what they run, and {}",

@@ -372,6 +372,6 @@ fn image_failed<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-fn short_tag(tag: &str) -> &str {
+pub fn short_tag(tag: &str) -> &str {
     &tag[..tag.len().min(12)]
 }

@@ -75,6 +75,7 @@ async fn look_until_stopped(
     watch: &Watch,
 ) -> Result<Task, Error> {
     loop {
+        let began = tokio::time::Instant::now();
         let looked = async {
             let task = describe_task(ecs, setup, task_arn).await?;
             stream.read(logs, tail, reporter).await?;
@@ -100,7 +101,7 @@ async fn look_until_stopped(
                         crate::text::with_causes(&error)
                     ),
                 );
-                setup.timeouts.pause(watch.elapsed()).await;
+                setup.timeouts.pause(began).await;
                 continue;
             }
             Err(error) => return Err(error),
@@ -134,7 +135,7 @@ async fn look_until_stopped(
                 task.last_status().unwrap_or("PROVISIONING")
             ),
         );
-        setup.timeouts.pause(watch.elapsed()).await;
+        setup.timeouts.pause(began).await;
     }
 }
 

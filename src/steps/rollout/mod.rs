@@ -253,6 +253,7 @@ async fn look_until_done(
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
     loop {
+        let looked = tokio::time::Instant::now();
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
         let services = match services::describe(ecs, cluster.name, &names).await {
             Ok(services) => services,
@@ -265,7 +266,7 @@ async fn look_until_done(
                         with_causes(&error)
                     ),
                 );
-                cluster.timeouts.pause(watch.elapsed()).await;
+                cluster.timeouts.pause(looked).await;
                 if watch.elapsed() < cluster.timeouts.rollout {
                     continue;
                 }
@@ -312,7 +313,7 @@ async fn look_until_done(
             });
         }
         watch.beat(reporter, &state);
-        cluster.timeouts.pause(watch.elapsed()).await;
+        cluster.timeouts.pause(looked).await;
     }
 }
 

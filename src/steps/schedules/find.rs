@@ -1,8 +1,11 @@
 //! Finding the scheduled targets: the ECS targets of EventBridge rules (the rules that name the
-//! cluster, on every event bus) and of EventBridge Scheduler schedules (every group's, read a
-//! few at a time), each kept as AWS sent it.
+//! cluster, on every event bus) and of EventBridge Scheduler schedules (every group's whose
+//! target is the cluster, read a few at a time), each kept as AWS sent it.
+
+use std::time::Instant;
 
 use futures_util::{StreamExt, TryStreamExt};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{Clients, Kind, Scheduled};
@@ -10,6 +13,7 @@ use crate::aws::wire::CaptureBody;
 use crate::aws::{all_pages, failed};
 use crate::error::Error;
 use crate::settings::{Listed, parse_listed};
+use crate::state::record::MovedTarget;
 
 /// `GetSchedule` calls in flight at once while schedules are surveyed: well under the Scheduler
 /// API's request rate, so a survey is not throttled.
@@ -19,16 +23,32 @@ const SCHEDULES_READ_AT_ONCE: usize = 8;
 /// path).
 const SCHEDULE_READ_ONLY: [&str; 4] = ["Arn", "CreationDate", "LastModificationDate", "Name"];
 
+/// What finding the targets cost, in AWS reads and time: the `--output json` record's `survey`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Cost {
+    /// Rules whose targets were read (`ListTargetsByRule`).
+    pub rules_read: usize,
+    /// Schedules `ListSchedules` named, in every group and cluster.
+    pub schedules_listed: usize,
+    /// Schedules read one by one (`GetSchedule`): those whose target is the cluster.
+    pub schedules_read: usize,
+    pub seconds: f64,
+}
+
 /// The ECS targets of the rules and schedules `listed` names, or else of every rule (on every
 /// event bus) whose targets name `cluster` and every schedule (in every group) whose target is
-/// an ECS task, in any cluster: a schedule is found by the family it runs. `cluster` `None`:
-/// every rule's ECS targets too, in any cluster (what `keep_revisions` must not break).
+/// `cluster`. `cluster` `None`: every rule's and every schedule's ECS targets, in any cluster
+/// (what `keep_revisions` must not break). The schedules named in `known` (the record's, as
+/// `schedule/GROUP/NAME`) are read first.
 pub async fn find(
     clients: &Clients,
     cluster: Option<&str>,
     listed: Option<&[String]>,
-) -> Result<Vec<Scheduled>, Error> {
-    let (rules, schedules) = match listed {
+    known: &[String],
+) -> Result<(Vec<Scheduled>, Cost), Error> {
+    let began = Instant::now();
+    let mut cost = Cost::default();
+    let (rules, mut schedules) = match listed {
         Some(entries) => {
             let mut rules = Vec::new();
             let mut schedules = Vec::new();
@@ -41,17 +61,24 @@ pub async fn find(
             }
             (rules, schedules)
         }
-        None => tokio::try_join!(
-            rules_in(&clients.events, cluster),
-            ecs_schedules(&clients.scheduler)
-        )?,
+        None => {
+            let (rules, (schedules, listed)) = tokio::try_join!(
+                rules_in(&clients.events, cluster),
+                ecs_schedules(&clients.scheduler, cluster)
+            )?;
+            cost.schedules_listed = listed;
+            (rules, schedules)
+        }
     };
     let mut found = Vec::new();
+    cost.rules_read = rules.len();
     for (bus, rule) in rules {
         found.extend(rule_targets(&clients.events, bus.as_deref(), &rule, cluster).await?);
     }
-    // Every ECS schedule of the account is read (a schedule is found by the family it runs), a
-    // few at a time: one after another, an account's many schedules would add seconds.
+    // Only `GetSchedule` says what a schedule runs: those in the cluster are read, a few at a
+    // time (one after another, many schedules would add seconds), the record's first.
+    schedules.sort_by_key(|(group, name)| !known.contains(&format!("schedule/{group}/{name}")));
+    cost.schedules_read = schedules.len();
     let read: Vec<Option<Scheduled>> = futures_util::stream::iter(schedules)
         .map(
             |(group, name)| async move { schedule_target(&clients.scheduler, &group, &name).await },
@@ -60,7 +87,27 @@ pub async fn find(
         .try_collect()
         .await?;
     found.extend(read.into_iter().flatten());
-    Ok(found)
+    cost.seconds = began.elapsed().as_secs_f64();
+    Ok((found, cost))
+}
+
+/// The target `scheduled` as it is now, read again (`None` when it is gone): what a survey made
+/// while the rollout ran found is read afresh before it is moved, so a change made since is
+/// kept, not written over.
+pub async fn again(clients: &Clients, scheduled: &Scheduled) -> Result<Option<Scheduled>, Error> {
+    let text = |key: &str| scheduled.document.get(key).and_then(Value::as_str);
+    match scheduled.kind {
+        Kind::Schedule => {
+            let group = text("GroupName").unwrap_or("default");
+            let name = text("berth:name").unwrap_or_default();
+            schedule_target(&clients.scheduler, group, name).await
+        }
+        Kind::Rule => {
+            let (bus, rule) = (text("berth:bus"), text("berth:rule").unwrap_or_default());
+            let targets = rule_targets(&clients.events, bus, rule, None).await?;
+            Ok(targets.into_iter().find(|t| t.target == scheduled.target))
+        }
+    }
 }
 
 /// The rules of every event bus with a target in `cluster` (every rule for `None`); the default
@@ -127,25 +174,57 @@ async fn rules_in(
     Ok(rules)
 }
 
-/// Schedules of every group whose target is an ECS task, in any cluster.
+/// Whether the target a deploy moved (as its record names it) still runs the revision it was
+/// moved to: read again, by name, with no survey.
+pub async fn still_on(clients: &Clients, moved: &MovedTarget) -> Result<bool, Error> {
+    let now = match parse_listed(&moved.name) {
+        Some(Listed::Schedule { group, name }) => {
+            schedule_target(&clients.scheduler, &group, &name).await?
+        }
+        Some(Listed::Rule { bus, name }) => {
+            let targets = rule_targets(&clients.events, bus.as_deref(), &name, None).await?;
+            targets.into_iter().find(|t| t.target == moved.target)
+        }
+        None => None,
+    };
+    Ok(now.is_some_and(|now| now.task_definition == moved.to))
+}
+
+/// Schedules of every group whose target is `cluster` (an ECS task in any cluster for `None`),
+/// and how many schedules were listed in all.
 async fn ecs_schedules(
     scheduler: &aws_sdk_scheduler::Client,
-) -> Result<Vec<(String, String)>, Error> {
+    cluster: Option<&str>,
+) -> Result<(Vec<(String, String)>, usize), Error> {
     let mut pages = scheduler.list_schedules().into_paginator().send();
     let mut schedules = Vec::new();
+    let mut listed = 0;
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| failed("listing the EventBridge Scheduler schedules", e))?;
+        listed += page.schedules().len();
         for summary in page.schedules() {
-            let ecs = summary.target().is_some_and(|target| {
-                target.arn().contains(":ecs:") && target.arn().contains(":cluster/")
-            });
+            let ecs = summary
+                .target()
+                .is_some_and(|target| runs_in(target.arn(), cluster));
             if let (true, Some(name)) = (ecs, summary.name()) {
                 let group = summary.group_name().unwrap_or("default").to_owned();
                 schedules.push((group, name.to_owned()));
             }
         }
     }
-    Ok(schedules)
+    Ok((schedules, listed))
+}
+
+/// Whether a schedule's target `arn` is an ECS cluster: `cluster` (its ARN, or its name when
+/// no service named the ARN), or any for `None`.
+fn runs_in(arn: &str, cluster: Option<&str>) -> bool {
+    let ecs = arn.contains(":ecs:") && arn.contains(":cluster/");
+    match cluster {
+        None => ecs,
+        Some(cluster) => {
+            arn == cluster || (ecs && arn.rsplit_once(":cluster/").is_some_and(|(_, name)| name == cluster))
+        }
+    }
 }
 
 /// The ECS targets of one rule (those in `cluster`, when given), as AWS returns them.

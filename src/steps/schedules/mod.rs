@@ -28,7 +28,7 @@ use crate::state::{Lock, Record};
 use crate::text::with_causes;
 use decide::planned;
 pub use decide::{Decision, decide};
-pub use find::find;
+pub use find::{Cost, find, still_on};
 
 /// Where a scheduled task is defined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +61,10 @@ pub struct Survey {
     pub on_new: usize,
     /// Targets to point at a new revision.
     pub to_move: Vec<(Scheduled, String)>,
+    /// What finding them cost.
+    pub cost: Cost,
+    /// Why none were looked for: the role may not look (a warning, not a failure).
+    pub unseen: Option<String>,
 }
 
 /// The survey a deploy, a rollback or a plan makes of the targets `settings` asks for, in the
@@ -78,9 +82,11 @@ pub async fn survey_settings<'a>(
     }
     let cluster = cluster_arn(services, &settings.cluster);
     let listed = settings.schedules.as_deref();
-    survey(clients, cluster, listed, revisions, reporter, warnings)
-        .await
-        .map(Some)
+    let survey = survey(clients, cluster, listed, revisions, &[]).await?;
+    if let Some(warning) = &survey.unseen {
+        warn(reporter, warnings, warning.clone());
+    }
+    Ok(Some(survey))
 }
 
 /// The cluster's ARN as its services name it (rules' targets name it so), else its name.
@@ -94,38 +100,66 @@ pub fn cluster_arn<'a>(
         .unwrap_or(name)
 }
 
-/// Finds the targets in `cluster_arn` (those `listed`, else every one) and decides each against
-/// `revisions` (family → revision). Looking unasked, a role that may not look gets a warning and
-/// an empty survey rather than a failure; named in `listed`, they must be found.
+/// Finds the targets in `cluster_arn` (those `listed`, else every one; the schedules `known`
+/// names first) and decides each against `revisions` (family → revision). Looking unasked, a
+/// role that may not look makes an empty survey with a warning (`unseen`) rather than a
+/// failure; named in `listed`, they must be found.
 pub async fn survey(
     clients: &Clients,
     cluster_arn: &str,
     listed: Option<&[String]>,
     revisions: &BTreeMap<String, String>,
-    reporter: &dyn Reporter,
-    warnings: &mut Vec<String>,
+    known: &[String],
 ) -> Result<Survey, Error> {
-    let found = match find(clients, Some(cluster_arn), listed).await {
+    let (found, cost) = match find(clients, Some(cluster_arn), listed, known).await {
         Ok(found) => found,
         Err(error @ Error::AccessDenied { .. }) if listed.is_none() => {
             let warning = format!(
                 "scheduled tasks were not looked for: {}; grant it, or set `schedules = []` in berth.toml",
                 with_causes(&error)
             );
-            warn(reporter, warnings, warning);
-            return Ok(Survey::default());
+            return Ok(Survey {
+                unseen: Some(warning),
+                ..Survey::default()
+            });
         }
         Err(error) => return Err(error),
     };
-    let mut survey = Survey::default();
-    for scheduled in found {
-        match decide(&scheduled.task_definition, revisions) {
-            Decision::Move(to) => survey.to_move.push((scheduled, to)),
-            Decision::Already | Decision::Latest => survey.on_new += 1,
-            Decision::NotOurs => {}
+    let mut survey = Survey {
+        cost,
+        ..Survey::default()
+    };
+    survey.add(found, revisions);
+    Ok(survey)
+}
+
+impl Survey {
+    /// Decides each target `found` against `revisions` (family → revision).
+    fn add(&mut self, found: Vec<Scheduled>, revisions: &BTreeMap<String, String>) {
+        for scheduled in found {
+            match decide(&scheduled.task_definition, revisions) {
+                Decision::Move(to) => self.to_move.push((scheduled, to)),
+                Decision::Already | Decision::Latest => self.on_new += 1,
+                Decision::NotOurs => {}
+            }
         }
     }
-    Ok(survey)
+
+    /// The survey with each target to move read again and decided afresh: one changed since
+    /// the survey (by Terraform, say) is moved as it is now, or left if it needs no move.
+    pub async fn again(
+        mut self,
+        clients: &Clients,
+        revisions: &BTreeMap<String, String>,
+    ) -> Result<Self, Error> {
+        let to_move = std::mem::take(&mut self.to_move);
+        let now = futures_util::future::try_join_all(
+            to_move.iter().map(|(scheduled, _)| find::again(clients, scheduled)),
+        )
+        .await?;
+        self.add(now.into_iter().flatten().collect(), revisions);
+        Ok(self)
+    }
 }
 
 /// Moves the survey's targets under the lock: the record lists each with the revision it ran
@@ -171,7 +205,7 @@ pub async fn move_back(
     if moved.is_empty() {
         return Ok(back);
     }
-    for scheduled in find(clients, Some(cluster_arn), listed).await? {
+    for scheduled in find(clients, Some(cluster_arn), listed, &[]).await?.0 {
         let Some(entry) = moved.iter().find(|m| {
             m.name == scheduled.name
                 && m.target == scheduled.target
@@ -206,6 +240,7 @@ pub fn label(name: &str, target: &str) -> String {
 }
 
 /// The AWS clients the scheduled targets live behind.
+#[derive(Clone)]
 pub struct Clients {
     pub events: aws_sdk_eventbridge::Client,
     pub scheduler: aws_sdk_scheduler::Client,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::harness::common::stopped_task;
@@ -200,4 +201,127 @@ async fn scheduled_tasks_follow_the_deploy() {
     );
     let target = &rule_targets(&app, &rule).await[0];
     assert_eq!(target["EcsParameters"]["TaskDefinitionArn"], new.as_str());
+}
+
+/// Creates a schedule in `group` that runs `task_definition` in the cluster `cluster_arn`, as
+/// Terraform would: the seeded hourly schedule's role, every hour.
+async fn create_schedule(
+    scheduler: &aws_sdk_scheduler::Client,
+    group: &str,
+    name: &str,
+    (cluster_arn, role_arn, task_definition): (&str, &str, &str),
+) {
+    use aws_sdk_scheduler::types::{
+        EcsParameters, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
+    };
+    let target = Target::builder()
+        .arn(cluster_arn)
+        .role_arn(role_arn)
+        .ecs_parameters(
+            EcsParameters::builder()
+                .task_definition_arn(task_definition)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let window = FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .unwrap();
+    scheduler
+        .create_schedule()
+        .group_name(group)
+        .name(name)
+        .schedule_expression("rate(1 hour)")
+        .flexible_time_window(window)
+        .target(target)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The survey reads only the schedules whose target is the deploy's cluster: with 500 more in
+/// the account (another cluster's, running the same family), a deploy lists them all, reads
+/// one and moves one. A schedule Terraform adds between two deploys is found and moved by the
+/// next one; the other cluster's are never read or moved.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_survey_reads_the_clusters_schedules_only_and_finds_new_ones() {
+    let app = App::new("survey", "migrate = \"skip\"\n");
+    let scheduler = aws_sdk_scheduler::Client::new(&app.sdk_config().await);
+    let hourly = schedule_document(&app, &format!("{}-stg-hourly", app.name)).await;
+    let cluster_arn = hourly["Target"]["Arn"].as_str().unwrap().to_owned();
+    let role_arn = hourly["Target"]["RoleArn"].as_str().unwrap().to_owned();
+    let first_revision = hourly["Target"]["EcsParameters"]["TaskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let elsewhere = format!("{cluster_arn}-elsewhere");
+    let bulk = format!("{}-bulk", app.name);
+    scheduler
+        .create_schedule_group()
+        .name(&bulk)
+        .send()
+        .await
+        .unwrap();
+    let creating = (0..500).map(|n| {
+        let (scheduler, bulk) = (&scheduler, &bulk);
+        let target = (elsewhere.as_str(), role_arn.as_str(), first_revision.as_str());
+        async move { create_schedule(scheduler, bulk, &format!("job-{n}"), target).await }
+    });
+    futures_util::stream::iter(creating)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+
+    let seeded = app.counters();
+    let first = app.deploy(&[]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let survey = first.json()["survey"].clone();
+    assert!(survey["schedules_listed"].as_u64().unwrap() >= 501, "{survey}");
+    assert_eq!(survey["schedules_read"], 1, "{survey}");
+    let calls = app.counters().since(&seeded);
+    // The hourly schedule, read by the survey, then again just before it moves.
+    assert_eq!(calls.get("scheduler:GetSchedule"), Some(&2), "{calls:?}");
+    assert_eq!(calls.get("scheduler:UpdateSchedule"), Some(&1), "{calls:?}");
+
+    // Terraform adds a schedule of the web family's first revision to the cluster.
+    let terraform = format!("{}-tf-daily", app.name);
+    let target = (cluster_arn.as_str(), role_arn.as_str(), first_revision.as_str());
+    create_schedule(&scheduler, "default", &terraform, target).await;
+    let second = app.deploy(&["--new"]);
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let report = second.json();
+    assert_eq!(report["survey"]["schedules_read"], 2, "{}", report["survey"]);
+    let web = format!("{}-stg-web", app.name);
+    let newest = report["revisions"][&web].as_str().unwrap();
+    let added = schedule_document(&app, &terraform).await;
+    assert_eq!(added["Target"]["EcsParameters"]["TaskDefinitionArn"], newest);
+    let moved: Vec<&str> = report["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        moved.contains(&format!("schedule/default/{terraform}").as_str()),
+        "{moved:?}"
+    );
+
+    // Another cluster's schedules run what they ran.
+    let other = scheduler
+        .get_schedule()
+        .group_name(&bulk)
+        .name("job-7")
+        .send()
+        .await
+        .unwrap();
+    let other = other.target().and_then(|t| t.ecs_parameters()).unwrap();
+    assert_eq!(other.task_definition_arn(), first_revision);
+    scheduler
+        .delete_schedule_group()
+        .name(&bulk)
+        .send()
+        .await
+        .unwrap();
 }

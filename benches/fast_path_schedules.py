@@ -1,13 +1,13 @@
 """Helpers of benches/fast_path.sh, against the sandbox (its environment variables set).
 
-    add APP N                  N Scheduler schedules in group APP-bulk, in another cluster
-                               (APP-stg-elsewhere), running APP's web family: listed by a
-                               survey, never read or moved
-    remove APP                 deletes group APP-bulk and its schedules
-    figures APP BEGAN ENDED LOG
-                               seconds from the last `deployment completed` event of APP's
-                               services to ENDED, and from BEGAN to the first UpdateService
-                               in LOG (berth's log at `BERTH_LOG=berth=info`)
+add APP N                  N Scheduler schedules in group APP-bulk, in another cluster
+                           (APP-stg-elsewhere), running APP's web family: listed by a
+                           survey, never read or moved
+remove APP                 deletes group APP-bulk and its schedules
+figures APP BEGAN ENDED LOG
+                           seconds from the last `deployment completed` event of APP's
+                           services to ENDED, and from BEGAN to the first UpdateService
+                           in LOG (berth's log at `BERTH_LOG=berth=info`)
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def add(app: str, count: int) -> None:
             Target={
                 "Arn": f"{hourly['Arn']}-elsewhere",
                 "RoleArn": hourly["RoleArn"],
-                "EcsParameters": {"TaskDefinitionArn": hourly["EcsParameters"]["TaskDefinitionArn"]},
+                "EcsParameters": {
+                    "TaskDefinitionArn": hourly["EcsParameters"]["TaskDefinitionArn"]
+                },
             },
         )
 
@@ -46,24 +48,33 @@ def add(app: str, count: int) -> None:
 
 
 def remove(app: str) -> None:
-    boto3.client("scheduler", region_name=REGION).delete_schedule_group(Name=f"{app}-bulk")
+    boto3.client("scheduler", region_name=REGION).delete_schedule_group(
+        Name=f"{app}-bulk"
+    )
 
 
 def figures(app: str, began: float, ended: float, log: str) -> None:
     ecs = boto3.client("ecs", region_name=REGION)
-    services = ecs.describe_services(cluster=f"{app}-stg", services=["web", "devops"])["services"]
+    services = ecs.describe_services(cluster=f"{app}-stg", services=["web", "devops"])[
+        "services"
+    ]
     completed = []
     for service in services:
-        times = [e["createdAt"].timestamp() for e in service["events"] if "deployment completed" in e["message"]]
+        times = [
+            e["createdAt"].timestamp()
+            for e in service["events"]
+            if "deployment completed" in e["message"]
+        ]
         if not times:
             sys.exit(f"no `deployment completed` event of {service['serviceName']}")
         completed.append(max(times))
     update = None
-    for line in open(log):
-        if "calling UpdateService" in line:
-            stamp = re.match(r"(\S+Z)", line).group(1)
-            update = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-            break
+    with open(log) as lines:
+        for line in lines:
+            if "calling UpdateService" in line:
+                stamp = re.match(r"(\S+Z)", line).group(1)
+                update = datetime.datetime.fromisoformat(stamp).timestamp()
+                break
     if update is None:
         sys.exit(f"no UpdateService in {log}")
     print(f"{ended - max(completed):.3f} {update - began:.3f}")

@@ -155,10 +155,10 @@ fn migration(settings: &Settings) -> String {
 
 fn timeouts(timeouts: &Timeouts) -> String {
     format!(
-        "rollout {}, migration {}, {}",
+        "rollout {}, migration {}, poll every {}",
         humantime::format_duration(timeouts.rollout),
         humantime::format_duration(timeouts.migration),
-        format!("poll every {}", humantime::format_duration(timeouts.poll))
+        humantime::format_duration(timeouts.poll)
     )
 }
 

@@ -9,8 +9,8 @@ use super::check::Check;
 use super::names::{is_image_reference, is_valid_bucket_name, is_valid_platform, tidy};
 use super::raw::{RawBuild, RawCapacityProvider, RawMigration, RawState, RawTimeouts};
 use super::validate::{
-    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_POLL, DEFAULT_LEASE, DEFAULT_MIGRATION_COMMAND,
-    DEFAULT_MIGRATION_TIMEOUT, DEFAULT_ROLLOUT_TIMEOUT, MIN_LEASE,
+    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_LEASE, DEFAULT_MIGRATION_COMMAND,
+    DEFAULT_MIGRATION_TIMEOUT, DEFAULT_POLL, DEFAULT_ROLLOUT_TIMEOUT, MIN_LEASE,
 };
 use super::{BuildSettings, Builder, CapacityProvider, MigrationSettings, StateSettings, Timeouts};
 use crate::error::ConfigError;

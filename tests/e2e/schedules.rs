@@ -266,7 +266,11 @@ async fn the_survey_reads_the_clusters_schedules_only_and_finds_new_ones() {
         .unwrap();
     let creating = (0..500).map(|n| {
         let (scheduler, bulk) = (&scheduler, &bulk);
-        let target = (elsewhere.as_str(), role_arn.as_str(), first_revision.as_str());
+        let target = (
+            elsewhere.as_str(),
+            role_arn.as_str(),
+            first_revision.as_str(),
+        );
         async move { create_schedule(scheduler, bulk, &format!("job-{n}"), target).await }
     });
     futures_util::stream::iter(creating)
@@ -278,7 +282,10 @@ async fn the_survey_reads_the_clusters_schedules_only_and_finds_new_ones() {
     let first = app.deploy(&[]);
     assert_eq!(first.code, Some(0), "{}", first.stderr);
     let survey = first.json()["survey"].clone();
-    assert!(survey["schedules_listed"].as_u64().unwrap() >= 501, "{survey}");
+    assert!(
+        survey["schedules_listed"].as_u64().unwrap() >= 501,
+        "{survey}"
+    );
     assert_eq!(survey["schedules_read"], 1, "{survey}");
     let calls = app.counters().since(&seeded);
     // The hourly schedule, read by the survey, then again just before it moves.
@@ -287,16 +294,27 @@ async fn the_survey_reads_the_clusters_schedules_only_and_finds_new_ones() {
 
     // Terraform adds a schedule of the web family's first revision to the cluster.
     let terraform = format!("{}-tf-daily", app.name);
-    let target = (cluster_arn.as_str(), role_arn.as_str(), first_revision.as_str());
+    let target = (
+        cluster_arn.as_str(),
+        role_arn.as_str(),
+        first_revision.as_str(),
+    );
     create_schedule(&scheduler, "default", &terraform, target).await;
     let second = app.deploy(&["--new"]);
     assert_eq!(second.code, Some(0), "{}", second.stderr);
     let report = second.json();
-    assert_eq!(report["survey"]["schedules_read"], 2, "{}", report["survey"]);
+    assert_eq!(
+        report["survey"]["schedules_read"], 2,
+        "{}",
+        report["survey"]
+    );
     let web = format!("{}-stg-web", app.name);
     let newest = report["revisions"][&web].as_str().unwrap();
     let added = schedule_document(&app, &terraform).await;
-    assert_eq!(added["Target"]["EcsParameters"]["TaskDefinitionArn"], newest);
+    assert_eq!(
+        added["Target"]["EcsParameters"]["TaskDefinitionArn"],
+        newest
+    );
     let moved: Vec<&str> = report["schedules"]
         .as_array()
         .unwrap()

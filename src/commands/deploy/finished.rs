@@ -14,22 +14,69 @@ use crate::error::Error;
 use crate::settings::{MigrateOrder, Settings};
 use crate::state::lock::LockFile;
 use crate::state::record::{AttemptOutcome, DeployRecord, Kind, RunState};
+use crate::steps::image::short_tag;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::Prepared;
-use crate::steps::rollout::{RolloutState, Rolled};
-use crate::steps::image::short_tag;
+use crate::steps::rollout::{Rolled, RolloutState};
 use crate::steps::{Ledger, Step, schedules};
+
+/// What a rerun reads to know whether its deploy finished.
+pub(super) struct Finished<'a> {
+    pub settings: &'a Settings,
+    pub current: &'a Current,
+    pub prepared: &'a Prepared,
+    /// The deploy's record, as an earlier run left it.
+    pub earlier: &'a DeployRecord,
+    /// The environment's lock file, read beside the preparation.
+    pub lock: &'a LockFile,
+}
+
+impl Finished<'_> {
+    /// Whether the deploy finished before and AWS agrees: then `report` is filled from the
+    /// record and the run says so; nothing is locked or written.
+    pub(super) async fn reported(
+        &self,
+        ecr_client: &aws_sdk_ecr::Client,
+        config: &aws_config::SdkConfig,
+        report: &mut Report,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<bool, Error> {
+        let Self {
+            settings,
+            current,
+            prepared,
+            earlier,
+            lock,
+        } = *self;
+        if !by_the_record(earlier, lock, settings, current, &prepared.tag) {
+            return Ok(false);
+        }
+        let targets = schedules::Clients::new(config);
+        if !in_aws(ecr_client, &targets, settings, current, earlier).await? {
+            return Ok(false);
+        }
+        fill(current, prepared, earlier, report, ledger);
+        ledger.reporter.info(&format!(
+            "deploy `{}` finished before (its record says succeeded, and AWS agrees): nothing to do, no lock taken",
+            earlier.deploy_id
+        ));
+        Ok(true)
+    }
+}
 
 /// Whether the record alone says the deploy finished and nothing moved since, as far as the
 /// preparation's reads show (the services, the lock file): pure.
-pub(super) fn by_the_record(
+fn by_the_record(
     earlier: &DeployRecord,
     lock: &LockFile,
     settings: &Settings,
     current: &Current,
     tag: &str,
 ) -> bool {
-    let newest = lock.deploys.last().map(|started| started.deploy_id.as_str());
+    let newest = lock
+        .deploys
+        .last()
+        .map(|started| started.deploy_id.as_str());
     let migrated = match earlier.migration.last() {
         _ if settings.migrate == MigrateOrder::Skip => true,
         _ if !earlier.revisions.contains_key(&current.migration_family) => true,
@@ -61,7 +108,7 @@ fn settled_on(service: &Service, revision: &str) -> bool {
 
 /// The rest, read from AWS at once: the image's tag (and the environment tag) on the recorded
 /// digest, and each target the deploy moved still on its revision.
-pub(super) async fn in_aws(
+async fn in_aws(
     ecr_client: &aws_sdk_ecr::Client,
     targets: &schedules::Clients,
     settings: &Settings,
@@ -91,7 +138,7 @@ pub(super) async fn in_aws(
 
 /// The report of the finished deploy, from its record and the services as read, every step
 /// told as already done.
-pub(super) fn report(
+fn fill(
     current: &Current,
     prepared: &Prepared,
     earlier: &DeployRecord,
@@ -100,7 +147,11 @@ pub(super) fn report(
 ) {
     let repository = &current.repository;
     if let Some(recorded) = &earlier.image {
-        let why = format!("`{}:{}` is in ECR", repository.name, short_tag(&prepared.tag));
+        let why = format!(
+            "`{}:{}` is in ECR",
+            repository.name,
+            short_tag(&prepared.tag)
+        );
         ledger.skip(Step::Build, why.clone());
         ledger.skip(Step::Push, why);
         report.image = Some(Image {
@@ -121,7 +172,10 @@ pub(super) fn report(
             Rolled {
                 service: service.clone(),
                 task_definition: revision.clone(),
-                deployment_id: deployment.and_then(|d| d.id()).unwrap_or_default().to_owned(),
+                deployment_id: deployment
+                    .and_then(|d| d.id())
+                    .unwrap_or_default()
+                    .to_owned(),
                 rollout_state: RolloutState::Completed,
                 already: true,
                 ends_on: Some(revision),
@@ -153,4 +207,149 @@ pub(super) fn report(
     }
     report.schedules.clone_from(&earlier.schedules);
     report.deregistered.clone_from(&earlier.deregistered);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+
+    use super::by_the_record;
+    use crate::aws::ecr::Repository;
+    use crate::current::Current;
+    use crate::flags::Flags;
+    use crate::settings::{Settings, resolve};
+    use crate::state::lock::{Holder, LockFile, Started};
+    use crate::state::record::{Attempt, AttemptOutcome, DeployRecord, RecordedImage, RunState};
+
+    const REVISION: &str = "arn:aws:ecs:us-east-1:1:task-definition/app-stg-web:8";
+
+    fn settings() -> Settings {
+        let text = "repository = \"app\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n";
+        let flags = Flags {
+            env: Some("stg".to_owned()),
+            ..Flags::default()
+        };
+        resolve(text, Path::new("berth.toml"), &flags).unwrap()
+    }
+
+    fn deployment(revision: &str, state: DeploymentRolloutState) -> Deployment {
+        Deployment::builder()
+            .task_definition(revision)
+            .rollout_state(state)
+            .build()
+    }
+
+    fn current(deployments: Vec<Deployment>) -> Current {
+        let web = Service::builder()
+            .set_deployments(Some(deployments))
+            .build();
+        Current {
+            repository: Repository {
+                name: "app".to_owned(),
+                uri: "1.dkr.ecr.us-east-1.amazonaws.com/app".to_owned(),
+            },
+            services: BTreeMap::from([("web".to_owned(), web)]),
+            families: vec![("web".to_owned(), "app-stg-web".to_owned())],
+            migration_family: "app-stg-web".to_owned(),
+        }
+    }
+
+    fn record() -> DeployRecord {
+        DeployRecord {
+            deploy_id: "stg-1".to_owned(),
+            state: RunState::Succeeded,
+            image: Some(RecordedImage {
+                tag: "tag".to_owned(),
+                digest: "sha256:1".to_owned(),
+            }),
+            revisions: BTreeMap::from([("app-stg-web".to_owned(), REVISION.to_owned())]),
+            migration: vec![Attempt {
+                number: 0,
+                client_token: "t".to_owned(),
+                claimed_at: 0,
+                task_arn: Some("task".to_owned()),
+                outcome: AttemptOutcome::Succeeded,
+                exit_codes: None,
+                summary: None,
+            }],
+            ..DeployRecord::default()
+        }
+    }
+
+    fn started(deploy_id: &str) -> Started {
+        Started {
+            deploy_id: deploy_id.to_owned(),
+            commit: "c".to_owned(),
+            at: 0,
+            by: "me".to_owned(),
+        }
+    }
+
+    /// Only a deploy its record calls succeeded, newest on a free lock, with every service
+    /// settled on its revision and its migration done, is finished; each row breaks one of these.
+    #[test]
+    fn a_rerun_is_finished_only_when_the_record_and_the_services_agree() {
+        let settings = settings();
+        let settled = || vec![deployment(REVISION, DeploymentRolloutState::Completed)];
+        let free = LockFile {
+            deploys: vec![started("stg-0"), started("stg-1")],
+            ..LockFile::default()
+        };
+        assert!(by_the_record(
+            &record(),
+            &free,
+            &settings,
+            &current(settled()),
+            "tag"
+        ));
+
+        let failed = DeployRecord {
+            state: RunState::Failed,
+            ..record()
+        };
+        let unmigrated = DeployRecord {
+            migration: Vec::new(),
+            ..record()
+        };
+        let held = LockFile {
+            holder: Some(Holder {
+                who: "ci".to_owned(),
+                run: "r".to_owned(),
+                command: "deploy".to_owned(),
+                deploy_id: "stg-1".to_owned(),
+                commit: "c".to_owned(),
+                since: 0,
+                expires: 0,
+            }),
+            ..free.clone()
+        };
+        let newer = LockFile {
+            deploys: vec![started("stg-1"), started("stg-2")],
+            ..LockFile::default()
+        };
+        let rolling = vec![
+            deployment(REVISION, DeploymentRolloutState::InProgress),
+            deployment("app-stg-web:7", DeploymentRolloutState::Completed),
+        ];
+        let elsewhere = vec![deployment(
+            "app-stg-web:7",
+            DeploymentRolloutState::Completed,
+        )];
+        let rows: [(&str, &DeployRecord, &LockFile, Vec<Deployment>, &str); 7] = [
+            ("failed", &failed, &free, settled(), "tag"),
+            ("migration not run", &unmigrated, &free, settled(), "tag"),
+            ("lock held", &record(), &held, settled(), "tag"),
+            ("a newer deploy", &record(), &newer, settled(), "tag"),
+            ("still rolling", &record(), &free, rolling, "tag"),
+            ("moved elsewhere", &record(), &free, elsewhere, "tag"),
+            ("another image", &record(), &free, settled(), "other"),
+        ];
+        for (why, record, lock, deployments, tag) in rows {
+            let finished = by_the_record(record, lock, &settings, &current(deployments), tag);
+            assert!(!finished, "{why}");
+        }
+    }
 }

@@ -21,6 +21,7 @@ use crate::aws::ecr::Image;
 use crate::current::Current;
 use crate::error::Error;
 use crate::flags::DeployOptions;
+use crate::release::Release;
 use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::state::record::{DeployRecord, MovedTarget};
@@ -29,7 +30,7 @@ use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::{self, Local};
 use crate::steps::rollout::Rolled;
-use crate::steps::schedules::{self, Cost};
+use crate::steps::schedules::Cost;
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
 
@@ -104,20 +105,9 @@ async fn run(
     let reporter = ledger.reporter;
     let local = prepare::local(settings, options)?;
     let release = &local.release;
-    reporter.info(&format!(
-        "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
-        release.deploy_id,
-        &release.commit[..release.commit.len().min(12)],
-        settings.env,
-        settings.cluster,
-        code_list(&settings.services)
-    ));
-    report.deploy_id = release.deploy_id.clone();
-    report.commit = release.commit.clone();
+    announce(settings, release, report, reporter);
     let config = aws::sdk_config(settings).await?;
-    let store = state::Store::open(&config, state::Place::of(settings), reporter)
-        .await
-        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let store = open_store(&config, settings, reporter).await?;
     let clients = Clients::new(&config);
     let readers = clients.aws();
     let (seen, prepared) = tokio::join!(
@@ -128,22 +118,20 @@ async fn run(
     let (mut current, mut prepared) = prepared?;
     if let Some(earlier) = prepared.earlier.take()
         && !options.retry_migration
-        && finished::by_the_record(&earlier, &seen, settings, &current, &prepared.tag)
-        && finished::in_aws(
-            &clients.ecr,
-            &schedules::Clients::new(&config),
-            settings,
-            &current,
-            &earlier,
-        )
-        .await?
     {
-        finished::report(&current, &prepared, &earlier, report, ledger);
-        reporter.info(&format!(
-            "deploy `{}` finished before (its record says succeeded, and AWS agrees): nothing to do, no lock taken",
-            release.deploy_id
-        ));
-        return Ok(());
+        let finished = finished::Finished {
+            settings,
+            current: &current,
+            prepared: &prepared,
+            earlier: &earlier,
+            lock: &seen,
+        };
+        if finished
+            .reported(&clients.ecr, &config, report, ledger)
+            .await?
+        {
+            return Ok(());
+        }
     }
 
     // One deploy per environment: everything below runs under the lock.
@@ -186,6 +174,31 @@ async fn run(
         }),
         other => other,
     }
+}
+
+/// The environment's state store; a region that does not exist is named as such.
+async fn open_store(
+    config: &SdkConfig,
+    settings: &Settings,
+    reporter: &dyn Reporter,
+) -> Result<state::Store, Error> {
+    state::Store::open(config, state::Place::of(settings), reporter)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))
+}
+
+/// Says which deploy this is, and puts its id and commit in the report.
+fn announce(settings: &Settings, release: &Release, report: &mut Report, reporter: &dyn Reporter) {
+    reporter.info(&format!(
+        "deploy `{}`: commit {} to `{}` (cluster `{}`, services {})",
+        release.deploy_id,
+        &release.commit[..release.commit.len().min(12)],
+        settings.env,
+        settings.cluster,
+        code_list(&settings.services)
+    ));
+    report.deploy_id = release.deploy_id.clone();
+    report.commit = release.commit.clone();
 }
 
 /// The deploy goes on: journaled as the newest on the environment, and its record opened (or

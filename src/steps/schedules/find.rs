@@ -222,7 +222,11 @@ fn runs_in(arn: &str, cluster: Option<&str>) -> bool {
     match cluster {
         None => ecs,
         Some(cluster) => {
-            arn == cluster || (ecs && arn.rsplit_once(":cluster/").is_some_and(|(_, name)| name == cluster))
+            arn == cluster
+                || (ecs
+                    && arn
+                        .rsplit_once(":cluster/")
+                        .is_some_and(|(_, name)| name == cluster))
         }
     }
 }

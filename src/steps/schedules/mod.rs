@@ -154,7 +154,9 @@ impl Survey {
     ) -> Result<Self, Error> {
         let to_move = std::mem::take(&mut self.to_move);
         let now = futures_util::future::try_join_all(
-            to_move.iter().map(|(scheduled, _)| find::again(clients, scheduled)),
+            to_move
+                .iter()
+                .map(|(scheduled, _)| find::again(clients, scheduled)),
         )
         .await?;
         self.add(now.into_iter().flatten().collect(), revisions);

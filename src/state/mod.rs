@@ -85,8 +85,28 @@ impl Store {
         reporter: &dyn Reporter,
     ) -> Result<Self, Error> {
         let store = Self::locate(config, place).await?;
-        ensure_bucket(&store.s3, &store.bucket, place, reporter).await?;
+        let exists = store.exists().await?;
+        store.make_unless(exists, place, reporter).await?;
         Ok(store)
+    }
+
+    /// Whether the bucket exists (`HeadBucket`); one berth may not read is an error.
+    pub async fn exists(&self) -> Result<bool, Error> {
+        bucket_exists(&self.s3, &self.bucket).await
+    }
+
+    /// Makes the bucket unless it `exists`, as `[state] create` allows: the first write of an
+    /// environment's first deploy, once its checks passed.
+    pub async fn make_unless(
+        &self,
+        exists: bool,
+        place: Place<'_>,
+        reporter: &dyn Reporter,
+    ) -> Result<(), Error> {
+        if exists {
+            return Ok(());
+        }
+        make_bucket(&self.s3, &self.bucket, place, reporter).await
     }
 
     /// The environment's store as it is, for reading: `None` when its bucket does not exist.
@@ -103,7 +123,7 @@ impl Store {
     }
 
     /// Where the store is, without looking at it.
-    async fn locate(config: &SdkConfig, place: Place<'_>) -> Result<Self, Error> {
+    pub async fn locate(config: &SdkConfig, place: Place<'_>) -> Result<Self, Error> {
         let s3 = aws::s3_client(config);
         let bucket = match &place.state.bucket {
             Some(bucket) => bucket.clone(),
@@ -311,30 +331,36 @@ pub fn default_bucket(account: &str, region: &str) -> String {
 
 /// Makes sure the bucket is there; creates it (versioned, private, encrypted) when it is not and
 /// the settings allow.
-async fn ensure_bucket(
+/// Whether `bucket` exists; one berth may not read is an error that says what to grant.
+async fn bucket_exists(s3: &S3, bucket: &str) -> Result<bool, Error> {
+    let head = s3.head_bucket().bucket(bucket).send().await;
+    let missing = match &head {
+        Ok(_) => return Ok(true),
+        Err(error) => is_not_found(error),
+    };
+    if missing {
+        return Ok(false);
+    }
+    let error = head
+        .err()
+        .map(|e| failed(format!("reading state bucket `{bucket}`"), e));
+    Err(match error {
+        Some(Error::AccessDenied { .. }) => Error::Mismatch {
+            problem: format!("state bucket `{bucket}` exists, but berth may not read it"),
+            hint: "grant `s3:ListBucket`, `s3:GetObject` and `s3:PutObject` on it (docs/configuration.md, `[state]`), or set `[state] bucket` to one of this account's buckets".to_owned(),
+        },
+        Some(other) => other,
+        None => return Ok(true),
+    })
+}
+
+/// Makes the missing `bucket`, unless `[state] create = false` forbids it.
+async fn make_bucket(
     s3: &S3,
     bucket: &str,
     place: Place<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
-    let head = s3.head_bucket().bucket(bucket).send().await;
-    let missing = match &head {
-        Ok(_) => return Ok(()),
-        Err(error) => is_not_found(error),
-    };
-    if !missing {
-        let error = head
-            .err()
-            .map(|e| failed(format!("reading state bucket `{bucket}`"), e));
-        return Err(match error {
-            Some(Error::AccessDenied { .. }) => Error::Mismatch {
-                problem: format!("state bucket `{bucket}` exists, but berth may not read it"),
-                hint: "grant `s3:ListBucket`, `s3:GetObject` and `s3:PutObject` on it (docs/configuration.md, `[state]`), or set `[state] bucket` to one of this account's buckets".to_owned(),
-            },
-            Some(other) => other,
-            None => return Ok(()),
-        });
-    }
     if !place.state.create {
         return Err(Error::Mismatch {
             problem: format!(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Put, Replaced, Store, now};
+use super::{Put, Replaced, Store, Stored, now};
 use crate::error::Error;
 
 /// Records live at `deploys/<deploy id>.json`.
@@ -171,15 +171,21 @@ pub struct Record {
 
 impl Record {
     /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `run` is this
-    /// run of berth (the lock's run id). `bool`: an earlier run wrote it.
+    /// run of berth (the lock's run id). `first`: the record as this run read it already (`None`
+    /// inside: there was none), gone by before any read. `bool`: an earlier run wrote it.
     pub async fn open(
         store: &Store,
         fresh: DeployRecord,
         run: &str,
+        mut first: Option<Option<Stored<DeployRecord>>>,
     ) -> Result<(Self, bool), Error> {
         let key = key(&fresh.deploy_id);
         loop {
-            if let Some(stored) = store.read::<DeployRecord>(&key).await? {
+            let found = match first.take() {
+                Some(found) => found,
+                None => store.read::<DeployRecord>(&key).await?,
+            };
+            if let Some(stored) = found {
                 let mut record = Self {
                     store: store.clone(),
                     key,
@@ -264,6 +270,14 @@ impl Record {
             }
         }
     }
+}
+
+/// The record of `deploy_id` with its ETag, if any: what [`Record::open`] may go by.
+pub async fn read_stored(
+    store: &Store,
+    deploy_id: &str,
+) -> Result<Option<Stored<DeployRecord>>, Error> {
+    store.read::<DeployRecord>(&key(deploy_id)).await
 }
 
 /// The record of `deploy_id`, if any.

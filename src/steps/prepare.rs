@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::settings::Settings;
-use crate::state::{Store, record};
+use crate::state::{Store, Stored, record};
 use crate::steps::image::{self, dockerfile::check_dockerfile};
 use crate::steps::register::{self, FamilyPlan, Registered};
 use crate::taskdef::{self, Described};
@@ -99,20 +99,32 @@ pub async fn in_aws(
     let deploy_id = &local.release.deploy_id;
     let earlier = async {
         match store {
-            Some(store) => record::read(store, deploy_id).await,
+            Some(store) => record::read_stored(store, deploy_id).await,
             None => Ok(None),
         }
     };
     let (earlier, current) = tokio::join!(earlier, current(aws.ecs, aws.ecr, settings, local));
     let (earlier, current) = (earlier?, current?);
+    let prepared = with_record(aws, settings, local, &current, earlier).await?;
+    Ok((current, prepared))
+}
+
+/// [`families()`] on a rerun of the deploy whose record (`earlier`, read already) names its
+/// revisions, which must still be there and ACTIVE; the record is kept in what comes back.
+pub async fn with_record(
+    aws: &Readers<'_>,
+    settings: &Settings,
+    local: &Local,
+    current: &Current,
+    earlier: Option<Stored<record::DeployRecord>>,
+) -> Result<Prepared, Error> {
     let registered = match &earlier {
-        Some(record) => Registered::Recorded(&record.revisions),
+        Some(record) => Registered::Recorded(&record.value.revisions),
         None => Registered::Nothing,
     };
-    let mut prepared =
-        families(aws.ecs, aws.tagging, settings, local, &current, registered).await?;
+    let mut prepared = families(aws.ecs, aws.tagging, settings, local, current, registered).await?;
     prepared.earlier = earlier;
-    Ok((current, prepared))
+    Ok(prepared)
 }
 
 /// Each family's revision, the platform and the image tag.
@@ -126,7 +138,10 @@ pub struct Prepared {
     /// runs no image of our repository.
     pub running: Option<(String, String)>,
     /// The record an earlier run of this deploy wrote, as the preparation read it.
-    pub earlier: Option<record::DeployRecord>,
+    pub earlier: Option<Stored<record::DeployRecord>>,
+    /// What ECR held for `tag` when it was looked up beside taking the lock (`None` inside: not
+    /// there); `None`: not looked up yet.
+    pub in_ecr: Option<Option<String>>,
 }
 
 /// Finds or plans each family's revision (`registered` says where this deploy's own may be),
@@ -169,5 +184,6 @@ pub async fn families(
         tag,
         running,
         earlier: None,
+        in_ecr: None,
     })
 }

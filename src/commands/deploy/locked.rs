@@ -21,6 +21,7 @@ use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout::{Cluster, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, cleanup};
+use crate::current::Current;
 use crate::taskdef::Described;
 use crate::text::{code_list, with_causes};
 
@@ -78,6 +79,7 @@ async fn image_and_revisions(
             .running
             .as_ref()
             .map(|(image, service)| (image.as_str(), service.as_str())),
+        in_ecr: prepared.in_ecr.clone(),
     };
     let (image, built) = image::run(
         &clients.ecr,
@@ -95,7 +97,11 @@ async fn image_and_revisions(
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
         .collect();
-    record_revisions(record, &report.revisions, &image).await?;
+    // With the migration after the rollout (or none), the rollout's start is noted in the same
+    // write: nothing comes between them.
+    let starting = (settings.migrate != MigrateOrder::Before).then(|| targets(current, &revisions));
+    let noted = (&image, starting.as_deref().map(|targets| (current, targets)));
+    record_revisions(record, &report.revisions, noted).await?;
     Ok(revisions)
 }
 
@@ -134,27 +140,39 @@ async fn register(
     Ok(revisions)
 }
 
-/// The image is recorded with the revisions pinned to it: until they are registered, the tag in
-/// ECR is what a rerun goes by.
+/// The image is recorded with the revisions pinned to it (until they are registered, the tag in
+/// ECR is what a rerun goes by), and the rollout's start when `starting` says it comes next.
 async fn record_revisions(
     record: &mut Record,
     revisions: &BTreeMap<String, String>,
-    image: &Image,
+    (image, starting): (&Image, Option<(&Current, &[Target])>),
 ) -> Result<(), Error> {
     let recorded = RecordedImage {
         tag: image.tag.clone(),
         digest: image.digest.clone(),
     };
-    if record.value.revisions != *revisions || record.value.image.as_ref() != Some(&recorded) {
-        let registered = revisions.clone();
-        record
-            .update(|r| {
-                r.revisions = registered;
-                r.image = Some(recorded);
-            })
-            .await?;
-    }
-    Ok(())
+    let registered = revisions.clone();
+    record
+        .update(|r| {
+            r.revisions = registered;
+            r.image = Some(recorded);
+            if let Some((current, targets)) = starting {
+                rollout::note_starting(r, current, targets);
+            }
+        })
+        .await
+}
+
+/// Each service onto its family's revision.
+fn targets(current: &Current, revisions: &BTreeMap<String, Described>) -> Vec<Target> {
+    current
+        .families
+        .iter()
+        .map(|(service, family)| Target {
+            service: service.clone(),
+            task_definition: revisions[family].arn.clone(),
+        })
+        .collect()
 }
 
 /// The services onto the new revisions and the migration, in the order `migrate` says; a failed
@@ -175,14 +193,7 @@ async fn roll_out_and_migrate(
         current,
         ..
     } = *cx;
-    let targets: Vec<Target> = current
-        .families
-        .iter()
-        .map(|(service, family)| Target {
-            service: service.clone(),
-            task_definition: revisions[family].arn.clone(),
-        })
-        .collect();
+    let targets = targets(current, revisions);
     let web = &current.services[&settings.services[0]];
     let plan = revisions
         .get(&current.migration_family)

@@ -7,6 +7,7 @@
 //! the deploy id (attach, or skip when it succeeded). Nothing depends on a local file, so a rerun
 //! on a fresh machine carries on where the last run stopped.
 
+mod before;
 mod finished;
 mod locked;
 mod on_failure;
@@ -25,7 +26,7 @@ use crate::release::Release;
 use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::state::record::{DeployRecord, MovedTarget};
-use crate::state::{self, Held, Lock, Record, lock};
+use crate::state::{Held, Lock, Record, Stored, lock};
 use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::{self, Local};
@@ -107,24 +108,17 @@ async fn run(
     let release = &local.release;
     announce(settings, release, report, reporter);
     let config = aws::sdk_config(settings).await?;
-    let store = open_store(&config, settings, reporter).await?;
     let clients = Clients::new(&config);
-    let readers = clients.aws();
-    let (seen, prepared) = tokio::join!(
-        lock::read(&store),
-        prepare::in_aws(&readers, Some(&store), settings, &local)
-    );
-    let seen = seen?;
-    let (mut current, mut prepared) = prepared?;
-    if let Some(earlier) = prepared.earlier.take()
+    let mut read = before::read(&config, &clients, settings, &local).await?;
+    if let Some(earlier) = &read.prepared.earlier
         && !options.retry_migration
     {
         let finished = finished::Finished {
             settings,
-            current: &current,
-            prepared: &prepared,
-            earlier: &earlier,
-            lock: &seen,
+            current: &read.current,
+            prepared: &read.prepared,
+            earlier: &earlier.value,
+            lock: &read.lock_file(),
         };
         if finished
             .reported(&clients.ecr, &config, report, ledger)
@@ -135,26 +129,19 @@ async fn run(
     }
 
     // One deploy per environment: everything below runs under the lock.
-    let want = lock::Want {
-        who: lock::who(),
-        run: lock::run_id(),
-        command: "deploy",
-        deploy_id: release.deploy_id.clone(),
-        commit: release.commit.clone(),
-        check_stale: true,
-        force: options.force,
-    };
-    let lock: &Lock = held
-        .lock
-        .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
-    // The lock was free when the preparation read AWS, and is taken straight over that file: no
-    // other run held it since, so what was read is what there is. Otherwise (a holder, even one
-    // whose lease ran out, may have had a call in flight) it is read again.
-    let untouched = seen.holder.is_none() && lock.file().await.serial == seen.serial + 1;
+    let want = want(release, options);
+    let wait = (&want, options.lock_wait);
+    let (lock, untouched) = before::lock(&mut read, &clients, settings, wait, reporter).await?;
+    let lock: &Lock = held.lock.insert(lock);
     if !untouched {
-        (current, prepared) = prepare::in_aws(&readers, Some(&store), settings, &local).await?;
+        before::again(&mut read, &clients, settings, &local).await?;
     }
-    let record = started(lock, &want, settings, &mut held.record, reporter).await?;
+    // Read before the lock and untouched since, the record is written over that read.
+    let first = untouched.then(|| read.prepared.earlier.clone());
+    let record = started(lock, &want, settings, &mut held.record, (reporter, first)).await?;
+    let before::Read {
+        current, prepared, ..
+    } = read;
     let cx = Context {
         settings,
         options,
@@ -176,15 +163,17 @@ async fn run(
     }
 }
 
-/// The environment's state store; a region that does not exist is named as such.
-async fn open_store(
-    config: &SdkConfig,
-    settings: &Settings,
-    reporter: &dyn Reporter,
-) -> Result<state::Store, Error> {
-    state::Store::open(config, state::Place::of(settings), reporter)
-        .await
-        .map_err(|error| aws::blame_unknown_region(error, &settings.region))
+/// What this run wants of the lock: the deploy's own, stale deploys refused unless forced.
+fn want(release: &Release, options: DeployOptions) -> lock::Want {
+    lock::Want {
+        who: lock::who(),
+        run: lock::run_id(),
+        command: "deploy",
+        deploy_id: release.deploy_id.clone(),
+        commit: release.commit.clone(),
+        check_stale: true,
+        force: options.force,
+    }
 }
 
 /// Says which deploy this is, and puts its id and commit in the report.
@@ -208,7 +197,7 @@ async fn started<'a>(
     want: &lock::Want,
     settings: &Settings,
     held: &'a mut Option<Record>,
-    reporter: &dyn Reporter,
+    (reporter, first): (&dyn Reporter, Option<Option<Stored<DeployRecord>>>),
 ) -> Result<&'a mut Record, Error> {
     let fresh = DeployRecord {
         deploy_id: want.deploy_id.clone(),
@@ -218,7 +207,7 @@ async fn started<'a>(
     };
     let (journaled, opened) = tokio::join!(
         lock.journal(want),
-        Record::open(lock.store(), fresh, &want.run)
+        Record::open(lock.store(), fresh, &want.run, first)
     );
     let opened = opened.map(|(record, existed)| (held.insert(record), existed));
     journaled?;

@@ -93,7 +93,7 @@ async fn run(
     let mut want = want(deploy_id.clone(), &choice.records[choice.target].commit);
     let lock: &lock::Lock = held
         .lock
-        .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter).await?);
+        .insert(lock::acquire(&store, settings, &want, options.lock_wait, reporter, None).await?);
     // A deploy or rollback that ran meanwhile changes what runs: choose again.
     if lock.file().await.deploys != seen.deploys {
         choice = choose(&ecs, &store, &lock.file().await, settings, to).await?;
@@ -155,7 +155,7 @@ async fn begin<'a>(
     held: &'a mut Option<Record>,
 ) -> Result<&'a mut Record, Error> {
     lock.journal(want).await?;
-    let (record, _) = Record::open(lock.store(), fresh, &want.run).await?;
+    let (record, _) = Record::open(lock.store(), fresh, &want.run, None).await?;
     Ok(held.insert(record))
 }
 

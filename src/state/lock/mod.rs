@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, watch};
 
-use super::{Put, Replaced, Store, now};
+use super::{Put, Replaced, Store, Stored, now};
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
@@ -70,15 +70,19 @@ struct Held {
 }
 
 /// Takes the environment's lock for `want`, waiting up to `wait` while someone else holds it.
+/// `first`: the lock file as the run read it already (`None` inside: there was none), tried
+/// before any read; when it was free and is taken straight over, the deploy is journaled in the
+/// same write (its checks ran on what that read saw: nothing can have changed since).
 pub async fn acquire(
     store: &Store,
     settings: &Settings,
     want: &Want,
     wait: Duration,
     reporter: &dyn Reporter,
+    first: Option<Option<Stored<LockFile>>>,
 ) -> Result<Lock, Error> {
     let watch = Watch::new(settings.timeouts.heartbeat);
-    let taking = take(store, settings, want, wait, reporter, &watch);
+    let taking = take(store, settings, want, (wait, first), reporter, &watch);
     watch.around(reporter, "waiting for the lock", taking).await
 }
 
@@ -87,7 +91,7 @@ async fn take(
     store: &Store,
     settings: &Settings,
     want: &Want,
-    wait: Duration,
+    (wait, mut first): (Duration, Option<Option<Stored<LockFile>>>),
     reporter: &dyn Reporter,
     watch: &Watch,
 ) -> Result<Lock, Error> {
@@ -95,7 +99,10 @@ async fn take(
     let mut said_waiting = false;
     loop {
         let looked = tokio::time::Instant::now();
-        let found = store.read::<LockFile>(KEY).await?;
+        let (found, seen_before) = match first.take() {
+            Some(found) => (found, true),
+            None => (store.read::<LockFile>(KEY).await?, false),
+        };
         let (file, etag) = match found {
             Some(stored) => (stored.value, Some(stored.etag)),
             None => (LockFile::default(), None),
@@ -103,7 +110,10 @@ async fn take(
         let now = now();
         match judge(&file, want, now) {
             Verdict::Take { from } => {
-                let next = file.taken(want, now, lease);
+                let mut next = file.taken(want, now, lease);
+                if seen_before && file.holder.is_none() {
+                    next.journal(want, now);
+                }
                 let put = match &etag {
                     None => store.create(KEY, &next).await?,
                     Some(etag) => store.replace(KEY, &next, etag).await?,
@@ -148,19 +158,22 @@ async fn take(
                 );
                 settings.timeouts.pause(looked).await;
             }
-            Verdict::Stale { newer } => {
-                return Err(Error::StaleDeploy {
-                    deploy_id: want.deploy_id.clone(),
-                    newer: format!(
-                        "`{}` of commit {} by {}, {} ago",
-                        newer.deploy_id,
-                        crate::text::short_sha(&newer.commit),
-                        newer.by,
-                        short_duration(Duration::from_secs(now.saturating_sub(newer.at)))
-                    ),
-                });
-            }
+            Verdict::Stale { newer } => return Err(stale(want, &newer, now)),
         }
+    }
+}
+
+/// `want`'s deploy is older than `newer`, started on the environment since.
+fn stale(want: &Want, newer: &Started, now: u64) -> Error {
+    Error::StaleDeploy {
+        deploy_id: want.deploy_id.clone(),
+        newer: format!(
+            "`{}` of commit {} by {}, {} ago",
+            newer.deploy_id,
+            crate::text::short_sha(&newer.commit),
+            newer.by,
+            short_duration(Duration::from_secs(now.saturating_sub(newer.at)))
+        ),
     }
 }
 
@@ -219,6 +232,10 @@ impl Lock {
     /// so that a refused run is never the newest.
     pub async fn journal(&self, want: &Want) -> Result<(), Error> {
         let mut held = self.held.lock().await;
+        // Journaled as the lock was taken: nothing to write.
+        if held.file.deploys.last().map(|d| d.deploy_id.as_str()) == Some(want.deploy_id.as_str()) {
+            return Ok(());
+        }
         loop {
             let mut next = held.file.clone();
             next.serial += 1;
@@ -423,6 +440,11 @@ pub async fn force_release(store: &Store, seen: &str) -> Result<Option<Holder>, 
 }
 
 /// The lock file as it is now, if any.
+/// The lock file with its ETag, for a first try at taking the lock ([`acquire`]'s `first`).
+pub async fn read_stored(store: &Store) -> Result<Option<Stored<LockFile>>, Error> {
+    store.read::<LockFile>(KEY).await
+}
+
 pub async fn read(store: &Store) -> Result<LockFile, Error> {
     Ok(store
         .read::<LockFile>(KEY)

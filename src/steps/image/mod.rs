@@ -57,6 +57,9 @@ pub struct Build<'a> {
     pub platform: &'a str,
     /// The image the first service runs and that service, if the image is in our repository.
     pub running: Option<(&'a str, &'a str)>,
+    /// What ECR held for the tag when it was looked up beside taking the lock (`None` inside:
+    /// not there); `None`: look now.
+    pub in_ecr: Option<Option<String>>,
 }
 
 /// Where the build and the pushes go, and how they are narrated.
@@ -84,7 +87,11 @@ pub async fn run(
         uri: repository.pinned(&digest),
         digest,
     };
-    if let Some(digest) = ecr::digest_of(ecr_client, repository, tag).await? {
+    let found = match &build.in_ecr {
+        Some(found) => found.clone(),
+        None => ecr::digest_of(ecr_client, repository, tag).await?,
+    };
+    if let Some(digest) = found {
         let why = format!("`{}:{}` is in ECR", repository.name, short_tag(tag));
         ledger.skip(Step::Build, why.clone());
         ledger.skip(Step::Push, why);

@@ -30,28 +30,8 @@ pub async fn run(
     rolled: &mut Vec<Rolled>,
 ) -> Result<(), Error> {
     ledger.start(Step::Rollout);
-    record
-        .update(|r| {
-            for target in targets {
-                let runs = current.services[&target.service]
-                    .task_definition()
-                    .unwrap_or_default();
-                // A rerun finds the service on this deploy's revision: the first run's view stands.
-                if runs != target.task_definition {
-                    r.previous
-                        .entry(target.service.clone())
-                        .or_insert_with(|| runs.to_owned());
-                }
-                r.services
-                    .entry(target.service.clone())
-                    .or_insert_with(|| ServiceRollout {
-                        revision: target.task_definition.clone(),
-                        deployment_id: None,
-                        outcome: RolloutOutcome::Starting,
-                    });
-            }
-        })
-        .await?;
+    // Noted with the revisions already unless the migration ran in between: then nothing to write.
+    record.update(|r| note_starting(r, current, targets)).await?;
     lock.check()?;
     let started = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
     *rolled = started.rolled;
@@ -74,6 +54,31 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// Before the first `UpdateService`: the revision each service runs (what a rollback goes back
+/// to) and each rollout as starting.
+pub fn note_starting(record: &mut DeployRecord, current: &Current, targets: &[Target]) {
+    for target in targets {
+        let runs = current.services[&target.service]
+            .task_definition()
+            .unwrap_or_default();
+        // A rerun finds the service on this deploy's revision: the first run's view stands.
+        if runs != target.task_definition {
+            record
+                .previous
+                .entry(target.service.clone())
+                .or_insert_with(|| runs.to_owned());
+        }
+        record
+            .services
+            .entry(target.service.clone())
+            .or_insert_with(|| ServiceRollout {
+                revision: target.task_definition.clone(),
+                deployment_id: None,
+                outcome: RolloutOutcome::Starting,
+            });
+    }
 }
 
 /// Each service's deployment and rollout state, as the rollout knows them now.

@@ -1,0 +1,123 @@
+//! What a deploy reads before its first write, in as few round trips as their order allows: the
+//! state store is located (the account) beside the first look at ECS and ECR; the bucket, the
+//! lock file and this deploy's record are read at once; then each family's revision is found
+//! or planned. Then, with the checks passed, the lock is taken beside the look for the image in
+//! ECR.
+
+use aws_config::SdkConfig;
+
+use super::Clients;
+use crate::aws::{self, ecr};
+use crate::current::Current;
+use crate::error::Error;
+use crate::report::Reporter;
+use crate::settings::Settings;
+use crate::state::lock::{self, Lock, LockFile};
+use crate::state::{self, Store, Stored, record};
+use crate::steps::prepare::{self, Local, Prepared};
+
+/// What the preparation read.
+pub(super) struct Read {
+    pub store: Store,
+    /// The state bucket exists (else it is made once the checks passed).
+    pub bucket: bool,
+    /// The lock file with its ETag, as it was read beside the preparation.
+    pub seen: Option<Stored<LockFile>>,
+    pub current: Current,
+    pub prepared: Prepared,
+}
+
+impl Read {
+    /// The lock file as read (an empty one when there was none).
+    pub fn lock_file(&self) -> LockFile {
+        self.seen
+            .as_ref()
+            .map(|stored| stored.value.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The preparation's reads: the store, the lock file and the record beside the services and
+/// the repository, then the families. Nothing is written.
+pub(super) async fn read(
+    config: &SdkConfig,
+    clients: &Clients,
+    settings: &Settings,
+    local: &Local,
+) -> Result<Read, Error> {
+    let readers = clients.aws();
+    let deploy_id = &local.release.deploy_id;
+    let stored = async {
+        let store = Store::locate(config, state::Place::of(settings)).await?;
+        let (bucket, seen, earlier) = tokio::join!(
+            store.exists(),
+            lock::read_stored(&store),
+            record::read_stored(&store, deploy_id)
+        );
+        // A bucket that is not there holds nothing yet.
+        let (seen, earlier) = if bucket? {
+            (Some(seen?), earlier?)
+        } else {
+            (None, None)
+        };
+        Ok::<_, Error>((store, seen, earlier))
+    };
+    let current = prepare::current(readers.ecs, readers.ecr, settings, local);
+    let (stored, current) = tokio::join!(stored, current);
+    let (store, seen, earlier) =
+        stored.map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let current = current?;
+    let prepared = prepare::with_record(&readers, settings, local, &current, earlier).await?;
+    Ok(Read {
+        store,
+        bucket: seen.is_some(),
+        seen: seen.flatten(),
+        current,
+        prepared,
+    })
+}
+
+/// Takes the lock, the bucket made first if it was missing, beside the look for the image's
+/// tag in ECR. `true`: the lock was free as read and is taken straight over that file, so no
+/// other run held it since: what was read is what there is, and the deploy's journal entry went
+/// with the same write. Otherwise (a holder, even one whose lease ran out, may have had a call in
+/// flight) the preparation must read again ([`again`]).
+pub(super) async fn lock(
+    read: &mut Read,
+    clients: &Clients,
+    settings: &Settings,
+    (want, wait): (&lock::Want, std::time::Duration),
+    reporter: &dyn Reporter,
+) -> Result<(Lock, bool), Error> {
+    let place = state::Place::of(settings);
+    read.store
+        .make_unless(read.bucket, place, reporter)
+        .await
+        .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
+    let seen = read.lock_file();
+    let first = Some(read.seen.take());
+    let taking = lock::acquire(&read.store, settings, want, wait, reporter, first);
+    let tag = &read.prepared.tag;
+    let looking = ecr::digest_of(&clients.ecr, &read.current.repository, tag);
+    let (lock, in_ecr) = tokio::join!(taking, looking);
+    let lock = lock?;
+    let untouched = seen.holder.is_none() && lock.file().await.serial == seen.serial + 1;
+    if untouched {
+        // A failed look is looked at again after the lock.
+        read.prepared.in_ecr = in_ecr.ok();
+    }
+    Ok((lock, untouched))
+}
+
+/// The preparation read again, under the lock.
+pub(super) async fn again(
+    read: &mut Read,
+    clients: &Clients,
+    settings: &Settings,
+    local: &Local,
+) -> Result<(), Error> {
+    let readers = clients.aws();
+    (read.current, read.prepared) =
+        prepare::in_aws(&readers, Some(&read.store), settings, local).await?;
+    Ok(())
+}

@@ -167,6 +167,8 @@ pub struct Record {
     /// This run of berth.
     run: String,
     pub value: DeployRecord,
+    /// `value` holds a change not written yet ([`Record::stage`]).
+    staged: bool,
 }
 
 impl Record {
@@ -192,6 +194,7 @@ impl Record {
                     etag: stored.etag,
                     run: run.to_owned(),
                     value: stored.value,
+                    staged: false,
                 };
                 // Our own create, whose answer was lost.
                 if record.value.writer == run {
@@ -219,6 +222,7 @@ impl Record {
                         etag,
                         run: run.to_owned(),
                         value,
+                        staged: false,
                     },
                     false,
                 ));
@@ -231,10 +235,19 @@ impl Record {
     pub async fn update(&mut self, change: impl FnOnce(&mut DeployRecord)) -> Result<(), Error> {
         let before = self.value.clone();
         change(&mut self.value);
-        if self.value == before {
+        if self.value == before && !self.staged {
             return Ok(());
         }
         self.save().await
+    }
+
+    /// Changes the record without writing it: the next write takes the change along (and the run's
+    /// end always writes). For a note that no rerun depends on, such as how a rollout that
+    /// completed ended, which a rerun reads from ECS.
+    pub fn stage(&mut self, change: impl FnOnce(&mut DeployRecord)) {
+        let before = self.value.clone();
+        change(&mut self.value);
+        self.staged |= self.value != before;
     }
 
     /// Writes the record if no other run wrote it since this run last did. A write of ours that
@@ -255,6 +268,7 @@ impl Record {
             {
                 Replaced::Written(etag) => {
                     self.etag = etag;
+                    self.staged = false;
                     return Ok(());
                 }
                 Replaced::Ours(stored) => self.etag = stored.etag,

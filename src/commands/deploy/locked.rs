@@ -10,6 +10,7 @@ use super::on_failure::{
 use super::{Context, Report};
 use crate::aws::arn;
 use crate::aws::ecr::{self, Image};
+use crate::current::Current;
 use crate::error::Error;
 use crate::settings::MigrateOrder;
 use crate::state::Record;
@@ -21,7 +22,6 @@ use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout::{Cluster, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, cleanup};
-use crate::current::Current;
 use crate::taskdef::Described;
 use crate::text::{code_list, with_causes};
 
@@ -100,7 +100,10 @@ async fn image_and_revisions(
     // With the migration after the rollout (or none), the rollout's start is noted in the same
     // write: nothing comes between them.
     let starting = (settings.migrate != MigrateOrder::Before).then(|| targets(current, &revisions));
-    let noted = (&image, starting.as_deref().map(|targets| (current, targets)));
+    let noted = (
+        &image,
+        starting.as_deref().map(|targets| (current, targets)),
+    );
     record_revisions(record, &report.revisions, noted).await?;
     Ok(revisions)
 }

@@ -7,9 +7,10 @@
 
 mod decide;
 mod explain;
+mod pace;
 pub mod step;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_ecs::Client;
 use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service};
@@ -26,6 +27,7 @@ use crate::text::{short_duration, with_causes};
 pub use decide::RolloutState;
 use decide::{SHOW_UP_GRACE, Start, how_to_start, poll};
 use explain::{failure, newest_failing, show_tasks};
+use pace::Pace;
 
 /// What the rollout needs of the settings: the cluster, and how long and how often to look.
 #[derive(Debug, Clone, Copy)]
@@ -252,8 +254,10 @@ async fn look_until_done(
 ) -> Result<(), Error> {
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
+    let mut pace = Pace::new(cluster.timeouts.poll, tokio::time::Instant::now());
     loop {
         let looked = tokio::time::Instant::now();
+        pace.look(looked);
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
         let services = match services::describe(ecs, cluster.name, &names).await {
             Ok(services) => services,
@@ -266,7 +270,7 @@ async fn look_until_done(
                         with_causes(&error)
                     ),
                 );
-                cluster.timeouts.pause(looked).await;
+                pause(pace.next(looked, false)).await;
                 if watch.elapsed() < cluster.timeouts.rollout {
                     continue;
                 }
@@ -313,8 +317,28 @@ async fn look_until_done(
             });
         }
         watch.beat(reporter, &state);
-        cluster.timeouts.pause(looked).await;
+        pause(pace.next(looked, all_running(&services, rolled))).await;
     }
+}
+
+/// Waits until `next`, never longer than a minute, so that a heartbeat is never late.
+async fn pause(next: tokio::time::Instant) {
+    let latest = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    tokio::time::sleep_until(next.min(latest)).await;
+}
+
+/// Every service's deployment of our revision runs all the tasks it wants: the deployment may
+/// complete at any moment.
+fn all_running(services: &BTreeMap<String, Service>, rolled: &[Rolled]) -> bool {
+    rolled.iter().all(|r| {
+        services.get(&r.service).is_some_and(|service| {
+            service
+                .deployments()
+                .iter()
+                .find(|d| d.id() == Some(r.deployment_id.as_str()))
+                .is_some_and(|d| d.running_count() >= d.desired_count())
+        })
+    })
 }
 
 /// The services' events not told yet, oldest first.

@@ -31,7 +31,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     ledger.start(Step::Rollout);
     // Noted with the revisions already unless the migration ran in between: then nothing to write.
-    record.update(|r| note_starting(r, current, targets)).await?;
+    record
+        .update(|r| note_starting(r, current, targets))
+        .await?;
     lock.check()?;
     let started = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
     *rolled = started.rolled;
@@ -40,7 +42,12 @@ pub async fn run(
         return Err(refused);
     }
     let waited = rollout::wait(ecs, cluster, rolled, started.history, ledger.reporter).await;
-    record.update(|r| note_rollouts(r, rolled)).await?;
+    if waited.is_ok() {
+        // Completed: the next write of the record takes it along; a rerun reads ECS anyway.
+        record.stage(|r| note_rollouts(r, rolled));
+    } else {
+        record.update(|r| note_rollouts(r, rolled)).await?;
+    }
     waited?;
     if rolled.iter().all(|r| r.already) {
         ledger.already_done("services already on this deploy's revisions");

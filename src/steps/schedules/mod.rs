@@ -179,16 +179,25 @@ pub async fn follow(
         let listed = moved.clone();
         record.update(|r| r.schedules = listed).await?;
     }
-    for (scheduled, to) in &survey.to_move {
-        lock.check()?;
-        point(clients, scheduled, to).await?;
-        reporter.info(&format!(
-            "{}: `{}` → `{}`",
-            label(&scheduled.name, &scheduled.target),
-            arn::short(&scheduled.task_definition),
-            arn::short(to)
-        ));
-    }
+    // All at once: each is its own rule's or schedule's, and a failure leaves the others moved,
+    // as the record lists them.
+    lock.check()?;
+    let pointed = survey.to_move.iter().map(|(scheduled, to)| async move {
+        let pointed = point(clients, scheduled, to).await;
+        if pointed.is_ok() {
+            reporter.info(&format!(
+                "{}: `{}` → `{}`",
+                label(&scheduled.name, &scheduled.target),
+                arn::short(&scheduled.task_definition),
+                arn::short(to)
+            ));
+        }
+        pointed
+    });
+    futures_util::future::join_all(pointed)
+        .await
+        .into_iter()
+        .collect::<Result<Vec<()>, Error>>()?;
     Ok(moved)
 }
 

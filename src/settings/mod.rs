@@ -174,9 +174,9 @@ pub struct Timeouts {
     pub rollout: Duration,
     #[serde(serialize_with = "human_duration")]
     pub migration: Duration,
-    /// Interval between the starts of two looks at AWS while waiting (default 1 s): a rollout
-    /// that completes is noticed half a second later on average, for one `DescribeServices` a
-    /// second for all services together.
+    /// How often to look at AWS while waiting (default 1 s): a migration's and a lock wait's
+    /// looks start this far apart; a rollout's come this often on average, paced by
+    /// `steps/rollout/pace.rs`.
     #[serde(serialize_with = "human_duration")]
     pub poll: Duration,
     /// Longest silence while waiting: a status line at least this often (CI kills silent steps).

@@ -191,7 +191,9 @@ fn announce(settings: &Settings, release: &Release, report: &mut Report, reporte
 }
 
 /// The deploy goes on: journaled as the newest on the environment, and its record opened (or
-/// resumed), `held` so that how the run ends is written to it.
+/// resumed), `held` so that how the run ends is written to it. The record exists before any
+/// revision is registered, not beside it: a rerun that finds no record searches for no
+/// revision (`register::plan`), so one registered before its record would be registered twice.
 async fn started<'a>(
     lock: &Lock,
     want: &lock::Want,

@@ -94,7 +94,7 @@ pub async fn in_aws(
     aws: &Readers<'_>,
     store: Option<&Store>,
     settings: &Settings,
-    local: &Local,
+    (local, journaled): (&Local, bool),
 ) -> Result<(Current, Prepared), Error> {
     let deploy_id = &local.release.deploy_id;
     let earlier = async {
@@ -105,21 +105,25 @@ pub async fn in_aws(
     };
     let (earlier, current) = tokio::join!(earlier, current(aws.ecs, aws.ecr, settings, local));
     let (earlier, current) = (earlier?, current?);
-    let prepared = with_record(aws, settings, local, &current, earlier).await?;
+    let prepared = with_record(aws, settings, (local, journaled), &current, earlier).await?;
     Ok((current, prepared))
 }
 
 /// [`families()`] on a rerun of the deploy whose record (`earlier`, read already) names its
 /// revisions, which must still be there and ACTIVE; the record is kept in what comes back.
+/// `journaled`: the lock's journal lists the deploy, so an earlier run took the lock for it and
+/// may have registered revisions before its record was written: they are searched for.
 pub async fn with_record(
     aws: &Readers<'_>,
     settings: &Settings,
-    local: &Local,
+    (local, journaled): (&Local, bool),
     current: &Current,
     earlier: Option<Stored<record::DeployRecord>>,
 ) -> Result<Prepared, Error> {
+    let none = BTreeMap::new();
     let registered = match &earlier {
         Some(record) => Registered::Recorded(&record.value.revisions),
+        None if journaled => Registered::Recorded(&none),
         None => Registered::Nothing,
     };
     let mut prepared = families(aws.ecs, aws.tagging, settings, local, current, registered).await?;

@@ -74,7 +74,8 @@ fn check_active(revision: &Described, deploy_id: &str) -> Result<(), Error> {
 
 /// Where this deploy's own revisions may already be.
 pub enum Registered<'a> {
-    /// The first run of this deploy: nothing is registered for it yet, so no search.
+    /// The first run of this deploy (no record, and the lock's journal does not list it):
+    /// nothing is registered for it yet, so no search.
     Nothing,
     /// The deploy record's family → revision; a family it does not name is searched for by tag
     /// (an earlier run may have registered it and died before recording it).

@@ -67,7 +67,12 @@ pub(super) async fn read(
     let (store, seen, earlier) =
         stored.map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     let current = current?;
-    let prepared = prepare::with_record(&readers, settings, local, &current, earlier).await?;
+    let journaled = seen
+        .as_ref()
+        .and_then(Option::as_ref)
+        .is_some_and(|stored| journals(&stored.value, deploy_id));
+    let prepared =
+        prepare::with_record(&readers, settings, (local, journaled), &current, earlier).await?;
     Ok(Read {
         store,
         bucket: seen.is_some(),
@@ -109,15 +114,21 @@ pub(super) async fn lock(
     Ok((lock, untouched))
 }
 
-/// The preparation read again, under the lock.
+/// The preparation read again, under `lock`.
 pub(super) async fn again(
     read: &mut Read,
     clients: &Clients,
     settings: &Settings,
-    local: &Local,
+    (local, lock): (&Local, &Lock),
 ) -> Result<(), Error> {
     let readers = clients.aws();
+    let journaled = journals(&lock.file().await, &local.release.deploy_id);
     (read.current, read.prepared) =
-        prepare::in_aws(&readers, Some(&read.store), settings, local).await?;
+        prepare::in_aws(&readers, Some(&read.store), settings, (local, journaled)).await?;
     Ok(())
+}
+
+/// The lock's journal lists `deploy_id`: a run of it took the lock before.
+fn journals(file: &LockFile, deploy_id: &str) -> bool {
+    file.deploys.iter().any(|started| started.deploy_id == deploy_id)
 }

@@ -134,7 +134,7 @@ async fn run(
     let (lock, untouched) = before::lock(&mut read, &clients, settings, wait, reporter).await?;
     let lock: &Lock = held.lock.insert(lock);
     if !untouched {
-        before::again(&mut read, &clients, settings, &local).await?;
+        before::again(&mut read, &clients, settings, (&local, lock)).await?;
     }
     // Read before the lock and untouched since, the record is written over that read.
     let first = untouched.then(|| read.prepared.earlier.clone());

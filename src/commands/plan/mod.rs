@@ -107,8 +107,17 @@ pub async fn plan(
         ecr: &ecr_client,
         tagging: &tagging,
     };
+    // A run of the deploy that took the lock may have registered revisions before its record.
+    let journaled = match &store {
+        Some(store) => state::lock::read(store)
+            .await?
+            .deploys
+            .iter()
+            .any(|started| started.deploy_id == local.release.deploy_id),
+        None => false,
+    };
     let (current, Prepared { families, tag, .. }) =
-        prepare::in_aws(&readers, store.as_ref(), settings, &local).await?;
+        prepare::in_aws(&readers, store.as_ref(), settings, (&local, journaled)).await?;
     let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
     let image = match &digest {

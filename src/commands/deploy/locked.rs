@@ -27,14 +27,28 @@ use crate::text::{code_list, with_causes};
 
 /// The deploy proper, under the environment's lock: the image and the revisions, the rollout
 /// and the migration, then what follows a landed deploy.
-pub(super) async fn locked(
+/// `opening` opens the deploy's record; it runs beside the image and the registration, which do
+/// not need it (a rerun finds revisions by their deploy-id tag until the record names them).
+pub(super) async fn locked<'r>(
     cx: &Context<'_>,
     prepared: Prepared,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
-    record: &mut Record,
+    opening: impl Future<Output = Result<&'r mut Record, Error>>,
 ) -> Result<(), Error> {
-    let revisions = image_and_revisions(cx, prepared, report, ledger, record).await?;
+    let (registered, record) =
+        tokio::join!(image_and_revisions(cx, prepared, report, ledger), opening);
+    let record = record?;
+    let (revisions, image) = registered?;
+    // With the migration after the rollout (or none), the rollout's start is noted in the same
+    // write: nothing comes between them.
+    let starting =
+        (cx.settings.migrate != MigrateOrder::Before).then(|| targets(cx.current, &revisions));
+    let noted = (
+        &image,
+        starting.as_deref().map(|targets| (cx.current, targets)),
+    );
+    record_revisions(record, &report.revisions, noted).await?;
     // The scheduled targets are surveyed while the rollout is waited on, not after it.
     let survey = schedules::step::start(
         &schedules::Clients::new(cx.config),
@@ -55,14 +69,13 @@ pub(super) async fn locked(
 }
 
 /// The image built and pushed unless ECR has it, and the revisions (found or planned, and
-/// checked, before the lock) registered and recorded.
+/// checked, before the lock) registered.
 async fn image_and_revisions(
     cx: &Context<'_>,
     prepared: Prepared,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
-    record: &mut Record,
-) -> Result<BTreeMap<String, Described>, Error> {
+) -> Result<(BTreeMap<String, Described>, Image), Error> {
     let Context {
         settings,
         local,
@@ -97,15 +110,7 @@ async fn image_and_revisions(
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
         .collect();
-    // With the migration after the rollout (or none), the rollout's start is noted in the same
-    // write: nothing comes between them.
-    let starting = (settings.migrate != MigrateOrder::Before).then(|| targets(current, &revisions));
-    let noted = (
-        &image,
-        starting.as_deref().map(|targets| (current, targets)),
-    );
-    record_revisions(record, &report.revisions, noted).await?;
-    Ok(revisions)
+    Ok((revisions, image))
 }
 
 /// Registers the planned revisions pinned to the image, or finds them registered by an earlier

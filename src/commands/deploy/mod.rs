@@ -138,7 +138,7 @@ async fn run(
     }
     // Read before the lock and untouched since, the record is written over that read.
     let first = untouched.then(|| read.prepared.earlier.clone());
-    let record = started(lock, &want, settings, &mut held.record, (reporter, first)).await?;
+    let record = started(lock, &want, settings, &mut held.record, (reporter, first));
     let before::Read {
         current, prepared, ..
     } = read;

@@ -130,5 +130,7 @@ pub(super) async fn again(
 
 /// The lock's journal lists `deploy_id`: a run of it took the lock before.
 fn journals(file: &LockFile, deploy_id: &str) -> bool {
-    file.deploys.iter().any(|started| started.deploy_id == deploy_id)
+    file.deploys
+        .iter()
+        .any(|started| started.deploy_id == deploy_id)
 }

@@ -138,6 +138,9 @@ async fn run(
     }
     // Read before the lock and untouched since, the record is written over that read.
     let first = untouched.then(|| read.prepared.earlier.clone());
+    // Journaled as the newest deploy on the environment (with the lock already, when it was
+    // taken straight over the preparation's read) before anything is registered.
+    lock.journal(&want).await?;
     let record = started(lock, &want, settings, &mut held.record, (reporter, first));
     let before::Read {
         current, prepared, ..
@@ -190,10 +193,9 @@ fn announce(settings: &Settings, release: &Release, report: &mut Report, reporte
     report.commit = release.commit.clone();
 }
 
-/// The deploy goes on: journaled as the newest on the environment, and its record opened (or
-/// resumed), `held` so that how the run ends is written to it. The record exists before any
-/// revision is registered, not beside it: a rerun that finds no record searches for no
-/// revision (`register::plan`), so one registered before its record would be registered twice.
+/// The deploy's record opened (or resumed), `held` so that how the run ends is written to it. It
+/// may be opened beside the registration: the lock's journal lists the deploy before either, and
+/// a rerun that finds no record of a journaled deploy searches for its revisions.
 async fn started<'a>(
     lock: &Lock,
     want: &lock::Want,
@@ -207,13 +209,8 @@ async fn started<'a>(
         commit: want.commit.clone(),
         ..DeployRecord::default()
     };
-    let (journaled, opened) = tokio::join!(
-        lock.journal(want),
-        Record::open(lock.store(), fresh, &want.run, first)
-    );
-    let opened = opened.map(|(record, existed)| (held.insert(record), existed));
-    journaled?;
-    let (record, existed) = opened?;
+    let opened = Record::open(lock.store(), fresh, &want.run, first).await;
+    let (record, existed) = opened.map(|(record, existed)| (held.insert(record), existed))?;
     if existed {
         reporter.info(&format!(
             "resuming deploy `{}` (run {}): its record says what is done",

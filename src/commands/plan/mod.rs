@@ -107,15 +107,7 @@ pub async fn plan(
         ecr: &ecr_client,
         tagging: &tagging,
     };
-    // A run of the deploy that took the lock may have registered revisions before its record.
-    let journaled = match &store {
-        Some(store) => state::lock::read(store)
-            .await?
-            .deploys
-            .iter()
-            .any(|started| started.deploy_id == local.release.deploy_id),
-        None => false,
-    };
+    let journaled = journaled(store.as_ref(), &local.release.deploy_id).await?;
     let (current, Prepared { families, tag, .. }) =
         prepare::in_aws(&readers, store.as_ref(), settings, (&local, journaled)).await?;
     let release = local.release;
@@ -249,6 +241,19 @@ async fn planned_families(
         }
     }
     Ok((planned, to))
+}
+
+/// Whether the lock's journal lists `deploy_id`: a run of it that took the lock may have
+/// registered revisions before its record was written.
+async fn journaled(store: Option<&state::Store>, deploy_id: &str) -> Result<bool, Error> {
+    let Some(store) = store else {
+        return Ok(false);
+    };
+    let file = state::lock::read(store).await?;
+    Ok(file
+        .deploys
+        .iter()
+        .any(|started| started.deploy_id == deploy_id))
 }
 
 fn revision_of(service: &aws_sdk_ecs::types::Service) -> String {

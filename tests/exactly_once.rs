@@ -131,6 +131,21 @@ fn crash_points() -> Vec<CrashPoint> {
             in_flight: Some("ecs:RegisterTaskDefinition"),
         },
         CrashPoint {
+            // The record is created beside the registration: a rerun that finds no record of a
+            // deploy the lock's journal lists searches for its revisions, and registers none.
+            name: "revisions registered, the record's creation never applied",
+            extra: "",
+            faults: vec![json!({
+                "service": "s3",
+                "operation": "PutObject",
+                "body_contains": "\"kind\":\"deploy\"",
+                "latency_ms": 3000,
+                "error": "drop"
+            })],
+            at: |l| l.contains("register: done"),
+            in_flight: Some("s3:PutObject"),
+        },
+        CrashPoint {
             name: "UpdateService in flight",
             extra: "",
             faults: vec![held("UpdateService")],

@@ -329,8 +329,6 @@ pub fn default_bucket(account: &str, region: &str) -> String {
     format!("berth-state-{account}-{region}")
 }
 
-/// Makes sure the bucket is there; creates it (versioned, private, encrypted) when it is not and
-/// the settings allow.
 /// Whether `bucket` exists; one berth may not read is an error that says what to grant.
 async fn bucket_exists(s3: &S3, bucket: &str) -> Result<bool, Error> {
     let head = s3.head_bucket().bucket(bucket).send().await;

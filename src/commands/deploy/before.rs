@@ -70,7 +70,7 @@ pub(super) async fn read(
     let journaled = seen
         .as_ref()
         .and_then(Option::as_ref)
-        .is_some_and(|stored| journals(&stored.value, deploy_id));
+        .is_some_and(|stored| stored.value.lists(deploy_id));
     let prepared =
         prepare::with_record(&readers, settings, (local, journaled), &current, earlier).await?;
     Ok(Read {
@@ -122,15 +122,8 @@ pub(super) async fn again(
     (local, lock): (&Local, &Lock),
 ) -> Result<(), Error> {
     let readers = clients.aws();
-    let journaled = journals(&lock.file().await, &local.release.deploy_id);
+    let journaled = lock.file().await.lists(&local.release.deploy_id);
     (read.current, read.prepared) =
         prepare::in_aws(&readers, Some(&read.store), settings, (local, journaled)).await?;
     Ok(())
-}
-
-/// The lock's journal lists `deploy_id`: a run of it took the lock before.
-fn journals(file: &LockFile, deploy_id: &str) -> bool {
-    file.deploys
-        .iter()
-        .any(|started| started.deploy_id == deploy_id)
 }

@@ -73,10 +73,6 @@ fn by_the_record(
     current: &Current,
     tag: &str,
 ) -> bool {
-    let newest = lock
-        .deploys
-        .last()
-        .map(|started| started.deploy_id.as_str());
     let migrated = match earlier.migration.last() {
         _ if settings.migrate == MigrateOrder::Skip => true,
         _ if !earlier.revisions.contains_key(&current.migration_family) => true,
@@ -86,7 +82,7 @@ fn by_the_record(
     earlier.state == RunState::Succeeded
         && earlier.kind == Kind::Deploy
         && lock.holder.is_none()
-        && newest == Some(earlier.deploy_id.as_str())
+        && lock.newest() == Some(earlier.deploy_id.as_str())
         && earlier.image.as_ref().is_some_and(|image| image.tag == tag)
         && migrated
         && current.families.iter().all(|(service, family)| {

@@ -249,11 +249,7 @@ async fn journaled(store: Option<&state::Store>, deploy_id: &str) -> Result<bool
     let Some(store) = store else {
         return Ok(false);
     };
-    let file = state::lock::read(store).await?;
-    Ok(file
-        .deploys
-        .iter()
-        .any(|started| started.deploy_id == deploy_id))
+    Ok(state::lock::read(store).await?.lists(deploy_id))
 }
 
 fn revision_of(service: &aws_sdk_ecs::types::Service) -> String {

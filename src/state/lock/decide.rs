@@ -83,7 +83,7 @@ pub fn judge(file: &LockFile, want: &Want, now: u64) -> Verdict {
         _ => {}
     }
     if want.check_stale && !want.force {
-        let started_before = file.deploys.iter().any(|d| d.deploy_id == want.deploy_id);
+        let started_before = file.lists(&want.deploy_id);
         if let Some(newest) = file.deploys.last()
             && started_before
             && newest.deploy_id != want.deploy_id
@@ -99,6 +99,16 @@ pub fn judge(file: &LockFile, want: &Want, now: u64) -> Verdict {
 }
 
 impl LockFile {
+    /// The deploy started on the environment last, if any.
+    pub fn newest(&self) -> Option<&str> {
+        self.deploys.last().map(|d| d.deploy_id.as_str())
+    }
+
+    /// The journal lists `deploy_id`: a run of it took the lock before.
+    pub fn lists(&self, deploy_id: &str) -> bool {
+        self.deploys.iter().any(|d| d.deploy_id == deploy_id)
+    }
+
     /// This file with `want` holding it until `now + lease`. The journal is untouched: the holder
     /// journals its deploy once its checks passed ([`super::Lock::journal`]).
     pub(super) fn taken(&self, want: &Want, now: u64, lease: Duration) -> Self {
@@ -123,7 +133,7 @@ impl LockFile {
     /// Adds the deploy to the journal unless it is the newest entry already. A deploy journaled
     /// before (one forced on with `--force`) moves to the newest: it is listed once.
     pub(super) fn journal(&mut self, want: &Want, now: u64) {
-        if self.deploys.last().map(|d| d.deploy_id.as_str()) != Some(want.deploy_id.as_str()) {
+        if self.newest() != Some(want.deploy_id.as_str()) {
             self.deploys.retain(|d| d.deploy_id != want.deploy_id);
             self.deploys.push(Started {
                 deploy_id: want.deploy_id.clone(),

@@ -233,7 +233,7 @@ impl Lock {
     pub async fn journal(&self, want: &Want) -> Result<(), Error> {
         let mut held = self.held.lock().await;
         // Journaled as the lock was taken: nothing to write.
-        if held.file.deploys.last().map(|d| d.deploy_id.as_str()) == Some(want.deploy_id.as_str()) {
+        if held.file.newest() == Some(want.deploy_id.as_str()) {
             return Ok(());
         }
         loop {
@@ -256,9 +256,7 @@ impl Lock {
                         file: stored.value,
                         etag: stored.etag,
                     };
-                    if held.file.deploys.last().map(|d| d.deploy_id.as_str())
-                        == Some(want.deploy_id.as_str())
-                    {
+                    if held.file.newest() == Some(want.deploy_id.as_str()) {
                         return Ok(());
                     }
                 }
@@ -439,12 +437,12 @@ pub async fn force_release(store: &Store, seen: &str) -> Result<Option<Holder>, 
     }
 }
 
-/// The lock file as it is now, if any.
 /// The lock file with its ETag, for a first try at taking the lock ([`acquire`]'s `first`).
 pub async fn read_stored(store: &Store) -> Result<Option<Stored<LockFile>>, Error> {
     store.read::<LockFile>(KEY).await
 }
 
+/// The lock file as it is now (an empty one when there is none).
 pub async fn read(store: &Store) -> Result<LockFile, Error> {
     Ok(store
         .read::<LockFile>(KEY)

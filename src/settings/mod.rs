@@ -189,10 +189,14 @@ impl Timeouts {
     /// an answer's round trip does not stretch the interval; never longer than a minute from
     /// now, whatever `poll` says, so that a heartbeat is never late.
     pub async fn pause(&self, looked: tokio::time::Instant) {
-        let next = looked + self.poll;
-        let latest = tokio::time::Instant::now() + Duration::from_secs(60);
-        tokio::time::sleep_until(next.min(latest)).await;
+        pause_until(looked + self.poll).await;
     }
+}
+
+/// Waits until `next`, never longer than a minute from now, so that a heartbeat is never late.
+pub async fn pause_until(next: tokio::time::Instant) {
+    let latest = tokio::time::Instant::now() + Duration::from_secs(60);
+    tokio::time::sleep_until(next.min(latest)).await;
 }
 
 fn human_duration<S: serde::Serializer>(

@@ -352,7 +352,8 @@ async fn bucket_exists(s3: &S3, bucket: &str) -> Result<bool, Error> {
     })
 }
 
-/// Makes the missing `bucket`, unless `[state] create = false` forbids it.
+/// Makes the missing `bucket` (versioned, private, encrypted), unless `[state] create = false`
+/// forbids it.
 async fn make_bucket(
     s3: &S3,
     bucket: &str,

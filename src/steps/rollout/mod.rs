@@ -22,7 +22,7 @@ use crate::aws::failed;
 use crate::aws::services;
 use crate::error::Error;
 use crate::report::{Reporter, Watch};
-use crate::settings::{Settings, Timeouts};
+use crate::settings::{Settings, Timeouts, pause_until};
 use crate::text::{short_duration, with_causes};
 pub use decide::RolloutState;
 use decide::{SHOW_UP_GRACE, Start, how_to_start, poll};
@@ -270,7 +270,7 @@ async fn look_until_done(
                         with_causes(&error)
                     ),
                 );
-                pause(pace.next(looked, false)).await;
+                pause_until(pace.next(looked, false)).await;
                 if watch.elapsed() < cluster.timeouts.rollout {
                     continue;
                 }
@@ -317,14 +317,8 @@ async fn look_until_done(
             });
         }
         watch.beat(reporter, &state);
-        pause(pace.next(looked, all_running(&services, rolled))).await;
+        pause_until(pace.next(looked, all_running(&services, rolled))).await;
     }
-}
-
-/// Waits until `next`, never longer than a minute, so that a heartbeat is never late.
-async fn pause(next: tokio::time::Instant) {
-    let latest = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    tokio::time::sleep_until(next.min(latest)).await;
 }
 
 /// Every service's deployment of our revision runs all the tasks it wants: the deployment may

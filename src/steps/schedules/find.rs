@@ -95,19 +95,7 @@ pub async fn find(
 /// while the rollout ran found is read afresh before it is moved, so a change made since is
 /// kept, not written over.
 pub async fn again(clients: &Clients, scheduled: &Scheduled) -> Result<Option<Scheduled>, Error> {
-    let text = |key: &str| scheduled.document.get(key).and_then(Value::as_str);
-    match scheduled.kind {
-        Kind::Schedule => {
-            let group = text("GroupName").unwrap_or("default");
-            let name = text("berth:name").unwrap_or_default();
-            schedule_target(&clients.scheduler, group, name).await
-        }
-        Kind::Rule => {
-            let (bus, rule) = (text("berth:bus"), text("berth:rule").unwrap_or_default());
-            let targets = rule_targets(&clients.events, bus, rule, None).await?;
-            Ok(targets.into_iter().find(|t| t.target == scheduled.target))
-        }
-    }
+    read_one(clients, &scheduled.name, &scheduled.target).await
 }
 
 /// The rules of every event bus with a target in `cluster` (every rule for `None`); the default
@@ -177,17 +165,23 @@ async fn rules_in(
 /// Whether the target a deploy moved (as its record names it) still runs the revision it was
 /// moved to: read again, by name, with no survey.
 pub async fn still_on(clients: &Clients, moved: &MovedTarget) -> Result<bool, Error> {
-    let now = match parse_listed(&moved.name) {
+    let now = read_one(clients, &moved.name, &moved.target).await?;
+    Ok(now.is_some_and(|now| now.task_definition == moved.to))
+}
+
+/// One target as it is now, by its name (`rule/NAME`, `rule/BUS/NAME` or
+/// `schedule/GROUP/NAME`) and, for a rule, its target id; `None` when it is gone.
+async fn read_one(clients: &Clients, name: &str, target: &str) -> Result<Option<Scheduled>, Error> {
+    match parse_listed(name) {
         Some(Listed::Schedule { group, name }) => {
-            schedule_target(&clients.scheduler, &group, &name).await?
+            schedule_target(&clients.scheduler, &group, &name).await
         }
         Some(Listed::Rule { bus, name }) => {
             let targets = rule_targets(&clients.events, bus.as_deref(), &name, None).await?;
-            targets.into_iter().find(|t| t.target == moved.target)
+            Ok(targets.into_iter().find(|t| t.target == target))
         }
-        None => None,
-    };
-    Ok(now.is_some_and(|now| now.task_definition == moved.to))
+        None => Ok(None),
+    }
 }
 
 /// Schedules of every group whose target is `cluster` (an ECS task in any cluster for `None`),

@@ -14,11 +14,10 @@ use crate::error::Error;
 use crate::settings::{MigrateOrder, Settings};
 use crate::state::lock::LockFile;
 use crate::state::record::{AttemptOutcome, DeployRecord, Kind, RunState};
-use crate::steps::image::short_tag;
-use crate::steps::migrate::Migrated;
+use crate::steps::migrate::{self, Migrated};
 use crate::steps::prepare::Prepared;
-use crate::steps::rollout::{Rolled, RolloutState};
-use crate::steps::{Ledger, Step, schedules};
+use crate::steps::rollout::{self, Rolled, RolloutState};
+use crate::steps::{Ledger, Step, image, schedules};
 
 /// What a rerun reads to know whether its deploy finished.
 pub(super) struct Finished<'a> {
@@ -143,11 +142,7 @@ fn fill(
 ) {
     let repository = &current.repository;
     if let Some(recorded) = &earlier.image {
-        let why = format!(
-            "`{}:{}` is in ECR",
-            repository.name,
-            short_tag(&prepared.tag)
-        );
+        let why = image::in_ecr(&repository.name, &prepared.tag);
         ledger.skip(Step::Build, why.clone());
         ledger.skip(Step::Push, why);
         report.image = Some(Image {
@@ -178,7 +173,7 @@ fn fill(
             }
         })
         .collect();
-    ledger.skip(Step::Rollout, "services already on this deploy's revisions");
+    ledger.skip(Step::Rollout, rollout::step::ALREADY);
     report.migration = Migrated::latest(earlier).map(|migrated| Migrated {
         already: true,
         ..migrated
@@ -186,19 +181,13 @@ fn fill(
     if let Some(migrated) = &report.migration {
         ledger.skip(
             Step::Migrate,
-            format!(
-                "migration task `{}` of this deploy succeeded",
-                crate::aws::arn::short(&migrated.task_arn)
-            ),
+            migrate::step::succeeded_before(&migrated.task_arn),
         );
     }
     if !earlier.schedules.is_empty() {
         ledger.skip(
             Step::Schedules,
-            format!(
-                "{} scheduled target(s) run the new revisions",
-                earlier.schedules.len()
-            ),
+            schedules::step::on_new(earlier.schedules.len()),
         );
     }
     report.schedules.clone_from(&earlier.schedules);

@@ -92,7 +92,7 @@ pub async fn run(
         None => ecr::digest_of(ecr_client, repository, tag).await?,
     };
     if let Some(digest) = found {
-        let why = format!("`{}:{}` is in ECR", repository.name, short_tag(tag));
+        let why = in_ecr(&repository.name, tag);
         ledger.skip(Step::Build, why.clone());
         ledger.skip(Step::Push, why);
         return Ok((image(digest), None));
@@ -379,6 +379,11 @@ fn image_failed<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
-pub fn short_tag(tag: &str) -> &str {
+/// Why the build and the push are skipped: the tag is in ECR already.
+pub fn in_ecr(repository: &str, tag: &str) -> String {
+    format!("`{repository}:{}` is in ECR", short_tag(tag))
+}
+
+fn short_tag(tag: &str) -> &str {
     &tag[..tag.len().min(12)]
 }

@@ -20,12 +20,17 @@ pub async fn run(
     ledger.start(Step::Migrate);
     let migrated = migrate::run(ecs, logs, setup, plan, record, ledger.reporter).await?;
     if migrated.already {
-        ledger.already_done(format!(
-            "migration task `{}` of this deploy succeeded",
-            arn::short(&migrated.task_arn)
-        ));
+        ledger.already_done(succeeded_before(&migrated.task_arn));
     } else {
         ledger.done(format!("task {} exited 0", arn::short(&migrated.task_arn)));
     }
     Ok(migrated)
+}
+
+/// Why the migration is skipped: this deploy's task succeeded before.
+pub fn succeeded_before(task_arn: &str) -> String {
+    format!(
+        "migration task `{}` of this deploy succeeded",
+        arn::short(task_arn)
+    )
 }

@@ -50,7 +50,7 @@ pub async fn run(
     }
     waited?;
     if rolled.iter().all(|r| r.already) {
-        ledger.already_done("services already on this deploy's revisions");
+        ledger.already_done(ALREADY);
     } else {
         ledger.done(
             rolled
@@ -62,6 +62,9 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// Why the rollout is skipped: every service runs the deploy's revision.
+pub const ALREADY: &str = "services already on this deploy's revisions";
 
 /// Before the first `UpdateService`: the revision each service runs (what a rollback goes back
 /// to) and each rollout as starting.

@@ -101,13 +101,7 @@ async fn follow(
         if survey.on_new == 0 {
             reporter.info("schedules: no rule or schedule in the cluster runs a deployed family");
         } else {
-            ledger.skip(
-                Step::Schedules,
-                format!(
-                    "{} scheduled target(s) run the new revisions",
-                    survey.on_new
-                ),
-            );
+            ledger.skip(Step::Schedules, on_new(survey.on_new));
         }
         return Ok(record.value.schedules.clone());
     }
@@ -115,4 +109,9 @@ async fn follow(
     let moved = schedules::follow(&early.clients, &survey, record, lock, reporter).await?;
     ledger.done(format!("{} target(s) moved", survey.to_move.len()));
     Ok(moved)
+}
+
+/// Why the step is skipped: `targets` scheduled targets run the new revisions already.
+pub fn on_new(targets: usize) -> String {
+    format!("{targets} scheduled target(s) run the new revisions")
 }

@@ -120,10 +120,9 @@ pub async fn with_record(
     current: &Current,
     earlier: Option<Stored<record::DeployRecord>>,
 ) -> Result<Prepared, Error> {
-    let none = BTreeMap::new();
     let registered = match &earlier {
         Some(record) => Registered::Recorded(&record.value.revisions),
-        None if journaled => Registered::Recorded(&none),
+        None if journaled => Registered::Unrecorded,
         None => Registered::Nothing,
     };
     let mut prepared = families(aws.ecs, aws.tagging, settings, local, current, registered).await?;

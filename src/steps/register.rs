@@ -77,6 +77,9 @@ pub enum Registered<'a> {
     /// The first run of this deploy (no record, and the lock's journal does not list it):
     /// nothing is registered for it yet, so no search.
     Nothing,
+    /// No record, but the lock's journal lists the deploy: a run took the lock and may have
+    /// registered revisions before its record was written; each family is searched for by tag.
+    Unrecorded,
     /// The deploy record's family → revision; a family it does not name is searched for by tag
     /// (an earlier run may have registered it and died before recording it).
     Recorded(&'a BTreeMap<String, String>),
@@ -118,6 +121,10 @@ pub(crate) async fn plan(
             // A first run reads only the base: in steady state a search would describe the
             // family's newest ten revisions on every deploy.
             Registered::Nothing => (None, Vec::new()),
+            // Journaled, no record: a run may have registered before its record was written.
+            Registered::Unrecorded => {
+                find_revision(ecs, tagging, &family, &release.deploy_id).await?
+            }
             // The deploy record names the revision an earlier run registered: no search needed.
             Registered::Recorded(recorded) => match recorded.get(&family) {
                 Some(arn) => {

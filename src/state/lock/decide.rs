@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::text::short_duration;
+use crate::error::Error;
+use crate::text::{short_duration, short_sha};
 
 /// Deploys the journal remembers.
 const JOURNAL: usize = 100;
@@ -191,6 +192,20 @@ pub(super) fn expiry(file: &LockFile) -> u64 {
 /// least a second, so that a change it starts lands before another run could take over.
 pub(super) fn margin(lease: Duration) -> u64 {
     (lease.as_secs() / 4).max(1)
+}
+
+/// `want`'s deploy is older than `newer`, started on the environment since.
+pub(super) fn stale(want: &Want, newer: &Started, now: u64) -> Error {
+    Error::StaleDeploy {
+        deploy_id: want.deploy_id.clone(),
+        newer: format!(
+            "`{}` of commit {} by {}, {} ago",
+            newer.deploy_id,
+            short_sha(&newer.commit),
+            newer.by,
+            short_duration(Duration::from_secs(now.saturating_sub(newer.at)))
+        ),
+    }
 }
 
 /// What happened to a lock this run held, from the file as it is now: who took it over after

@@ -22,7 +22,7 @@ use crate::report::{Reporter, Watch};
 use crate::settings::Settings;
 use crate::text::short_duration;
 pub use decide::{Holder, LockFile, Started, Verdict, Want, judge};
-use decide::{expiry, holds, margin, taken_from_us};
+use decide::{expiry, holds, margin, stale, taken_from_us};
 
 /// The lock's key under the environment's prefix.
 pub const KEY: &str = "lock.json";
@@ -160,20 +160,6 @@ async fn take(
             }
             Verdict::Stale { newer } => return Err(stale(want, &newer, now)),
         }
-    }
-}
-
-/// `want`'s deploy is older than `newer`, started on the environment since.
-fn stale(want: &Want, newer: &Started, now: u64) -> Error {
-    Error::StaleDeploy {
-        deploy_id: want.deploy_id.clone(),
-        newer: format!(
-            "`{}` of commit {} by {}, {} ago",
-            newer.deploy_id,
-            crate::text::short_sha(&newer.commit),
-            newer.by,
-            short_duration(Duration::from_secs(now.saturating_sub(newer.at)))
-        ),
     }
 }
 

@@ -15,6 +15,8 @@ runs="${1:-3}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 app="bench-failure-$(date +%s)"
 cd "$root"
+# shellcheck source=benches/common.sh
+source benches/common.sh
 cargo build --quiet --bin berth
 berth="$root/target/debug/berth"
 sandbox/sandboxctl start >&2
@@ -38,9 +40,7 @@ region = "us-east-1"
 cluster = "$app-stg"
 services = ["web", "devops"]
 TOML
-git -C "$work" init -q -b main
-git -C "$work" add -A
-git -C "$work" -c user.name=bench -c user.email=bench@example.com commit -qm bench
+commit_work_tree "$work"
 export AWS_SDK_UA_APP_ID="$app" CI=true NO_COLOR=1
 
 # Seconds from ECS's `deployment failed` event of `web` to the end of the deploy.
@@ -62,7 +62,6 @@ print(f"{ended - max(failed):.3f}")
 PY
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 samples=()
 for _ in $(seq "$runs"); do samples+=("$(failure_to_exit)"); done

@@ -32,6 +32,8 @@ while [[ $# -gt 0 ]]; do
 done
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
+# shellcheck source=benches/common.sh
+source benches/common.sh
 bins="$root/target/bench-bins"
 mkdir -p "$bins"
 dir=debug
@@ -83,16 +85,13 @@ region = "us-east-1"
 cluster = "$app-prd"
 services = ["web", "devops"]
 TOML
-git -C "$work" init -q -b main
-git -C "$work" add -A
-git -C "$work" -c user.name=bench -c user.email=bench@example.com commit -qm bench
+commit_work_tree "$work"
 export AWS_SDK_UA_APP_ID="$app" CI=true NO_COLOR=1
 # Builds and pushes once; prd's deploy of the commit is the one every no-op rerun reruns (stg's
 # deploys are new ones, `--new`).
 (cd "$work" && "$bins/berth-now" deploy --env stg >/dev/null 2>&1)
 (cd "$work" && "$bins/berth-now" deploy --env prd >/dev/null 2>&1)
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 counters() { curl -s "http://127.0.0.1:$port/_sandbox/counters?app=$app"; }
 latency() {
     curl -s -X DELETE "http://127.0.0.1:$port/_sandbox/faults" >/dev/null

@@ -6,7 +6,10 @@
 #                         `deployment completed` service event) to the end of `berth deploy
 #                         --new --migrate skip`, at the default poll; with 0 and with 500
 #                         Scheduler schedules seeded in the account (in another cluster: they
-#                         are listed, not moved)
+#                         are listed, not moved). Each run draws the sandbox's settle time (how
+#                         long a new task runs before it counts as healthy) between its setting and one second more, so
+#                         that the moment ECS completes falls anywhere between two of berth's
+#                         looks, as on AWS, not at the same offset every run
 #   start -> UpdateService  from the start of the same deploy (image in ECR) to its first
 #                         `UpdateService`, with 0 and with 50 ms added to every AWS call of the
 #                         bench's own app id
@@ -64,8 +67,11 @@ py="$root/sandbox/.venv/bin/python"
 
 work="$(mktemp -d)"
 logs="$(mktemp -d)"
+settle="$(curl -s "http://127.0.0.1:$port/_sandbox/config" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["settle_seconds"])')"
 cleanup() {
     rm -rf "$work" "$logs"
+    curl -s -X POST "http://127.0.0.1:$port/_sandbox/config" -H 'Content-Type: application/json' \
+        -d "{\"settle_seconds\": $settle}" >/dev/null || true
     curl -s -X DELETE "http://127.0.0.1:$port/_sandbox/faults" >/dev/null || true
     "$py" "$root/benches/fast_path_schedules.py" remove "$app" >/dev/null 2>&1 || true
 }
@@ -105,6 +111,8 @@ latency() {
 # the exit, and from the start to the first UpdateService; keeps the JSON report and the log.
 deploy_new() {
     local label="$1" began ended code=0
+    curl -s -X POST "http://127.0.0.1:$port/_sandbox/config" -H 'Content-Type: application/json' \
+        -d "{\"settle_seconds\": $("$py" -c "import random; print(round($settle + random.random(), 3))")}" >/dev/null
     began="$(date +%s.%N)"
     (cd "$work" && BERTH_LOG=berth=info "$bins/berth-$label" deploy --env stg --new --migrate skip --output json \
         >"$logs/report.json" 2>"$logs/run.log") || code=$?
@@ -152,7 +160,10 @@ for schedules in 0 500; do
             echo "berth $label, $schedules schedules, +$latency_ms ms per call: ${row[$key]}"
         done
     done
-    # The whole demo, the migration with it: what it costs in AWS calls.
+    # The whole demo, the migration with it: what it costs in AWS calls, at the sandbox's own
+    # settle time.
+    curl -s -X POST "http://127.0.0.1:$port/_sandbox/config" -H 'Content-Type: application/json' \
+        -d "{\"settle_seconds\": $settle}" >/dev/null
     for label in "${labels[@]}"; do
         before="$(counters)"
         (cd "$work" && "$bins/berth-$label" deploy --env stg --new >/dev/null 2>&1)

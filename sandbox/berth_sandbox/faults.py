@@ -5,12 +5,15 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict, deque
 from dataclasses import asdict, dataclass, field
 
 # drop: the connection is closed before the request is applied; lost: the
 # request is applied, then the connection is closed without the response.
 ERRORS = ("throttle", "500", "503", "drop", "lost", "denied")
+# The calls kept per app id for `/_sandbox/trace`.
+TRACE_LENGTH = 5000
 
 
 @dataclass
@@ -94,6 +97,9 @@ class Faults:
         # (app, "service:Operation") -> calls; app is the caller's
         # `AWS_SDK_UA_APP_ID` (user agent `app/<id>`), "" when it has none.
         self._counters: Counter[tuple[str, str]] = Counter()
+        # app -> its last calls, each (service:Operation, started, ended) in seconds since the
+        # epoch: the order and overlap of one app's calls (`trace`).
+        self._traces: defaultdict[str, deque] = defaultdict(lambda: deque(maxlen=TRACE_LENGTH))
 
     def add(self, spec: dict) -> FaultRule:
         allowed = {
@@ -143,6 +149,16 @@ class Faults:
                     verdict.error = rule.error
         return verdict
 
+    def traced(self, service: str, operation: str, app: str, started: float) -> None:
+        """One call of `app` answered (or refused): when it started and when it ended."""
+        with self._lock:
+            self._traces[app].append((f"{service}:{operation}", started, time.time()))
+
+    def trace(self, app: str) -> list[dict]:
+        """The app's last calls, in the order they ended."""
+        with self._lock:
+            return [{"call": c, "started": s, "ended": e} for c, s, e in self._traces.get(app, ())]
+
     def counters(self, app: str | None = None) -> dict[str, int]:
         """All calls, or only those of one app id."""
         totals: Counter[str] = Counter()
@@ -155,3 +171,4 @@ class Faults:
     def reset_counters(self) -> None:
         with self._lock:
             self._counters.clear()
+            self._traces.clear()

@@ -180,6 +180,14 @@ class SandboxApp:
         service = service_of(environ)
         if service == "unknown" and operation in UNSIGNED_STS:
             service = "sts"
+        started = time.time()
+        try:
+            return self.serve(environ, start_response, service, operation, body)
+        finally:
+            self.faults.traced(service, operation, app_of(environ), started)
+
+    def serve(self, environ, start_response, service: str, operation: str, body: bytes):
+        """One AWS call: its faults, then moto (with the sandbox's own rules around it)."""
         if sts.expired(sts.access_key_of(environ)):
             return self.error(environ, start_response, "expired", service, operation)
         verdict = self.faults.judge(service, operation, app_of(environ), body)
@@ -318,6 +326,9 @@ class SandboxApp:
             if method == "DELETE":
                 self.faults.reset_counters()
             return 200, self.faults.counters(query.get("app"))
+        if route == "trace":
+            # One app's calls with their start and end: what ran in a row, what overlapped.
+            return 200, self.faults.trace(query.get("app", ""))
         if route == "faults":
             if method == "POST":
                 return 200, self.faults.add(data).public()

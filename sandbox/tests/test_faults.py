@@ -110,6 +110,27 @@ def test_counters_per_app_id(sandbox):
     assert sandbox.admin("GET", "counters") == {"ecs:ListClusters": 2}
 
 
+def test_the_trace_shows_one_apps_calls_in_order_with_their_latency(sandbox):
+    import botocore.config
+
+    sandbox.admin("DELETE", "counters")
+    sandbox.admin("POST", "faults", {"app": "trace-app", "operation": "ListClusters", "latency_ms": 200})
+    try:
+        mine = sandbox.client("ecs", config=botocore.config.Config(user_agent_appid="trace-app"))
+        mine.list_clusters()
+        mine.list_task_definitions()
+        sandbox.client("ecs").list_clusters()
+    finally:
+        sandbox.admin("DELETE", "faults?app=trace-app")
+    trace = sandbox.admin("GET", "trace?app=trace-app")
+    assert [c["call"] for c in trace] == ["ecs:ListClusters", "ecs:ListTaskDefinitions"]
+    first, second = trace
+    assert first["ended"] - first["started"] >= 0.2
+    assert second["started"] >= first["ended"]
+    sandbox.admin("DELETE", "counters")
+    assert sandbox.admin("GET", "trace?app=trace-app") == []
+
+
 def test_a_fault_aimed_at_one_app_spares_the_others(sandbox):
     import botocore.config
 

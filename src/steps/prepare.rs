@@ -105,7 +105,8 @@ pub async fn in_aws(
     };
     let (earlier, current) = tokio::join!(earlier, current(aws.ecs, aws.ecr, settings, local));
     let (earlier, current) = (earlier?, current?);
-    let prepared = with_record(aws, settings, (local, journaled), &current, earlier).await?;
+    let read = (&current, earlier, &BTreeMap::new());
+    let prepared = with_record(aws, settings, (local, journaled), read).await?;
     Ok((current, prepared))
 }
 
@@ -113,19 +114,23 @@ pub async fn in_aws(
 /// revisions, which must still be there and ACTIVE; the record is kept in what comes back.
 /// `journaled`: the lock's journal lists the deploy, so an earlier run took the lock for it and
 /// may have registered revisions before its record was written: they are searched for.
+/// `described`: the bases read already ([`register::describe_bases`]).
 pub async fn with_record(
     aws: &Readers<'_>,
     settings: &Settings,
     (local, journaled): (&Local, bool),
-    current: &Current,
-    earlier: Option<Stored<record::DeployRecord>>,
+    (current, earlier, described): (
+        &Current,
+        Option<Stored<record::DeployRecord>>,
+        &BTreeMap<String, Described>,
+    ),
 ) -> Result<Prepared, Error> {
     let registered = match &earlier {
         Some(record) => Registered::Recorded(&record.value.revisions),
         None if journaled => Registered::Unrecorded,
         None => Registered::Nothing,
     };
-    let mut prepared = families(aws.ecs, aws.tagging, settings, local, current, registered).await?;
+    let mut prepared = families(aws, settings, local, current, (registered, described)).await?;
     prepared.earlier = earlier;
     Ok(prepared)
 }
@@ -150,21 +155,21 @@ pub struct Prepared {
 /// Finds or plans each family's revision (`registered` says where this deploy's own may be),
 /// and from them the platform and the image tag.
 pub async fn families(
-    ecs: &Ecs,
-    tagging: &aws_sdk_resourcegroupstagging::Client,
+    aws: &Readers<'_>,
     settings: &Settings,
     local: &Local,
     current: &Current,
-    registered: Registered<'_>,
+    (registered, described): (Registered<'_>, &BTreeMap<String, Described>),
 ) -> Result<Prepared, Error> {
     let families = register::plan(
-        ecs,
-        tagging,
+        aws.ecs,
+        aws.tagging,
         settings,
         &local.release,
         current,
         &local.files,
         registered,
+        described,
     )
     .await?;
     let definitions: Vec<&Described> = families.values().map(FamilyPlan::definition).collect();

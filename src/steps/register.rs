@@ -85,17 +85,13 @@ pub enum Registered<'a> {
     Recorded(&'a BTreeMap<String, String>),
 }
 
-/// Finds or plans each family's revision and checks the settings against it (our containers,
-/// the migration container) while nothing is changed yet.
-pub(crate) async fn plan(
-    ecs: &Ecs,
-    tagging: &aws_sdk_resourcegroupstagging::Client,
+/// What each family's next revision is made from: the revision its first service runs (or that
+/// service's file), and the migration family's newest revision unless the migration is skipped.
+pub(crate) fn bases(
     settings: &Settings,
-    release: &Release,
     current: &Current,
     files: &BTreeMap<String, Described>,
-    registered: Registered<'_>,
-) -> Result<BTreeMap<String, FamilyPlan>, Error> {
+) -> BTreeMap<String, Base> {
     let mut bases = BTreeMap::new();
     for (service, family) in &current.families {
         let base = match files.get(service) {
@@ -114,6 +110,50 @@ pub(crate) async fn plan(
             .entry(current.migration_family.clone())
             .or_insert_with(|| Base::Arn(current.migration_family.clone()));
     }
+    bases
+}
+
+/// The bases in ECS, described side by side, by the ARN or family they are named by. Read
+/// beside the state store, before it says whether this deploy registered anything: a first run
+/// (the usual one) needs nothing else. A base that cannot be described is left out, and [`plan`]
+/// describes it again and names the error.
+pub(crate) async fn describe_bases(
+    ecs: &Ecs,
+    settings: &Settings,
+    current: &Current,
+    files: &BTreeMap<String, Described>,
+) -> BTreeMap<String, Described> {
+    let named: Vec<String> = bases(settings, current, files)
+        .into_values()
+        .filter_map(|base| match base {
+            Base::Arn(arn) => Some(arn),
+            Base::File(_) => None,
+        })
+        .collect();
+    let described = named.iter().map(|arn| taskdef::describe(ecs, arn));
+    named
+        .iter()
+        .cloned()
+        .zip(futures_util::future::join_all(described).await)
+        .filter_map(|(arn, described)| Some((arn, described.ok()?)))
+        .collect()
+}
+
+/// Finds or plans each family's revision and checks the settings against it (our containers,
+/// the migration container) while nothing is changed yet. `described`: bases read already
+/// ([`describe_bases`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn plan(
+    ecs: &Ecs,
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    settings: &Settings,
+    release: &Release,
+    current: &Current,
+    files: &BTreeMap<String, Described>,
+    registered: Registered<'_>,
+    described: &BTreeMap<String, Described>,
+) -> Result<BTreeMap<String, FamilyPlan>, Error> {
+    let bases = bases(settings, current, files);
     // Families are looked up side by side: a deploy waits for the slowest, not for the sum.
     let registered = &registered;
     let lookups = bases.into_iter().map(|(family, base)| async move {
@@ -144,8 +184,11 @@ pub(crate) async fn plan(
                         .into_iter()
                         .find(|d| d.arn == arn || (arn == family && d.family() == family))
                     {
-                        Some(described) => described,
-                        None => taskdef::describe(ecs, &arn).await?,
+                        Some(found) => found,
+                        None => match described.get(&arn) {
+                            Some(read) => read.clone(),
+                            None => taskdef::describe(ecs, &arn).await?,
+                        },
                     },
                     Base::File(file) => file,
                 };

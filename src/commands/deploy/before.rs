@@ -1,7 +1,7 @@
 //! What a deploy reads before its first write, in as few round trips as their order allows: the
 //! state store is located (the account) beside the first look at ECS and ECR; the bucket, the
-//! lock file and this deploy's record are read at once; then each family's revision is found
-//! or planned. Then, with the checks passed, the lock is taken beside the look for the image in
+//! lock file and this deploy's record are read at once, and beside them the revisions the
+//! families are made from; then each family's revision is found or planned. Then, with the checks passed, the lock is taken beside the look for the image in
 //! ECR.
 
 use aws_config::SdkConfig;
@@ -15,6 +15,7 @@ use crate::settings::Settings;
 use crate::state::lock::{self, Lock, LockFile};
 use crate::state::{self, Store, Stored, record};
 use crate::steps::prepare::{self, Local, Prepared};
+use crate::steps::register;
 
 /// What the preparation read.
 pub(super) struct Read {
@@ -62,17 +63,23 @@ pub(super) async fn read(
         };
         Ok::<_, Error>((store, seen, earlier))
     };
-    let current = prepare::current(readers.ecs, readers.ecr, settings, local);
+    // The bases the revisions are made from are described as soon as the services are known,
+    // beside the store's reads.
+    let current = async {
+        let current = prepare::current(readers.ecs, readers.ecr, settings, local).await?;
+        let bases = register::describe_bases(readers.ecs, settings, &current, &local.files).await;
+        Ok::<_, Error>((current, bases))
+    };
     let (stored, current) = tokio::join!(stored, current);
     let (store, seen, earlier) =
         stored.map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let current = current?;
+    let (current, bases) = current?;
     let journaled = seen
         .as_ref()
         .and_then(Option::as_ref)
         .is_some_and(|stored| stored.value.lists(deploy_id));
-    let prepared =
-        prepare::with_record(&readers, settings, (local, journaled), &current, earlier).await?;
+    let read = (&current, earlier, &bases);
+    let prepared = prepare::with_record(&readers, settings, (local, journaled), read).await?;
     Ok(Read {
         store,
         bucket: seen.is_some(),

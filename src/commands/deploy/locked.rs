@@ -217,12 +217,14 @@ async fn roll_out_and_migrate(
             .await
             .map_err(|error| before_rollout(error, current))?;
     }
+    // Read a moment ago unless an image was built or the migration ran since.
+    let fresh = report.build.is_none() && report.migration.is_none();
     let services = &mut report.services;
     let cluster = Cluster::of(settings);
     let rolled = rollout::run(
         &clients.ecs,
         cluster,
-        current,
+        (current, fresh),
         &targets,
         lock,
         record,

@@ -333,7 +333,7 @@ async fn roll_back(
     report: &mut Report,
 ) -> Result<(), Error> {
     lock.check()?;
-    let started = rollout::start(ecs, Cluster::of(settings), targets, reporter).await?;
+    let started = rollout::start(ecs, Cluster::of(settings), targets, None, reporter).await?;
     report.services = started.rolled;
     let waited = match started.refused {
         Some(refused) => Err(refused),

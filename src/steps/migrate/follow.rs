@@ -14,19 +14,23 @@ use crate::state::Record;
 use crate::state::record::AttemptOutcome;
 use crate::text::short_duration;
 
-/// Streams the task's log lines until it stops, then judges it.
+/// Streams the task's log lines until it stops, then judges it. `started`: `RunTask` has just
+/// answered with the task, so the first look waits a poll.
 pub(super) async fn follow(
     ecs: &Client,
     logs: &aws_sdk_cloudwatchlogs::Client,
     setup: Setup<'_>,
     plan: &Plan<'_>,
-    task_arn: &str,
+    (task_arn, started): (&str, bool),
     record: &mut Record,
     reporter: &dyn Reporter,
 ) -> Result<Migrated, Error> {
     let container = &setup.migration.container;
     let mut stream = LogStream::new("migrate", plan.revision, container, task_arn);
     let mut tail = Tail::new(TAIL);
+    if started {
+        setup.timeouts.pause(tokio::time::Instant::now()).await;
+    }
     let task = wait_for_stop(ecs, logs, setup, task_arn, &mut stream, &mut tail, reporter).await?;
     match conclude(ecs, setup, plan, &task, record, reporter).await? {
         Ok(exit_codes) => {
@@ -77,9 +81,13 @@ async fn look_until_stopped(
     loop {
         let began = tokio::time::Instant::now();
         let looked = async {
-            let task = describe_task(ecs, setup, task_arn).await?;
-            stream.read(logs, tail, reporter).await?;
-            Ok::<_, Error>(task)
+            // The task and its newest lines at once: a page of lines a look.
+            let (task, read) = tokio::join!(
+                describe_task(ecs, setup, task_arn),
+                stream.read(logs, tail, reporter, false)
+            );
+            read?;
+            task
         };
         let task = match looked.await {
             Ok(Some(task)) => task,
@@ -109,7 +117,7 @@ async fn look_until_stopped(
         if task.last_status() == Some("STOPPED") {
             // Lines can reach CloudWatch after the task stopped: read until they stop coming.
             for _ in 0..3 {
-                if !stream.read(logs, tail, reporter).await? {
+                if !stream.read(logs, tail, reporter, true).await? {
                     break;
                 }
             }

@@ -50,12 +50,14 @@ impl LogStream {
     }
 
     /// Reports new lines and keeps them in `tail`; true when there were some. A stream that does
-    /// not exist yet is empty.
+    /// not exist yet is empty. `to_end`: pages are read until the stream has no more; else one
+    /// page, as a look at a running task takes (what is left comes with the next look).
     pub async fn read(
         &mut self,
         logs: &aws_sdk_cloudwatchlogs::Client,
         tail: &mut Tail,
         reporter: &dyn Reporter,
+        to_end: bool,
     ) -> Result<bool, Error> {
         let Some((group, stream)) = &self.target else {
             return Ok(false);
@@ -96,6 +98,9 @@ impl LogStream {
                 return Ok(any);
             }
             any = true;
+            if !to_end {
+                return Ok(any);
+            }
         }
     }
 }

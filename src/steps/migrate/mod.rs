@@ -107,6 +107,8 @@ pub async fn run(
         retry: plan.retry,
         now: crate::state::now(),
     };
+    // `RunTask` answered with a task just started: that was the first look at it.
+    let mut started = false;
     let task = match decide(plan.deploy_id, &situation) {
         Decision::Succeeded {
             task_arn,
@@ -139,13 +141,15 @@ pub async fn run(
                 ));
             }
             let attempt = (number, token, claim);
+            started = claim;
             start::start_attempt(ecs, setup, plan, attempt, record, reporter).await?
         }
         Decision::Refuse { summary, hint } => {
             return Err(Error::MigrationFailed { summary, hint });
         }
     };
-    follow::follow(ecs, logs, setup, plan, &task, record, reporter).await
+    let task = (task.as_str(), started);
+    follow::follow(ecs, logs, setup, plan, task, record, reporter).await
 }
 
 /// What ECS says of the latest attempt's task when the record does not know how it ended; a
@@ -192,27 +196,30 @@ async fn conclude(
     let judged = verdict(plan.revision, &setup.migration.container, task);
     let task_arn = task.task_arn().unwrap_or_default();
     let exit_codes = exit_codes(task);
-    record
-        .update(|r| {
-            if let Some(attempt) = r.migration.last_mut() {
-                attempt.task_arn = Some(task_arn.to_owned());
-                attempt.exit_codes = Some(exit_codes);
-                match &judged {
-                    Ok(_) => attempt.outcome = AttemptOutcome::Succeeded,
-                    Err(summary) => {
-                        attempt.outcome = AttemptOutcome::Failed;
-                        attempt.summary = Some(summary.clone());
-                    }
-                }
-            }
-        })
-        .await?;
     let result = if judged.is_ok() {
         "succeeded"
     } else {
         "failed"
     };
-    mirror(ecs, plan, Some(task_arn), result, reporter).await;
+    // The record decides; the tags, for people, are written beside it.
+    let recording = record.update(|r| {
+        if let Some(attempt) = r.migration.last_mut() {
+            attempt.task_arn = Some(task_arn.to_owned());
+            attempt.exit_codes = Some(exit_codes);
+            match &judged {
+                Ok(_) => attempt.outcome = AttemptOutcome::Succeeded,
+                Err(summary) => {
+                    attempt.outcome = AttemptOutcome::Failed;
+                    attempt.summary = Some(summary.clone());
+                }
+            }
+        }
+    });
+    let (recorded, ()) = tokio::join!(
+        recording,
+        mirror(ecs, plan, Some(task_arn), result, reporter)
+    );
+    recorded?;
     Ok(judged)
 }
 

@@ -40,7 +40,6 @@ pub(super) async fn start_attempt(
                 });
             })
             .await?;
-        mirror(ecs, plan, None, "started", reporter).await;
     } else {
         reporter.info(&format!(
             "resuming migration attempt {number}, claimed by an earlier run: ECS starts no second task for its token"
@@ -48,15 +47,17 @@ pub(super) async fn start_attempt(
     }
     plan.lock.check()?;
     let task_arn = start(ecs, setup, plan, &token, record, reporter).await?;
-    record
-        .update(|r| {
+    // The record decides; the tags, for people, are written beside it.
+    let (recorded, ()) = tokio::join!(
+        record.update(|r| {
             if let Some(attempt) = r.migration.last_mut() {
                 attempt.task_arn = Some(task_arn.clone());
                 attempt.outcome = AttemptOutcome::Started;
             }
-        })
-        .await?;
-    mirror(ecs, plan, Some(&task_arn), "started", reporter).await;
+        }),
+        mirror(ecs, plan, Some(&task_arn), "started", reporter)
+    );
+    recorded?;
     Ok(task_arn)
 }
 

@@ -85,14 +85,20 @@ pub type History = HashSet<String>;
 /// Points each service at its revision (concurrently), unless it already runs it; returns the
 /// deployment to wait on for each, and the services' events from before. Every update is sent
 /// and answered before this returns, also when one fails: nothing is left in flight.
+/// `seen`: the services as this run read them a moment ago, with nothing of berth's in between
+/// (else they are described again).
 pub async fn start(
     ecs: &Client,
     cluster: Cluster<'_>,
     targets: &[Target],
+    seen: Option<&BTreeMap<String, Service>>,
     reporter: &dyn Reporter,
 ) -> Result<Started, Error> {
     let names: Vec<String> = targets.iter().map(|t| t.service.clone()).collect();
-    let current = services::describe(ecs, cluster.name, &names).await?;
+    let current = match seen.filter(|seen| names.iter().all(|name| seen.contains_key(name))) {
+        Some(seen) => seen.clone(),
+        None => services::describe(ecs, cluster.name, &names).await?,
+    };
     let history: History = current
         .values()
         .flat_map(|service| service.events())
@@ -255,6 +261,11 @@ async fn look_until_done(
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
     let mut pace = Pace::new(cluster.timeouts.poll, tokio::time::Instant::now());
+    if rolled.iter().all(|r| !r.already) {
+        // Each service was just updated, and `UpdateService` answered with its deployment: nothing
+        // has started yet, so the first look waits as a look while tasks start would.
+        pause_until(pace.next(tokio::time::Instant::now(), false)).await;
+    }
     loop {
         let looked = tokio::time::Instant::now();
         pace.look(looked);

@@ -17,12 +17,13 @@ use crate::text::code_list;
 
 /// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
 /// The record has each service's previous revision and rollout before `UpdateService` is called,
-/// and each outcome after.
+/// and each outcome after. `fresh`: `current` was read a moment ago, with nothing of berth's in
+/// between (no build, no migration), so the rollout starts from it.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     ecs: &Ecs,
     cluster: Cluster<'_>,
-    current: &Current,
+    (current, fresh): (&Current, bool),
     targets: &[Target],
     lock: &Lock,
     record: &mut Record,
@@ -35,12 +36,16 @@ pub async fn run(
         .update(|r| note_starting(r, current, targets))
         .await?;
     lock.check()?;
-    let started = rollout::start(ecs, cluster, targets, ledger.reporter).await?;
+    let seen = fresh.then_some(&current.services);
+    let started = rollout::start(ecs, cluster, targets, seen, ledger.reporter).await?;
     *rolled = started.rolled;
-    record.update(|r| note_rollouts(r, rolled)).await?;
     if let Some(refused) = started.refused {
+        record.update(|r| note_rollouts(r, rolled)).await?;
         return Err(refused);
     }
+    // Each deployment is noted with the record's next write: a rerun finds it in ECS (the
+    // service runs our revision), and the record already says the rollout was starting.
+    record.stage(|r| note_rollouts(r, rolled));
     let waited = rollout::wait(ecs, cluster, rolled, started.history, ledger.reporter).await;
     if waited.is_ok() {
         // Completed: the next write of the record takes it along; a rerun reads ECS anyway.
@@ -139,7 +144,7 @@ pub async fn roll_back(
         code_list(back.iter().map(|t| &t.service))
     ));
     lock.check()?;
-    let started = rollout::start(ecs, Cluster::of(settings), &back, reporter).await?;
+    let started = rollout::start(ecs, Cluster::of(settings), &back, None, reporter).await?;
     *rolled_back = started.rolled;
     if let Some(refused) = started.refused {
         return Err(refused);

@@ -171,14 +171,18 @@ pub struct Record {
     staged: bool,
 }
 
+/// What the write that opens a record also says ([`Record::open`]).
+pub type OpeningNote<'a> = &'a (dyn Fn(&mut DeployRecord) + Sync);
+
 impl Record {
     /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `run` is this
     /// run of berth (the lock's run id). `first`: the record as this run read it already (`None`
-    /// inside: there was none), gone by before any read. `bool`: an earlier run wrote it.
+    /// inside: there was none), gone by before any read. `note`: what the opening write also
+    /// says, whether it makes the record or resumes it. `bool`: an earlier run wrote it.
     pub async fn open(
         store: &Store,
         fresh: DeployRecord,
-        run: &str,
+        (run, note): (&str, OpeningNote<'_>),
         mut first: Option<Option<Stored<DeployRecord>>>,
     ) -> Result<(Self, bool), Error> {
         let key = key(&fresh.deploy_id);
@@ -203,10 +207,12 @@ impl Record {
                 record.value.runs += 1;
                 record.value.state = RunState::Running;
                 record.value.error = None;
+                note(&mut record.value);
                 record.save().await?;
                 return Ok((record, true));
             }
             let mut value = fresh.clone();
+            note(&mut value);
             value.runs = 1;
             value.serial = 1;
             value.writer = run.to_owned();

@@ -135,6 +135,18 @@ pub async fn with_record(
     Ok(prepared)
 }
 
+/// Family → this deploy's revision, for the families an earlier run registered it in.
+pub fn registered(prepared: &Prepared) -> BTreeMap<String, String> {
+    prepared
+        .families
+        .iter()
+        .filter_map(|(family, plan)| match plan {
+            FamilyPlan::Registered(described) => Some((family.clone(), described.arn.clone())),
+            FamilyPlan::New { .. } => None,
+        })
+        .collect()
+}
+
 /// Each family's revision, the platform and the image tag.
 pub struct Prepared {
     /// Family → this deploy's revision when registered already, else the one it is made from.

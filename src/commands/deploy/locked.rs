@@ -40,15 +40,16 @@ pub(super) async fn locked<'r>(
         tokio::join!(image_and_revisions(cx, prepared, report, ledger), opening);
     let record = record?;
     let (revisions, image) = registered?;
-    // With the migration after the rollout (or none), the rollout's start is noted in the same
-    // write: nothing comes between them.
-    let starting =
-        (cx.settings.migrate != MigrateOrder::Before).then(|| targets(cx.current, &revisions));
-    let noted = (
-        &image,
-        starting.as_deref().map(|targets| (cx.current, targets)),
-    );
-    record_revisions(record, &report.revisions, noted).await?;
+    let note = revisions_note(&report.revisions, &image);
+    // With the migration after the rollout (or none), the record's opening write noted each
+    // service's revision from before: the revisions are written with the rollout's start,
+    // beside the updates.
+    let beside = if cx.settings.migrate == MigrateOrder::Before {
+        record.update(note).await?;
+        None
+    } else {
+        Some(note)
+    };
     // The scheduled targets are surveyed while the rollout is waited on, not after it.
     let survey = schedules::step::start(
         &schedules::Clients::new(cx.config),
@@ -57,7 +58,7 @@ pub(super) async fn locked<'r>(
         &report.revisions,
         &record.value.schedules,
     );
-    roll_out_and_migrate(cx, &revisions, report, ledger, record).await?;
+    roll_out_and_migrate(cx, &revisions, report, ledger, (&mut *record, beside)).await?;
     after_landing(cx, survey, report, ledger, record).await?;
     let image = report.image.as_ref().map_or("", |image| image.uri.as_str());
     ledger.reporter.info(&format!(
@@ -148,27 +149,18 @@ async fn register(
     Ok(revisions)
 }
 
-/// The image is recorded with the revisions pinned to it (until they are registered, the tag in
-/// ECR is what a rerun goes by), and the rollout's start when `starting` says it comes next.
-async fn record_revisions(
-    record: &mut Record,
-    revisions: &BTreeMap<String, String>,
-    (image, starting): (&Image, Option<(&Current, &[Target])>),
-) -> Result<(), Error> {
+/// The image and the revisions pinned to it, for the record (until they are registered, the tag
+/// in ECR is what a rerun goes by).
+fn revisions_note(revisions: &BTreeMap<String, String>, image: &Image) -> rollout::Note<'static> {
     let recorded = RecordedImage {
         tag: image.tag.clone(),
         digest: image.digest.clone(),
     };
     let registered = revisions.clone();
-    record
-        .update(|r| {
-            r.revisions = registered;
-            r.image = Some(recorded);
-            if let Some((current, targets)) = starting {
-                rollout::note_starting(r, current, targets);
-            }
-        })
-        .await
+    Box::new(move |r| {
+        r.revisions = registered;
+        r.image = Some(recorded);
+    })
 }
 
 /// Each service onto its family's revision.
@@ -184,13 +176,14 @@ fn targets(current: &Current, revisions: &BTreeMap<String, Described>) -> Vec<Ta
 }
 
 /// The services onto the new revisions and the migration, in the order `migrate` says; a failed
-/// rollout rolls every service back (`on_failure = "rollback"`).
+/// rollout rolls every service back (`on_failure = "rollback"`). `beside`: the record's note
+/// written with the rollout's start ([`rollout::run`]).
 async fn roll_out_and_migrate(
     cx: &Context<'_>,
     revisions: &BTreeMap<String, Described>,
     report: &mut Report,
     ledger: &mut Ledger<'_>,
-    record: &mut Record,
+    (record, beside): (&mut Record, Option<rollout::Note<'_>>),
 ) -> Result<(), Error> {
     let Context {
         settings,
@@ -227,7 +220,7 @@ async fn roll_out_and_migrate(
         (current, fresh),
         &targets,
         lock,
-        record,
+        (&mut *record, beside),
         ledger,
         services,
     );

@@ -24,13 +24,13 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::report::Reporter;
-use crate::settings::Settings;
-use crate::state::record::{DeployRecord, MovedTarget};
+use crate::settings::{MigrateOrder, Settings};
+use crate::state::record::{DeployRecord, MovedTarget, OpeningNote};
 use crate::state::{Held, Lock, Record, Stored, lock};
 use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::{self, Local};
-use crate::steps::rollout::Rolled;
+use crate::steps::rollout::{Rolled, step as rollout};
 use crate::steps::schedules::Cost;
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
@@ -141,7 +141,24 @@ async fn run(
     // Journaled as the newest deploy on the environment (with the lock already, when it was
     // taken straight over the preparation's read) before anything is registered.
     lock.journal(&want).await?;
-    let record = started(lock, &want, settings, &mut held.record, (reporter, first));
+    // With the rollout next (the migration after it, or none), the record's opening write
+    // notes each service's revision from before, so that the rollout's start can go beside the
+    // updates.
+    let previous = (settings.migrate != MigrateOrder::Before).then(|| {
+        let ours = prepare::registered(&read.prepared);
+        rollout::previous(&read.current, &ours)
+    });
+    let note = |r: &mut DeployRecord| {
+        if let Some(previous) = &previous {
+            rollout::note_previous(r, previous);
+        }
+    };
+    let opening = (
+        reporter,
+        first,
+        &note as &(dyn Fn(&mut DeployRecord) + Sync),
+    );
+    let record = started(lock, &want, settings, &mut held.record, opening);
     let before::Read {
         current, prepared, ..
     } = read;
@@ -201,7 +218,11 @@ async fn started<'a>(
     want: &lock::Want,
     settings: &Settings,
     held: &'a mut Option<Record>,
-    (reporter, first): (&dyn Reporter, Option<Option<Stored<DeployRecord>>>),
+    (reporter, first, note): (
+        &dyn Reporter,
+        Option<Option<Stored<DeployRecord>>>,
+        OpeningNote<'_>,
+    ),
 ) -> Result<&'a mut Record, Error> {
     let fresh = DeployRecord {
         deploy_id: want.deploy_id.clone(),
@@ -209,7 +230,7 @@ async fn started<'a>(
         commit: want.commit.clone(),
         ..DeployRecord::default()
     };
-    let opened = Record::open(lock.store(), fresh, &want.run, first).await;
+    let opened = Record::open(lock.store(), fresh, (&want.run, note), first).await;
     let (record, existed) = opened.map(|(record, existed)| (held.insert(record), existed))?;
     if existed {
         reporter.info(&format!(

@@ -155,7 +155,7 @@ async fn begin<'a>(
     held: &'a mut Option<Record>,
 ) -> Result<&'a mut Record, Error> {
     lock.journal(want).await?;
-    let (record, _) = Record::open(lock.store(), fresh, &want.run, None).await?;
+    let (record, _) = Record::open(lock.store(), fresh, (&want.run, &|_| {}), None).await?;
     Ok(held.insert(record))
 }
 

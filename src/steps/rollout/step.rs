@@ -2,6 +2,8 @@
 //! `UpdateService`, and each deployment and outcome after; `on_failure = "rollback"` moves every
 //! service back, waited on like a rollout.
 
+use std::collections::BTreeMap;
+
 use aws_sdk_ecs::Client as Ecs;
 
 use crate::aws::arn;
@@ -15,10 +17,15 @@ use crate::steps::rollout::{self, Cluster, Rolled, RolloutState, Target};
 use crate::steps::{Ledger, Step};
 use crate::text::code_list;
 
+/// A note for the record, written with the rollout's start.
+pub type Note<'a> = Box<dyn FnOnce(&mut DeployRecord) + Send + 'a>;
+
 /// Rolls out and waits; `rolled` holds each service's deployment and state, also on failure.
-/// The record has each service's previous revision and rollout before `UpdateService` is called,
-/// and each outcome after. `fresh`: `current` was read a moment ago, with nothing of berth's in
-/// between (no build, no migration), so the rollout starts from it.
+/// The record has each service's previous revision before `UpdateService` is called, and each
+/// outcome after. `fresh`: `current` was read a moment ago, with nothing of berth's in between
+/// (no build, no migration), so the rollout starts from it. `beside`: the record's opening
+/// write noted each service's previous revision already ([`previous`]), so the rollout's start
+/// is written beside the `UpdateService` calls, with this note; else before them.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     ecs: &Ecs,
@@ -26,18 +33,39 @@ pub async fn run(
     (current, fresh): (&Current, bool),
     targets: &[Target],
     lock: &Lock,
-    record: &mut Record,
+    (record, beside): (&mut Record, Option<Note<'_>>),
     ledger: &mut Ledger<'_>,
     rolled: &mut Vec<Rolled>,
 ) -> Result<(), Error> {
     ledger.start(Step::Rollout);
-    // Noted with the revisions already unless the migration ran in between: then nothing to write.
-    record
-        .update(|r| note_starting(r, current, targets))
-        .await?;
-    lock.check()?;
     let seen = fresh.then_some(&current.services);
-    let started = rollout::start(ecs, cluster, targets, seen, ledger.reporter).await?;
+    let started = match beside {
+        Some(note) => {
+            lock.check()?;
+            let noting = record.update(|r| {
+                note(r);
+                note_starting(r, current, targets);
+            });
+            let starting = rollout::start(ecs, cluster, targets, seen, ledger.reporter);
+            let (noted, started) = tokio::join!(noting, starting);
+            let started = started?;
+            if let Err(error) = noted {
+                // The updates went out: the report says where each service is.
+                *rolled = started.rolled;
+                return Err(error);
+            }
+            started
+        }
+        None => {
+            // Noted with the revisions already unless the migration ran in between: then
+            // nothing to write.
+            record
+                .update(|r| note_starting(r, current, targets))
+                .await?;
+            lock.check()?;
+            rollout::start(ecs, cluster, targets, seen, ledger.reporter).await?
+        }
+    };
     *rolled = started.rolled;
     if let Some(refused) = started.refused {
         record.update(|r| note_rollouts(r, rolled)).await?;
@@ -93,6 +121,32 @@ pub fn note_starting(record: &mut DeployRecord, current: &Current, targets: &[Ta
                 deployment_id: None,
                 outcome: RolloutOutcome::Starting,
             });
+    }
+}
+
+/// Each service's revision from before this deploy, what a rollback goes back to, unless it runs
+/// this deploy's revision already (on a rerun): `ours` is family → the revision this deploy
+/// registered, where an earlier run did. Known before anything is registered, it goes into the
+/// record's opening write, so that it is on record before any `UpdateService`.
+pub fn previous(current: &Current, ours: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    current
+        .families
+        .iter()
+        .filter_map(|(service, family)| {
+            let runs = current.services[service].task_definition()?;
+            (ours.get(family).map(String::as_str) != Some(runs))
+                .then(|| (service.clone(), runs.to_owned()))
+        })
+        .collect()
+}
+
+/// [`previous`] into the record; the first run's view stands.
+pub fn note_previous(record: &mut DeployRecord, previous: &BTreeMap<String, String>) {
+    for (service, runs) in previous {
+        record
+            .previous
+            .entry(service.clone())
+            .or_insert_with(|| runs.clone());
     }
 }
 

@@ -1,6 +1,7 @@
 //! Deploys refused before anything changes: an unknown cluster or region, another branch.
 
 use crate::harness::*;
+use serde_json::json;
 
 /// A cluster or a region that does not exist is a settings error (exit 2) naming it, found
 /// before anything is built or changed.
@@ -212,22 +213,31 @@ async fn a_refused_deploy_writes_nothing_anywhere() {
     rerun.assert_skipped(&["build", "push", "register", "rollout"]);
 }
 
-/// A deploy killed after it registered its revisions, which someone then deregistered: its rerun
-/// (and its plan) stop before moving anything onto an INACTIVE revision, exit 2, naming the
-/// revision and `--new`; `--new` lands on fresh revisions, scheduled targets included.
+/// A deploy that stopped after it registered and recorded its revisions (its migration, which
+/// comes first here, could not start), whose revisions someone then deregistered: its rerun (and
+/// its plan) stop before moving anything onto an INACTIVE revision, exit 2, naming the revision
+/// and `--new`; `--new` lands on fresh revisions, scheduled targets included.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
-    // A short lease: `--new` takes the lock over from the killed run within seconds.
-    let app = App::new("inactive", "[state]\nlease = \"5s\"\n");
-    let killed = app.interrupt(&[], &[], &|l| l.contains("rollout: started"), "KILL");
-    assert_eq!(killed.code, None, "{}", killed.stderr);
-    let deploy_id = killed
-        .stderr
-        .lines()
-        .find_map(|l| l.split("deploy `").nth(1)?.split('`').next())
-        .unwrap()
-        .to_owned();
+    let app = App::new("inactive", "migrate = \"before\"\n");
+    let seeded = app.service_task_definitions().await;
+    app.fault(json!({"service": "ecs", "operation": "RunTask", "error": "denied"}));
+    let stopped = app.deploy(&[]);
+    app.clear_faults();
+    assert!(matches!(stopped.code, Some(1 | 3)), "{}", stopped.stderr);
+    assert!(
+        stopped.stderr.contains("`ecs:RunTask`"),
+        "{}",
+        stopped.stderr
+    );
+    let deploy_id = stopped.json()["deploy_id"].as_str().unwrap().to_owned();
     let record = app.record(&deploy_id).await;
+    assert_eq!(record["state"], "failed", "{record}");
+    assert_eq!(
+        app.service_task_definitions().await,
+        seeded,
+        "no service moved"
+    );
     let ecs = app.ecs().await;
     let revisions: Vec<String> = record["revisions"]
         .as_object()
@@ -243,7 +253,7 @@ async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
             .await
             .unwrap();
     }
-    // Refused before the lock, which the killed run still holds.
+    // Refused before the lock.
     let before = app.snapshot().await;
     for command in ["plan", "deploy"] {
         let run = app.run(command, &[], &[]);
@@ -257,8 +267,7 @@ async fn a_rerun_never_moves_anything_onto_a_revision_deregistered_since() {
     }
     assert_eq!(app.snapshot().await, before, "nothing was written");
 
-    // The killed run's lease runs out before this one takes the lock.
-    let new = app.deploy(&["--new", "--lock-wait", "1m"]);
+    let new = app.deploy(&["--new"]);
     assert_eq!(new.code, Some(0), "{}", new.stderr);
     let report = new.json();
     for (_, arn) in report["revisions"].as_object().unwrap() {

@@ -153,6 +153,22 @@ fn crash_points() -> Vec<CrashPoint> {
             in_flight: Some("ecs:UpdateService"),
         },
         CrashPoint {
+            // The revisions and the rollout's start go into the record beside the updates: a
+            // rerun finds the services on revisions its record does not name yet, finds those
+            // by their tag, and waits on the deployments.
+            name: "services updated, the record's revisions never applied",
+            extra: "",
+            faults: vec![json!({
+                "service": "s3",
+                "operation": "PutObject",
+                "body_contains": "\"outcome\":\"starting\"",
+                "latency_ms": 3000,
+                "error": "drop"
+            })],
+            at: |l| l.contains("deployment `") && l.ends_with("started"),
+            in_flight: Some("s3:PutObject"),
+        },
+        CrashPoint {
             name: "waiting on the rollouts",
             extra: "",
             faults: vec![],

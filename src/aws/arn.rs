@@ -20,9 +20,24 @@ pub fn revision(arn: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The account of an ARN (`arn:aws:ecs:us-east-1:123456789012:service/…`), if it names one.
+pub fn account(arn: &str) -> Option<&str> {
+    let account = arn.split(':').nth(4)?;
+    (arn.starts_with("arn:") && !account.is_empty() && account.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(account)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{family, revision, short};
+    use super::{account, family, revision, short};
+
+    #[test]
+    fn an_arn_names_its_account() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:service/berth-stg/web";
+        assert_eq!(account(arn), Some("123456789012"));
+        assert_eq!(account("arn:aws:s3:::bucket"), None);
+        assert_eq!(account("web"), None);
+    }
 
     #[test]
     fn arns_name_family_and_revision() {

@@ -122,10 +122,21 @@ impl Store {
 
     /// Where the store is, without looking at it.
     pub async fn locate(config: &SdkConfig, place: Place<'_>) -> Result<Self, Error> {
+        Self::locate_in(config, place, None).await
+    }
+
+    /// [`Store::locate`] when the account is known already (from an ARN of its resources): the
+    /// default bucket is named without asking STS.
+    pub async fn locate_in(
+        config: &SdkConfig,
+        place: Place<'_>,
+        account: Option<&str>,
+    ) -> Result<Self, Error> {
         let s3 = aws::s3_client(config);
-        let bucket = match &place.state.bucket {
-            Some(bucket) => bucket.clone(),
-            None => {
+        let bucket = match (&place.state.bucket, account) {
+            (Some(bucket), _) => bucket.clone(),
+            (None, Some(account)) => default_bucket(account, place.region),
+            (None, None) => {
                 let identity = aws::sts_client(config)
                     .get_caller_identity()
                     .send()

@@ -1,21 +1,24 @@
 //! What a deploy reads before its first write, in as few round trips as their order allows: the
-//! state store is located (the account) beside the first look at ECS and ECR; the bucket, the
-//! lock file and this deploy's record are read at once, and beside them the revisions the
-//! families are made from; then each family's revision is found or planned. Then, with the checks passed, the lock is taken beside the look for the image in
-//! ECR.
+//! first look at ECS and ECR (a service's ARN names the account, and so the state bucket); the
+//! bucket, the lock file and this deploy's record at once, and beside them the revisions the
+//! families are made from; then each family's revision is found or planned. Then, with the
+//! checks passed, the lock is taken beside the look for the image in ECR.
+
+use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 
 use super::Clients;
-use crate::aws::{self, ecr};
+use crate::aws::{self, arn, ecr};
 use crate::current::Current;
 use crate::error::Error;
 use crate::report::Reporter;
-use crate::settings::Settings;
+use crate::settings::{MigrateOrder, Settings};
 use crate::state::lock::{self, Lock, LockFile};
 use crate::state::{self, Store, Stored, record};
 use crate::steps::prepare::{self, Local, Prepared};
 use crate::steps::register;
+use crate::steps::rollout::step as rollout;
 
 /// What the preparation read.
 pub(super) struct Read {
@@ -38,8 +41,8 @@ impl Read {
     }
 }
 
-/// The preparation's reads: the store, the lock file and the record beside the services and
-/// the repository, then the families. Nothing is written.
+/// The preparation's reads: the services and the repository, then the store, the lock file and
+/// the record beside the base revisions, then the families. Nothing is written.
 pub(super) async fn read(
     config: &SdkConfig,
     clients: &Clients,
@@ -48,8 +51,15 @@ pub(super) async fn read(
 ) -> Result<Read, Error> {
     let readers = clients.aws();
     let deploy_id = &local.release.deploy_id;
+    // The services and the repository first: a service's ARN names the account, and with it the
+    // state bucket (STS is asked only when none does).
+    let current = prepare::current(readers.ecs, readers.ecr, settings, local).await?;
+    let account = current
+        .services
+        .values()
+        .find_map(|service| service.service_arn().and_then(arn::account));
     let stored = async {
-        let store = Store::locate(config, state::Place::of(settings)).await?;
+        let store = Store::locate_in(config, state::Place::of(settings), account).await?;
         let (bucket, seen, earlier) = tokio::join!(
             store.exists(),
             lock::read_stored(&store),
@@ -63,17 +73,11 @@ pub(super) async fn read(
         };
         Ok::<_, Error>((store, seen, earlier))
     };
-    // The bases the revisions are made from are described as soon as the services are known,
-    // beside the store's reads.
-    let current = async {
-        let current = prepare::current(readers.ecs, readers.ecr, settings, local).await?;
-        let bases = register::describe_bases(readers.ecs, settings, &current, &local.files).await;
-        Ok::<_, Error>((current, bases))
-    };
-    let (stored, current) = tokio::join!(stored, current);
+    // The bases the revisions are made from are described beside the store's reads.
+    let bases = register::describe_bases(readers.ecs, settings, &current, &local.files);
+    let (stored, bases) = tokio::join!(stored, bases);
     let (store, seen, earlier) =
         stored.map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let (current, bases) = current?;
     let journaled = seen
         .as_ref()
         .and_then(Option::as_ref)
@@ -133,4 +137,21 @@ pub(super) async fn again(
     (read.current, read.prepared) =
         prepare::in_aws(&readers, Some(&read.store), settings, (local, journaled)).await?;
     Ok(())
+}
+
+/// The rollout comes right after the registration (the migration after it, or none): the
+/// record's opening write names each service's revision from before, and the revisions and the
+/// rollout's start are written beside the `UpdateService` calls.
+pub(super) fn rollout_next(settings: &Settings) -> bool {
+    settings.migrate != MigrateOrder::Before
+}
+
+/// Each service's revision from before this deploy, for the record's opening write when the
+/// rollout comes next; none otherwise (the rollout notes them itself, before its updates).
+pub(super) fn previous(read: &Read, settings: &Settings) -> BTreeMap<String, String> {
+    if !rollout_next(settings) {
+        return BTreeMap::new();
+    }
+    let ours = prepare::registered(&read.prepared);
+    rollout::previous(&read.current, &ours)
 }

@@ -44,11 +44,11 @@ pub(super) async fn locked<'r>(
     // With the migration after the rollout (or none), the record's opening write noted each
     // service's revision from before: the revisions are written with the rollout's start,
     // beside the updates.
-    let beside = if cx.settings.migrate == MigrateOrder::Before {
+    let beside = if super::before::rollout_next(cx.settings) {
+        Some(note)
+    } else {
         record.update(note).await?;
         None
-    } else {
-        Some(note)
     };
     // The scheduled targets are surveyed while the rollout is waited on, not after it.
     let survey = schedules::step::start(

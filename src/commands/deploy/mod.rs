@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::report::Reporter;
-use crate::settings::{MigrateOrder, Settings};
+use crate::settings::Settings;
 use crate::state::record::{DeployRecord, MovedTarget, OpeningNote};
 use crate::state::{Held, Lock, Record, Stored, lock};
 use crate::steps::image::cache::BuildReport;
@@ -141,23 +141,11 @@ async fn run(
     // Journaled as the newest deploy on the environment (with the lock already, when it was
     // taken straight over the preparation's read) before anything is registered.
     lock.journal(&want).await?;
-    // With the rollout next (the migration after it, or none), the record's opening write
-    // notes each service's revision from before, so that the rollout's start can go beside the
-    // updates.
-    let previous = (settings.migrate != MigrateOrder::Before).then(|| {
-        let ours = prepare::registered(&read.prepared);
-        rollout::previous(&read.current, &ours)
-    });
-    let note = |r: &mut DeployRecord| {
-        if let Some(previous) = &previous {
-            rollout::note_previous(r, previous);
-        }
-    };
-    let opening = (
-        reporter,
-        first,
-        &note as &(dyn Fn(&mut DeployRecord) + Sync),
-    );
+    // Each service's revision from before goes into the record's opening write when the
+    // rollout comes next ([`before::previous`]).
+    let previous = before::previous(&read, settings);
+    let note = |r: &mut DeployRecord| rollout::note_previous(r, &previous);
+    let opening: (_, _, OpeningNote<'_>) = (reporter, first, &note);
     let record = started(lock, &want, settings, &mut held.record, opening);
     let before::Read {
         current, prepared, ..

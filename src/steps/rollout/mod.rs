@@ -249,6 +249,31 @@ pub async fn wait(
         .await
 }
 
+/// The rollout ran into `timeouts.rollout`: the tasks of the services not completed are shown,
+/// and the newest failing one is the cause.
+async fn timed_out(
+    ecs: &Client,
+    cluster: Cluster<'_>,
+    rolled: &[Rolled],
+    state: String,
+    reporter: &dyn Reporter,
+) -> Error {
+    let mut seen_tasks = Vec::new();
+    for rolled in rolled
+        .iter()
+        .filter(|r| r.rollout_state != RolloutState::Completed)
+    {
+        for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
+            seen_tasks.extend(show_tasks(ecs, cluster, rolled, status, reporter).await);
+        }
+    }
+    Error::RolloutTimeout {
+        timeout: short_duration(cluster.timeouts.rollout),
+        state,
+        cause: newest_failing(&seen_tasks),
+    }
+}
+
 /// [`wait`]'s looks at the services, one per poll.
 async fn look_until_done(
     ecs: &Client,
@@ -312,20 +337,7 @@ async fn look_until_done(
             return Ok(());
         }
         if watch.elapsed() >= cluster.timeouts.rollout {
-            let mut seen_tasks = Vec::new();
-            for rolled in rolled
-                .iter()
-                .filter(|r| r.rollout_state != RolloutState::Completed)
-            {
-                for status in [DesiredStatus::Running, DesiredStatus::Stopped] {
-                    seen_tasks.extend(show_tasks(ecs, cluster, rolled, status, reporter).await);
-                }
-            }
-            return Err(Error::RolloutTimeout {
-                timeout: short_duration(cluster.timeouts.rollout),
-                state,
-                cause: newest_failing(&seen_tasks),
-            });
+            return Err(timed_out(ecs, cluster, rolled, state, reporter).await);
         }
         watch.beat(reporter, &state);
         pause_until(pace.next(looked, all_running(&services, rolled))).await;

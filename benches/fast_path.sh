@@ -21,7 +21,9 @@
 #   --runs N     runs per timed figure (default 3; medians are printed, with every run)
 #   --base REV   also measure the berth of commit REV (built from a git worktree)
 #   --release    build release binaries (slow on a cold machine); default: the dev profile
-# Needs the sandbox (`sandbox/sandboxctl start`); seeds its own app, `bench-fast-<time>`.
+# Needs the sandbox (`sandbox/sandboxctl start`) to itself: it resets it first (all AWS state,
+# so that the account holds no schedules but its own), then seeds its own app,
+# `bench-fast-<time>`.
 set -euo pipefail
 
 runs=3 base="" profile=dev
@@ -61,6 +63,7 @@ fi
 sandbox/sandboxctl start >&2
 eval "$(sandbox/sandboxctl env)"
 port="$BERTH_SANDBOX_PORT"
+curl -s -X POST "http://127.0.0.1:$port/_sandbox/reset" >/dev/null
 app="bench-fast-$(date +%s)"
 sandbox/sandboxctl seed --envs stg,prd --keep --app "$app" >/dev/null
 py="$root/sandbox/.venv/bin/python"

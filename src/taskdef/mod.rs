@@ -190,7 +190,7 @@ pub fn platform(revision: &Described) -> String {
 }
 
 /// ECS's platform when a task definition names none.
-const DEFAULT_PLATFORM: &str = "linux/amd64";
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// The platform to build the image for: every revision it goes into must run on the same one,
 /// and `build.platform`, when set, must be it (its variant aside: `linux/arm64/v8`).

@@ -1,8 +1,8 @@
 //! What a deploy reads before its first write, in as few round trips as their order allows: the
 //! first look at ECS and ECR (a service's ARN names the account, and so the state bucket); the
 //! bucket, the lock file and this deploy's record at once, and beside them the revisions the
-//! families are made from; then each family's revision is found or planned. Then, with the
-//! checks passed, the lock is taken beside the look for the image in ECR.
+//! families are made from and the look for the image in ECR; then each family's revision is
+//! found or planned. Then, with the checks passed, the lock is taken.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +19,7 @@ use crate::state::{self, Store, Stored, record};
 use crate::steps::prepare::{self, Local, Prepared};
 use crate::steps::register;
 use crate::steps::rollout::step as rollout;
+use crate::taskdef::DEFAULT_PLATFORM;
 
 /// What the preparation read.
 pub(super) struct Read {
@@ -29,6 +30,10 @@ pub(super) struct Read {
     pub seen: Option<Stored<LockFile>>,
     pub current: Current,
     pub prepared: Prepared,
+    /// What ECR held for the image tag, looked up beside the store's reads when the tag could be
+    /// told before the revisions were read (`build.platform`, else the default platform): `None`
+    /// when it was not, or the tag came out otherwise.
+    pub in_ecr: Option<Result<Option<String>, Error>>,
 }
 
 impl Read {
@@ -73,9 +78,14 @@ pub(super) async fn read(
         };
         Ok::<_, Error>((store, seen, earlier))
     };
-    // The bases the revisions are made from are described beside the store's reads.
+    // The bases the revisions are made from are described beside the store's reads, and the
+    // image is looked for in ECR under the tag it most likely has: the platform comes from the
+    // bases, and is nearly always the configured or the default one.
     let bases = register::describe_bases(readers.ecs, settings, &current, &local.files);
-    let (stored, bases) = tokio::join!(stored, bases);
+    let platform = settings.build.platform.as_deref();
+    let guess = (local.release).image_tag(&settings.build, platform.unwrap_or(DEFAULT_PLATFORM));
+    let looking = ecr::digest_of(readers.ecr, &current.repository, &guess);
+    let (stored, bases, looked) = tokio::join!(stored, bases, looking);
     let (store, seen, earlier) =
         stored.map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
     let journaled = seen
@@ -84,17 +94,19 @@ pub(super) async fn read(
         .is_some_and(|stored| stored.value.lists(deploy_id));
     let read = (&current, earlier, &bases);
     let prepared = prepare::with_record(&readers, settings, (local, journaled), read).await?;
+    let in_ecr = (prepared.tag == guess).then_some(looked);
     Ok(Read {
         store,
         bucket: seen.is_some(),
         seen: seen.flatten(),
         current,
         prepared,
+        in_ecr,
     })
 }
 
 /// Takes the lock, the bucket made first if it was missing, beside the look for the image's
-/// tag in ECR. `true`: the lock was free as read and is taken straight over that file, so no
+/// tag in ECR unless the preparation looked already. `true`: the lock was free as read and is taken straight over that file, so no
 /// other run held it since: what was read is what there is, and the deploy's journal entry went
 /// with the same write. Otherwise (a holder, even one whose lease ran out, may have had a call in
 /// flight) the preparation must read again ([`again`]).
@@ -114,7 +126,13 @@ pub(super) async fn lock(
     let first = Some(read.seen.take());
     let taking = lock::acquire(&read.store, settings, want, wait, reporter, first);
     let tag = &read.prepared.tag;
-    let looking = ecr::digest_of(&clients.ecr, &read.current.repository, tag);
+    let looked = read.in_ecr.take();
+    let looking = async {
+        match looked {
+            Some(looked) => looked,
+            None => ecr::digest_of(&clients.ecr, &read.current.repository, tag).await,
+        }
+    };
     let (lock, in_ecr) = tokio::join!(taking, looking);
     let lock = lock?;
     let untouched = seen.holder.is_none() && lock.file().await.serial == seen.serial + 1;

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from moto.ecr import responses as ecr_responses
@@ -57,6 +59,19 @@ def install(endpoints: Endpoints, registry) -> None:
 
     Repository.__init__ = repository_init
     ecr_responses.ECRResponse.get_authorization_token = get_authorization_token
+
+
+# The registry reads of `sync`: a few threads, each with its own session (`requests` sessions are
+# not shared between threads).
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ecr-sync")
+_SESSIONS = threading.local()
+
+
+def _session() -> requests.Session:
+    session = getattr(_SESSIONS, "session", None)
+    if session is None:
+        session = _SESSIONS.session = requests.Session()
+    return session
 
 
 def _backend():
@@ -102,19 +117,25 @@ def sync(name: str, registry) -> None:
     if repository is None:
         return  # ECR says RepositoryNotFound; the registry's copy does not matter
     try:
-        listing = requests.get(f"{registry.url}/v2/{name}/tags/list", auth=REGISTRY_AUTH, timeout=10)
+        listing = _session().get(f"{registry.url}/v2/{name}/tags/list", auth=REGISTRY_AUTH, timeout=10)
     except requests.RequestException as err:
         log.warning("registry unreachable: %s", err)
         return
     tags = (listing.json().get("tags") or []) if listing.status_code == 200 else []
-    by_digest: dict[str, tuple[str, str, list[str]]] = {}
-    for tag in tags:
-        manifest = requests.get(
+
+    def manifest_of(tag: str):
+        return _session().get(
             f"{registry.url}/v2/{name}/manifests/{tag}",
             headers={"Accept": MANIFEST_TYPES},
             auth=REGISTRY_AUTH,
             timeout=10,
         )
+
+    # Every tag's manifest at once, each thread on its own kept-alive connection: a read of a
+    # repository with a few tags costs about one registry round trip, not one per tag.
+    manifests = list(_POOL.map(manifest_of, tags))
+    by_digest: dict[str, tuple[str, str, list[str]]] = {}
+    for tag, manifest in zip(tags, manifests, strict=True):
         if manifest.status_code != 200:
             continue
         digest = manifest.headers["Docker-Content-Digest"]

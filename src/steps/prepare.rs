@@ -135,13 +135,14 @@ pub async fn with_record(
     Ok(prepared)
 }
 
-/// Family → this deploy's revision, for the families an earlier run registered it in.
-pub fn registered(prepared: &Prepared) -> BTreeMap<String, String> {
-    prepared
+/// Service → this deploy's revision, for the services whose family an earlier run registered
+/// it in.
+pub fn registered(current: &Current, prepared: &Prepared) -> BTreeMap<String, String> {
+    current
         .families
         .iter()
-        .filter_map(|(family, plan)| match plan {
-            FamilyPlan::Registered(described) => Some((family.clone(), described.arn.clone())),
+        .filter_map(|(service, family)| match prepared.families.get(family)? {
+            FamilyPlan::Registered(described) => Some((service.clone(), described.arn.clone())),
             FamilyPlan::New { .. } => None,
         })
         .collect()

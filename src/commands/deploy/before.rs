@@ -106,9 +106,9 @@ pub(super) async fn read(
 }
 
 /// Takes the lock, the bucket made first if it was missing, beside the look for the image's
-/// tag in ECR unless the preparation looked already. `true`: the lock was free as read and is taken straight over that file, so no
-/// other run held it since: what was read is what there is, and the deploy's journal entry went
-/// with the same write. Otherwise (a holder, even one whose lease ran out, may have had a call in
+/// tag in ECR unless the preparation looked already. `true`: the lock was free as read and is
+/// taken straight over that file, so no other run held it since: what was read is what there
+/// is, and the deploy's journal entry went with the same write. Otherwise (a holder, even one whose lease ran out, may have had a call in
 /// flight) the preparation must read again ([`again`]).
 pub(super) async fn lock(
     read: &mut Read,
@@ -170,6 +170,6 @@ pub(super) fn previous(read: &Read, settings: &Settings) -> BTreeMap<String, Str
     if !rollout_next(settings) {
         return BTreeMap::new();
     }
-    let ours = prepare::registered(&read.prepared);
+    let ours = prepare::registered(&read.current, &read.prepared);
     rollout::previous(&read.current, &ours)
 }

@@ -107,8 +107,7 @@ pub async fn run(
         retry: plan.retry,
         now: crate::state::now(),
     };
-    // `RunTask` answered with a task just started: that was the first look at it.
-    let mut started = false;
+    // The task to follow, and whether `RunTask` just answered with it (the first look at it).
     let task = match decide(plan.deploy_id, &situation) {
         Decision::Succeeded {
             task_arn,
@@ -126,7 +125,7 @@ pub async fn run(
                 "this deploy's migration task `{}` is {status}: attaching",
                 arn::short(&task_arn)
             ));
-            task_arn
+            (task_arn, false)
         }
         Decision::Start {
             number,
@@ -141,15 +140,25 @@ pub async fn run(
                 ));
             }
             let attempt = (number, token, claim);
-            started = claim;
-            start::start_attempt(ecs, setup, plan, attempt, record, reporter).await?
+            let task_arn =
+                start::start_attempt(ecs, setup, plan, attempt, record, reporter).await?;
+            (task_arn, claim)
         }
         Decision::Refuse { summary, hint } => {
             return Err(Error::MigrationFailed { summary, hint });
         }
     };
-    let task = (task.as_str(), started);
-    follow::follow(ecs, logs, setup, plan, task, record, reporter).await
+    let (task_arn, started) = task;
+    follow::follow(
+        ecs,
+        logs,
+        setup,
+        plan,
+        (&task_arn, started),
+        record,
+        reporter,
+    )
+    .await
 }
 
 /// What ECS says of the latest attempt's task when the record does not know how it ended; a

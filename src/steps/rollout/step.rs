@@ -102,17 +102,12 @@ pub const ALREADY: &str = "services already on this deploy's revisions";
 /// Before the first `UpdateService`: the revision each service runs (what a rollback goes back
 /// to) and each rollout as starting.
 pub fn note_starting(record: &mut DeployRecord, current: &Current, targets: &[Target]) {
+    let ours = targets
+        .iter()
+        .map(|t| (t.service.clone(), t.task_definition.clone()))
+        .collect();
+    note_previous(record, &previous(current, &ours));
     for target in targets {
-        let runs = current.services[&target.service]
-            .task_definition()
-            .unwrap_or_default();
-        // A rerun finds the service on this deploy's revision: the first run's view stands.
-        if runs != target.task_definition {
-            record
-                .previous
-                .entry(target.service.clone())
-                .or_insert_with(|| runs.to_owned());
-        }
         record
             .services
             .entry(target.service.clone())
@@ -125,16 +120,16 @@ pub fn note_starting(record: &mut DeployRecord, current: &Current, targets: &[Ta
 }
 
 /// Each service's revision from before this deploy, what a rollback goes back to, unless it runs
-/// this deploy's revision already (on a rerun): `ours` is family → the revision this deploy
-/// registered, where an earlier run did. Known before anything is registered, it goes into the
-/// record's opening write, so that it is on record before any `UpdateService`.
+/// this deploy's revision already (on a rerun): `ours` is service → this deploy's revision,
+/// where it is known. Known before anything is registered, it can go into the record's opening
+/// write, so that it is on record before any `UpdateService`.
 pub fn previous(current: &Current, ours: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     current
         .families
         .iter()
-        .filter_map(|(service, family)| {
+        .filter_map(|(service, _)| {
             let runs = current.services[service].task_definition()?;
-            (ours.get(family).map(String::as_str) != Some(runs))
+            (ours.get(service).map(String::as_str) != Some(runs))
                 .then(|| (service.clone(), runs.to_owned()))
         })
         .collect()

@@ -43,6 +43,7 @@ from moto.ecs.exceptions import (
 )
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
+from . import deployments
 from .agent import Agent, resource_requirements
 from .config import Endpoints, Tunables
 from .scheduler import Scheduler, ecs_controlled
@@ -336,7 +337,7 @@ def _update_service(self, props):
     service = _moto_update_service(self, props)
     if service.task_definition:
         service.task_definition = self.describe_task_definition(service.task_definition).arn
-    SCHEDULER.service_updated(service, new_revision=service.task_definition != before or force)
+    SCHEDULER.service_updated(self, service, new_revision=service.task_definition != before or force)
     return service
 
 
@@ -351,7 +352,7 @@ def _create_service_response(self):
     service.capacity_provider_strategy = self._get_param("capacityProviderStrategy")
     service.health_check_grace_period_seconds = self._get_param("healthCheckGracePeriodSeconds")
     service.enable_execute_command = bool(self._get_param("enableExecuteCommand"))
-    SCHEDULER.service_created(service)
+    SCHEDULER.service_created(self.ecs_backend, service)
     return result
 
 
@@ -398,4 +399,5 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     ecs_responses.EC2ContainerServiceResponse.list_tasks = _list_tasks_response
     ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
     ecs_responses.EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions_response
+    deployments.install()
     assert ecs_models.Task is Task

@@ -40,6 +40,7 @@ import uuid
 from moto.core.utils import utcnow
 from moto.ecs.models import Task
 
+from . import deployments
 from .agent import Agent, now
 
 SCHEDULER_STOP = "ServiceSchedulerInitiated"
@@ -94,12 +95,14 @@ class Scheduler:
         service.events.insert(0, {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": message})
         del service.events[100:]
 
-    def service_created(self, service) -> None:
+    def service_created(self, backend, service) -> None:
         service.deployments = [self.new_deployment(service, service.task_definition)]
         service.running_count = 0
         service.pending_count = 0
+        if ecs_controlled(service):
+            deployments.start(service, backend, service.deployments[0], self.threshold(service.desired_count))
 
-    def service_updated(self, service, new_revision: bool) -> None:
+    def service_updated(self, backend, service, new_revision: bool) -> None:
         if not ecs_controlled(service):
             # No rollout and no tasks; moto counts the desired tasks as running.
             service.deployments[0]["desiredCount"] = service.desired_count
@@ -110,6 +113,7 @@ class Scheduler:
             for deployment in service.deployments:
                 deployment["status"] = "ACTIVE"
             service.deployments.insert(0, self.new_deployment(service, service.task_definition))
+            deployments.start(service, backend, service.deployments[0], self.threshold(service.desired_count))
         else:
             service.deployments[0]["desiredCount"] = service.desired_count
 
@@ -173,6 +177,8 @@ class Scheduler:
                 self.schedule_service(backend, service)
 
     def schedule_service(self, backend, service) -> None:
+        for requested in deployments.rollbacks_requested(service):
+            self.roll_back(service, requested)
         by_deployment = self.tasks_by_deployment(backend, service)
         primary = service.deployments[0]
         mine = by_deployment.get(primary["id"], [])
@@ -207,6 +213,7 @@ class Scheduler:
                 primary["updatedAt"] = utcnow()
                 self.event(service, f"(service {service.name}) (deployment {primary['id']}) deployment completed.")
                 self.event(service, f"(service {service.name}) has reached a steady state.")
+                deployments.completed(service, primary)
 
         if primary["rolloutState"] == "COMPLETED":
             current = {d["id"] for d in service.deployments}
@@ -248,6 +255,7 @@ class Scheduler:
             pending += deployment["pendingCount"]
         service.running_count = running
         service.pending_count = pending
+        deployments.refresh(service, self.threshold(service.desired_count))
 
     def keep_count(self, backend, service, primary: dict, live: list[Task]) -> list[Task]:
         """Start, stop and replace the PRIMARY deployment's tasks towards
@@ -316,16 +324,36 @@ class Scheduler:
             [t for t in tasks if t.desired_status == "RUNNING"],
             f"Deployment {primary['id']} failed",
         )
-        if not rollback:
-            return
         previous = next(
             (d for d in service.deployments[1:] if d["rolloutState"] == "COMPLETED"),
             service.deployments[1] if len(service.deployments) > 1 else None,
         )
-        if previous is None:
-            return
-        target = self.new_deployment(service, previous["taskDefinition"])
-        primary["status"] = "ACTIVE"
+        target = None
+        if rollback and previous is not None:
+            target = self.new_deployment(service, previous["taskDefinition"])
+            target["_revision"] = previous.get("_revision")
+        deployments.breaker_fired(service, primary, target, rollback)
+        if target is not None:
+            self.start_rollback(service, target)
+
+    def start_rollback(self, service, target: dict) -> None:
+        """`target`, a deployment of an earlier revision, becomes PRIMARY."""
+        service.deployments[0]["status"] = "ACTIVE"
         service.deployments.insert(0, target)
-        service.task_definition = previous["taskDefinition"]
+        service.task_definition = target["taskDefinition"]
         self.event(service, f"(service {service.name}) rolling back to deployment {target['id']}.")
+
+    def roll_back(self, service, requested: dict) -> None:
+        """A service deployment that StopServiceDeployment asked to roll back:
+        its source revision goes back as PRIMARY, and the new tasks go once
+        it is steady."""
+        revision = deployments.revisions_of(service).get(requested.get("_rollback_to") or "")
+        if revision is None:
+            deployments.finish(requested, "ROLLBACK_FAILED", deployments.NO_ROLLBACK_TARGET, utcnow())
+            return
+        for deployment in service.deployments:
+            deployment["status"] = "ACTIVE"
+        target = self.new_deployment(service, revision["taskDefinition"])
+        target["_revision"] = revision["serviceRevisionArn"]
+        deployments.roll_back(requested, target, deployments.USER_ROLLBACK, utcnow())
+        self.start_rollback(service, target)

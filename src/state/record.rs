@@ -112,6 +112,9 @@ pub struct ServiceRollout {
     /// Set once `UpdateService` answered (or the service was found on the revision).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_id: Option<String>,
+    /// The service deployment ECS keeps of the rollout (its ARN): a rerun waits on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_deployment: Option<String>,
     pub outcome: RolloutOutcome,
 }
 

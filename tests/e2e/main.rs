@@ -10,6 +10,7 @@ mod harness;
 mod cache;
 mod cleanup;
 mod deploy;
+mod deployments;
 mod docker_tls;
 mod images;
 mod init;

@@ -157,7 +157,13 @@ async fn a_failed_deployment_left_in_place_is_started_again_by_the_rerun() {
     app.set_web_breaker(Some(false)).await;
     let run = app.deploy(&[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains("is FAILED"), "{}", run.stderr);
+    // ECS's service deployment says who stopped it: the circuit breaker, its rollback off.
+    assert!(
+        run.stderr
+            .contains("was stopped (STOPPED): the circuit breaker counted"),
+        "{}",
+        run.stderr
+    );
 
     let counted = app.counters();
     let rerun = app.deploy(&[]);

@@ -170,6 +170,12 @@ fn fill(
                 rollout_state: RolloutState::Completed,
                 already: true,
                 ends_on: Some(revision),
+                service_deployment: earlier
+                    .services
+                    .get(service)
+                    .and_then(|s| s.service_deployment.clone()),
+                service_deployment_status: None,
+                deployment_created: None,
             }
         })
         .collect();

@@ -31,7 +31,9 @@ async fn roll_back(
 ) -> Result<(), Error> {
     let back = &mut report.rolled_back;
     let (ecs, settings, lock) = (&cx.clients.ecs, cx.settings, cx.lock);
-    rollout::roll_back(ecs, settings, lock, record, ledger.reporter, back).await?;
+    let reporter = ledger.reporter;
+    let talk = (reporter, &mut ledger.warnings);
+    rollout::roll_back(ecs, settings, lock, record, talk, back).await?;
     ledger.done(if back.is_empty() {
         "no service had moved".to_owned()
     } else {

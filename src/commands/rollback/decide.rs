@@ -135,6 +135,7 @@ mod tests {
                         ServiceRollout {
                             revision: (*revision).to_owned(),
                             deployment_id: None,
+                            service_deployment: None,
                             outcome: *outcome,
                         },
                     )

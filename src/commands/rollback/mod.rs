@@ -312,6 +312,7 @@ fn fresh_record(
                     ServiceRollout {
                         revision: t.task_definition.clone(),
                         deployment_id: None,
+                        service_deployment: None,
                         outcome: RolloutOutcome::Starting,
                     },
                 )
@@ -340,7 +341,16 @@ async fn roll_back(
         None => {
             let cluster = Cluster::of(settings);
             let history = started.history;
-            rollout::wait(ecs, cluster, &mut report.services, history, reporter).await
+            let warnings = &mut report.warnings;
+            rollout::wait(
+                ecs,
+                cluster,
+                &mut report.services,
+                history,
+                reporter,
+                warnings,
+            )
+            .await
         }
     };
     record

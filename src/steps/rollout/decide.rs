@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceDeployment};
 use serde::Serialize;
 
+use super::deployment::decide as service_deployment;
 use crate::aws::arn;
 use crate::steps::rollout::{Rolled, Target};
 
@@ -89,10 +90,14 @@ pub(super) struct Poll {
 }
 
 /// Judges every service in one poll, so that a failure of one does not hide that another
-/// completed in the same poll: the record says how each ended. `grace_over`: the time ECS may
-/// take to show a new deployment has passed.
+/// completed in the same poll: the record says how each ended. Each rollout whose service
+/// deployment was read is judged by it. `grace_over`: the time ECS may take to show a new
+/// deployment has passed.
 pub(super) fn poll(
-    services: &BTreeMap<String, Service>,
+    (services, deployments): (
+        &BTreeMap<String, Service>,
+        &BTreeMap<String, ServiceDeployment>,
+    ),
     rolled: &mut [Rolled],
     shown: &mut HashSet<String>,
     grace_over: bool,
@@ -113,7 +118,14 @@ pub(super) fn poll(
             shown.insert(rolled.service.clone());
         }
         let settled = grace_over || shown.contains(&rolled.service);
-        match judge(service, rolled, settled) {
+        let ours = rolled
+            .service_deployment
+            .as_ref()
+            .and_then(|arn| deployments.get(arn));
+        if let Some(status) = ours.and_then(|d| d.status()) {
+            rolled.service_deployment_status = Some(status.as_str().to_owned());
+        }
+        match judge(service, rolled, settled, ours) {
             Verdict::Completed => {
                 rolled.rollout_state = RolloutState::Completed;
                 seen.states.push(format!("{}: COMPLETED", rolled.service));
@@ -139,12 +151,26 @@ pub(super) enum Verdict {
     Failed(String),
 }
 
-/// `settled`: our deployment was seen in a read before, or the grace period is over.
-pub(super) fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdict {
+/// `settled`: our deployment was seen in a read before, or the grace period is over. `sd`: our
+/// service deployment, when it was read: its status is the verdict.
+pub(super) fn judge(
+    service: &Service,
+    rolled: &Rolled,
+    settled: bool,
+    sd: Option<&ServiceDeployment>,
+) -> Verdict {
     let ours = service
         .deployments()
         .iter()
         .find(|d| d.id() == Some(rolled.deployment_id.as_str()));
+    if let Some(sd) = sd {
+        return match service_deployment::judge(sd, ours) {
+            Verdict::InProgress(state) => ours
+                .and_then(|d| gives_up(service, rolled, d))
+                .unwrap_or(Verdict::InProgress(state)),
+            verdict => verdict,
+        };
+    }
     match ours {
         Some(deployment) => {
             let state = RolloutState::of(deployment);
@@ -158,20 +184,12 @@ pub(super) fn judge(service: &Service, rolled: &Rolled, settled: bool) -> Verdic
                         .rollout_state_reason()
                         .unwrap_or("no reason given")
                 )),
-                _ if !has_circuit_breaker(service)
-                    && deployment.failed_tasks() >= failure_threshold(desired) =>
-                {
-                    Verdict::Failed(format!(
-                        "deployment `{}`: {} tasks of our revision failed and none stayed up; the service has no circuit breaker, so ECS would go on replacing them (berth gives up at the breaker's threshold, {})",
-                        rolled.deployment_id,
-                        deployment.failed_tasks(),
-                        failure_threshold(desired)
+                _ => gives_up(service, rolled, deployment).unwrap_or_else(|| {
+                    Verdict::InProgress(format!(
+                        "{state}, {running}/{desired} running, {} failed tasks",
+                        deployment.failed_tasks()
                     ))
-                }
-                _ => Verdict::InProgress(format!(
-                    "{state}, {running}/{desired} running, {} failed tasks",
-                    deployment.failed_tasks()
-                )),
+                }),
             }
         }
         None if !settled => Verdict::InProgress(format!(
@@ -210,6 +228,19 @@ pub(super) fn where_each_ends(rolled: &[Rolled]) -> Vec<String> {
         lines.push(format!("  `{}` runs `{runs}` ({whose})", rolled.service));
     }
     lines
+}
+
+/// Without a circuit breaker ECS replaces failing tasks for ever: berth gives up at the
+/// breaker's threshold.
+fn gives_up(service: &Service, rolled: &Rolled, deployment: &Deployment) -> Option<Verdict> {
+    let threshold = failure_threshold(deployment.desired_count());
+    (!has_circuit_breaker(service) && deployment.failed_tasks() >= threshold).then(|| {
+        Verdict::Failed(format!(
+            "deployment `{}`: {} tasks of our revision failed and none stayed up; the service has no circuit breaker, so ECS would go on replacing them (berth gives up at the breaker's threshold, {threshold})",
+            rolled.deployment_id,
+            deployment.failed_tasks(),
+        ))
+    })
 }
 
 fn has_circuit_breaker(service: &Service) -> bool {
@@ -253,6 +284,9 @@ mod tests {
             rollout_state: RolloutState::InProgress,
             already: false,
             ends_on: None,
+            service_deployment: None,
+            service_deployment_status: None,
+            deployment_created: None,
         }
     }
 
@@ -285,7 +319,10 @@ mod tests {
                 2,
             )],
         );
-        assert!(matches!(judge(&done, &rolled(), true), Verdict::Completed));
+        assert!(matches!(
+            judge(&done, &rolled(), true, None),
+            Verdict::Completed
+        ));
         let short = service(
             OURS,
             vec![deployment(
@@ -296,7 +333,7 @@ mod tests {
             )],
         );
         assert!(matches!(
-            judge(&short, &rolled(), true),
+            judge(&short, &rolled(), true, None),
             Verdict::InProgress(_)
         ));
     }
@@ -315,7 +352,7 @@ mod tests {
                 deployment("ecs-svc/ours", OURS, DeploymentRolloutState::Failed, 0),
             ],
         );
-        let Verdict::Failed(reason) = judge(&rolling_back, &rolled(), true) else {
+        let Verdict::Failed(reason) = judge(&rolling_back, &rolled(), true, None) else {
             panic!("a FAILED deployment must fail the rollout");
         };
         assert!(reason.contains("circuit breaker"), "{reason}");
@@ -333,13 +370,13 @@ mod tests {
                 2,
             )],
         );
-        let Verdict::Failed(reason) = judge(&rolled_back, &rolled(), true) else {
+        let Verdict::Failed(reason) = judge(&rolled_back, &rolled(), true, None) else {
             panic!("a rollback must fail the rollout");
         };
         assert!(reason.contains("rolled back"), "{reason}");
         // A stale read right after UpdateService looks the same: not yet a verdict.
         assert!(matches!(
-            judge(&rolled_back, &rolled(), false),
+            judge(&rolled_back, &rolled(), false, None),
             Verdict::InProgress(_)
         ));
     }
@@ -382,9 +419,17 @@ mod tests {
                 rollout_state: RolloutState::InProgress,
                 already: false,
                 ends_on: None,
+                service_deployment: None,
+                service_deployment_status: None,
+                deployment_created: None,
             },
         ];
-        let seen = poll(&services, &mut all, &mut HashSet::new(), false);
+        let seen = poll(
+            (&services, &BTreeMap::new()),
+            &mut all,
+            &mut HashSet::new(),
+            false,
+        );
         assert_eq!(seen.failed.len(), 1);
         assert_eq!(seen.failed[0].0, 0);
         assert!(!seen.done);
@@ -440,7 +485,7 @@ mod tests {
             ("with a breaker, ECS decides", 50, 2, true, false),
         ];
         for (case, failed, desired, breaker, fails) in rows {
-            let verdict = judge(&failing(failed, desired, breaker), &rolled(), true);
+            let verdict = judge(&failing(failed, desired, breaker), &rolled(), true, None);
             match verdict {
                 Verdict::Failed(reason) => {
                     assert!(fails, "{case}: {reason}");

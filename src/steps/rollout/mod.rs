@@ -6,6 +6,7 @@
 //! again, on the old revision, and the waiter reports success.
 
 mod decide;
+mod deployment;
 mod explain;
 mod pace;
 pub mod step;
@@ -13,7 +14,7 @@ pub mod step;
 use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service};
+use aws_sdk_ecs::types::{Deployment, DesiredStatus, Service, ServiceDeployment};
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -63,6 +64,15 @@ pub struct Rolled {
     pub already: bool,
     /// The revision the service runs at the end (after a rollback, not ours).
     pub ends_on: Option<String>,
+    /// The service deployment ECS keeps of this rollout (its ARN), when berth knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_deployment: Option<String>,
+    /// Its status as last seen: `SUCCESSFUL`, `ROLLBACK_SUCCESSFUL`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_deployment_status: Option<String>,
+    /// When ECS created `deployment_id`: its service deployment was created with it.
+    #[serde(skip)]
+    pub deployment_created: Option<aws_smithy_types::DateTime>,
 }
 
 impl Rolled {
@@ -75,6 +85,24 @@ impl Rolled {
             rollout_state: RolloutState::of(deployment),
             already,
             ends_on: Some(target.task_definition.clone()),
+            service_deployment: None,
+            service_deployment_status: None,
+            deployment_created: deployment.created_at().copied(),
+        }
+    }
+
+    /// Not rolled out: its update failed and left the service on `ends_on`.
+    fn refused(target: &Target, ends_on: Option<String>) -> Self {
+        Self {
+            service: target.service.clone(),
+            task_definition: target.task_definition.clone(),
+            deployment_id: String::new(),
+            rollout_state: RolloutState::Failed,
+            already: false,
+            ends_on,
+            service_deployment: None,
+            service_deployment_status: None,
+            deployment_created: None,
         }
     }
 }
@@ -187,7 +215,12 @@ async fn start_one(
         arn::short(&target.task_definition),
         deployment.id().unwrap_or_default()
     ));
-    Ok(Rolled::new(target, deployment, false))
+    let mut rolled = Rolled::new(target, deployment, false);
+    rolled.service_deployment = output
+        .service()
+        .and_then(|s| s.current_service_deployment())
+        .map(str::to_owned);
+    Ok(rolled)
 }
 
 /// How the services' updates went.
@@ -219,14 +252,10 @@ async fn settle_refused(
             started.rolled.push(Rolled::new(target, deployment, false));
             continue;
         }
-        started.rolled.push(Rolled {
-            service: target.service.clone(),
-            task_definition: target.task_definition.clone(),
-            deployment_id: String::new(),
-            rollout_state: RolloutState::Failed,
-            already: false,
-            ends_on: service.and_then(|s| s.task_definition().map(str::to_owned)),
-        });
+        started.rolled.push(Rolled::refused(
+            target,
+            service.and_then(|s| s.task_definition().map(str::to_owned)),
+        ));
         started.refused.get_or_insert(Error::UpdateFailed {
             service: format!("`{}`", target.service),
             source: Box::new(error),
@@ -234,16 +263,21 @@ async fn settle_refused(
     }
 }
 
-/// Waits until every deployment completed, one failed, or the timeout passed.
+/// Waits until every deployment completed, one failed, or the timeout passed: judged by each
+/// service deployment where ECS lets berth read them, else by `DescribeServices` alone (a
+/// warning in `warnings` says so).
 pub async fn wait(
     ecs: &Client,
     cluster: Cluster<'_>,
     rolled: &mut [Rolled],
     seen_events: History,
     reporter: &dyn Reporter,
+    warnings: &mut Vec<String>,
 ) -> Result<(), Error> {
     let watch = Watch::new(cluster.timeouts.heartbeat);
-    let looking = look_until_done(ecs, cluster, rolled, seen_events, reporter, &watch);
+    let mut reads = deployment::Reads::new(reporter, warnings);
+    reads.attach(ecs, cluster, rolled).await;
+    let looking = look_until_done(ecs, cluster, rolled, seen_events, &mut reads, &watch);
     watch
         .around(reporter, "waiting on the rollout", looking)
         .await
@@ -280,9 +314,10 @@ async fn look_until_done(
     cluster: Cluster<'_>,
     rolled: &mut [Rolled],
     mut seen_events: History,
-    reporter: &dyn Reporter,
+    reads: &mut deployment::Reads<'_>,
     watch: &Watch,
 ) -> Result<(), Error> {
+    let reporter = reads.reporter;
     let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
     let mut shown: HashSet<String> = HashSet::new();
     let mut pace = Pace::new(cluster.timeouts.poll, tokio::time::Instant::now());
@@ -295,8 +330,8 @@ async fn look_until_done(
         let looked = tokio::time::Instant::now();
         pace.look(looked);
         // A service gone in the middle of the rollout fails the rollout (exit 1), not the settings.
-        let services = match services::describe(ecs, cluster.name, &names).await {
-            Ok(services) => services,
+        let (services, deployments) = match look(ecs, cluster.name, &names, rolled, reads).await {
+            Ok(seen) => seen,
             // Throttled or unanswered even after the SDK's retries: look again at the next poll.
             Err(error) if crate::aws::is_transient(&error) => {
                 watch.beat(
@@ -322,7 +357,7 @@ async fn look_until_done(
         };
         tell_new_events(services.values(), &mut seen_events, reporter);
         let seen = poll(
-            &services,
+            (&services, &deployments),
             rolled,
             &mut shown,
             watch.elapsed() >= SHOW_UP_GRACE,
@@ -342,6 +377,27 @@ async fn look_until_done(
         watch.beat(reporter, &state);
         pause_until(pace.next(looked, all_running(&services, rolled))).await;
     }
+}
+
+/// One look: the services and, where they can be read, their service deployments, at once.
+async fn look(
+    ecs: &Client,
+    cluster: &str,
+    names: &[String],
+    rolled: &[Rolled],
+    reads: &mut deployment::Reads<'_>,
+) -> Result<
+    (
+        BTreeMap<String, Service>,
+        BTreeMap<String, ServiceDeployment>,
+    ),
+    Error,
+> {
+    let (services, deployments) = tokio::join!(
+        services::describe(ecs, cluster, names),
+        reads.look(ecs, rolled)
+    );
+    Ok((services?, deployments?))
 }
 
 /// Every service's deployment of our revision runs all the tasks it wants: the deployment may

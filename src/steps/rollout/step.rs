@@ -74,7 +74,17 @@ pub async fn run(
     // Each deployment is noted with the record's next write: a rerun finds it in ECS (the
     // service runs our revision), and the record already says the rollout was starting.
     record.stage(|r| note_rollouts(r, rolled));
-    let waited = rollout::wait(ecs, cluster, rolled, started.history, ledger.reporter).await;
+    attach_recorded(rolled, record);
+    let reporter = ledger.reporter;
+    let waited = rollout::wait(
+        ecs,
+        cluster,
+        rolled,
+        started.history,
+        reporter,
+        &mut ledger.warnings,
+    )
+    .await;
     if waited.is_ok() {
         // Completed: the next write of the record takes it along; a rerun reads ECS anyway.
         record.stage(|r| note_rollouts(r, rolled));
@@ -96,6 +106,19 @@ pub async fn run(
     Ok(())
 }
 
+/// A rollout this run found under way (a rerun) waits on the service deployment the record
+/// names for it, if the record names one of this revision.
+fn attach_recorded(rolled: &mut [Rolled], record: &Record) {
+    for rolled in rolled.iter_mut().filter(|r| r.service_deployment.is_none()) {
+        rolled.service_deployment = record
+            .value
+            .services
+            .get(&rolled.service)
+            .filter(|s| s.revision == rolled.task_definition)
+            .and_then(|s| s.service_deployment.clone());
+    }
+}
+
 /// Why the rollout is skipped: every service runs the deploy's revision.
 pub const ALREADY: &str = "services already on this deploy's revisions";
 
@@ -114,6 +137,7 @@ pub fn note_starting(record: &mut DeployRecord, current: &Current, targets: &[Ta
             .or_insert_with(|| ServiceRollout {
                 revision: target.task_definition.clone(),
                 deployment_id: None,
+                service_deployment: None,
                 outcome: RolloutOutcome::Starting,
             });
     }
@@ -159,6 +183,7 @@ pub fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
                 revision: rolled.task_definition.clone(),
                 // None: its update failed, and it did not move.
                 deployment_id: Some(rolled.deployment_id.clone()).filter(|id| !id.is_empty()),
+                service_deployment: rolled.service_deployment.clone(),
                 outcome,
             },
         );
@@ -172,7 +197,7 @@ pub async fn roll_back(
     settings: &Settings,
     lock: &Lock,
     record: &mut Record,
-    reporter: &dyn Reporter,
+    (reporter, warnings): (&dyn Reporter, &mut Vec<String>),
     rolled_back: &mut Vec<Rolled>,
 ) -> Result<(), Error> {
     let back: Vec<Target> = settings
@@ -204,6 +229,7 @@ pub async fn roll_back(
         rolled_back,
         started.history,
         reporter,
+        warnings,
     )
     .await?;
     record

@@ -1,0 +1,304 @@
+//! A service deployment's verdict, pure: one row per status ECS gives it, and why it failed,
+//! read from what ECS says of it (the circuit breaker's count, the alarms, the hooks, the
+//! rollback). The I/O around it is in [`super`].
+
+use aws_sdk_ecs::types::{
+    Deployment, DeploymentLifecycleHookStatus, ServiceDeployment,
+    ServiceDeploymentRollbackMonitorsStatus as Monitor, ServiceDeploymentStatus as Status,
+};
+
+use super::super::decide::Verdict;
+use crate::aws::arn;
+
+/// The verdict on `ours`, the service deployment of this rollout. `legacy`: its deployment as
+/// `DescribeServices` shows it, for the tasks that failed where no circuit breaker counts them.
+pub fn judge(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> Verdict {
+    let id = id(ours);
+    let status = ours.status().map_or("UNKNOWN", Status::as_str);
+    match ours.status() {
+        Some(Status::Successful) => Verdict::Completed,
+        Some(Status::Pending | Status::InProgress) => Verdict::InProgress(progress(ours, legacy)),
+        Some(Status::RollbackRequested | Status::RollbackInProgress) => Verdict::Failed(format!(
+            "ECS is rolling service deployment `{id}` back ({status}): {}",
+            why(ours)
+        )),
+        Some(Status::RollbackSuccessful) => Verdict::Failed(format!(
+            "ECS rolled service deployment `{id}` back: {}",
+            why(ours)
+        )),
+        Some(Status::RollbackFailed) => Verdict::Failed(format!(
+            "ECS could not roll service deployment `{id}` back (ROLLBACK_FAILED): {}",
+            why(ours)
+        )),
+        Some(Status::StopRequested | Status::Stopped) => Verdict::Failed(format!(
+            "service deployment `{id}` was stopped ({status}): {}",
+            why(ours)
+        )),
+        // A status newer than this berth: not a verdict; the rollout's timeout bounds the wait.
+        _ => Verdict::InProgress(format!("{status} (a status berth does not know)")),
+    }
+}
+
+/// `IN_PROGRESS, 1/2 running, 1/3 tasks failed, stage BAKE_TIME`.
+fn progress(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> String {
+    let status = ours.status().map_or("UNKNOWN", Status::as_str);
+    let mut parts = vec![status.to_owned()];
+    if let Some(target) = ours.target_service_revision() {
+        parts.push(format!(
+            "{}/{} running",
+            target.running_task_count(),
+            target.requested_task_count()
+        ));
+    }
+    match ours.deployment_circuit_breaker() {
+        Some(breaker) if breaker.status() == Some(&Monitor::Monitoring) => parts.push(format!(
+            "{}/{} tasks failed",
+            breaker.failure_count(),
+            breaker.threshold()
+        )),
+        _ => parts.extend(legacy.map(|d| format!("{} failed tasks", d.failed_tasks()))),
+    }
+    if let Some(stage) = ours.lifecycle_stage() {
+        parts.push(format!("stage {}", stage.as_str()));
+    }
+    parts.join(", ")
+}
+
+/// Why ECS rolled back or stopped: what triggered it (the circuit breaker with its count, the
+/// alarms by name, a hook by its function), else the reason ECS gives.
+pub fn why(ours: &ServiceDeployment) -> String {
+    let mut causes = Vec::new();
+    if let Some(breaker) = ours.deployment_circuit_breaker()
+        && breaker.status() == Some(&Monitor::Triggered)
+    {
+        causes.push(format!(
+            "the circuit breaker counted {}/{} failed tasks",
+            breaker.failure_count(),
+            breaker.threshold()
+        ));
+    }
+    if let Some(alarms) = ours.alarms()
+        && alarms.status() == Some(&Monitor::Triggered)
+    {
+        let names: Vec<String> = alarms
+            .triggered_alarm_names()
+            .iter()
+            .map(|name| format!("`{name}`"))
+            .collect();
+        causes.push(format!("alarm {} in ALARM", names.join(", ")));
+    }
+    for hook in ours.lifecycle_hook_details() {
+        if let Some(
+            status @ (DeploymentLifecycleHookStatus::Failed
+            | DeploymentLifecycleHookStatus::TimedOut),
+        ) = hook.status()
+        {
+            let target = hook
+                .target_arn()
+                .map_or_else(|| "a pause hook".to_owned(), |t| format!("`{t}`"));
+            let stage = ours
+                .lifecycle_stage()
+                .map_or(String::new(), |s| format!(" at {}", s.as_str()));
+            causes.push(format!(
+                "lifecycle hook {target} {}{stage}",
+                status.as_str()
+            ));
+        }
+    }
+    if causes.is_empty() {
+        let reason = ours
+            .rollback()
+            .and_then(|r| r.reason())
+            .or(ours.status_reason());
+        causes.push(
+            reason
+                .unwrap_or("ECS gave no reason")
+                .trim_end_matches('.')
+                .to_owned(),
+        );
+    }
+    causes.join("; ")
+}
+
+/// A service deployment's id: the last part of its ARN.
+pub fn id(ours: &ServiceDeployment) -> &str {
+    arn::short(ours.service_deployment_arn().unwrap_or("?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{
+        DeploymentLifecycleHookDetail, DeploymentLifecycleHookStatus, Rollback, ServiceDeployment,
+        ServiceDeploymentAlarms, ServiceDeploymentCircuitBreaker, ServiceDeploymentLifecycleStage,
+        ServiceDeploymentRollbackMonitorsStatus as Monitor, ServiceDeploymentStatus as Status,
+        ServiceRevisionSummary,
+    };
+
+    use super::{Verdict, judge};
+
+    const ARN: &str = "arn:aws:ecs:us-east-1:1:service-deployment/stg/web/abcDEF123";
+
+    fn deployment(status: Status) -> aws_sdk_ecs::types::builders::ServiceDeploymentBuilder {
+        ServiceDeployment::builder()
+            .service_deployment_arn(ARN)
+            .status(status)
+            .target_service_revision(
+                ServiceRevisionSummary::builder()
+                    .requested_task_count(2)
+                    .running_task_count(1)
+                    .build(),
+            )
+    }
+
+    fn breaker(status: Monitor, failed: i32) -> ServiceDeploymentCircuitBreaker {
+        ServiceDeploymentCircuitBreaker::builder()
+            .status(status)
+            .failure_count(failed)
+            .threshold(3)
+            .build()
+    }
+
+    fn said(verdict: Verdict) -> (&'static str, String) {
+        match verdict {
+            Verdict::Completed => ("completed", String::new()),
+            Verdict::InProgress(state) => ("waiting", state),
+            Verdict::Failed(reason) => ("failed", reason),
+        }
+    }
+
+    /// Every status ECS gives a service deployment is a row.
+    #[test]
+    fn every_status_is_a_row() {
+        let triggered = breaker(Monitor::Triggered, 3);
+        let rows = [
+            (
+                "success",
+                deployment(Status::Successful).build(),
+                "completed",
+                "",
+            ),
+            (
+                "pending",
+                deployment(Status::Pending).build(),
+                "waiting",
+                "PENDING, 1/2 running",
+            ),
+            (
+                "in progress, the breaker counting",
+                deployment(Status::InProgress)
+                    .deployment_circuit_breaker(breaker(Monitor::Monitoring, 1))
+                    .lifecycle_stage(ServiceDeploymentLifecycleStage::BakeTime)
+                    .build(),
+                "waiting",
+                "IN_PROGRESS, 1/2 running, 1/3 tasks failed, stage BAKE_TIME",
+            ),
+            (
+                "rolled back by the breaker",
+                deployment(Status::RollbackSuccessful)
+                    .deployment_circuit_breaker(triggered.clone())
+                    .rollback(
+                        Rollback::builder()
+                            .reason("The circuit breaker did it.")
+                            .build(),
+                    )
+                    .build(),
+                "failed",
+                "ECS rolled service deployment `abcDEF123` back: the circuit breaker counted 3/3 failed tasks",
+            ),
+            (
+                "rolling back",
+                deployment(Status::RollbackInProgress)
+                    .deployment_circuit_breaker(triggered.clone())
+                    .build(),
+                "failed",
+                "ECS is rolling service deployment `abcDEF123` back (ROLLBACK_IN_PROGRESS): the circuit breaker",
+            ),
+            (
+                "rollback asked for",
+                deployment(Status::RollbackRequested)
+                    .rollback(Rollback::builder().reason("A user asked.").build())
+                    .build(),
+                "failed",
+                "(ROLLBACK_REQUESTED): A user asked",
+            ),
+            (
+                "the rollback failed",
+                deployment(Status::RollbackFailed)
+                    .status_reason("No earlier revision.")
+                    .build(),
+                "failed",
+                "could not roll service deployment `abcDEF123` back (ROLLBACK_FAILED): No earlier revision",
+            ),
+            (
+                "stopped by a newer deployment",
+                deployment(Status::Stopped)
+                    .status_reason("A newer service deployment started.")
+                    .build(),
+                "failed",
+                "service deployment `abcDEF123` was stopped (STOPPED): A newer service deployment started",
+            ),
+            (
+                "stopping",
+                deployment(Status::StopRequested).build(),
+                "failed",
+                "(STOP_REQUESTED): ECS gave no reason",
+            ),
+            (
+                "an alarm rolled it back",
+                deployment(Status::RollbackSuccessful)
+                    .alarms(
+                        ServiceDeploymentAlarms::builder()
+                            .status(Monitor::Triggered)
+                            .triggered_alarm_names("web-5xx")
+                            .build(),
+                    )
+                    .build(),
+                "failed",
+                "alarm `web-5xx` in ALARM",
+            ),
+            (
+                "a hook failed",
+                deployment(Status::RollbackSuccessful)
+                    .lifecycle_stage(ServiceDeploymentLifecycleStage::PostTestTrafficShift)
+                    .lifecycle_hook_details(
+                        DeploymentLifecycleHookDetail::builder()
+                            .target_arn("arn:aws:lambda:us-east-1:1:function:smoke")
+                            .status(DeploymentLifecycleHookStatus::Failed)
+                            .build(),
+                    )
+                    .build(),
+                "failed",
+                "lifecycle hook `arn:aws:lambda:us-east-1:1:function:smoke` FAILED at POST_TEST_TRAFFIC_SHIFT",
+            ),
+            (
+                "a status from a newer ECS",
+                deployment(Status::from("SOMETHING_NEW")).build(),
+                "waiting",
+                "SOMETHING_NEW (a status berth does not know)",
+            ),
+        ];
+        for (case, ours, verdict, text) in rows {
+            let (got, said) = said(judge(&ours, None));
+            assert_eq!(got, verdict, "{case}: {said}");
+            assert!(said.contains(text), "{case}: {said:?} lacks {text:?}");
+        }
+    }
+
+    /// Without a circuit breaker ECS counts no failures on the service deployment: the tasks that
+    /// failed come from the service's own deployment.
+    #[test]
+    fn without_a_breaker_the_failed_tasks_come_from_the_services_deployment() {
+        let ours = deployment(Status::InProgress)
+            .deployment_circuit_breaker(
+                ServiceDeploymentCircuitBreaker::builder()
+                    .status(Monitor::Disabled)
+                    .build(),
+            )
+            .build();
+        let legacy = aws_sdk_ecs::types::Deployment::builder()
+            .failed_tasks(2)
+            .build();
+        let (_, state) = said(judge(&ours, Some(&legacy)));
+        assert_eq!(state, "IN_PROGRESS, 1/2 running, 2 failed tasks");
+    }
+}

@@ -125,6 +125,10 @@ class Tunables:
         default_factory=lambda: _env_float("BERTH_SANDBOX_CLIENT_TOKEN_TTL_SECONDS", 86400.0)
     )
 
+    # How long a minute of a deployment's bake times and hook timeouts lasts
+    # (ECS counts them in minutes; tests shorten them).
+    minute_seconds: float = field(default_factory=lambda: _env_float("BERTH_SANDBOX_MINUTE_SECONDS", 60.0))
+
     def update(self, values: dict) -> None:
         for key, value in values.items():
             if not hasattr(self, key):

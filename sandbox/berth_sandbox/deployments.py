@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import secrets
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -42,6 +42,8 @@ FINAL = ("SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED")
 SUPERSEDED = "Service deployment stopped: a newer service deployment of the service started."
 BREAKER_REASON = "Service deployment failed: the deployment circuit breaker detected failed tasks."
 BREAKER_ROLLBACK = "The deployment circuit breaker initiated the rollback operation."
+ALARM_REASON = "Service deployment failed: a CloudWatch alarm of the deployment went into ALARM."
+ALARM_ROLLBACK = "A CloudWatch alarm initiated the rollback operation."
 USER_ROLLBACK = "A user initiated the rollback operation (StopServiceDeployment)."
 NO_ROLLBACK_TARGET = "Service deployment rollback failed: no earlier service revision to roll back to."
 
@@ -153,6 +155,7 @@ def start(service, backend, legacy: dict, threshold: int) -> dict:
         "deploymentCircuitBreaker": _breaker(service, threshold),
         "alarms": _alarms(service),
         "_legacy": legacy["id"],
+        "_strategy": (getattr(service, "deployment_configuration", None) or {}).get("strategy") or "ROLLING",
         # What a rollback returns to: the last successful revision, else the newest before.
         "_rollback_to": next(
             (d["_revision"] for d in sources if d.get("rolloutState") == "COMPLETED"),
@@ -198,11 +201,23 @@ def completed(service, legacy: dict) -> None:
         finish(rolling_back, "ROLLBACK_SUCCESSFUL", rolling_back.get("statusReason"), now)
 
 
-def breaker_fired(service, legacy: dict, rollback: dict | None, rollback_on: bool) -> None:
-    """The circuit breaker failed `legacy`: its service deployment rolls back
-    to `rollback` (the legacy deployment that carries the rollback out) or,
-    without the breaker's rollback, stops. A rollback that itself fails
-    fails its service deployment's rollback."""
+def mark_cause(deployment: dict, cause: dict) -> str:
+    """Notes what failed the deployment (the circuit breaker, or alarms in
+    ALARM) on it; the reason to roll it back."""
+    if cause["kind"] == "alarm":
+        deployment["alarms"].update(status="TRIGGERED", triggeredAlarmNames=list(cause["names"]))
+        deployment["statusReason"] = ALARM_REASON
+        return ALARM_ROLLBACK
+    deployment["deploymentCircuitBreaker"].update(status="TRIGGERED", failureCount=cause["failed"])
+    deployment["statusReason"] = BREAKER_REASON
+    return BREAKER_ROLLBACK
+
+
+def failed(service, legacy: dict, rollback: dict | None, rollback_on: bool, cause: dict) -> None:
+    """The circuit breaker or an alarm failed `legacy`: its service deployment
+    rolls back to `rollback` (the legacy deployment that carries the rollback
+    out) or, without rollback, stops. A rollback that itself fails fails its
+    service deployment's rollback."""
     now = utcnow()
     failing_rollback = of_legacy(service, legacy["id"], "_rollback")
     if failing_rollback is not None and failing_rollback["status"] in ONGOING:
@@ -210,16 +225,20 @@ def breaker_fired(service, legacy: dict, rollback: dict | None, rollback_on: boo
     ours = of_legacy(service, legacy["id"])
     if ours is None or ours["status"] not in ONGOING:
         return
-    ours["deploymentCircuitBreaker"].update(status="TRIGGERED", failureCount=legacy.get("failedTasks", 0))
-    ours["statusReason"] = BREAKER_REASON
+    why = mark_cause(ours, cause)
     ours["updatedAt"] = now
     if not rollback_on:
-        finish(ours, "STOPPED", BREAKER_REASON, now)
-        ours["stoppedAt"] = now
+        stop(ours, now)
     elif rollback is None:
         finish(ours, "ROLLBACK_FAILED", NO_ROLLBACK_TARGET, now)
     else:
-        roll_back(ours, rollback, BREAKER_ROLLBACK, now)
+        roll_back(ours, rollback, why, now)
+
+
+def stop(deployment: dict, now) -> None:
+    """Failed without rollback: STOPPED where it is."""
+    finish(deployment, "STOPPED", deployment.get("statusReason"), now)
+    deployment["stoppedAt"] = now
 
 
 def roll_back(deployment: dict, rollback: dict, reason: str, now) -> None:
@@ -260,11 +279,7 @@ def refresh(service, threshold: int) -> None:
         if breaker["status"] == "MONITORING" and mine is not None:
             breaker["failureCount"] = mine.get("failedTasks", 0)
             breaker["threshold"] = threshold
-    service.current_service_revisions = [
-        _summary(d["_revision"], d)
-        for d in service.deployments
-        if d.get("_revision")
-    ]
+    service.current_service_revisions = [_summary(d["_revision"], d) for d in service.deployments if d.get("_revision")]
 
 
 def rollbacks_requested(service) -> list[dict]:
@@ -319,7 +334,7 @@ def _epoch(value) -> float | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
     return float(value)
 
 
@@ -360,7 +375,16 @@ def list_service_deployments(self) -> ActionResult:
     return ActionResult(result)
 
 
-BRIEF = ("serviceDeploymentArn", "serviceArn", "clusterArn", "startedAt", "createdAt", "finishedAt", "status", "statusReason")
+BRIEF = (
+    "serviceDeploymentArn",
+    "serviceArn",
+    "clusterArn",
+    "startedAt",
+    "createdAt",
+    "finishedAt",
+    "status",
+    "statusReason",
+)
 
 
 def _described(self, param: str, kind: str, key: str) -> ActionResult:

@@ -43,7 +43,7 @@ from moto.ecs.exceptions import (
 )
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 
-from . import deployments
+from . import deployments, strategies
 from .agent import Agent, resource_requirements
 from .config import Endpoints, Tunables
 from .scheduler import Scheduler, ecs_controlled
@@ -331,6 +331,11 @@ def _update_service(self, props):
     name = props["service"].split("/")[-1]
     current = self._get_service(cluster_str, name)
     check_controller(current, props)
+    strategies.validate(
+        f"arn:aws:ecs:{self.region_name}:{self.account_id}",
+        props.get("deployment_configuration") or getattr(current, "deployment_configuration", None),
+        props.get("load_balancers") or current.load_balancers,
+    )
     before = current.task_definition
     # moto "forces" a deployment by renaming the current one; we start a new one.
     force = bool(props.pop("force_new_deployment", False))
@@ -345,6 +350,12 @@ _moto_create_service_response = ecs_responses.EC2ContainerServiceResponse.create
 
 
 def _create_service_response(self):
+    backend = self.ecs_backend
+    strategies.validate(
+        f"arn:aws:ecs:{backend.region_name}:{backend.account_id}",
+        self._get_param("deploymentConfiguration"),
+        self._get_param("loadBalancers"),
+    )
     result = _moto_create_service_response(self)
     service = self.ecs_backend._get_service(self._get_param("cluster", "default"), self._get_param("serviceName"))
     # moto drops these on CreateService; UpdateService stores what it is given.
@@ -400,4 +411,5 @@ def install(endpoints: Endpoints, tunables: Tunables) -> None:
     ecs_responses.EC2ContainerServiceResponse.describe_tasks = _describe_tasks_response
     ecs_responses.EC2ContainerServiceResponse.list_task_definitions = _list_task_definitions_response
     deployments.install()
+    strategies.install(SCHEDULER.strategies)
     assert ecs_models.Task is Task

@@ -42,6 +42,7 @@ from moto.ecs.models import Task
 
 from . import deployments
 from .agent import Agent, now
+from .strategies import Strategies
 
 SCHEDULER_STOP = "ServiceSchedulerInitiated"
 UNHEALTHY_REASON = "Task failed container health checks"
@@ -65,6 +66,7 @@ class Scheduler:
 
     def __init__(self, agent: Agent):
         self.agent = agent
+        self.strategies = Strategies(self)
 
     def new_deployment(self, service, task_definition: str) -> dict:
         deployment_id = f"ecs-svc/{random.randint(10**18, 10**19 - 1)}"
@@ -100,7 +102,7 @@ class Scheduler:
         service.running_count = 0
         service.pending_count = 0
         if ecs_controlled(service):
-            deployments.start(service, backend, service.deployments[0], self.threshold(service.desired_count))
+            deployments.start(service, backend, service.deployments[0], self.threshold(service))
 
     def service_updated(self, backend, service, new_revision: bool) -> None:
         if not ecs_controlled(service):
@@ -113,14 +115,24 @@ class Scheduler:
             for deployment in service.deployments:
                 deployment["status"] = "ACTIVE"
             service.deployments.insert(0, self.new_deployment(service, service.task_definition))
-            deployments.start(service, backend, service.deployments[0], self.threshold(service.desired_count))
+            deployments.start(service, backend, service.deployments[0], self.threshold(service))
         else:
             service.deployments[0]["desiredCount"] = service.desired_count
 
-    def threshold(self, desired: int) -> int:
-        # "a minimum threshold of 3 and a maximum threshold of 200 ... 0.5 * desired task count"
-        # (API_ServiceDeploymentCircuitBreaker)
-        return min(200, max(3, math.ceil(0.5 * desired)))
+    def threshold(self, service) -> int:
+        """The failed tasks at which the circuit breaker fires: by default half the
+        desired count, at least 3 and at most 200; `thresholdConfiguration` sets
+        it as a COUNT, or a BOUNDED_PERCENT (kept within 3 to 200) or
+        UNBOUNDED_PERCENT of the desired count
+        (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ServiceDeploymentCircuitBreaker.html,
+        https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ThresholdConfiguration.html)."""
+        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
+        config = breaker.get("thresholdConfiguration") or {}
+        kind, value = config.get("type", "BOUNDED_PERCENT"), int(config.get("value", 50))
+        if kind == "COUNT":
+            return max(1, value)
+        count = math.ceil(value / 100 * service.desired_count)
+        return max(1, count) if kind == "UNBOUNDED_PERCENT" else min(200, max(3, count))
 
     def tasks_by_deployment(self, backend, service) -> dict[str, list[Task]]:
         """The service's tasks, grouped by the deployment that started them."""
@@ -182,6 +194,26 @@ class Scheduler:
         by_deployment = self.tasks_by_deployment(backend, service)
         primary = service.deployments[0]
         mine = by_deployment.get(primary["id"], [])
+        self.count_failures(primary, mine)
+        staged = self.strategies.staged(service, primary)
+        failure = self.failure(service, primary)
+        if failure is not None:
+            cause, rollback = failure
+            if staged is not None:
+                self.strategies.fail(service, staged, primary, cause, rollback)
+            else:
+                self.fail_deployment(service, primary, mine, rollback, cause)
+            primary = service.deployments[0]
+            mine = by_deployment.get(primary["id"], [])
+            staged = self.strategies.staged(service, primary)
+        if staged is not None:
+            self.strategies.drive(backend, service, staged, primary, mine)
+        else:
+            self.roll(backend, service, primary, mine, by_deployment)
+        self.strategies.settle_rollbacks(backend, service)
+        self.count(backend, service)
+
+    def count_failures(self, primary: dict, mine: list[Task]) -> None:
         seen = primary.setdefault("_seen_stopped", set())
         for task in mine:
             if task.last_status == "STOPPED" and task.task_arn not in seen:
@@ -189,16 +221,24 @@ class Scheduler:
                 if failed(task) and primary["rolloutState"] == "IN_PROGRESS":
                     primary["failedTasks"] += 1
                     primary["updatedAt"] = utcnow()
-        breaker = (getattr(service, "deployment_configuration", None) or {}).get("deploymentCircuitBreaker") or {}
-        if (
-            primary["rolloutState"] == "IN_PROGRESS"
-            and breaker.get("enable")
-            and primary["failedTasks"] >= self.threshold(service.desired_count)
-        ):
-            self.fail_deployment(service, primary, mine, rollback=bool(breaker.get("rollback")))
-            primary = service.deployments[0]
-            mine = by_deployment.get(primary["id"], [])
 
+    def failure(self, service, primary: dict) -> tuple[dict, bool] | None:
+        """What fails the PRIMARY deployment now, if anything, and whether to roll
+        it back: the circuit breaker at its threshold, or an alarm in ALARM."""
+        if primary["rolloutState"] != "IN_PROGRESS":
+            return None
+        config = getattr(service, "deployment_configuration", None) or {}
+        breaker = config.get("deploymentCircuitBreaker") or {}
+        if breaker.get("enable") and primary["failedTasks"] >= self.threshold(service):
+            return {"kind": "breaker", "failed": primary["failedTasks"]}, bool(breaker.get("rollback"))
+        in_alarm = self.strategies.alarms_in_alarm(service)
+        if in_alarm:
+            return {"kind": "alarm", "names": in_alarm}, bool((config.get("alarms") or {}).get("rollback"))
+        return None
+
+    def roll(self, backend, service, primary: dict, mine: list[Task], by_deployment: dict) -> None:
+        """A rolling update: the PRIMARY deployment's tasks towards the desired
+        count; once they are healthy it completes and the others' tasks stop."""
         live = [t for t in mine if t.desired_status == "RUNNING"]
         if primary["rolloutState"] != "FAILED":
             live = self.keep_count(backend, service, primary, live)
@@ -238,7 +278,8 @@ class Scheduler:
                 if any(t.last_status != "STOPPED" for t in by_deployment.get(d["id"], []))
             ]
 
-        # Tasks started this tick count too: group once more, then count.
+    def count(self, backend, service) -> None:
+        """Each deployment's and the service's task counts; tasks started this tick count too."""
         by_deployment = self.tasks_by_deployment(backend, service)
         running = pending = 0
         for deployment in service.deployments:
@@ -255,7 +296,7 @@ class Scheduler:
             pending += deployment["pendingCount"]
         service.running_count = running
         service.pending_count = pending
-        deployments.refresh(service, self.threshold(service.desired_count))
+        deployments.refresh(service, self.threshold(service))
 
     def keep_count(self, backend, service, primary: dict, live: list[Task]) -> list[Task]:
         """Start, stop and replace the PRIMARY deployment's tasks towards
@@ -311,14 +352,16 @@ class Scheduler:
             self.event(service, f"(service {service.name}) (task {task.id}) failed container health checks")
         self.stop_service_tasks(service, tasks, UNHEALTHY_REASON)
 
-    def fail_deployment(self, service, primary: dict, tasks: list[Task], rollback: bool) -> None:
+    def fail_deployment(self, service, primary: dict, tasks: list[Task], rollback: bool, cause: dict) -> None:
         primary["rolloutState"] = "FAILED"
-        primary["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
         primary["updatedAt"] = utcnow()
-        self.event(
-            service,
-            f"(service {service.name}) (deployment {primary['id']}) deployment failed: tasks failed to start.",
-        )
+        if cause["kind"] == "alarm":
+            primary["rolloutStateReason"] = f"ECS deployment failed: alarm {', '.join(cause['names'])} in ALARM."
+            failure = f"alarm {', '.join(cause['names'])} in ALARM"
+        else:
+            primary["rolloutStateReason"] = "ECS deployment circuit breaker: tasks failed to start."
+            failure = "tasks failed to start"
+        self.event(service, f"(service {service.name}) (deployment {primary['id']}) deployment failed: {failure}.")
         self.stop_service_tasks(
             service,
             [t for t in tasks if t.desired_status == "RUNNING"],
@@ -332,7 +375,7 @@ class Scheduler:
         if rollback and previous is not None:
             target = self.new_deployment(service, previous["taskDefinition"])
             target["_revision"] = previous.get("_revision")
-        deployments.breaker_fired(service, primary, target, rollback)
+        deployments.failed(service, primary, target, rollback, cause)
         if target is not None:
             self.start_rollback(service, target)
 
@@ -347,6 +390,11 @@ class Scheduler:
         """A service deployment that StopServiceDeployment asked to roll back:
         its source revision goes back as PRIMARY, and the new tasks go once
         it is steady."""
+        if requested.get("_strategy", "ROLLING") != "ROLLING":
+            green = next((d for d in service.deployments if d["id"] == requested["_legacy"]), None)
+            if green is not None:
+                self.strategies.roll_back(service, requested, green, deployments.USER_ROLLBACK)
+                return
         revision = deployments.revisions_of(service).get(requested.get("_rollback_to") or "")
         if revision is None:
             deployments.finish(requested, "ROLLBACK_FAILED", deployments.NO_ROLLBACK_TARGET, utcnow())

@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs, s3, schedules, sts, triggers
+from . import ecr, ecs, s3, schedules, strategies, sts, triggers
 from .agent import LOCK
 from .config import REGISTRY_AUTH, REGISTRY_PASSWORD, REGISTRY_USER, Endpoints, Tunables
 from .dockertls import DockerTLSFront
@@ -339,7 +339,11 @@ class SandboxApp:
             if method == "POST":
                 self.tunables.update(data)
             return 200, vars(self.tunables)
+        if route == "hooks":
+            # Lifecycle hooks' Lambda answers, scripted per function; their invocations.
+            return 200, strategies.admin(method, data)
         if route == "reset" and method == "POST":
+            strategies.forget_hooks()
             ecs.AGENT.reset()
             self.registry.wipe()
             self.faults.clear()

@@ -52,6 +52,7 @@ def fresh(sandbox):
             "stop_timeout_seconds": 2,
             "stopped_task_retention_seconds": 3600,
             "client_token_ttl_seconds": 86400,
+            "minute_seconds": 60.0,
         },
     )
     yield

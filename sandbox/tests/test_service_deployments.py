@@ -161,7 +161,9 @@ def test_stop_service_deployment_rolls_back_what_is_in_flight_and_refuses_what_i
     first = create(ecs, cluster, "web", v1, desired=1)["currentServiceDeployment"]
     source = reaches(ecs, first, "SUCCESSFUL")["targetServiceRevision"]["arn"]
     stuck = register(ecs, "web", UP, healthCheck=NEVER_READY)
-    arn = ecs.update_service(cluster=cluster, service="web", taskDefinition=stuck)["service"]["currentServiceDeployment"]
+    arn = ecs.update_service(cluster=cluster, service="web", taskDefinition=stuck)["service"][
+        "currentServiceDeployment"
+    ]
     reaches(ecs, arn, "IN_PROGRESS")
 
     with pytest.raises(ClientError) as refused:

@@ -12,6 +12,7 @@ use std::fmt;
 /// | 3    | migration failed |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
 /// | 5    | another deploy holds the environment's lock; nothing was changed |
+/// | 7    | a service deployment waits at a pause hook: nothing failed, nothing is finished |
 /// | 130  | interrupted (Ctrl-C, or SIGTERM as when CircleCI cancels a job) |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -24,6 +25,8 @@ pub enum ExitStatus {
     Locked = 5,
     /// `berth plan`: a deploy would change nothing.
     NothingToDeploy = 6,
+    /// A service deployment waits at a pause hook for a person (`berth continue`).
+    Paused = 7,
     Interrupted = 130,
 }
 
@@ -59,6 +62,10 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+
+    /// A service deployment waits at a pause hook: nothing failed, nothing is finished.
+    #[error("{what}")]
+    Paused { what: String, env: String },
 
     /// The commit to deploy could not be determined, or the work tree is dirty.
     #[error("{problem}")]
@@ -191,6 +198,7 @@ impl Error {
             | Self::Runtime(_)
             | Self::Stdout(_) => ExitStatus::Environment,
             Self::Interrupted => ExitStatus::Interrupted,
+            Self::Paused { .. } => ExitStatus::Paused,
             Self::Git { .. } | Self::Mismatch { .. } => ExitStatus::Usage,
             Self::Aws { environment, .. } => {
                 if *environment {
@@ -235,6 +243,9 @@ impl Error {
                 "stdout was closed or is full: check what berth's output is piped into".to_owned()
             }
             Self::Interrupted => "berth stops nothing in AWS: a rollout or migration it started goes on; rerun the same command to attach to it".to_owned(),
+            Self::Paused { env, .. } => format!(
+                "a person decides: `berth continue --env {env}` lets it go on and finishes the deploy, `berth continue --env {env} --rollback` goes back; a rerun of this deploy waits on it again (docs/troubleshooting.md)"
+            ),
             Self::Git { hint, .. } | Self::Mismatch { hint, .. } => hint.clone(),
             Self::Aws { environment: true, .. } => "check AWS credentials (`AWS_PROFILE`, `aws sso login`) and that AWS is reachable; `AWS_ENDPOINT_URL` points berth elsewhere".to_owned(),
             Self::Aws { .. } => "the cause above is AWS's own message".to_owned(),

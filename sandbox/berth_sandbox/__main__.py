@@ -212,6 +212,7 @@ def cmd_seed(endpoints: Endpoints, args) -> int:
         envs=tuple(args.envs.split(",")),
         app=args.app,
         reset=not args.keep,
+        blue_green=args.blue_green,
     )
     print(json.dumps(summary, indent=2))
     print(f"sandbox: demo account seeded ({time.monotonic() - began:.1f}s)", file=sys.stderr)
@@ -253,6 +254,7 @@ def main() -> int:
     seed.add_argument("--envs", default="stg,prd", help="environments to create (default: stg,prd)")
     seed.add_argument("--app", default="berth-example", help="name of the app (repository, families, clusters)")
     seed.add_argument("--keep", action="store_true", help="add to the account instead of resetting it first")
+    seed.add_argument("--blue-green", action="store_true", help="add `web-bg`, a copy of `web` deployed blue/green")
     seed.add_argument("--if-missing", action="store_true", help="do nothing when the demo account exists")
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")

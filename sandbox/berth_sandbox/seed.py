@@ -9,7 +9,12 @@ before berth's first deploy.
   and a `devops` service on the same image;
 - an EventBridge rule that runs the web task family nightly, and an EventBridge
   Scheduler schedule that runs it hourly;
-- the role `<app>-circleci` that a CircleCI job assumes with its OIDC token.
+- the role `<app>-circleci` that a CircleCI job assumes with its OIDC token;
+- with `blue_green`, in each cluster a `web-bg` service: a copy of `web` (one
+  task) deployed by ECS blue/green (a one-minute bake time, its alarm
+  `<app>-<env>-web-5xx` rolling back), behind an Application Load Balancer
+  with a blue and a green target group and a production and a test listener
+  rule.
 """
 
 from __future__ import annotations
@@ -241,6 +246,7 @@ def seed(
     envs: tuple[str, ...] = ("stg", "prd"),
     app: str = APP,
     reset: bool = True,
+    blue_green: bool = False,
 ) -> dict:
     """Create the demo account. `app` names a copy of it (repository, clusters, families, log
     group, EFS folder) so that several tests can each deploy their own without `reset`."""
@@ -345,6 +351,8 @@ def seed(
                 "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{app}-dead-letters"},
             },
         )
+        if blue_green:
+            blue_green_copy(endpoints, net, app, env, cluster, web["taskDefinitionArn"], awsvpc)
         summary["clusters"][cluster] = {
             "services": ["web", "devops"],
             "task_definitions": [web["taskDefinitionArn"], devops["taskDefinitionArn"]],
@@ -353,5 +361,80 @@ def seed(
         }
     if wait:
         for env in envs:
-            wait_stable(endpoints, cluster_name(app, env), ["web", "devops"])
+            wait_stable(endpoints, cluster_name(app, env), ["web", "devops"] + (["web-bg"] if blue_green else []))
     return summary
+
+
+def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster: str, web: str, awsvpc: dict):
+    """`web-bg`: `web` deployed by ECS blue/green behind its load balancer."""
+    elbv2 = client(endpoints, "elbv2")
+    name = f"{app}-{env}"[-26:].strip("-")
+    alb = elbv2.create_load_balancer(Name=f"{name}-lb", Subnets=net["subnets"])["LoadBalancers"][0]
+    groups = [
+        elbv2.create_target_group(
+            Name=f"{name}-{color}", Protocol="HTTP", Port=3000, VpcId=net["vpc"], TargetType="ip"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        for color in ("b", "g")
+    ]
+    rules = []
+    for port in (80, 8080):
+        forward = [{"Type": "forward", "TargetGroupArn": groups[0]}]
+        listener = elbv2.create_listener(
+            LoadBalancerArn=alb["LoadBalancerArn"], Protocol="HTTP", Port=port, DefaultActions=forward
+        )["Listeners"][0]["ListenerArn"]
+        rule = elbv2.create_rule(
+            ListenerArn=listener,
+            Priority=1,
+            Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+            Actions=forward,
+        )
+        rules.append(rule["Rules"][0]["RuleArn"])
+    alarm = f"{app}-{env}-web-5xx"
+    client(endpoints, "cloudwatch").put_metric_alarm(
+        AlarmName=alarm,
+        MetricName="HTTPCode_Target_5XX_Count",
+        Namespace="AWS/ApplicationELB",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=5,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    ecs = client(endpoints, "ecs")
+    ecs.create_service(
+        cluster=cluster,
+        serviceName="web-bg",
+        taskDefinition=web,
+        desiredCount=1,
+        launchType="FARGATE",
+        platformVersion="LATEST",
+        networkConfiguration=awsvpc,
+        loadBalancers=[
+            {
+                "targetGroupArn": groups[0],
+                "containerName": "app",
+                "containerPort": 3000,
+                "advancedConfiguration": {
+                    "alternateTargetGroupArn": groups[1],
+                    "productionListenerRule": rules[0],
+                    "testListenerRule": rules[1],
+                    "roleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{app}-ecs-infrastructure",
+                },
+            }
+        ],
+        propagateTags="SERVICE",
+    )
+    # Blue/green from its next deployment on: changing the strategy starts none, and the first
+    # one does not wait out a bake time.
+    ecs.update_service(
+        cluster=cluster,
+        service="web-bg",
+        deploymentConfiguration={
+            "strategy": "BLUE_GREEN",
+            "bakeTimeInMinutes": 1,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": True},
+            "alarms": {"alarmNames": [alarm], "enable": True, "rollback": True},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        },
+    )

@@ -339,6 +339,8 @@ class SandboxApp:
             if method == "POST":
                 self.tunables.update(data)
             return 200, vars(self.tunables)
+        if route == "alarm" and method == "POST":
+            return 200, strategies.set_alarm(data)
         if route == "hooks":
             # Lifecycle hooks' Lambda answers, scripted per function; their invocations.
             return 200, strategies.admin(method, data)

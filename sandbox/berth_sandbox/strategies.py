@@ -508,6 +508,16 @@ def install(driver: Strategies) -> None:
     ecs_responses.EC2ContainerServiceResponse.continue_service_deployment = continue_service_deployment
 
 
+def set_alarm(data: dict) -> dict:
+    """`/_sandbox/alarm`: POST {"name", "state"} sets a CloudWatch alarm's state
+    as SetAlarmState does (in `account` and `region`, the sandbox's own by default)."""
+    from .config import ACCOUNT_ID, REGION
+
+    backend = cloudwatch_backends[data.get("account", ACCOUNT_ID)][data.get("region", REGION)]
+    backend.set_alarm_state(data["name"], data.get("reason", "set by the sandbox"), None, data["state"])
+    return {"name": data["name"], "state": backend.alarms[data["name"]].state_value}
+
+
 def admin(method: str, data: dict) -> dict:
     """`/_sandbox/hooks`: POST {"function": ARN, "answers": [...]} scripts a
     Lambda hook; GET lists each function's invocations."""

@@ -30,6 +30,7 @@ impl Held {
             let state = match result {
                 Ok(()) => RunState::Succeeded,
                 Err(Error::Interrupted) => RunState::Interrupted,
+                Err(Error::Paused { .. }) => RunState::Paused,
                 Err(_) if record.value.state == RunState::RolledBack => RunState::RolledBack,
                 Err(_) => RunState::Failed,
             };

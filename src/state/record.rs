@@ -95,6 +95,8 @@ pub enum RunState {
     /// Failed, and the services that had moved went back (`on_failure = "rollback"`).
     RolledBack,
     Interrupted,
+    /// A service deployment waits at a pause hook for a person (`berth continue`).
+    Paused,
     /// This run lost the environment's lock (its lease ran out) and stopped; another run may
     /// have gone on since.
     Lost,
@@ -126,6 +128,8 @@ pub enum RolloutOutcome {
     InProgress,
     Completed,
     Failed,
+    /// Its service deployment waits at a pause hook.
+    Paused,
     /// Moved back to its previous revision after a failure.
     RolledBack,
 }

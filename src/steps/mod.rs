@@ -89,6 +89,7 @@ impl<'a> Ledger<'a> {
         if let (Some(error), Some((step, began))) = (error, self.current.take()) {
             let status = match error {
                 Error::Interrupted => "interrupted",
+                Error::Paused { .. } => "paused",
                 _ => "failed",
             };
             self.record(step, status, began.elapsed(), error.to_string());

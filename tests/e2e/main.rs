@@ -20,3 +20,4 @@ mod refusals;
 mod rollout;
 mod schedules;
 mod signals;
+mod strategies;

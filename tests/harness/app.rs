@@ -77,6 +77,16 @@ impl App {
 
     /// As [`App::with_build`], seeded and configured for each of `envs`.
     pub fn create(test: &str, extra: &str, build: &str, envs: &[&str]) -> Self {
+        Self::seeded(test, (extra, build), envs, false)
+    }
+
+    /// An app whose environment has one service, `web-bg`: a copy of `web` that ECS deploys
+    /// blue/green (a one-minute bake time, an alarm that rolls back), behind a load balancer.
+    pub fn blue_green(test: &str, extra: &str) -> Self {
+        Self::seeded(test, (extra, ""), &["stg"], true)
+    }
+
+    fn seeded(test: &str, (extra, build): (&str, &str), envs: &[&str], blue_green: bool) -> Self {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -85,6 +95,7 @@ impl App {
         let env = sandbox_env();
         let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
             .args(["seed", "--envs", &envs.join(","), "--keep", "--app", &name])
+            .args(blue_green.then_some("--blue-green"))
             .output()
             .unwrap();
         assert!(
@@ -108,9 +119,14 @@ impl App {
              [build]\ntarget = \"release\"\n{build}\n\
              [timeouts]\nrollout = \"3m\"\nmigration = \"3m\"\npoll = \"500ms\"\nheartbeat = \"5s\"\n"
         );
+        let services = if blue_green {
+            r#"["web-bg"]"#
+        } else {
+            r#"["web", "devops"]"#
+        };
         for env in envs {
             config.push_str(&format!(
-                "[env.{env}]\nregion = \"us-east-1\"\ncluster = \"{name}-{env}\"\nservices = [\"web\", \"devops\"]\n"
+                "[env.{env}]\nregion = \"us-east-1\"\ncluster = \"{name}-{env}\"\nservices = {services}\n"
             ));
         }
         fs_err::write(dir.path().join("berth.toml"), config).unwrap();

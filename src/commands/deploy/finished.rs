@@ -176,6 +176,8 @@ fn fill(
                     .and_then(|s| s.service_deployment.clone()),
                 service_deployment_status: None,
                 deployment_created: None,
+                paused: None,
+                course: Default::default(),
             }
         })
         .collect();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service, ServiceDeployment};
 use serde::Serialize;
 
-use super::deployment::decide as service_deployment;
+use super::deployment::decide::{self as service_deployment, PausedAt};
 use crate::aws::arn;
 use crate::steps::rollout::{Rolled, Target};
 
@@ -20,6 +20,8 @@ pub enum RolloutState {
     InProgress,
     Completed,
     Failed,
+    /// Its service deployment waits at a pause hook for a person.
+    Paused,
     /// No rollout state: ECS shows none (yet) for this deployment.
     Unknown,
 }
@@ -39,6 +41,7 @@ impl RolloutState {
             Self::InProgress => "IN_PROGRESS",
             Self::Completed => "COMPLETED",
             Self::Failed => "FAILED",
+            Self::Paused => "PAUSED",
             Self::Unknown => "UNKNOWN",
         }
     }
@@ -87,12 +90,25 @@ pub(super) struct Poll {
     pub failed: Vec<(usize, String)>,
     /// Every rollout completed.
     pub done: bool,
+    /// Index in `rolled` of each rollout whose service deployment waits at a pause hook.
+    pub paused: Vec<usize>,
+    /// Stages reached and traffic shifted since the last look, to tell.
+    pub news: Vec<String>,
+    /// Rollouts completed or paused.
+    settled: usize,
+}
+
+impl Poll {
+    /// Nothing is left to wait for: every rollout completed or waits for a person, one at
+    /// least.
+    pub fn only_paused(&self) -> bool {
+        !self.paused.is_empty() && self.failed.is_empty() && self.states.len() == self.settled
+    }
 }
 
 /// Judges every service in one poll, so that a failure of one does not hide that another
 /// completed in the same poll: the record says how each ended. Each rollout whose service
-/// deployment was read is judged by it. `grace_over`: the time ECS may take to show a new
-/// deployment has passed.
+/// deployment was read is judged by it. `elapsed`: how long the wait has lasted.
 pub(super) fn poll(
     (services, deployments): (
         &BTreeMap<String, Service>,
@@ -100,12 +116,16 @@ pub(super) fn poll(
     ),
     rolled: &mut [Rolled],
     shown: &mut HashSet<String>,
-    grace_over: bool,
+    elapsed: Duration,
 ) -> Poll {
+    let grace_over = elapsed >= SHOW_UP_GRACE;
     let mut seen = Poll {
         states: Vec::new(),
         failed: Vec::new(),
         done: true,
+        paused: Vec::new(),
+        news: Vec::new(),
+        settled: 0,
     };
     for (index, rolled) in rolled.iter_mut().enumerate() {
         let service = &services[&rolled.service];
@@ -122,13 +142,31 @@ pub(super) fn poll(
             .service_deployment
             .as_ref()
             .and_then(|arn| deployments.get(arn));
-        if let Some(status) = ours.and_then(|d| d.status()) {
-            rolled.service_deployment_status = Some(status.as_str().to_owned());
+        if let Some(ours) = ours {
+            rolled.service_deployment_status = ours.status().map(|s| s.as_str().to_owned());
+            let (course, news) =
+                service_deployment::news(&rolled.service, &rolled.course, ours, elapsed);
+            rolled.course = course;
+            seen.news.extend(news);
         }
-        match judge(service, rolled, settled, ours) {
+        let in_stage = elapsed.saturating_sub(rolled.course.since);
+        rolled.paused = None;
+        match judge(service, rolled, settled, (ours, in_stage)) {
             Verdict::Completed => {
                 rolled.rollout_state = RolloutState::Completed;
+                seen.settled += 1;
                 seen.states.push(format!("{}: COMPLETED", rolled.service));
+            }
+            Verdict::Paused(at) => {
+                rolled.rollout_state = RolloutState::Paused;
+                seen.done = false;
+                seen.settled += 1;
+                seen.states.push(format!(
+                    "{}: PAUSED at {} (hook `{}`)",
+                    rolled.service, at.stage, at.hook_id
+                ));
+                rolled.paused = Some(at);
+                seen.paused.push(index);
             }
             Verdict::InProgress(state) => {
                 seen.done = false;
@@ -149,22 +187,25 @@ pub(super) enum Verdict {
     Completed,
     InProgress(String),
     Failed(String),
+    /// The service deployment waits at a pause hook for a person.
+    Paused(PausedAt),
 }
 
 /// `settled`: our deployment was seen in a read before, or the grace period is over. `sd`: our
-/// service deployment, when it was read: its status is the verdict.
+/// service deployment, when it was read, and how long berth has seen its stage: its status is
+/// the verdict.
 pub(super) fn judge(
     service: &Service,
     rolled: &Rolled,
     settled: bool,
-    sd: Option<&ServiceDeployment>,
+    (sd, in_stage): (Option<&ServiceDeployment>, Duration),
 ) -> Verdict {
     let ours = service
         .deployments()
         .iter()
         .find(|d| d.id() == Some(rolled.deployment_id.as_str()));
     if let Some(sd) = sd {
-        return match service_deployment::judge(sd, ours) {
+        return match service_deployment::judge(sd, ours, in_stage) {
             Verdict::InProgress(state) => ours
                 .and_then(|d| gives_up(service, rolled, d))
                 .unwrap_or(Verdict::InProgress(state)),
@@ -267,6 +308,7 @@ mod tests {
     use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
 
     use std::collections::{BTreeMap, HashSet};
+    use std::time::Duration;
 
     use aws_sdk_ecs::types::{DeploymentCircuitBreaker, DeploymentConfiguration};
 
@@ -287,6 +329,8 @@ mod tests {
             service_deployment: None,
             service_deployment_status: None,
             deployment_created: None,
+            paused: None,
+            course: Default::default(),
         }
     }
 
@@ -320,7 +364,7 @@ mod tests {
             )],
         );
         assert!(matches!(
-            judge(&done, &rolled(), true, None),
+            judge(&done, &rolled(), true, (None, Duration::ZERO)),
             Verdict::Completed
         ));
         let short = service(
@@ -333,7 +377,7 @@ mod tests {
             )],
         );
         assert!(matches!(
-            judge(&short, &rolled(), true, None),
+            judge(&short, &rolled(), true, (None, Duration::ZERO)),
             Verdict::InProgress(_)
         ));
     }
@@ -352,7 +396,8 @@ mod tests {
                 deployment("ecs-svc/ours", OURS, DeploymentRolloutState::Failed, 0),
             ],
         );
-        let Verdict::Failed(reason) = judge(&rolling_back, &rolled(), true, None) else {
+        let Verdict::Failed(reason) = judge(&rolling_back, &rolled(), true, (None, Duration::ZERO))
+        else {
             panic!("a FAILED deployment must fail the rollout");
         };
         assert!(reason.contains("circuit breaker"), "{reason}");
@@ -370,13 +415,14 @@ mod tests {
                 2,
             )],
         );
-        let Verdict::Failed(reason) = judge(&rolled_back, &rolled(), true, None) else {
+        let Verdict::Failed(reason) = judge(&rolled_back, &rolled(), true, (None, Duration::ZERO))
+        else {
             panic!("a rollback must fail the rollout");
         };
         assert!(reason.contains("rolled back"), "{reason}");
         // A stale read right after UpdateService looks the same: not yet a verdict.
         assert!(matches!(
-            judge(&rolled_back, &rolled(), false, None),
+            judge(&rolled_back, &rolled(), false, (None, Duration::ZERO)),
             Verdict::InProgress(_)
         ));
     }
@@ -422,13 +468,15 @@ mod tests {
                 service_deployment: None,
                 service_deployment_status: None,
                 deployment_created: None,
+                paused: None,
+                course: Default::default(),
             },
         ];
         let seen = poll(
             (&services, &BTreeMap::new()),
             &mut all,
             &mut HashSet::new(),
-            false,
+            Duration::ZERO,
         );
         assert_eq!(seen.failed.len(), 1);
         assert_eq!(seen.failed[0].0, 0);
@@ -485,14 +533,19 @@ mod tests {
             ("with a breaker, ECS decides", 50, 2, true, false),
         ];
         for (case, failed, desired, breaker, fails) in rows {
-            let verdict = judge(&failing(failed, desired, breaker), &rolled(), true, None);
+            let verdict = judge(
+                &failing(failed, desired, breaker),
+                &rolled(),
+                true,
+                (None, Duration::ZERO),
+            );
             match verdict {
                 Verdict::Failed(reason) => {
                     assert!(fails, "{case}: {reason}");
                     assert!(reason.contains("no circuit breaker"), "{case}: {reason}");
                 }
                 Verdict::InProgress(_) => assert!(!fails, "{case}"),
-                Verdict::Completed => panic!("{case}: completed"),
+                Verdict::Completed | Verdict::Paused(_) => panic!("{case}: settled"),
             }
         }
     }

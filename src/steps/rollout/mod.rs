@@ -26,7 +26,8 @@ use crate::report::{Reporter, Watch};
 use crate::settings::{Settings, Timeouts, pause_until};
 use crate::text::{short_duration, with_causes};
 pub use decide::RolloutState;
-use decide::{SHOW_UP_GRACE, Start, how_to_start, poll};
+use decide::{Start, how_to_start, poll};
+pub use deployment::decide::{Course, PausedAt};
 use explain::{failure, newest_failing, show_tasks};
 use pace::Pace;
 
@@ -35,6 +36,8 @@ use pace::Pace;
 pub struct Cluster<'a> {
     pub name: &'a str,
     pub timeouts: &'a Timeouts,
+    /// The environment, for what a person runs next.
+    pub env: &'a str,
 }
 
 impl<'a> Cluster<'a> {
@@ -42,6 +45,7 @@ impl<'a> Cluster<'a> {
         Self {
             name: &settings.cluster,
             timeouts: &settings.timeouts,
+            env: &settings.env,
         }
     }
 }
@@ -70,9 +74,15 @@ pub struct Rolled {
     /// Its status as last seen: `SUCCESSFUL`, `ROLLBACK_SUCCESSFUL`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_deployment_status: Option<String>,
+    /// Where its service deployment waits for a person, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<PausedAt>,
     /// When ECS created `deployment_id`: its service deployment was created with it.
     #[serde(skip)]
     pub deployment_created: Option<aws_smithy_types::DateTime>,
+    /// The service deployment's stage and traffic as last seen.
+    #[serde(skip)]
+    pub course: Course,
 }
 
 impl Rolled {
@@ -87,7 +97,9 @@ impl Rolled {
             ends_on: Some(target.task_definition.clone()),
             service_deployment: None,
             service_deployment_status: None,
+            paused: None,
             deployment_created: deployment.created_at().copied(),
+            course: Course::default(),
         }
     }
 
@@ -102,7 +114,9 @@ impl Rolled {
             ends_on,
             service_deployment: None,
             service_deployment_status: None,
+            paused: None,
             deployment_created: None,
+            course: Course::default(),
         }
     }
 }
@@ -360,10 +374,16 @@ async fn look_until_done(
             (&services, &deployments),
             rolled,
             &mut shown,
-            watch.elapsed() >= SHOW_UP_GRACE,
+            watch.elapsed(),
         );
+        for line in &seen.news {
+            reporter.info(line);
+        }
         if !seen.failed.is_empty() {
             return Err(failure(ecs, cluster, &services, rolled, seen.failed, reporter).await);
+        }
+        if seen.only_paused() {
+            return Err(paused(cluster, rolled, &seen.states, reporter));
         }
         let (states, done) = (seen.states, seen.done);
         let state = states.join(", ");
@@ -376,6 +396,30 @@ async fn look_until_done(
         }
         watch.beat(reporter, &state);
         pause_until(pace.next(looked, all_running(&services, rolled))).await;
+    }
+}
+
+/// Every rollout completed or waits at a pause hook: a person decides how it goes on.
+fn paused(
+    cluster: Cluster<'_>,
+    rolled: &[Rolled],
+    states: &[String],
+    reporter: &dyn Reporter,
+) -> Error {
+    reporter.info(&format!("rollout paused: {}", states.join(", ")));
+    let waiting: Vec<String> = rolled
+        .iter()
+        .filter_map(|r| {
+            let at = r.paused.as_ref()?;
+            Some(format!(
+                "`{}` waits at {} for pause hook `{}`",
+                r.service, at.stage, at.hook_id
+            ))
+        })
+        .collect();
+    Error::Paused {
+        what: format!("the rollout is paused: {}", waiting.join("; ")),
+        env: cluster.env.to_owned(),
     }
 }
 

@@ -175,6 +175,7 @@ pub fn note_rollouts(record: &mut DeployRecord, rolled: &[Rolled]) {
         let outcome = match rolled.rollout_state {
             RolloutState::Completed => RolloutOutcome::Completed,
             RolloutState::Failed => RolloutOutcome::Failed,
+            RolloutState::Paused => RolloutOutcome::Paused,
             RolloutState::InProgress | RolloutState::Unknown => RolloutOutcome::InProgress,
         };
         record.services.insert(

@@ -2,22 +2,48 @@
 //! read from what ECS says of it (the circuit breaker's count, the alarms, the hooks, the
 //! rollback). The I/O around it is in [`super`].
 
+use std::time::Duration;
+
 use aws_sdk_ecs::types::{
-    Deployment, DeploymentLifecycleHookStatus, ServiceDeployment,
+    Deployment, DeploymentLifecycleHookStatus, DeploymentLifecycleHookTargetType,
+    ServiceDeployment, ServiceDeploymentLifecycleStage as Stage,
     ServiceDeploymentRollbackMonitorsStatus as Monitor, ServiceDeploymentStatus as Status,
 };
+use serde::Serialize;
 
 use super::super::decide::Verdict;
 use crate::aws::arn;
+use crate::text::short_duration;
+
+/// Where a paused service deployment waits: the stage, and the pause hook a person answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PausedAt {
+    pub stage: String,
+    pub hook_id: String,
+}
+
+/// What berth last saw of a service deployment's course: a change is news.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Course {
+    pub stage: Option<String>,
+    /// The production traffic on our revision, in percent.
+    pub weight: Option<f64>,
+    /// How long into the wait berth first saw `stage`.
+    pub since: Duration,
+}
 
 /// The verdict on `ours`, the service deployment of this rollout. `legacy`: its deployment as
 /// `DescribeServices` shows it, for the tasks that failed where no circuit breaker counts them.
-pub fn judge(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> Verdict {
+/// `in_stage`: how long berth has seen its current stage (for the bake time left).
+pub fn judge(ours: &ServiceDeployment, legacy: Option<&Deployment>, in_stage: Duration) -> Verdict {
     let id = id(ours);
     let status = ours.status().map_or("UNKNOWN", Status::as_str);
     match ours.status() {
         Some(Status::Successful) => Verdict::Completed,
-        Some(Status::Pending | Status::InProgress) => Verdict::InProgress(progress(ours, legacy)),
+        Some(Status::InProgress) if let Some(paused) = paused(ours) => Verdict::Paused(paused),
+        Some(Status::Pending | Status::InProgress) => {
+            Verdict::InProgress(progress(ours, legacy, in_stage))
+        }
         Some(Status::RollbackRequested | Status::RollbackInProgress) => Verdict::Failed(format!(
             "ECS is rolling service deployment `{id}` back ({status}): {}",
             why(ours)
@@ -39,8 +65,67 @@ pub fn judge(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> Verdict {
     }
 }
 
-/// `IN_PROGRESS, 1/2 running, 1/3 tasks failed, stage BAKE_TIME`.
-fn progress(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> String {
+/// The pause hook the deployment waits at, if it waits at one.
+pub fn paused(ours: &ServiceDeployment) -> Option<PausedAt> {
+    let hook = ours.lifecycle_hook_details().iter().find(|h| {
+        h.target_type() == Some(&DeploymentLifecycleHookTargetType::Pause)
+            && h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction)
+    })?;
+    Some(PausedAt {
+        stage: ours.lifecycle_stage().map_or("?", Stage::as_str).to_owned(),
+        hook_id: hook.hook_id().unwrap_or("?").to_owned(),
+    })
+}
+
+/// What changed since `before`, told once: a stage reached, a step of production traffic.
+pub fn news(
+    service: &str,
+    before: &Course,
+    ours: &ServiceDeployment,
+    now: Duration,
+) -> (Course, Vec<String>) {
+    let stage = ours.lifecycle_stage().map(|s| s.as_str().to_owned());
+    let weight = ours
+        .target_service_revision()
+        .and_then(|t| t.requested_production_traffic_weight());
+    let mut lines = Vec::new();
+    let moved = stage != before.stage;
+    if moved && let Some(stage) = &stage {
+        let bake = match stage.as_str() {
+            "BAKE_TIME" => bake_minutes(ours).map(|m| format!(" ({m}m)")),
+            _ => None,
+        };
+        lines.push(format!(
+            "`{service}`: stage {stage}{}",
+            bake.unwrap_or_default()
+        ));
+    }
+    if weight != before.weight
+        && let Some(weight) = weight
+        && stage.as_deref() == Some("PRODUCTION_TRAFFIC_SHIFT")
+    {
+        lines.push(format!(
+            "`{service}`: production traffic {weight}% on the new revision"
+        ));
+    }
+    let since = if moved { now } else { before.since };
+    (
+        Course {
+            stage,
+            weight,
+            since,
+        },
+        lines,
+    )
+}
+
+fn bake_minutes(ours: &ServiceDeployment) -> Option<i32> {
+    ours.deployment_configuration()
+        .and_then(|c| c.bake_time_in_minutes())
+}
+
+/// `IN_PROGRESS, 1/2 running, 1/3 tasks failed, stage BAKE_TIME, bake time: 4m 12s of 10m left`.
+fn progress(ours: &ServiceDeployment, legacy: Option<&Deployment>, in_stage: Duration) -> String {
     let status = ours.status().map_or("UNKNOWN", Status::as_str);
     let mut parts = vec![status.to_owned()];
     if let Some(target) = ours.target_service_revision() {
@@ -60,6 +145,22 @@ fn progress(ours: &ServiceDeployment, legacy: Option<&Deployment>) -> String {
     }
     if let Some(stage) = ours.lifecycle_stage() {
         parts.push(format!("stage {}", stage.as_str()));
+        match stage {
+            Stage::BakeTime => parts.extend(bake_minutes(ours).map(|minutes| {
+                let total = Duration::from_secs(u64::try_from(minutes).unwrap_or(0) * 60);
+                format!(
+                    "bake time: {} of {} left",
+                    short_duration(total.saturating_sub(in_stage)),
+                    short_duration(total)
+                )
+            })),
+            Stage::ProductionTrafficShift => parts.extend(
+                ours.target_service_revision()
+                    .and_then(|t| t.requested_production_traffic_weight())
+                    .map(|w| format!("production traffic {w}%")),
+            ),
+            _ => {}
+        }
     }
     parts.join(", ")
 }
@@ -134,7 +235,9 @@ mod tests {
         ServiceRevisionSummary,
     };
 
-    use super::{Verdict, judge};
+    use std::time::Duration;
+
+    use super::{Course, Verdict, judge, news};
 
     const ARN: &str = "arn:aws:ecs:us-east-1:1:service-deployment/stg/web/abcDEF123";
 
@@ -161,6 +264,7 @@ mod tests {
     fn said(verdict: Verdict) -> (&'static str, String) {
         match verdict {
             Verdict::Completed => ("completed", String::new()),
+            Verdict::Paused(at) => ("paused", format!("{} {}", at.stage, at.hook_id)),
             Verdict::InProgress(state) => ("waiting", state),
             Verdict::Failed(reason) => ("failed", reason),
         }
@@ -278,7 +382,7 @@ mod tests {
             ),
         ];
         for (case, ours, verdict, text) in rows {
-            let (got, said) = said(judge(&ours, None));
+            let (got, said) = said(judge(&ours, None, Duration::ZERO));
             assert_eq!(got, verdict, "{case}: {said}");
             assert!(said.contains(text), "{case}: {said:?} lacks {text:?}");
         }
@@ -298,7 +402,95 @@ mod tests {
         let legacy = aws_sdk_ecs::types::Deployment::builder()
             .failed_tasks(2)
             .build();
-        let (_, state) = said(judge(&ours, Some(&legacy)));
+        let (_, state) = said(judge(&ours, Some(&legacy), Duration::ZERO));
         assert_eq!(state, "IN_PROGRESS, 1/2 running, 2 failed tasks");
+    }
+
+    fn baking(stage: ServiceDeploymentLifecycleStage) -> ServiceDeployment {
+        deployment(Status::InProgress)
+            .lifecycle_stage(stage)
+            .deployment_configuration(
+                aws_sdk_ecs::types::DeploymentConfiguration::builder()
+                    .bake_time_in_minutes(10)
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn the_bake_time_left_counts_from_when_berth_saw_it_begin() {
+        let (_, state) = said(judge(
+            &baking(ServiceDeploymentLifecycleStage::BakeTime),
+            None,
+            Duration::from_secs(348),
+        ));
+        assert_eq!(
+            state,
+            "IN_PROGRESS, 1/2 running, stage BAKE_TIME, bake time: 4m 12s of 10m left"
+        );
+    }
+
+    #[test]
+    fn a_pause_hook_awaiting_action_pauses_the_rollout() {
+        let paused = deployment(Status::InProgress)
+            .lifecycle_stage(ServiceDeploymentLifecycleStage::PostScaleUp)
+            .lifecycle_hook_details(
+                DeploymentLifecycleHookDetail::builder()
+                    .hook_id("ecs-pause-abc")
+                    .target_type(aws_sdk_ecs::types::DeploymentLifecycleHookTargetType::Pause)
+                    .status(DeploymentLifecycleHookStatus::AwaitingAction)
+                    .build(),
+            )
+            .build();
+        assert_eq!(
+            said(judge(&paused, None, Duration::ZERO)),
+            ("paused", "POST_SCALE_UP ecs-pause-abc".to_owned())
+        );
+        // A Lambda hook at work is no pause.
+        let asking = deployment(Status::InProgress)
+            .lifecycle_hook_details(
+                DeploymentLifecycleHookDetail::builder()
+                    .target_type(aws_sdk_ecs::types::DeploymentLifecycleHookTargetType::AwsLambda)
+                    .status(DeploymentLifecycleHookStatus::InProgress)
+                    .build(),
+            )
+            .build();
+        assert_eq!(said(judge(&asking, None, Duration::ZERO)).0, "waiting");
+    }
+
+    #[test]
+    fn news_tells_each_stage_and_traffic_step_once() {
+        let shift = |weight: f64| {
+            deployment(Status::InProgress)
+                .lifecycle_stage(ServiceDeploymentLifecycleStage::ProductionTrafficShift)
+                .target_service_revision(
+                    ServiceRevisionSummary::builder()
+                        .requested_production_traffic_weight(weight)
+                        .build(),
+                )
+                .build()
+        };
+        let start = Course::default();
+        let (course, lines) = news("web", &start, &shift(34.0), Duration::from_secs(5));
+        assert_eq!(
+            lines,
+            [
+                "`web`: stage PRODUCTION_TRAFFIC_SHIFT",
+                "`web`: production traffic 34% on the new revision"
+            ]
+        );
+        assert_eq!(course.since, Duration::from_secs(5));
+        let (same, none) = news("web", &course, &shift(34.0), Duration::from_secs(6));
+        assert!(none.is_empty());
+        assert_eq!(same.since, Duration::from_secs(5), "the stage began at 5 s");
+        let (_, step) = news("web", &same, &shift(68.0), Duration::from_secs(9));
+        assert_eq!(step, ["`web`: production traffic 68% on the new revision"]);
+        let (_, bake) = news(
+            "web",
+            &same,
+            &baking(ServiceDeploymentLifecycleStage::BakeTime),
+            Duration::from_secs(9),
+        );
+        assert_eq!(bake, ["`web`: stage BAKE_TIME (10m)"]);
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::env_vars;
-use crate::flags::{Command, DeployOptions, Flags, InitOptions, Migrate, OutputFormat, Overrides};
+use crate::flags::{
+    Command, DeployOptions, Flags, InitOptions, Migrate, OutputFormat, Overrides, Resume,
+};
 
 /// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("BERTH_GIT_SHA"), ")");
@@ -29,6 +31,9 @@ enum CliCommand {
     Status(SettingsArgs),
     /// Put every service of one environment back on the revisions of an earlier deploy
     Rollback(RollbackArgs),
+    /// Answer a deploy paused at a pause hook (exit 7), then finish it: run from a checkout of
+    /// its commit
+    Continue(ContinueArgs),
     /// Release one environment's lock, held by a deploy that is gone
     Unlock(UnlockArgs),
     /// Show what a deploy would do, changing nothing (exit 6: nothing to deploy)
@@ -137,6 +142,20 @@ struct RollbackArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ContinueArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// Answer ROLLBACK: the paused services go back, and every service the deploy moved with
+    /// them
+    #[arg(long)]
+    rollback: bool,
+
+    #[command(flatten)]
+    lock: LockArgs,
+}
+
+#[derive(Debug, clap::Args)]
 struct UnlockArgs {
     #[command(flatten)]
     settings: SettingsArgs,
@@ -226,6 +245,7 @@ impl Cli {
                     lock_wait: args.lock.lock_wait.unwrap_or_default(),
                     force: args.force,
                     any_branch: args.any_branch,
+                    resume: None,
                 },
                 overrides: Overrides {
                     migrate: args.migrate.map(|order| match order {
@@ -247,6 +267,18 @@ impl Cli {
                 },
                 rollback_to: args.to,
                 ..args.settings.into_flags(Command::Rollback)
+            },
+            CliCommand::Continue(args) => Flags {
+                deploy: DeployOptions {
+                    lock_wait: args.lock.lock_wait.unwrap_or_default(),
+                    resume: Some(if args.rollback {
+                        Resume::Rollback
+                    } else {
+                        Resume::Continue
+                    }),
+                    ..DeployOptions::default()
+                },
+                ..args.settings.into_flags(Command::Continue)
             },
             CliCommand::Plan(args) => Flags {
                 deploy: DeployOptions {

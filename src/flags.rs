@@ -55,6 +55,17 @@ pub struct DeployOptions {
     pub force: bool,
     /// `--any-branch`: deploy from another branch than the environment's `branch`.
     pub any_branch: bool,
+    /// `berth continue`: the person's answer to a paused deploy, which this run resumes.
+    pub resume: Option<Resume>,
+}
+
+/// `berth continue [--rollback]`: how a deploy paused at a pause hook goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Let the service deployments go on, and finish the deploy.
+    Continue,
+    /// Roll them back, and every service the deploy moved with them.
+    Rollback,
 }
 
 /// Settings of berth.toml that `berth deploy` takes as flags too (the CircleCI orb's
@@ -88,6 +99,8 @@ pub enum Command {
     Status,
     /// Put one environment back on the revisions of an earlier deploy.
     Rollback,
+    /// Answer a deploy paused at a pause hook, and finish it.
+    Continue,
     /// Release one environment's lock.
     Unlock,
     /// Show what a deploy would do.

@@ -58,7 +58,7 @@ pub async fn run(
         Command::Config => Ok(Outcome::Config {
             settings: Box::new(config::config(flags)?),
         }),
-        Command::Deploy => {
+        Command::Deploy | Command::Continue => {
             let settings = settings::load(flags)?;
             let interrupted = stop_requested();
             let (report, result) =

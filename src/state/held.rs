@@ -28,6 +28,7 @@ impl Held {
         if let Some(mut record) = self.record {
             let lost = matches!(result, Err(Error::LockLost { .. }));
             let state = match result {
+                Ok(()) if record.value.state == RunState::RolledBack => RunState::RolledBack,
                 Ok(()) => RunState::Succeeded,
                 Err(Error::Interrupted) => RunState::Interrupted,
                 Err(Error::Paused { .. }) => RunState::Paused,

@@ -31,6 +31,20 @@ impl App {
         app
     }
 
+    /// The revision `web-bg` runs.
+    async fn web_bg_runs(&self) -> String {
+        let out = self
+            .ecs()
+            .await
+            .describe_services()
+            .cluster(self.cluster())
+            .services("web-bg")
+            .send()
+            .await
+            .unwrap();
+        out.services()[0].task_definition().unwrap().to_owned()
+    }
+
     fn alarm(&self) -> String {
         format!("{}-stg-web-5xx", self.name)
     }
@@ -177,7 +191,7 @@ async fn a_lifecycle_hook_that_fails_is_named_with_its_stage_and_the_service_sta
         )
     })
     .await;
-    let before = app.service_task_definitions().await;
+    let before = app.web_bg_runs().await;
     let run = app.deploy(&[]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     let error = run.json()["error"]["message"].as_str().unwrap().to_owned();
@@ -189,10 +203,10 @@ async fn a_lifecycle_hook_that_fails_is_named_with_its_stage_and_the_service_sta
     );
     let calls = app.admin("GET", "/_sandbox/hooks", None);
     assert_eq!(calls[&function].as_array().unwrap().len(), 2, "{calls}");
-    assert_eq!(app.service_task_definitions().await, before);
+    assert_eq!(app.web_bg_runs().await, before);
     assert_eq!(
         web_bg(&run.json())["ends_on"].as_str(),
-        Some(before[0].as_str())
+        Some(before.as_str())
     );
 }
 
@@ -210,7 +224,7 @@ async fn an_alarm_that_fires_during_a_canarys_bake_is_named_and_rolls_it_back() 
             )
     })
     .await;
-    let before = app.service_task_definitions().await;
+    let before = app.web_bg_runs().await;
     let alarm = app.alarm();
     let run = app.deploy_watching(
         &[],
@@ -231,5 +245,133 @@ async fn an_alarm_that_fires_during_a_canarys_bake_is_named_and_rolls_it_back() 
         error.contains(&format!("alarm `{alarm}` in ALARM")),
         "{error}"
     );
-    assert_eq!(app.service_task_definitions().await, before);
+    assert_eq!(app.web_bg_runs().await, before);
+}
+
+impl App {
+    /// `web-bg` pauses at POST_SCALE_UP until a person answers.
+    async fn pause_after_scale_up(&self) {
+        self.configure(|c| {
+            c.bake_time_in_minutes(0).lifecycle_hooks(
+                DeploymentLifecycleHook::builder()
+                    .target_type(DeploymentLifecycleHookTargetType::Pause)
+                    .lifecycle_stages(DeploymentLifecycleHookStage::PostScaleUp)
+                    .build(),
+            )
+        })
+        .await;
+    }
+}
+
+/// A pause hook: the deploy exits 7, recorded as paused, the lock free; a rerun says it is still
+/// paused and changes nothing; `berth continue` answers and finishes the deploy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_deploy_exits_7_and_berth_continue_finishes_it() {
+    let app = App::staged("pause");
+    app.pause_after_scale_up().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(7), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "the rollout is paused: `web-bg` waits at POST_SCALE_UP for pause hook `ecs-pause-"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("berth continue --env stg"),
+        "{}",
+        run.stderr
+    );
+    let report = run.json();
+    assert_eq!(web_bg(&report)["rollout_state"], "PAUSED", "{report}");
+    let hook = web_bg(&report)["paused"]["hook_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deploy_id = report["deploy_id"].as_str().unwrap().to_owned();
+    let record = app.record(&deploy_id).await;
+    assert_eq!(record["state"], "paused", "{record}");
+    assert_eq!(record["services"]["web-bg"]["outcome"], "paused");
+    assert!(
+        app.lock_or_none().await["holder"].is_null(),
+        "the lock is free"
+    );
+
+    let counted = app.counters();
+    let again = app.deploy(&[]);
+    assert_eq!(again.code, Some(7), "{}", again.stderr);
+    assert!(again.stderr.contains(&hook), "{}", again.stderr);
+    app.counters().assert_none_since(&counted, CHANGES);
+
+    let counted = app.counters();
+    let continued = app.run("continue", &[], &[]);
+    assert_eq!(continued.code, Some(0), "{}", continued.stderr);
+    assert!(
+        continued.stderr.contains(&format!(
+            "`web-bg`: pause hook `{hook}` at POST_SCALE_UP answered CONTINUE"
+        )),
+        "{}",
+        continued.stderr
+    );
+    let calls = app.counters().since(&counted);
+    assert_eq!(
+        calls.get("ecs:ContinueServiceDeployment"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(calls.get("ecs:UpdateService"), None, "{calls:?}");
+    assert_eq!(
+        web_bg(&continued.json())["service_deployment_status"],
+        "SUCCESSFUL"
+    );
+    assert_eq!(app.record(&deploy_id).await["state"], "succeeded");
+    let revision = report["revisions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    assert_eq!(app.web_bg_runs().await, revision.as_str().unwrap());
+
+    // Nothing is paused any more: a second answer is refused, and changes nothing.
+    let counted = app.counters();
+    let refused = app.run("continue", &[], &[]);
+    assert_eq!(refused.code, Some(2), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("is not paused"),
+        "{}",
+        refused.stderr
+    );
+    app.counters().assert_none_since(
+        &counted,
+        &["ecs:ContinueServiceDeployment", "ecs:UpdateService"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_continue_rollback_puts_the_service_back() {
+    let app = App::staged("pauseback");
+    app.pause_after_scale_up().await;
+    let before = app.web_bg_runs().await;
+    let run = app.deploy(&[]);
+    assert_eq!(run.code, Some(7), "{}", run.stderr);
+    let deploy_id = run.json()["deploy_id"].as_str().unwrap().to_owned();
+
+    let back = app.run("continue", &["--rollback"], &[]);
+    assert_eq!(back.code, Some(0), "{}", back.stderr);
+    assert!(back.stderr.contains("answered ROLLBACK"), "{}", back.stderr);
+    assert!(
+        back.stderr.contains("ROLLBACK_SUCCESSFUL"),
+        "{}",
+        back.stderr
+    );
+    assert_eq!(app.web_bg_runs().await, before);
+    let record = app.record(&deploy_id).await;
+    assert_eq!(record["state"], "rolled_back", "{record}");
+    assert!(
+        app.lock_or_none().await["holder"].is_null(),
+        "the lock is free"
+    );
 }

@@ -12,6 +12,7 @@ use crate::aws::arn;
 use crate::aws::ecr::{self, Image};
 use crate::current::Current;
 use crate::error::Error;
+use crate::flags::Resume;
 use crate::settings::MigrateOrder;
 use crate::state::Record;
 use crate::state::record::RecordedImage;
@@ -58,6 +59,12 @@ pub(super) async fn locked<'r>(
         &report.revisions,
         &record.value.schedules,
     );
+    if let Some(answer) = cx.options.resume {
+        super::resume::answer(cx, answer, report, ledger, record).await?;
+        if answer == Resume::Rollback {
+            return Ok(());
+        }
+    }
     roll_out_and_migrate(cx, &revisions, report, ledger, (&mut *record, beside)).await?;
     after_landing(cx, survey, report, ledger, record).await?;
     let image = report.image.as_ref().map_or("", |image| image.uri.as_str());

@@ -11,6 +11,7 @@ mod before;
 mod finished;
 mod locked;
 mod on_failure;
+mod resume;
 
 use std::collections::BTreeMap;
 
@@ -110,6 +111,10 @@ async fn run(
     let config = aws::sdk_config(settings).await?;
     let clients = Clients::new(&config);
     let mut read = before::read(&config, &clients, settings, &local).await?;
+    if let Some(answer) = options.resume {
+        let earlier = read.prepared.earlier.as_ref().map(|stored| &stored.value);
+        resume::check(answer, &settings.env, &release.deploy_id, earlier)?;
+    }
     if let Some(earlier) = &read.prepared.earlier
         && !options.retry_migration
     {

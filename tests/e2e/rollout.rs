@@ -288,8 +288,24 @@ async fn a_rollout_timeout_names_its_cause_and_what_was_rolled_back() {
         "migrate = \"skip\"\n[environment]\nPORT = \"3001\"\n",
     );
     let before = app.service_task_definitions().await;
+    let counted = app.counters();
     let run = app.deploy(&["--rollout-timeout", "30s"]);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
+    // `web`'s deployment was still in flight: ECS rolls it back itself. `devops` finished: it
+    // goes back by `UpdateService`.
+    assert!(
+        run.stderr
+            .contains("ECS rolls it back (`StopServiceDeployment`)"),
+        "{}",
+        run.stderr
+    );
+    let calls = app.counters().since(&counted);
+    assert_eq!(
+        calls.get("ecs:StopServiceDeployment"),
+        Some(&1),
+        "{calls:?}"
+    );
+    assert_eq!(calls.get("ecs:UpdateService"), Some(&3), "{calls:?}");
     let error = run.error_line();
     assert!(
         error.starts_with("error: the rollout did not finish within 30s: ")

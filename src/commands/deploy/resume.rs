@@ -8,18 +8,15 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{
-    DeploymentLifecycleHookAction, ServiceDeployment, ServiceDeploymentStatus as Status,
-};
+use aws_sdk_ecs::types::DeploymentLifecycleHookAction;
 
 use super::{Context, Report};
-use crate::aws::{arn, denied_action, failed};
+use crate::aws::{denied_action, failed};
 use crate::error::Error;
 use crate::flags::Resume;
-use crate::report::Reporter;
 use crate::state::Record;
 use crate::state::record::{DeployRecord, RolloutOutcome, RunState};
-use crate::steps::rollout::{PausedAt, paused_at, step as rollout};
+use crate::steps::rollout::{PausedAt, deployments, paused_at, step as rollout};
 use crate::steps::{Ledger, Step};
 use crate::text::short_sha;
 
@@ -103,7 +100,7 @@ pub(super) async fn answer(
         Resume::Continue => taken(ecs, &waiting, cx.settings.timeouts.poll).await,
         Resume::Rollback => {
             let arns: Vec<&str> = waiting.iter().map(|(_, arn, _)| arn.as_str()).collect();
-            settle(ecs, &arns, cx.settings.timeouts.rollout, ledger.reporter).await?;
+            deployments::settle(ecs, &arns, cx.settings.timeouts.rollout, ledger.reporter).await?;
             back(cx, report, ledger, record).await
         }
     }
@@ -121,7 +118,7 @@ async fn paused(
             Some((service.clone(), rollout.service_deployment.clone()?))
         })
         .collect();
-    let described = describe(ecs, named.iter().map(|(_, arn)| arn.as_str())).await?;
+    let described = deployments::read(ecs, named.iter().map(|(_, arn)| arn.as_str())).await?;
     Ok(named
         .into_iter()
         .filter_map(|(service, arn)| {
@@ -134,28 +131,6 @@ async fn paused(
         .collect())
 }
 
-async fn describe<'a>(
-    ecs: &Client,
-    arns: impl Iterator<Item = &'a str>,
-) -> Result<Vec<ServiceDeployment>, Error> {
-    let arns: Vec<String> = arns.map(str::to_owned).collect();
-    if arns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = ecs
-        .describe_service_deployments()
-        .set_service_deployment_arns(Some(arns))
-        .send()
-        .await
-        .map_err(|e| {
-            denied_action(
-                failed("describing service deployments", e),
-                "ecs:DescribeServiceDeployments",
-            )
-        })?;
-    Ok(out.service_deployments().to_vec())
-}
-
 /// Waits until no answered pause hook shows as awaiting action any more: ECS takes an answer
 /// a moment after `ContinueServiceDeployment` returns, and the rerun must not take the hook
 /// for one still waiting. At most a minute: after that the rerun judges what it sees.
@@ -166,7 +141,7 @@ async fn taken(
 ) -> Result<(), Error> {
     let began = tokio::time::Instant::now();
     while began.elapsed() < Duration::from_secs(60) {
-        let now = describe(ecs, answered.iter().map(|(_, arn, _)| arn.as_str())).await?;
+        let now = deployments::read(ecs, answered.iter().map(|(_, arn, _)| arn.as_str())).await?;
         let still = answered.iter().any(|(_, arn, at)| {
             now.iter()
                 .find(|d| d.service_deployment_arn() == Some(arn.as_str()))
@@ -179,51 +154,6 @@ async fn taken(
         tokio::time::sleep(poll.min(Duration::from_secs(1))).await;
     }
     Ok(())
-}
-
-/// Waits until ECS has finished each rollback it was asked for, within `timeout`.
-async fn settle(
-    ecs: &Client,
-    arns: &[&str],
-    timeout: Duration,
-    reporter: &dyn Reporter,
-) -> Result<(), Error> {
-    let began = tokio::time::Instant::now();
-    loop {
-        let now = describe(ecs, arns.iter().copied()).await?;
-        let open: Vec<&ServiceDeployment> = now
-            .iter()
-            .filter(|d| {
-                !matches!(
-                    d.status(),
-                    Some(
-                        Status::RollbackSuccessful
-                            | Status::RollbackFailed
-                            | Status::Stopped
-                            | Status::Successful
-                    )
-                )
-            })
-            .collect();
-        if open.is_empty() {
-            for deployment in &now {
-                reporter.info(&format!(
-                    "service deployment `{}`: {}",
-                    arn::short(deployment.service_deployment_arn().unwrap_or("?")),
-                    deployment.status().map_or("?", Status::as_str)
-                ));
-            }
-            return Ok(());
-        }
-        if began.elapsed() >= timeout {
-            return Err(Error::RolloutTimeout {
-                timeout: crate::text::short_duration(timeout),
-                state: format!("{} service deployment(s) still rolling back", open.len()),
-                cause: None,
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
 }
 
 /// Every service this deploy moved, back on the revision it ran before; the deploy recorded as

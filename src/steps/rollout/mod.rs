@@ -7,6 +7,10 @@
 
 mod decide;
 mod deployment;
+/// The service deployments as commands other than the deploy's rollout need them.
+pub mod deployments {
+    pub use super::deployment::{read, settle, stop_in_flight};
+}
 mod explain;
 mod pace;
 pub mod step;

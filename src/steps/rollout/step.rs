@@ -13,7 +13,7 @@ use crate::report::Reporter;
 use crate::settings::Settings;
 use crate::state::record::{DeployRecord, RolloutOutcome, RunState, ServiceRollout};
 use crate::state::{Lock, Record};
-use crate::steps::rollout::{self, Cluster, Rolled, RolloutState, Target};
+use crate::steps::rollout::{self, Cluster, Rolled, RolloutState, Target, deployments};
 use crate::steps::{Ledger, Step};
 use crate::text::code_list;
 
@@ -219,6 +219,21 @@ pub async fn roll_back(
         code_list(back.iter().map(|t| &t.service))
     ));
     lock.check()?;
+    // A deployment still in flight is rolled back by ECS itself; the others by `UpdateService`.
+    let named: Vec<(String, String)> = back
+        .iter()
+        .filter_map(|t| {
+            let arn = record
+                .value
+                .services
+                .get(&t.service)?
+                .service_deployment
+                .clone()?;
+            Some((t.service.clone(), arn))
+        })
+        .collect();
+    let timeout = settings.timeouts.rollout;
+    deployments::stop_in_flight(ecs, &named, timeout, reporter).await;
     let started = rollout::start(ecs, Cluster::of(settings), &back, None, reporter).await?;
     *rolled_back = started.rolled;
     if let Some(refused) = started.refused {

@@ -6,17 +6,19 @@
 //! not read them, one warning names the action, and the rollout is judged from
 //! `DescribeServices` alone, as before service deployments existed.
 
-pub(super) mod decide;
+pub mod decide;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{CreatedAt, ServiceDeployment};
+use aws_sdk_ecs::types::{
+    CreatedAt, ServiceDeployment, ServiceDeploymentStatus as Status, StopServiceDeploymentStopType,
+};
 use futures_util::future::try_join_all;
 
 use super::{Cluster, Rolled};
-use crate::aws::{denied_action, failed, is_transient};
+use crate::aws::{arn, denied_action, failed, is_transient};
 use crate::error::Error;
 use crate::report::{Reporter, warn};
 use crate::text::with_causes;
@@ -196,4 +198,117 @@ async fn find(
                 .is_some_and(|r| ours.contains(&r))
         })
         .and_then(|b| b.service_deployment_arn().map(str::to_owned)))
+}
+
+/// The service deployments named, as ECS describes them.
+pub async fn read<'a>(
+    ecs: &Client,
+    arns: impl Iterator<Item = &'a str>,
+) -> Result<Vec<ServiceDeployment>, Error> {
+    let arns: Vec<String> = arns.map(str::to_owned).collect();
+    if arns.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(describe(ecs, &arns).await?.into_values().collect())
+}
+
+/// Waits until ECS has finished each rollback it was asked for, within `timeout`.
+pub async fn settle(
+    ecs: &Client,
+    arns: &[&str],
+    timeout: Duration,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    let began = tokio::time::Instant::now();
+    loop {
+        let now = read(ecs, arns.iter().copied()).await?;
+        let open: Vec<&ServiceDeployment> = now
+            .iter()
+            .filter(|d| {
+                !matches!(
+                    d.status(),
+                    Some(
+                        Status::RollbackSuccessful
+                            | Status::RollbackFailed
+                            | Status::Stopped
+                            | Status::Successful
+                    )
+                )
+            })
+            .collect();
+        if open.is_empty() {
+            for deployment in &now {
+                reporter.info(&format!(
+                    "service deployment `{}`: {}",
+                    arn::short(deployment.service_deployment_arn().unwrap_or("?")),
+                    deployment.status().map_or("?", Status::as_str)
+                ));
+            }
+            return Ok(());
+        }
+        if began.elapsed() >= timeout {
+            return Err(Error::RolloutTimeout {
+                timeout: crate::text::short_duration(timeout),
+                state: format!("{} service deployment(s) still rolling back", open.len()),
+                cause: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Asks ECS to roll back each of these service deployments (service, ARN) that is still in
+/// flight (`StopServiceDeployment`, `ROLLBACK`) and waits until it has, within `timeout`: ECS's
+/// own rollback, to the revision the deployment started from. The services whose deployment
+/// ECS rolled back; a stop refused is told, and the caller moves that service back itself.
+pub async fn stop_in_flight(
+    ecs: &Client,
+    named: &[(String, String)],
+    timeout: Duration,
+    reporter: &dyn Reporter,
+) -> Vec<String> {
+    let arns: Vec<&str> = named.iter().map(|(_, arn)| arn.as_str()).collect();
+    let Ok(now) = read(ecs, arns.into_iter()).await else {
+        return Vec::new();
+    };
+    let mut stopped = Vec::new();
+    for (service, arn) in named {
+        let in_flight = now.iter().any(|d| {
+            d.service_deployment_arn() == Some(arn.as_str())
+                && matches!(d.status(), Some(Status::Pending | Status::InProgress))
+        });
+        if !in_flight {
+            continue;
+        }
+        let asked = ecs
+            .stop_service_deployment()
+            .service_deployment_arn(arn)
+            .stop_type(StopServiceDeploymentStopType::Rollback)
+            .send()
+            .await
+            .map_err(|e| {
+                denied_action(
+                    failed(format!("stopping the service deployment of `{service}`"), e),
+                    "ecs:StopServiceDeployment",
+                )
+            });
+        match asked {
+            Ok(_) => {
+                reporter.info(&format!(
+                    "`{service}`: its service deployment `{}` was still in flight: ECS rolls it back (`StopServiceDeployment`)",
+                    arn::short(arn)
+                ));
+                stopped.push((service.clone(), arn.clone()));
+            }
+            Err(error) => reporter.info(&format!(
+                "`{service}`: {}: moved back by `UpdateService` instead",
+                with_causes(&error)
+            )),
+        }
+    }
+    let arns: Vec<&str> = stopped.iter().map(|(_, arn)| arn.as_str()).collect();
+    if let Err(error) = settle(ecs, &arns, timeout, reporter).await {
+        reporter.info(&format!("ECS's rollback: {}", with_causes(&error)));
+    }
+    stopped.into_iter().map(|(service, _)| service).collect()
 }

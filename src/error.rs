@@ -242,7 +242,7 @@ impl Error {
             Self::Stdout(_) => {
                 "stdout was closed or is full: check what berth's output is piped into".to_owned()
             }
-            Self::Interrupted => "berth stops nothing in AWS: a rollout or migration it started goes on; rerun the same command to attach to it".to_owned(),
+            Self::Interrupted => "a rollout or migration berth started goes on in ECS (unless `on_cancel = \"rollback\"`, which has ECS roll back the service deployments still in flight); rerun the same command to attach to it, or stop a service deployment with `aws ecs stop-service-deployment --stop-type ROLLBACK`".to_owned(),
             Self::Paused { env, .. } => format!(
                 "a person decides: `berth continue --env {env}` lets it go on and finishes the deploy, `berth continue --env {env} --rollback` goes back; a rerun of this deploy waits on it again (docs/troubleshooting.md)"
             ),

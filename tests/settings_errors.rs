@@ -406,6 +406,18 @@ const CASES: &[Case] = &[
             "hint: use `rollback`",
         ],
     },
+    Case {
+        name: "unknown on_cancel",
+        file: Some(
+            "repository = \"app\"\non_cancel = \"stop\"\n[env.stg]\nregion = \"us-east-1\"\ncluster = \"c\"\nservices = [\"web\"]\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "berth.toml:2:13: `on_cancel` is `stop`",
+            "hint: use `leave`",
+        ],
+    },
 ];
 
 /// The sandbox's count of every call that changes something (and of registry pushes), by

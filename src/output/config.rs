@@ -1,7 +1,9 @@
 //! `berth config`: the resolved settings of one environment, read from berth.toml, the `BERTH_*`
 //! variables and the flags, without touching AWS or Docker.
 
-use crate::settings::{BuildSettings, MigrateOrder, OnFailure, Settings, StateSettings, Timeouts};
+use crate::settings::{
+    BuildSettings, MigrateOrder, OnCancel, OnFailure, Settings, StateSettings, Timeouts,
+};
 use crate::text::code_list;
 
 /// One line of the text: its label and its value.
@@ -119,6 +121,14 @@ fn run(settings: &Settings) -> Vec<Row> {
         ("timeouts", timeouts(&settings.timeouts)),
         ("state", state(&settings.state, &settings.env)),
         ("on failure", on_failure.to_owned()),
+        (
+            "on cancel",
+            match settings.on_cancel {
+                OnCancel::Leave => "deployments go on in ECS",
+                OnCancel::Rollback => "ECS rolls back deployments in flight",
+            }
+            .to_owned(),
+        ),
     ];
     for (service, file) in &settings.task_definitions {
         rows.push(("task def", format!("`{service}` from `{}`", file.display())));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::names::{is_tag, parse_duration};
-use super::{MigrateOrder, OnFailure, Source};
+use super::{MigrateOrder, OnCancel, OnFailure, Source};
 use crate::error::ConfigError;
 
 /// Checks the settings of environment `env`, read from `source`.
@@ -150,6 +150,19 @@ impl Check<'_> {
                 "write a duration with units, such as `90s`, `20m` or `1h 30m`",
             )
         })
+    }
+
+    pub(super) fn on_cancel(&self, value: Spanned<String>) -> Result<OnCancel, ConfigError> {
+        match value.get_ref().as_str() {
+            "rollback" | "roll back" => Ok(OnCancel::Rollback),
+            "leave" => Ok(OnCancel::Leave),
+            other => Err(self.invalid(
+                "on_cancel",
+                Some(value.span()),
+                format!("is `{other}`"),
+                "use `leave` (a cancelled deploy's deployments go on in ECS) or `rollback` (ECS rolls back those still in flight)",
+            )),
+        }
     }
 
     pub(super) fn on_failure(&self, value: Spanned<String>) -> Result<OnFailure, ConfigError> {

@@ -56,6 +56,8 @@ pub struct Settings {
     pub state: StateSettings,
     /// What a deploy does to the services that moved when another service's rollout fails.
     pub on_failure: OnFailure,
+    /// What a cancelled deploy (SIGINT, SIGTERM) does to the service deployments still in flight.
+    pub on_cancel: OnCancel,
     /// Container environment variables to set.
     pub environment: BTreeMap<String, String>,
     /// Container environment variables to remove.
@@ -99,6 +101,17 @@ pub struct StateSettings {
     /// How long the lock holds without renewal: a holder killed outright loses it after this.
     #[serde(serialize_with = "human_duration")]
     pub lease: Duration,
+}
+
+/// `on_cancel`: when a deploy is cancelled during its rollout (SIGINT, SIGTERM).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnCancel {
+    /// The deployments go on in ECS (the default); a rerun attaches to them.
+    #[default]
+    Leave,
+    /// ECS rolls back each service deployment still in flight (`StopServiceDeployment`).
+    Rollback,
 }
 
 /// `on_failure`: when a service's rollout fails, what happens to the services that had moved.

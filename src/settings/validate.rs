@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::check::Check;
 use super::names::{is_valid_repository_name, looks_like_region, tidy};
 use super::raw::RawLayer;
-use super::{MigrateOrder, OnFailure, Settings, Source};
+use super::{MigrateOrder, OnCancel, OnFailure, Settings, Source};
 use crate::error::ConfigError;
 use crate::flags::{Flags, Migrate};
 
@@ -63,6 +63,11 @@ pub(super) fn validate(
         .map(|value| check.on_failure(value))
         .transpose()?
         .unwrap_or(OnFailure::Rollback);
+    let on_cancel = layer
+        .on_cancel
+        .map(|value| check.on_cancel(value))
+        .transpose()?
+        .unwrap_or(OnCancel::Leave);
     let (environment, remove_environment) =
         check.environment(layer.environment, layer.remove_environment)?;
     let task_definitions =
@@ -90,6 +95,7 @@ pub(super) fn validate(
         timeouts,
         state,
         on_failure,
+        on_cancel,
         environment,
         remove_environment,
         secrets,

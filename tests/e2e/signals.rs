@@ -32,6 +32,51 @@ async fn sigterm_ends_a_deploy_as_ctrl_c_does() {
     assert_eq!(app.record(deploy_id).await["state"], "succeeded");
 }
 
+/// `on_cancel = "rollback"`: SIGTERM during the rollout has ECS roll back each service
+/// deployment still in flight (`StopServiceDeployment`), and the services end where they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_cancel_rollback_has_ecs_roll_back_the_deployments_in_flight() {
+    let app = App::new(
+        "cancelback",
+        "migrate = \"skip\"\non_cancel = \"rollback\"\n",
+    );
+    let before = app.service_task_definitions().await;
+    let counted = app.counters();
+    let run = app.interrupt(
+        &[],
+        &[],
+        &|line| line.contains("`devops` → ") && line.ends_with("started"),
+        "TERM",
+    );
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("ECS rolls it back (`StopServiceDeployment`)"),
+        "{}",
+        run.stderr
+    );
+    let calls = app.counters().since(&counted);
+    assert_eq!(
+        calls.get("ecs:StopServiceDeployment"),
+        Some(&2),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.get("ecs:UpdateService"),
+        Some(&2),
+        "only the deploy's own: {calls:?}"
+    );
+    assert_eq!(app.service_task_definitions().await, before);
+    let deploy_id = run.json()["deploy_id"].as_str().unwrap().to_owned();
+    let record = app.record(&deploy_id).await;
+    assert_eq!(record["state"], "interrupted", "{record}");
+    assert_eq!(
+        record["services"]["web"]["outcome"], "rolled_back",
+        "{record}"
+    );
+    assert_eq!(app.lock().await["holder"], Value::Null, "the lock is free");
+}
+
 /// Ctrl-C while the migration runs: berth stops waiting at once, frees the lock and leaves the
 /// task running (stopping a migration half-way is worse than letting it finish); the same
 /// command then judges that task, and the migration runs once.

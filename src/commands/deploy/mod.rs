@@ -25,13 +25,15 @@ use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::release::Release;
 use crate::report::Reporter;
+use crate::settings::OnCancel;
 use crate::settings::Settings;
+use crate::state::record::RolloutOutcome;
 use crate::state::record::{DeployRecord, MovedTarget, OpeningNote};
 use crate::state::{Held, Lock, Record, Stored, lock};
 use crate::steps::image::cache::BuildReport;
 use crate::steps::migrate::Migrated;
 use crate::steps::prepare::{self, Local};
-use crate::steps::rollout::{Rolled, step as rollout};
+use crate::steps::rollout::{self as rollout_steps, Rolled, step as rollout};
 use crate::steps::schedules::Cost;
 use crate::steps::{Ledger, StepRecord};
 use crate::text::code_list;
@@ -90,9 +92,49 @@ pub async fn deploy(
         result = run(settings, options, &mut report, &mut ledger, &mut held) => result,
         () = interrupted => Err(Error::Interrupted),
     };
+    if matches!(result, Err(Error::Interrupted)) && settings.on_cancel == OnCancel::Rollback {
+        on_cancel(settings, &report, &mut held, reporter).await;
+    }
     (report.steps, report.warnings) = ledger.finish(result.as_ref().err());
     held.finish(&result, &mut report.warnings, reporter).await;
     (report, result)
+}
+
+/// How long a cancelled deploy waits for ECS to take each rollback it asked for: CircleCI kills
+/// a cancelled job's processes soon after its SIGTERM.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `on_cancel = "rollback"`: ECS rolls back each service deployment of this deploy still in
+/// flight, and the record says which services went back.
+async fn on_cancel(settings: &Settings, report: &Report, held: &mut Held, reporter: &dyn Reporter) {
+    let named: Vec<(String, String)> = report
+        .services
+        .iter()
+        .filter_map(|r| Some((r.service.clone(), r.service_deployment.clone()?)))
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    let Ok(config) = aws::sdk_config(settings).await else {
+        return;
+    };
+    let ecs = aws::ecs_client(&config);
+    let stopped =
+        rollout_steps::deployments::stop_in_flight(&ecs, &named, CANCEL_GRACE, reporter).await;
+    if let Some(record) = held.record.as_mut()
+        && !stopped.is_empty()
+    {
+        // Best effort: the run ends either way, and the record's state says it was interrupted.
+        let _ = record
+            .update(|r| {
+                for service in &stopped {
+                    if let Some(rollout) = r.services.get_mut(service) {
+                        rollout.outcome = RolloutOutcome::RolledBack;
+                    }
+                }
+            })
+            .await;
+    }
 }
 
 /// The preparation, then the lock, then the deploy proper under it. Everything a deploy checks

@@ -31,8 +31,10 @@ enum CliCommand {
     Status(SettingsArgs),
     /// Put every service of one environment back on the revisions of an earlier deploy
     Rollback(RollbackArgs),
-    /// Answer a deploy paused at a pause hook (exit 7), then finish it: run from a checkout of
-    /// its commit
+    /// Answer a deploy paused at a pause hook (exit 7), then finish it
+    ///
+    /// Run it from a checkout of the paused deploy's commit: it reruns that deploy, which
+    /// answers each pause hook and waits on the service deployments as a deploy does.
     Continue(ContinueArgs),
     /// Release one environment's lock, held by a deploy that is gone
     Unlock(UnlockArgs),

@@ -71,6 +71,7 @@ const DECISIONS: &[&str] = &[
     "steps/image/cache/decide.rs",
     "steps/migrate/decide.rs",
     "steps/rollout/decide.rs",
+    "steps/rollout/deployment/decide.rs",
     "steps/schedules/decide.rs",
     "taskdef/mod.rs",
 ];

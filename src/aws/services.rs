@@ -95,7 +95,7 @@ pub fn check_controller(name: &str, service: &Service) -> Result<(), Error> {
         ),
         hint: match controller {
             "CODE_DEPLOY" => {
-                "deploy it with CodeDeploy (blue/green), or remove it from `services` in berth.toml"
+                "ECS now runs blue/green itself: move the service to the `ECS` controller with `deploymentConfiguration.strategy = \"BLUE_GREEN\"` (AWS's guide: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/migrate-codedeploy-to-ecs-bluegreen.html) and berth follows its stages and bake time; or deploy it with CodeDeploy, or remove it from `services` in berth.toml"
                     .to_owned()
             }
             _ => "deploy it with its own controller, or remove it from `services` in berth.toml"

@@ -15,6 +15,7 @@ use crate::settings::Settings;
 use crate::state::lock::{self, LockFile};
 use crate::state::record::{self, AttemptOutcome, DeployRecord};
 use crate::state::{self, Store};
+use crate::steps::rollout::deployments;
 use crate::taskdef::{self, DEPLOY_ID_TAG, GIT_SHA_TAG};
 
 /// Deploys shown, newest first.
@@ -49,6 +50,23 @@ pub struct ServiceStatus {
     pub desired: i32,
     pub pending: i32,
     pub deployments: Vec<DeploymentStatus>,
+    /// The service's current service deployment, when ECS keeps one and berth may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_deployment: Option<ServiceDeploymentStatus>,
+}
+
+/// A service's current service deployment: how ECS deploys it and where it is.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDeploymentStatus {
+    pub arn: String,
+    /// `ROLLING`, `BLUE_GREEN`, `LINEAR` or `CANARY`.
+    pub strategy: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,12 +96,24 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         Store::find(&config, state::Place::of(settings)),
     )
     .map_err(|error| aws::blame_unknown_region(error, &settings.region))?;
-    let revisions = revisions(&ecs, &services).await?;
+    let (revisions, current) = tokio::join!(revisions(&ecs, &services), current(&ecs, &services));
+    let revisions = revisions?;
     let services = settings
         .services
         .iter()
         .filter_map(|name| services.get(name).map(|service| (name, service)))
-        .map(|(name, service)| service_status(name, service, &revisions))
+        .map(|(name, service)| {
+            let mut status = service_status(name, service, &revisions);
+            status.service_deployment = service
+                .current_service_deployment()
+                .and_then(|arn| {
+                    current
+                        .iter()
+                        .find(|d| d.service_deployment_arn() == Some(arn))
+                })
+                .map(|d| deployment_status(service, d));
+            status
+        })
         .collect();
     let mut status = Status {
         env: settings.env.clone(),
@@ -98,6 +128,41 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         read_state(&store, &mut status).await?;
     }
     Ok(status)
+}
+
+/// The services' current service deployments. Best effort: where berth may not read them (no
+/// `ecs:DescribeServiceDeployments`), the status shows none.
+async fn current(
+    ecs: &aws_sdk_ecs::Client,
+    services: &BTreeMap<String, Service>,
+) -> Vec<aws_sdk_ecs::types::ServiceDeployment> {
+    let arns = services
+        .values()
+        .filter_map(|service| service.current_service_deployment());
+    deployments::read(ecs, arns).await.unwrap_or_default()
+}
+
+fn deployment_status(
+    service: &Service,
+    deployment: &aws_sdk_ecs::types::ServiceDeployment,
+) -> ServiceDeploymentStatus {
+    ServiceDeploymentStatus {
+        arn: deployment
+            .service_deployment_arn()
+            .unwrap_or_default()
+            .to_owned(),
+        strategy: service
+            .deployment_configuration()
+            .and_then(|c| c.strategy())
+            .map_or("ROLLING", |s| s.as_str())
+            .to_owned(),
+        status: deployment.status().map_or("?", |s| s.as_str()).to_owned(),
+        stage: deployment.lifecycle_stage().map(|s| s.as_str().to_owned()),
+        started_at: deployment
+            .started_at()
+            .or(deployment.created_at())
+            .map(aws_smithy_types::DateTime::secs),
+    }
 }
 
 /// The task definitions the services run, by ARN: each revision described once, however many
@@ -153,6 +218,7 @@ fn service_status(
                 failed_tasks: d.failed_tasks(),
             })
             .collect(),
+        service_deployment: None,
     }
 }
 

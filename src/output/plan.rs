@@ -90,10 +90,11 @@ fn service(service: &PlannedService) -> String {
         )
     } else {
         format!(
-            "service `{}`: `{}` → `{}`",
+            "service `{}`: `{}` → `{}` ({})",
             service.service,
             arn::short(&service.from),
-            arn::short(&service.to)
+            arn::short(&service.to),
+            service.strategy
         )
     }
 }

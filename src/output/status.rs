@@ -43,6 +43,30 @@ fn service(service: &ServiceStatus) -> Vec<String> {
         service.running,
         service.desired,
     )];
+    if let Some(current) = &service.service_deployment {
+        let stage = current
+            .stage
+            .as_deref()
+            .map(|s| format!(", stage {s}"))
+            .unwrap_or_default();
+        let since = current
+            .started_at
+            .and_then(|at| u64::try_from(at).ok())
+            .map(|at| {
+                format!(
+                    ", started {} ago",
+                    short_duration(Duration::from_secs(state::now().saturating_sub(at)))
+                )
+            })
+            .unwrap_or_default();
+        lines.push(format!(
+            "  {:<10}   service deployment `{}` ({}): {}{stage}{since}",
+            "",
+            arn::short(&current.arn),
+            current.strategy,
+            current.status
+        ));
+    }
     for deployment in service
         .deployments
         .iter()

@@ -95,6 +95,22 @@ fn web_bg(report: &Value) -> &Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn blue_green_is_followed_stage_by_stage_and_ends_only_after_the_bake() {
     let app = App::staged("bluegreen");
+    // `berth plan` names the strategy, and warns of a rollout timeout shorter than the bake.
+    app.edit_config(|c| c.replace("rollout = \"3m\"", "rollout = \"50s\""));
+    let plan = app.run("plan", &["--allow-dirty", "--output", "text"], &[]);
+    assert!(
+        plan.stdout.contains("(BLUE_GREEN, bake time 1m)"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stderr.contains(
+            "warning: `web-bg` deploys BLUE_GREEN, bake time 1m: at least 1m of bake time, longer than `timeouts.rollout` (50s)"
+        ),
+        "{}",
+        plan.stderr
+    );
+    app.edit_config(|c| c.replace("rollout = \"50s\"", "rollout = \"3m\""));
     let run = app.deploy(&[]);
     let ended = aws_smithy_types::DateTime::from(std::time::SystemTime::now());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
@@ -296,6 +312,14 @@ async fn a_paused_deploy_exits_7_and_berth_continue_finishes_it() {
     assert!(
         app.lock_or_none().await["holder"].is_null(),
         "the lock is free"
+    );
+    let status = app.run("status", &["--output", "text"], &[]);
+    assert!(
+        status
+            .stdout
+            .contains("(BLUE_GREEN): IN_PROGRESS, stage POST_SCALE_UP, started "),
+        "{}",
+        status.stdout
     );
 
     let counted = app.counters();

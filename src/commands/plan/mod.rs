@@ -8,6 +8,7 @@ pub use diff::Change;
 use diff::diff;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -21,8 +22,10 @@ use crate::settings::{MigrateOrder, Settings};
 use crate::state;
 use crate::steps::prepare::{self, Prepared};
 use crate::steps::register::{self, FamilyPlan};
+use crate::steps::rollout;
 use crate::steps::schedules;
 use crate::taskdef::{self, Changes};
+use crate::text::short_duration;
 
 /// What a deploy would do.
 #[derive(Debug, Clone, Serialize)]
@@ -65,6 +68,10 @@ pub struct PlannedService {
     pub service: String,
     pub from: String,
     pub to: String,
+    /// How ECS deploys it: strategy, bake times, lifecycle hooks.
+    pub strategy: String,
+    /// The least time its deployment takes (bake times), in seconds.
+    pub least_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,16 +125,11 @@ pub async fn plan(
     };
 
     let (planned, to) = planned_families(&ecs, settings, &current, &families, &image).await?;
-    let services: Vec<PlannedService> = current
-        .families
-        .iter()
-        .map(|(service, family)| PlannedService {
-            service: service.clone(),
-            from: revision_of(&current.services[service]),
-            to: to.get(family).cloned().unwrap_or_default(),
-        })
-        .collect();
-    let mut warnings = Vec::new();
+    let services = planned_services(&current, &to);
+    let mut warnings = too_short(&services, settings.timeouts.rollout);
+    for warning in &warnings {
+        reporter.info(&format!("warning: {warning}"));
+    }
     let survey = schedules::survey_settings(
         &schedules::Clients::new(&config),
         settings,
@@ -161,6 +163,41 @@ pub async fn plan(
         changes,
         warnings,
     })
+}
+
+/// Each service's move, with how ECS deploys it.
+fn planned_services(current: &Current, to: &BTreeMap<String, String>) -> Vec<PlannedService> {
+    current
+        .families
+        .iter()
+        .map(|(service, family)| {
+            let config = current.services[service].deployment_configuration();
+            PlannedService {
+                service: service.clone(),
+                from: revision_of(&current.services[service]),
+                to: to.get(family).cloned().unwrap_or_default(),
+                strategy: rollout::strategy(config),
+                least_seconds: rollout::least_time(config).as_secs(),
+            }
+        })
+        .collect()
+}
+
+/// A warning for each service whose deployment's bake times outlast the rollout's timeout.
+fn too_short(services: &[PlannedService], timeout: Duration) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| Duration::from_secs(s.least_seconds) > timeout)
+        .map(|s| {
+            format!(
+                "`{}` deploys {}: at least {} of bake time, longer than `timeouts.rollout` ({}); the rollout would time out (hint: raise `timeouts.rollout`)",
+                s.service,
+                s.strategy,
+                short_duration(Duration::from_secs(s.least_seconds)),
+                short_duration(timeout)
+            )
+        })
+        .collect()
 }
 
 /// Each family's revision to come: this deploy's when registered already, else a new one, shown

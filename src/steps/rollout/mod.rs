@@ -31,7 +31,7 @@ use crate::settings::{Settings, Timeouts, pause_until};
 use crate::text::{short_duration, with_causes};
 pub use decide::RolloutState;
 use decide::{Start, how_to_start, poll};
-pub use deployment::decide::{Course, PausedAt, paused as paused_at};
+pub use deployment::decide::{Course, PausedAt, least_time, paused as paused_at, strategy};
 use explain::{failure, newest_failing, show_tasks};
 use pace::Pace;
 

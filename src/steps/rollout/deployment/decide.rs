@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use aws_sdk_ecs::types::{
-    Deployment, DeploymentLifecycleHookStatus, DeploymentLifecycleHookTargetType,
-    ServiceDeployment, ServiceDeploymentLifecycleStage as Stage,
-    ServiceDeploymentRollbackMonitorsStatus as Monitor, ServiceDeploymentStatus as Status,
+    Deployment, DeploymentConfiguration, DeploymentLifecycleHookStatus,
+    DeploymentLifecycleHookTargetType, DeploymentStrategy, ServiceDeployment,
+    ServiceDeploymentLifecycleStage as Stage, ServiceDeploymentRollbackMonitorsStatus as Monitor,
+    ServiceDeploymentStatus as Status,
 };
 use serde::Serialize;
 
@@ -224,6 +225,72 @@ pub fn why(ours: &ServiceDeployment) -> String {
 /// A service deployment's id: the last part of its ARN.
 pub fn id(ours: &ServiceDeployment) -> &str {
     arn::short(ours.service_deployment_arn().unwrap_or("?"))
+}
+
+/// How ECS deploys a service, in a few words: its strategy, bake times and lifecycle hooks.
+pub fn strategy(config: Option<&DeploymentConfiguration>) -> String {
+    let Some(config) = config else {
+        return "ROLLING".to_owned();
+    };
+    let name = config.strategy().map_or("ROLLING", |s| s.as_str());
+    let mut parts = vec![name.to_owned()];
+    if let Some(linear) = config.linear_configuration() {
+        parts.push(format!(
+            "steps of {}% every {}m",
+            linear.step_percent().unwrap_or(10.0),
+            linear.step_bake_time_in_minutes().unwrap_or(6)
+        ));
+    }
+    if let Some(canary) = config.canary_configuration() {
+        parts.push(format!(
+            "canary {}% for {}m",
+            canary.canary_percent().unwrap_or(5.0),
+            canary.canary_bake_time_in_minutes().unwrap_or(10)
+        ));
+    }
+    if let Some(bake) = config.bake_time_in_minutes() {
+        parts.push(format!("bake time {bake}m"));
+    }
+    for hook in config.lifecycle_hooks() {
+        let stages: Vec<&str> = hook.lifecycle_stages().iter().map(|s| s.as_str()).collect();
+        let what = match hook.target_type() {
+            Some(DeploymentLifecycleHookTargetType::Pause) => "pause hook".to_owned(),
+            _ => format!("hook `{}`", hook.hook_target_arn().unwrap_or("?")),
+        };
+        parts.push(format!("{what} at {}", stages.join(", ")));
+    }
+    parts.join(", ")
+}
+
+/// The least time a deployment of `config` takes: its bake time and, for LINEAR and CANARY,
+/// each step's bake time (ECS's defaults where unset), however fast the tasks start.
+pub fn least_time(config: Option<&DeploymentConfiguration>) -> Duration {
+    let Some(config) = config else {
+        return Duration::ZERO;
+    };
+    let mut minutes = f64::from(config.bake_time_in_minutes().unwrap_or(0));
+    match config.strategy() {
+        Some(DeploymentStrategy::Linear) => {
+            let linear = config.linear_configuration();
+            let step = linear.and_then(|l| l.step_percent()).unwrap_or(10.0);
+            let bake = linear
+                .and_then(|l| l.step_bake_time_in_minutes())
+                .unwrap_or(6);
+            // No step bake after the last step, the one that reaches 100%.
+            let steps = (100.0 / step).ceil() - 1.0;
+            minutes += steps.max(0.0) * f64::from(bake);
+        }
+        Some(DeploymentStrategy::Canary) => {
+            let canary = config.canary_configuration();
+            minutes += f64::from(
+                canary
+                    .and_then(|c| c.canary_bake_time_in_minutes())
+                    .unwrap_or(10),
+            );
+        }
+        _ => {}
+    }
+    Duration::from_secs_f64(minutes * 60.0)
 }
 
 #[cfg(test)]
@@ -492,5 +559,74 @@ mod tests {
             Duration::from_secs(9),
         );
         assert_eq!(bake, ["`web`: stage BAKE_TIME (10m)"]);
+    }
+
+    #[test]
+    fn a_strategy_needs_its_bake_times_at_least() {
+        use aws_sdk_ecs::types::{
+            CanaryConfiguration, DeploymentConfiguration, DeploymentStrategy, LinearConfiguration,
+        };
+        let rows = [
+            (
+                "rolling",
+                DeploymentConfiguration::builder().build(),
+                0,
+                "ROLLING",
+            ),
+            (
+                "blue/green",
+                DeploymentConfiguration::builder()
+                    .strategy(DeploymentStrategy::BlueGreen)
+                    .bake_time_in_minutes(10)
+                    .build(),
+                600,
+                "BLUE_GREEN, bake time 10m",
+            ),
+            (
+                "linear: 3 steps, 2 bakes between them",
+                DeploymentConfiguration::builder()
+                    .strategy(DeploymentStrategy::Linear)
+                    .bake_time_in_minutes(1)
+                    .linear_configuration(
+                        LinearConfiguration::builder()
+                            .step_percent(34.0)
+                            .step_bake_time_in_minutes(5)
+                            .build(),
+                    )
+                    .build(),
+                660,
+                "LINEAR, steps of 34% every 5m, bake time 1m",
+            ),
+            (
+                "linear, ECS's defaults: 10 steps of 10%, 6m apart",
+                DeploymentConfiguration::builder()
+                    .strategy(DeploymentStrategy::Linear)
+                    .build(),
+                9 * 360,
+                "LINEAR",
+            ),
+            (
+                "canary",
+                DeploymentConfiguration::builder()
+                    .strategy(DeploymentStrategy::Canary)
+                    .canary_configuration(
+                        CanaryConfiguration::builder()
+                            .canary_percent(5.0)
+                            .canary_bake_time_in_minutes(15)
+                            .build(),
+                    )
+                    .build(),
+                900,
+                "CANARY, canary 5% for 15m",
+            ),
+        ];
+        for (case, config, seconds, said) in rows {
+            assert_eq!(
+                super::least_time(Some(&config)),
+                Duration::from_secs(seconds),
+                "{case}"
+            );
+            assert_eq!(super::strategy(Some(&config)), said, "{case}");
+        }
     }
 }

@@ -863,3 +863,97 @@ fn a_deploy_paused_past_its_lease_tells_what_happened_and_ends_lost() {
         "{listed:?}"
     );
 }
+
+/// A blue/green deploy killed inside its bake time: the record does not name the service
+/// deployment yet (its next write would have), so the rerun finds it by
+/// `ListServiceDeployments`, attaches to that one, starts no second one, and ends when ECS ends
+/// it. With `ecs:ListServiceDeployments` denied, the rerun says so once and judges the rollout
+/// from `DescribeServices`: still right, and still only after the bake.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_killed_inside_the_bake_time_is_finished_by_its_own_service_deployment() {
+    for (test, denied) in [("crashbake", false), ("crashbakedenied", true)] {
+        let app = App::blue_green(test, &format!("migrate = \"skip\"\n{CRASH_LEASE}"));
+        admin(
+            &app.var("BERTH_SANDBOX_PORT"),
+            "POST",
+            "/_sandbox/config",
+            Some(&json!({"minute_seconds": 5.0})),
+        );
+        let counted = app.counters();
+        let killed = app.interrupt(
+            &[],
+            &[],
+            &|line| line.contains("`web-bg`: stage BAKE_TIME"),
+            "KILL",
+        );
+        assert_eq!(killed.code, None, "{test}: killed by a signal");
+        let ecs = app.ecs().await;
+        let current = |ecs: aws_sdk_ecs::Client, cluster: String| async move {
+            let out = ecs
+                .describe_services()
+                .cluster(cluster)
+                .services("web-bg")
+                .send()
+                .await
+                .unwrap();
+            out.services()[0]
+                .current_service_deployment()
+                .unwrap()
+                .to_owned()
+        };
+        let baking = current(ecs.clone(), app.cluster()).await;
+        if denied {
+            app.fault(
+                json!({"service": "ecs", "operation": "ListServiceDeployments", "error": "denied"}),
+            );
+        }
+        let rerun = app.deploy(&["--lock-wait", "30s"]);
+        assert_eq!(rerun.code, Some(0), "{test}: {}", rerun.stderr);
+        assert!(
+            rerun.stderr.contains("already runs"),
+            "{test}: {}",
+            rerun.stderr
+        );
+        let calls = app.counters().since(&counted);
+        assert_eq!(
+            calls.get("ecs:UpdateService"),
+            Some(&1),
+            "{test}: one deployment: {calls:?}"
+        );
+        assert_eq!(current(ecs.clone(), app.cluster()).await, baking, "{test}");
+        let described = ecs
+            .describe_service_deployments()
+            .service_deployment_arns(&baking)
+            .send()
+            .await
+            .unwrap();
+        let status = described.service_deployments()[0]
+            .status()
+            .unwrap()
+            .as_str()
+            .to_owned();
+        assert_eq!(
+            status, "SUCCESSFUL",
+            "{test}: berth exits after ECS ends it"
+        );
+        let web = &rerun.json()["services"][0];
+        if denied {
+            let warned = rerun
+                .stderr
+                .lines()
+                .filter(|l| l.contains("`ecs:ListServiceDeployments` is denied"))
+                .count();
+            assert_eq!(warned, 1, "{test}: {}", rerun.stderr);
+            assert!(web.get("service_deployment").is_none(), "{test}: {web}");
+        } else {
+            assert!(
+                calls.contains_key("ecs:ListServiceDeployments"),
+                "{calls:?}"
+            );
+            assert_eq!(web["service_deployment"], baking.as_str(), "{test}: {web}");
+            assert_eq!(web["service_deployment_status"], "SUCCESSFUL");
+        }
+        let deploy_id = rerun.json()["deploy_id"].as_str().unwrap().to_owned();
+        assert_eq!(app.record(&deploy_id).await["state"], "succeeded", "{test}");
+    }
+}

@@ -9,3 +9,15 @@ commit_work_tree() {
 
 # The median of the numbers on stdin, one a line.
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+# Builds berth (`$berth`), starts the sandbox and seeds the bench's own app `$1` beside what is
+# there, with the seed's further arguments.
+bench_app() {
+    local app="$1"
+    shift
+    cargo build --quiet --bin berth
+    berth="$root/target/debug/berth"
+    sandbox/sandboxctl start >&2
+    eval "$(sandbox/sandboxctl env)"
+    sandbox/sandboxctl seed --envs stg --keep --app "$app" "$@" >/dev/null
+}

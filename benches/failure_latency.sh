@@ -17,11 +17,7 @@ app="bench-failure-$(date +%s)"
 cd "$root"
 # shellcheck source=benches/common.sh
 source benches/common.sh
-cargo build --quiet --bin berth
-berth="$root/target/debug/berth"
-sandbox/sandboxctl start >&2
-eval "$(sandbox/sandboxctl env)"
-sandbox/sandboxctl seed --envs stg --keep --app "$app" >/dev/null
+bench_app "$app"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

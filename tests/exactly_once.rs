@@ -877,7 +877,7 @@ async fn a_deploy_killed_inside_the_bake_time_is_finished_by_its_own_service_dep
             &app.var("BERTH_SANDBOX_PORT"),
             "POST",
             "/_sandbox/config",
-            Some(&json!({"minute_seconds": 5.0})),
+            Some(&json!({"minute_seconds": 20.0})),
         );
         let counted = app.counters();
         let killed = app.interrupt(

@@ -399,7 +399,8 @@ async fn look_until_done(
             return Err(timed_out(ecs, cluster, rolled, state, reporter).await);
         }
         watch.beat(reporter, &state);
-        pause_until(pace.next(looked, all_running(&services, rolled))).await;
+        let near = all_running(&services, rolled) || failing(&services, rolled);
+        pause_until(pace.next(looked, near)).await;
     }
 }
 
@@ -458,6 +459,19 @@ fn all_running(services: &BTreeMap<String, Service>, rolled: &[Rolled]) -> bool 
                 .iter()
                 .find(|d| d.id() == Some(r.deployment_id.as_str()))
                 .is_some_and(|d| d.running_count() >= d.desired_count())
+        })
+    })
+}
+
+/// A service's deployment of our revision has tasks that failed: the circuit breaker (or berth's
+/// own threshold without one) may end the rollout at any moment.
+fn failing(services: &BTreeMap<String, Service>, rolled: &[Rolled]) -> bool {
+    rolled.iter().any(|r| {
+        services.get(&r.service).is_some_and(|service| {
+            service
+                .deployments()
+                .iter()
+                .any(|d| d.id() == Some(r.deployment_id.as_str()) && d.failed_tasks() > 0)
         })
     })
 }

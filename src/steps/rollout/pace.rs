@@ -2,8 +2,9 @@
 //! (one a second at the default), kept as a token bucket: a token comes every `poll`, each look
 //! spends one, at most [`BANK`] are saved. While the new tasks are still starting nothing can
 //! complete, so berth looks every 1.5 × `poll` and saves; once every service's new tasks all
-//! run, the deployment may complete at any moment, and berth looks every [`NEAR`] × `poll` out
-//! of what it saved, then every `poll` once that is spent. However the wait goes, it never makes
+//! run, or a service's new tasks have begun to fail, the deployment may end at any moment, and
+//! berth looks every [`NEAR`] × `poll` out of what it saved, then every `poll` once that is
+//! spent. However the wait goes, it never makes
 //! more looks than one, plus one per `poll` waited.
 //!
 //! Why 0.7: a look every `NEAR` × `poll` finds the completion `NEAR` / 2 × `poll` late on

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The script behind the `deploy`, `status` and `rollback` commands: every parameter reaches berth
+# The script behind the `deploy`, `status`, `rollback` and `continue` commands: every parameter reaches berth
 # as one argument, unchanged, with a fake `berth` that records its arguments and environment.
 
 # A PATH without the CircleCI CLI, as outside CircleCI, also when these tests run in a CircleCI
@@ -127,6 +127,27 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
   ORB_ENUM_SUBCOMMAND=status ORB_STR_LOCK_WAIT=5m ORB_ENUM_MIGRATE=skip run bash "$script"
   [ "$status" -eq 0 ]
   [ "$(args)" = "$(printf '%s\n' status --env stg)" ]
+}
+
+@test "continue passes --rollback and --lock-wait" {
+  ORB_ENUM_SUBCOMMAND=continue ORB_BOOL_ROLLBACK=true ORB_STR_LOCK_WAIT=5m ORB_STR_TO=x run bash "$script"
+  [ "$status" -eq 0 ]
+  [ "$(args)" = "$(printf '%s\n' continue --env stg --rollback --lock-wait 5m)" ]
+  ORB_ENUM_SUBCOMMAND=continue ORB_BOOL_ROLLBACK=false run bash "$script"
+  [ "$(args)" = "$(printf '%s\n' continue --env stg)" ]
+}
+
+@test "paused_ok ends a paused deploy's step well, and no other failure" {
+  BERTH_FAKE_EXIT=7 ORB_ENUM_SUBCOMMAND=deploy ORB_BOOL_PAUSED_OK=1 run bash "$script"
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"paused at a pause hook"* ]]
+  BERTH_FAKE_EXIT=1 ORB_ENUM_SUBCOMMAND=deploy ORB_BOOL_PAUSED_OK=1 run bash "$script"
+  [ "$status" -eq 1 ]
+  BERTH_FAKE_EXIT=7 ORB_ENUM_SUBCOMMAND=deploy run bash "$script"
+  [ "$status" -eq 7 ]
+  BERTH_FAKE_EXIT=7 ORB_ENUM_SUBCOMMAND=deploy ORB_BOOL_PAUSED_OK=1 ORB_STR_RECORD="$BATS_TEST_TMPDIR/r.json" run bash "$script"
+  [ "$status" -eq 0 ]
+  [ -s "$BATS_TEST_TMPDIR/r.json" ]
 }
 
 @test "an unknown berth command is refused" {

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# Runs `berth deploy|status|rollback` with the orb command's parameters. Every value reaches
+# Runs `berth deploy|status|rollback|continue` with the orb command's parameters. Every value reaches
 # berth as one argument: nothing here is split, globbed or evaluated. `env`, `region`,
 # `profile`, `role_arn` and `record` may name the job's variables (`${PRD_ROLE}`): they go
 # through `circleci env subst`, as in CircleCI's own orbs, which replaces `$VAR` and `${VAR}`
 # and runs nothing.
 #
-# Parameters (from the `deploy`, `status` and `rollback` commands; empty means unset):
-#   ORB_ENUM_SUBCOMMAND       deploy, status or rollback
+# Parameters (from the `deploy`, `status`, `rollback` and `continue` commands; empty means unset):
+#   ORB_ENUM_SUBCOMMAND       deploy, status, rollback or continue
 #   ORB_STR_ENV               --env
 #   ORB_STR_CONFIG            --config
 #   ORB_STR_WORKING_DIRECTORY the folder berth runs in
 #   ORB_STR_REGION            --region
 #   ORB_STR_PROFILE           --profile
 #   ORB_STR_ROLE_ARN          AWS_ROLE_ARN: berth trades CircleCI's OIDC token for this role
-#   ORB_STR_LOCK_WAIT         --lock-wait (deploy, rollback)
+#   ORB_STR_LOCK_WAIT         --lock-wait (deploy, rollback, continue)
 #   ORB_STR_COMMIT            CIRCLE_SHA1 for berth: the commit deployed (deploy)
 #   ORB_ENUM_MIGRATE          --migrate (deploy)
 #   ORB_STR_ROLLOUT_TIMEOUT   --rollout-timeout (deploy)
@@ -23,6 +23,8 @@
 #   ORB_BOOL_FORCE            --force (deploy)
 #   ORB_BOOL_ANY_BRANCH       --any-branch (deploy)
 #   ORB_STR_TO                --to (rollback)
+#   ORB_BOOL_ROLLBACK         --rollback (continue)
+#   ORB_BOOL_PAUSED_OK        a pause (berth's exit 7) ends the step well (deploy)
 #   ORB_STR_RECORD            a file for berth's JSON record (stdout with --output json)
 #   ORB_STR_EXTRA_ARGS        more arguments for berth, one per line
 
@@ -60,7 +62,7 @@ ORB_STR_RECORD="$(home_path "${ORB_STR_RECORD:-}")"
 
 subcommand="${ORB_ENUM_SUBCOMMAND:-}"
 case "$subcommand" in
-  deploy | status | rollback) ;;
+  deploy | status | rollback | continue) ;;
   *)
     echo "berth orb: unknown berth command \`$subcommand\`" >&2
     exit 2
@@ -95,6 +97,10 @@ if [[ "$subcommand" == deploy ]]; then
 fi
 if [[ "$subcommand" == rollback ]]; then
   option --to "${ORB_STR_TO:-}"
+  option --lock-wait "${ORB_STR_LOCK_WAIT:-}"
+fi
+if [[ "$subcommand" == continue ]]; then
+  switch --rollback "${ORB_BOOL_ROLLBACK:-}"
   option --lock-wait "${ORB_STR_LOCK_WAIT:-}"
 fi
 if [[ -n "${ORB_STR_EXTRA_ARGS:-}" ]]; then
@@ -143,6 +149,19 @@ if [[ -n "${ORB_STR_RECORD:-}" ]]; then
   mkdir -p "$(dirname "$ORB_STR_RECORD")"
   : >"$ORB_STR_RECORD"
   hide_from_git "$ORB_STR_RECORD"
-  exec berth "${args[@]}" >"$ORB_STR_RECORD"
+  exec >"$ORB_STR_RECORD"
 fi
-exec berth "${args[@]}"
+paused_ok=""
+if [[ "$subcommand" == deploy && ("${ORB_BOOL_PAUSED_OK:-}" == 1 || "${ORB_BOOL_PAUSED_OK:-}" == true) ]]; then
+  paused_ok=1
+fi
+if [[ -z "$paused_ok" ]]; then
+  exec berth "${args[@]}"
+fi
+code=0
+berth "${args[@]}" || code=$?
+if [[ $code -eq 7 ]]; then
+  echo "berth orb: the deploy is paused at a pause hook (exit 7); \`paused_ok\` ends the step well: answer it with the \`continue\` command" >&2
+  exit 0
+fi
+exit "$code"

@@ -194,7 +194,9 @@ def completed(service, legacy: dict) -> None:
     the rollback it carries out did."""
     now = utcnow()
     ours = of_legacy(service, legacy["id"])
-    if ours is not None and ours["status"] == "IN_PROGRESS":
+    # A service scaled to zero is steady in the tick its deployment was made, still PENDING.
+    if ours is not None and ours["status"] in ("PENDING", "IN_PROGRESS"):
+        ours.setdefault("startedAt", now)
         finish(ours, "SUCCESSFUL", None, now)
     rolling_back = of_legacy(service, legacy["id"], "_rollback")
     if rolling_back is not None and rolling_back["status"] in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"):

@@ -187,3 +187,14 @@ def test_stop_service_deployment_rolls_back_what_is_in_flight_and_refuses_what_i
     with pytest.raises(ClientError) as refused:
         ecs.stop_service_deployment(serviceDeploymentArn=arn[:-4] + "zzzz", stopType="ROLLBACK")
     assert refused.value.response["Error"]["Code"] == "ServiceDeploymentNotFoundException"
+
+
+def test_a_deployment_of_a_service_scaled_to_zero_succeeds_at_once(ecs, cluster):
+    v1 = register(ecs, "web", UP)
+    create(ecs, cluster, "web", v1, desired=1)
+    ecs.update_service(cluster=cluster, service="web", desiredCount=0)
+    v2 = register(ecs, "web", UP)
+    arn = ecs.update_service(cluster=cluster, service="web", taskDefinition=v2)["service"]["currentServiceDeployment"]
+    done = reaches(ecs, arn, "SUCCESSFUL", timeout=10)
+    assert done["startedAt"] <= done["finishedAt"]
+    assert done["targetServiceRevision"]["requestedTaskCount"] == 0

@@ -106,11 +106,7 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
             let mut status = service_status(name, service, &revisions);
             status.service_deployment = service
                 .current_service_deployment()
-                .and_then(|arn| {
-                    current
-                        .iter()
-                        .find(|d| d.service_deployment_arn() == Some(arn))
-                })
+                .and_then(|arn| current.get(arn))
                 .map(|d| deployment_status(service, d));
             status
         })
@@ -135,7 +131,7 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
 async fn current(
     ecs: &aws_sdk_ecs::Client,
     services: &BTreeMap<String, Service>,
-) -> Vec<aws_sdk_ecs::types::ServiceDeployment> {
+) -> BTreeMap<String, aws_sdk_ecs::types::ServiceDeployment> {
     let arns = services
         .values()
         .filter_map(|service| service.current_service_deployment());

@@ -122,10 +122,7 @@ async fn paused(
     Ok(named
         .into_iter()
         .filter_map(|(service, arn)| {
-            let at = described
-                .iter()
-                .find(|d| d.service_deployment_arn() == Some(arn.as_str()))
-                .and_then(paused_at)?;
+            let at = described.get(&arn).and_then(paused_at)?;
             Some((service, arn, at))
         })
         .collect())
@@ -143,8 +140,7 @@ async fn taken(
     while began.elapsed() < Duration::from_secs(60) {
         let now = deployments::read(ecs, answered.iter().map(|(_, arn, _)| arn.as_str())).await?;
         let still = answered.iter().any(|(_, arn, at)| {
-            now.iter()
-                .find(|d| d.service_deployment_arn() == Some(arn.as_str()))
+            now.get(arn)
                 .and_then(paused_at)
                 .is_some_and(|now| now.hook_id == at.hook_id)
         });

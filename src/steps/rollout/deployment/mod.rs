@@ -200,16 +200,16 @@ async fn find(
         .and_then(|b| b.service_deployment_arn().map(str::to_owned)))
 }
 
-/// The service deployments named, as ECS describes them.
+/// The service deployments named, as ECS describes them, by ARN.
 pub async fn read<'a>(
     ecs: &Client,
     arns: impl Iterator<Item = &'a str>,
-) -> Result<Vec<ServiceDeployment>, Error> {
+) -> Result<BTreeMap<String, ServiceDeployment>, Error> {
     let arns: Vec<String> = arns.map(str::to_owned).collect();
     if arns.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
-    Ok(describe(ecs, &arns).await?.into_values().collect())
+    describe(ecs, &arns).await
 }
 
 /// Waits until ECS has finished each rollback it was asked for, within `timeout`.
@@ -223,7 +223,7 @@ pub async fn settle(
     loop {
         let now = read(ecs, arns.iter().copied()).await?;
         let open: Vec<&ServiceDeployment> = now
-            .iter()
+            .values()
             .filter(|d| {
                 !matches!(
                     d.status(),
@@ -237,7 +237,7 @@ pub async fn settle(
             })
             .collect();
         if open.is_empty() {
-            for deployment in &now {
+            for deployment in now.values() {
                 reporter.info(&format!(
                     "service deployment `{}`: {}",
                     arn::short(deployment.service_deployment_arn().unwrap_or("?")),
@@ -273,10 +273,9 @@ pub async fn stop_in_flight(
     };
     let mut stopped = Vec::new();
     for (service, arn) in named {
-        let in_flight = now.iter().any(|d| {
-            d.service_deployment_arn() == Some(arn.as_str())
-                && matches!(d.status(), Some(Status::Pending | Status::InProgress))
-        });
+        let in_flight = now
+            .get(arn)
+            .is_some_and(|d| matches!(d.status(), Some(Status::Pending | Status::InProgress)));
         if !in_flight {
             continue;
         }

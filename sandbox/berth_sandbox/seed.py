@@ -365,22 +365,22 @@ def seed(
     return summary
 
 
-def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster: str, web: str, awsvpc: dict):
-    """`web-bg`: `web` deployed by ECS blue/green behind its load balancer."""
-    elbv2 = client(endpoints, "elbv2")
-    name = f"{app}-{env}"[-26:].strip("-")
+def blue_green_balancer(elbv2, net: dict, name: str, port: int, role: str) -> dict:
+    """An Application Load Balancer for ECS blue/green: a blue and a green target group, a
+    production (port 80) and a test (port 8080) listener rule; the service's `loadBalancers`
+    entry that names them."""
     alb = elbv2.create_load_balancer(Name=f"{name}-lb", Subnets=net["subnets"])["LoadBalancers"][0]
     groups = [
         elbv2.create_target_group(
-            Name=f"{name}-{color}", Protocol="HTTP", Port=3000, VpcId=net["vpc"], TargetType="ip"
+            Name=f"{name}-{color}", Protocol="HTTP", Port=port, VpcId=net["vpc"], TargetType="ip"
         )["TargetGroups"][0]["TargetGroupArn"]
         for color in ("b", "g")
     ]
     rules = []
-    for port in (80, 8080):
+    for listener_port in (80, 8080):
         forward = [{"Type": "forward", "TargetGroupArn": groups[0]}]
         listener = elbv2.create_listener(
-            LoadBalancerArn=alb["LoadBalancerArn"], Protocol="HTTP", Port=port, DefaultActions=forward
+            LoadBalancerArn=alb["LoadBalancerArn"], Protocol="HTTP", Port=listener_port, DefaultActions=forward
         )["Listeners"][0]["ListenerArn"]
         rule = elbv2.create_rule(
             ListenerArn=listener,
@@ -389,6 +389,24 @@ def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster
             Actions=forward,
         )
         rules.append(rule["Rules"][0]["RuleArn"])
+    return {
+        "targetGroupArn": groups[0],
+        "containerName": "app",
+        "containerPort": port,
+        "advancedConfiguration": {
+            "alternateTargetGroupArn": groups[1],
+            "productionListenerRule": rules[0],
+            "testListenerRule": rules[1],
+            "roleArn": role,
+        },
+    }
+
+
+def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster: str, web: str, awsvpc: dict):
+    """`web-bg`: `web` deployed by ECS blue/green behind its load balancer."""
+    name = f"{app}-{env}"[-26:].strip("-")
+    role = f"arn:aws:iam::{ACCOUNT_ID}:role/{app}-ecs-infrastructure"
+    balancer = blue_green_balancer(client(endpoints, "elbv2"), net, name, 3000, role)
     alarm = f"{app}-{env}-web-5xx"
     client(endpoints, "cloudwatch").put_metric_alarm(
         AlarmName=alarm,
@@ -409,19 +427,7 @@ def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster
         launchType="FARGATE",
         platformVersion="LATEST",
         networkConfiguration=awsvpc,
-        loadBalancers=[
-            {
-                "targetGroupArn": groups[0],
-                "containerName": "app",
-                "containerPort": 3000,
-                "advancedConfiguration": {
-                    "alternateTargetGroupArn": groups[1],
-                    "productionListenerRule": rules[0],
-                    "testListenerRule": rules[1],
-                    "roleArn": f"arn:aws:iam::{ACCOUNT_ID}:role/{app}-ecs-infrastructure",
-                },
-            }
-        ],
+        loadBalancers=[balancer],
         propagateTags="SERVICE",
     )
     # Blue/green from its next deployment on: changing the strategy starts none, and the first

@@ -10,6 +10,8 @@ from conftest import unique, wait_for
 from test_service_deployments import reaches, service_deployment
 from test_services import CRASH, UP, describe, register, running_task_definitions
 
+from berth_sandbox.seed import blue_green_balancer
+
 ROLE = "arn:aws:iam::123456789012:role/ecs-infrastructure"
 
 
@@ -24,34 +26,7 @@ def balancer(sandbox) -> dict:
         ]
         for i, zone in enumerate("ab")
     ]
-    name = unique("alb")[:28]
-    alb = elbv2.create_load_balancer(Name=name, Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
-    groups = [
-        elbv2.create_target_group(Name=f"{name[:24]}-{c}", Protocol="HTTP", Port=80, VpcId=vpc, TargetType="ip")[
-            "TargetGroups"
-        ][0]["TargetGroupArn"]
-        for c in "bg"
-    ]
-    rules = []
-    for port, path in ((80, "/*"), (8080, "/*")):
-        forward = [{"Type": "forward", "TargetGroupArn": groups[0]}]
-        listener = elbv2.create_listener(LoadBalancerArn=alb, Protocol="HTTP", Port=port, DefaultActions=forward)
-        arn = listener["Listeners"][0]["ListenerArn"]
-        rule = elbv2.create_rule(
-            ListenerArn=arn, Priority=1, Conditions=[{"Field": "path-pattern", "Values": [path]}], Actions=forward
-        )
-        rules.append(rule["Rules"][0]["RuleArn"])
-    return {
-        "targetGroupArn": groups[0],
-        "containerName": "app",
-        "containerPort": 80,
-        "advancedConfiguration": {
-            "alternateTargetGroupArn": groups[1],
-            "productionListenerRule": rules[0],
-            "testListenerRule": rules[1],
-            "roleArn": ROLE,
-        },
-    }
+    return blue_green_balancer(elbv2, {"vpc": vpc, "subnets": subnets}, unique("alb")[:25], 80, ROLE)
 
 
 def staged_service(sandbox, ecs, cluster: str, balancer: dict | None, config: dict, minute: float) -> str:

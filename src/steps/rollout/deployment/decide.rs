@@ -96,8 +96,14 @@ pub fn news(
             "BAKE_TIME" => bake_minutes(ours).map(|m| format!(" ({m}m)")),
             _ => None,
         };
+        let passed = passed(before.stage.as_deref(), stage);
+        let passed = if passed.is_empty() {
+            String::new()
+        } else {
+            format!(", passed {}", passed.join(", "))
+        };
         lines.push(format!(
-            "`{service}`: stage {stage}{}",
+            "`{service}`: stage {stage}{}{passed}",
             bake.unwrap_or_default()
         ));
     }
@@ -118,6 +124,35 @@ pub fn news(
         },
         lines,
     )
+}
+
+/// The lifecycle stages in the order ECS goes through them
+/// (<https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_ServiceDeployment.html>).
+const STAGES: [&str; 10] = [
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+];
+
+/// The stages ECS went through between two looks (from the first one when berth saw none
+/// before): a look every poll misses a stage that took less.
+fn passed(before: Option<&str>, now: &str) -> Vec<&'static str> {
+    let at = |stage: &str| STAGES.iter().position(|s| *s == stage);
+    let from = match before {
+        Some(before) => at(before).map(|i| i + 1),
+        None => at("PRE_SCALE_UP"),
+    };
+    match (from, at(now)) {
+        (Some(from), Some(to)) if from < to => STAGES[from..to].to_vec(),
+        _ => Vec::new(),
+    }
 }
 
 fn bake_minutes(ours: &ServiceDeployment) -> Option<i32> {
@@ -542,7 +577,7 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "`web`: stage PRODUCTION_TRAFFIC_SHIFT",
+                "`web`: stage PRODUCTION_TRAFFIC_SHIFT, passed PRE_SCALE_UP, SCALE_UP, POST_SCALE_UP, TEST_TRAFFIC_SHIFT, POST_TEST_TRAFFIC_SHIFT",
                 "`web`: production traffic 34% on the new revision"
             ]
         );
@@ -558,7 +593,10 @@ mod tests {
             &baking(ServiceDeploymentLifecycleStage::BakeTime),
             Duration::from_secs(9),
         );
-        assert_eq!(bake, ["`web`: stage BAKE_TIME (10m)"]);
+        assert_eq!(
+            bake,
+            ["`web`: stage BAKE_TIME (10m), passed POST_PRODUCTION_TRAFFIC_SHIFT"]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::aws;
 use crate::aws::ecr::Image;
+use crate::aws::services;
 use crate::current::Current;
 use crate::error::Error;
 use crate::flags::DeployOptions;
@@ -105,20 +106,29 @@ pub async fn deploy(
 const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `on_cancel = "rollback"`: ECS rolls back each service deployment of this deploy still in
-/// flight, and the record says which services went back.
+/// flight, and the record says which services went back. They are read from ECS, not from what
+/// the run had noted: a cancel may land after `UpdateService` answered and before the rollout's
+/// start was noted. A service on one of this deploy's revisions runs this deploy's deployment.
 async fn on_cancel(settings: &Settings, report: &Report, held: &mut Held, reporter: &dyn Reporter) {
-    let named: Vec<(String, String)> = report
-        .services
-        .iter()
-        .filter_map(|r| Some((r.service.clone(), r.service_deployment.clone()?)))
-        .collect();
-    if named.is_empty() {
+    let ours: Vec<&String> = report.revisions.values().collect();
+    if ours.is_empty() {
         return;
     }
     let Ok(config) = aws::sdk_config(settings).await else {
         return;
     };
     let ecs = aws::ecs_client(&config);
+    let Ok(services) = services::describe(&ecs, &settings.cluster, &settings.services).await else {
+        return;
+    };
+    let named: Vec<(String, String)> = services
+        .iter()
+        .filter(|(_, s)| {
+            s.task_definition()
+                .is_some_and(|t| ours.iter().any(|o| *o == t))
+        })
+        .filter_map(|(name, s)| Some((name.clone(), s.current_service_deployment()?.to_owned())))
+        .collect();
     let stopped =
         rollout_steps::deployments::stop_in_flight(&ecs, &named, CANCEL_GRACE, reporter).await;
     if let Some(record) = held.record.as_mut()

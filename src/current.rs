@@ -24,6 +24,13 @@ pub struct Current {
     pub migration_family: String,
 }
 
+impl Current {
+    /// The account, as a service's ARN names it.
+    pub fn account(&self) -> Option<&str> {
+        (self.services.values()).find_map(|service| service.service_arn().and_then(arn::account))
+    }
+}
+
 /// Reads what the deploy builds on, and checks the settings against it; changes nothing.
 pub async fn read(
     ecs: &Ecs,

@@ -172,6 +172,15 @@ pub enum Error {
     #[error("deploy `{deploy_id}` is older than the newest deploy of this environment, {newer}")]
     StaleDeploy { deploy_id: String, newer: String },
 
+    /// `requires`: the image has no successful deploy in the environment that must test it.
+    #[error("`{env}` takes an image only once `{requires}` deployed it, and {missing}")]
+    Untested {
+        env: String,
+        requires: String,
+        /// What is missing: `` `stg` has no successful deploy of image `tree-3be2…` ``.
+        missing: String,
+    },
+
     /// The environment deploys from another branch than the one checked out.
     #[error("`{env}` deploys from branch `{wanted}`, {found}")]
     WrongBranch {
@@ -215,7 +224,9 @@ impl Error {
             | Self::RolledBack { .. } => ExitStatus::DeployFailed,
             Self::MigrationFailed { .. } => ExitStatus::MigrationFailed,
             Self::Locked { .. } => ExitStatus::Locked,
-            Self::StaleDeploy { .. } | Self::WrongBranch { .. } => ExitStatus::Usage,
+            Self::StaleDeploy { .. } | Self::WrongBranch { .. } | Self::Untested { .. } => {
+                ExitStatus::Usage
+            }
             Self::LockLost { .. } => ExitStatus::DeployFailed,
         }
     }
@@ -271,6 +282,7 @@ impl Error {
                 "wait for it to finish, or pass `--lock-wait 15m` to wait here; if the holder is gone for good its lease runs out within {lease_left}, or release it now with `berth unlock --env {env}`"
             ),
             Self::StaleDeploy { .. } => "deploy the newer commit instead, or pass `--force` to roll this older deploy out over it".to_owned(),
+            Self::Untested { requires, .. } => format!("deploy this build to `{requires}` first (this commit, or any with the same build context), or pass `--force` to deploy it untested"),
             Self::WrongBranch { wanted, .. } => format!("deploy a commit of `{wanted}`, or pass `--any-branch` to deploy this one anyway (`branch` in berth.toml names the environment's branch)"),
             Self::LockLost { .. } => "this run stopped before its next change; if another deploy ran since (above), the environment runs that one and a rerun of this deploy is refused as stale (deploy a newer commit, or `--force`); otherwise rerun the same command: finished steps are skipped".to_owned(),
         }

@@ -8,7 +8,8 @@
 //! - [`commands`]: one file per command (`deploy`, `plan`, `status`, `rollback`, `init`,
 //!   `unlock`); `deploy` runs the steps in order and decides what to skip, and `plan` is the same
 //!   preparation stopping before the first write;
-//! - [`steps`]: the pipeline in order, [`steps::image`] (context, build, cache, push),
+//! - [`steps`]: the pipeline in order, [`steps::promote`] (the promotion guard),
+//!   [`steps::image`] (context, build, cache, push),
 //!   [`steps::register`], [`steps::rollout`], [`steps::migrate`], [`steps::schedules`],
 //!   [`steps::cleanup`]; a step never imports a command, and keeps its decisions in pure
 //!   functions;

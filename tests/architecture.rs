@@ -37,6 +37,7 @@ const COMMANDS: &[&str] = &[
 /// The pipeline's steps: each is driven by a command and never drives one.
 const STEPS: &[&str] = &[
     "steps::prepare",
+    "steps::promote",
     "steps::image",
     "steps::register",
     "steps::rollout",
@@ -70,6 +71,7 @@ const DECISIONS: &[&str] = &[
     "steps/cleanup/decide.rs",
     "steps/image/cache/decide.rs",
     "steps/migrate/decide.rs",
+    "steps/promote/decide.rs",
     "steps/rollout/decide.rs",
     "steps/rollout/deployment/decide.rs",
     "steps/schedules/decide.rs",

@@ -23,6 +23,7 @@ pub fn lines(plan: &Plan) -> Vec<String> {
         ),
         None => format!("image: `{}` would be built and pushed", plan.image.tag),
     });
+    lines.push(format!("  named by {}", plan.image.content.describe()));
     lines.extend(plan.families.iter().flat_map(family));
     lines.extend(plan.services.iter().map(service));
     lines.extend(plan.schedules.iter().map(|target| {

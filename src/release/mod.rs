@@ -5,10 +5,14 @@
 //! setting that shapes the result, so a rerun of the same deploy (CircleCI "rerun from failed",
 //! on a fresh machine) finds its own work, and a changed setting is a new deploy.
 //!
-//! The image tag names one build, not one deploy: the commit and a short hash of what shapes the
+//! The image tag names one build, not one deploy: what went into it. That is git's tree of the
+//! build context at the commit (`tree-<tree>-<hash8>`), and a short hash of what else shapes the
 //! build (where the context is in the repository, the Dockerfile, the target, the platform, the
 //! build args, the names of the secret ones). Environments with the same build settings share the
-//! image: a `prd` deploy of a commit already deployed to `stg` skips the build and the push.
+//! image: a `prd` deploy of what `stg` deployed skips the build and the push, and so does a merge
+//! commit whose context is the tree `stg` deployed. The commit names the image instead
+//! (`<commit>-<hash8>`) when the Dockerfile reads it (`ARG BERTH_GIT_SHA`: the image holds the
+//! commit), when the tree is dirty, and without git.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,6 +42,8 @@ pub struct Release {
     /// The build context's folder within the repository (`git rev-parse --show-prefix`), so that
     /// the image tag is the same on every machine.
     pub context_in_repo: String,
+    /// What names the image: the context's tree, or the commit.
+    pub content: Content,
     /// `<env>-<sha7>-<hash>`: names this deploy in AWS.
     pub deploy_id: String,
 }
@@ -108,20 +114,30 @@ impl Release {
         };
         let mut release = Self::new(settings, &commit, dirty, nonce, inputs);
         release.context_in_repo = git(folder, &["rev-parse", "--show-prefix"])?;
+        release.content = Content::of(&settings.build, &commit, &release.context_in_repo, dirty);
         Ok(release)
     }
 
-    /// The image tag for a build of this commit with `build` for `platform`:
-    /// `<commit>-<hash8>`, and `-dirty-<time>` after it for an allowed dirty tree.
+    /// The image tag for a build of this release with `build` for `platform`: `tree-<tree>-
+    /// <hash8>` or `<commit>-<hash8>` (see [`Content`]), and `-dirty-<time>` after it for an
+    /// allowed dirty tree.
     pub fn image_tag(&self, build: &BuildSettings, platform: &str) -> String {
         let mut shape = build_shape(build, Some(platform));
         shape.insert("context".to_owned(), self.context_in_repo.clone().into());
+        if let Content::Tree {
+            dockerfile: Some(outside),
+            ..
+        } = &self.content
+        {
+            shape.insert("dockerfile_content".to_owned(), outside.clone().into());
+        }
         let hex = short_hex(&Sha256::digest(
             serde_json::Value::Object(shape).to_string(),
         ));
-        match self.dirty_at {
-            Some(time) => format!("{}-{hex}-dirty-{time}", self.commit),
-            None => format!("{}-{hex}", self.commit),
+        match (&self.content, self.dirty_at) {
+            (_, Some(time)) => format!("{}-{hex}-dirty-{time}", self.commit),
+            (Content::Tree { tree, .. }, None) => format!("tree-{tree}-{hex}"),
+            (Content::Commit { .. }, None) => format!("{}-{hex}", self.commit),
         }
     }
 
@@ -157,7 +173,125 @@ impl Release {
             commit: commit.to_owned(),
             dirty_at,
             context_in_repo: String::new(),
+            content: Content::Commit {
+                why: CommitWhy::NoGit,
+            },
             deploy_id: format!("{env}-{short}-{hex}"),
+        }
+    }
+}
+
+/// Build arg berth always passes: the commit being deployed.
+pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
+
+/// Whether a stage of `dockerfile` declares `ARG BERTH_GIT_SHA` (`ARG A BERTH_GIT_SHA=x` too):
+/// then the image holds the commit, and the commit must name it.
+fn reads_commit(dockerfile: &str) -> bool {
+    dockerfile
+        .replace("\\\n", " ")
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let keyword = words.next()?;
+            keyword.eq_ignore_ascii_case("ARG").then_some(words)
+        })
+        .flatten()
+        .any(|word| word.split('=').next() == Some(BUILD_ARG_GIT_SHA))
+}
+
+/// What names the image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "named_by")]
+pub enum Content {
+    /// The build context's tree at the commit (git's tree hash): a merge commit with the same
+    /// tree names the same image.
+    Tree {
+        tree: String,
+        /// The SHA-256 of the Dockerfile (and its `.dockerignore`) when it lies outside the
+        /// context, where the tree does not hold it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        dockerfile: Option<String>,
+    },
+    /// The commit, and why not the tree.
+    Commit { why: CommitWhy },
+}
+
+/// Why the commit names an image rather than the context's tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitWhy {
+    /// The Dockerfile declares `ARG BERTH_GIT_SHA`: the image holds the commit.
+    DockerfileReadsCommit,
+    /// The work tree has uncommitted changes, which the tree does not hold.
+    Dirty,
+    /// No git tree to name (a context copied out of its repository), or the Dockerfile
+    /// cannot be read.
+    NoGit,
+}
+
+impl Content {
+    /// What names the image of `commit` built with `build` from the context at `prefix`.
+    fn of(build: &BuildSettings, commit: &str, prefix: &str, dirty: bool) -> Self {
+        if dirty {
+            return Self::Commit {
+                why: CommitWhy::Dirty,
+            };
+        }
+        let Ok(dockerfile) = fs_err::read_to_string(&build.dockerfile) else {
+            return Self::Commit {
+                why: CommitWhy::NoGit,
+            };
+        };
+        if reads_commit(&dockerfile) {
+            return Self::Commit {
+                why: CommitWhy::DockerfileReadsCommit,
+            };
+        }
+        let Ok(tree) = git(
+            &build.context,
+            &["rev-parse", &format!("{commit}:{prefix}")],
+        ) else {
+            return Self::Commit {
+                why: CommitWhy::NoGit,
+            };
+        };
+        let dockerfile = build.dockerfile_in_context().is_none().then(|| {
+            let mut hash = Sha256::new();
+            hash.update(dockerfile.as_bytes());
+            let ignore = build.dockerfile.with_file_name(format!(
+                "{}.dockerignore",
+                build
+                    .dockerfile
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+            ));
+            if let Ok(ignore) = fs_err::read(ignore) {
+                hash.update([0]);
+                hash.update(ignore);
+            }
+            format!("{:x}", hash.finalize())
+        });
+        Self::Tree { tree, dockerfile }
+    }
+
+    /// How the output names it: the tree, or the commit and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tree { tree, .. } => {
+                format!("the build context's tree `{}`", &tree[..tree.len().min(12)])
+            }
+            Self::Commit {
+                why: CommitWhy::DockerfileReadsCommit,
+            } => {
+                format!("the commit (the Dockerfile declares `ARG {BUILD_ARG_GIT_SHA}`)")
+            }
+            Self::Commit {
+                why: CommitWhy::Dirty,
+            } => "the commit (the work tree has changes)".to_owned(),
+            Self::Commit {
+                why: CommitWhy::NoGit,
+            } => "the commit (no git tree to name)".to_owned(),
         }
     }
 }
@@ -270,7 +404,7 @@ fn unix_time() -> u64 {
 mod tests {
     use std::path::Path;
 
-    use super::{Branch, Release, check_branch};
+    use super::{Branch, Content, Release, check_branch};
     use crate::error::{Error, ExitStatus};
     use crate::flags::Flags;
     use crate::settings;
@@ -381,6 +515,62 @@ mod tests {
             "",
         );
         assert_eq!(base, slower.deploy_id);
+    }
+
+    #[test]
+    fn the_context_tree_names_the_image_whatever_the_commit() {
+        let settings = settings("");
+        let tree = "3be22be77da4887e869c981806d8452f034dd014";
+        let named = |commit: &str, dirty: Option<u64>| {
+            let mut release = Release::new(&settings, commit, dirty.is_some(), dirty, "");
+            release.content = Content::Tree {
+                tree: tree.to_owned(),
+                dockerfile: None,
+            };
+            release.image_tag(&settings.build, "linux/amd64")
+        };
+        let merge = "fedcba9876543210fedcba9876543210fedcba98";
+        let tag = named(SHA, None);
+        assert!(tag.starts_with(&format!("tree-{tree}-")), "{tag}");
+        assert_eq!(tag, named(merge, None), "a merge commit with the same tree");
+        assert!(
+            named(SHA, Some(1)).starts_with(SHA),
+            "a dirty tree is not the tree"
+        );
+        let mut outside = Release::new(&settings, SHA, false, None, "");
+        outside.content = Content::Tree {
+            tree: tree.to_owned(),
+            dockerfile: Some("ab".repeat(32)),
+        };
+        assert_ne!(
+            outside.image_tag(&settings.build, "linux/amd64"),
+            tag,
+            "a Dockerfile outside the context names the image by its content"
+        );
+    }
+
+    /// A Dockerfile that declares `ARG BERTH_GIT_SHA` puts the commit in the image.
+    #[test]
+    fn a_dockerfile_that_reads_the_commit_is_named_by_it() {
+        let rows = [
+            (
+                "FROM base\nARG BERTH_GIT_SHA\nRUN echo $BERTH_GIT_SHA",
+                true,
+            ),
+            ("FROM base\narg RAILS_ENV BERTH_GIT_SHA=unknown", true),
+            ("ARG BASE=x\nFROM $BASE\nARG BASE \\\n  BERTH_GIT_SHA", true),
+            (
+                "FROM base\nARG BERTH_GIT_SHA_OLD\nENV BERTH_GIT_SHA=1",
+                false,
+            ),
+            (
+                "FROM base\n# ARG is not BERTH_GIT_SHA here\nRUN true",
+                false,
+            ),
+        ];
+        for (dockerfile, reads) in rows {
+            assert_eq!(super::reads_commit(dockerfile), reads, "{dockerfile}");
+        }
     }
 
     #[test]

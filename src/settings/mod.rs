@@ -75,6 +75,17 @@ pub struct Settings {
     /// After a successful deploy, keep this many newest ACTIVE revisions of each deployed family
     /// (and every one still in use); `None`: deregister nothing.
     pub keep_revisions: Option<usize>,
+    /// The environment whose successful deploy an image needs before it comes here
+    /// (`requires`).
+    pub requires: Option<Upstream>,
+}
+
+/// Another environment of berth.toml, as far as this one reads it: where its records are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upstream {
+    pub env: String,
+    pub region: String,
+    pub state: StateSettings,
 }
 
 /// When the database migration runs relative to the service rollout.
@@ -267,7 +278,14 @@ pub fn resolve(text: &str, path: &Path, flags: &Flags) -> Result<Settings, Confi
     };
 
     let config = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    validate::validate(raw.overlay(env_layer), &source, &config, &env, flags)
+    let requires = env_layer.requires.clone().or_else(|| raw.requires.clone());
+    let base = raw.clone();
+    let mut settings = validate::validate(raw.overlay(env_layer), &source, &config, &env, flags)?;
+    if let Some(name) = requires {
+        let envs = (&environments, defined.as_slice());
+        settings.requires = Some(validate::upstream(name, base, envs, &source, &settings)?);
+    }
+    Ok(settings)
 }
 
 /// The text of the configuration file, to turn byte offsets into `file:line:column`.

@@ -39,6 +39,7 @@ pub struct RawLayer<Envs = NotHere> {
     pub task_definition_vars: Option<Spanned<Vec<String>>>,
     pub schedules: Option<Spanned<Vec<String>>>,
     pub keep_revisions: Option<Spanned<i64>>,
+    pub requires: Option<Spanned<String>>,
     pub env: Option<Envs>,
 }
 
@@ -133,6 +134,7 @@ impl<Envs> RawLayer<Envs> {
             task_definition_vars,
             schedules,
             keep_revisions,
+            requires,
             env: _,
         } = self;
         RawLayer {
@@ -158,6 +160,7 @@ impl<Envs> RawLayer<Envs> {
             task_definition_vars: over.task_definition_vars.or(task_definition_vars),
             schedules: over.schedules.or(schedules),
             keep_revisions: over.keep_revisions.or(keep_revisions),
+            requires: over.requires.or(requires),
             env: None,
         }
     }

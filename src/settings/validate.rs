@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::check::Check;
 use super::names::{is_valid_repository_name, looks_like_region, tidy};
 use super::raw::RawLayer;
-use super::{MigrateOrder, OnCancel, OnFailure, Settings, Source};
+use super::{MigrateOrder, OnCancel, OnFailure, Settings, Source, Upstream};
 use crate::error::ConfigError;
 use crate::flags::{Flags, Migrate};
 
@@ -103,7 +103,58 @@ pub(super) fn validate(
         task_definition_vars,
         schedules,
         keep_revisions,
+        requires: None,
     })
+}
+
+/// `requires = "stg"`: another environment of the file, where its records are. `environments`
+/// holds every environment but `settings.env`'s own, and `defined` names them all.
+pub(super) fn upstream(
+    name: Spanned<String>,
+    base: RawLayer<BTreeMap<String, RawLayer>>,
+    (environments, defined): (&BTreeMap<String, RawLayer>, &[String]),
+    source: &Source<'_>,
+    settings: &Settings,
+) -> Result<Upstream, ConfigError> {
+    let check = Check {
+        source,
+        env: &settings.env,
+    };
+    let span = Some(name.span());
+    let env = name.into_inner();
+    let Some(layer) = environments.get(&env) else {
+        let problem = if env == settings.env {
+            format!("is `{env}`, the environment itself")
+        } else {
+            format!("is `{env}`, which is not an environment of this file")
+        };
+        return Err(check.invalid(
+            "requires",
+            span,
+            problem,
+            format!(
+                "name the environment whose successful deploy an image needs first, one of {}",
+                crate::text::code_list(defined.iter().filter(|d| **d != settings.env))
+            ),
+        ));
+    };
+    let merged = base.overlay(layer.clone());
+    let upstream = Check { source, env: &env };
+    let repository = upstream.repository(merged.repository)?;
+    let state = upstream.state(merged.state.unwrap_or_default(), repository.get_ref())?;
+    let region = match merged.region {
+        Some(region) if looks_like_region(region.get_ref()) => region.into_inner(),
+        Some(region) => {
+            return Err(upstream.invalid(
+                "region",
+                Some(region.span()),
+                format!("is `{}`, not an AWS region", region.get_ref()),
+                "use a region such as `us-east-1`",
+            ));
+        }
+        None => settings.region.clone(),
+    };
+    Ok(Upstream { env, region, state })
 }
 
 impl Check<'_> {

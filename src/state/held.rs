@@ -4,6 +4,7 @@
 
 use crate::error::Error;
 use crate::report::{Reporter, warn};
+use crate::state::images::{self, Tested};
 use crate::state::record::RunState;
 use crate::state::{Lock, Record};
 use crate::text::with_causes;
@@ -50,7 +51,18 @@ impl Held {
                     "the deploy record was not updated: {}",
                     with_causes(&error)
                 )),
-                Ok(()) => {}
+                Ok(()) => {
+                    // Once the record says so: the index is trusted only where it agrees.
+                    if let Some(tested) = Tested::of(&record.value)
+                        && let Err(error) = images::note(record.store(), &tested).await
+                    {
+                        warn(format!(
+                            "the image index was not updated ({}): an environment that `requires` this one will not find image `{}` tested until a rerun of this deploy writes it",
+                            with_causes(&error),
+                            tested.tag
+                        ));
+                    }
+                }
             }
         }
         if let Some(lock) = self.lock {

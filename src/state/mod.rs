@@ -11,6 +11,7 @@
 
 mod bucket;
 mod held;
+pub mod images;
 pub mod lock;
 pub mod record;
 
@@ -109,7 +110,16 @@ impl Store {
 
     /// The environment's store as it is, for reading: `None` when its bucket does not exist.
     pub async fn find(config: &SdkConfig, place: Place<'_>) -> Result<Option<Self>, Error> {
-        let store = Self::locate(config, place).await?;
+        Self::find_in(config, place, None).await
+    }
+
+    /// [`Store::find`] when the account is known already ([`Store::locate_in`]).
+    pub async fn find_in(
+        config: &SdkConfig,
+        place: Place<'_>,
+        account: Option<&str>,
+    ) -> Result<Option<Self>, Error> {
+        let store = Self::locate_in(config, place, account).await?;
         match store.s3.head_bucket().bucket(&store.bucket).send().await {
             Ok(_) => Ok(Some(store)),
             Err(error) if is_not_found(&error) => Ok(None),

@@ -182,6 +182,11 @@ pub struct Record {
 pub type OpeningNote<'a> = &'a (dyn Fn(&mut DeployRecord) + Sync);
 
 impl Record {
+    /// The store the record lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// This deploy's record: the one an earlier run wrote, or `fresh` written now. `run` is this
     /// run of berth (the lock's run id). `first`: the record as this run read it already (`None`
     /// inside: there was none), gone by before any read. `note`: what the opening write also

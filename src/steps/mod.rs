@@ -1,5 +1,6 @@
 //! The deploy's steps, in the order they run: [`prepare`] (the checks and reads before the first
-//! write, where `berth plan` stops), [`image`] (context, build, cache, push), [`register`],
+//! write, where `berth plan` stops), [`promote`] (whether the environment an image must pass
+//! first ran it), [`image`] (context, build, cache, push), [`register`],
 //! [`rollout`], [`migrate`], [`schedules`], [`cleanup`]. Each first looks in AWS for the result it
 //! would produce, and reports "already done" instead of redoing it; each reports to the
 //! [`Ledger`].
@@ -8,6 +9,7 @@ pub mod cleanup;
 pub mod image;
 pub mod migrate;
 pub mod prepare;
+pub mod promote;
 pub mod register;
 pub mod rollout;
 pub mod schedules;

@@ -16,6 +16,7 @@ mod images;
 mod init;
 mod migration;
 mod plan;
+mod promotion;
 mod refusals;
 mod rollout;
 mod schedules;

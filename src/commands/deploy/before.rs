@@ -8,15 +8,17 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 
-use super::Clients;
-use crate::aws::{self, arn, ecr};
+use super::{Clients, TestedIn};
+use crate::aws::{self, ecr};
 use crate::current::Current;
 use crate::error::Error;
 use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
 use crate::state::lock::{self, Lock, LockFile};
 use crate::state::{self, Store, Stored, record};
+use crate::steps::Ledger;
 use crate::steps::prepare::{self, Local, Prepared};
+use crate::steps::promote::{self, Passed};
 use crate::steps::register;
 use crate::steps::rollout::step as rollout;
 use crate::taskdef::DEFAULT_PLATFORM;
@@ -59,10 +61,7 @@ pub(super) async fn read(
     // The services and the repository first: a service's ARN names the account, and with it the
     // state bucket (STS is asked only when none does).
     let current = prepare::current(readers.ecs, readers.ecr, settings, local).await?;
-    let account = current
-        .services
-        .values()
-        .find_map(|service| service.service_arn().and_then(arn::account));
+    let account = current.account();
     let stored = async {
         let store = Store::locate_in(config, state::Place::of(settings), account).await?;
         let (bucket, seen, earlier) = tokio::join!(
@@ -103,6 +102,34 @@ pub(super) async fn read(
         prepared,
         in_ecr,
     })
+}
+
+/// `requires`: the image must have succeeded in the environment named, unless `--force`; the
+/// deploy there that did, if any. Nothing is written either way.
+pub(super) async fn guard(
+    config: &SdkConfig,
+    settings: &Settings,
+    (current, tag): (&Current, &str),
+    force: bool,
+    ledger: &mut Ledger<'_>,
+) -> Result<Option<TestedIn>, Error> {
+    let Some(upstream) = &settings.requires else {
+        return Ok(None);
+    };
+    let env = (settings.env.as_str(), upstream);
+    match promote::guard(config, env, current.account(), tag, force).await? {
+        Passed::Tested(tested) => {
+            ledger
+                .reporter
+                .info(&promote::same_image(&upstream.env, &tested));
+            let env = upstream.env.clone();
+            Ok(Some(TestedIn { env, tested }))
+        }
+        Passed::Forced(warning) => {
+            ledger.warn(warning);
+            Ok(None)
+        }
+    }
 }
 
 /// Takes the lock, the bucket made first if it was missing, beside the look for the image's

@@ -28,6 +28,7 @@ use crate::release::Release;
 use crate::report::Reporter;
 use crate::settings::OnCancel;
 use crate::settings::Settings;
+use crate::state::images::Tested;
 use crate::state::record::RolloutOutcome;
 use crate::state::record::{DeployRecord, MovedTarget, OpeningNote};
 use crate::state::{Held, Lock, Record, Stored, lock};
@@ -46,6 +47,9 @@ pub struct Report {
     pub deploy_id: String,
     pub commit: String,
     pub image: Option<Image>,
+    /// `requires`: the deploy of another environment that succeeded with the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tested: Option<TestedIn>,
     /// How the image was built: its cache sources, steps cached and run, bytes pulled. `None`
     /// when ECR had the image already.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,6 +75,14 @@ pub struct Report {
     /// What went wrong without failing the deploy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+/// The deploy of environment `env` that succeeded with the image.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestedIn {
+    pub env: String,
+    #[serde(flatten)]
+    pub tested: Tested,
 }
 
 /// Runs the deploy. The report says what was done up to the end, or up to the failure.
@@ -167,6 +179,8 @@ async fn run(
         let earlier = read.prepared.earlier.as_ref().map(|stored| &stored.value);
         resume::check(answer, &settings.env, &release.deploy_id, earlier)?;
     }
+    let looked = (&read.current, read.prepared.tag.as_str());
+    report.tested = before::guard(&config, settings, looked, options.force, ledger).await?;
     if let Some(earlier) = &read.prepared.earlier
         && !options.retry_migration
     {

@@ -21,6 +21,7 @@ use crate::report::Reporter;
 use crate::settings::{MigrateOrder, Settings};
 use crate::state;
 use crate::steps::prepare::{self, Prepared};
+use crate::steps::promote::{self, Passed};
 use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout;
 use crate::steps::schedules;
@@ -50,6 +51,8 @@ pub struct PlannedImage {
     pub tag: String,
     /// Its digest when ECR has the tag: no build, no push.
     pub digest: Option<String>,
+    /// What names it: the build context's tree, or the commit and why.
+    pub content: crate::release::Content,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +96,27 @@ pub struct PlannedMigration {
     pub security_groups: Vec<String>,
 }
 
+/// `requires`, as a deploy checks it: a refusal, or the warning `--force` gives.
+async fn guard(
+    config: &aws_config::SdkConfig,
+    settings: &Settings,
+    (current, tag): (&Current, &str),
+    force: bool,
+    reporter: &dyn Reporter,
+) -> Result<Vec<String>, Error> {
+    let Some(upstream) = &settings.requires else {
+        return Ok(Vec::new());
+    };
+    let env = (settings.env.as_str(), upstream);
+    match promote::guard(config, env, current.account(), tag, force).await? {
+        Passed::Tested(tested) => {
+            reporter.info(&promote::same_image(&upstream.env, &tested));
+            Ok(Vec::new())
+        }
+        Passed::Forced(warning) => Ok(vec![warning]),
+    }
+}
+
 pub async fn plan(
     settings: &Settings,
     options: DeployOptions,
@@ -119,6 +143,7 @@ pub async fn plan(
         prepare::in_aws(&readers, store.as_ref(), settings, (&local, journaled)).await?;
     let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
+    let mut warnings = guard(&config, settings, (&current, &tag), options.force, reporter).await?;
     let image = match &digest {
         Some(digest) => format!("{}@{digest}", current.repository.uri),
         None => format!("{}:{tag}", current.repository.uri),
@@ -126,7 +151,7 @@ pub async fn plan(
 
     let (planned, to) = planned_families(&ecs, settings, &current, &families, &image).await?;
     let services = planned_services(&current, &to);
-    let mut warnings = too_short(&services, settings.timeouts.rollout);
+    warnings.extend(too_short(&services, settings.timeouts.rollout));
     for warning in &warnings {
         reporter.info(&format!("warning: {warning}"));
     }
@@ -155,7 +180,11 @@ pub async fn plan(
         env: settings.env.clone(),
         deploy_id: release.deploy_id,
         commit: release.commit,
-        image: PlannedImage { tag, digest },
+        image: PlannedImage {
+            tag,
+            digest,
+            content: release.content,
+        },
         families: planned,
         services,
         schedules: targets,

@@ -26,8 +26,7 @@ use crate::text::with_causes;
 use build::{BuildRequest, Credentials, build_image};
 use cache::BuildReport;
 
-/// Build arg berth always passes: the commit being deployed.
-pub const BUILD_ARG_GIT_SHA: &str = "BERTH_GIT_SHA";
+pub use crate::release::BUILD_ARG_GIT_SHA;
 
 /// What the image step needs of the settings: the build's own, the environment (its stage cache
 /// images are its own, its `env_tag` a cache source) and how often to show it is alive.
@@ -87,6 +86,12 @@ pub async fn run(
         uri: repository.pinned(&digest),
         digest,
     };
+    ledger.reporter.info(&format!(
+        "image `{}:{}` is named by {}",
+        repository.name,
+        short_tag(tag),
+        build.release.content.describe()
+    ));
     let found = match &build.in_ecr {
         Some(found) => found.clone(),
         None => ecr::digest_of(ecr_client, repository, tag).await?,

@@ -70,6 +70,10 @@ struct PlanArgs {
     /// Plan a deploy from another branch than the environment's `branch` in berth.toml
     #[arg(long)]
     any_branch: bool,
+
+    /// Plan the deploy of an image the `requires` environment never ran, as `deploy --force`
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,7 +96,8 @@ struct DeployArgs {
     #[command(flatten)]
     lock: LockArgs,
 
-    /// Deploy even though a newer deploy of this environment started since this one did
+    /// Deploy even though a newer deploy of this environment started since this one did, or
+    /// the image has no successful deploy in the `requires` environment
     #[arg(long)]
     force: bool,
 
@@ -286,6 +291,7 @@ impl Cli {
                 deploy: DeployOptions {
                     allow_dirty: args.allow_dirty,
                     any_branch: args.any_branch,
+                    force: args.force,
                     ..DeployOptions::default()
                 },
                 ..args.settings.into_flags(Command::Plan)

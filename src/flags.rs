@@ -51,7 +51,8 @@ pub struct DeployOptions {
     pub allow_dirty: bool,
     /// `--lock-wait`: how long to wait for another deploy's lock; zero fails at once.
     pub lock_wait: Duration,
-    /// `--force`: deploy even though a newer deploy started on the environment since.
+    /// `--force`: deploy even though a newer deploy started on the environment since, or the
+    /// `requires` environment never ran the image.
     pub force: bool,
     /// `--any-branch`: deploy from another branch than the environment's `branch`.
     pub any_branch: bool,

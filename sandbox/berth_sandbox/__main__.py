@@ -13,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from .accounts import SECOND_ACCOUNT
 from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints
 
 
@@ -198,7 +199,7 @@ def cmd_env(endpoints: Endpoints, args) -> int:
 
 
 def cmd_seed(endpoints: Endpoints, args) -> int:
-    from .seed import seed
+    from .seed import At, seed
 
     began = time.monotonic()
     if args.if_missing and args.app == "berth-example":
@@ -213,6 +214,7 @@ def cmd_seed(endpoints: Endpoints, args) -> int:
         app=args.app,
         reset=not args.keep,
         blue_green=args.blue_green,
+        at=At(args.account, args.region),
     )
     print(json.dumps(summary, indent=2))
     print(f"sandbox: demo account seeded ({time.monotonic() - began:.1f}s)", file=sys.stderr)
@@ -256,6 +258,13 @@ def main() -> int:
     seed.add_argument("--keep", action="store_true", help="add to the account instead of resetting it first")
     seed.add_argument("--blue-green", action="store_true", help="add `web-bg`, a copy of `web` deployed blue/green")
     seed.add_argument("--if-missing", action="store_true", help="do nothing when the demo account exists")
+    seed.add_argument(
+        "--account",
+        default=ACCOUNT_ID,
+        help=f"the account to seed in (default: {ACCOUNT_ID}; a second one: {SECOND_ACCOUNT}); "
+        "its keys are AKIA<account>SBOX with the secret `testing`",
+    )
+    seed.add_argument("--region", default=REGION, help=f"the region to seed in (default: {REGION})")
     sub.add_parser("status", help="is it up?")
     counters = sub.add_parser("counters", help="request counts per operation")
     counters.add_argument("--clear", action="store_true")

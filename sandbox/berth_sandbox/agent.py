@@ -52,8 +52,8 @@ import docker.errors
 from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 
-from . import containers
-from .config import ACCOUNT_ID, BASE_IMAGE, REGISTRY_AUTH_CONFIG, STAND_IN_IMAGES, Endpoints, Tunables
+from . import containers, registries
+from .config import BASE_IMAGE, STAND_IN_IMAGES, Endpoints, Tunables, registry_auth_config
 
 log = logging.getLogger("berth_sandbox.agent")
 
@@ -94,6 +94,11 @@ ARCHITECTURES = {"X86_64": "amd64", "ARM64": "arm64"}
 # Our stand-ins for public images that are published for several platforms:
 # they match any platform a task definition asks for.
 MULTI_PLATFORM = {BASE_IMAGE, *STAND_IN_IMAGES}
+
+
+def account_of(task: Task) -> str:
+    """The account a task runs in, as its ARN names it."""
+    return task.task_arn.split(":")[4]
 
 
 def pull_error(image: str, container: str, platform: str, err: docker.errors.APIError) -> StartError:
@@ -267,7 +272,7 @@ class Agent:
         task.stop_code = None
         task.containers = [
             {
-                "containerArn": f"arn:aws:ecs:{task.region_name}:{ACCOUNT_ID}:container/"
+                "containerArn": f"arn:aws:ecs:{task.region_name}:{account_of(task)}:container/"
                 f"{task.cluster_name}/{task.id}/{uuid.uuid4()}",
                 "taskArn": task.task_arn,
                 "name": cdef["name"],
@@ -302,7 +307,7 @@ class Agent:
         try:
             platform = task_platform(rt.definition)
             images = {
-                cdef["name"]: self.ensure_image(cdef["name"], cdef["image"], platform)
+                cdef["name"]: self.ensure_image(cdef["name"], cdef["image"], platform, account_of(task))
                 for cdef in rt.definition.container_definitions
             }
             with LOCK:
@@ -363,34 +368,41 @@ class Agent:
             except docker.errors.APIError:
                 pass
 
-    def registry_ref(self, image: str) -> str | None:
-        """The registry's name for an image of our ECR: named by its
-        `repositoryUri` (the registry itself) or by ECR's real host name, as
-        task definitions written for AWS name it. None for other images."""
-        for host in (self.endpoints.registry_addr, self.endpoints.ecr_host):
-            if image.startswith(f"{host}/"):
-                return f"{self.endpoints.registry_addr}/{image[len(host) + 1 :]}"
-        return None
+    @staticmethod
+    def registry_ref(image: str) -> str | None:
+        """The registry's name for an image of an ECR registry: named by its
+        `repositoryUri` (the registry's front itself) or by ECR's real host
+        name, as task definitions written for AWS name it. None for other
+        images."""
+        fronts = registries.get()
+        host, _, rest = image.partition("/")
+        if not rest:
+            return None
+        if fronts.of_addr(host):
+            return image
+        addr = fronts.ecr_host(host)
+        return f"{addr}/{rest}" if addr else None
 
-    def ensure_image(self, container: str, image: str, platform: str) -> tuple[str, str | None]:
+    def ensure_image(self, container: str, image: str, platform: str, account: str) -> tuple[str, str | None]:
         """The local reference to run, and its registry digest when it came
-        from our ECR. Images in our ECR are always pulled from the registry,
-        for the task's platform; others are used when the engine has them
-        cached, else pulled (which fails here: there is no other registry).
-        Either way the image must be built for the task's platform."""
+        from an ECR registry. Images in ECR are always pulled from their
+        registry, for the task's platform, with the login of the task's
+        account (its execution role's): another account's repository lets the
+        pull through only where its policy allows that account. Others are
+        used when the engine has them cached, else pulled (which fails here:
+        there is no other registry). Either way the image must be built for
+        the task's platform."""
         local = self.registry_ref(image)
         if local:
             try:
                 # With the execution role's ECR login, as ECS's agent pulls.
-                self.docker.api.pull(local, platform=platform, auth_config=REGISTRY_AUTH_CONFIG)
+                self.docker.api.pull(local, platform=platform, auth_config=registry_auth_config(account))
             except docker.errors.APIError as err:
                 raise pull_error(image, container, platform, err) from err
             self.check_platform(container, local, platform)
             digests = self.docker.api.inspect_image(local).get("RepoDigests") or []
-            digest = next(
-                (d.split("@", 1)[1] for d in digests if d.startswith(self.endpoints.registry_addr)),
-                None,
-            )
+            host = local.split("/", 1)[0]
+            digest = next((d.split("@", 1)[1] for d in digests if d.startswith(f"{host}/")), None)
             return local, digest
         try:
             self.docker.api.inspect_image(image)
@@ -418,9 +430,9 @@ class Agent:
             target = self.log_target(rt, cdef)
             if not target:
                 continue
-            region, group, stream = target
+            account, region, group, stream = target
             with LOCK:
-                logs = logs_backends[ACCOUNT_ID][region]
+                logs = logs_backends[account][region]
                 if group not in logs.groups:
                     options = cdef["logConfiguration"].get("options", {})
                     if options.get("awslogs-create-group") == "true":
@@ -437,7 +449,8 @@ class Agent:
                     logs.create_log_stream(group, stream)
         del task
 
-    def log_target(self, rt: Runtime, cdef: dict) -> tuple[str, str, str] | None:
+    def log_target(self, rt: Runtime, cdef: dict) -> tuple[str, str, str, str] | None:
+        """The task's account, and the log group's region, name and stream."""
         config = cdef.get("logConfiguration") or {}
         if config.get("logDriver") != "awslogs":
             return None
@@ -445,7 +458,7 @@ class Agent:
         prefix = options.get("awslogs-stream-prefix")
         stream = f"{prefix}/{cdef['name']}/{rt.task.id}" if prefix else rt.task.id
         region = options.get("awslogs-region", rt.task.region_name)
-        return region, options.get("awslogs-group", ""), stream
+        return account_of(rt.task), region, options.get("awslogs-group", ""), stream
 
     def volume_binds(self, rt: Runtime) -> dict[str, str]:
         """Host folder for each task volume: EFS file systems map to a folder
@@ -524,17 +537,17 @@ class Agent:
         thread.start()
         rt.log_threads.append(thread)
 
-    def copy_logs(self, cid: str, region: str, group: str, stream: str) -> None:
+    def copy_logs(self, cid: str, account: str, region: str, group: str, stream: str) -> None:
         pending = b""
         for chunk in self.docker.api.logs(cid, stream=True, follow=True, timestamps=True):
             pending += chunk
             while b"\n" in pending:
                 line, pending = pending.split(b"\n", 1)
-                self.put_log(region, group, stream, line)
+                self.put_log(account, region, group, stream, line)
         if pending:
-            self.put_log(region, group, stream, pending)
+            self.put_log(account, region, group, stream, pending)
 
-    def put_log(self, region: str, group: str, stream: str, line: bytes) -> None:
+    def put_log(self, account: str, region: str, group: str, stream: str, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
         stamp, _, message = text.partition(" ")
         try:
@@ -545,7 +558,7 @@ class Agent:
             millis, message = int(time.time() * 1000), text
         with LOCK:
             try:
-                logs_backends[ACCOUNT_ID][region].put_log_events(
+                logs_backends[account][region].put_log_events(
                     group, stream, [{"timestamp": millis, "message": message}]
                 )
             except Exception:  # group deleted under us: the line is lost, as in ECS

@@ -19,6 +19,16 @@ REGISTRY_USER = "AWS"
 REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
 REGISTRY_AUTH = (REGISTRY_USER, REGISTRY_PASSWORD)
 REGISTRY_AUTH_CONFIG = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
+# The docker-registry behind the fronts (`registries.py`) takes only the
+# sandbox's own login: a client reaches it through a front, with ECR's.
+BACKEND_AUTH = ("sandbox", "sandbox-backend")
+
+
+def registry_auth_config(account: str) -> dict:
+    """ECR's registry login of `account`, as the Docker SDK takes it."""
+    return {"username": REGISTRY_USER, "password": f"{account}-auth-token"}
+
+
 BASE_IMAGE = "berth-sandbox/base:latest"
 # Images that are not ours get local stand-ins under their real names, which
 # the agent uses because the engine already has them (as ECS does with a
@@ -40,7 +50,9 @@ def _env_float(name: str, default: float) -> float:
 class Endpoints:
     # BERTH_SANDBOX_PORT: the AWS API endpoint (loopback only).
     port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_PORT", 4566))
-    # BERTH_SANDBOX_REGISTRY_PORT: the registry that is ECR's data plane.
+    # BERTH_SANDBOX_REGISTRY_PORT: the default account's registry in the
+    # default region, ECR's data plane; other accounts' and regions' registries
+    # listen from this port plus 10 (`registries.py`).
     registry_port: int = field(default_factory=lambda: _env_int("BERTH_SANDBOX_REGISTRY_PORT", 5055))
     # BERTH_SANDBOX_DOCKER_TLS_PORT: the local Docker Engine behind mutual TLS,
     # as CI services with a remote Docker (CircleCI's) offer it.
@@ -58,6 +70,12 @@ class Endpoints:
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def registry_backend_port(self) -> int:
+        """BERTH_SANDBOX_REGISTRY_BACKEND_PORT, else the registry's port plus 2: the
+        docker-registry behind the registries' fronts."""
+        return _env_int("BERTH_SANDBOX_REGISTRY_BACKEND_PORT", self.registry_port + 2)
 
     @property
     def registry_addr(self) -> str:
@@ -89,15 +107,17 @@ class Endpoints:
         """What DOCKER_CERT_PATH names: ca.pem, cert.pem and key.pem of a client."""
         return self.docker_tls_dir / "client"
 
-    def client(self, service: str, **kwargs):
-        """A boto3 client for the sandbox, with its dummy credentials."""
+    def client(self, service: str, account: str = ACCOUNT_ID, region: str = REGION, **kwargs):
+        """A boto3 client for the sandbox, with the dummy credentials of `account`."""
         import boto3
+
+        from .accounts import access_key
 
         return boto3.client(
             service,
             endpoint_url=self.endpoint_url,
-            region_name=REGION,
-            aws_access_key_id="testing",
+            region_name=region,
+            aws_access_key_id=access_key(account),
             aws_secret_access_key="testing",
             **kwargs,
         )

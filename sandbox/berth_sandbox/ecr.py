@@ -8,8 +8,15 @@ ECR tells clients where its registry is: a repository's `repositoryUri`
 (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_Repository.html)
 and GetAuthorizationToken's `proxyEndpoint`
 (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_AuthorizationData.html)
-name the sandbox's registry, `127.0.0.1:<port>/<name>` and
-`http://127.0.0.1:<port>`, so that no client needs to map ECR's host name.
+name the registry of the repository's (the caller's) account and region,
+`127.0.0.1:<port>/<name>` and `http://127.0.0.1:<port>`, so that no client
+needs to map ECR's host name (`registries.py`).
+
+GetAuthorizationToken's token is the caller's, whatever `registryIds` asks
+for: ECR's token stands for the IAM principal that asked, and another
+account's registry takes it only where that repository's policy allows the
+principal (https://docs.aws.amazon.com/AmazonECR/latest/userguide/registry_auth.html).
+moto would mint a token of any account named in `registryIds`.
 """
 
 from __future__ import annotations
@@ -17,13 +24,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from moto.ecr import responses as ecr_responses
 from moto.ecr.models import Image, Repository, ecr_backends
 
-from .config import ACCOUNT_ID, REGION, REGISTRY_AUTH, Endpoints
+from . import registries
+from .config import BACKEND_AUTH, Endpoints
 
 log = logging.getLogger("berth_sandbox.ecr")
 
@@ -44,21 +53,31 @@ _moto_get_authorization_token = ecr_responses.ECRResponse.get_authorization_toke
 
 
 def install(endpoints: Endpoints, registry) -> None:
-    """Name the registry where ECR names its host. Syncing happens around
-    each request (`before`, `after`)."""
+    """Name the registry of the repository's account and region where ECR
+    names its host. Syncing happens around each request (`before`, `after`)."""
 
     def repository_init(self, *args, **kwargs):
         _moto_repository_init(self, *args, **kwargs)
-        self.uri = f"{endpoints.registry_addr}/{self.name}"
+        self.uri = f"{registries.get().addr_for(self.registry_id, self.region_name)}/{self.name}"
 
     def get_authorization_token(self):
+        self._get_param = _without_registry_ids(self._get_param)
         result = _moto_get_authorization_token(self)
         for data in result.result["authorizationData"]:
-            data["proxyEndpoint"] = endpoints.registry_url
+            data["proxyEndpoint"] = f"http://{registries.get().addr_for(self.current_account, self.region)}"
+            # ECR's tokens last 12 hours.
+            data["expiresAt"] = time.time() + 12 * 3600
         return result
 
     Repository.__init__ = repository_init
     ecr_responses.ECRResponse.get_authorization_token = get_authorization_token
+
+
+def _without_registry_ids(get_param):
+    def get(name, *args, **kwargs):
+        return None if name == "registryIds" else get_param(name, *args, **kwargs)
+
+    return get
 
 
 # The registry reads of `sync`: a few threads, each with its own session (`requests` sessions are
@@ -74,11 +93,7 @@ def _session() -> requests.Session:
     return session
 
 
-def _backend():
-    return ecr_backends[ACCOUNT_ID][REGION]
-
-
-def before(operation: str, body: bytes, registry) -> None:
+def before(operation: str, body: bytes, registry, account: str, region: str) -> None:
     if operation not in READS:
         return
     try:
@@ -86,10 +101,10 @@ def before(operation: str, body: bytes, registry) -> None:
     except ValueError:
         return
     if name:
-        sync(name, registry)
+        sync(name, registry, account, region)
 
 
-def after(operation: str, body: bytes, registry) -> None:
+def after(operation: str, body: bytes, registry, account: str, region: str) -> None:
     if operation != "PutImage":
         return
     data = json.loads(body)
@@ -99,25 +114,26 @@ def after(operation: str, body: bytes, registry) -> None:
     media_type = data.get("imageManifestMediaType") or json.loads(data["imageManifest"]).get(
         "mediaType", "application/vnd.docker.distribution.manifest.v2+json"
     )
+    stored = registries.namespace(account, region) + data["repositoryName"]
     response = requests.put(
-        f"{registry.url}/v2/{data['repositoryName']}/manifests/{tag}",
+        f"{registry.url}/v2/{stored}/manifests/{tag}",
         data=data["imageManifest"].encode(),
         # The sandbox's own writes are not pushes: the counter skips this user agent.
         headers={"Content-Type": media_type, "User-Agent": SANDBOX_AGENT},
-        auth=REGISTRY_AUTH,
+        auth=BACKEND_AUTH,
         timeout=10,
     )
     if response.status_code >= 300:
         log.warning("registry refused tag %s: %s", tag, response.text)
 
 
-def sync(name: str, registry) -> None:
-    backend = _backend()
-    repository = backend.repositories.get(name)
+def sync(name: str, registry, account: str, region: str) -> None:
+    repository = ecr_backends[account][region].repositories.get(name)
     if repository is None:
         return  # ECR says RepositoryNotFound; the registry's copy does not matter
+    stored = registries.namespace(account, region) + name
     try:
-        listing = _session().get(f"{registry.url}/v2/{name}/tags/list", auth=REGISTRY_AUTH, timeout=10)
+        listing = _session().get(f"{registry.url}/v2/{stored}/tags/list", auth=BACKEND_AUTH, timeout=10)
     except requests.RequestException as err:
         log.warning("registry unreachable: %s", err)
         return
@@ -125,9 +141,9 @@ def sync(name: str, registry) -> None:
 
     def manifest_of(tag: str):
         return _session().get(
-            f"{registry.url}/v2/{name}/manifests/{tag}",
+            f"{registry.url}/v2/{stored}/manifests/{tag}",
             headers={"Accept": MANIFEST_TYPES},
-            auth=REGISTRY_AUTH,
+            auth=BACKEND_AUTH,
             timeout=10,
         )
 
@@ -148,7 +164,7 @@ def sync(name: str, registry) -> None:
     for digest, (manifest, media_type, digest_tags) in by_digest.items():
         image = existing.get(digest)
         if image is None:
-            image = Image(ACCOUNT_ID, digest_tags[0], manifest, name, media_type, digest)
+            image = Image(account, digest_tags[0], manifest, name, media_type, digest)
         image.from_registry = True
         image.image_tags = sorted(digest_tags)
         image.image_tag = image.image_tags[0]

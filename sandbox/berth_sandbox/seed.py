@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
 
-from .config import ACCOUNT_ID, REGION, REGISTRY_AUTH_CONFIG, SANDBOX_DIR, Endpoints
+from .config import ACCOUNT_ID, REGION, SANDBOX_DIR, Endpoints, registry_auth_config
 
 APP = "berth-example"
 EXAMPLE_DIR = SANDBOX_DIR.parent / "examples" / "rails-app"
@@ -33,16 +34,27 @@ FILE_SYSTEM = "fs-0b1e2a7c9d4f35e61"
 DATADOG_IMAGE = "public.ecr.aws/datadog/agent:7"
 
 
+@dataclass(frozen=True)
+class At:
+    """The account and region an environment is seeded in."""
+
+    account: str = ACCOUNT_ID
+    region: str = REGION
+
+
+HOME = At()
+
+
 def cluster_name(app: str, env: str) -> str:
     """`berth-stg` for the demo app; `<app>-stg` for a test's own copy."""
     return f"berth-{env}" if app == APP else f"{app}-{env}"
 
 
-def client(endpoints: Endpoints, service: str):
-    return endpoints.client(service)
+def client(endpoints: Endpoints, service: str, at: At = HOME):
+    return endpoints.client(service, account=at.account, region=at.region)
 
 
-def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR) -> str:
+def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR, at: At = HOME) -> str:
     """Build the first release and push it to the repository, named as ECR
     names it (`repositoryUri`, which is the registry's address here)."""
     engine = docker.from_env()
@@ -54,28 +66,28 @@ def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR) -> str
         rm=True,
     )
     for line in engine.api.push(
-        repository_uri, tag="initial", stream=True, decode=True, auth_config=REGISTRY_AUTH_CONFIG
+        repository_uri, tag="initial", stream=True, decode=True, auth_config=registry_auth_config(at.account)
     ):
         if "error" in line:
             raise RuntimeError(f"push of {repository_uri}:initial failed: {line['error']}")
     return f"{repository_uri}:initial"
 
 
-def network(endpoints: Endpoints, app: str = APP) -> dict:
-    ec2 = client(endpoints, "ec2")
+def network(endpoints: Endpoints, app: str = APP, at: At = HOME) -> dict:
+    ec2 = client(endpoints, "ec2", at)
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsSupport={"Value": True})
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{at.region}{zone}")["Subnet"]["SubnetId"]
         for cidr, zone in (("10.20.1.0/24", "a"), ("10.20.2.0/24", "b"))
     ]
     group = ec2.create_security_group(GroupName=f"{app}-app", Description="berth example app", VpcId=vpc)["GroupId"]
     return {"vpc": vpc, "subnets": subnets, "security_group": group}
 
 
-def roles(endpoints: Endpoints, app: str = APP) -> dict:
-    iam = client(endpoints, "iam")
+def roles(endpoints: Endpoints, app: str = APP, at: At = HOME) -> dict:
+    iam = client(endpoints, "iam", at)
     trust = (
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow",'
         '"Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
@@ -87,14 +99,14 @@ def roles(endpoints: Endpoints, app: str = APP) -> dict:
     }
 
 
-def circleci_role(endpoints: Endpoints, app: str = APP) -> str:
+def circleci_role(endpoints: Endpoints, app: str = APP, at: At = HOME) -> str:
     """The role a CircleCI job of the app assumes with its OIDC token: the account's OIDC provider
     for the sandbox's issuer (made once), and `<app>-circleci` trusting it, as CircleCI's OIDC
     guide sets them up."""
     from .sts import ISSUER, ORGANIZATION
 
-    iam = client(endpoints, "iam")
-    provider = f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{ISSUER.removeprefix('https://')}"
+    iam = client(endpoints, "iam", at)
+    provider = f"arn:aws:iam::{at.account}:oidc-provider/{ISSUER.removeprefix('https://')}"
     if provider not in [p["Arn"] for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]]:
         try:
             iam.create_open_id_connect_provider(Url=ISSUER, ClientIDList=[ORGANIZATION], ThumbprintList=["0" * 40])
@@ -141,10 +153,10 @@ def circleci_role(endpoints: Endpoints, app: str = APP) -> str:
     return role["Arn"]
 
 
-def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
+def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP, at: At = HOME) -> dict:
     log_options = {
         "awslogs-group": f"/ecs/{app}",
-        "awslogs-region": REGION,
+        "awslogs-region": at.region,
         "awslogs-stream-prefix": env,
     }
     return {
@@ -182,7 +194,7 @@ def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -
                 "secrets": [
                     {
                         "name": "SECRET_KEY_BASE",
-                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{app}/{env}/secret_key_base",
+                        "valueFrom": f"arn:aws:ssm:{at.region}:{at.account}:parameter/{app}/{env}/secret_key_base",
                     }
                 ],
                 "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": False}],
@@ -210,7 +222,7 @@ def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -
                 "secrets": [
                     {
                         "name": "DD_API_KEY",
-                        "valueFrom": f"arn:aws:ssm:{REGION}:{ACCOUNT_ID}:parameter/{app}/datadog_api_key",
+                        "valueFrom": f"arn:aws:ssm:{at.region}:{at.account}:parameter/{app}/datadog_api_key",
                     }
                 ],
                 "logConfiguration": {"logDriver": "awslogs", "options": log_options},
@@ -219,8 +231,8 @@ def web_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -
     }
 
 
-def devops_task_definition(image: str, role_arns: dict, env: str, app: str = APP) -> dict:
-    web = web_task_definition(image, role_arns, env, app)
+def devops_task_definition(image: str, role_arns: dict, env: str, app: str = APP, at: At = HOME) -> dict:
+    web = web_task_definition(image, role_arns, env, app, at)
     container = dict(web["containerDefinitions"][0])
     container.pop("healthCheck")
     container.pop("portMappings")
@@ -228,8 +240,8 @@ def devops_task_definition(image: str, role_arns: dict, env: str, app: str = APP
     return {**web, "family": f"{app}-{env}-devops", "containerDefinitions": [container]}
 
 
-def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout: float = 120) -> None:
-    ecs = client(endpoints, "ecs")
+def wait_stable(endpoints: Endpoints, cluster: str, services: list[str], timeout: float = 120, at: At = HOME) -> None:
+    ecs = client(endpoints, "ecs", at)
     deadline = time.monotonic() + timeout
     while True:
         described = ecs.describe_services(cluster=cluster, services=services)["services"]
@@ -247,6 +259,7 @@ def seed(
     app: str = APP,
     reset: bool = True,
     blue_green: bool = False,
+    at: At = HOME,
 ) -> dict:
     """Create the demo account. `app` names a copy of it (repository, clusters, families, log
     group, EFS folder) so that several tests can each deploy their own without `reset`."""
@@ -254,15 +267,15 @@ def seed(
 
     if reset:
         requests.post(f"{endpoints.endpoint_url}/_sandbox/reset", timeout=120).raise_for_status()
-    ecr = client(endpoints, "ecr")
-    ecs = client(endpoints, "ecs")
-    logs = client(endpoints, "logs")
-    events = client(endpoints, "events")
-    net = network(endpoints, app)
-    role_arns = roles(endpoints, app)
-    role_arns["circleci"] = circleci_role(endpoints, app)
+    ecr = client(endpoints, "ecr", at)
+    ecs = client(endpoints, "ecs", at)
+    logs = client(endpoints, "logs", at)
+    events = client(endpoints, "events", at)
+    net = network(endpoints, app, at)
+    role_arns = roles(endpoints, app, at)
+    role_arns["circleci"] = circleci_role(endpoints, app, at)
     repository = ecr.create_repository(repositoryName=app)["repository"]
-    image = build_initial_image(repository["repositoryUri"])
+    image = build_initial_image(repository["repositoryUri"], at=at)
     logs.create_log_group(logGroupName=f"/ecs/{app}")
     awsvpc = {
         "awsvpcConfiguration": {
@@ -283,8 +296,10 @@ def seed(
     for env in envs:
         cluster = cluster_name(app, env)
         cluster_arn = ecs.create_cluster(clusterName=cluster)["cluster"]["clusterArn"]
-        web = ecs.register_task_definition(**web_task_definition(image, role_arns, env, app))["taskDefinition"]
-        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env, app))["taskDefinition"]
+        web = ecs.register_task_definition(**web_task_definition(image, role_arns, env, app, at))["taskDefinition"]
+        devops = ecs.register_task_definition(**devops_task_definition(image, role_arns, env, app, at))[
+            "taskDefinition"
+        ]
         breaker = {
             "deploymentCircuitBreaker": {"enable": True, "rollback": True},
             "maximumPercent": 200,
@@ -324,7 +339,7 @@ def seed(
         )
         # A newer account's batch job: an EventBridge Scheduler schedule, every field set.
         schedule = f"{app}-{env}-hourly"
-        client(endpoints, "scheduler").create_schedule(
+        client(endpoints, "scheduler", at).create_schedule(
             Name=schedule,
             ScheduleExpression="cron(15 * * * ? *)",
             ScheduleExpressionTimezone="Europe/Berlin",
@@ -334,7 +349,7 @@ def seed(
             StartDate=int(time.time()) + 86400,
             EndDate=int(time.time()) + 365 * 86400,
             ActionAfterCompletion="NONE",
-            KmsKeyArn=f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/0b1e2a7c-0000-4000-8000-9d4f35e61000",
+            KmsKeyArn=f"arn:aws:kms:{at.region}:{at.account}:key/0b1e2a7c-0000-4000-8000-9d4f35e61000",
             Target={
                 "Arn": cluster_arn,
                 "RoleArn": role_arns["events"],
@@ -348,11 +363,11 @@ def seed(
                 },
                 "Input": '{"containerOverrides":[{"name":"app","command":["bin/rails","runner","Report.hourly"]}]}',
                 "RetryPolicy": {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 3},
-                "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{app}-dead-letters"},
+                "DeadLetterConfig": {"Arn": f"arn:aws:sqs:{at.region}:{at.account}:{app}-dead-letters"},
             },
         )
         if blue_green:
-            blue_green_copy(endpoints, net, app, env, cluster, web["taskDefinitionArn"], awsvpc)
+            blue_green_copy(endpoints, net, (app, env, cluster, web["taskDefinitionArn"]), awsvpc, at)
         summary["clusters"][cluster] = {
             "services": ["web", "devops"],
             "task_definitions": [web["taskDefinitionArn"], devops["taskDefinitionArn"]],
@@ -361,7 +376,8 @@ def seed(
         }
     if wait:
         for env in envs:
-            wait_stable(endpoints, cluster_name(app, env), ["web", "devops"] + (["web-bg"] if blue_green else []))
+            services = ["web", "devops"] + (["web-bg"] if blue_green else [])
+            wait_stable(endpoints, cluster_name(app, env), services, at=at)
     return summary
 
 
@@ -402,13 +418,15 @@ def blue_green_balancer(elbv2, net: dict, name: str, port: int, role: str) -> di
     }
 
 
-def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster: str, web: str, awsvpc: dict):
-    """`web-bg`: `web` deployed by ECS blue/green behind its load balancer."""
+def blue_green_copy(endpoints: Endpoints, net: dict, names: tuple[str, str, str, str], awsvpc: dict, at: At = HOME):
+    """`web-bg`: `web` deployed by ECS blue/green behind its load balancer (`names`: the app,
+    the environment, the cluster and the web revision)."""
+    app, env, cluster, web = names
     name = f"{app}-{env}"[-26:].strip("-")
-    role = f"arn:aws:iam::{ACCOUNT_ID}:role/{app}-ecs-infrastructure"
-    balancer = blue_green_balancer(client(endpoints, "elbv2"), net, name, 3000, role)
+    role = f"arn:aws:iam::{at.account}:role/{app}-ecs-infrastructure"
+    balancer = blue_green_balancer(client(endpoints, "elbv2", at), net, name, 3000, role)
     alarm = f"{app}-{env}-web-5xx"
-    client(endpoints, "cloudwatch").put_metric_alarm(
+    client(endpoints, "cloudwatch", at).put_metric_alarm(
         AlarmName=alarm,
         MetricName="HTTPCode_Target_5XX_Count",
         Namespace="AWS/ApplicationELB",
@@ -418,7 +436,7 @@ def blue_green_copy(endpoints: Endpoints, net: dict, app: str, env: str, cluster
         Threshold=5,
         ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
-    ecs = client(endpoints, "ecs")
+    ecs = client(endpoints, "ecs", at)
     ecs.create_service(
         cluster=cluster,
         serviceName="web-bg",

@@ -21,9 +21,10 @@ from urllib.parse import parse_qs
 
 from werkzeug.serving import make_server
 
-from . import ecr, ecs, s3, schedules, strategies, sts, triggers
+from . import ecr, ecs, registries, s3, schedules, strategies, sts, triggers
+from .accounts import account_of_key
 from .agent import LOCK
-from .config import REGISTRY_AUTH, REGISTRY_PASSWORD, REGISTRY_USER, Endpoints, Tunables
+from .config import BACKEND_AUTH, Endpoints, Tunables
 from .dockertls import DockerTLSFront
 from .faults import Faults
 
@@ -76,6 +77,20 @@ def region_of(environ: dict) -> str:
         if len(scope) >= 5:
             return scope[2]
     return "us-east-1"
+
+
+def caller_account(environ: dict) -> str:
+    """The account a request acts in. A second account's sandbox keys
+    (`accounts.py`) become moto's account header, which moto reads before the
+    access key; other keys are moto's to map."""
+    key = sts.access_key_of(environ)
+    account = account_of_key(key)
+    if account:
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = account
+        return account
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(key)
 
 
 def app_of(environ: dict) -> str:
@@ -198,8 +213,11 @@ class SandboxApp:
         if verdict.error in ERROR_SHAPES:
             return self.error(environ, start_response, verdict.error, service, operation)
 
+        account, region = caller_account(environ), region_of(environ)
+        if service == "s3" and s3.refused(environ.get("PATH_INFO", "/"), operation, account):
+            return self.error(environ, start_response, "denied", service, operation)
         if service == "ecr":
-            ecr.before(operation, body, self.registry)
+            ecr.before(operation, body, self.registry, account, region)
         status_holder = {}
 
         def capture(status, headers, exc_info=None):
@@ -211,7 +229,7 @@ class SandboxApp:
         with LOCK:
             result = list(self.moto_app(environ, capture))
         if service == "ecr" and status_holder.get("status") == 200:
-            ecr.after(operation, body, self.registry)
+            ecr.after(operation, body, self.registry, account, region)
         if verdict.error == "lost":
             # Applied, whatever moto answered; the answer never leaves.
             self.close(environ)
@@ -391,23 +409,29 @@ class Registry:
         self.proc: subprocess.Popen | None = None
 
     @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.endpoints.registry_backend_port}"
+
+    @property
     def url(self) -> str:
-        return f"http://{self.endpoints.registry_addr}"
+        return f"http://{self.addr}"
 
     def start(self) -> None:
         import bcrypt
 
         self.storage.mkdir(parents=True, exist_ok=True)
-        hashed = bcrypt.hashpw(REGISTRY_PASSWORD.encode(), bcrypt.gensalt(rounds=6, prefix=b"2a"))
-        self.htpasswd.write_text(f"{REGISTRY_USER}:{hashed.decode()}\n")
+        user, password = BACKEND_AUTH
+        hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=6, prefix=b"2a"))
+        self.htpasswd.write_text(f"{user}:{hashed.decode()}\n")
         self.config.write_text(
             "version: 0.1\n"
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             "storage:\n"
             f"  filesystem:\n    rootdirectory: {self.storage}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: {self.endpoints.registry_addr}\n"
-            # ECR's login and nothing else (see config.REGISTRY_AUTH).
+            # Upload locations without a host: the fronts hand them on as they are.
+            f"http:\n  addr: {self.addr}\n  relativeurls: true\n"
+            # The fronts' login and nothing else (see config.BACKEND_AUTH).
             f"auth:\n  htpasswd:\n    realm: ecr\n    path: {self.htpasswd}\n"
             "notifications:\n  endpoints:\n    - name: sandbox\n"
             f"      url: {self.endpoints.endpoint_url}/_sandbox/registry-events\n"
@@ -424,8 +448,7 @@ class Registry:
         while not self.healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"docker-registry did not start on {self.endpoints.registry_addr}; "
-                    f"see {self.endpoints.state_dir / 'registry.log'}"
+                    f"docker-registry did not start on {self.addr}; see {self.endpoints.state_dir / 'registry.log'}"
                 )
             time.sleep(0.05)
 
@@ -433,7 +456,7 @@ class Registry:
         import requests
 
         try:
-            return requests.get(f"{self.url}/v2/", auth=REGISTRY_AUTH, timeout=1).status_code == 200
+            return requests.get(f"{self.url}/v2/", auth=BACKEND_AUTH, timeout=1).status_code == 200
         except requests.RequestException:
             return False
 
@@ -473,6 +496,7 @@ def serve() -> None:
     docker_tls.start()
     registry = Registry(endpoints)
     registry.start()
+    fronts = registries.start(endpoints)
     ecs.install(endpoints, tunables)
     ecr.install(endpoints, registry)
     s3.install()
@@ -499,6 +523,7 @@ def serve() -> None:
         server.serve_forever()
     finally:
         docker_tls.stop()
+        fronts.stop()
         ecs.AGENT.shutdown()
         registry.stop()
         Path(endpoints.state_dir / "server.pid").unlink(missing_ok=True)

@@ -394,9 +394,11 @@ class Agent:
         the task's platform."""
         local = self.registry_ref(image)
         if local:
+            _, region = registries.get().of_addr(local.split("/", 1)[0])
             try:
-                # With the execution role's ECR login, as ECS's agent pulls.
-                self.docker.api.pull(local, platform=platform, auth_config=registry_auth_config(account))
+                # With the execution role's ECR login in the registry's region, as ECS's agent pulls.
+                login = registry_auth_config(account, region)
+                self.docker.api.pull(local, platform=platform, auth_config=login)
             except docker.errors.APIError as err:
                 raise pull_error(image, container, platform, err) from err
             self.check_platform(container, local, platform)

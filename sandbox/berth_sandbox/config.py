@@ -16,7 +16,7 @@ REGION = "us-east-1"
 # (moto's password for the account). The registry takes nothing else, as ECR's
 # does not: every push and pull, the sandbox's own included, logs in.
 REGISTRY_USER = "AWS"
-REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
+REGISTRY_PASSWORD = f"{ACCOUNT_ID}-{REGION}-auth-token"
 REGISTRY_AUTH = (REGISTRY_USER, REGISTRY_PASSWORD)
 REGISTRY_AUTH_CONFIG = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}
 # The docker-registry behind the fronts (`registries.py`) takes only the
@@ -24,9 +24,14 @@ REGISTRY_AUTH_CONFIG = {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD
 BACKEND_AUTH = ("sandbox", "sandbox-backend")
 
 
-def registry_auth_config(account: str) -> dict:
-    """ECR's registry login of `account`, as the Docker SDK takes it."""
-    return {"username": REGISTRY_USER, "password": f"{account}-auth-token"}
+def registry_password(account: str, region: str) -> str:
+    """The password of `account`'s ECR login in `region`: a token ECR signs for its region."""
+    return f"{account}-{region}-auth-token"
+
+
+def registry_auth_config(account: str, region: str = REGION) -> dict:
+    """ECR's registry login of `account` in `region`, as the Docker SDK takes it."""
+    return {"username": REGISTRY_USER, "password": registry_password(account, region)}
 
 
 BASE_IMAGE = "berth-sandbox/base:latest"

@@ -21,6 +21,7 @@ moto would mint a token of any account named in `registryIds`.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -32,7 +33,7 @@ from moto.ecr import responses as ecr_responses
 from moto.ecr.models import Image, Repository, ecr_backends
 
 from . import registries
-from .config import BACKEND_AUTH, Endpoints
+from .config import BACKEND_AUTH, Endpoints, registry_password
 
 log = logging.getLogger("berth_sandbox.ecr")
 
@@ -64,6 +65,8 @@ def install(endpoints: Endpoints, registry) -> None:
         self._get_param = _without_registry_ids(self._get_param)
         result = _moto_get_authorization_token(self)
         for data in result.result["authorizationData"]:
+            login = f"AWS:{registry_password(self.current_account, self.region)}"
+            data["authorizationToken"] = base64.b64encode(login.encode()).decode()
             data["proxyEndpoint"] = f"http://{registries.get().addr_for(self.current_account, self.region)}"
             # ECR's tokens last 12 hours.
             data["expiresAt"] = time.time() + 12 * 3600

@@ -9,8 +9,10 @@ account's or region's repositories live under `<account>/<region>/`. A front
 does what ECR does before a push or a pull:
 
 - it takes ECR's login only: Basic auth `AWS:<token>`, the token of the
-  account whose credentials called GetAuthorizationToken; anything else is
-  401 with ECR's challenge;
+  account whose credentials called GetAuthorizationToken in the registry's
+  region (a token is signed for the region it came from, and each region's
+  registry is logged in to on its own); anything else is 401 with ECR's
+  challenge;
 - a repository that ECR does not have is 404 NAME_UNKNOWN, in ECR's words;
 - a caller of another account needs the repository's policy to allow the
   ECR action the request is
@@ -57,16 +59,17 @@ def ecr_action(method: str, rest: str) -> str:
     return "ecr:ListImages"
 
 
-def token_account(authorization: str | None) -> str | None:
-    """The account whose ECR login `authorization` is (`Basic AWS:<account>-auth-token`)."""
+def token_account(authorization: str | None, region: str) -> str | None:
+    """The account whose ECR login in `region` `authorization` is (`Basic
+    AWS:<account>-<region>-auth-token`); None for a login of another region."""
     if not authorization or not authorization.startswith("Basic "):
         return None
     try:
         user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    found = re.fullmatch(r"(\d{12})-auth-token", password)
-    return found.group(1) if user == "AWS" and found else None
+    found = re.fullmatch(r"(\d{12})-([a-z0-9-]+)-auth-token", password)
+    return found.group(1) if user == "AWS" and found and found.group(2) == region else None
 
 
 def namespace(account: str, region: str) -> str:
@@ -185,7 +188,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def proxy(self) -> None:
         front = self.server
-        caller = token_account(self.headers.get("Authorization"))
+        caller = token_account(self.headers.get("Authorization"), front.region)
         if caller is None:
             return self.error(401, "UNAUTHORIZED", "authentication required", challenge=True)
         path, _, query = self.path.partition("?")

@@ -66,7 +66,7 @@ def build_initial_image(repository_uri: str, context: Path = EXAMPLE_DIR, at: At
         rm=True,
     )
     for line in engine.api.push(
-        repository_uri, tag="initial", stream=True, decode=True, auth_config=registry_auth_config(at.account)
+        repository_uri, tag="initial", stream=True, decode=True, auth_config=registry_auth_config(at.account, at.region)
     ):
         if "error" in line:
             raise RuntimeError(f"push of {repository_uri}:initial failed: {line['error']}")

@@ -78,7 +78,7 @@ def test_a_login_reads_another_accounts_repository_only_as_its_policy_allows(san
     [data] = other.get_authorization_token(registryIds=[ACCOUNT_ID])["authorizationData"]
     import base64
 
-    assert base64.b64decode(data["authorizationToken"]).decode().endswith(f"{SECOND_ACCOUNT}-auth-token")
+    assert base64.b64decode(data["authorizationToken"]).decode().endswith(f"{SECOND_ACCOUNT}-{REGION}-auth-token")
 
     pull = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
     policy = {
@@ -90,6 +90,13 @@ def test_a_login_reads_another_accounts_repository_only_as_its_policy_allows(san
     written = manifest(uri, digest, other, method="PUT")
     assert written.status_code == 403, "and nothing more"
     assert "ecr:PutImage" in written.json()["errors"][0]["message"]
+
+
+def test_a_login_is_for_the_registries_of_its_region(sandbox, engine):
+    east = client("ecr", SECOND_ACCOUNT)
+    uri, digest = pushed(engine, client("ecr", SECOND_ACCOUNT, SECOND_REGION), unique("west"))
+    assert manifest(uri, digest, client("ecr", SECOND_ACCOUNT, SECOND_REGION)).status_code == 200
+    assert manifest(uri, digest, east).status_code == 401, "a login of another region"
 
 
 def test_a_pull_by_another_accounts_engine_is_refused_without_the_policy(sandbox, engine):

@@ -31,6 +31,23 @@ impl Current {
     }
 }
 
+/// `account`: the credentials must be that account's, as the services' ARNs say.
+fn check_account(settings: &Settings, found: Option<&str>) -> Result<(), Error> {
+    match (&settings.account, found) {
+        (Some(wanted), Some(found)) if wanted != found => Err(Error::Mismatch {
+            problem: format!(
+                "`{}` lives in account `{wanted}` (`account`), but the credentials are account `{found}`'s",
+                settings.env
+            ),
+            hint: format!(
+                "deploy `{}` with credentials of account `{wanted}` (its role, or `--profile`)",
+                settings.env
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads what the deploy builds on, and checks the settings against it; changes nothing.
 pub async fn read(
     ecs: &Ecs,
@@ -64,10 +81,12 @@ pub async fn read(
         .family
         .clone()
         .unwrap_or_else(|| families[0].1.clone());
-    Ok(Current {
+    let current = Current {
         repository,
         services,
         families,
         migration_family,
-    })
+    };
+    check_account(settings, current.account())?;
+    Ok(current)
 }

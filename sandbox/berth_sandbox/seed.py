@@ -93,10 +93,16 @@ def roles(endpoints: Endpoints, app: str = APP, at: At = HOME) -> dict:
         '"Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}'
     )
     names = {"execution": f"{app}-execution", "task": f"{app}-task", "events": f"{app}-events"}
-    return {
-        key: iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-        for key, name in names.items()
-    }
+    return {key: ensure_role(iam, name, trust)["Arn"] for key, name in names.items()}
+
+
+def ensure_role(iam, name: str, trust: str) -> dict:
+    """The role `name`, made unless the account has it: roles are global, and an app seeded in
+    a second region of its account finds them there."""
+    try:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=name)["Role"]
 
 
 def circleci_role(endpoints: Endpoints, app: str = APP, at: At = HOME) -> str:
@@ -123,7 +129,7 @@ def circleci_role(endpoints: Endpoints, app: str = APP, at: At = HOME) -> str:
             }
         ],
     }
-    role = iam.create_role(RoleName=f"{app}-circleci", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    role = ensure_role(iam, f"{app}-circleci", json.dumps(trust))
     # What a deploy does (docs/configuration.md lists it); moto does not enforce IAM, AWS would.
     deploy = {
         "Version": "2012-10-17",

@@ -176,6 +176,36 @@ async fn find(
 /// Registry credentials for a push to `repo`, from ECR. They are for the registry that ECR's
 /// `proxyEndpoint` names; a repository elsewhere gets none.
 pub async fn login(ecr: &Client, repo: &Repository) -> Result<RegistryLogin, Error> {
+    let login = token(ecr).await?;
+    if login.host != repo.host() {
+        return Err(Error::Mismatch {
+            problem: format!(
+                "ECR's credentials are for `{}`, but repository `{}` is at `{}`; berth sends ECR credentials to no other host",
+                login.host,
+                repo.name,
+                repo.host()
+            ),
+            hint:
+                "check `AWS_ENDPOINT_URL` and the region: ECR must name the registry it authorizes"
+                    .to_owned(),
+        });
+    }
+    Ok(login)
+}
+
+/// The caller's ECR login from `ecr`'s region, for another account's registry `host` there: a
+/// token stands for the caller, and that registry takes it as far as its repository's policy
+/// allows. `host` must come from ECR itself (a deploy record names the registry ECR gave the
+/// deploy that pushed there).
+pub async fn login_to(ecr: &Client, host: &str) -> Result<RegistryLogin, Error> {
+    Ok(RegistryLogin {
+        host: host.to_owned(),
+        ..token(ecr).await?
+    })
+}
+
+/// The caller's ECR login, for the registry ECR names (`proxyEndpoint`).
+async fn token(ecr: &Client) -> Result<RegistryLogin, Error> {
     let output = ecr
         .get_authorization_token()
         .send()
@@ -198,18 +228,6 @@ pub async fn login(ecr: &Client, repo: &Repository) -> Result<RegistryLogin, Err
         .and_then(|data| data.proxy_endpoint())
         .unwrap_or_default();
     let host = registry_host(endpoint);
-    if host != repo.host() {
-        return Err(Error::Mismatch {
-            problem: format!(
-                "ECR's credentials are for `{host}`, but repository `{}` is at `{}`; berth sends ECR credentials to no other host",
-                repo.name,
-                repo.host()
-            ),
-            hint:
-                "check `AWS_ENDPOINT_URL` and the region: ECR must name the registry it authorizes"
-                    .to_owned(),
-        });
-    }
     Ok(RegistryLogin {
         username: username.to_owned(),
         password: password.to_owned(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::names::{is_tag, parse_duration};
-use super::{MigrateOrder, OnCancel, OnFailure, Source};
+use super::{MigrateOrder, OnCancel, OnFailure, Promotion, Source};
 use crate::error::ConfigError;
 
 /// Checks the settings of environment `env`, read from `source`.
@@ -162,6 +162,68 @@ impl Check<'_> {
                 format!("is `{other}`"),
                 "use `leave` (a cancelled deploy's deployments go on in ECS) or `rollback` (ECS rolls back those still in flight)",
             )),
+        }
+    }
+
+    /// `promotion`, `copy` unless set.
+    pub(super) fn promotion(
+        &self,
+        value: Option<Spanned<String>>,
+    ) -> Result<Promotion, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Promotion::Copy);
+        };
+        match value.get_ref().as_str() {
+            "copy" => Ok(Promotion::Copy),
+            "reference" => Ok(Promotion::Reference),
+            other => Err(self.invalid(
+                "promotion",
+                Some(value.span()),
+                format!("is `{other}`"),
+                "use `copy` (the image is copied by digest into this environment's repository) or `reference` (pinned to the source environment's repository)",
+            )),
+        }
+    }
+
+    pub(super) fn account(
+        &self,
+        value: Option<Spanned<String>>,
+    ) -> Result<Option<String>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let text = value.get_ref();
+        if text.len() == 12 && text.chars().all(|c| c.is_ascii_digit()) {
+            return Ok(Some(text.clone()));
+        }
+        Err(self.invalid(
+            "account",
+            Some(value.span()),
+            format!("is `{text}`, not an AWS account id"),
+            "use the account's 12 digits, as a string: `account = \"123456789012\"`",
+        ))
+    }
+
+    /// The environment an image must pass first: `requires`, or `promote_from`, which implies
+    /// it; both must name the same one.
+    pub(super) fn one_upstream(
+        &self,
+        requires: Option<Spanned<String>>,
+        promote_from: Option<&Spanned<String>>,
+    ) -> Result<Option<Spanned<String>>, ConfigError> {
+        match (requires, promote_from) {
+            (Some(requires), Some(from)) if requires.get_ref() != from.get_ref() => Err(self.invalid(
+                "requires",
+                Some(requires.span()),
+                format!(
+                    "is `{}`, but `promote_from` is `{}`",
+                    requires.get_ref(),
+                    from.get_ref()
+                ),
+                "leave `requires` out: an image promoted from an environment must have succeeded there",
+            )),
+            (Some(requires), _) => Ok(Some(requires)),
+            (None, from) => Ok(from.cloned()),
         }
     }
 

@@ -76,8 +76,25 @@ pub struct Settings {
     /// (and every one still in use); `None`: deregister nothing.
     pub keep_revisions: Option<usize>,
     /// The environment whose successful deploy an image needs before it comes here
-    /// (`requires`).
+    /// (`requires`, or `promote_from`).
     pub requires: Option<Upstream>,
+    /// `promote_from`: the image comes from that environment (the `requires` one), as
+    /// `promotion` says; `None`: it is built here.
+    pub promotion: Option<Promotion>,
+    /// The AWS account the environment lives in (`account`): berth refuses credentials of
+    /// another, and an environment of another account names its state bucket by it.
+    pub account: Option<String>,
+}
+
+/// How a promoted image comes to this environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Promotion {
+    /// Copied by digest into this environment's repository (the default).
+    Copy,
+    /// Pinned by digest to the source environment's repository, which this account must be
+    /// allowed to pull from.
+    Reference,
 }
 
 /// Another environment of berth.toml, as far as this one reads it: where its records are.
@@ -86,6 +103,8 @@ pub struct Upstream {
     pub env: String,
     pub region: String,
     pub state: StateSettings,
+    /// Its `account`, when berth.toml says.
+    pub account: Option<String>,
 }
 
 /// When the database migration runs relative to the service rollout.
@@ -278,12 +297,20 @@ pub fn resolve(text: &str, path: &Path, flags: &Flags) -> Result<Settings, Confi
     };
 
     let config = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    let requires = env_layer.requires.clone().or_else(|| raw.requires.clone());
     let base = raw.clone();
-    let mut settings = validate::validate(raw.overlay(env_layer), &source, &config, &env, flags)?;
-    if let Some(name) = requires {
+    let layer = raw.overlay(env_layer);
+    let (requires, promote_from) = (layer.requires.clone(), layer.promote_from.clone());
+    let mut settings = validate::validate(layer, &source, &config, &env, flags)?;
+    let check = check::Check {
+        source: &source,
+        env: &env,
+    };
+    if let Some(name) = check.one_upstream(requires, promote_from.as_ref())? {
         let envs = (&environments, defined.as_slice());
         settings.requires = Some(validate::upstream(name, base, envs, &source, &settings)?);
+    }
+    if promote_from.is_none() {
+        settings.promotion = None;
     }
     Ok(settings)
 }

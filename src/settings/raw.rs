@@ -40,6 +40,9 @@ pub struct RawLayer<Envs = NotHere> {
     pub schedules: Option<Spanned<Vec<String>>>,
     pub keep_revisions: Option<Spanned<i64>>,
     pub requires: Option<Spanned<String>>,
+    pub promote_from: Option<Spanned<String>>,
+    pub promotion: Option<Spanned<String>>,
+    pub account: Option<Spanned<String>>,
     pub env: Option<Envs>,
 }
 
@@ -135,6 +138,9 @@ impl<Envs> RawLayer<Envs> {
             schedules,
             keep_revisions,
             requires,
+            promote_from,
+            promotion,
+            account,
             env: _,
         } = self;
         RawLayer {
@@ -161,6 +167,9 @@ impl<Envs> RawLayer<Envs> {
             schedules: over.schedules.or(schedules),
             keep_revisions: over.keep_revisions.or(keep_revisions),
             requires: over.requires.or(requires),
+            promote_from: over.promote_from.or(promote_from),
+            promotion: over.promotion.or(promotion),
+            account: over.account.or(account),
             env: None,
         }
     }

@@ -104,6 +104,8 @@ pub(super) fn validate(
         schedules,
         keep_revisions,
         requires: None,
+        promotion: Some(check.promotion(layer.promotion)?),
+        account: check.account(layer.account)?,
     })
 }
 
@@ -142,6 +144,7 @@ pub(super) fn upstream(
     let upstream = Check { source, env: &env };
     let repository = upstream.repository(merged.repository)?;
     let state = upstream.state(merged.state.unwrap_or_default(), repository.get_ref())?;
+    let account = upstream.account(merged.account)?;
     let region = match merged.region {
         Some(region) if looks_like_region(region.get_ref()) => region.into_inner(),
         Some(region) => {
@@ -154,7 +157,12 @@ pub(super) fn upstream(
         }
         None => settings.region.clone(),
     };
-    Ok(Upstream { env, region, state })
+    Ok(Upstream {
+        env,
+        region,
+        state,
+        account,
+    })
 }
 
 impl Check<'_> {

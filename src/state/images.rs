@@ -20,6 +20,10 @@ pub struct Tested {
     pub commit: String,
     /// Unix seconds: when the deploy succeeded.
     pub at: u64,
+    /// Where that deploy's revisions pulled it from: `<registry>/<repository>@<digest>`, as
+    /// ECR named the repository to it.
+    #[serde(default)]
+    pub uri: String,
 }
 
 impl Tested {
@@ -32,6 +36,7 @@ impl Tested {
             deploy_id: record.deploy_id.clone(),
             commit: record.commit.clone(),
             at: record.updated_at,
+            uri: image.uri.clone(),
         })
     }
 }

@@ -106,6 +106,9 @@ pub enum RunState {
 pub struct RecordedImage {
     pub tag: String,
     pub digest: String,
+    /// Where the revisions pull it from, pinned: `<registry>/<repository>@<digest>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uri: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

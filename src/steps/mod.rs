@@ -34,6 +34,8 @@ pub struct StepRecord {
 /// The steps, in the order the report lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// The image of another environment copied here (`promote_from`).
+    Promote,
     Build,
     Push,
     Register,
@@ -48,6 +50,7 @@ pub enum Step {
 impl Step {
     pub fn name(self) -> &'static str {
         match self {
+            Self::Promote => "promote",
             Self::Build => "build",
             Self::Push => "push",
             Self::Register => "register",

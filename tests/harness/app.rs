@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::{ROOT, sandbox_env, text};
+use super::{ACCOUNT, ROOT, config_in, sandbox_env, text};
 
 /// One test's copy of the example app and its corner of the sandbox.
 pub struct App {
@@ -18,6 +18,8 @@ pub struct App {
     pub envs: Vec<String>,
     /// This copy seeded the services (another checkout of the app does not).
     owns: bool,
+    /// Environments seeded in another account or region: (account, region, cluster).
+    pub elsewhere: Vec<(String, String, String)>,
 }
 
 impl Drop for App {
@@ -27,11 +29,15 @@ impl Drop for App {
         if !self.owns {
             return;
         }
-        let clusters: Vec<String> = self
+        let mut clusters: Vec<(String, String, String)> = self
             .envs
             .iter()
-            .map(|env| format!("{}-{env}", self.name))
+            .map(|env| {
+                let cluster = format!("{}-{env}", self.name);
+                (ACCOUNT.to_owned(), "us-east-1".to_owned(), cluster)
+            })
             .collect();
+        clusters.extend(self.elsewhere.iter().cloned());
         let endpoint = self.var("AWS_ENDPOINT_URL");
         // Drop may run inside a test's runtime: the calls get a thread and a runtime of their own.
         let _ = std::thread::spawn(move || {
@@ -40,14 +46,9 @@ impl Drop for App {
                 .build()
                 .unwrap();
             runtime.block_on(async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(aws_config::Region::new("us-east-1"))
-                    .endpoint_url(endpoint)
-                    .credentials_provider(aws_sdk_ecs::config::Credentials::for_tests())
-                    .load()
-                    .await;
-                let ecs = aws_sdk_ecs::Client::new(&config);
-                for cluster in clusters {
+                for (account, region, cluster) in clusters {
+                    let ecs =
+                        aws_sdk_ecs::Client::new(&config_in(&endpoint, &account, &region).await);
                     for service in ["web", "devops"] {
                         let _ = ecs
                             .delete_service()
@@ -136,6 +137,7 @@ impl App {
             env,
             envs: envs.iter().map(|env| (*env).to_owned()).collect(),
             owns: true,
+            elsewhere: Vec::new(),
         };
         app.git(&["init", "-q", "-b", "main"]);
         app.commit("app");
@@ -231,6 +233,7 @@ impl App {
             env: self.env.clone(),
             envs: self.envs.clone(),
             owns: false,
+            elsewhere: Vec::new(),
         };
         fs_err::write(other.dir.path().join(file), content).unwrap();
         other.commit("another commit");

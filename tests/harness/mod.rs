@@ -5,6 +5,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
+mod accounts;
 mod app;
 mod aws;
 #[path = "../common/mod.rs"]
@@ -14,7 +15,7 @@ mod sandbox;
 
 // Each test binary uses a part of the harness; callers need only `use harness::*`.
 #[allow(unused_imports)]
-pub use {app::*, aws::*, runs::*, sandbox::*};
+pub use {accounts::*, app::*, aws::*, runs::*, sandbox::*};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The value of a secret build arg; it must never be printed.

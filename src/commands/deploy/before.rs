@@ -122,6 +122,8 @@ pub(super) async fn guard(
             ledger
                 .reporter
                 .info(&promote::same_image(&upstream.env, &tested));
+            let (config, promotion) = ((config, upstream), settings.promotion);
+            promote::ready(config, promotion, &tested, &settings.env).await?;
             let env = upstream.env.clone();
             Ok(Some(TestedIn { env, tested }))
         }

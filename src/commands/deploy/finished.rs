@@ -257,6 +257,7 @@ mod tests {
             image: Some(RecordedImage {
                 tag: "tag".to_owned(),
                 digest: "sha256:1".to_owned(),
+                uri: String::new(),
             }),
             revisions: BTreeMap::from([("app-stg-web".to_owned(), REVISION.to_owned())]),
             migration: vec![Attempt {

@@ -14,15 +14,16 @@ use crate::current::Current;
 use crate::error::Error;
 use crate::flags::Resume;
 use crate::settings::MigrateOrder;
+use crate::settings::Promotion;
 use crate::state::Record;
 use crate::state::record::RecordedImage;
-use crate::steps::image;
 use crate::steps::migrate::{self, Migrated};
 use crate::steps::prepare::Prepared;
 use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout::{Cluster, Target, step as rollout};
 use crate::steps::schedules;
 use crate::steps::{Ledger, Step, cleanup};
+use crate::steps::{image, promote};
 use crate::taskdef::Described;
 use crate::text::{code_list, with_causes};
 
@@ -92,6 +93,7 @@ async fn image_and_revisions(
         current,
         ..
     } = *cx;
+    let promoted = promote(cx, report, ledger).await?;
     let build = image::Build {
         release: &local.release,
         tag: &prepared.tag,
@@ -102,23 +104,103 @@ async fn image_and_revisions(
             .map(|(image, service)| (image.as_str(), service.as_str())),
         in_ecr: prepared.in_ecr.clone(),
     };
-    let (image, built) = image::run(
-        &clients.ecr,
-        image::Setup::of(settings),
-        &build,
-        &current.repository,
-        lock,
-        ledger,
-    )
-    .await?;
+    let image = match promoted {
+        Some(Promoted::Here(promoted)) => {
+            report.promoted = Some(promoted);
+            let build = image::Build {
+                in_ecr: None,
+                ..build
+            };
+            let setup = image::Setup::of(settings);
+            let (image, built) = image::run(
+                &clients.ecr,
+                setup,
+                &build,
+                &current.repository,
+                lock,
+                ledger,
+            )
+            .await?;
+            report.build = built;
+            image
+        }
+        Some(Promoted::There(promoted, image)) => {
+            report.promoted = Some(promoted);
+            image
+        }
+        None => {
+            let setup = image::Setup::of(settings);
+            let (image, built) = image::run(
+                &clients.ecr,
+                setup,
+                &build,
+                &current.repository,
+                lock,
+                ledger,
+            )
+            .await?;
+            report.build = built;
+            image
+        }
+    };
     report.image = Some(image.clone());
-    report.build = built;
     let revisions = register(cx, &image, prepared.families, ledger).await?;
     report.revisions = revisions
         .iter()
         .map(|(family, described)| (family.clone(), described.arn.clone()))
         .collect();
     Ok((revisions, image))
+}
+
+/// Where a promoted image is.
+enum Promoted {
+    /// In this environment's repository (copied now or before): the image step finds it.
+    Here(promote::Promoted),
+    /// In the source environment's repository (`promotion = "reference"`).
+    There(promote::Promoted, Image),
+}
+
+/// `promote_from`, with the image tested there: the image copied into this environment's
+/// repository, or named where it is. `None`: nothing is promoted (no `promote_from`, or an
+/// untested image deployed with `--force`, which is built here).
+async fn promote(
+    cx: &Context<'_>,
+    report: &Report,
+    ledger: &mut Ledger<'_>,
+) -> Result<Option<Promoted>, Error> {
+    let (Some(promotion), Some(upstream), Some(tested)) = (
+        cx.settings.promotion,
+        cx.settings.requires.as_ref(),
+        report.tested.as_ref().map(|tested| &tested.tested),
+    ) else {
+        return Ok(None);
+    };
+    if promotion == Promotion::Reference {
+        let (repository, digest) = promote::source(&upstream.env, tested)?;
+        let why = format!("pinned to `{}`'s image `{}`", upstream.env, tested.uri);
+        ledger.skip(Step::Promote, why.clone());
+        ledger.skip(Step::Build, why.clone());
+        ledger.skip(Step::Push, why);
+        let image = Image {
+            repository: repository
+                .rsplit_once('/')
+                .map_or(repository.as_str(), |(_, name)| name)
+                .to_owned(),
+            tag: tested.tag.clone(),
+            digest,
+            uri: tested.uri.clone(),
+        };
+        let promoted = promote::Promoted {
+            from: upstream.env.clone(),
+            source: tested.uri.clone(),
+            promotion,
+            copied: None,
+        };
+        return Ok(Some(Promoted::There(promoted, image)));
+    }
+    let ecr = (&cx.clients.ecr, &cx.current.repository);
+    let promoted = promote::run((cx.config, upstream), ecr, tested, cx.lock, ledger).await?;
+    Ok(Some(Promoted::Here(promoted)))
 }
 
 /// Registers the planned revisions pinned to the image, or finds them registered by an earlier
@@ -162,6 +244,7 @@ fn revisions_note(revisions: &BTreeMap<String, String>, image: &Image) -> rollou
     let recorded = RecordedImage {
         tag: image.tag.clone(),
         digest: image.digest.clone(),
+        uri: image.uri.clone(),
     };
     let registered = revisions.clone();
     Box::new(move |r| {

@@ -50,6 +50,9 @@ pub struct Report {
     /// `requires`: the deploy of another environment that succeeded with the image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tested: Option<TestedIn>,
+    /// `promote_from`: where the image came from, and what its copy moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<crate::steps::promote::Promoted>,
     /// How the image was built: its cache sources, steps cached and run, bytes pulled. `None`
     /// when ECR had the image already.
     #[serde(skip_serializing_if = "Option::is_none")]

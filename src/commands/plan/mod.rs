@@ -111,6 +111,8 @@ async fn guard(
     match promote::guard(config, env, current.account(), tag, force).await? {
         Passed::Tested(tested) => {
             reporter.info(&promote::same_image(&upstream.env, &tested));
+            let config = (config, upstream);
+            promote::ready(config, settings.promotion, &tested, &settings.env).await?;
             Ok(Vec::new())
         }
         Passed::Forced(warning) => Ok(vec![warning]),

@@ -61,6 +61,7 @@ mod tests {
             deploy_id: "stg-0123456-89abcdef".to_owned(),
             commit: "0123456789".to_owned(),
             at: 1_700_000_000,
+            uri: String::new(),
         }
     }
 
@@ -71,6 +72,7 @@ mod tests {
             image: Some(RecordedImage {
                 tag: TAG.to_owned(),
                 digest: digest.to_owned(),
+                uri: String::new(),
             }),
             ..DeployRecord::default()
         }

@@ -1,18 +1,27 @@
 //! Images that come from another environment: the promotion guard (`requires`), which asks the
 //! environment that must test an image first whether a deploy of it succeeded there
-//! ([`decide`]), before anything is written.
+//! ([`decide`]), before anything is written; and `promote_from`, which brings that very image
+//! here by digest, copied into this environment's repository ([`copy`]) or referenced where it
+//! is.
 
+pub mod copy;
 pub mod decide;
 
 use aws_config::SdkConfig;
 use aws_types::region::Region;
 
+use crate::aws::ecr::{self, RegistryLogin, Repository};
 use crate::error::Error;
-use crate::settings::Upstream;
+use crate::report::with_heartbeat;
+use crate::settings::{Promotion, Upstream};
+use crate::state::Lock;
 use crate::state::images::{self, Tested};
 use crate::state::{self, Place, Store};
+use crate::steps::{Ledger, Step};
 use crate::text::{short_duration, short_sha};
+use copy::Copied;
 use decide::Verdict;
+use serde::Serialize;
 use std::time::Duration;
 
 /// How the guard let the image through.
@@ -55,12 +64,20 @@ pub async fn guard(
         region: &upstream.region,
         env: &upstream.env,
     };
-    let store = Store::find_in(&config, place, account).await?;
-    let found = match &store {
-        Some(store) => images::find(store, tag).await?,
-        None => None,
+    // The upstream's own account names its default bucket, when berth.toml says it.
+    let account = upstream.account.as_deref().or(account);
+    let store = Store::locate_in(&config, place, account).await?;
+    let verdict = if store.exists().await? {
+        decide::judge(&upstream.env, tag, images::find(&store, tag).await?)
+    } else {
+        Verdict::Untested(format!(
+            "`{}`'s state bucket (`{}`) does not exist, so no deploy of it is recorded (when `{}` lives in another account, set its `account` or its `[state] bucket`)",
+            upstream.env,
+            store.url(""),
+            upstream.env
+        ))
     };
-    match decide::judge(&upstream.env, tag, found) {
+    match verdict {
         Verdict::Tested(tested) => Ok(Passed::Tested(tested)),
         Verdict::Untested(missing) if force => Ok(Passed::Forced(format!(
             "{missing}: deploying it to `{env}` untested (`--force`)"
@@ -71,4 +88,180 @@ pub async fn guard(
             missing,
         }),
     }
+}
+
+/// The image `tested` names: its repository (`<registry>/<name>`) and digest.
+pub fn source(upstream: &str, tested: &Tested) -> Result<(String, String), Error> {
+    match tested.uri.split_once('@') {
+        Some((repository, digest)) if digest == tested.digest => {
+            Ok((repository.to_owned(), digest.to_owned()))
+        }
+        _ => Err(Error::Mismatch {
+            problem: format!(
+                "`{upstream}`'s entry for image `{}` does not say where the image is",
+                tested.tag
+            ),
+            hint: format!(
+                "deploy it to `{upstream}` again with this berth (its index then names the repository), or pass `--force` to build it here"
+            ),
+        }),
+    }
+}
+
+/// This account's ECR login for the source's registry, from ECR in the source's region.
+pub async fn source_login(
+    config: &SdkConfig,
+    region: &str,
+    repository: &str,
+) -> Result<RegistryLogin, Error> {
+    let config = config
+        .to_builder()
+        .region(Region::new(region.to_owned()))
+        .build();
+    let host = repository.split('/').next().unwrap_or_default();
+    ecr::login_to(&crate::aws::ecr_client(&config), host).await
+}
+
+/// `promotion = "reference"`: this account must be allowed to pull the source's image, which
+/// the revisions will name. Checked with the pull a task would make, before any change.
+pub async fn check_reference(
+    (config, upstream): (&SdkConfig, &Upstream),
+    tested: &Tested,
+    env: &str,
+) -> Result<(), Error> {
+    let (repository, digest) = source(&upstream.env, tested)?;
+    let login = source_login(config, &upstream.region, &repository).await?;
+    let from = copy::End {
+        repository: &repository,
+        login: &login,
+    };
+    match copy::readable(&from, &digest).await {
+        Ok(()) => Ok(()),
+        Err(error) if error.is_refusal() => Err(Error::Mismatch {
+            problem: format!(
+                "`{env}` may not pull `{repository}@{digest}`: its registry refused this account: {}",
+                error.registry_words()
+            ),
+            hint: format!(
+                "give `{repository}` a repository policy that allows this account `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` and `ecr:BatchCheckLayerAvailability` (docs/configuration.md, `promote_from`), or set `promotion = \"copy\"`"
+            ),
+        }),
+        Err(error) => Err(Error::Image {
+            step: "promote",
+            source: Box::new(error),
+        }),
+    }
+}
+
+/// `promote_from`: what the promotion needs, checked before any change: where the tested image
+/// is, and for `promotion = "reference"` that this account may pull it.
+pub async fn ready(
+    (config, upstream): (&SdkConfig, &Upstream),
+    promotion: Option<Promotion>,
+    tested: &Tested,
+    env: &str,
+) -> Result<(), Error> {
+    match promotion {
+        None => Ok(()),
+        Some(Promotion::Copy) => source(&upstream.env, tested).map(|_| ()),
+        Some(Promotion::Reference) => check_reference((config, upstream), tested, env).await,
+    }
+}
+
+/// What the promote step did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Promoted {
+    /// The environment and the image it came from, pinned.
+    pub from: String,
+    pub source: String,
+    /// `copy` or `reference`.
+    pub promotion: Promotion,
+    /// What the copy moved; `None` when nothing was copied (a reference, or the image was here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub copied: Option<Copied>,
+}
+
+/// `promotion = "copy"`: the image `tested` names, copied by digest into `repository` under
+/// `tag` unless ECR has it there already. The digest ECR holds for the tag afterwards.
+pub async fn run(
+    (config, upstream): (&SdkConfig, &Upstream),
+    (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
+    tested: &Tested,
+    lock: &Lock,
+    ledger: &mut Ledger<'_>,
+) -> Result<Promoted, Error> {
+    let (source_repository, digest) = source(&upstream.env, tested)?;
+    let mut promoted = Promoted {
+        from: upstream.env.clone(),
+        source: tested.uri.clone(),
+        promotion: Promotion::Copy,
+        copied: None,
+    };
+    let tag = &tested.tag;
+    if ecr::digest_of(ecr_client, repository, tag)
+        .await?
+        .as_deref()
+        == Some(digest.as_str())
+    {
+        ledger.skip(
+            Step::Promote,
+            format!(
+                "`{}:{}` is in ECR with `{}`'s digest",
+                repository.name,
+                short(tag),
+                upstream.env
+            ),
+        );
+        return Ok(promoted);
+    }
+    ledger.start(Step::Promote);
+    lock.check()?;
+    let source_login = source_login(config, &upstream.region, &source_repository).await?;
+    let target_login = ecr::login(ecr_client, repository).await?;
+    let from = copy::End {
+        repository: &source_repository,
+        login: &source_login,
+    };
+    let to = copy::End {
+        repository: &repository.uri,
+        login: &target_login,
+    };
+    ledger.reporter.info(&format!(
+        "copying `{source_repository}@{digest}` to `{}:{}`",
+        repository.name,
+        short(tag)
+    ));
+    let copied = with_heartbeat(
+        copy::copy(&from, &to, &digest, tag),
+        ledger.reporter,
+        "promote",
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|error| Error::Image {
+        step: "promote",
+        source: Box::new(error),
+    })?;
+    let landed = ecr::digest_of(ecr_client, repository, tag).await?;
+    if landed.as_deref() != Some(digest.as_str()) {
+        return Err(Error::Image {
+            step: "promote",
+            source: format!(
+                "the copy ended but ECR holds {} for `{}:{tag}`, not `{digest}`",
+                landed.as_deref().unwrap_or("nothing"),
+                repository.name
+            )
+            .into(),
+        });
+    }
+    ledger.done(format!(
+        "{} blobs copied ({} bytes), {} there already, {} manifests",
+        copied.blobs_copied, copied.bytes_copied, copied.blobs_present, copied.manifests
+    ));
+    promoted.copied = Some(copied);
+    Ok(promoted)
+}
+
+fn short(tag: &str) -> &str {
+    &tag[..tag.len().min(17)]
 }

@@ -4,8 +4,11 @@
 use serde_json::Value;
 
 use crate::aws::arn;
-use crate::commands::plan::{Change, Plan, PlannedFamily, PlannedMigration, PlannedService};
+use crate::commands::plan::{
+    Change, Plan, PlannedFamily, PlannedMigration, PlannedPromotion, PlannedService,
+};
 use crate::settings::MigrateOrder;
+use crate::settings::Promotion;
 use crate::steps::schedules;
 
 /// The plan as lines for a person.
@@ -24,6 +27,9 @@ pub fn lines(plan: &Plan) -> Vec<String> {
         None => format!("image: `{}` would be built and pushed", plan.image.tag),
     });
     lines.push(format!("  named by {}", plan.image.content.describe()));
+    if let Some(promotion) = &plan.image.promotion {
+        lines.push(promoted(promotion));
+    }
     lines.extend(plan.families.iter().flat_map(family));
     lines.extend(plan.services.iter().map(service));
     lines.extend(plan.schedules.iter().map(|target| {
@@ -41,6 +47,27 @@ pub fn lines(plan: &Plan) -> Vec<String> {
         "nothing to deploy: everything is as this deploy would leave it".to_owned()
     });
     lines
+}
+
+/// Where a promoted image comes from, and what its copy would move.
+fn promoted(promotion: &PlannedPromotion) -> String {
+    let from = format!(
+        "  from `{}` deploy `{}`: `{}`",
+        promotion.from, promotion.deploy_id, promotion.source
+    );
+    match (&promotion.promotion, &promotion.copy) {
+        (Promotion::Reference, _) => format!("{from}, referenced where it is"),
+        (Promotion::Copy, None) => format!("{from}, copied already"),
+        (Promotion::Copy, Some(copy)) => format!(
+            "{from}, a copy of {} blob{} ({} bytes; {} there already) and {} manifest{}",
+            copy.blobs_copied,
+            if copy.blobs_copied == 1 { "" } else { "s" },
+            copy.bytes_copied,
+            copy.blobs_present,
+            copy.manifests,
+            if copy.manifests == 1 { "" } else { "s" }
+        ),
+    }
 }
 
 /// A family's revision this deploy registered, or the new revision's changes, one line per key.

@@ -300,6 +300,13 @@ async fn a_second_region_gets_the_image_copied_once() {
         "{}",
         planned.stderr
     );
+    let would = &planned.json()["image"]["promotion"];
+    assert_eq!(would["source"], stg.json()["image"]["uri"], "{would}");
+    assert!(
+        would["copy"]["blobs_copied"].as_u64().unwrap() >= 2,
+        "{would}"
+    );
+    assert_eq!(would["copy"]["manifests"], 1);
 
     let prd = app.deploy(&["--env", "prd"]);
     assert_eq!(prd.code, Some(0), "{}", prd.stderr);

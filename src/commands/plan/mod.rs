@@ -18,9 +18,11 @@ use crate::current::Current;
 use crate::error::Error;
 use crate::flags::DeployOptions;
 use crate::report::Reporter;
+use crate::settings::Promotion;
 use crate::settings::{MigrateOrder, Settings};
 use crate::state;
 use crate::steps::prepare::{self, Prepared};
+use crate::steps::promote::copy::Copied;
 use crate::steps::promote::{self, Passed};
 use crate::steps::register::{self, FamilyPlan};
 use crate::steps::rollout;
@@ -53,6 +55,9 @@ pub struct PlannedImage {
     pub digest: Option<String>,
     /// What names it: the build context's tree, or the commit and why.
     pub content: crate::release::Content,
+    /// `promote_from`: where it comes from instead of a build.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PlannedPromotion>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,27 +101,83 @@ pub struct PlannedMigration {
     pub security_groups: Vec<String>,
 }
 
-/// `requires`, as a deploy checks it: a refusal, or the warning `--force` gives.
+/// `promote_from`: where the image would come from, and what its copy would move.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedPromotion {
+    pub from: String,
+    pub deploy_id: String,
+    /// The image there, pinned.
+    pub source: String,
+    pub promotion: Promotion,
+    /// What the copy would move; `None` for a reference, or when the image is here already.
+    pub copy: Option<Copied>,
+}
+
+/// The image the revisions would name: pinned when its digest is known (in ECR, or promoted).
+fn pinned(
+    promotion: Option<&PlannedPromotion>,
+    digest: Option<&str>,
+    current: &Current,
+    tag: &str,
+) -> String {
+    let repository = &current.repository.uri;
+    match (promotion, digest) {
+        (Some(from), _) if from.promotion == Promotion::Reference => from.source.clone(),
+        (Some(from), None) => {
+            let digest = from
+                .source
+                .rsplit_once('@')
+                .map_or("", |(_, digest)| digest);
+            format!("{repository}@{digest}")
+        }
+        (_, Some(digest)) => format!("{repository}@{digest}"),
+        (None, None) => format!("{repository}:{tag}"),
+    }
+}
+
+/// `requires`, as a deploy checks it: a refusal, or the warning `--force` gives; with
+/// `promote_from`, where the image would come from.
 async fn guard(
     config: &aws_config::SdkConfig,
     settings: &Settings,
     (current, tag): (&Current, &str),
     force: bool,
     reporter: &dyn Reporter,
-) -> Result<Vec<String>, Error> {
+) -> Result<(Vec<String>, Option<PlannedPromotion>), Error> {
     let Some(upstream) = &settings.requires else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let env = (settings.env.as_str(), upstream);
-    match promote::guard(config, env, current.account(), tag, force).await? {
-        Passed::Tested(tested) => {
-            reporter.info(&promote::same_image(&upstream.env, &tested));
-            let config = (config, upstream);
-            promote::ready(config, settings.promotion, &tested, &settings.env).await?;
-            Ok(Vec::new())
+    let tested = match promote::guard(config, env, current.account(), tag, force).await? {
+        Passed::Tested(tested) => tested,
+        Passed::Forced(warning) => return Ok((vec![warning], None)),
+    };
+    reporter.info(&promote::same_image(&upstream.env, &tested));
+    promote::ready(
+        (config, upstream),
+        settings.promotion,
+        &tested,
+        &settings.env,
+    )
+    .await?;
+    let Some(promotion) = settings.promotion else {
+        return Ok((Vec::new(), None));
+    };
+    let copy = match promotion {
+        Promotion::Reference => None,
+        Promotion::Copy => {
+            let ecr = (&aws::ecr_client(config), &current.repository);
+            promote::survey((config, upstream), ecr, &tested).await?
         }
-        Passed::Forced(warning) => Ok(vec![warning]),
-    }
+    };
+    let planned = PlannedPromotion {
+        from: upstream.env.clone(),
+        deploy_id: tested.deploy_id,
+        source: tested.uri,
+        promotion,
+        copy,
+    };
+    Ok((Vec::new(), Some(planned)))
 }
 
 pub async fn plan(
@@ -145,11 +206,10 @@ pub async fn plan(
         prepare::in_aws(&readers, store.as_ref(), settings, (&local, journaled)).await?;
     let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
-    let mut warnings = guard(&config, settings, (&current, &tag), options.force, reporter).await?;
-    let image = match &digest {
-        Some(digest) => format!("{}@{digest}", current.repository.uri),
-        None => format!("{}:{tag}", current.repository.uri),
-    };
+    let looked = (&current, tag.as_str());
+    let (mut warnings, promotion) =
+        guard(&config, settings, looked, options.force, reporter).await?;
+    let image = pinned(promotion.as_ref(), digest.as_deref(), &current, &tag);
 
     let (planned, to) = planned_families(&ecs, settings, &current, &families, &image).await?;
     let services = planned_services(&current, &to);
@@ -186,6 +246,7 @@ pub async fn plan(
             tag,
             digest,
             content: release.content,
+            promotion,
         },
         families: planned,
         services,

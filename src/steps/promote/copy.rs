@@ -148,8 +148,31 @@ pub async fn copy(
 ) -> Result<Copied, CopyError> {
     let client = client([from, to]).await;
     let mut copied = Copied::default();
-    copy_manifest(&client, (from, to), digest, Some(tag), &mut copied).await?;
+    let run = Run {
+        dry: false,
+        copied: &mut copied,
+    };
+    copy_manifest(&client, (from, to), digest, Some(tag), run).await?;
     Ok(copied)
+}
+
+/// What [`copy`] would move, read without writing: the blobs `to` lacks and their bytes, the
+/// blobs it has, the manifests it would write.
+pub async fn survey(from: &End<'_>, to: &End<'_>, digest: &str) -> Result<Copied, CopyError> {
+    let client = client([from, to]).await;
+    let mut copied = Copied::default();
+    let run = Run {
+        dry: true,
+        copied: &mut copied,
+    };
+    copy_manifest(&client, (from, to), digest, None, run).await?;
+    Ok(copied)
+}
+
+/// A copy, or only its survey (`dry`), and what it moved.
+struct Run<'a> {
+    dry: bool,
+    copied: &'a mut Copied,
 }
 
 /// One manifest, what it names first: an index's manifests, or an image's config and layers.
@@ -158,8 +181,9 @@ async fn copy_manifest(
     (from, to): (&End<'_>, &End<'_>),
     digest: &str,
     tag: Option<&str>,
-    copied: &mut Copied,
+    run: Run<'_>,
 ) -> Result<(), CopyError> {
+    let Run { dry, copied } = run;
     let source = from.at(digest);
     let (bytes, _) = client
         .pull_manifest_raw(&source, &basic(from.login), &MANIFESTS)
@@ -178,7 +202,11 @@ async fn copy_manifest(
     let media_type = media_type(&manifest);
     if let Some(children) = manifest.get("manifests").and_then(Value::as_array) {
         for child in children.iter().filter_map(descriptor) {
-            Box::pin(copy_manifest(client, (from, to), child.0, None, copied)).await?;
+            let run = Run {
+                dry,
+                copied: &mut *copied,
+            };
+            Box::pin(copy_manifest(client, (from, to), child.0, None, run)).await?;
         }
     } else {
         let config = manifest.get("config").and_then(descriptor);
@@ -187,8 +215,16 @@ async fn copy_manifest(
             .into_iter()
             .chain(layers.into_iter().flatten().filter_map(descriptor));
         for (blob, size) in blobs {
-            copy_blob(client, (from, to), (blob, size), copied).await?;
+            let run = Run {
+                dry,
+                copied: &mut *copied,
+            };
+            copy_blob(client, (from, to), (blob, size), run).await?;
         }
+    }
+    if dry {
+        copied.manifests += 1;
+        return Ok(());
     }
     let (host, name) = to.split();
     let target = match tag {
@@ -212,8 +248,9 @@ async fn copy_blob(
     client: &Client,
     (from, to): (&End<'_>, &End<'_>),
     (digest, size): (&str, u64),
-    copied: &mut Copied,
+    run: Run<'_>,
 ) -> Result<(), CopyError> {
+    let Run { dry, copied } = run;
     let target = to.at(digest);
     let present = client
         .blob_exists(&target, digest)
@@ -224,6 +261,11 @@ async fn copy_blob(
         )))?;
     if present {
         copied.blobs_present += 1;
+        return Ok(());
+    }
+    if dry {
+        copied.blobs_copied += 1;
+        copied.bytes_copied += size;
         return Ok(());
     }
     let source = from.at(digest);

@@ -168,6 +168,37 @@ pub async fn ready(
     }
 }
 
+/// What a copy of `tested`'s image into `repository` would move: `None` when ECR has it there.
+pub async fn survey(
+    (config, upstream): (&SdkConfig, &Upstream),
+    (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
+    tested: &Tested,
+) -> Result<Option<Copied>, Error> {
+    let (source_repository, digest) = source(&upstream.env, tested)?;
+    if ecr::digest_of(ecr_client, repository, &tested.tag)
+        .await?
+        .as_deref()
+        == Some(digest.as_str())
+    {
+        return Ok(None);
+    }
+    let source_login = source_login(config, &upstream.region, &source_repository).await?;
+    let target_login = ecr::login(ecr_client, repository).await?;
+    let from = copy::End {
+        repository: &source_repository,
+        login: &source_login,
+    };
+    let to = copy::End {
+        repository: &repository.uri,
+        login: &target_login,
+    };
+    let surveyed = copy::survey(&from, &to, &digest).await;
+    surveyed.map(Some).map_err(|error| Error::Image {
+        step: "promote",
+        source: Box::new(error),
+    })
+}
+
 /// What the promote step did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Promoted {

@@ -869,91 +869,168 @@ fn a_deploy_paused_past_its_lease_tells_what_happened_and_ends_lost() {
 /// `ListServiceDeployments`, attaches to that one, starts no second one, and ends when ECS ends
 /// it. With `ecs:ListServiceDeployments` denied, the rerun says so once and judges the rollout
 /// from `DescribeServices`: still right, and still only after the bake.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_deploy_killed_inside_the_bake_time_is_finished_by_its_own_service_deployment() {
-    for (test, denied) in [("crashbake", false), ("crashbakedenied", true)] {
-        let app = App::blue_green(test, &format!("migrate = \"skip\"\n{CRASH_LEASE}"));
-        admin(
-            &app.var("BERTH_SANDBOX_PORT"),
-            "POST",
-            "/_sandbox/config",
-            Some(&json!({"minute_seconds": 20.0})),
-        );
-        let counted = app.counters();
-        let killed = app.interrupt(
-            &[],
-            &[],
-            &|line| line.contains("`web-bg`: stage BAKE_TIME"),
-            "KILL",
-        );
-        assert_eq!(killed.code, None, "{test}: killed by a signal");
-        let ecs = app.ecs().await;
-        let current = |ecs: aws_sdk_ecs::Client, cluster: String| async move {
-            let out = ecs
-                .describe_services()
-                .cluster(cluster)
-                .services("web-bg")
-                .send()
-                .await
-                .unwrap();
-            out.services()[0]
-                .current_service_deployment()
-                .unwrap()
-                .to_owned()
-        };
-        let baking = current(ecs.clone(), app.cluster()).await;
-        if denied {
-            app.fault(
-                json!({"service": "ecs", "operation": "ListServiceDeployments", "error": "denied"}),
-            );
+#[test]
+fn a_deploy_killed_inside_the_bake_time_is_finished_by_its_own_service_deployment() {
+    // The two variants side by side, each on its own copy of the app: each waits out real bake
+    // times.
+    std::thread::scope(|scope| {
+        let variants = [("crashbake", false), ("crashbakedenied", true)].map(|(test, denied)| {
+            scope.spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(killed_inside_the_bake_time(test, denied));
+            })
+        });
+        for variant in variants {
+            variant.join().unwrap();
         }
-        let rerun = app.deploy(&["--lock-wait", "30s"]);
-        assert_eq!(rerun.code, Some(0), "{test}: {}", rerun.stderr);
-        assert!(
-            rerun.stderr.contains("already runs"),
-            "{test}: {}",
-            rerun.stderr
-        );
-        let calls = app.counters().since(&counted);
-        assert_eq!(
-            calls.get("ecs:UpdateService"),
-            Some(&1),
-            "{test}: one deployment: {calls:?}"
-        );
-        assert_eq!(current(ecs.clone(), app.cluster()).await, baking, "{test}");
-        let described = ecs
-            .describe_service_deployments()
-            .service_deployment_arns(&baking)
+    });
+}
+
+/// One variant: killed while `web-bg` bakes, then rerun (with `ListServiceDeployments` denied
+/// when `denied`).
+async fn killed_inside_the_bake_time(test: &str, denied: bool) {
+    let app = App::blue_green(test, &format!("migrate = \"skip\"\n{CRASH_LEASE}"));
+    admin(
+        &app.var("BERTH_SANDBOX_PORT"),
+        "POST",
+        "/_sandbox/config",
+        Some(&json!({"minute_seconds": 20.0})),
+    );
+    let counted = app.counters();
+    let killed = app.interrupt(
+        &[],
+        &[],
+        &|line| line.contains("`web-bg`: stage BAKE_TIME"),
+        "KILL",
+    );
+    assert_eq!(killed.code, None, "{test}: killed by a signal");
+    let ecs = app.ecs().await;
+    let current = |ecs: aws_sdk_ecs::Client, cluster: String| async move {
+        let out = ecs
+            .describe_services()
+            .cluster(cluster)
+            .services("web-bg")
             .send()
             .await
             .unwrap();
-        let status = described.service_deployments()[0]
-            .status()
+        out.services()[0]
+            .current_service_deployment()
             .unwrap()
-            .as_str()
-            .to_owned();
-        assert_eq!(
-            status, "SUCCESSFUL",
-            "{test}: berth exits after ECS ends it"
+            .to_owned()
+    };
+    let baking = current(ecs.clone(), app.cluster()).await;
+    if denied {
+        app.fault(
+            json!({"service": "ecs", "operation": "ListServiceDeployments", "error": "denied"}),
         );
-        let web = &rerun.json()["services"][0];
-        if denied {
-            let warned = rerun
-                .stderr
-                .lines()
-                .filter(|l| l.contains("`ecs:ListServiceDeployments` is denied"))
-                .count();
-            assert_eq!(warned, 1, "{test}: {}", rerun.stderr);
-            assert!(web.get("service_deployment").is_none(), "{test}: {web}");
-        } else {
-            assert!(
-                calls.contains_key("ecs:ListServiceDeployments"),
-                "{calls:?}"
-            );
-            assert_eq!(web["service_deployment"], baking.as_str(), "{test}: {web}");
-            assert_eq!(web["service_deployment_status"], "SUCCESSFUL");
-        }
-        let deploy_id = rerun.json()["deploy_id"].as_str().unwrap().to_owned();
-        assert_eq!(app.record(&deploy_id).await["state"], "succeeded", "{test}");
     }
+    let rerun = app.deploy(&["--lock-wait", "30s"]);
+    assert_eq!(rerun.code, Some(0), "{test}: {}", rerun.stderr);
+    assert!(
+        rerun.stderr.contains("already runs"),
+        "{test}: {}",
+        rerun.stderr
+    );
+    let calls = app.counters().since(&counted);
+    assert_eq!(
+        calls.get("ecs:UpdateService"),
+        Some(&1),
+        "{test}: one deployment: {calls:?}"
+    );
+    assert_eq!(current(ecs.clone(), app.cluster()).await, baking, "{test}");
+    let described = ecs
+        .describe_service_deployments()
+        .service_deployment_arns(&baking)
+        .send()
+        .await
+        .unwrap();
+    let status = described.service_deployments()[0]
+        .status()
+        .unwrap()
+        .as_str()
+        .to_owned();
+    assert_eq!(
+        status, "SUCCESSFUL",
+        "{test}: berth exits after ECS ends it"
+    );
+    let web = &rerun.json()["services"][0];
+    if denied {
+        let warned = rerun
+            .stderr
+            .lines()
+            .filter(|l| l.contains("`ecs:ListServiceDeployments` is denied"))
+            .count();
+        assert_eq!(warned, 1, "{test}: {}", rerun.stderr);
+        assert!(web.get("service_deployment").is_none(), "{test}: {web}");
+    } else {
+        assert!(
+            calls.contains_key("ecs:ListServiceDeployments"),
+            "{calls:?}"
+        );
+        assert_eq!(web["service_deployment"], baking.as_str(), "{test}: {web}");
+        assert_eq!(web["service_deployment_status"], "SUCCESSFUL");
+    }
+    let deploy_id = rerun.json()["deploy_id"].as_str().unwrap().to_owned();
+    assert_eq!(app.record(&deploy_id).await["state"], "succeeded", "{test}");
+}
+
+/// A promotion killed inside its copy: every blob is in prd's registry, its manifest is not (the
+/// registry drops that request). The same command finishes the copy without sending a blob
+/// again, and prd's registry holds the image's manifest once, with stg's digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promotion_killed_inside_its_copy_is_finished_by_the_same_command() {
+    let mut app = App::create(
+        "crashcopy",
+        &format!("migrate = \"skip\"\n{CRASH_LEASE}"),
+        "",
+        &["stg"],
+    );
+    let prd_at = (ACCOUNT, SECOND_REGION);
+    app.seed_elsewhere("prd", prd_at, "promote_from = \"stg\"");
+    let stg = app.deploy(&[]);
+    assert_eq!(stg.code, Some(0), "{}", stg.stderr);
+    let image = stg.json()["image"].clone();
+    let (tag, digest) = (
+        image["tag"].as_str().unwrap(),
+        image["digest"].as_str().unwrap(),
+    );
+    app.fault(json!({
+        "service": "registry", "operation": "PutManifest", "app": app.name,
+        "latency_ms": 3000, "error": "drop"
+    }));
+    let killed = app.interrupt_in_flight(
+        &["--env", "prd"],
+        &[],
+        &|line| line.contains("copying `"),
+        Some("registry:PutManifest"),
+        "KILL",
+    );
+    assert_eq!(killed.code, None, "killed by a signal");
+    app.clear_faults();
+    let stored = format!("{ACCOUNT}/{SECOND_REGION}/{}", app.name);
+    assert_eq!(
+        app.manifest_pushes(&stored, tag),
+        0,
+        "the manifest never landed"
+    );
+
+    let rerun = app.deploy(&["--env", "prd", "--lock-wait", "30s"]);
+    assert_eq!(rerun.code, Some(0), "{}", rerun.stderr);
+    let copied = &rerun.json()["promoted"]["copied"];
+    assert_eq!(copied["blobs_copied"], 0, "every blob was there: {copied}");
+    assert!(copied["blobs_present"].as_u64().unwrap() >= 2, "{copied}");
+    assert_eq!(copied["manifests"], 1);
+    assert_eq!(app.manifest_pushes(&stored, tag), 1, "one manifest");
+    let repository = app.repository_in(prd_at).await;
+    assert_eq!(
+        rerun.json()["image"]["uri"],
+        format!("{repository}@{digest}").as_str()
+    );
+    assert_eq!(
+        app.web_image_in(prd_at, "prd").await,
+        format!("{repository}@{digest}")
+    );
 }

@@ -33,6 +33,7 @@ import json
 import logging
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode
 
@@ -45,6 +46,18 @@ log = logging.getLogger("berth_sandbox.registries")
 ROUTE = re.compile(r"^/v2/(?P<name>.+?)/(?P<rest>manifests/[^/]+|blobs/uploads/?[^/]*|blobs/[^/]+|tags/list)$")
 CHUNK = 1 << 16
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
+
+
+def operation(method: str, rest: str) -> str:
+    """The registry request as the faults and counters name it: `GetManifest`, `PutManifest`,
+    `HeadBlob`, `GetBlob`, `UploadBlob` (each request of an upload), `ListTags`."""
+    if rest.startswith("manifests/"):
+        return {"PUT": "PutManifest", "DELETE": "DeleteManifest", "HEAD": "HeadManifest"}.get(method, "GetManifest")
+    if rest.startswith("blobs/uploads"):
+        return "UploadBlob"
+    if rest.startswith("blobs/"):
+        return "HeadBlob" if method == "HEAD" else "GetBlob"
+    return "ListTags"
 
 
 def ecr_action(method: str, rest: str) -> str:
@@ -81,10 +94,11 @@ def namespace(account: str, region: str) -> str:
 REGISTRIES: Registries | None = None
 
 
-def start(endpoints: Endpoints) -> Registries:
-    """The fronts, the default account's in the default region listening already."""
+def start(endpoints: Endpoints, faults=None) -> Registries:
+    """The fronts, the default account's in the default region listening already. `faults`
+    judges each request as the API's calls are judged (`registry:<operation>`)."""
     global REGISTRIES
-    REGISTRIES = Registries(endpoints)
+    REGISTRIES = Registries(endpoints, faults)
     REGISTRIES.addr_for(ACCOUNT_ID, REGION)
     return REGISTRIES
 
@@ -98,8 +112,9 @@ def get() -> Registries:
 class Registries:
     """The fronts, made when an account and region is first named."""
 
-    def __init__(self, endpoints: Endpoints):
+    def __init__(self, endpoints: Endpoints, faults=None):
         self.endpoints = endpoints
+        self.faults = faults
         self.fronts: dict[tuple[str, str], Front] = {}
         self.lock = threading.Lock()
 
@@ -114,6 +129,7 @@ class Registries:
                 else:
                     port = self.endpoints.registry_port + 10 + sum(1 for k in self.fronts if k != (ACCOUNT_ID, REGION))
                 front = self.fronts[key] = Front(self.endpoints, account, region, port)
+                front.faults = self.faults
             return front.addr
 
     def of_addr(self, addr: str) -> tuple[str, str] | None:
@@ -141,6 +157,7 @@ class Front(ThreadingHTTPServer):
         self.region = region
         self.namespace = namespace(account, region)
         self.addr = f"127.0.0.1:{port}"
+        self.faults = None
         super().__init__(("127.0.0.1", port), Handler)
         threading.Thread(target=self.serve_forever, name=f"registry-{account}-{region}", daemon=True).start()
 
@@ -198,6 +215,17 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             return self.error(404, "UNSUPPORTED", "The operation is unsupported.")
         name, rest = route.group("name"), route.group("rest")
+        if front.faults is not None:
+            # The caller is the repository's app, as tests name their apps and repositories.
+            verdict = front.faults.judge("registry", operation(self.command, rest), name.rsplit("/", 1)[-1])
+            if verdict.latency_ms:
+                time.sleep(verdict.latency_ms / 1000)
+            if verdict.error == "drop":
+                # Closed before the request reaches the registry: nothing applied.
+                self.close_connection = True
+                return None
+            if verdict.error in ("500", "503"):
+                return self.error(int(verdict.error), "UNKNOWN", "injected registry error")
         refused = front.refusal(caller, name, ecr_action(self.command, rest))
         if refused:
             return self.error(*refused)

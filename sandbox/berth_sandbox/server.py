@@ -503,6 +503,9 @@ def serve() -> None:
     sts.install()
     schedules.install()
     app = SandboxApp(DomainDispatcherApplication(create_backend_app), endpoints, tunables, registry)
+    fronts.faults = app.faults
+    for front in fronts.fronts.values():
+        front.faults = app.faults
     app.docker_tls = docker_tls
     server = make_server("127.0.0.1", endpoints.port, app, threaded=True, request_handler=MotoRequestHandler)
 

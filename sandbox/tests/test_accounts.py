@@ -4,8 +4,11 @@ resource policy allows (`registries.py`, `policy.py`, `s3.py`)."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 
+import docker.errors
 import pytest
 import requests
 from conftest import BASE_IMAGE, ENDPOINTS, login, unique
@@ -76,8 +79,6 @@ def test_a_login_reads_another_accounts_repository_only_as_its_policy_allows(san
 
     # A token asked for with the owner's registry id is still the caller's.
     [data] = other.get_authorization_token(registryIds=[ACCOUNT_ID])["authorizationData"]
-    import base64
-
     assert base64.b64decode(data["authorizationToken"]).decode().endswith(f"{SECOND_ACCOUNT}-{REGION}-auth-token")
 
     pull = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
@@ -102,8 +103,6 @@ def test_a_login_is_for_the_registries_of_its_region(sandbox, engine):
 def test_a_pull_by_another_accounts_engine_is_refused_without_the_policy(sandbox, engine):
     source = client("ecr")
     uri, _ = pushed(engine, source, unique("engine"))
-    import docker.errors
-
     with pytest.raises(docker.errors.APIError) as refused:
         engine.api.pull(uri, tag="v1", auth_config=login(client("ecr", SECOND_ACCOUNT)))
     assert "denied" in str(refused.value).lower(), refused.value
@@ -183,3 +182,17 @@ def test_a_deny_wins_over_an_allow():
     policy = json.dumps({"Statement": [allow, deny]})
     assert not allows(policy, SECOND_ACCOUNT, "x", "ecr:BatchGetImage", "arn:aws:ecr:r:a:repository/app")
     assert allows(policy, SECOND_ACCOUNT, "x", "ecr:PutImage", "arn:aws:ecr:r:a:repository/app")
+
+
+def test_registry_requests_take_faults_and_are_counted_for_the_repositorys_app(sandbox, engine):
+    ecr = client("ecr")
+    name = unique("faulty")
+    uri, digest = pushed(engine, ecr, name)
+    sandbox.admin("POST", "faults", {"service": "registry", "operation": "GetManifest", "app": name, "latency_ms": 300})
+    started = time.monotonic()
+    assert manifest(uri, digest, ecr).status_code == 200
+    assert time.monotonic() - started >= 0.3, "held by the latency fault"
+    assert sandbox.admin("GET", f"counters?app={name}")["registry:GetManifest"] == 1
+    sandbox.admin("POST", "faults", {"service": "registry", "operation": "PutManifest", "app": name, "error": "drop"})
+    with pytest.raises(requests.ConnectionError):
+        manifest(uri, digest, ecr, method="PUT")

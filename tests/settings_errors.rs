@@ -42,6 +42,64 @@ const STG: &[&str] = &["deploy", "--env", "stg"];
 
 const CASES: &[Case] = &[
     Case {
+        name: "requires names no environment",
+        file: Some(
+            "repository = \"app\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n[env.prd]\ncluster = \"p\"\nservices = [\"web\"]\nrequires = \"staging\"\n",
+        ),
+        args: &["deploy", "--env", "prd"],
+        vars: &[],
+        expect: &[
+            "berth.toml:9:12:",
+            "`requires`",
+            "`staging`, which is not an environment of this file",
+            "`stg`",
+        ],
+    },
+    Case {
+        name: "promote_from the environment itself",
+        file: Some(
+            "repository = \"app\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\npromote_from = \"stg\"\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &["`stg`, the environment itself"],
+    },
+    Case {
+        name: "requires and promote_from disagree",
+        file: Some(
+            "repository = \"app\"\nregion = \"us-east-1\"\n[env.qa]\ncluster = \"q\"\nservices = [\"web\"]\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n[env.prd]\ncluster = \"p\"\nservices = [\"web\"]\npromote_from = \"stg\"\nrequires = \"qa\"\n",
+        ),
+        args: &["deploy", "--env", "prd"],
+        vars: &[],
+        expect: &[
+            "`requires`",
+            "is `qa`, but `promote_from` is `stg`",
+            "leave `requires` out",
+        ],
+    },
+    Case {
+        name: "an unknown promotion",
+        file: Some(
+            "repository = \"app\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\n[env.prd]\ncluster = \"p\"\nservices = [\"web\"]\npromote_from = \"stg\"\npromotion = \"pull\"\n",
+        ),
+        args: &["deploy", "--env", "prd"],
+        vars: &[],
+        expect: &["`promotion`", "is `pull`", "`copy`", "`reference`"],
+    },
+    Case {
+        name: "an account that is not an account id",
+        file: Some(
+            "repository = \"app\"\nregion = \"us-east-1\"\n[env.stg]\ncluster = \"c\"\nservices = [\"web\"]\naccount = \"12345\"\n",
+        ),
+        args: STG,
+        vars: &[],
+        expect: &[
+            "`account`",
+            "is `12345`, not an AWS account id",
+            "12 digits",
+        ],
+    },
+    Case {
         name: "unknown key",
         file: Some("servcies = [\"web\"]\n[env.stg]\n"),
         args: STG,

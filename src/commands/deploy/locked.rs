@@ -93,54 +93,31 @@ async fn image_and_revisions(
         current,
         ..
     } = *cx;
-    let promoted = promote(cx, report, ledger).await?;
-    let build = image::Build {
-        release: &local.release,
-        tag: &prepared.tag,
-        platform: &prepared.platform,
-        running: prepared
-            .running
-            .as_ref()
-            .map(|(image, service)| (image.as_str(), service.as_str())),
-        in_ecr: prepared.in_ecr.clone(),
-    };
-    let image = match promoted {
-        Some(Promoted::Here(promoted)) => {
-            report.promoted = Some(promoted);
-            let build = image::Build {
-                in_ecr: None,
-                ..build
-            };
-            let setup = image::Setup::of(settings);
-            let (image, built) = image::run(
-                &clients.ecr,
-                setup,
-                &build,
-                &current.repository,
-                lock,
-                ledger,
-            )
-            .await?;
-            report.build = built;
-            image
-        }
+    let image = match promote(cx, report, ledger).await? {
         Some(Promoted::There(promoted, image)) => {
             report.promoted = Some(promoted);
             image
         }
-        None => {
-            let setup = image::Setup::of(settings);
-            let (image, built) = image::run(
-                &clients.ecr,
-                setup,
-                &build,
-                &current.repository,
-                lock,
-                ledger,
-            )
-            .await?;
-            report.build = built;
-            image
+        promoted => {
+            let in_ecr = match promoted {
+                // Copied just now, or found there: the image step looks in ECR again.
+                Some(Promoted::Here(promoted)) => {
+                    report.promoted = Some(promoted);
+                    None
+                }
+                _ => prepared.in_ecr.clone(),
+            };
+            let build = image::Build {
+                release: &local.release,
+                tag: &prepared.tag,
+                platform: &prepared.platform,
+                running: (prepared.running.as_ref()).map(|(i, s)| (i.as_str(), s.as_str())),
+                in_ecr,
+            };
+            let (setup, repository) = (image::Setup::of(settings), &current.repository);
+            let built = image::run(&clients.ecr, setup, &build, repository, lock, ledger).await?;
+            report.build = built.1;
+            built.0
         }
     };
     report.image = Some(image.clone());

@@ -108,6 +108,9 @@ def before(operation: str, body: bytes, registry, account: str, region: str) -> 
 
 
 def after(operation: str, body: bytes, registry, account: str, region: str) -> None:
+    if operation == "BatchDeleteImage":
+        forget(json.loads(body), registry, account, region)
+        return
     if operation != "PutImage":
         return
     data = json.loads(body)
@@ -128,6 +131,30 @@ def after(operation: str, body: bytes, registry, account: str, region: str) -> N
     )
     if response.status_code >= 300:
         log.warning("registry refused tag %s: %s", tag, response.text)
+
+
+def forget(data: dict, registry, account: str, region: str) -> None:
+    """After BatchDeleteImage: an image ECR no longer has (deleted by digest, or by its last
+    tag) is deleted from the registry too, or the next sync would bring it back. An image that
+    keeps other tags stays; the registry's API cannot drop one tag alone."""
+    name = data.get("repositoryName", "")
+    repository = ecr_backends[account][region].repositories.get(name)
+    if repository is None:
+        return
+    stored = registries.namespace(account, region) + name
+    kept = {image.get_image_digest() for image in repository.images}
+    for image_id in data.get("imageIds", []):
+        digest = image_id.get("imageDigest")
+        if digest is None and image_id.get("imageTag"):
+            head = _session().head(
+                f"{registry.url}/v2/{stored}/manifests/{image_id['imageTag']}",
+                headers={"Accept": MANIFEST_TYPES},
+                auth=BACKEND_AUTH,
+                timeout=10,
+            )
+            digest = head.headers.get("Docker-Content-Digest") if head.status_code == 200 else None
+        if digest and digest not in kept:
+            _session().delete(f"{registry.url}/v2/{stored}/manifests/{digest}", auth=BACKEND_AUTH, timeout=10)
 
 
 def sync(name: str, registry, account: str, region: str) -> None:

@@ -158,3 +158,18 @@ def test_ecs_task_pulls_our_image_by_ecr_s_real_host_name(sandbox, ecr, ecs, eng
     assert task["stopCode"] == "EssentialContainerExited"
     assert task["containers"][0]["exitCode"] == 0
     assert task["containers"][0]["imageDigest"] == digest
+
+
+def test_an_image_deleted_from_ecr_is_gone_from_the_registry_too(sandbox, ecr, engine):
+    name = unique("deleted")
+    ecr.create_repository(repositoryName=name)
+    digest = push(engine, ecr, sandbox.registry, name, "v1")
+    assert ecr.batch_delete_image(repositoryName=name, imageIds=[{"imageTag": "v1"}])["imageIds"]
+    assert ecr.describe_images(repositoryName=name)["imageDetails"] == [], "not brought back by a sync"
+    gone = requests.get(
+        f"http://{sandbox.registry}/v2/{name}/manifests/{digest}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        auth=tuple(login(ecr).values()),
+        timeout=10,
+    )
+    assert gone.status_code == 404

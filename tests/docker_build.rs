@@ -360,6 +360,8 @@ async fn a_built_image_is_pushed_to_the_registry() {
 }
 
 /// The sandbox ECR's registry login (`AWS_ENDPOINT_URL` points at the sandbox).
+/// ECR's login for `repository`, made in ECR first if need be: the registry takes pushes only to
+/// repositories ECR has, as ECR's does.
 async fn ecr_login(repository: &str) -> berth::aws::ecr::RegistryLogin {
     let config = berth::aws::sdk_config_for("us-east-1", None, 3600)
         .await
@@ -369,6 +371,17 @@ async fn ecr_login(repository: &str) -> berth::aws::ecr::RegistryLogin {
         name: repository.rsplit('/').next().unwrap().to_owned(),
         uri: repository.to_owned(),
     };
+    let created = ecr
+        .create_repository()
+        .repository_name(&repository.name)
+        .send()
+        .await;
+    if let Err(error) = created {
+        let exists = error
+            .as_service_error()
+            .is_some_and(|e| e.is_repository_already_exists_exception());
+        assert!(exists, "{error:?}");
+    }
     berth::aws::ecr::login(&ecr, &repository).await.unwrap()
 }
 

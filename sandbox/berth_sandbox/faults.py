@@ -135,13 +135,19 @@ class Faults:
         with self._lock:
             self._counters[(app, key)] += 1
 
-    def judge(self, service: str, operation: str, app: str = "", body: bytes = b"") -> Verdict:
+    def judge(
+        self, service: str, operation: str, app: str = "", body: bytes = b"", named_only: bool = False
+    ) -> Verdict:
         """Count the call and decide its fate. The first matching rule that
-        fails the call wins; latencies of all matching rules add up."""
+        fails the call wins; latencies of all matching rules add up. With
+        `named_only` only rules that name the service apply (the registries:
+        a rule for every AWS call leaves ECS's image pulls alone)."""
         verdict = Verdict()
         with self._lock:
             self._counters[(app, f"{service}:{operation}")] += 1
             for rule in self._rules:
+                if named_only and rule.service == "*":
+                    continue
                 if not rule.matches(service, operation, app, body):
                     continue
                 verdict.latency_ms += rule.latency_ms

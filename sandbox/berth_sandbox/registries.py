@@ -217,7 +217,8 @@ class Handler(BaseHTTPRequestHandler):
         name, rest = route.group("name"), route.group("rest")
         if front.faults is not None:
             # The caller is the repository's app, as tests name their apps and repositories.
-            verdict = front.faults.judge("registry", operation(self.command, rest), name.rsplit("/", 1)[-1])
+            app = name.rsplit("/", 1)[-1]
+            verdict = front.faults.judge("registry", operation(self.command, rest), app, named_only=True)
             if verdict.latency_ms:
                 time.sleep(verdict.latency_ms / 1000)
             if verdict.error == "drop":

@@ -188,11 +188,14 @@ def test_registry_requests_take_faults_and_are_counted_for_the_repositorys_app(s
     ecr = client("ecr")
     name = unique("faulty")
     uri, digest = pushed(engine, ecr, name)
+    sandbox.admin("POST", "faults", {"service": "*", "app": name, "error": "500"})
+    assert manifest(uri, digest, ecr).status_code == 200, "a rule for every service leaves the registry alone"
+    sandbox.admin("DELETE", f"faults?app={name}")
     sandbox.admin("POST", "faults", {"service": "registry", "operation": "GetManifest", "app": name, "latency_ms": 300})
     started = time.monotonic()
     assert manifest(uri, digest, ecr).status_code == 200
     assert time.monotonic() - started >= 0.3, "held by the latency fault"
-    assert sandbox.admin("GET", f"counters?app={name}")["registry:GetManifest"] == 1
+    assert sandbox.admin("GET", f"counters?app={name}")["registry:GetManifest"] == 2, "both reads counted"
     sandbox.admin("POST", "faults", {"service": "registry", "operation": "PutManifest", "app": name, "error": "drop"})
     with pytest.raises(requests.ConnectionError):
         manifest(uri, digest, ecr, method="PUT")

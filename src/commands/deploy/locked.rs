@@ -93,7 +93,7 @@ async fn image_and_revisions(
         current,
         ..
     } = *cx;
-    let image = match promote(cx, report, ledger).await? {
+    let image = match promote(cx, prepared.in_ecr.clone(), report, ledger).await? {
         Some(Promoted::There(promoted, image)) => {
             report.promoted = Some(promoted);
             image
@@ -140,8 +140,10 @@ enum Promoted {
 /// `promote_from`, with the image tested there: the image copied into this environment's
 /// repository, or named where it is. `None`: nothing is promoted (no `promote_from`, or an
 /// untested image deployed with `--force`, which is built here).
+/// `looked`: what ECR held for the tag when the preparation looked, if it did.
 async fn promote(
     cx: &Context<'_>,
+    looked: Option<Option<String>>,
     report: &Report,
     ledger: &mut Ledger<'_>,
 ) -> Result<Option<Promoted>, Error> {
@@ -176,7 +178,8 @@ async fn promote(
         return Ok(Some(Promoted::There(promoted, image)));
     }
     let ecr = (&cx.clients.ecr, &cx.current.repository);
-    let promoted = promote::run((cx.config, upstream), ecr, tested, cx.lock, ledger).await?;
+    let image = (tested, looked);
+    let promoted = promote::run((cx.config, upstream), ecr, image, cx.lock, ledger).await?;
     Ok(Some(Promoted::Here(promoted)))
 }
 

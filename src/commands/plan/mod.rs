@@ -140,8 +140,8 @@ fn pinned(
 async fn guard(
     config: &aws_config::SdkConfig,
     settings: &Settings,
-    (current, tag): (&Current, &str),
-    force: bool,
+    (ecr_client, current): (&aws_sdk_ecr::Client, &Current),
+    (tag, held, force): (&str, &Option<String>, bool),
     reporter: &dyn Reporter,
 ) -> Result<(Vec<String>, Option<PlannedPromotion>), Error> {
     let Some(upstream) = &settings.requires else {
@@ -166,8 +166,8 @@ async fn guard(
     let copy = match promotion {
         Promotion::Reference => None,
         Promotion::Copy => {
-            let ecr = (&aws::ecr_client(config), &current.repository);
-            promote::survey((config, upstream), ecr, &tested).await?
+            let ecr = (ecr_client, &current.repository);
+            promote::survey((config, upstream), ecr, (&tested, Some(held.clone()))).await?
         }
     };
     let planned = PlannedPromotion {
@@ -206,9 +206,9 @@ pub async fn plan(
         prepare::in_aws(&readers, store.as_ref(), settings, (&local, journaled)).await?;
     let release = local.release;
     let digest = ecr::digest_of(&ecr_client, &current.repository, &tag).await?;
-    let looked = (&current, tag.as_str());
-    let (mut warnings, promotion) =
-        guard(&config, settings, looked, options.force, reporter).await?;
+    let looked = (tag.as_str(), &digest, options.force);
+    let found = (&ecr_client, &current);
+    let (mut warnings, promotion) = guard(&config, settings, found, looked, reporter).await?;
     let image = pinned(promotion.as_ref(), digest.as_deref(), &current, &tag);
 
     let (planned, to) = planned_families(&ecs, settings, &current, &families, &image).await?;

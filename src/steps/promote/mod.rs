@@ -146,10 +146,7 @@ pub async fn check_reference(
                 "give `{repository}` a repository policy that allows this account `ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer` and `ecr:BatchCheckLayerAvailability` (docs/configuration.md, `promote_from`), or set `promotion = \"copy\"`"
             ),
         }),
-        Err(error) => Err(Error::Image {
-            step: "promote",
-            source: Box::new(error),
-        }),
+        Err(error) => Err(failed(error)),
     }
 }
 
@@ -172,31 +169,80 @@ pub async fn ready(
 pub async fn survey(
     (config, upstream): (&SdkConfig, &Upstream),
     (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
-    tested: &Tested,
+    (tested, looked): (&Tested, Option<Option<String>>),
 ) -> Result<Option<Copied>, Error> {
     let (source_repository, digest) = source(&upstream.env, tested)?;
-    if ecr::digest_of(ecr_client, repository, &tested.tag)
-        .await?
-        .as_deref()
-        == Some(digest.as_str())
-    {
+    let held = in_ecr((ecr_client, repository), &tested.tag, looked).await?;
+    if held.as_deref() == Some(digest.as_str()) {
         return Ok(None);
     }
-    let source_login = source_login(config, &upstream.region, &source_repository).await?;
-    let target_login = ecr::login(ecr_client, repository).await?;
-    let from = copy::End {
-        repository: &source_repository,
-        login: &source_login,
-    };
-    let to = copy::End {
-        repository: &repository.uri,
-        login: &target_login,
-    };
-    let surveyed = copy::survey(&from, &to, &digest).await;
-    surveyed.map(Some).map_err(|error| Error::Image {
+    let logins = Logins::of(
+        (config, upstream),
+        (ecr_client, repository),
+        &source_repository,
+    )
+    .await?;
+    let (from, to) = logins.ends(&source_repository, repository);
+    copy::survey(&from, &to, &digest)
+        .await
+        .map(Some)
+        .map_err(failed)
+}
+
+/// What ECR holds for `tag` in `repository`: `looked`, when it was looked up already.
+async fn in_ecr(
+    (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
+    tag: &str,
+    looked: Option<Option<String>>,
+) -> Result<Option<String>, Error> {
+    match looked {
+        Some(held) => Ok(held),
+        None => ecr::digest_of(ecr_client, repository, tag).await,
+    }
+}
+
+/// This account's logins for both ends of a copy into `repository`: the source's registry,
+/// from ECR in the source's region, and this environment's own.
+struct Logins {
+    source: RegistryLogin,
+    target: RegistryLogin,
+}
+
+impl Logins {
+    async fn of(
+        (config, upstream): (&SdkConfig, &Upstream),
+        (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
+        source_repository: &str,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            source: source_login(config, &upstream.region, source_repository).await?,
+            target: ecr::login(ecr_client, repository).await?,
+        })
+    }
+
+    fn ends<'a>(
+        &'a self,
+        source_repository: &'a str,
+        repository: &'a Repository,
+    ) -> (copy::End<'a>, copy::End<'a>) {
+        let from = copy::End {
+            repository: source_repository,
+            login: &self.source,
+        };
+        let to = copy::End {
+            repository: &repository.uri,
+            login: &self.target,
+        };
+        (from, to)
+    }
+}
+
+/// A copy that failed, as the promote step's error.
+fn failed(error: copy::CopyError) -> Error {
+    Error::Image {
         step: "promote",
         source: Box::new(error),
-    })
+    }
 }
 
 /// What the promote step did.
@@ -217,7 +263,7 @@ pub struct Promoted {
 pub async fn run(
     (config, upstream): (&SdkConfig, &Upstream),
     (ecr_client, repository): (&aws_sdk_ecr::Client, &Repository),
-    tested: &Tested,
+    (tested, looked): (&Tested, Option<Option<String>>),
     lock: &Lock,
     ledger: &mut Ledger<'_>,
 ) -> Result<Promoted, Error> {
@@ -229,11 +275,8 @@ pub async fn run(
         copied: None,
     };
     let tag = &tested.tag;
-    if ecr::digest_of(ecr_client, repository, tag)
-        .await?
-        .as_deref()
-        == Some(digest.as_str())
-    {
+    let held = in_ecr((ecr_client, repository), tag, looked).await?;
+    if held.as_deref() == Some(digest.as_str()) {
         ledger.skip(
             Step::Promote,
             format!(
@@ -247,16 +290,13 @@ pub async fn run(
     }
     ledger.start(Step::Promote);
     lock.check()?;
-    let source_login = source_login(config, &upstream.region, &source_repository).await?;
-    let target_login = ecr::login(ecr_client, repository).await?;
-    let from = copy::End {
-        repository: &source_repository,
-        login: &source_login,
-    };
-    let to = copy::End {
-        repository: &repository.uri,
-        login: &target_login,
-    };
+    let logins = Logins::of(
+        (config, upstream),
+        (ecr_client, repository),
+        &source_repository,
+    )
+    .await?;
+    let (from, to) = logins.ends(&source_repository, repository);
     ledger.reporter.info(&format!(
         "copying `{source_repository}@{digest}` to `{}:{}`",
         repository.name,
@@ -269,10 +309,7 @@ pub async fn run(
         Duration::from_secs(30),
     )
     .await
-    .map_err(|error| Error::Image {
-        step: "promote",
-        source: Box::new(error),
-    })?;
+    .map_err(failed)?;
     let landed = ecr::digest_of(ecr_client, repository, tag).await?;
     if landed.as_deref() != Some(digest.as_str()) {
         return Err(Error::Image {

@@ -57,7 +57,7 @@ impl Held {
                         && let Err(error) = images::note(record.store(), &tested).await
                     {
                         warn(format!(
-                            "the image index was not updated ({}): an environment that `requires` this one will not find image `{}` tested until a rerun of this deploy writes it",
+                            "the image index was not updated ({}): an environment that `requires` this one will not find image `{}` tested until a deploy of it here succeeds again (`--new`)",
                             with_causes(&error),
                             tested.tag
                         ));

@@ -1,10 +1,7 @@
 //! Environments in another account or region of the sandbox: seeded there, configured in
 //! berth.toml, deployed with that account's keys, and read with them.
 
-use std::path::Path;
-use std::process::Command;
-
-use super::{App, ROOT, text};
+use super::App;
 
 /// The sandbox's default account, and a second one (its keys are `AKIA<account>SBOX`).
 pub const ACCOUNT: &str = "123456789012";
@@ -38,16 +35,17 @@ impl App {
     /// Seeds environment `env` of the app in `account` and `region` and configures it in
     /// berth.toml with `extra` lines (committed).
     pub fn seed_elsewhere(&mut self, env: &str, (account, region): (&str, &str), extra: &str) {
-        let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
-            .args(["seed", "--envs", env, "--keep", "--app", &self.name])
-            .args(["--account", account, "--region", region])
-            .output()
-            .unwrap();
-        assert!(
-            seeded.status.success(),
-            "seed failed: {}",
-            text(&seeded.stderr)
-        );
+        super::seed(&[
+            "--envs",
+            env,
+            "--keep",
+            "--app",
+            &self.name,
+            "--account",
+            account,
+            "--region",
+            region,
+        ]);
         let cluster = format!("{}-{env}", self.name);
         self.edit_config(|config| {
             format!(

@@ -9,6 +9,20 @@ use serde_json::Value;
 
 use super::{ACCOUNT, ROOT, config_in, sandbox_env, text};
 
+/// `sandboxctl seed` with `args`; it must succeed.
+pub fn seed(args: &[&str]) {
+    let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
+        .arg("seed")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        seeded.status.success(),
+        "seed failed: {}",
+        text(&seeded.stderr)
+    );
+}
+
 /// One test's copy of the example app and its corner of the sandbox.
 pub struct App {
     pub name: String,
@@ -94,16 +108,10 @@ impl App {
             .subsec_nanos();
         let name = format!("e2e-{test}-{:05x}", nanos % 0xfffff);
         let env = sandbox_env();
-        let seeded = Command::new(Path::new(ROOT).join("sandbox/sandboxctl"))
-            .args(["seed", "--envs", &envs.join(","), "--keep", "--app", &name])
-            .args(blue_green.then_some("--blue-green"))
-            .output()
-            .unwrap();
-        assert!(
-            seeded.status.success(),
-            "seed failed: {}",
-            text(&seeded.stderr)
-        );
+        let listed = envs.join(",");
+        let mut args = vec!["--envs", &listed, "--keep", "--app", &name];
+        args.extend(blue_green.then_some("--blue-green"));
+        seed(&args);
 
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&Path::new(ROOT).join("examples/rails-app"), dir.path());

@@ -14,6 +14,7 @@
 //!   [`steps::cleanup`]; a step never imports a command, and keeps its decisions in pure
 //!   functions;
 //! - what the steps share: [`current`] (the AWS state a deploy starts from), [`taskdef`],
+//!   [`task`] (one-off tasks: started, followed with their logs, judged),
 //!   [`release`] (the commit, the image tag, the deploy id), [`state`] (the lock and the deploy
 //!   records in S3);
 //! - the edges and the words: [`aws`] (the SDK's config, OIDC, errors; ECR, services, ARNs),
@@ -34,6 +35,7 @@ pub mod report;
 pub mod settings;
 pub mod state;
 pub mod steps;
+pub mod task;
 pub mod taskdef;
 pub mod text;
 

@@ -55,7 +55,7 @@ const LAYERS: &[&[&str]] = &[
     COMMANDS,
     STEPS,
     // What the steps share.
-    &["steps", "current", "taskdef", "release", "state"],
+    &["steps", "current", "task", "taskdef", "release", "state"],
     // The edges and the words.
     &[
         "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text",
@@ -75,6 +75,7 @@ const DECISIONS: &[&str] = &[
     "steps/rollout/decide.rs",
     "steps/rollout/deployment/decide.rs",
     "steps/schedules/decide.rs",
+    "task/decide.rs",
     "taskdef/mod.rs",
 ];
 

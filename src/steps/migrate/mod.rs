@@ -10,7 +10,6 @@
 
 mod decide;
 mod follow;
-pub mod logs;
 mod start;
 pub mod step;
 
@@ -179,7 +178,7 @@ async fn look(
     else {
         return Ok(Seen::NotAsked);
     };
-    let Some(task) = describe_task(ecs, setup, &task_arn).await? else {
+    let Some(task) = crate::task::describe(ecs, setup.cluster, &task_arn).await? else {
         return Ok(Seen::Forgotten);
     };
     if task.last_status() != Some("STOPPED") {
@@ -261,20 +260,4 @@ async fn mirror(
             crate::text::with_causes(&failed("tagging the revision", error))
         ));
     }
-}
-
-/// The task as ECS describes it, or `None` once ECS has forgotten it.
-async fn describe_task(
-    ecs: &Client,
-    setup: Setup<'_>,
-    task_arn: &str,
-) -> Result<Option<Task>, Error> {
-    let output = ecs
-        .describe_tasks()
-        .cluster(setup.cluster)
-        .tasks(task_arn)
-        .send()
-        .await
-        .map_err(|e| failed("describing the migration task", e))?;
-    Ok(output.tasks().first().cloned())
 }

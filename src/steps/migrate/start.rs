@@ -2,9 +2,9 @@
 //! with the web service's network settings, and what ECS answers.
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{ContainerOverride, PropagateTags, Tag, TaskOverride};
+use aws_sdk_ecs::types::Tag;
 
-use super::decide::{Capacity, capacity};
+use super::decide::capacity;
 use super::{Plan, Setup, mirror};
 use crate::aws::arn;
 use crate::aws::failed;
@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::report::Reporter;
 use crate::state::Record;
 use crate::state::record::{Attempt, AttemptOutcome};
+use crate::task::{self, OneOff};
 use crate::taskdef;
 
 /// Starts attempt `number` with its `token`: claimed in the record first (`claim`), or resumed
@@ -108,46 +109,33 @@ async fn start(
 }
 
 /// `RunTask` of the migration: the new revision with the migration command, started by the
-/// deploy id, with the web service's network settings, platform and capacity, and the attempt's
-/// token.
+/// deploy id and tagged with it, with the web service's network settings, platform and capacity
+/// (never Spot), and the attempt's token.
 fn run_task(
     ecs: &Client,
     setup: Setup<'_>,
     plan: &Plan<'_>,
     token: &str,
 ) -> aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder {
-    let web = plan.web;
-    let request = ecs
-        .run_task()
-        .client_token(token)
-        .cluster(setup.cluster)
-        .task_definition(&plan.revision.arn)
-        .count(1)
-        .started_by(plan.deploy_id)
-        .propagate_tags(PropagateTags::TaskDefinition)
-        .tags(
-            Tag::builder()
-                .key(taskdef::DEPLOY_ID_TAG)
-                .value(plan.deploy_id)
-                .build(),
-        )
-        .overrides(
-            TaskOverride::builder()
-                .container_overrides(
-                    ContainerOverride::builder()
-                        .name(&setup.migration.container)
-                        .set_command(Some(setup.migration.command.clone()))
-                        .build(),
-                )
-                .build(),
-        )
-        .set_network_configuration(web.network_configuration().cloned())
-        .set_platform_version(web.platform_version().map(str::to_owned));
-    match capacity(web, setup.migration.capacity_provider_strategy.as_deref()) {
-        Capacity::Strategy(strategy) => request.set_capacity_provider_strategy(Some(strategy)),
-        Capacity::LaunchType(launch_type) => request.launch_type(launch_type),
-        Capacity::ClusterDefault => request,
-    }
+    let one = OneOff {
+        cluster: setup.cluster,
+        revision: &plan.revision.arn,
+        service: plan.web,
+        capacity: capacity(
+            plan.web,
+            setup.migration.capacity_provider_strategy.as_deref(),
+        ),
+        container: &setup.migration.container,
+        command: &setup.migration.command,
+        started_by: plan.deploy_id,
+        token,
+    };
+    task::run_task(ecs, &one).tags(
+        Tag::builder()
+            .key(taskdef::DEPLOY_ID_TAG)
+            .value(plan.deploy_id)
+            .build(),
+    )
 }
 
 /// ECS refused the attempt's token with other parameters: the attempt is recorded as failed, and
@@ -180,27 +168,16 @@ async fn started_otherwise(
 
 /// The task `RunTask` started, or why there is none.
 fn started_task(output: &aws_sdk_ecs::operation::run_task::RunTaskOutput) -> Result<String, Error> {
-    if let Some(failure) = output.failures().first() {
-        return Err(Error::MigrationFailed {
-            summary: format!(
-                "ECS would not start the migration task: {} {}",
-                failure.reason().unwrap_or("no reason"),
-                failure.detail().unwrap_or_default()
-            ),
+    task::started(output).map_err(|failure| match failure {
+        Some(failure) => Error::MigrationFailed {
+            summary: format!("ECS would not start the migration task: {failure}"),
             hint: "check the cluster's capacity and the web service's network settings".to_owned(),
-        });
-    }
-    output
-        .tasks()
-        .first()
-        .and_then(|t| t.task_arn())
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            // Neither a task nor a failure: nothing to follow, and the claim stays for the rerun
-            // to resume with its token.
-            Error::MigrationFailed {
-                summary: "ECS answered `RunTask` with neither a task nor a failure".to_owned(),
-                hint: "rerun the same command: it asks ECS again with the same token, which starts no second task".to_owned(),
-            }
-        })
+        },
+        // Neither a task nor a failure: nothing to follow, and the claim stays for the rerun to
+        // resume with its token.
+        None => Error::MigrationFailed {
+            summary: "ECS answered `RunTask` with neither a task nor a failure".to_owned(),
+            hint: "rerun the same command: it asks ECS again with the same token, which starts no second task".to_owned(),
+        },
+    })
 }

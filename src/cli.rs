@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::env_vars;
 use crate::flags::{
     Command, DeployOptions, Flags, InitOptions, Migrate, OutputFormat, Overrides, Resume,
+    RunOptions,
 };
 
 /// `0.1.0 (abc1234)`: the crate version and the commit it was built from.
@@ -42,6 +43,54 @@ enum CliCommand {
     Plan(PlanArgs),
     /// Write a commented berth.toml for an app that already runs on ECS, read from its services
     Init(InitArgs),
+    /// Run a one-off command as a task of a service's revision, its logs streamed live
+    ///
+    /// The task takes the service's revision (or `--revision`), network settings and capacity
+    /// (never Fargate Spot). berth ends with the command's exit code; its own codes (2, 3, 4, 5)
+    /// mean the command did not run. A rerun with the same `--client-token` (in CircleCI: the
+    /// same job) follows the task the first run started instead of starting another.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+
+    /// The service whose revision, network settings and capacity the task takes [default: the
+    /// first of `services`]
+    #[arg(long, value_name = "SERVICE")]
+    service: Option<String>,
+
+    /// The container that runs the command [default: `migration.container`]
+    #[arg(long, value_name = "CONTAINER")]
+    container: Option<String>,
+
+    /// The revision to run (`web:15`, `15`, or an ARN) [default: the one the service runs]
+    #[arg(long, value_name = "REVISION", conflicts_with = "attach")]
+    revision: Option<String>,
+
+    /// Print the task once it is started, and exit 0 without following it
+    #[arg(long, conflicts_with = "attach")]
+    detach: bool,
+
+    /// Follow a task started before (its ARN or id) to its end, instead of starting one
+    #[arg(long, value_name = "TASK")]
+    attach: Option<String>,
+
+    /// `RunTask`'s idempotency token (64 characters at most): a rerun with the same token follows
+    /// the task the first run started [default: derived from `CIRCLE_WORKFLOW_JOB_ID` and the
+    /// command, when set]
+    #[arg(long, value_name = "TOKEN", conflicts_with = "attach")]
+    client_token: Option<String>,
+
+    /// How long to follow the task (`2h`); it is left running after [default: `timeouts.migration`]
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+
+    /// The command and its arguments, after `--`
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -221,7 +270,7 @@ pub fn parse() -> Flags {
         Err(error) if !error.use_stderr() => error.exit(),
         Err(error) => {
             eprint!("{}", usage_error(&error));
-            std::process::exit(crate::error::ExitStatus::Usage as i32)
+            std::process::exit(i32::from(crate::error::ExitStatus::Usage.code()))
         }
     }
 }
@@ -307,6 +356,19 @@ impl Cli {
                 yes: args.yes,
                 ..args.settings.into_flags(Command::Unlock)
             },
+            CliCommand::Run(args) => Flags {
+                run: RunOptions {
+                    service: args.service,
+                    container: args.container,
+                    revision: args.revision,
+                    command: args.command,
+                    detach: args.detach,
+                    attach: args.attach,
+                    client_token: args.client_token,
+                    timeout: args.timeout,
+                },
+                ..args.settings.into_flags(Command::Run)
+            },
         }
     }
 }
@@ -327,6 +389,7 @@ impl SettingsArgs {
             deploy: DeployOptions::default(),
             overrides: Overrides::default(),
             init: InitOptions::default(),
+            run: RunOptions::default(),
             rollback_to: None,
             yes: false,
         }

@@ -76,6 +76,11 @@ pub const CIRCLE_ORGANIZATION_ID: &str = "CIRCLE_ORGANIZATION_ID";
 /// CircleCI's job number: names the role session of a job that assumes `AWS_ROLE_ARN`.
 pub const CIRCLE_BUILD_NUM: &str = "CIRCLE_BUILD_NUM";
 
+/// CircleCI's id of the running job: `berth run` derives its `clientToken` from it (with the
+/// environment, service, container and command), so that a retry within the job follows the
+/// task instead of starting another.
+pub const CIRCLE_WORKFLOW_JOB_ID: &str = "CIRCLE_WORKFLOW_JOB_ID";
+
 /// Standard Docker variable: address of the Docker engine, for example
 /// `unix:///var/run/docker.sock` (the default) or `tcp://127.0.0.1:2375`.
 pub const DOCKER_HOST: &str = "DOCKER_HOST";

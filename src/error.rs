@@ -9,30 +9,52 @@ use std::fmt;
 /// | 0    | success |
 /// | 1    | deploy failed: the build or push failed, the rollout failed, was rolled back or timed out, an AWS call was denied, or the run lost the lock |
 /// | 2    | usage or configuration error: bad flags, bad `berth.toml`; nothing was changed |
-/// | 3    | migration failed |
+/// | 3    | migration failed; for `berth run`, the task did not run its command to an exit code (ECS could not start it, it was left running at `--timeout`) |
 /// | 4    | environment error: no Docker, no AWS credentials, AWS unreachable |
 /// | 5    | another deploy holds the environment's lock; nothing was changed |
 /// | 7    | a service deployment waits at a pause hook: nothing failed, nothing is finished |
 /// | 130  | interrupted (Ctrl-C, or SIGTERM as when CircleCI cancels a job) |
+///
+/// `berth run` ends with its command's own exit code once the task ran it; the codes above are
+/// berth's only when the command did not run (its JSON result says which under `exit_code` and
+/// `error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum ExitStatus {
-    Success = 0,
-    DeployFailed = 1,
-    Usage = 2,
-    MigrationFailed = 3,
-    Environment = 4,
-    Locked = 5,
+    Success,
+    DeployFailed,
+    Usage,
+    MigrationFailed,
+    Environment,
+    Locked,
     /// `berth plan`: a deploy would change nothing.
-    NothingToDeploy = 6,
+    NothingToDeploy,
     /// A service deployment waits at a pause hook for a person (`berth continue`).
-    Paused = 7,
-    Interrupted = 130,
+    Paused,
+    Interrupted,
+    /// `berth run`: the exit code of the command the task ran.
+    Command(u8),
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::DeployFailed => 1,
+            Self::Usage => 2,
+            Self::MigrationFailed => 3,
+            Self::Environment => 4,
+            Self::Locked => 5,
+            Self::NothingToDeploy => 6,
+            Self::Paused => 7,
+            Self::Interrupted => 130,
+            Self::Command(code) => code,
+        }
+    }
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
     fn from(status: ExitStatus) -> Self {
-        Self::from(status as u8)
+        Self::from(status.code())
     }
 }
 
@@ -190,6 +212,20 @@ pub enum Error {
         found: String,
     },
 
+    /// `berth run`: the task did not end with its command exiting 0. `exit_code`: the command's,
+    /// when it ran and failed; `None` when it never ran to an exit code of its own.
+    #[error("{summary}")]
+    TaskFailed {
+        summary: String,
+        hint: String,
+        exit_code: Option<u8>,
+    },
+
+    /// `berth run`: a deploy of the environment is between registering its revisions and rolling
+    /// them out, so the service's revision is on its way out.
+    #[error("a deploy of `{env}` is in flight: {why}")]
+    DeployInFlight { env: String, why: String },
+
     /// The lock was taken over while this run held it; it stopped before changing anything more.
     #[error("this run lost the environment's lock: {why}")]
     LockLost { why: String },
@@ -228,6 +264,12 @@ impl Error {
                 ExitStatus::Usage
             }
             Self::LockLost { .. } => ExitStatus::DeployFailed,
+            Self::TaskFailed {
+                exit_code: Some(code),
+                ..
+            } => ExitStatus::Command(*code),
+            Self::TaskFailed { .. } => ExitStatus::MigrationFailed,
+            Self::DeployInFlight { .. } => ExitStatus::Locked,
         }
     }
 
@@ -284,6 +326,8 @@ impl Error {
             Self::StaleDeploy { .. } => "deploy the newer commit instead, or pass `--force` to roll this older deploy out over it".to_owned(),
             Self::Untested { requires, .. } => format!("deploy this build to `{requires}` first (this commit, or any with the same build context), or pass `--force` to deploy it untested"),
             Self::WrongBranch { wanted, .. } => format!("deploy a commit of `{wanted}`, or pass `--any-branch` to deploy this one anyway (`branch` in berth.toml names the environment's branch)"),
+            Self::TaskFailed { hint, .. } => hint.clone(),
+            Self::DeployInFlight { env, .. } => format!("wait for it to finish (`berth status --env {env}`), or name the revision to run with `--revision`"),
             Self::LockLost { .. } => "this run stopped before its next change; if another deploy ran since (above), the environment runs that one and a rerun of this deploy is refused as stale (deploy a newer commit, or `--force`); otherwise rerun the same command: finished steps are skipped".to_owned(),
         }
     }

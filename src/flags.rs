@@ -31,6 +31,31 @@ pub struct Flags {
     pub yes: bool,
     /// `berth init`: what to read.
     pub init: InitOptions,
+    /// `berth run`: what to run, where, and how to follow it.
+    pub run: RunOptions,
+}
+
+/// `berth run [--service S] [--container C] [--revision R] -- CMD ARGS…`, or `--attach TASK`.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The service whose revision, network settings and capacity the task takes; `None`: the
+    /// web service (the first of `services`).
+    pub service: Option<String>,
+    /// The container that runs the command; `None`: the migration's (`migration.container`).
+    pub container: Option<String>,
+    /// `family:N`, a revision number of the service's family, or an ARN; `None`: the revision
+    /// the service runs.
+    pub revision: Option<String>,
+    /// The command and its arguments; empty with `attach`.
+    pub command: Vec<String>,
+    /// Print the task and exit once it is started.
+    pub detach: bool,
+    /// Follow this task (its ARN or id) instead of starting one.
+    pub attach: Option<String>,
+    /// The `RunTask` `clientToken`: a rerun with the same token follows the task it started.
+    pub client_token: Option<String>,
+    /// How long to follow the task before leaving it running.
+    pub timeout: Option<Duration>,
 }
 
 /// `berth init --cluster C --service web --service devops`.
@@ -108,6 +133,8 @@ pub enum Command {
     Plan,
     /// Write a berth.toml from services that run on ECS.
     Init,
+    /// Run a one-off command as a task of a service's revision.
+    Run,
 }
 
 /// Where results go on stdout: text for people, JSON for programs.

@@ -33,3 +33,37 @@ pub fn with_causes(error: &dyn std::error::Error) -> String {
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
+
+/// A command as a shell would take it back: words with spaces or quotes in single quotes
+/// (`sh -c 'echo once; exit 0'`).
+pub fn shell_words(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|word| {
+            let plain = !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
+            if plain {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_command_reads_as_a_shell_would_take_it() {
+        let words = ["sh", "-c", "echo once; exit 0", "it's", ""].map(str::to_owned);
+        assert_eq!(
+            super::shell_words(&words),
+            r"sh -c 'echo once; exit 0' 'it'\''s' ''"
+        );
+        let plain = ["bin/rails", "db:migrate", "FOO=1"].map(str::to_owned);
+        assert_eq!(super::shell_words(&plain), "bin/rails db:migrate FOO=1");
+    }
+}

@@ -29,6 +29,7 @@ const COMMANDS: &[&str] = &[
     "commands::plan",
     "commands::status",
     "commands::rollback",
+    "commands::run",
     "commands::init",
     "commands::unlock",
     "commands::config",
@@ -67,6 +68,7 @@ const LAYERS: &[&[&str]] = &[
 const DECISIONS: &[&str] = &[
     "commands/plan/diff.rs",
     "commands/rollback/decide.rs",
+    "commands/run/decide.rs",
     "state/lock/decide.rs",
     "steps/cleanup/decide.rs",
     "steps/image/cache/decide.rs",

@@ -1,5 +1,5 @@
-//! One file per command: [`deploy`], [`plan`], [`status`], [`rollback`], [`init`], [`unlock`],
-//! [`config`]. A command turns flags into validated settings, runs, and hands back an
+//! One file per command: [`deploy`], [`plan`], [`status`], [`rollback`], [`run`], [`init`],
+//! [`unlock`], [`config`]. A command turns flags into validated settings, runs, and hands back an
 //! [`Outcome`]; the binary writes it and picks the exit code.
 
 pub mod config;
@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod init;
 pub mod plan;
 pub mod rollback;
+pub mod run;
 pub mod status;
 pub mod unlock;
 
@@ -40,6 +41,12 @@ pub enum Outcome {
     },
     Init {
         written: Box<init::Written>,
+    },
+    /// `berth run`: the task and how it ended; how it failed, if it did. Errors found before a
+    /// task existed are plain errors.
+    Run {
+        ran: Box<run::Ran>,
+        failure: Option<Error>,
     },
     /// `berth unlock`: the holder released, `None` when the lock was free.
     Unlock {
@@ -100,6 +107,15 @@ pub async fn run(
         Command::Init => Ok(Outcome::Init {
             written: Box::new(init::init(flags, reporter).await?),
         }),
+        Command::Run => {
+            let settings = settings::load(flags)?;
+            let (ran, failure) =
+                run::run(&settings, &flags.run, reporter, stop_requested()).await?;
+            Ok(Outcome::Run {
+                ran: Box::new(ran),
+                failure,
+            })
+        }
         Command::Plan => {
             let settings = settings::load(flags)?;
             Ok(Outcome::Plan {
@@ -142,6 +158,10 @@ impl Outcome {
                 ..
             }
             | Self::Rollback {
+                failure: Some(error),
+                ..
+            }
+            | Self::Run {
                 failure: Some(error),
                 ..
             } => Err(error),

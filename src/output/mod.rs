@@ -32,6 +32,10 @@ pub fn write_result(format: OutputFormat, outcome: &Outcome) -> Result<(), Error
 fn text(outcome: &Outcome) -> Vec<String> {
     match outcome {
         Outcome::Deploy { .. } | Outcome::Rollback { .. } => Vec::new(),
+        // A detached task's ARN, for a script to follow it with; a followed one's end was said
+        // on stderr.
+        Outcome::Run { ran, .. } if ran.detached => vec![ran.task_arn.clone()],
+        Outcome::Run { .. } => Vec::new(),
         Outcome::Status { status } => status::lines(status),
         Outcome::Config { settings } => config::lines(settings),
         Outcome::Plan { plan } => plan::lines(plan),
@@ -62,6 +66,7 @@ fn write_record(out: &mut impl Write, outcome: &Outcome) -> std::io::Result<()> 
         Outcome::Rollback { report, failure } => {
             json(out, &with_error(to_value(report), failure.as_ref()))
         }
+        Outcome::Run { ran, failure } => json(out, &with_error(to_value(ran), failure.as_ref())),
         Outcome::Status { status } => json(out, status),
         Outcome::Config { settings } => json(out, settings),
         Outcome::Plan { plan } => json(out, plan),
@@ -83,7 +88,7 @@ fn with_error(
             "error".to_owned(),
             serde_json::json!({
                 "message": error.to_string(),
-                "exit_code": error.exit_status() as u8,
+                "exit_code": error.exit_status().code(),
             }),
         );
     }

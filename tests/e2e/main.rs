@@ -19,6 +19,7 @@ mod plan;
 mod promotion;
 mod refusals;
 mod rollout;
+mod run;
 mod schedules;
 mod signals;
 mod strategies;

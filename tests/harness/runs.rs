@@ -48,13 +48,17 @@ impl App {
     /// `berth NAME --output json` in the app, as [`App::command`] runs `deploy`.
     pub fn subcommand(&self, name: &str, args: &[&str], vars: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command.current_dir(self.dir.path()).arg(name).args(args);
-        if !args.contains(&"--output") {
+        // Flags go before `--`: what follows is `berth run`'s command.
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        let (flags, after) = args.split_at(split);
+        command.current_dir(self.dir.path()).arg(name).args(flags);
+        if !flags.contains(&"--output") {
             command.args(["--output", "json"]);
         }
-        if !args.contains(&"--env") {
+        if !flags.contains(&"--env") {
             command.args(["--env", "stg"]);
         }
+        command.args(after);
         scrub(&mut command)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("AWS_SDK_UA_APP_ID", &self.name)

@@ -186,7 +186,6 @@ mod tests {
 
     use super::{Claim, Decision, Seen, Situation, client_token, decide};
     use crate::state::record::{Attempt, AttemptOutcome};
-    pub use crate::task::decide::{capacity, exit_codes, verdict};
     use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
     fn revision() -> Described {

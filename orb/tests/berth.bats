@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The script behind the `deploy`, `status`, `rollback` and `continue` commands: every parameter reaches berth
+# The script behind the `deploy`, `status`, `rollback`, `continue` and `run` commands: every parameter reaches berth
 # as one argument, unchanged, with a fake `berth` that records its arguments and environment.
 
 # A PATH without the CircleCI CLI, as outside CircleCI, also when these tests run in a CircleCI
@@ -204,4 +204,22 @@ args() { sed -n 's/^arg=//p' "$BERTH_FAKE_LOG"; }
     [[ "$output" == *"this step needs bash, which this image lacks"* ]]
     [ ! -e "$BERTH_FAKE_LOG" ]
   done
+}
+
+@test "run passes its flags, then the command after --, one argument per line, as written" {
+  export ORB_ENUM_SUBCOMMAND=run ORB_STR_SERVICE=devops ORB_STR_CONTAINER=app ORB_STR_REVISION=15
+  export ORB_STR_CLIENT_TOKEN='backfill-7' ORB_STR_TIMEOUT=2h ORB_BOOL_DETACH=true
+  export ORB_STR_RECORD="$BATS_TEST_TMPDIR/run.json" ORB_BOOL_NEW=1
+  export ORB_STR_COMMAND=$'bin/rails\nrunner\nputs "a b" $HOME; `id`\n'
+  run bash "$script"
+  [ "$status" -eq 0 ]
+  expected=(run --env stg --service devops --container app --revision 15 --client-token backfill-7
+    --timeout 2h --detach --output json -- bin/rails runner 'puts "a b" $HOME; `id`')
+  [ "$(args)" = "$(printf '%s\n' "${expected[@]}")" ]
+}
+
+@test "run ends with the command's exit code" {
+  export ORB_ENUM_SUBCOMMAND=run ORB_STR_COMMAND='false' BERTH_FAKE_EXIT=42
+  run bash "$script"
+  [ "$status" -eq 42 ]
 }

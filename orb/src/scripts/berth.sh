@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs `berth deploy|status|rollback|continue` with the orb command's parameters. Every value reaches
+# Runs `berth deploy|status|rollback|continue|run` with the orb command's parameters. Every value reaches
 # berth as one argument: nothing here is split, globbed or evaluated. `env`, `region`,
 # `profile`, `role_arn` and `record` may name the job's variables (`${PRD_ROLE}`): they go
 # through `circleci env subst`, as in CircleCI's own orbs, which replaces `$VAR` and `${VAR}`
 # and runs nothing.
 #
-# Parameters (from the `deploy`, `status`, `rollback` and `continue` commands; empty means unset):
-#   ORB_ENUM_SUBCOMMAND       deploy, status, rollback or continue
+# Parameters (from the `deploy`, `status`, `rollback`, `continue` and `run` commands; empty means
+# unset):
+#   ORB_ENUM_SUBCOMMAND       deploy, status, rollback, continue or run
 #   ORB_STR_ENV               --env
 #   ORB_STR_CONFIG            --config
 #   ORB_STR_WORKING_DIRECTORY the folder berth runs in
@@ -25,6 +26,13 @@
 #   ORB_STR_TO                --to (rollback)
 #   ORB_BOOL_ROLLBACK         --rollback (continue)
 #   ORB_BOOL_PAUSED_OK        a pause (berth's exit 7) ends the step well (deploy)
+#   ORB_STR_SERVICE           --service (run)
+#   ORB_STR_CONTAINER         --container (run)
+#   ORB_STR_REVISION          --revision (run)
+#   ORB_STR_CLIENT_TOKEN      --client-token (run)
+#   ORB_STR_TIMEOUT           --timeout (run)
+#   ORB_BOOL_DETACH           --detach (run)
+#   ORB_STR_COMMAND           the command after `--`, one argument per line (run)
 #   ORB_STR_RECORD            a file for berth's JSON record (stdout with --output json)
 #   ORB_STR_EXTRA_ARGS        more arguments for berth, one per line
 
@@ -62,7 +70,7 @@ ORB_STR_RECORD="$(home_path "${ORB_STR_RECORD:-}")"
 
 subcommand="${ORB_ENUM_SUBCOMMAND:-}"
 case "$subcommand" in
-  deploy | status | rollback | continue) ;;
+  deploy | status | rollback | continue | run) ;;
   *)
     echo "berth orb: unknown berth command \`$subcommand\`" >&2
     exit 2
@@ -103,6 +111,14 @@ if [[ "$subcommand" == continue ]]; then
   switch --rollback "${ORB_BOOL_ROLLBACK:-}"
   option --lock-wait "${ORB_STR_LOCK_WAIT:-}"
 fi
+if [[ "$subcommand" == run ]]; then
+  option --service "${ORB_STR_SERVICE:-}"
+  option --container "${ORB_STR_CONTAINER:-}"
+  option --revision "${ORB_STR_REVISION:-}"
+  option --client-token "${ORB_STR_CLIENT_TOKEN:-}"
+  option --timeout "${ORB_STR_TIMEOUT:-}"
+  switch --detach "${ORB_BOOL_DETACH:-}"
+fi
 if [[ -n "${ORB_STR_EXTRA_ARGS:-}" ]]; then
   while IFS= read -r line || [[ -n "$line" ]]; do
     if [[ -n "$line" ]]; then
@@ -112,6 +128,15 @@ if [[ -n "${ORB_STR_EXTRA_ARGS:-}" ]]; then
 fi
 if [[ -n "${ORB_STR_RECORD:-}" ]]; then
   args+=(--output json)
+fi
+# `berth run`'s command comes last, after `--`: berth takes none of it as its own flag.
+if [[ "$subcommand" == run ]]; then
+  args+=(--)
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ -n "$line" ]]; then
+      args+=("$line")
+    fi
+  done <<<"${ORB_STR_COMMAND:-}"
 fi
 
 if [[ -n "${ORB_STR_ROLE_ARN:-}" ]]; then

@@ -8,14 +8,16 @@
 //! rerun with the same token follows the task the first run started (ECS keeps a token 24 hours).
 
 mod decide;
+mod follow;
+mod start;
 
 use std::future::Future;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::types::{Service, Task};
+use aws_sdk_ecs::types::Service;
 use serde::Serialize;
 
-use crate::aws::{self, arn, failed, services};
+use crate::aws::{self, arn, services};
 use crate::env_vars;
 use crate::error::Error;
 use crate::flags::RunOptions;
@@ -24,14 +26,9 @@ use crate::settings::Settings;
 use crate::state::lock;
 use crate::state::record::{self, ExitCodes};
 use crate::state::{self, Place, Store};
-use crate::task::decide::{capacity, exit_codes, stopped_by_ecs, verdict};
-use crate::task::logs::{LogStream, Tail};
-use crate::task::{self, Ended, OneOff, Watching};
+use crate::task;
 use crate::taskdef::{self, Described};
-use decide::{Token, TokenSource};
-
-/// Log lines kept for the tail shown again when the command fails.
-const TAIL: usize = 20;
+use decide::Token;
 
 /// What ran, and how it ended: the result of `berth run`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -112,7 +109,7 @@ pub async fn run(
             ran.container = container;
             ran.client_token = Some(token.client_token.clone());
             let task_arn =
-                start(&clients.ecs, settings, &service, &token, &mut ran, reporter).await?;
+                start::start(&clients.ecs, settings, &service, &token, &mut ran, reporter).await?;
             (revision, task_arn)
         }
     };
@@ -129,7 +126,7 @@ pub async fn run(
         return Ok((ran, None));
     }
     let failure = tokio::select! {
-        followed = follow(&clients, settings, options, &revision, &mut ran, reporter) => followed?,
+        followed = follow::follow(&clients, settings, options, &revision, &mut ran, reporter) => followed?,
         () = interrupted => {
             reporter.info(&format!(
                 "task `{}` goes on in ECS: `berth run --env {} --attach {}` follows it again, `aws ecs stop-task --cluster {} --task {}` stops it",
@@ -287,125 +284,6 @@ fn no_container(
     }
 }
 
-/// Starts the task, or finds the one this token started: running (`ListTasks` by its
-/// `startedBy`), or stopped (`RunTask` hands back a token's task for 24 hours).
-async fn start(
-    ecs: &Client,
-    settings: &Settings,
-    service: &Service,
-    token: &Token,
-    ran: &mut Ran,
-    reporter: &dyn Reporter,
-) -> Result<String, Error> {
-    let running = ecs
-        .list_tasks()
-        .cluster(&settings.cluster)
-        .started_by(&token.started_by)
-        .send()
-        .await
-        .map_err(|e| failed("looking for this token's task", e))?;
-    if let Some(found) = running.task_arns().first() {
-        reporter.info(&format!(
-            "task `{}` of this client token is running: following it, not starting another",
-            arn::short(found)
-        ));
-        ran.attached = true;
-        return Ok(found.clone());
-    }
-    let one = OneOff {
-        cluster: &settings.cluster,
-        revision: &ran.revision,
-        service,
-        capacity: capacity(service, None),
-        container: &ran.container,
-        command: &ran.command,
-        started_by: &token.started_by,
-        token: &token.client_token,
-    };
-    let asked = std::time::SystemTime::now();
-    let output = match task::run_task(ecs, &one).send().await {
-        Ok(output) => output,
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_conflict_exception()) =>
-        {
-            return Err(Error::Mismatch {
-                problem: format!(
-                    "client token `{}` started a task with other parameters before (another command, container or revision)",
-                    token.client_token
-                ),
-                hint:
-                    "pass another `--client-token` to run this command; ECS keeps a token 24 hours"
-                        .to_owned(),
-            });
-        }
-        Err(e) => return Err(not_started(failed("starting the task", e))),
-    };
-    let task_arn = task::started(&output).map_err(|failure| Error::TaskFailed {
-        summary: match failure {
-            Some(failure) => format!("ECS could not place the task: {failure}"),
-            None => "ECS answered `RunTask` with neither a task nor a failure".to_owned(),
-        },
-        hint: "check the cluster's capacity and the service's network settings; nothing ran"
-            .to_owned(),
-        exit_code: None,
-    })?;
-    let earlier = output
-        .tasks()
-        .first()
-        .is_some_and(|task| decide::started_before(task, asked));
-    ran.attached = earlier;
-    reporter.info(&started_line(settings, &task_arn, token, ran, earlier));
-    Ok(task_arn)
-}
-
-/// `RunTask` refused outright (bad network settings, no such capacity provider): nothing ran.
-fn not_started(error: Error) -> Error {
-    match error {
-        Error::Aws {
-            action,
-            environment: false,
-            source,
-            ..
-        } => Error::TaskFailed {
-            summary: format!("{action} failed: {}", crate::text::with_causes(source.as_ref())),
-            hint: "the task takes the service's network settings, platform and capacity (never Spot); nothing ran".to_owned(),
-            exit_code: None,
-        },
-        other => other,
-    }
-}
-
-fn started_line(
-    settings: &Settings,
-    task_arn: &str,
-    token: &Token,
-    ran: &Ran,
-    earlier: bool,
-) -> String {
-    let id = arn::short(task_arn);
-    if earlier {
-        return format!(
-            "task `{id}` was started before with this client token: following it, not starting another"
-        );
-    }
-    let again = match token.from {
-        TokenSource::ThisRun => format!(
-            "`berth run --env {} --attach {id}` follows it",
-            settings.env
-        ),
-        TokenSource::Flag | TokenSource::CircleJob => {
-            "a rerun with the same client token follows it".to_owned()
-        }
-    };
-    format!(
-        "task `{id}` started: `{}` in `{}` of `{}`; {again}",
-        crate::text::shell_words(&ran.command),
-        ran.container,
-        arn::short(&ran.revision)
-    )
-}
-
 /// `--attach TASK`: the task as ECS knows it, its revision, and the container that runs its
 /// command (its overrides', else `--container`, else the migration's).
 async fn attached(
@@ -445,112 +323,4 @@ async fn attached(
     ran.container = container;
     ran.attached = true;
     Ok((revision, found.task_arn().unwrap_or(task_id).to_owned()))
-}
-
-/// Follows the task to its end; the failure, if the command did not exit 0.
-async fn follow(
-    clients: &Clients,
-    settings: &Settings,
-    options: &RunOptions,
-    revision: &Described,
-    ran: &mut Ran,
-    reporter: &dyn Reporter,
-) -> Result<Option<Error>, Error> {
-    let limit = options.timeout.unwrap_or(settings.timeouts.migration);
-    let watching = Watching {
-        cluster: &settings.cluster,
-        timeouts: &settings.timeouts,
-        limit,
-        what: "task",
-    };
-    let mut stream = LogStream::new("run", revision, &ran.container, &ran.task_arn);
-    let mut tail = Tail::new(TAIL);
-    let ended = task::follow(
-        (&clients.ecs, &clients.logs),
-        watching,
-        &ran.task_arn,
-        (&mut stream, &mut tail),
-        reporter,
-    )
-    .await?;
-    let id = arn::short(&ran.task_arn).to_owned();
-    let task = match ended {
-        Ended::Stopped(task) => task,
-        Ended::Running(task) => {
-            ran.status = task.last_status().unwrap_or("RUNNING").to_owned();
-            return Ok(Some(Error::TaskFailed {
-                summary: format!(
-                    "task `{id}` is still {} after {}; it was left running",
-                    ran.status,
-                    crate::text::short_duration(limit)
-                ),
-                hint: format!(
-                    "`berth run --env {} --attach {id}` follows it again; `--timeout` sets how long berth follows",
-                    settings.env
-                ),
-                exit_code: None,
-            }));
-        }
-        Ended::Gone => {
-            return Ok(Some(Error::TaskFailed {
-                summary: format!("task `{id}` is gone: ECS no longer knows it"),
-                hint: "ECS forgets a stopped task after about an hour; its logs are in CloudWatch"
-                    .to_owned(),
-                exit_code: None,
-            }));
-        }
-    };
-    Ok(judged(revision, &task, &tail, ran, reporter))
-}
-
-/// The stopped task judged as a migration is: the command's container decides, by its exit
-/// code, which becomes berth's.
-fn judged(
-    revision: &Described,
-    task: &Task,
-    tail: &Tail,
-    ran: &mut Ran,
-    reporter: &dyn Reporter,
-) -> Option<Error> {
-    ran.status = task.last_status().unwrap_or("STOPPED").to_owned();
-    ran.exit_codes = exit_codes(task);
-    ran.exit_code = ran.exit_codes.get(&ran.container).copied().flatten();
-    ran.stop_code = task.stop_code().map(|c| c.as_str().to_owned());
-    ran.stopped_reason = task.stopped_reason().map(str::to_owned);
-    let id = arn::short(&ran.task_arn).to_owned();
-    match verdict(revision, &ran.container, task) {
-        Ok(_) => {
-            for line in stopped_by_ecs(revision, &ran.container, task) {
-                reporter.info(&line);
-            }
-            reporter.info(&format!("task `{id}`: `{}` exited 0", ran.container));
-            None
-        }
-        Err(summary) => {
-            if !tail.is_empty() {
-                reporter.info("last log lines:");
-                for line in tail.lines() {
-                    reporter.output("run", line);
-                }
-            }
-            // The command's own code, when it ran and failed; 3 (the task failed otherwise)
-            // when it exited 0 or never ran.
-            let exit_code = ran
-                .exit_code
-                .filter(|code| *code != 0)
-                .map(|code| u8::try_from(code).unwrap_or(u8::MAX));
-            let hint = if task.stop_code().map(|c| c.as_str()) == Some("TaskFailedToStart") {
-                "the task never started: ECS's reason above says why (an image it cannot pull, a secret it cannot read, no capacity)".to_owned()
-            } else if matches!(ran.exit_code, Some(126 | 127)) {
-                "the command could not be run (exit 126 or 127: not found or not executable in the image)".to_owned()
-            } else {
-                "the log lines above say why".to_owned()
-            };
-            Some(Error::TaskFailed {
-                summary: format!("task `{id}` {summary}"),
-                hint,
-                exit_code,
-            })
-        }
-    }
 }

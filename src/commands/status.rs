@@ -12,7 +12,8 @@ use crate::aws;
 use crate::aws::services;
 use crate::error::Error;
 use crate::settings::Settings;
-use crate::state::lock::{self, LockFile};
+use crate::state::drift::{self, Drift};
+use crate::state::lock;
 use crate::state::record::{self, AttemptOutcome, DeployRecord};
 use crate::state::{self, Store};
 use crate::steps::rollout::deployments;
@@ -34,6 +35,9 @@ pub struct Status {
     /// A migration attempt of the newest deploy that has not ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migration_in_flight: Option<record::Attempt>,
+    /// Services on another revision than the last deploy left them on (a `terraform apply`, a
+    /// change in the console).
+    pub drift: Vec<Drift>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +123,7 @@ pub async fn read(settings: &Settings) -> Result<Status, Error> {
         lock: None,
         deploys: Vec::new(),
         migration_in_flight: None,
+        drift: Vec::new(),
     };
     if let Some(store) = store {
         read_state(&store, &mut status).await?;
@@ -242,7 +247,7 @@ async fn read_state(store: &Store, status: &mut Status) -> Result<(), Error> {
         lease_left_seconds: holder.expires.saturating_sub(now),
         holder,
     });
-    status.deploys = recent(store, &file, RECENT).await?;
+    status.deploys = record::recent(store, &file, RECENT).await?;
     status.migration_in_flight = status.deploys.first().and_then(|newest| {
         newest
             .migration
@@ -250,24 +255,13 @@ async fn read_state(store: &Store, status: &mut Status) -> Result<(), Error> {
             .filter(|a| matches!(a.outcome, AttemptOutcome::Claimed | AttemptOutcome::Started))
             .cloned()
     });
-    Ok(())
-}
-
-/// The records of the newest `count` deploys of the journal, newest first.
-pub async fn recent(
-    store: &Store,
-    file: &LockFile,
-    count: usize,
-) -> Result<Vec<DeployRecord>, Error> {
-    let ids: Vec<&str> = file
-        .deploys
+    let running = status
+        .services
         .iter()
-        .rev()
-        .take(count)
-        .map(|d| d.deploy_id.as_str())
+        .map(|s| (s.service.clone(), s.revision.clone()))
         .collect();
-    let records = try_join_all(ids.iter().map(|id| record::read(store, id))).await?;
-    Ok(records.into_iter().flatten().collect())
+    status.drift = drift::drift(&status.deploys, &running, file.holder.as_ref(), now);
+    Ok(())
 }
 
 #[cfg(test)]

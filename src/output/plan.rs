@@ -32,6 +32,7 @@ pub fn lines(plan: &Plan) -> Vec<String> {
     }
     lines.extend(plan.families.iter().flat_map(family));
     lines.extend(plan.services.iter().map(service));
+    lines.extend(plan.drift.iter().map(|d| format!("  drift: {}", d.line())));
     lines.extend(plan.schedules.iter().map(|target| {
         format!(
             "{}: `{}` → `{}`",

@@ -16,6 +16,13 @@ pub fn lines(status: &Status) -> Vec<String> {
         status.env, status.cluster
     )];
     lines.extend(status.services.iter().flat_map(service));
+    lines.extend(status.drift.iter().map(|d| {
+        format!(
+            "  drift: {}; a rerun of that deploy puts it back (`berth deploy --env {}` from its commit), docs/concepts.md \"Terraform and berth\"",
+            d.line(),
+            status.env
+        )
+    }));
     lines.push(lock(status, now));
     lines.extend(status.migration_in_flight.iter().map(migration));
     lines.extend(status.deploys.iter().map(|d| deploy(d, now)));

@@ -10,6 +10,7 @@
 //! Objects live under `<prefix>/<env>/` of one bucket: `lock.json`, and `deploys/<id>.json`.
 
 mod bucket;
+pub mod drift;
 mod held;
 pub mod images;
 pub mod lock;

@@ -326,3 +326,20 @@ pub async fn read(store: &Store, deploy_id: &str) -> Result<Option<DeployRecord>
 fn key(deploy_id: &str) -> String {
     format!("{FOLDER}/{deploy_id}.json")
 }
+
+/// The records of the newest `count` deploys of the journal, newest first.
+pub async fn recent(
+    store: &Store,
+    file: &super::lock::LockFile,
+    count: usize,
+) -> Result<Vec<DeployRecord>, Error> {
+    let ids: Vec<&str> = file
+        .deploys
+        .iter()
+        .rev()
+        .take(count)
+        .map(|d| d.deploy_id.as_str())
+        .collect();
+    let records = futures_util::future::try_join_all(ids.iter().map(|id| read(store, id))).await?;
+    Ok(records.into_iter().flatten().collect())
+}

@@ -79,6 +79,47 @@ async fn plan_shows_what_a_deploy_would_do_and_changes_nothing() {
         after.stdout
     );
 
+    // A `terraform apply` puts `web` back on the revision Terraform knows (the seed's): `status`
+    // and `plan` name the drift from where the deploy left it.
+    let left = app.service_task_definitions().await[0].clone();
+    app.ecs()
+        .await
+        .update_service()
+        .cluster(app.cluster())
+        .service("web")
+        .task_definition(format!("{web}:1"))
+        .send()
+        .await
+        .unwrap();
+    let said = format!(
+        "`web` runs `{web}:1`, but deploy `{}` left it on `{}`",
+        deployed.json()["deploy_id"].as_str().unwrap(),
+        left.rsplit('/').next().unwrap()
+    );
+    let status = app.run("status", &["--output", "text"], &[]);
+    assert!(
+        status.stdout.contains(&format!("drift: {said}")),
+        "{}",
+        status.stdout
+    );
+    let drift = app.run("status", &[], &[]).json()["drift"].clone();
+    assert_eq!(drift.as_array().map(Vec::len), Some(1), "{drift}");
+    assert_eq!(drift[0]["service"], "web");
+    assert_eq!(drift[0]["left"], left.as_str());
+    let drifted = app.run("plan", &["--output", "text"], &[]);
+    assert_eq!(
+        drifted.code,
+        Some(0),
+        "the deploy would move `web` back: {}",
+        drifted.stdout
+    );
+    assert!(drifted.stdout.contains(&said), "{}", drifted.stdout);
+    // The same deploy, run again, puts it back.
+    let back = app.deploy(&[]);
+    assert_eq!(back.code, Some(0), "{}", back.stderr);
+    assert_eq!(app.service_task_definitions().await[0], left);
+    assert_eq!(app.run("status", &[], &[]).json()["drift"], json!([]));
+
     app.edit_config(|config| {
         config.replace(
             "[env.stg]\n",

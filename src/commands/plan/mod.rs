@@ -42,6 +42,9 @@ pub struct Plan {
     /// Scheduled targets that would move (`to` is `family:new` for a revision not registered yet).
     pub schedules: Vec<PlannedTarget>,
     pub migration: Option<PlannedMigration>,
+    /// Services on another revision than the last deploy left them on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<crate::state::drift::Drift>,
     /// Whether the deploy would change anything; without a change `berth plan` exits with 6.
     pub changes: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -232,6 +235,7 @@ pub async fn plan(
         .map(PlannedTarget::from)
         .collect();
     let migration = planned_migration(settings, &current, &to);
+    let drift = drifted(store.as_ref(), &current).await?;
     // Scheduled targets berth could not look at may need moving: not "nothing to deploy".
     let changes = digest.is_none()
         || !register::all_registered(&families)
@@ -252,9 +256,31 @@ pub async fn plan(
         services,
         schedules: targets,
         migration,
+        drift,
         changes,
         warnings,
     })
+}
+
+/// The services that run another revision than the last deploy left them on.
+async fn drifted(
+    store: Option<&state::Store>,
+    current: &crate::current::Current,
+) -> Result<Vec<crate::state::drift::Drift>, Error> {
+    let Some(store) = store else {
+        return Ok(Vec::new());
+    };
+    let running = current
+        .services
+        .iter()
+        .map(|(name, s)| {
+            (
+                name.clone(),
+                s.task_definition().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    crate::state::drift::read(store, &running).await
 }
 
 /// Each service's move, with how ECS deploys it.

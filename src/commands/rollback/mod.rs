@@ -199,7 +199,7 @@ async fn choose(
     to: Option<&str>,
 ) -> Result<Choice, Error> {
     let (records, current) = tokio::try_join!(
-        crate::commands::status::recent(store, file, SEARCHED),
+        crate::state::record::recent(store, file, SEARCHED),
         services::describe(ecs, &settings.cluster, &settings.services),
     )?;
     let running: BTreeMap<String, String> = current

@@ -128,7 +128,16 @@ mod tests {
         let runs =
             |revision: &str| BTreeMap::from([("web".to_owned(), format!("{ARN}{revision}"))]);
         let done = record("stg-15", Some(("web:15", Completed)), "web:12");
-        let cases: [(&str, Vec<DeployRecord>, &str, Option<Holder>, Option<&str>); 7] = [
+        /// Case, the records (newest first), what `web` runs, the lock's holder, and where the
+        /// deploy left it when that is drift.
+        type Row = (
+            &'static str,
+            Vec<DeployRecord>,
+            &'static str,
+            Option<Holder>,
+            Option<&'static str>,
+        );
+        let cases: [Row; 7] = [
             (
                 "on the deploy's revision",
                 vec![done.clone()],

@@ -14,7 +14,8 @@
 //!   [`steps::cleanup`]; a step never imports a command, and keeps its decisions in pure
 //!   functions;
 //! - what the steps share: [`current`] (the AWS state a deploy starts from), [`taskdef`],
-//!   [`task`] (one-off tasks: started, followed with their logs, judged),
+//!   [`task`] (one-off tasks: started, followed with their logs, judged), [`hooks`] (the commands
+//!   of `[hooks]`, run around a deploy),
 //!   [`release`] (the commit, the image tag, the deploy id), [`state`] (the lock and the deploy
 //!   records in S3);
 //! - the edges and the words: [`aws`] (the SDK's config, OIDC, errors; ECR, services, ARNs),
@@ -29,6 +30,7 @@ pub mod docker;
 pub mod env_vars;
 pub mod error;
 pub mod flags;
+pub mod hooks;
 pub mod output;
 pub mod release;
 pub mod report;

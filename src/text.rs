@@ -54,6 +54,36 @@ pub fn shell_words(words: &[String]) -> String {
         .join(" ")
 }
 
+/// Replaces secret values (the secret build args') with `***` in what berth shows: build
+/// output, hook output.
+#[derive(Debug)]
+pub struct Masker {
+    /// Longest first, so a secret containing another is masked whole.
+    pub secrets: Vec<String>,
+}
+
+impl Masker {
+    pub fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut secrets: Vec<String> = values
+            .into_iter()
+            .filter(|value| !value.is_empty())
+            .cloned()
+            .collect();
+        secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
+        Self { secrets }
+    }
+
+    pub fn mask(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.secrets {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "***");
+            }
+        }
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

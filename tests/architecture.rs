@@ -56,7 +56,9 @@ const LAYERS: &[&[&str]] = &[
     COMMANDS,
     STEPS,
     // What the steps share.
-    &["steps", "current", "task", "taskdef", "release", "state"],
+    &[
+        "steps", "current", "task", "hooks", "taskdef", "release", "state",
+    ],
     // The edges and the words.
     &[
         "aws", "docker", "settings", "flags", "env_vars", "error", "report", "text",

@@ -136,6 +136,18 @@ fn run(settings: &Settings) -> Vec<Row> {
     if let Some(tag) = &settings.env_tag {
         rows.push(("env tag", format!("`{tag}`")));
     }
+    let hooks = &settings.hooks;
+    for (name, command) in [
+        ("before_deploy", &hooks.before_deploy),
+        ("after_deploy", &hooks.after_deploy),
+        ("after_failure", &hooks.after_failure),
+        ("before_migrate", &hooks.before_migrate),
+        ("after_migrate", &hooks.after_migrate),
+    ] {
+        if let Some(command) = command {
+            rows.push(("hook", format!("{name}: `{command}`")));
+        }
+    }
     rows
 }
 

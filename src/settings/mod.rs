@@ -84,6 +84,29 @@ pub struct Settings {
     /// The AWS account the environment lives in (`account`): berth refuses credentials of
     /// another, and an environment of another account names its state bucket by it.
     pub account: Option<String>,
+    /// `[hooks]`: commands run around the deploy.
+    pub hooks: HookSettings,
+}
+
+/// `[hooks]`: shell commands (`sh -c`, in the folder of berth.toml) run at points of a deploy;
+/// `None` runs nothing there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HookSettings {
+    /// After the lock is taken, before any change; its failure stops the deploy (exit 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_deploy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_deploy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_failure: Option<String>,
+    /// Before the migration task; its failure fails the migration (exit 3), which did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_migrate: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_migrate: Option<String>,
+    /// How long a hook may run before it is killed (a failure).
+    #[serde(serialize_with = "human_duration")]
+    pub timeout: Duration,
 }
 
 /// How a promoted image comes to this environment.

@@ -43,6 +43,7 @@ pub struct RawLayer<Envs = NotHere> {
     pub promote_from: Option<Spanned<String>>,
     pub promotion: Option<Spanned<String>>,
     pub account: Option<Spanned<String>>,
+    pub hooks: Option<RawHooks>,
     pub env: Option<Envs>,
 }
 
@@ -96,6 +97,40 @@ pub struct RawTimeouts {
     pub heartbeat: Option<Spanned<String>>,
 }
 
+/// `[hooks]`: commands berth runs around a deploy; an environment's table sets or (with `""`)
+/// clears each one.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHooks {
+    pub before_deploy: Option<String>,
+    pub after_deploy: Option<String>,
+    pub after_failure: Option<String>,
+    pub before_migrate: Option<String>,
+    pub after_migrate: Option<String>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+impl RawHooks {
+    fn overlay(self, over: Self) -> Self {
+        let Self {
+            before_deploy,
+            after_deploy,
+            after_failure,
+            before_migrate,
+            after_migrate,
+            timeout,
+        } = self;
+        Self {
+            before_deploy: over.before_deploy.or(before_deploy),
+            after_deploy: over.after_deploy.or(after_deploy),
+            after_failure: over.after_failure.or(after_failure),
+            before_migrate: over.before_migrate.or(before_migrate),
+            after_migrate: over.after_migrate.or(after_migrate),
+            timeout: over.timeout.or(timeout),
+        }
+    }
+}
+
 /// The `env` key inside an environment table: always an error, with the key's position.
 #[derive(Debug, Clone)]
 pub enum NotHere {}
@@ -110,7 +145,7 @@ impl<'de> Deserialize<'de> for NotHere {
 
 impl<Envs> RawLayer<Envs> {
     /// This layer with `over` on top: a key set in `over` wins; tables (`build`, `migration`,
-    /// `timeouts`, `environment`, `secrets`, `build.args`) merge key by
+    /// `timeouts`, `hooks`, `environment`, `secrets`, `build.args`) merge key by
     /// key (`state` too); lists replace as a whole. The result has no `env` tables.
     pub fn overlay(self, over: RawLayer) -> RawLayer {
         // Exhaustive destructuring: a new key fails to compile until it is merged here.
@@ -141,6 +176,7 @@ impl<Envs> RawLayer<Envs> {
             promote_from,
             promotion,
             account,
+            hooks,
             env: _,
         } = self;
         RawLayer {
@@ -170,6 +206,7 @@ impl<Envs> RawLayer<Envs> {
             promote_from: over.promote_from.or(promote_from),
             promotion: over.promotion.or(promotion),
             account: over.account.or(account),
+            hooks: merge_tables(hooks, over.hooks, RawHooks::overlay),
             env: None,
         }
     }

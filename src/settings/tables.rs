@@ -7,12 +7,16 @@ use toml::Spanned;
 
 use super::check::Check;
 use super::names::{is_image_reference, is_valid_bucket_name, is_valid_platform, tidy};
-use super::raw::{RawBuild, RawCapacityProvider, RawMigration, RawState, RawTimeouts};
+use super::raw::{RawBuild, RawCapacityProvider, RawHooks, RawMigration, RawState, RawTimeouts};
 use super::validate::{
-    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_LEASE, DEFAULT_MIGRATION_COMMAND,
-    DEFAULT_MIGRATION_TIMEOUT, DEFAULT_POLL, DEFAULT_ROLLOUT_TIMEOUT, MIN_LEASE,
+    DEFAULT_CONTAINER, DEFAULT_HEARTBEAT, DEFAULT_HOOK_TIMEOUT, DEFAULT_LEASE,
+    DEFAULT_MIGRATION_COMMAND, DEFAULT_MIGRATION_TIMEOUT, DEFAULT_POLL, DEFAULT_ROLLOUT_TIMEOUT,
+    MIN_LEASE,
 };
-use super::{BuildSettings, Builder, CapacityProvider, MigrationSettings, StateSettings, Timeouts};
+use super::{
+    BuildSettings, Builder, CapacityProvider, HookSettings, MigrationSettings, StateSettings,
+    Timeouts,
+};
 use crate::error::ConfigError;
 
 impl Check<'_> {
@@ -260,6 +264,19 @@ impl Check<'_> {
                 "timeouts.heartbeat",
                 DEFAULT_HEARTBEAT,
             )?,
+        })
+    }
+
+    /// `[hooks]`: an empty command is no hook (an environment clears a shared one with `""`).
+    pub(super) fn hooks(&self, hooks: RawHooks) -> Result<HookSettings, ConfigError> {
+        let command = |c: Option<String>| c.filter(|c| !c.trim().is_empty());
+        Ok(HookSettings {
+            before_deploy: command(hooks.before_deploy),
+            after_deploy: command(hooks.after_deploy),
+            after_failure: command(hooks.after_failure),
+            before_migrate: command(hooks.before_migrate),
+            after_migrate: command(hooks.after_migrate),
+            timeout: self.duration(hooks.timeout, "hooks.timeout", DEFAULT_HOOK_TIMEOUT)?,
         })
     }
 }

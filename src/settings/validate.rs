@@ -18,6 +18,8 @@ pub const DEFAULT_CONTAINER: &str = "app";
 pub const DEFAULT_MIGRATION_COMMAND: [&str; 2] = ["bin/rails", "db:migrate"];
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_MIGRATION_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a hook may run (`hooks.timeout`).
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// CircleCI kills a step after 10 minutes without output; stay far below.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(30);
 /// One look a second: a finish is noticed half a second later on average.
@@ -52,11 +54,9 @@ pub(super) fn validate(
     let build = check.build(layer.build.unwrap_or_default(), config_folder)?;
     let migration = check.migration(layer.migration.unwrap_or_default(), containers.as_deref())?;
     let mut timeouts = check.timeouts(layer.timeouts.unwrap_or_default())?;
-    timeouts.rollout = flags.overrides.rollout_timeout.unwrap_or(timeouts.rollout);
-    timeouts.migration = flags
-        .overrides
-        .migration_timeout
-        .unwrap_or(timeouts.migration);
+    let overrides = flags.overrides;
+    timeouts.rollout = overrides.rollout_timeout.unwrap_or(timeouts.rollout);
+    timeouts.migration = overrides.migration_timeout.unwrap_or(timeouts.migration);
     let state = check.state(layer.state.unwrap_or_default(), repository.get_ref())?;
     let on_failure = layer
         .on_failure
@@ -106,6 +106,7 @@ pub(super) fn validate(
         requires: None,
         promotion: Some(check.promotion(layer.promotion)?),
         account: check.account(layer.account)?,
+        hooks: check.hooks(layer.hooks.unwrap_or_default())?,
     })
 }
 

@@ -272,6 +272,27 @@ impl Store {
         }
     }
 
+    /// Deletes `key` if it is still the version with `etag` (S3's conditional delete): false
+    /// when it is not.
+    pub async fn delete_if(&self, key: &str, etag: &str) -> Result<bool, Error> {
+        let deleted = self
+            .s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(format!("{}{key}", self.root))
+            .if_match(etag)
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(error) if precondition_failed(&error) => Ok(false),
+            Err(error) => Err(denied_action(
+                failed(format!("deleting `{}`", self.url(key)), error),
+                "s3:DeleteObject",
+            )),
+        }
+    }
+
     /// The keys under `folder/` (relative to the environment), any order.
     pub async fn list(&self, folder: &str) -> Result<Vec<String>, Error> {
         let prefix = format!("{}{folder}/", self.root);

@@ -62,6 +62,44 @@ pub struct DeployRecord {
     /// Revisions this deploy deregistered (`keep_revisions`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deregistered: Vec<String>,
+    /// The hooks that ran for this deploy, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRan>,
+}
+
+/// One run of a hook of berth.toml's `[hooks]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookRan {
+    /// `before_deploy`, `after_deploy`, …
+    pub hook: String,
+    pub outcome: HookOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    pub seconds: u64,
+    /// Unix seconds, when it ended.
+    pub at: u64,
+    /// How it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+}
+
+impl HookRan {
+    /// `succeeded in 2s`, `exited 3 after 1s`.
+    pub fn said(&self) -> String {
+        match (&self.outcome, &self.summary) {
+            (HookOutcome::Succeeded, _) => format!("succeeded in {}s", self.seconds),
+            (_, Some(summary)) => format!("{summary} after {}s", self.seconds),
+            (_, None) => format!("failed after {}s", self.seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookOutcome {
+    Succeeded,
+    Failed,
+    TimedOut,
 }
 
 /// One scheduled target that follows the deploy.

@@ -12,6 +12,7 @@ mod cleanup;
 mod deploy;
 mod deployments;
 mod docker_tls;
+mod hooks;
 mod images;
 mod init;
 mod migration;

@@ -315,11 +315,23 @@ async fn migrate(
 ) -> Result<(), Error> {
     let (ecs, logs) = (&cx.clients.ecs, &cx.clients.logs);
     let setup = migrate::Setup::of(cx.settings);
+    // The hooks go with an attempt: none when this deploy's migration succeeded before.
+    let done = record
+        .value
+        .migration
+        .last()
+        .is_some_and(|a| a.outcome == crate::state::record::AttemptOutcome::Succeeded);
+    if !done {
+        super::hooked::before_migrate(cx.settings, report, record, ledger.reporter).await?;
+    }
     let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await;
     report.migration = match &migrated {
         Ok(migrated) => Some(migrated.clone()),
         Err(_) => Migrated::latest(&record.value),
     };
+    if migrated.is_ok() && !done {
+        super::hooked::after_migrate(cx.settings, report, record, ledger.reporter).await;
+    }
     migrated.map(|_| ())
 }
 

@@ -9,6 +9,7 @@
 
 mod before;
 mod finished;
+mod hooked;
 mod locked;
 mod on_failure;
 mod resume;
@@ -75,6 +76,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deregistered: Vec<String>,
     pub steps: Vec<StepRecord>,
+    /// The hooks of `[hooks]` that ran, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::state::record::HookRan>,
     /// What went wrong without failing the deploy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -112,6 +116,7 @@ pub async fn deploy(
         on_cancel(settings, &report, &mut held, reporter).await;
     }
     (report.steps, report.warnings) = ledger.finish(result.as_ref().err());
+    hooked::after(settings, &result, &mut report, &mut held, reporter).await;
     held.finish(&result, &mut report.warnings, reporter).await;
     (report, result)
 }
@@ -205,20 +210,17 @@ async fn run(
     // One deploy per environment: everything below runs under the lock.
     let want = want(release, options);
     let wait = (&want, options.lock_wait);
-    let (lock, untouched) = before::lock(&mut read, &clients, settings, wait, reporter).await?;
-    let lock: &Lock = held.lock.insert(lock);
-    if !untouched {
-        before::again(&mut read, &clients, settings, (&local, lock)).await?;
-    }
+    let under = (settings, &local, &clients);
+    let (untouched, ran) = lock_and_hook(under, &mut read, wait, (report, held), reporter).await?;
+    let Some(lock) = held.lock.as_ref() else {
+        return Ok(());
+    };
     // Read before the lock and untouched since, the record is written over that read.
     let first = untouched.then(|| read.prepared.earlier.clone());
     // Journaled as the newest deploy on the environment (with the lock already, when it was
     // taken straight over the preparation's read) before anything is registered.
     lock.journal(&want).await?;
-    // Each service's revision from before goes into the record's opening write when the
-    // rollout comes next ([`before::previous`]).
-    let previous = before::previous(&read, settings);
-    let note = |r: &mut DeployRecord| rollout::note_previous(r, &previous);
+    let note = opening_note(before::previous(&read, settings), ran);
     let opening: (_, _, OpeningNote<'_>) = (reporter, first, &note);
     let record = started(lock, &want, settings, &mut held.record, opening);
     let before::Read {
@@ -242,6 +244,45 @@ async fn run(
             why: lock.tell_loss(why).await,
         }),
         other => other,
+    }
+}
+
+/// The lock taken, the reads made again unless it was taken straight over them, and the
+/// `before_deploy` hook run: the last things before the deploy's first write of its own. Says
+/// whether the lock was taken straight over the preparation's read, and the hooks that ran.
+async fn lock_and_hook(
+    (settings, local, clients): (&Settings, &Local, &Clients),
+    read: &mut before::Read,
+    wait: (&lock::Want, std::time::Duration),
+    (report, held): (&mut Report, &mut Held),
+    reporter: &dyn Reporter,
+) -> Result<(bool, Vec<crate::state::record::HookRan>), Error> {
+    let (lock, untouched) = before::lock(read, clients, settings, wait, reporter).await?;
+    let lock: &Lock = held.lock.insert(lock);
+    if !untouched {
+        before::again(read, clients, settings, (local, lock)).await?;
+    }
+    // A deploy that started (a record, or the journal's entry) ran its `before_deploy` then.
+    let began = read.prepared.earlier.is_some() || read.lock_file().lists(&wait.0.deploy_id);
+    let hooks_before = report.hooks.len();
+    let tag = read.prepared.tag.clone();
+    hooked::before_deploy(settings, (report, &tag), held, began, reporter).await?;
+    Ok((untouched, report.hooks[hooks_before..].to_vec()))
+}
+
+/// What the record's opening write notes: each service's revision from before when the rollout
+/// comes next ([`before::previous`]), and the `before_deploy` hook that ran.
+fn opening_note(
+    previous: BTreeMap<String, String>,
+    ran: Vec<crate::state::record::HookRan>,
+) -> impl Fn(&mut DeployRecord) + Sync {
+    move |r: &mut DeployRecord| {
+        rollout::note_previous(r, &previous);
+        for hook in &ran {
+            if !r.hooks.contains(hook) {
+                r.hooks.push(hook.clone());
+            }
+        }
     }
 }
 

@@ -52,13 +52,24 @@ fn on_revisions(rolled: &[Rolled], on: &str) -> String {
         .join(", ")
 }
 
+/// Where the schema is after a failed migration; nothing to say when it never ran (its
+/// `before_migrate` hook failed).
+fn schema(summary: &str) -> &'static str {
+    if summary.contains("the migration did not run") {
+        ""
+    } else {
+        "; the schema is as the migration left it"
+    }
+}
+
 /// A migration that failed before the rollout: the error says that the services did not move.
 pub(super) fn before_rollout(error: Error, current: &Current) -> Error {
     match error {
         Error::MigrationFailed { summary, hint } => Error::MigrationFailed {
             summary: format!(
-                "{summary}; the services were not moved (they run {}); the schema is as the migration left it",
-                running(current)
+                "{summary}; the services were not moved (they run {}){}",
+                running(current),
+                schema(&summary)
             ),
             hint,
         },
@@ -106,7 +117,7 @@ pub(super) async fn after_failed_migration(
     };
     match error {
         Error::MigrationFailed { summary, hint } => Error::MigrationFailed {
-            summary: format!("{summary}; {code}; the schema is as the migration left it"),
+            summary: format!("{summary}; {code}{}", schema(&summary)),
             hint,
         },
         other if !report.rolled_back.is_empty() => Error::RolledBack {

@@ -61,6 +61,8 @@ pub struct Lock {
     renewal: tokio::task::JoinHandle<()>,
     run: String,
     lease: Duration,
+    /// The lock file as it was before this run took it; `None`: there was none.
+    before: Option<LockFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -107,6 +109,7 @@ async fn take(
             Some(stored) => (stored.value, Some(stored.etag)),
             None => (LockFile::default(), None),
         };
+        let found_etag = etag.is_some();
         let now = now();
         match judge(&file, want, now) {
             Verdict::Take { from } => {
@@ -129,7 +132,9 @@ async fn take(
                             short_duration(Duration::from_secs(now.saturating_sub(from.expires)))
                         ));
                     }
-                    return Ok(Lock::hold(store.clone(), Held { file: next, etag }, lease));
+                    let held = Held { file: next, etag };
+                    let before = found_etag.then_some(file);
+                    return Ok(Lock::hold(store.clone(), held, lease, before));
                 }
             }
             Verdict::Held(holder) => {
@@ -164,7 +169,7 @@ async fn take(
 }
 
 impl Lock {
-    fn hold(store: Store, held: Held, lease: Duration) -> Self {
+    fn hold(store: Store, held: Held, lease: Duration, before: Option<LockFile>) -> Self {
         let run = held
             .file
             .holder
@@ -190,7 +195,30 @@ impl Lock {
             renewal,
             run,
             lease,
+            before,
         }
+    }
+
+    /// Puts the lock file back as it was before this run took it, byte for byte (its ETag
+    /// too), or removes it when there was none: as if this run had never taken it. For a run
+    /// that stops before its first change (a `before_deploy` hook that failed). `Ok(false)`: the
+    /// file changed since (a journal entry, another run), and it was released instead.
+    pub async fn give_back(mut self) -> Result<bool, Error> {
+        self.renewal.abort();
+        let _ = (&mut self.renewal).await;
+        let held = self.held.lock().await.clone();
+        let before = self.before.take();
+        let restored = match &before {
+            Some(file) => matches!(
+                self.store.replace(KEY, file, &held.etag).await?,
+                Put::Written(_)
+            ),
+            None => self.store.delete_if(KEY, &held.etag).await?,
+        };
+        if restored {
+            return Ok(true);
+        }
+        self.release().await.map(|_| false)
     }
 
     /// Resolves with the reason when the lock is lost: taken over after the lease ran out, or a

@@ -27,10 +27,11 @@ use serde::Serialize;
 use crate::report::Reporter;
 use crate::settings::Builder;
 use crate::steps::image::context::{BuildContext, ContextError, ContextStats};
+use crate::text::Masker;
 use crate::text::with_causes;
 pub use engine::resolve_builder;
 use engine::{build_options, pull_sources};
-use output::{Masker, Output, human_bytes};
+use output::{Output, human_bytes};
 
 /// Everything the build needs; paths and values as validated by [`crate::settings`].
 #[derive(Debug, Clone)]

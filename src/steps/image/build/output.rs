@@ -364,35 +364,6 @@ pub(super) fn starts_with_word(text: &str, word: &str) -> bool {
         .is_some_and(|first| first.eq_ignore_ascii_case(word))
 }
 
-/// Replaces secret build arg values with `***`.
-#[derive(Debug)]
-pub(super) struct Masker {
-    /// Longest first, so a secret containing another is masked whole.
-    pub(super) secrets: Vec<String>,
-}
-
-impl Masker {
-    pub(super) fn new<'a>(values: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut secrets: Vec<String> = values
-            .into_iter()
-            .filter(|value| !value.is_empty())
-            .cloned()
-            .collect();
-        secrets.sort_by_key(|value| std::cmp::Reverse(value.len()));
-        Self { secrets }
-    }
-
-    pub(super) fn mask(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.secrets {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "***");
-            }
-        }
-        text
-    }
-}
-
 pub(super) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut value = bytes as f64;

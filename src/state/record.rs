@@ -65,6 +65,44 @@ pub struct DeployRecord {
     /// The hooks that ran for this deploy, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookRan>,
+    /// Where the rollout's time went, per service, from the tasks' own timestamps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<ServiceTimeline>,
+}
+
+/// One service's rollout, from its tasks' timestamps (ECS's clock): this deployment's tasks
+/// (`startedBy` its id) and the older tasks it stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceTimeline {
+    pub service: String,
+    /// This deployment's tasks that started.
+    pub tasks: usize,
+    /// Image pull: `pullStartedAt` → `pullStoppedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull: Option<Spread>,
+    /// From the pull's end to the task running: `pullStoppedAt` → `startedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Spread>,
+    /// From the deployment's creation to its completion (`createdAt` → `updatedAt` once
+    /// COMPLETED): the tasks started, healthy, and the old ones drained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<f64>,
+    /// Older tasks that stopped since the deployment began.
+    pub drained: usize,
+    /// Their draining: `stoppingAt` → `stoppedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Spread>,
+}
+
+// Spans are differences of timestamps, never NaN: equality is total.
+impl Eq for ServiceTimeline {}
+impl Eq for Spread {}
+
+/// Seconds, over a service's tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub median: f64,
+    pub slowest: f64,
 }
 
 /// One run of a hook of berth.toml's `[hooks]`.

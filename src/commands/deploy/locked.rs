@@ -297,12 +297,43 @@ async fn roll_out_and_migrate(
     if let Err(error) = rolled.await {
         return Err(after_failed_rollout(cx, error, report, ledger, record).await);
     }
+    timeline(cx, report, ledger, record).await;
     if let (MigrateOrder::After, Some(plan)) = (settings.migrate, &plan)
         && let Err(error) = migrate(cx, plan, report, ledger, record).await
     {
         return Err(after_failed_migration(cx, error, report, ledger, record).await);
     }
     Ok(())
+}
+
+/// Where the rollout's time went, per service, said and kept in the report and the record. Read
+/// once the rollout is over; a timeline that cannot be read is a warning.
+async fn timeline(
+    cx: &Context<'_>,
+    report: &mut Report,
+    ledger: &mut Ledger<'_>,
+    record: &mut Record,
+) {
+    let read = crate::steps::rollout::timeline::read(
+        &cx.clients.ecs,
+        &cx.settings.cluster,
+        &report.services,
+    );
+    match read.await {
+        Ok(timeline) => {
+            for service in &timeline {
+                ledger
+                    .reporter
+                    .info(&crate::steps::rollout::timeline::line(service));
+            }
+            report.timeline.clone_from(&timeline);
+            record.stage(move |r| r.timeline = timeline);
+        }
+        Err(error) => ledger.warn(format!(
+            "the rollout's timeline was not read: {}",
+            with_causes(&error)
+        )),
+    }
 }
 
 /// The migration; the report gets its task and exit codes also when it failed.

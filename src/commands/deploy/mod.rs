@@ -76,6 +76,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deregistered: Vec<String>,
     pub steps: Vec<StepRecord>,
+    /// Where each service's rollout time went, from its tasks' timestamps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<crate::state::record::ServiceTimeline>,
     /// The hooks of `[hooks]` that ran, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<crate::state::record::HookRan>,

@@ -15,6 +15,7 @@ pub mod deployments {
 mod explain;
 mod pace;
 pub mod step;
+pub mod timeline;
 mod wait;
 
 use std::collections::{BTreeMap, HashSet};

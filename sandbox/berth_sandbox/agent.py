@@ -109,6 +109,43 @@ def pull_error(image: str, container: str, platform: str, err: docker.errors.API
     return StartError(f"{PULL_RETRIED}: failed to resolve ref {image}: {explanation}", container)
 
 
+def missing_secret(value_from: str, account: str, region: str) -> str | None:
+    """How ECS fails to read a `secrets` `valueFrom` that does not exist: an SSM parameter (its
+    ARN, or its name in the task's region) or a Secrets Manager secret (its ARN, perhaps with a
+    JSON key, version stage and version id after it); `None` when it exists."""
+    from moto.secretsmanager.models import secretsmanager_backends
+    from moto.ssm.models import ssm_backends
+
+    parts = value_from.split(":")
+    if value_from.startswith("arn:") and len(parts) >= 7 and parts[2] == "secretsmanager":
+        arn = ":".join(parts[:7])
+        backend = secretsmanager_backends[parts[4] or account][parts[3] or region]
+        with LOCK:
+            found = backend._is_valid_identifier(arn)
+        if found:
+            return None
+        return (
+            "unable to retrieve secret from asm: service call has been retried 1 time(s): "
+            f"failed to fetch secret {arn} from secrets manager: ResourceNotFoundException: "
+            "Secrets Manager can't find the specified secret."
+        )
+    if value_from.startswith("arn:") and len(parts) >= 6 and parts[2] == "ssm":
+        # `parameter/app/stg/key` names `/app/stg/key`; `parameter/key` names `key`.
+        rest = parts[5].removeprefix("parameter")
+        name = rest if "/" in rest[1:] else rest[1:]
+        account, region = parts[4] or account, parts[3] or region
+    else:
+        name = value_from
+    backend = ssm_backends[account][region]
+    with LOCK:
+        found = backend.get_parameter(name) is not None
+    if found:
+        return None
+    return (
+        f"unable to retrieve secrets from ssm: service call has been retried 1 time(s): invalid ssm parameters: {name}"
+    )
+
+
 def platform_reason(platform: str) -> str:
     """What ECS (Fargate) says when an image has no variant for the task's platform."""
     return f"{PULL_RETRIED}: image Manifest does not contain descriptor matching platform '{platform}'"
@@ -303,8 +340,10 @@ class Agent:
             if rt.generation != self.generation:
                 return
             task.last_status = "PENDING"
-            task.pull_started_at = now()
         try:
+            self.check_secrets(rt)
+            with LOCK:
+                task.pull_started_at = now()
             platform = task_platform(rt.definition)
             images = {
                 cdef["name"]: self.ensure_image(cdef["name"], cdef["image"], platform, account_of(task))
@@ -425,6 +464,23 @@ class Agent:
         config = self.docker.api.inspect_image(image)
         if f"{config.get('Os')}/{config.get('Architecture')}" != platform:
             raise StartError(platform_reason(platform), container)
+
+    def check_secrets(self, rt: Runtime) -> None:
+        """ECS reads each container's `secrets` with the task execution role before it pulls
+        anything; one that does not exist fails the task's start with ECS's words
+        (https://repost.aws/knowledge-center/ecs-unable-to-pull-secrets)."""
+        account = account_of(rt.task)
+        task_region = rt.task.task_arn.split(":")[3]
+        for cdef in rt.definition.container_definitions:
+            for secret in cdef.get("secrets") or []:
+                value_from = secret.get("valueFrom", "")
+                problem = missing_secret(value_from, account, task_region)
+                if problem:
+                    raise StartError(
+                        "ResourceInitializationError: unable to pull secrets or registry auth: "
+                        f"execution resource retrieval failed: {problem}",
+                        cdef["name"],
+                    )
 
     def check_log_groups(self, rt: Runtime) -> None:
         task = rt.task

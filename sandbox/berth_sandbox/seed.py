@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -283,6 +284,11 @@ def seed(
     repository = ecr.create_repository(repositoryName=app)["repository"]
     image = build_initial_image(repository["repositoryUri"], at=at)
     logs.create_log_group(logGroupName=f"/ecs/{app}")
+    # The secrets the task definitions name: ECS fails a task whose secret does not exist.
+    ssm = client(endpoints, "ssm", at)
+    secret_names = [f"/{app}/datadog_api_key"] + [f"/{app}/{env}/secret_key_base" for env in envs]
+    for name in secret_names:
+        ssm.put_parameter(Name=name, Value=f"sandbox-{uuid.uuid4().hex}", Type="SecureString", Overwrite=True)
     awsvpc = {
         "awsvpcConfiguration": {
             "subnets": net["subnets"],

@@ -136,6 +136,38 @@ def test_missing_log_group_fails_to_start_like_fargate(ecs, cluster):
     assert "ResourceInitializationError" in done["stoppedReason"]
 
 
+def test_a_secret_that_does_not_exist_fails_the_start_as_ecs_words_it(sandbox, ecs, cluster):
+    """ECS reads `secrets` before it pulls: a parameter or secret that is not there fails the
+    task's start (https://repost.aws/knowledge-center/ecs-unable-to-pull-secrets); one that is
+    there lets it run."""
+    ssm = sandbox.client("ssm")
+    ssm.put_parameter(Name="/tasks/present", Value="v", Type="SecureString", Overwrite=True)
+    secrets = sandbox.client("secretsmanager")
+    secret_arn = secrets.create_secret(Name=unique("present"), SecretString="s")["ARN"]
+    prefix = "arn:aws:ssm:us-east-1:123456789012:parameter"
+    cases = [
+        (f"{prefix}/tasks/absent", "invalid ssm parameters: /tasks/absent"),
+        ("/tasks/absent-by-name", "invalid ssm parameters: /tasks/absent-by-name"),
+        (
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf",
+            "ResourceNotFoundException: Secrets Manager can't find the specified secret",
+        ),
+    ]
+    for value_from, says in cases:
+        definition = container_def("app", ["true"], secrets=[{"name": "S", "valueFrom": value_from}])
+        done = stopped(ecs, cluster, run(ecs, cluster, unique("nosecret"), [definition])["taskArn"])
+        assert done["stopCode"] == "TaskFailedToStart", value_from
+        reason = done["stoppedReason"]
+        assert reason.startswith("ResourceInitializationError: unable to pull secrets or registry auth"), reason
+        assert says in reason, reason
+        assert "pullStartedAt" not in done, "nothing was pulled"
+    present = [{"name": "A", "valueFrom": f"{prefix}/tasks/present"}, {"name": "B", "valueFrom": f"{secret_arn}:key::"}]
+    definition = container_def("app", ["true"], secrets=present)
+    done = stopped(ecs, cluster, run(ecs, cluster, unique("secret"), [definition])["taskArn"])
+    assert done["stopCode"] == "EssentialContainerExited", done.get("stoppedReason")
+    assert done["containers"][0]["exitCode"] == 0
+
+
 def test_efs_volume_is_shared_between_tasks(ecs, logs, cluster):
     volumes = [{"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-12345678", "rootDirectory": "/app"}}]
     mounts = [{"sourceVolume": "data", "containerPath": "/data"}]

@@ -24,7 +24,11 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
     );
     let report = run.json();
     // A hook's output is masked as the build's is.
-    assert!(run.stderr.contains("after_deploy | token=***"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("after_deploy | token=***"),
+        "{}",
+        run.stderr
+    );
 
     // The timeline: each service's new tasks (pull, start), its deployment's time to steady, and
     // the seed's tasks it drained, from the tasks' timestamps; the sandbox's match its containers.
@@ -34,30 +38,53 @@ async fn deploys_the_example_in_one_command_and_a_rerun_skips_everything() {
         .services()
         .await
         .iter()
-        .map(|s| (s.service_name().unwrap().to_owned(), i64::from(s.desired_count())))
+        .map(|s| {
+            (
+                s.service_name().unwrap().to_owned(),
+                i64::from(s.desired_count()),
+            )
+        })
         .collect();
     for service in timeline {
         let desired = desired[service["service"].as_str().unwrap()];
         assert_eq!(service["tasks"], desired, "{service}");
-        assert!(service["pull"]["slowest"].as_f64().unwrap() >= 0.0, "{service}");
-        assert!(service["start"]["median"].as_f64().unwrap() > 0.0, "{service}");
+        assert!(
+            service["pull"]["slowest"].as_f64().unwrap() >= 0.0,
+            "{service}"
+        );
+        assert!(
+            service["start"]["median"].as_f64().unwrap() > 0.0,
+            "{service}"
+        );
         assert!(service["steady"].as_f64().unwrap() > 0.0, "{service}");
         // The seed's tasks stopped by the time the rollout completed, each with its drain.
         let drained = service["drained"].as_i64().unwrap();
         assert!(drained <= desired, "{service}");
         assert_eq!(service["drain"].is_object(), drained > 0, "{service}");
     }
-    assert!(run.stderr.contains("timeline `web`: 2 new tasks: pull "), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("timeline `web`: 2 new tasks: pull "),
+        "{}",
+        run.stderr
+    );
     let record = app.record(report["deploy_id"].as_str().unwrap()).await;
     assert_eq!(record["timeline"], report["timeline"]);
-    for task in app.tasks().await.iter().filter(|t| t.last_status() == Some("RUNNING")) {
+    for task in app
+        .tasks()
+        .await
+        .iter()
+        .filter(|t| t.last_status() == Some("RUNNING"))
+    {
         let started = task.started_at().unwrap().as_secs_f64();
         let latest = task
             .containers()
             .iter()
             .map(|c| container_started(c.runtime_id().unwrap()))
             .fold(f64::MIN, f64::max);
-        assert!((started - latest).abs() < 1.0, "startedAt {started} vs the containers' {latest}");
+        assert!(
+            (started - latest).abs() < 1.0,
+            "startedAt {started} vs the containers' {latest}"
+        );
     }
 
     // Built and pushed: ECR holds the commit's tag with the digest the revisions are pinned to.
@@ -294,10 +321,15 @@ fn container_started(id: &str) -> f64 {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let parsed = humantime::parse_rfc3339_weak(text.trim_end_matches('Z').split('.').next().unwrap())
-        .unwrap_or_else(|e| panic!("{text:?}: {e}"));
-    let fraction: f64 = text
-        .split_once('.')
-        .map_or(0.0, |(_, f)| format!("0.{}", f.trim_end_matches('Z')).parse().unwrap());
-    parsed.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + fraction
+    let parsed =
+        humantime::parse_rfc3339_weak(text.trim_end_matches('Z').split('.').next().unwrap())
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    let fraction: f64 = text.split_once('.').map_or(0.0, |(_, f)| {
+        format!("0.{}", f.trim_end_matches('Z')).parse().unwrap()
+    });
+    parsed
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        + fraction
 }

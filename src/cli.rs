@@ -46,9 +46,9 @@ enum CliCommand {
     /// Run a one-off command as a task of a service's revision, its logs streamed live
     ///
     /// The task takes the service's revision (or `--revision`), network settings and capacity
-    /// (never Fargate Spot). berth ends with the command's exit code; its own codes (2, 3, 4, 5)
-    /// mean the command did not run. A rerun with the same `--client-token` (in CircleCI: the
-    /// same job) follows the task the first run started instead of starting another.
+    /// (never Fargate Spot). berth ends with the command's exit code; its own codes (1 to 5)
+    /// mean the command did not run to one. A rerun with the same `--client-token` (in CircleCI:
+    /// the same job) follows the task the first run started instead of starting another.
     Run(RunArgs),
 }
 

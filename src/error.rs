@@ -226,13 +226,13 @@ pub enum Error {
     #[error("a deploy of `{env}` is in flight: {why}")]
     DeployInFlight { env: String, why: String },
 
-    /// A `before_deploy` hook failed: the deploy stopped before any change. `restored`: the lock
-    /// went back as it was, so nothing was written.
+    /// A `before_deploy` hook failed: the deploy stopped before any change in AWS. `left`: what
+    /// the run could not undo in S3 (`None`: the lock went back as it was, nothing was written).
     #[error("hook `{hook}` {summary}: the deploy stopped before any change")]
     HookFailed {
         hook: &'static str,
         summary: String,
-        restored: bool,
+        left: Option<String>,
     },
 
     /// The lock was taken over while this run held it; it stopped before changing anything more.
@@ -279,7 +279,7 @@ impl Error {
             } => ExitStatus::Command(*code),
             Self::TaskFailed { .. } => ExitStatus::MigrationFailed,
             Self::DeployInFlight { .. } => ExitStatus::Locked,
-            Self::HookFailed { restored: true, .. } => ExitStatus::Usage,
+            Self::HookFailed { left: None, .. } => ExitStatus::Usage,
             Self::HookFailed { .. } => ExitStatus::DeployFailed,
         }
     }
@@ -339,8 +339,8 @@ impl Error {
             Self::WrongBranch { wanted, .. } => format!("deploy a commit of `{wanted}`, or pass `--any-branch` to deploy this one anyway (`branch` in berth.toml names the environment's branch)"),
             Self::TaskFailed { hint, .. } => hint.clone(),
             Self::DeployInFlight { env, .. } => format!("wait for it to finish (`berth status --env {env}`), or name the revision to run with `--revision`"),
-            Self::HookFailed { hook, restored: true, .. } => format!("its output above says why; nothing was written (the lock went back as it was): fix it, or `[hooks] {hook}` in berth.toml, and deploy again"),
-            Self::HookFailed { hook, .. } => format!("its output above says why; nothing in AWS changed, and the lock was released (it changed while the hook ran, so it could not go back as it was): fix it, or `[hooks] {hook}` in berth.toml, and deploy again"),
+            Self::HookFailed { hook, left: None, .. } => format!("its output above says why; nothing was written (the lock went back as it was): fix it, or `[hooks] {hook}` in berth.toml, and deploy again"),
+            Self::HookFailed { hook, left: Some(left), .. } => format!("its output above says why; nothing in AWS changed, but {left}: fix the hook, or `[hooks] {hook}` in berth.toml, and deploy again"),
             Self::LockLost { .. } => "this run stopped before its next change; if another deploy ran since (above), the environment runs that one and a rerun of this deploy is refused as stale (deploy a newer commit, or `--force`); otherwise rerun the same command: finished steps are skipped".to_owned(),
         }
     }

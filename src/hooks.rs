@@ -151,45 +151,41 @@ impl Runner<'_> {
                 );
             }
         };
+        // Whatever ends this run (a timeout, Ctrl-C dropping the deploy) kills the hook's whole
+        // process group: `sh` and what it started.
+        let group = Group(child.id());
         let label = hook.name();
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let finished = async {
+        let reading = async {
             tokio::join!(
                 self.stream(stdout, label, reporter),
                 self.stream(stderr, label, reporter)
             );
-            child.wait().await
         };
-        match tokio::time::timeout(self.hooks.timeout, finished).await {
-            Ok(Ok(status)) if status.success() => (HookOutcome::Succeeded, Some(0), None),
-            Ok(Ok(status)) => (
-                HookOutcome::Failed,
-                status.code(),
-                Some(match status.code() {
-                    Some(code) => format!("exited {code}"),
-                    None => "was killed by a signal".to_owned(),
-                }),
-            ),
-            Ok(Err(error)) => (
-                HookOutcome::Failed,
-                None,
-                Some(format!("could not be waited on: {error}")),
-            ),
-            Err(_) => {
-                if let Some(pid) = child.id() {
-                    kill_group(pid);
+        let finished = async {
+            tokio::pin!(reading);
+            // The hook's end decides, not its outputs' ends: a process it left in the background
+            // may hold them open. What it wrote by then is read for a moment more.
+            let mut read = false;
+            let status = tokio::select! {
+                status = child.wait() => status,
+                () = &mut reading => {
+                    read = true;
+                    child.wait().await
                 }
-                let _ = child.kill().await;
-                (
-                    HookOutcome::TimedOut,
-                    None,
-                    Some(format!(
-                        "was still running after {} (`hooks.timeout`) and was killed",
-                        short_duration(self.hooks.timeout)
-                    )),
-                )
+            };
+            if !read {
+                let _ = tokio::time::timeout(OUTPUT_GRACE, &mut reading).await;
             }
-        }
+            status
+        };
+        let outcome = outcome(
+            tokio::time::timeout(self.hooks.timeout, finished).await,
+            self.hooks.timeout,
+        );
+        drop(group);
+        let _ = child.kill().await;
+        outcome
     }
 
     /// The lines of one of the hook's outputs, masked, as they come.
@@ -202,20 +198,69 @@ impl Runner<'_> {
         let Some(output) = output else {
             return;
         };
-        let mut lines = BufReader::new(output).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            reporter.output(label, &self.masker.mask(&line));
+        // Bytes, not text: a line that is not UTF-8 is shown as best it can be, and the reading
+        // goes on (a reader that stopped would leave the hook writing into a closed pipe).
+        let mut output = BufReader::new(output);
+        let mut line = Vec::new();
+        while matches!(output.read_until(b'\n', &mut line).await, Ok(read) if read > 0) {
+            let text = String::from_utf8_lossy(&line);
+            reporter.output(
+                label,
+                &self.masker.mask(text.trim_end_matches(['\n', '\r'])),
+            );
+            line.clear();
         }
     }
 }
 
-/// Kills the hook's process group: `sh` and whatever it started.
-fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+/// The hook's end, from how its wait ended: its status, an error, or `hooks.timeout`.
+fn outcome(
+    waited: Result<std::io::Result<std::process::ExitStatus>, tokio::time::error::Elapsed>,
+    timeout: std::time::Duration,
+) -> (HookOutcome, Option<i32>, Option<String>) {
+    match waited {
+        Ok(Ok(status)) if status.success() => (HookOutcome::Succeeded, Some(0), None),
+        Ok(Ok(status)) => (
+            HookOutcome::Failed,
+            status.code(),
+            Some(match status.code() {
+                Some(code) => format!("exited {code}"),
+                None => "was killed by a signal".to_owned(),
+            }),
+        ),
+        Ok(Err(error)) => (
+            HookOutcome::Failed,
+            None,
+            Some(format!("could not be waited on: {error}")),
+        ),
+        Err(_) => (
+            HookOutcome::TimedOut,
+            None,
+            Some(format!(
+                "was still running after {} (`hooks.timeout`) and was killed",
+                short_duration(timeout)
+            )),
+        ),
+    }
+}
+
+/// How long a hook's output is still read once the hook has ended.
+const OUTPUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A hook's process group, killed when dropped: `sh` and whatever it started. `kill(1)` with a
+/// negative id signals the group (berth makes no libc calls of its own).
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// The values of the secret build args set in berth's environment: a hook's output masks them.
@@ -227,4 +272,94 @@ pub fn masker(settings: &crate::settings::Settings) -> Masker {
         .filter_map(|name| std::env::var(name).ok())
         .collect();
     Masker::new(&values)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::{Facts, Hook, Runner};
+    use crate::report::Reporter;
+    use crate::settings::HookSettings;
+    use crate::state::record::HookOutcome;
+    use crate::text::Masker;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Reporter for Lines {
+        fn step_started(&self, _: &str) {}
+        fn step_finished(&self, _: &str, _: Duration) {}
+        fn step_skipped(&self, _: &str, _: &str) {}
+        fn info(&self, line: &str) {
+            self.0.lock().unwrap().push(line.to_owned());
+        }
+    }
+
+    async fn run(
+        command: &str,
+        timeout: Duration,
+        dir: &std::path::Path,
+    ) -> (HookOutcome, Vec<String>) {
+        let hooks = HookSettings {
+            after_deploy: Some(command.to_owned()),
+            timeout,
+            ..HookSettings::default()
+        };
+        let masker = Masker::new(&["s3cr3t".to_owned()]);
+        let runner = Runner {
+            hooks: &hooks,
+            dir,
+            masker: &masker,
+        };
+        let lines = Lines::default();
+        let ran = runner
+            .run(Hook::AfterDeploy, &Facts::default(), &lines)
+            .await
+            .unwrap();
+        (ran.outcome, lines.0.into_inner().unwrap())
+    }
+
+    /// A hook's output is read as bytes and masked; one that leaves a process behind holding its
+    /// output ends when it ends; one past its timeout is killed with what it started.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hook_ends_with_its_shell_and_its_timeout_kills_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (outcome, lines) = run(
+            r"printf 'caf\351 s3cr3t\n'; echo $BERTH_HOOK; exit 3",
+            Duration::from_secs(10),
+            dir.path(),
+        )
+        .await;
+        assert_eq!(outcome, HookOutcome::Failed);
+        assert!(
+            lines.contains(&"after_deploy | caf\u{fffd} ***".to_owned()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"after_deploy | after_deploy".to_owned()),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("exited 3")), "{lines:?}");
+
+        let began = Instant::now();
+        let (outcome, _) = run("sleep 30 & echo left", Duration::from_secs(10), dir.path()).await;
+        assert_eq!(outcome, HookOutcome::Succeeded);
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            began.elapsed()
+        );
+
+        let marker = dir.path().join("survived");
+        let command = format!("(sleep 2; touch {}) & sleep 30", marker.display());
+        let (outcome, lines) = run(&command, Duration::from_millis(500), dir.path()).await;
+        assert_eq!(outcome, HookOutcome::TimedOut, "{lines:?}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(
+            !marker.exists(),
+            "the hook's background process outlived its timeout"
+        );
+    }
 }

@@ -1,7 +1,8 @@
 //! The deploy's hooks (`[hooks]` in berth.toml), where they sit and what their failure does:
 //! - `before_deploy`, once the lock is taken and before any change, once per deploy (a rerun of
 //!   a deploy that started does not run it again); its failure gives the lock back as it was and
-//!   ends the run with exit 2: nothing was written;
+//!   ends the run with exit 2: nothing was written (exit 1 when something stays: the state
+//!   bucket an environment's first deploy made, a lock that could not go back);
 //! - `before_migrate` before each migration attempt; its failure fails the migration (exit 3),
 //!   which did not run;
 //! - `after_migrate`, `after_deploy` and `after_failure`: their failure is a warning.
@@ -54,7 +55,7 @@ pub(super) async fn before_deploy(
     settings: &Settings,
     (report, tag): (&mut Report, &str),
     held: &mut Held,
-    started: bool,
+    (started, bucket_made): (bool, bool),
     reporter: &dyn Reporter,
 ) -> Result<(), Error> {
     if Hook::BeforeDeploy.command(&settings.hooks).is_none() {
@@ -77,14 +78,26 @@ pub(super) async fn before_deploy(
     if ran.outcome == HookOutcome::Succeeded {
         return Ok(());
     }
+    let store = held.lock.as_ref().map(|l| l.store().url(""));
     let restored = match held.lock.take() {
-        Some(lock) => lock.give_back().await?,
+        Some(lock) => lock.give_back().await.unwrap_or(false),
         None => false,
+    };
+    let left = if !restored {
+        Some("the lock could not go back as it was (it changed while the hook ran, or S3 refused), so it was released instead".to_owned())
+    } else if bucket_made {
+        Some(format!(
+            "the state bucket this first deploy of `{}` created stays ({})",
+            settings.env,
+            store.unwrap_or_default()
+        ))
+    } else {
+        None
     };
     Err(Error::HookFailed {
         hook: Hook::BeforeDeploy.name(),
         summary: ran.summary.unwrap_or_else(|| "failed".to_owned()),
-        restored,
+        left,
     })
 }
 
@@ -163,7 +176,18 @@ pub(super) async fn after(
     facts.outcome = Some(outcome.to_owned());
     facts.error = result.as_ref().err().map(|e| crate::text::with_causes(e));
     let masker = hooks::masker(settings);
-    if let Some(ran) = runner(settings, &masker).run(hook, &facts, reporter).await {
+    let mut runner = runner(settings, &masker);
+    // Cancelled (CircleCI's SIGTERM gives a job seconds): the hook gets little time, so that the
+    // record is written and the lock released before the job is killed.
+    let capped;
+    if outcome == "interrupted" {
+        capped = crate::settings::HookSettings {
+            timeout: settings.hooks.timeout.min(INTERRUPTED_HOOK_TIMEOUT),
+            ..settings.hooks.clone()
+        };
+        runner.hooks = &capped;
+    }
+    if let Some(ran) = runner.run(hook, &facts, reporter).await {
         noted(report, record, &ran);
         if ran.outcome != HookOutcome::Succeeded {
             warn(reporter, &mut report.warnings, failed_after(&ran));
@@ -185,3 +209,6 @@ fn failed_after(ran: &HookRan) -> String {
         ran.summary.as_deref().unwrap_or("failed")
     )
 }
+
+/// How long `after_failure` may run for a cancelled deploy.
+const INTERRUPTED_HOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -346,13 +346,17 @@ async fn migrate(
 ) -> Result<(), Error> {
     let (ecs, logs) = (&cx.clients.ecs, &cx.clients.logs);
     let setup = migrate::Setup::of(cx.settings);
-    // The hooks go with an attempt: none when this deploy's migration succeeded before.
-    let done = record
-        .value
-        .migration
-        .last()
-        .is_some_and(|a| a.outcome == crate::state::record::AttemptOutcome::Succeeded);
-    if !done {
+    // `before_migrate` goes with a new attempt: none for a run that attaches to a task started
+    // before, resumes a claim, or finds the migration done or refused.
+    use crate::state::record::AttemptOutcome;
+    let latest = record.value.migration.last().map(|a| a.outcome);
+    let done = latest == Some(AttemptOutcome::Succeeded);
+    let new_attempt = match latest {
+        None => true,
+        Some(AttemptOutcome::Failed) => plan.retry,
+        Some(_) => false,
+    };
+    if new_attempt {
         super::hooked::before_migrate(cx.settings, report, record, ledger.reporter).await?;
     }
     let migrated = migrate::step::run(ecs, logs, setup, plan, record, ledger).await;

@@ -260,16 +260,19 @@ async fn lock_and_hook(
     (report, held): (&mut Report, &mut Held),
     reporter: &dyn Reporter,
 ) -> Result<(bool, Vec<crate::state::record::HookRan>), Error> {
+    // A deploy that started (a record, or the journal's entry) ran its `before_deploy` then;
+    // read before taking the lock, which takes the preparation's read of the lock file.
+    let began = read.prepared.earlier.is_some() || read.lock_file().lists(&wait.0.deploy_id);
+    let bucket_made = !read.bucket;
     let (lock, untouched) = before::lock(read, clients, settings, wait, reporter).await?;
     let lock: &Lock = held.lock.insert(lock);
     if !untouched {
         before::again(read, clients, settings, (local, lock)).await?;
     }
-    // A deploy that started (a record, or the journal's entry) ran its `before_deploy` then.
-    let began = read.prepared.earlier.is_some() || read.lock_file().lists(&wait.0.deploy_id);
     let hooks_before = report.hooks.len();
     let tag = read.prepared.tag.clone();
-    hooked::before_deploy(settings, (report, &tag), held, began, reporter).await?;
+    let seen = (began, bucket_made);
+    hooked::before_deploy(settings, (report, &tag), held, seen, reporter).await?;
     Ok((untouched, report.hooks[hooks_before..].to_vec()))
 }
 

@@ -28,7 +28,7 @@ use crate::state::record::{self, ExitCodes};
 use crate::state::{self, Place, Store};
 use crate::task;
 use crate::taskdef::{self, Described};
-use decide::Token;
+use decide::{Token, TokenSource};
 
 /// What ran, and how it ended: the result of `berth run`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -76,7 +76,8 @@ pub async fn run(
     let name = checked_service(settings, options)?;
     let how = match &options.attach {
         Some(task) => How::Attach(task),
-        None => How::Start(checked_token(settings, options, &name)?),
+        // The token's form is checked before any AWS call; a derived one names the revision too.
+        None => How::Start(checked_token(settings, options, (&name, ""))?),
     };
     let config = aws::sdk_config(settings).await?;
     let clients = Clients {
@@ -107,6 +108,12 @@ pub async fn run(
             .map_err(|names| no_container(&revision, options, settings, &names))?;
             ran.revision.clone_from(&revision.arn);
             ran.container = container;
+            let token = match token.from {
+                TokenSource::CircleJob => {
+                    checked_token(settings, options, (&ran.service, &revision.arn))?
+                }
+                _ => token,
+            };
             ran.client_token = Some(token.client_token.clone());
             let task_arn =
                 start::start(&clients.ecs, settings, &service, &token, &mut ran, reporter).await?;
@@ -114,19 +121,13 @@ pub async fn run(
         }
     };
     ran.task_arn.clone_from(&task_arn);
-    if options.detach {
-        ran.detached = true;
-        ran.status = "PROVISIONING".to_owned();
-        reporter.info(&format!(
-            "task `{}` goes on in ECS: `berth run --env {} --attach {}` follows it",
-            arn::short(&task_arn),
-            settings.env,
-            arn::short(&task_arn)
-        ));
+    if options.detach && detached(&clients, settings, &mut ran, reporter).await? {
         return Ok((ran, None));
     }
     let failure = tokio::select! {
-        followed = follow::follow(&clients, settings, options, &revision, &mut ran, reporter) => followed?,
+        followed = follow::follow(&clients, settings, options, &revision, &mut ran, reporter) => {
+            followed.unwrap_or_else(|error| Some(not_followed(settings, &task_arn, &error)))
+        }
         () = interrupted => {
             reporter.info(&format!(
                 "task `{}` goes on in ECS: `berth run --env {} --attach {}` follows it again, `aws ecs stop-task --cluster {} --task {}` stops it",
@@ -136,6 +137,50 @@ pub async fn run(
         }
     };
     Ok((ran, failure))
+}
+
+/// `--detach`: the task left to run, said, unless it was started before and has ended already
+/// (then it is judged, not left). True when detached.
+async fn detached(
+    clients: &Clients,
+    settings: &Settings,
+    ran: &mut Ran,
+    reporter: &dyn Reporter,
+) -> Result<bool, Error> {
+    let status = match ran.attached {
+        true => task::describe(&clients.ecs, &settings.cluster, &ran.task_arn)
+            .await?
+            .and_then(|t| t.last_status().map(str::to_owned)),
+        false => Some("PROVISIONING".to_owned()),
+    };
+    if status.as_deref() == Some("STOPPED") {
+        return Ok(false);
+    }
+    ran.detached = true;
+    ran.status = status.unwrap_or_default();
+    let id = arn::short(&ran.task_arn);
+    reporter.info(&format!(
+        "task `{id}` goes on in ECS: `berth run --env {} --attach {id}` follows it",
+        settings.env
+    ));
+    Ok(true)
+}
+
+/// Following a task that exists failed (CloudWatch or ECS refused a read): the result is still
+/// written, and the error says how to follow it again.
+fn not_followed(settings: &Settings, task_arn: &str, error: &Error) -> Error {
+    let id = arn::short(task_arn);
+    Error::TaskFailed {
+        summary: format!(
+            "following task `{id}` failed: {}",
+            crate::text::with_causes(error)
+        ),
+        hint: format!(
+            "the task goes on in ECS: `berth run --env {} --attach {id}` follows it again",
+            settings.env
+        ),
+        exit_code: None,
+    }
 }
 
 /// Start a task with this token, or follow one started before.
@@ -172,13 +217,23 @@ fn checked_service(settings: &Settings, options: &RunOptions) -> Result<String, 
 }
 
 /// The token of this start, checked before any AWS call.
-fn checked_token(settings: &Settings, options: &RunOptions, service: &str) -> Result<Token, Error> {
+fn checked_token(
+    settings: &Settings,
+    options: &RunOptions,
+    (service, revision): (&str, &str),
+) -> Result<Token, Error> {
     let container = options
         .container
         .as_deref()
         .unwrap_or(&settings.migration.container);
     let command = options.command.join("\u{0}");
-    let what = [settings.env.as_str(), service, container, command.as_str()];
+    let what = [
+        settings.env.as_str(),
+        service,
+        revision,
+        container,
+        command.as_str(),
+    ];
     let job = env_vars::var(env_vars::CIRCLE_WORKFLOW_JOB_ID);
     decide::token(
         options.client_token.as_deref(),

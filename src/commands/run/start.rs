@@ -31,6 +31,7 @@ pub(super) async fn start(
         .await
         .map_err(|e| failed("looking for this token's task", e))?;
     if let Some(found) = running.task_arns().first() {
+        same_run(ecs, settings, found, token, ran).await?;
         reporter.info(&format!(
             "task `{}` of this client token is running: following it, not starting another",
             arn::short(found)
@@ -83,6 +84,40 @@ pub(super) async fn start(
     ran.attached = earlier;
     reporter.info(&started_line(settings, &task_arn, token, ran, earlier));
     Ok(task_arn)
+}
+
+/// The running task this token started runs what this run asks (the revision, and the command
+/// in the container): else following it would report another command's exit code as this one's.
+async fn same_run(
+    ecs: &Client,
+    settings: &Settings,
+    found: &str,
+    token: &Token,
+    ran: &Ran,
+) -> Result<(), Error> {
+    let Some(task) = task::describe(ecs, &settings.cluster, found).await? else {
+        return Ok(());
+    };
+    let command = task.overrides().and_then(|o| {
+        o.container_overrides()
+            .iter()
+            .find(|c| c.name() == Some(ran.container.as_str()))
+            .map(|c| c.command().to_vec())
+    });
+    if task.task_definition_arn() == Some(ran.revision.as_str())
+        && command.as_ref() == Some(&ran.command)
+    {
+        return Ok(());
+    }
+    Err(Error::Mismatch {
+        problem: format!(
+            "client token `{}` started task `{}`, which runs another command, container or revision (`{}`)",
+            token.client_token,
+            arn::short(found),
+            arn::short(task.task_definition_arn().unwrap_or_default())
+        ),
+        hint: "pass another `--client-token` to run this command, or `--attach` that task to follow it".to_owned(),
+    })
 }
 
 /// `RunTask` refused outright (bad network settings, no such capacity provider): nothing ran.

@@ -22,6 +22,8 @@ fn vars(file: &Path) -> BTreeMap<String, String> {
 async fn a_failing_before_deploy_hook_stops_the_deploy_and_writes_nothing() {
     let hooks = "[hooks]\nbefore_deploy = \"echo checking $BERTH_DEPLOY_ID; exit 3\"\n";
     let app = App::new("hookbefore", hooks);
+    // Not the sandbox's first deploy (that one makes the state bucket, which stays: exit 1).
+    app.ensure_state_bucket().await;
     // No lock file yet: the one the run took is removed again.
     let before = app.snapshot().await;
     let run = app.deploy(&[]);

@@ -104,6 +104,32 @@ async fn a_rerun_with_the_same_client_token_follows_the_task_it_started() {
     assert_ne!(other.json()["task_arn"], in_job.json()["task_arn"]);
     assert_eq!(run_tasks(&app).await.len(), 3);
 
+    // The same token for another command while its task runs: berth does not follow that task
+    // as if it were this command's.
+    let long = [
+        "--client-token",
+        "backfill-2",
+        "--detach",
+        "--",
+        "sh",
+        "-c",
+        "sleep 20",
+    ];
+    let detached = app.run("run", &long, &[]);
+    assert_eq!(detached.code, Some(0), "{}", detached.stderr);
+    let other = app.run(
+        "run",
+        &["--client-token", "backfill-2", "--", "sh", "-c", "exit 0"],
+        &[],
+    );
+    assert_eq!(other.code, Some(2), "{}", other.stderr);
+    assert!(
+        other.error_line().contains("which runs another command"),
+        "{}",
+        other.stderr
+    );
+    assert_eq!(run_tasks(&app).await.len(), 4);
+
     // The same token for another command: ECS refuses, and berth starts nothing.
     let conflict = app.run(
         "run",
@@ -116,7 +142,7 @@ async fn a_rerun_with_the_same_client_token_follows_the_task_it_started() {
         "{}",
         conflict.stderr
     );
-    assert_eq!(run_tasks(&app).await.len(), 3);
+    assert_eq!(run_tasks(&app).await.len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -60,6 +60,28 @@ impl App {
         Some(serde_json::from_slice(&bytes).unwrap())
     }
 
+    /// The state bucket, made as berth makes it (versioning on) unless it is there: for a test
+    /// of a first deploy that must find it.
+    pub async fn ensure_state_bucket(&self) {
+        let s3 = self.s3().await;
+        if s3.head_bucket().bucket(STATE_BUCKET).send().await.is_ok() {
+            return;
+        }
+        // Another test may make it at the same moment: either way, it is there.
+        let _ = s3.create_bucket().bucket(STATE_BUCKET).send().await;
+        let _ = s3
+            .put_bucket_versioning()
+            .bucket(STATE_BUCKET)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await;
+        s3.head_bucket().bucket(STATE_BUCKET).send().await.unwrap();
+    }
+
     /// `stg`'s lock file.
     pub async fn lock(&self) -> Value {
         self.state_object("stg", "lock.json")
@@ -196,14 +218,26 @@ impl App {
     pub async fn snapshot(&self) -> Vec<String> {
         let mut seen = Vec::new();
         let s3 = self.s3().await;
-        let objects = s3
+        // The state bucket is shared, and made by the first deploy of the sandbox's life: before
+        // that, this app has no state object in it.
+        let listed = s3
             .list_objects_v2()
             .bucket(STATE_BUCKET)
             .prefix(format!("{}/", self.name))
             .send()
-            .await
-            .unwrap();
-        for object in objects.contents() {
+            .await;
+        let objects = match listed {
+            Ok(objects) => objects.contents().to_vec(),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_no_such_bucket()) =>
+            {
+                Vec::new()
+            }
+            Err(error) => panic!("listing the state bucket: {error:?}"),
+        };
+        for object in &objects {
             seen.push(format!(
                 "s3 {} {}",
                 object.key().unwrap_or_default(),

@@ -149,14 +149,15 @@ pub fn stopped_by_ecs(revision: &Described, container: &str, task: &Task) -> Vec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use aws_sdk_ecs::types::{Container, Task, TaskStopCode};
     use serde_json::json;
 
     use super::{stopped_by_ecs, verdict};
     use crate::taskdef::Described;
 
-    fn revision() -> Described {
+    /// A revision with an essential `app` and a non-essential `datadog-agent`.
+    pub(crate) fn revision() -> Described {
         Described::from_json(
             "arn:aws:ecs:us-east-1:1:task-definition/web:8",
             json!({

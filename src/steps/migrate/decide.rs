@@ -182,24 +182,11 @@ const MAY_HAVE_RUN_HINT: &str = "check the task's logs or the database's migrati
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::{Claim, Decision, Seen, Situation, client_token, decide};
     use crate::state::record::{Attempt, AttemptOutcome};
-    use crate::taskdef::{Described, MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
+    use crate::task::decide::tests::revision;
+    use crate::taskdef::{MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
-    fn revision() -> Described {
-        Described::from_json(
-            "arn:aws:ecs:us-east-1:1:task-definition/web:8",
-            json!({
-                "family": "web",
-                "containerDefinitions": [
-                    {"name": "app", "essential": true},
-                    {"name": "datadog-agent", "essential": false}
-                ]
-            }),
-        )
-    }
 
     const TASK_1: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/1111";
     const TASK_2: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/2222";

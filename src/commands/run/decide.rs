@@ -171,6 +171,15 @@ pub fn started_before(task: &aws_sdk_ecs::types::Task, asked: std::time::SystemT
     !fresh || created_long_before
 }
 
+/// The command the task's overrides give `container`, if they give it one.
+pub fn command_of(task: &aws_sdk_ecs::types::Task, container: &str) -> Option<Vec<String>> {
+    task.overrides()?
+        .container_overrides()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .map(|c| c.command().to_vec())
+}
+
 /// The container a task started by `berth run` ran its command in: the one whose command the
 /// task's overrides replace.
 pub fn overridden(task: &aws_sdk_ecs::types::Task) -> Option<String> {

@@ -121,7 +121,7 @@ pub async fn run(
         }
     };
     ran.task_arn.clone_from(&task_arn);
-    if options.detach && detached(&clients, settings, &mut ran, reporter).await? {
+    if options.detach && detached(settings, &mut ran, reporter) {
         return Ok((ran, None));
     }
     let failure = tokio::select! {
@@ -141,29 +141,18 @@ pub async fn run(
 
 /// `--detach`: the task left to run, said, unless it was started before and has ended already
 /// (then it is judged, not left). True when detached.
-async fn detached(
-    clients: &Clients,
-    settings: &Settings,
-    ran: &mut Ran,
-    reporter: &dyn Reporter,
-) -> Result<bool, Error> {
-    let status = match ran.attached {
-        true => task::describe(&clients.ecs, &settings.cluster, &ran.task_arn)
-            .await?
-            .and_then(|t| t.last_status().map(str::to_owned)),
-        false => Some("PROVISIONING".to_owned()),
-    };
-    if status.as_deref() == Some("STOPPED") {
-        return Ok(false);
+fn detached(settings: &Settings, ran: &mut Ran, reporter: &dyn Reporter) -> bool {
+    // The status as the start saw it: `RunTask`'s answer, or the running task it found.
+    if ran.status == "STOPPED" {
+        return false;
     }
     ran.detached = true;
-    ran.status = status.unwrap_or_default();
     let id = arn::short(&ran.task_arn);
     reporter.info(&format!(
         "task `{id}` goes on in ECS: `berth run --env {} --attach {id}` follows it",
         settings.env
     ));
-    Ok(true)
+    true
 }
 
 /// Following a task that exists failed (CloudWatch or ECS refused a read): the result is still
@@ -363,17 +352,10 @@ async fn attached(
         .clone()
         .or_else(|| decide::overridden(&found))
         .unwrap_or_else(|| settings.migration.container.clone());
-    if let Some(command) = found
-        .overrides()
-        .and_then(|o| {
-            o.container_overrides()
-                .iter()
-                .find(|c| c.name() == Some(&container))
-        })
-        .map(|c| c.command().to_vec())
-    {
+    if let Some(command) = decide::command_of(&found, &container) {
         ran.command = command;
     }
+    ran.status = found.last_status().unwrap_or_default().to_owned();
     ran.revision.clone_from(&revision.arn);
     ran.container = container;
     ran.attached = true;

@@ -77,11 +77,13 @@ pub(super) async fn start(
             .to_owned(),
         exit_code: None,
     })?;
-    let earlier = output
-        .tasks()
-        .first()
-        .is_some_and(|task| decide::started_before(task, asked));
+    let answered = output.tasks().first();
+    let earlier = answered.is_some_and(|task| decide::started_before(task, asked));
     ran.attached = earlier;
+    ran.status = answered
+        .and_then(|task| task.last_status())
+        .unwrap_or("PROVISIONING")
+        .to_owned();
     reporter.info(&started_line(settings, &task_arn, token, ran, earlier));
     Ok(task_arn)
 }
@@ -93,17 +95,13 @@ async fn same_run(
     settings: &Settings,
     found: &str,
     token: &Token,
-    ran: &Ran,
+    ran: &mut Ran,
 ) -> Result<(), Error> {
     let Some(task) = task::describe(ecs, &settings.cluster, found).await? else {
         return Ok(());
     };
-    let command = task.overrides().and_then(|o| {
-        o.container_overrides()
-            .iter()
-            .find(|c| c.name() == Some(ran.container.as_str()))
-            .map(|c| c.command().to_vec())
-    });
+    ran.status = task.last_status().unwrap_or_default().to_owned();
+    let command = decide::command_of(&task, &ran.container);
     if task.task_definition_arn() == Some(ran.revision.as_str())
         && command.as_ref() == Some(&ran.command)
     {

@@ -187,7 +187,6 @@ mod tests {
     use crate::task::decide::tests::revision;
     use crate::taskdef::{MIGRATION_RESULT_TAG, MIGRATION_TASK_TAG};
 
-
     const TASK_1: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/1111";
     const TASK_2: &str = "arn:aws:ecs:us-east-1:1:task/berth-stg/2222";
     const DAY: u64 = 24 * 60 * 60;

@@ -15,35 +15,27 @@ use crate::state::record::{ServiceTimeline, Spread};
 /// `DescribeTasks` takes up to 100 tasks a call.
 const DESCRIBE_BATCH: usize = 100;
 
-/// Each rolled service's timeline, read from ECS.
+/// Each rolled service's timeline, read from ECS: the services in one `DescribeServices`, each
+/// one's tasks.
 pub async fn read(
     ecs: &Client,
     cluster: &str,
     rolled: &[Rolled],
 ) -> Result<Vec<ServiceTimeline>, Error> {
+    let names: Vec<String> = rolled.iter().map(|r| r.service.clone()).collect();
+    let services = crate::aws::services::describe(ecs, cluster, &names).await?;
     let mut timelines = Vec::new();
     for rolled in rolled {
         let tasks = tasks(ecs, cluster, &rolled.service).await?;
-        let service = ecs
-            .describe_services()
-            .cluster(cluster)
-            .services(&rolled.service)
-            .send()
-            .await
-            .map_err(|e| failed("describing the service for its timeline", e))?;
-        let deployment = service
-            .services()
-            .first()
-            .and_then(|s| {
-                s.deployments()
-                    .iter()
-                    .find(|d| d.id() == Some(rolled.deployment_id.as_str()))
-            })
-            .cloned();
+        let deployment = services.get(&rolled.service).and_then(|s| {
+            s.deployments()
+                .iter()
+                .find(|d| d.id() == Some(rolled.deployment_id.as_str()))
+        });
         timelines.push(timeline(
             &rolled.service,
             &rolled.deployment_id,
-            deployment.as_ref(),
+            deployment,
             &tasks,
         ));
     }
